@@ -1,0 +1,51 @@
+//! Host configuration: where the database is, where plugins are, and the
+//! tunables of the lifecycle.
+
+use std::path::{Path, PathBuf};
+
+use crate::lifecycle::LifecycleOptions;
+use crate::store::default_sqlite_url;
+
+/// Environment variable with extra plugin directories (colon-separated).
+pub const PLUGIN_PATH_ENV: &str = "LOCKSTEP_PLUGIN_PATH";
+
+/// What [`Container::build`](crate::Container::build) needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The project directory (used for the default database and plugin dir).
+    pub project: PathBuf,
+    /// `sqlite://PATH` or `postgres://…`; default `<project>/.lockstep/lockstep.db`.
+    pub database_url: Option<String>,
+    /// Plugin directories searched in order; default `<project>/.lockstep/plugins`,
+    /// then those of `LOCKSTEP_PLUGIN_PATH`.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Lock and changeset tunables.
+    pub lifecycle: LifecycleOptions,
+}
+
+impl Config {
+    /// Defaults for the project at `project`.
+    pub fn for_project(project: impl AsRef<Path>) -> Self {
+        let project = project.as_ref().to_path_buf();
+        Config {
+            plugin_dirs: default_plugin_dirs(&project),
+            project,
+            database_url: None,
+            lifecycle: LifecycleOptions::default(),
+        }
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| default_sqlite_url(&self.project))
+    }
+}
+
+/// `<project>/.lockstep/plugins` followed by the entries of `LOCKSTEP_PLUGIN_PATH`.
+pub fn default_plugin_dirs(project: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![project.join(".lockstep").join("plugins")];
+    if let Ok(extra) = std::env::var(PLUGIN_PATH_ENV) {
+        dirs.extend(extra.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
+    }
+    dirs
+}

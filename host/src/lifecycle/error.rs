@@ -1,0 +1,85 @@
+//! The lifecycle's error: what failed, named so callers (and the CLI's exit
+//! codes) can tell a lock conflict from a drift from a bad transition.
+
+use super::{InvalidTransition, PluginError};
+use crate::locks::{LockConflict, LockError};
+use crate::store::StoreError;
+use crate::workspace::{ChangeError, Drift};
+
+/// A lifecycle command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    /// Another session holds a lock the command needs.
+    #[error("{0}")]
+    LockConflict(Box<LockConflict>),
+    /// The session's lease was lost while the phase ran; the phase was aborted.
+    #[error("the lease on `{resource}` (token {token}) was lost while the phase ran; the phase was aborted")]
+    LockExpired {
+        /// The resource.
+        resource: String,
+        /// The lost token.
+        token: i64,
+    },
+    /// The command is not allowed from the plan's status.
+    #[error(transparent)]
+    InvalidTransition(#[from] InvalidTransition),
+    /// Apply found targets changed since Execute; nothing was written.
+    #[error("apply refused: {} file(s) changed since the plan was executed: {}; nothing was written (revert and re-run the plan)", .0.len(), .0.iter().map(|d| d.path.as_str()).collect::<Vec<_>>().join(", "))]
+    ApplyDrift(Vec<Drift>),
+    /// A plugin failed; the phase is errored and may be retried.
+    #[error("{phase} failed: {source}")]
+    Plugin {
+        /// The phase.
+        phase: &'static str,
+        /// The plugin's error.
+        source: PluginError,
+    },
+    /// An executor returned a change the host refuses.
+    #[error("execute failed: {0}")]
+    InvalidChange(#[from] ChangeError),
+    /// The plan is unknown.
+    #[error("no plan with id `{0}`")]
+    NotFound(String),
+    /// The action is malformed.
+    #[error("invalid action: {0}")]
+    InvalidAction(String),
+    /// A step panicked inside the host process.
+    #[error("{phase} panicked: {message}")]
+    Panicked {
+        /// The phase.
+        phase: &'static str,
+        /// The panic payload.
+        message: String,
+    },
+    /// The session is shutting down; the phase was interrupted.
+    #[error("interrupted by shutdown")]
+    Interrupted,
+    /// Persistence failed (includes fenced and version-conflicting writes).
+    #[error(transparent)]
+    Store(StoreError),
+    /// Lock service failure other than a conflict.
+    #[error("lock service: {0}")]
+    Lock(LockError),
+    /// Filesystem failure while applying.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl From<LockError> for LifecycleError {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::Conflict(c) | LockError::Timeout { conflict: c, .. } => LifecycleError::LockConflict(c),
+            LockError::Expired { resource, token } => LifecycleError::LockExpired { resource, token },
+            other => LifecycleError::Lock(other),
+        }
+    }
+}
+
+impl From<StoreError> for LifecycleError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(id) => LifecycleError::NotFound(id),
+            other => LifecycleError::Store(other),
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Phases, states, commands, and the one pure function that decides every
+//! transition (DESIGN §2).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The phase a plan is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The action as the user wrote it (before any plan exists).
+    Action,
+    /// A strategist proposes steps.
+    Strategize,
+    /// An executor runs the steps into a changeset.
+    Execute,
+    /// The host writes the changeset to the project.
+    Apply,
+}
+
+/// The state within a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Waiting to run.
+    Queued,
+    /// Running under the plan lock.
+    Processing,
+    /// Finished successfully.
+    Complete,
+    /// Failed (or was interrupted); the phase may be retried.
+    Errored,
+    /// The changeset was written to the project (terminal).
+    Applied,
+    /// Cancelled by a user (terminal).
+    Cancelled,
+}
+
+/// Every phase, in order.
+pub const PHASES: [Phase; 4] = [Phase::Action, Phase::Strategize, Phase::Execute, Phase::Apply];
+/// Every state.
+pub const STATES: [State; 6] = [State::Queued, State::Processing, State::Complete, State::Errored, State::Applied, State::Cancelled];
+
+/// Where a plan is: a phase and a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Status {
+    /// The phase.
+    pub phase: Phase,
+    /// The state within the phase.
+    pub state: State,
+}
+
+impl Status {
+    /// Shorthand constructor.
+    pub const fn new(phase: Phase, state: State) -> Self {
+        Status { phase, state }
+    }
+
+    /// Whether no command can move the plan any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self.state, State::Applied | State::Cancelled)
+    }
+}
+
+/// A command that changes a plan's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// Create a plan (`plan new`).
+    New,
+    /// Run Strategize.
+    Strategize,
+    /// Run Execute.
+    Execute,
+    /// Run Apply.
+    Apply,
+    /// Discard the changeset and go back to strategize/queued.
+    Revert,
+    /// Give up on the plan.
+    Cancel,
+    /// Mark a plan whose processing session died as errored.
+    Recover,
+}
+
+/// Every command.
+pub const COMMANDS: [Command; 7] =
+    [Command::New, Command::Strategize, Command::Execute, Command::Apply, Command::Revert, Command::Cancel, Command::Recover];
+
+/// A command that is not allowed from the plan's current status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {command} a plan in {from}: {command} is allowed only from {allowed}")]
+pub struct InvalidTransition {
+    /// Where the plan is.
+    pub from: String,
+    /// The status the command would lead to (or the command's name).
+    pub to: String,
+    /// The command.
+    pub command: Command,
+    /// Where the command is allowed from, for the message.
+    pub allowed: &'static str,
+}
+
+/// The result of a valid command: the status it starts in (for the
+/// long-running phases, `*/processing`) and where it ends on success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    /// Status written when the command starts.
+    pub start: Status,
+    /// Status written when it succeeds.
+    pub success: Status,
+    /// Status written when it fails.
+    pub failure: Option<Status>,
+}
+
+/// Decide a command from a status: the single source of truth for DESIGN §2.
+/// `from` is `None` for a plan that does not exist yet.
+pub fn transition(from: Option<Status>, command: Command) -> Result<Transition, InvalidTransition> {
+    use Phase::*;
+    use State::*;
+    let s = Status::new;
+    let allowed = |ok: bool, allowed: &'static str, t: Transition| {
+        if ok {
+            Ok(t)
+        } else {
+            Err(InvalidTransition {
+                from: from.map(|f| f.to_string()).unwrap_or_else(|| "(new)".into()),
+                to: t.success.to_string(),
+                command,
+                allowed,
+            })
+        }
+    };
+    let phase_run = |phase: Phase, done: State| Transition {
+        start: s(phase, Processing),
+        success: s(phase, done),
+        failure: Some(s(phase, Errored)),
+    };
+    let Some(f) = from else {
+        return allowed(
+            command == Command::New,
+            "(new)",
+            Transition { start: s(Strategize, Queued), success: s(Strategize, Queued), failure: None },
+        );
+    };
+    let (p, st) = (f.phase, f.state);
+    match command {
+        Command::New => allowed(false, "(new)", Transition { start: f, success: s(Strategize, Queued), failure: None }),
+        Command::Strategize => allowed(
+            p == Strategize && matches!(st, Queued | Errored),
+            "strategize/queued or strategize/errored",
+            phase_run(Strategize, Complete),
+        ),
+        Command::Execute => allowed(
+            (p == Strategize && st == Complete) || (p == Execute && st == Errored),
+            "strategize/complete or execute/errored",
+            phase_run(Execute, Complete),
+        ),
+        Command::Apply => allowed(
+            (p == Execute && st == Complete) || (p == Apply && st == Errored),
+            "execute/complete or apply/errored",
+            phase_run(Apply, Applied),
+        ),
+        Command::Revert => allowed(
+            (p == Execute && !matches!(st, Applied | Cancelled)) || (p == Apply && st == Errored),
+            "execute/* or apply/errored",
+            Transition { start: s(Strategize, Queued), success: s(Strategize, Queued), failure: None },
+        ),
+        Command::Cancel => allowed(
+            !f.is_terminal(),
+            "any status but applied or cancelled",
+            Transition { start: s(p, Cancelled), success: s(p, Cancelled), failure: None },
+        ),
+        Command::Recover => allowed(
+            st == Processing,
+            "*/processing",
+            Transition { start: s(p, Errored), success: s(p, Errored), failure: None },
+        ),
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Action => "action",
+            Phase::Strategize => "strategize",
+            Phase::Execute => "execute",
+            Phase::Apply => "apply",
+        })
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Queued => "queued",
+            State::Processing => "processing",
+            State::Complete => "complete",
+            State::Errored => "errored",
+            State::Applied => "applied",
+            State::Cancelled => "cancelled",
+        })
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.phase, self.state)
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Command::New => "new",
+            Command::Strategize => "strategize",
+            Command::Execute => "execute",
+            Command::Apply => "apply",
+            Command::Revert => "revert",
+            Command::Cancel => "cancel",
+            Command::Recover => "recover",
+        })
+    }
+}
+
+impl FromStr for Phase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        PHASES.into_iter().find(|p| p.to_string() == s).ok_or_else(|| format!("unknown phase `{s}`"))
+    }
+}
+
+impl FromStr for State {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        STATES.into_iter().find(|p| p.to_string() == s).ok_or_else(|| format!("unknown state `{s}`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The transition table of DESIGN §2, written out independently of
+    /// `transition` so the test checks one against the other.
+    fn expected(from: Status, command: Command) -> Option<Status> {
+        use Phase::*;
+        use State::*;
+        let (p, s) = (from.phase, from.state);
+        match command {
+            Command::New => None,
+            Command::Strategize if p == Strategize && (s == Queued || s == Errored) => Some(Status::new(Strategize, Processing)),
+            Command::Execute if (p, s) == (Strategize, Complete) || (p, s) == (Execute, Errored) => {
+                Some(Status::new(Execute, Processing))
+            }
+            Command::Apply if (p, s) == (Execute, Complete) || (p, s) == (Apply, Errored) => Some(Status::new(Apply, Processing)),
+            Command::Revert
+                if (p == Execute && [Queued, Processing, Complete, Errored].contains(&s)) || (p, s) == (Apply, Errored) =>
+            {
+                Some(Status::new(Strategize, Queued))
+            }
+            Command::Cancel if s != Applied && s != Cancelled => Some(Status::new(p, Cancelled)),
+            Command::Recover if s == Processing => Some(Status::new(p, Errored)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn walks_the_whole_table() {
+        let mut allowed = 0;
+        for phase in PHASES {
+            for state in STATES {
+                let from = Status::new(phase, state);
+                for command in COMMANDS {
+                    match (transition(Some(from), command), expected(from, command)) {
+                        (Ok(t), Some(start)) => {
+                            assert_eq!(t.start, start, "{from} {command}");
+                            allowed += 1;
+                        }
+                        (Err(e), None) => {
+                            assert_eq!(e.from, from.to_string());
+                            assert!(!e.to.is_empty());
+                            assert!(e.to_string().contains(&from.to_string()), "{e}");
+                        }
+                        (got, want) => panic!("{from} {command}: got {got:?}, want {want:?}"),
+                    }
+                }
+            }
+        }
+        // strategize 2 + execute 2 + apply 2 + revert 5 + cancel 16 + recover 4
+        assert_eq!(allowed, 31);
+        assert!(transition(None, Command::New).is_ok());
+        for command in COMMANDS.into_iter().filter(|c| *c != Command::New) {
+            assert_eq!(transition(None, command).unwrap_err().from, "(new)");
+        }
+    }
+
+    #[test]
+    fn success_and_failure_targets() {
+        let t = transition(Some(Status::new(Phase::Execute, State::Complete)), Command::Apply).unwrap();
+        assert_eq!(t.success, Status::new(Phase::Apply, State::Applied));
+        assert_eq!(t.failure, Some(Status::new(Phase::Apply, State::Errored)));
+        let e = transition(Some(Status::new(Phase::Apply, State::Applied)), Command::Execute).unwrap_err();
+        assert_eq!(e.from, "apply/applied");
+        assert_eq!(e.to, "execute/complete");
+    }
+}

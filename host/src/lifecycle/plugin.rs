@@ -1,0 +1,215 @@
+//! The seam between the lifecycle and whatever thinks and does the work.
+//!
+//! The lifecycle calls a [`Strategist`] during Strategize and an [`Executor`]
+//! during Execute. The WebAssembly runtime in [`crate::plugins`] implements
+//! both; tests may implement them in plain Rust.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::locks::{LockConflict, ScopedLocks};
+use crate::workspace::ProjectView;
+
+/// What the user asked for, as read from an action file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    /// The action's name, e.g. `add-license-header`.
+    pub name: String,
+    /// The strategist plugin's name.
+    pub strategy: String,
+    /// The executor plugin's name.
+    pub executor: String,
+    /// String parameters handed to both plugins.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+/// One step of a plan proposal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// Identifier unique within the plan.
+    pub id: String,
+    /// One human-readable line.
+    pub title: String,
+    /// Parameters for the executor.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Project-relative paths the step expects to change (informative).
+    #[serde(default)]
+    pub targets: Vec<String>,
+}
+
+/// A strategist's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanProposal {
+    /// What the plan will do, for a human.
+    pub summary: String,
+    /// Steps in execution order.
+    pub steps: Vec<Step>,
+}
+
+/// One change an executor proposes. Paths are project-relative with `/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FileChange {
+    /// Replace or create a file.
+    Write {
+        /// Project-relative path.
+        path: String,
+        /// The complete new contents.
+        contents: Vec<u8>,
+    },
+    /// Delete a file.
+    Delete {
+        /// Project-relative path.
+        path: String,
+    },
+}
+
+impl FileChange {
+    /// The path this change targets.
+    pub fn path(&self) -> &str {
+        match self {
+            FileChange::Write { path, .. } | FileChange::Delete { path } => path,
+        }
+    }
+}
+
+/// What an executor returns for one step.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StepOutcome {
+    /// Changes in order; later changes to the same path win.
+    pub changes: Vec<FileChange>,
+    /// One line describing what happened.
+    pub summary: String,
+}
+
+/// How a plugin call failed: the plugin's own typed errors plus the ways the
+/// host stops a plugin (deadline, memory, trap) and fails to load one.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PluginError {
+    /// The action or step parameters are wrong; retrying will not help.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The plugin could not get a lock it needed.
+    #[error("lock unavailable: {0}")]
+    Lock(PluginLockError),
+    /// A transient failure; retrying the phase may help.
+    #[error("retryable failure: {0}")]
+    Retryable(String),
+    /// A failure retrying will not fix.
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+    /// The call overran its wall-clock deadline and was killed.
+    #[error("plugin `{plugin}` was killed after its deadline of {limit_ms} ms")]
+    Timeout {
+        /// Plugin name.
+        plugin: String,
+        /// The deadline that was enforced.
+        limit_ms: u64,
+    },
+    /// The call tried to grow memory past its limit.
+    #[error("plugin `{plugin}` exceeded its memory limit of {limit_bytes} bytes")]
+    OutOfMemory {
+        /// Plugin name.
+        plugin: String,
+        /// The limit that was enforced.
+        limit_bytes: u64,
+    },
+    /// The call ran out of fuel (instruction budget).
+    #[error("plugin `{plugin}` ran out of fuel ({fuel} units)")]
+    OutOfFuel {
+        /// Plugin name.
+        plugin: String,
+        /// The budget that was enforced.
+        fuel: u64,
+    },
+    /// The plugin trapped (panicked, hit `unreachable`, …).
+    #[error("plugin `{plugin}` trapped: {message}\n{backtrace}")]
+    Trap {
+        /// Plugin name.
+        plugin: String,
+        /// The trap reason.
+        message: String,
+        /// The wasm backtrace, when one was captured.
+        backtrace: String,
+    },
+    /// The plugin could not be found, loaded or instantiated.
+    #[error("plugin could not be loaded: {0}")]
+    Load(String),
+    /// The phase was cancelled (lease lost, shutdown) while the plugin ran.
+    #[error("plugin call cancelled: {0}")]
+    Cancelled(String),
+}
+
+impl PluginError {
+    /// Whether retrying the phase may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            PluginError::Retryable(_) | PluginError::Lock(_) | PluginError::Timeout { .. } | PluginError::Cancelled(_)
+        )
+    }
+}
+
+/// A lock failure as a plugin reports it (mirrors WIT `lock-error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginLockError {
+    /// Another session holds the lock.
+    #[error("{0}")]
+    Conflict(LockConflict),
+    /// A lease was lost.
+    #[error("lease on `{resource}` (token {token}) expired")]
+    Expired {
+        /// The resource.
+        resource: String,
+        /// The lost token.
+        token: u64,
+    },
+    /// The request was malformed.
+    #[error("invalid lock request: {0}")]
+    Invalid(String),
+    /// The lock service could not be reached.
+    #[error("lock service unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Everything a plugin call may touch, handed over by the lifecycle.
+#[derive(Clone)]
+pub struct PluginContext {
+    /// The plan being worked on.
+    pub plan_id: String,
+    /// Read-only project view (with the overlay of earlier steps in Execute).
+    pub project: Arc<ProjectView>,
+    /// Leases on project sub-resources, held by the running session.
+    pub locks: ScopedLocks,
+    /// Fires when the phase must stop (lease lost, shutdown): abandon the call.
+    pub cancel: CancellationToken,
+}
+
+/// Proposes a plan for an action (the Strategize phase).
+#[async_trait]
+pub trait Strategist: Send + Sync {
+    /// Read the project and propose ordered steps.
+    async fn strategize(&self, ctx: &PluginContext, action: &Action) -> Result<PlanProposal, PluginError>;
+}
+
+/// Carries out one step (the Execute phase).
+#[async_trait]
+pub trait Executor: Send + Sync {
+    /// Run `step`, returning the changes it makes.
+    async fn execute(&self, ctx: &PluginContext, step: &Step) -> Result<StepOutcome, PluginError>;
+}
+
+/// Finds strategists and executors by name for a project.
+pub trait PluginProvider: Send + Sync {
+    /// The strategist called `name`, looked up for the project at `project_root`.
+    fn strategist(&self, name: &str, project_root: &Path) -> Result<Arc<dyn Strategist>, PluginError>;
+    /// The executor called `name`, looked up for the project at `project_root`.
+    fn executor(&self, name: &str, project_root: &Path) -> Result<Arc<dyn Executor>, PluginError>;
+}

@@ -1,0 +1,568 @@
+//! [`PlanLifecycleService`]: one session's handle on the lifecycle.
+//!
+//! Every command that changes a plan takes the plan lock first (apply also
+//! the project lock), reads the plan only under it, moves an interrupted
+//! `*/processing` plan to `*/errored` (or rolls an interrupted apply
+//! forward), validates the transition, and writes each status change
+//! versioned and fenced by the lease's token. The lease is released on
+//! every path: explicitly on the normal path, by the guard's drop on a
+//! panic or a dropped future.
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    transition, Action, Command, LifecycleError, Phase, PlanProposal, PluginContext, PluginProvider, State, Status,
+};
+use crate::locks::{LockGuard, LockService, Owner, ScopedLocks, DEFAULT_TTL};
+use crate::store::{ChangeRecord, EventRecord, PlanRecord, StateWrite, StepResult, Store};
+use crate::workspace::{apply, project_id, ApplyError, ChangeLimits, ChangesetBuilder, ProjectView};
+
+/// Most steps a proposal may have.
+pub const MAX_STEPS: usize = 10_000;
+
+/// Tunables of a lifecycle session.
+#[derive(Debug, Clone)]
+pub struct LifecycleOptions {
+    /// Lease length of the plan and project locks (renewed every third).
+    pub lock_ttl: Duration,
+    /// How long to wait for a held lock (zero: fail fast).
+    pub lock_wait: Duration,
+    /// Changeset caps.
+    pub change_limits: ChangeLimits,
+    /// Read cap of the workspace view plugins see.
+    pub read_cap: u64,
+}
+
+impl Default for LifecycleOptions {
+    fn default() -> Self {
+        LifecycleOptions {
+            lock_ttl: DEFAULT_TTL,
+            lock_wait: Duration::ZERO,
+            change_limits: ChangeLimits::default(),
+            read_cap: crate::workspace::DEFAULT_READ_CAP,
+        }
+    }
+}
+
+/// Progress of a running phase, for a front end to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// A phase started.
+    PhaseStarted {
+        /// Plan id.
+        plan_id: String,
+        /// The phase.
+        phase: Phase,
+    },
+    /// Execute is about to run step `index` (0-based) of `total`.
+    StepStarted {
+        /// Index.
+        index: usize,
+        /// Count.
+        total: usize,
+        /// The step's title.
+        title: String,
+    },
+    /// A step finished.
+    StepFinished {
+        /// Index.
+        index: usize,
+        /// The executor's summary.
+        summary: String,
+        /// How many changes it returned.
+        changes: usize,
+    },
+}
+
+/// A callback receiving [`Progress`].
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// What `plan status` shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlanView {
+    /// The plan.
+    pub plan: PlanRecord,
+    /// Its history.
+    pub events: Vec<EventRecord>,
+    /// Step summaries from the last Execute.
+    pub steps: Vec<StepResult>,
+    /// Number of entries in the stored changeset.
+    pub changes: usize,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApplyReport {
+    /// The plan after apply.
+    pub plan_id: String,
+    /// Files written or deleted.
+    pub files: usize,
+}
+
+/// One session's lifecycle service; get one from
+/// [`Container::lifecycle`](crate::Container::lifecycle). Each carries its
+/// own lock owner id; all share the container's lock service, store and
+/// plugin engine.
+pub struct PlanLifecycleService {
+    store: Store,
+    locks: LockService,
+    plugins: Arc<dyn PluginProvider>,
+    owner: Owner,
+    options: LifecycleOptions,
+    shutdown: CancellationToken,
+    progress: Option<ProgressFn>,
+}
+
+enum PhaseOutput {
+    Proposal(PlanProposal),
+    Changes(Vec<ChangeRecord>, Vec<StepResult>),
+    Applied,
+}
+
+fn plan_resource(id: &str) -> String {
+    format!("plan:{id}")
+}
+
+fn project_resource(project_id: &str) -> String {
+    format!("project:{project_id}")
+}
+
+impl PlanLifecycleService {
+    pub(crate) fn new(store: Store, locks: LockService, plugins: Arc<dyn PluginProvider>, options: LifecycleOptions) -> Self {
+        PlanLifecycleService {
+            store,
+            locks,
+            plugins,
+            owner: Owner::new_session(),
+            options,
+            shutdown: CancellationToken::new(),
+            progress: None,
+        }
+    }
+
+    /// This session's lock owner.
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    /// Wait up to `wait` for held locks (jittered backoff) instead of failing fast.
+    pub fn set_lock_wait(&mut self, wait: Duration) {
+        self.options.lock_wait = wait;
+    }
+
+    /// Receive progress events of running phases.
+    pub fn set_progress(&mut self, progress: ProgressFn) {
+        self.progress = Some(progress);
+    }
+
+    /// Cancel this token to interrupt the running phase (graceful
+    /// shutdown): the plan is left errored ("interrupted"), retryable.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Release every lock this session holds.
+    pub async fn close(&self) -> Result<u64, LifecycleError> {
+        Ok(self.locks.release_all_for_owner(&self.owner.id).await?)
+    }
+
+    fn report(&self, p: Progress) {
+        if let Some(f) = &self.progress {
+            f(&p);
+        }
+    }
+
+    /// Create a plan for `action` on the project at `project`, in strategize/queued.
+    pub async fn new_plan(&self, action: Action, project: &Path) -> Result<PlanRecord, LifecycleError> {
+        let root = std::fs::canonicalize(project)
+            .map_err(|e| LifecycleError::InvalidAction(format!("project directory `{}`: {e}", project.display())))?;
+        if !root.is_dir() {
+            return Err(LifecycleError::InvalidAction(format!("`{}` is not a directory", root.display())));
+        }
+        self.plugins
+            .strategist(&action.strategy, &root)
+            .map_err(|e| LifecycleError::InvalidAction(format!("strategy `{}`: {e}", action.strategy)))?;
+        self.plugins
+            .executor(&action.executor, &root)
+            .map_err(|e| LifecycleError::InvalidAction(format!("executor `{}`: {e}", action.executor)))?;
+        let t = transition(None, Command::New)?;
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let plan = PlanRecord {
+            id,
+            project_root: root.to_string_lossy().into_owned(),
+            project_id: project_id(&root),
+            action,
+            status: t.start,
+            version: 1,
+            lock_token: None,
+            proposal: None,
+            error: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        self.store.insert_plan(&plan, &self.owner.id).await?;
+        Ok(self.store.plan(&plan.id).await?)
+    }
+
+    /// Run Strategize.
+    pub async fn strategize_plan(&self, id: &str) -> Result<PlanRecord, LifecycleError> {
+        self.run_phase(id, Command::Strategize).await
+    }
+
+    /// Run Execute.
+    pub async fn execute_plan(&self, id: &str) -> Result<PlanRecord, LifecycleError> {
+        self.run_phase(id, Command::Execute).await
+    }
+
+    /// Run Apply.
+    pub async fn apply_plan(&self, id: &str) -> Result<ApplyReport, LifecycleError> {
+        self.run_phase(id, Command::Apply).await?;
+        let files = self.store.changes(id).await?.len();
+        Ok(ApplyReport { plan_id: id.to_string(), files })
+    }
+
+    /// Re-run the phase of an errored (or interrupted) plan.
+    pub async fn retry(&self, id: &str) -> Result<PlanRecord, LifecycleError> {
+        let plan = self.status(id).await?.plan;
+        let command = match (plan.status.phase, plan.status.state) {
+            (Phase::Strategize, State::Errored) => Command::Strategize,
+            (Phase::Execute, State::Errored) => Command::Execute,
+            (Phase::Apply, State::Errored) => Command::Apply,
+            _ => {
+                return Err(super::InvalidTransition {
+                    from: plan.status.to_string(),
+                    to: format!("{}/processing", plan.status.phase),
+                    command: Command::Strategize,
+                    allowed: "strategize/errored, execute/errored or apply/errored",
+                }
+                .into())
+            }
+        };
+        self.run_phase(id, command).await
+    }
+
+    /// Discard the changeset and go back to strategize/queued.
+    pub async fn revert_plan(&self, id: &str) -> Result<PlanRecord, LifecycleError> {
+        self.simple_command(id, Command::Revert).await
+    }
+
+    /// Cancel the plan.
+    pub async fn cancel_plan(&self, id: &str) -> Result<PlanRecord, LifecycleError> {
+        self.simple_command(id, Command::Cancel).await
+    }
+
+    /// The plan with its history. A plan in `*/processing` whose lock is
+    /// free is recovered first, so the status shown is the truth.
+    pub async fn status(&self, id: &str) -> Result<PlanView, LifecycleError> {
+        let mut plan = self.store.plan(id).await?;
+        if plan.status.state == State::Processing {
+            let op = format!("recover plan {id}");
+            if let Ok(guard) = self.locks.lock(&plan_resource(id), &self.owner, &op, self.options.lock_ttl, Duration::ZERO).await
+            {
+                let recovered = self.load_locked(id, &guard).await;
+                let _ = guard.release().await;
+                plan = recovered?;
+            }
+        }
+        Ok(PlanView {
+            events: self.store.events(id).await?,
+            steps: self.store.step_results(id).await?,
+            changes: self.store.changes(id).await?.len(),
+            plan,
+        })
+    }
+
+    /// Every plan, newest first.
+    pub async fn list(&self) -> Result<Vec<PlanRecord>, LifecycleError> {
+        Ok(self.store.list_plans().await?)
+    }
+
+    /// The plan's stored changeset.
+    pub async fn changes(&self, id: &str) -> Result<Vec<ChangeRecord>, LifecycleError> {
+        self.store.plan(id).await?;
+        Ok(self.store.changes(id).await?)
+    }
+
+    async fn lock(&self, resource: &str, operation: &str) -> Result<LockGuard, LifecycleError> {
+        Ok(self.locks.lock(resource, &self.owner, operation, self.options.lock_ttl, self.options.lock_wait).await?)
+    }
+
+    /// Load a plan under its lock, recovering it if a dead session left it
+    /// in `*/processing`.
+    async fn load_locked(&self, id: &str, guard: &LockGuard) -> Result<PlanRecord, LifecycleError> {
+        let plan = self.store.plan(id).await?;
+        if plan.status.state != State::Processing {
+            return Ok(plan);
+        }
+        // We hold the plan lock, so whoever was processing is gone.
+        let fence = Some((guard.resource(), guard.token()));
+        if plan.status.phase == Phase::Apply && self.store.has_apply_journal(id).await? {
+            let project = self.lock(&project_resource(&plan.project_id), &format!("roll forward plan {id}")).await?;
+            let changes = self.store.changes(id).await?;
+            let outcome = apply::roll_forward(Path::new(&plan.project_root), &changes);
+            let to = if outcome.is_ok() { Status::new(Phase::Apply, State::Applied) } else { Status::new(Phase::Apply, State::Errored) };
+            let message = outcome.as_ref().err().map(|e| format!("roll-forward failed: {e}"));
+            let write = StateWrite {
+                plan_id: id,
+                seen_version: plan.version,
+                from: plan.status,
+                to,
+                actor: &self.owner.id,
+                fence,
+                reason: "interrupted apply rolled forward from the journal",
+                error: message.as_deref(),
+            };
+            let result =
+                if outcome.is_ok() { self.store.finish_apply(&write).await } else { self.store.transition(&write).await };
+            let _ = project.release().await;
+            result?;
+        } else {
+            let t = transition(Some(plan.status), Command::Recover)?;
+            let message = format!("interrupted: the session running {} stopped before it finished", plan.status.phase);
+            self.store
+                .transition(&StateWrite {
+                    plan_id: id,
+                    seen_version: plan.version,
+                    from: plan.status,
+                    to: t.success,
+                    actor: &self.owner.id,
+                    fence,
+                    reason: "recovered: processing session gone",
+                    error: Some(&message),
+                })
+                .await?;
+        }
+        Ok(self.store.plan(id).await?)
+    }
+
+    async fn simple_command(&self, id: &str, command: Command) -> Result<PlanRecord, LifecycleError> {
+        let guard = self.lock(&plan_resource(id), &format!("{command} plan {id}")).await?;
+        let result = async {
+            let plan = self.load_locked(id, &guard).await?;
+            let t = transition(Some(plan.status), command)?;
+            let write = StateWrite {
+                plan_id: id,
+                seen_version: plan.version,
+                from: plan.status,
+                to: t.success,
+                actor: &self.owner.id,
+                fence: Some((guard.resource(), guard.token())),
+                reason: if command == Command::Revert { "reverted: changeset discarded" } else { "cancelled" },
+                error: None,
+            };
+            if command == Command::Revert {
+                self.store.revert(&write).await?;
+            } else {
+                self.store.transition(&write).await?;
+            }
+            Ok::<_, LifecycleError>(self.store.plan(id).await?)
+        }
+        .await;
+        if let Err(e) = guard.release().await {
+            tracing::warn!("releasing plan lock: {e}");
+        }
+        result
+    }
+
+    async fn run_phase(&self, id: &str, command: Command) -> Result<PlanRecord, LifecycleError> {
+        let operation = format!("{command} plan {id}");
+        let guard = self.lock(&plan_resource(id), &operation).await?;
+        let result = self.run_phase_locked(id, command, &operation, &guard).await;
+        if let Err(e) = guard.release().await {
+            tracing::warn!("releasing plan lock: {e}; it will expire");
+        }
+        result
+    }
+
+    async fn run_phase_locked(
+        &self,
+        id: &str,
+        command: Command,
+        operation: &str,
+        guard: &LockGuard,
+    ) -> Result<PlanRecord, LifecycleError> {
+        let plan = self.load_locked(id, guard).await?;
+        let t = transition(Some(plan.status), command)?;
+        let project_guard = match command {
+            Command::Apply => Some(self.lock(&project_resource(&plan.project_id), operation).await?),
+            _ => None,
+        };
+        let fence = Some((guard.resource(), guard.token()));
+        let write = |from, to, seen_version, reason, error| StateWrite {
+            plan_id: id,
+            seen_version,
+            from,
+            to,
+            actor: &self.owner.id,
+            fence,
+            reason,
+            error,
+        };
+        let start_reason = format!("{command} started");
+        let version = self.store.transition(&write(plan.status, t.start, plan.version, &start_reason, None)).await?;
+        self.report(Progress::PhaseStarted { plan_id: id.to_string(), phase: t.start.phase });
+
+        let lost = guard.lost();
+        let project_lost = project_guard.as_ref().map(|g| g.lost()).unwrap_or_default();
+        let work = AssertUnwindSafe(self.phase_work(&plan, command, operation, lost.clone(), guard.token())).catch_unwind();
+        let outcome = tokio::select! {
+            r = work => r.unwrap_or_else(|panic| Err(LifecycleError::Panicked {
+                phase: phase_name(command),
+                message: panic_message(&panic),
+            })),
+            _ = lost.cancelled() => Err(guard.expired_error().into()),
+            _ = project_lost.cancelled() => Err(project_guard.as_ref().map(|g| g.expired_error().into()).unwrap_or(LifecycleError::Interrupted)),
+            _ = self.shutdown.cancelled() => Err(LifecycleError::Interrupted),
+        };
+
+        let done_reason = format!("{command} finished");
+        let result = match outcome {
+            Ok(output) => {
+                let w = write(t.start, t.success, version, &done_reason, None);
+                match output {
+                    PhaseOutput::Proposal(p) => self.store.complete_strategize(&w, &p).await,
+                    PhaseOutput::Changes(changes, steps) => self.store.complete_execute(&w, &changes, &steps).await,
+                    PhaseOutput::Applied => self.store.finish_apply(&w).await,
+                }
+                .map_err(LifecycleError::from)
+            }
+            Err(e) => {
+                let message = match &e {
+                    LifecycleError::Interrupted => "interrupted: the session was shut down during the phase".to_string(),
+                    other => other.to_string(),
+                };
+                let failure = t.failure.unwrap_or(t.start);
+                let failed_reason = format!("{command} failed");
+                if let Err(write_err) = self.store.transition(&write(t.start, failure, version, &failed_reason, Some(&message))).await {
+                    // A lost lease means we are fenced out: the next command recovers the plan.
+                    tracing::warn!("could not record the failure of plan {id}: {write_err}");
+                }
+                Err(e)
+            }
+        };
+        if let Some(g) = project_guard {
+            if let Err(e) = g.release().await {
+                tracing::warn!("releasing project lock: {e}; it will expire");
+            }
+        }
+        result?;
+        Ok(self.store.plan(id).await?)
+    }
+
+    fn context(&self, plan: &PlanRecord, view: ProjectView, operation: &str, cancel: CancellationToken) -> PluginContext {
+        PluginContext {
+            plan_id: plan.id.clone(),
+            project: Arc::new(view),
+            locks: ScopedLocks::new(self.locks.clone(), self.owner.clone(), &plan.project_id, operation),
+            cancel,
+        }
+    }
+
+    async fn phase_work(
+        &self,
+        plan: &PlanRecord,
+        command: Command,
+        operation: &str,
+        cancel: CancellationToken,
+        token: i64,
+    ) -> Result<PhaseOutput, LifecycleError> {
+        let root = PathBuf::from(&plan.project_root);
+        let view = || {
+            ProjectView::new(&root)
+                .map(|v| v.with_read_cap(self.options.read_cap))
+                .map_err(|e| LifecycleError::Io(format!("project `{}`: {e}", root.display())))
+        };
+        match command {
+            Command::Strategize => {
+                let strategist = self
+                    .plugins
+                    .strategist(&plan.action.strategy, &root)
+                    .map_err(|source| LifecycleError::Plugin { phase: "strategize", source })?;
+                let ctx = self.context(plan, view()?, operation, cancel);
+                let proposal = strategist
+                    .strategize(&ctx, &plan.action)
+                    .await
+                    .map_err(|source| LifecycleError::Plugin { phase: "strategize", source })?;
+                validate_proposal(&proposal)?;
+                Ok(PhaseOutput::Proposal(proposal))
+            }
+            Command::Execute => {
+                let proposal = plan.proposal.clone().unwrap_or(PlanProposal { summary: String::new(), steps: vec![] });
+                let executor = self
+                    .plugins
+                    .executor(&plan.action.executor, &root)
+                    .map_err(|source| LifecycleError::Plugin { phase: "execute", source })?;
+                let mut view = view()?;
+                let mut builder = ChangesetBuilder::new(&root, self.options.change_limits);
+                let mut results = Vec::with_capacity(proposal.steps.len());
+                let total = proposal.steps.len();
+                for (index, step) in proposal.steps.iter().enumerate() {
+                    self.report(Progress::StepStarted { index, total, title: step.title.clone() });
+                    let ctx = self.context(plan, view.clone(), operation, cancel.clone());
+                    let outcome = executor
+                        .execute(&ctx, step)
+                        .await
+                        .map_err(|source| LifecycleError::Plugin { phase: "execute", source })?;
+                    let count = outcome.changes.len();
+                    let normalised = builder.add(outcome.changes)?;
+                    view.overlay_changes(&normalised);
+                    self.report(Progress::StepFinished { index, summary: outcome.summary.clone(), changes: count });
+                    results.push(StepResult { step_id: step.id.clone(), summary: outcome.summary });
+                }
+                Ok(PhaseOutput::Changes(builder.finish(), results))
+            }
+            Command::Apply => {
+                let changes = self.store.changes(&plan.id).await?;
+                match apply::check(&root, &changes) {
+                    Ok(()) => {}
+                    Err(ApplyError::Drift(d)) => return Err(LifecycleError::ApplyDrift(d)),
+                    Err(e) => return Err(LifecycleError::Io(e.to_string())),
+                }
+                self.store.journal_apply(&plan.id, &self.owner.id, (&plan_resource(&plan.id), token)).await?;
+                apply::write_all(&root, &changes).map_err(|e| LifecycleError::Io(e.to_string()))?;
+                Ok(PhaseOutput::Applied)
+            }
+            other => unreachable!("{other} is not a phase"),
+        }
+    }
+}
+
+fn phase_name(command: Command) -> &'static str {
+    match command {
+        Command::Strategize => "strategize",
+        Command::Execute => "execute",
+        Command::Apply => "apply",
+        _ => "command",
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn validate_proposal(p: &PlanProposal) -> Result<(), LifecycleError> {
+    let invalid = |m: String| LifecycleError::Plugin { phase: "strategize", source: super::PluginError::InvalidInput(m) };
+    if p.steps.len() > MAX_STEPS {
+        return Err(invalid(format!("the proposal has {} steps; the limit is {MAX_STEPS}", p.steps.len())));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for s in &p.steps {
+        if s.id.is_empty() {
+            return Err(invalid("a step has an empty id".into()));
+        }
+        if !seen.insert(s.id.as_str()) {
+            return Err(invalid(format!("step id `{}` appears twice", s.id)));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! [`LockGuard`]: a held lease that renews itself and is released on every
+//! path — explicitly with [`LockGuard::release`], or on drop (error, panic,
+//! a dropped future) by a release task spawned on the runtime.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Grant, LockError, LockService, Owner};
+
+/// A held lease. See the module docs.
+#[derive(Debug)]
+pub struct LockGuard {
+    service: LockService,
+    owner: Owner,
+    resource: String,
+    token: i64,
+    lost: CancellationToken,
+    released: Arc<AtomicBool>,
+    heartbeat: Option<JoinHandle<()>>,
+}
+
+impl LockGuard {
+    pub(super) fn start(service: LockService, owner: Owner, grant: Grant, ttl: Duration) -> Self {
+        let lost = CancellationToken::new();
+        let released = Arc::new(AtomicBool::new(false));
+        let heartbeat = tokio::spawn(heartbeat(
+            service.clone(),
+            owner.clone(),
+            grant.resource.clone(),
+            grant.token,
+            ttl,
+            lost.clone(),
+        ));
+        LockGuard {
+            service,
+            owner,
+            resource: grant.resource,
+            token: grant.token,
+            lost,
+            released,
+            heartbeat: Some(heartbeat),
+        }
+    }
+
+    /// The locked resource.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The fencing token of this lease.
+    pub fn token(&self) -> i64 {
+        self.token
+    }
+
+    /// The owner holding the lease.
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    /// Cancelled when the heartbeat finds the lease lost. Race the phase
+    /// against it and abort with [`LockError::Expired`] when it fires.
+    pub fn lost(&self) -> CancellationToken {
+        self.lost.clone()
+    }
+
+    /// The error to report when [`LockGuard::lost`] fired.
+    pub fn expired_error(&self) -> LockError {
+        LockError::Expired { resource: self.resource.clone(), token: self.token }
+    }
+
+    /// Release the lease now (the normal path).
+    pub async fn release(mut self) -> Result<(), LockError> {
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+        self.released.store(true, Ordering::SeqCst);
+        self.service.release(&self.resource, &self.owner, self.token).await
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+        if self.released.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let service = self.service.clone();
+        let owner = self.owner.clone();
+        let resource = std::mem::take(&mut self.resource);
+        let token = self.token;
+        let release = async move {
+            if let Err(e) = service.release(&resource, &owner, token).await {
+                tracing::warn!("could not release `{resource}` on drop: {e}; it will expire");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(release);
+            }
+            Err(_) => tracing::warn!("lock guard dropped outside a runtime; the lease will expire"),
+        }
+    }
+}
+
+/// Renew every `ttl / 3`. A renewal the database refuses means the lease is
+/// gone: signal `lost`. A renewal that fails for another reason (database
+/// unreachable) is retried until the lease would have expired by our own
+/// count, and then we assume it lost: never hold a lease the database may
+/// not agree on.
+async fn heartbeat(service: LockService, owner: Owner, resource: String, token: i64, ttl: Duration, lost: CancellationToken) {
+    let period = ttl / 3;
+    let mut valid_until = tokio::time::Instant::now() + ttl;
+    loop {
+        let now = tokio::time::Instant::now();
+        let next = if now + period > valid_until { now + Duration::from_millis(200) } else { now + period };
+        tokio::time::sleep_until(next).await;
+        let sent = tokio::time::Instant::now();
+        match service.renew(&resource, &owner, token, ttl).await {
+            Ok(_) => valid_until = sent + ttl,
+            Err(LockError::Expired { .. }) => {
+                tracing::warn!("lease on `{resource}` (token {token}) was lost");
+                lost.cancel();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("renewing `{resource}` failed: {e}");
+                if tokio::time::Instant::now() >= valid_until {
+                    lost.cancel();
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! The lock service: leases on named resources, shared by every session and
+//! every host that uses the same database.
+//!
+//! One `locks` table holds one row per held resource. `acquire` inserts a
+//! row, takes over a row whose lease expired, or extends a row the same
+//! owner already holds (re-entrant, counted in `holds`). Expiry is computed
+//! from the database clock. Every new lease gets a fencing token from a
+//! monotonic counter; state writes made under a lease check that token
+//! (see [`LockService::fence_condition`]), so a holder that lost its lease can
+//! no longer write.
+
+mod error;
+mod guard;
+mod scoped;
+mod sql;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use sqlx::Row;
+
+pub use error::{format_ms, local_now_ms, Holder, LockConflict, LockError};
+pub use guard::LockGuard;
+pub use scoped::{Lease, ScopedLocks};
+
+use crate::store::Db;
+use sql::LockSql;
+
+/// Default lease length.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// Shortest lease the service grants.
+pub const MIN_TTL: Duration = Duration::from_secs(5);
+/// Longest lease the service grants.
+pub const MAX_TTL: Duration = Duration::from_secs(3600);
+
+/// Clamp a requested lease length to [`MIN_TTL`, `MAX_TTL`].
+pub fn clamp_ttl(ttl: Duration) -> Duration {
+    ttl.clamp(MIN_TTL, MAX_TTL)
+}
+
+/// One session's identity: the owner of every lock the session takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Unique id of the session (`host:pid:random`).
+    pub id: String,
+    /// Where the session runs.
+    pub holder: Holder,
+}
+
+impl Owner {
+    /// A fresh owner identity for a new session in this process.
+    pub fn new_session() -> Self {
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        let pid = std::process::id() as i64;
+        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+        let short = uuid::Uuid::new_v4().simple().to_string();
+        Owner { id: format!("{host}:{pid}:{}", &short[..8]), holder: Holder { host, pid, user } }
+    }
+}
+
+/// A lease as stored: what [`LockService::list`] returns.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LockInfo {
+    /// Resource name.
+    pub resource: String,
+    /// Owning session.
+    pub owner: String,
+    /// Fencing token.
+    pub token: i64,
+    /// What the holder is doing.
+    pub operation: String,
+    /// Where the holder runs.
+    pub holder: Holder,
+    /// Re-entrant hold count.
+    pub holds: i64,
+    /// Acquisition time (ms since the epoch).
+    pub acquired_at: i64,
+    /// Expiry time (ms since the epoch).
+    pub expires_at: i64,
+    /// The lease has expired: any session may take it over.
+    pub stale: bool,
+}
+
+/// A granted lease (before it is wrapped in a guard).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Resource name.
+    pub resource: String,
+    /// Fencing token.
+    pub token: i64,
+    /// Hold count after this acquisition (1 unless re-entrant).
+    pub holds: i64,
+    /// Expiry (ms since the epoch, database clock).
+    pub expires_at: i64,
+}
+
+/// The lease service. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct LockService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    sql: LockSql,
+}
+
+impl std::fmt::Debug for LockService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockService").field("backend", &self.inner.db.backend).finish()
+    }
+}
+
+fn check_resource(resource: &str) -> Result<(), LockError> {
+    let ok = !resource.is_empty()
+        && resource.len() <= 200
+        && resource.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(LockError::InvalidResource(resource.to_string()))
+    }
+}
+
+impl LockService {
+    /// A lock service on `db` (already migrated).
+    pub fn new(db: Db) -> Self {
+        let sql = LockSql::new(&db);
+        LockService { inner: Arc::new(Inner { db, sql }) }
+    }
+
+    /// The database this service uses.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// Try once to take `resource` for `owner`; fail fast with
+    /// [`LockError::Conflict`] naming the holder.
+    pub async fn try_acquire(&self, resource: &str, owner: &Owner, operation: &str, ttl: Duration) -> Result<Grant, LockError> {
+        check_resource(resource)?;
+        let ttl_ms = clamp_ttl(ttl).as_millis() as i64;
+        // A conflicting row may be released between our upsert and our read of
+        // the holder; then simply try again.
+        for _ in 0..8 {
+            let mut tx = self.inner.db.begin_write().await?;
+            let mut query = sqlx::query(&self.inner.sql.acquire)
+                .bind(resource)
+                .bind(&owner.id)
+                .bind(operation)
+                .bind(&owner.holder.host)
+                .bind(owner.holder.pid)
+                .bind(&owner.holder.user)
+                .bind(ttl_ms);
+            if self.inner.db.backend == crate::store::Backend::Sqlite {
+                let token: i64 = sqlx::query_scalar(self.inner.sql.next_token_sqlite).fetch_one(&mut *tx).await?;
+                query = query.bind(token);
+            }
+            if let Some(row) = query.fetch_optional(&mut *tx).await? {
+                tx.commit().await?;
+                return Ok(Grant {
+                    resource: resource.to_string(),
+                    token: row.try_get(0)?,
+                    holds: row.try_get(1)?,
+                    expires_at: row.try_get(3)?,
+                });
+            }
+            let holder = sqlx::query(&self.inner.sql.holder).bind(resource).fetch_optional(&mut *tx).await?;
+            tx.rollback().await?;
+            if let Some(row) = holder {
+                return Err(LockError::Conflict(Box::new(LockConflict {
+                    resource: resource.to_string(),
+                    owner: row.try_get(0)?,
+                    operation: row.try_get(1)?,
+                    holder: Holder { host: row.try_get(2)?, pid: row.try_get(3)?, user: row.try_get(4)? },
+                    acquired_at: row.try_get(5)?,
+                    expires_at: row.try_get(6)?,
+                })));
+            }
+        }
+        Err(LockError::Database(sqlx::Error::Protocol(format!("lock on `{resource}` kept changing hands; try again"))))
+    }
+
+    /// Take `resource`, waiting up to `wait` with jittered exponential
+    /// backoff while another session holds it. `wait = 0` fails fast.
+    pub async fn acquire(
+        &self,
+        resource: &str,
+        owner: &Owner,
+        operation: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<Grant, LockError> {
+        let start = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            match self.try_acquire(resource, owner, operation, ttl).await {
+                Err(LockError::Conflict(conflict)) => {
+                    let waited = start.elapsed();
+                    if waited >= wait {
+                        return Err(if wait.is_zero() {
+                            LockError::Conflict(conflict)
+                        } else {
+                            LockError::Timeout { waited, conflict }
+                        });
+                    }
+                    let jitter = rand::thread_rng().gen_range(0.5..1.5);
+                    let sleep = backoff.mul_f64(jitter).min(wait - waited);
+                    tokio::time::sleep(sleep).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Take `resource` and wrap the lease in a [`LockGuard`] that renews it
+    /// every TTL/3 and releases it when dropped.
+    pub async fn lock(
+        &self,
+        resource: &str,
+        owner: &Owner,
+        operation: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<LockGuard, LockError> {
+        let grant = self.acquire(resource, owner, operation, ttl, wait).await?;
+        Ok(LockGuard::start(self.clone(), owner.clone(), grant, clamp_ttl(ttl)))
+    }
+
+    /// Extend a lease by `ttl` from now. Fails with [`LockError::Expired`]
+    /// if the lease is no longer current.
+    pub async fn renew(&self, resource: &str, owner: &Owner, token: i64, ttl: Duration) -> Result<i64, LockError> {
+        let ttl_ms = clamp_ttl(ttl).as_millis() as i64;
+        let row: Option<i64> = sqlx::query_scalar(&self.inner.sql.renew)
+            .bind(resource)
+            .bind(&owner.id)
+            .bind(token)
+            .bind(ttl_ms)
+            .fetch_optional(&self.inner.db.pool)
+            .await?;
+        row.ok_or_else(|| LockError::Expired { resource: resource.to_string(), token })
+    }
+
+    /// Whether `(resource, owner, token)` is a current, unexpired lease.
+    pub async fn is_current(&self, resource: &str, owner: &Owner, token: i64) -> Result<bool, LockError> {
+        let row: Option<i64> = sqlx::query_scalar(&self.inner.sql.check)
+            .bind(resource)
+            .bind(&owner.id)
+            .bind(token)
+            .fetch_optional(&self.inner.db.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Release one hold of a lease. Re-entrant holds are counted: the row
+    /// goes away only when the outermost hold is released. Releasing a lease
+    /// that was already lost is not an error.
+    pub async fn release(&self, resource: &str, owner: &Owner, token: i64) -> Result<(), LockError> {
+        let mut tx = self.inner.db.begin_write().await?;
+        let decremented = sqlx::query(self.inner.sql.decrement)
+            .bind(resource)
+            .bind(&owner.id)
+            .bind(token)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if decremented == 0 {
+            sqlx::query(self.inner.sql.delete).bind(resource).bind(&owner.id).bind(token).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Release every lease `owner` holds (shutdown, end of session).
+    /// Returns how many were released.
+    pub async fn release_all_for_owner(&self, owner: &str) -> Result<u64, LockError> {
+        let mut tx = self.inner.db.begin_write().await?;
+        let n = sqlx::query(self.inner.sql.release_all).bind(owner).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Every lease in the table, expired ones marked `stale`.
+    pub async fn list(&self) -> Result<Vec<LockInfo>, LockError> {
+        let rows = sqlx::query(&self.inner.sql.list).fetch_all(&self.inner.db.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LockInfo {
+                    resource: row.try_get(0)?,
+                    owner: row.try_get(1)?,
+                    token: row.try_get(2)?,
+                    operation: row.try_get(3)?,
+                    holder: Holder { host: row.try_get(4)?, pid: row.try_get(5)?, user: row.try_get(6)? },
+                    holds: row.try_get(7)?,
+                    acquired_at: row.try_get(8)?,
+                    expires_at: row.try_get(9)?,
+                    stale: row.try_get::<i64, _>(10)? != 0,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(LockError::from)
+    }
+
+    /// Remove a lease whoever holds it, and advance the token counter so
+    /// that the old holder is fenced out. Returns the removed `(owner, token)`.
+    pub async fn force_release(&self, resource: &str) -> Result<Option<(String, i64)>, LockError> {
+        let mut tx = self.inner.db.begin_write().await?;
+        let row = sqlx::query(self.inner.sql.force_release).bind(resource).fetch_optional(&mut *tx).await?;
+        sqlx::query(self.inner.sql.bump_counter).execute(&mut *tx).await?;
+        tx.commit().await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose().map_err(LockError::Database)
+    }
+
+    /// A SQL condition that holds only while the lease bound at
+    /// placeholders `$r` (resource), `$o` (owner id), `$t` (token) is current.
+    /// Append it to the `WHERE` of a state write to fence it.
+    pub fn fence_condition(&self, r: usize, o: usize, t: usize) -> String {
+        LockSql::fence_condition(&self.inner.db, r, o, t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_is_clamped() {
+        assert_eq!(clamp_ttl(Duration::from_millis(1)), MIN_TTL);
+        assert_eq!(clamp_ttl(Duration::from_secs(7200)), MAX_TTL);
+        assert_eq!(clamp_ttl(Duration::from_secs(60)), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn resource_names_are_checked() {
+        assert!(check_resource("plan:abc").is_ok());
+        assert!(check_resource("project:x/res:y-1.2_z").is_ok());
+        assert!(check_resource("").is_err());
+        assert!(check_resource("a b").is_err());
+        assert!(check_resource(&"a".repeat(201)).is_err());
+    }
+}

@@ -1,0 +1,90 @@
+//! The lock statements, written once with `$n` placeholders (both SQLite and
+//! PostgreSQL accept them) and specialised per backend for the clock, the
+//! token source and `GREATEST`.
+
+use crate::store::{Backend, Db};
+
+/// Prepared SQL text for one backend.
+#[derive(Debug, Clone)]
+pub(crate) struct LockSql {
+    pub acquire: String,
+    pub next_token_sqlite: &'static str,
+    pub holder: String,
+    pub renew: String,
+    pub decrement: &'static str,
+    pub delete: &'static str,
+    pub release_all: &'static str,
+    pub list: String,
+    pub force_release: &'static str,
+    pub bump_counter: &'static str,
+    pub check: String,
+}
+
+impl LockSql {
+    pub(crate) fn new(db: &Db) -> Self {
+        let now = db.now_ms();
+        let greatest = db.greatest();
+        // $1 resource, $2 owner, $3 operation, $4 host, $5 pid, $6 user, $7 ttl ms, $8 new token (SQLite)
+        let token = match db.backend {
+            Backend::Sqlite => "$8",
+            Backend::Postgres => "nextval('lock_token_seq')",
+        };
+        // "live": the existing row belongs to the same owner and has not expired.
+        let live = "(locks.owner = excluded.owner AND locks.expires_at > excluded.acquired_at)";
+        let acquire = format!(
+            "INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at)
+             VALUES ($1, $2, {token}, $3, $4, $5, $6, 1, {now}, {now} + $7)
+             ON CONFLICT (resource) DO UPDATE SET
+               token       = CASE WHEN {live} THEN locks.token ELSE excluded.token END,
+               holds       = CASE WHEN {live} THEN locks.holds + 1 ELSE 1 END,
+               acquired_at = CASE WHEN {live} THEN locks.acquired_at ELSE excluded.acquired_at END,
+               expires_at  = CASE WHEN {live} THEN {greatest}(locks.expires_at, excluded.expires_at) ELSE excluded.expires_at END,
+               operation   = CASE WHEN {live} THEN locks.operation ELSE excluded.operation END,
+               owner       = excluded.owner,
+               holder_host = excluded.holder_host,
+               holder_pid  = excluded.holder_pid,
+               holder_user = excluded.holder_user
+             WHERE locks.owner = excluded.owner OR locks.expires_at <= excluded.acquired_at
+             RETURNING token, holds, acquired_at, expires_at"
+        );
+        LockSql {
+            acquire,
+            next_token_sqlite: "UPDATE lock_counter SET value = value + 1 WHERE id = 1 RETURNING value",
+            holder: format!(
+                "SELECT owner, operation, holder_host, holder_pid, holder_user, acquired_at, expires_at, {now} AS now
+                 FROM locks WHERE resource = $1"
+            ),
+            renew: format!(
+                "UPDATE locks SET expires_at = {greatest}(expires_at, {now} + $4)
+                 WHERE resource = $1 AND owner = $2 AND token = $3 AND expires_at > {now}
+                 RETURNING expires_at"
+            ),
+            decrement: "UPDATE locks SET holds = holds - 1 WHERE resource = $1 AND owner = $2 AND token = $3 AND holds > 1",
+            delete: "DELETE FROM locks WHERE resource = $1 AND owner = $2 AND token = $3",
+            release_all: "DELETE FROM locks WHERE owner = $1",
+            list: format!(
+                "SELECT resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at,
+                        CASE WHEN expires_at <= {now} THEN 1 ELSE 0 END AS stale
+                 FROM locks ORDER BY resource"
+            ),
+            force_release: "DELETE FROM locks WHERE resource = $1 RETURNING owner, token",
+            bump_counter: match db.backend {
+                Backend::Sqlite => "UPDATE lock_counter SET value = value + 1 WHERE id = 1",
+                Backend::Postgres => "SELECT nextval('lock_token_seq')",
+            },
+            check: format!(
+                "SELECT expires_at FROM locks WHERE resource = $1 AND owner = $2 AND token = $3 AND expires_at > {now}"
+            ),
+        }
+    }
+
+    /// A SQL condition (for a `WHERE`) that is true only while the lease
+    /// `(resource, owner, token)` bound at `$r, $o, $t` is current. Used to
+    /// fence state writes.
+    pub(crate) fn fence_condition(db: &Db, r: usize, o: usize, t: usize) -> String {
+        format!(
+            "EXISTS (SELECT 1 FROM locks WHERE resource = ${r} AND owner = ${o} AND token = ${t} AND expires_at > {})",
+            db.now_ms()
+        )
+    }
+}

@@ -1,0 +1,206 @@
+//! The database handle: one sqlx pool, the backend it talks to, and the few
+//! SQL fragments that differ between SQLite and PostgreSQL.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+use super::StoreError;
+
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file (the default).
+    Sqlite,
+    /// PostgreSQL server, shared by many hosts.
+    Postgres,
+}
+
+/// How long a SQLite connection waits for another writer before failing.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A connected, migrated database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    /// The connection pool.
+    pub pool: AnyPool,
+    /// The backend behind the pool.
+    pub backend: Backend,
+}
+
+impl Db {
+    /// Connect to `url` (`sqlite://PATH` or `postgres://…`), creating a
+    /// SQLite file and its directory if needed, and run the embedded
+    /// migrations.
+    pub async fn connect(url: &str) -> Result<Db, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite_url(url)?,
+            Backend::Postgres => url.to_string(),
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::Connect { url: redact(&url), source: e })?
+            .disable_statement_logging();
+        let pool_options = match backend {
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(
+                            format!(
+                                "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+                                SQLITE_BUSY_TIMEOUT.as_millis()
+                            )
+                            .as_str(),
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                }),
+            Backend::Postgres => AnyPoolOptions::new()
+                .max_connections(8)
+                .min_connections(0)
+                .acquire_timeout(Duration::from_secs(10))
+                // A pooled connection is checked before use so that one the
+                // server dropped (restart, pg_terminate_backend) is replaced
+                // instead of failing the next lock operation.
+                .test_before_acquire(true)
+                .idle_timeout(Duration::from_secs(60)),
+        };
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Connect { url: redact(&url), source: e })?;
+        let db = Db { pool, backend };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        // Several processes may open a fresh SQLite file at once; SQLite has
+        // no migration lock, so the loser of the race retries and finds the
+        // migration applied. PostgreSQL takes an advisory lock inside sqlx.
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 10 => {
+                    attempt += 1;
+                    tracing::debug!("migration attempt {attempt} failed: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => return Err(StoreError::Migrate(e)),
+            }
+        }
+    }
+
+    /// SQL expression for "now" in milliseconds since the epoch, on the
+    /// database's clock.
+    pub fn now_ms(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
+
+    /// The SQL function that returns the larger of two values.
+    pub fn greatest(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "MAX",
+            Backend::Postgres => "GREATEST",
+        }
+    }
+
+    /// Begin a write transaction: `BEGIN IMMEDIATE` on SQLite (takes the
+    /// write lock up front, so read-then-write cannot fail to upgrade),
+    /// a plain `BEGIN` on PostgreSQL.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// The database clock, in milliseconds since the epoch.
+    pub async fn now(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar::<_, i64>(&format!("SELECT {}", self.now_ms())).fetch_one(&self.pool).await
+    }
+}
+
+/// Default database URL for a project: `<project>/.lockstep/lockstep.db`.
+pub fn default_sqlite_url(project: &Path) -> String {
+    format!("sqlite://{}", project.join(".lockstep").join("lockstep.db").display())
+}
+
+fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path != ":memory:" && !path.is_empty() {
+        if let Some(parent) = Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| StoreError::Io(format!("{}: {e}", parent.display())))?;
+            }
+        }
+    }
+    let query = match query {
+        Some(q) if q.contains("mode=") => q.to_string(),
+        Some(q) => format!("{q}&mode=rwc"),
+        None => "mode=rwc".to_string(),
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// Hide a password in a URL before it goes into an error message.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/b.db");
+        let url = prepare_sqlite_url(&format!("sqlite://{}", p.display())).unwrap();
+        assert!(url.ends_with("?mode=rwc"));
+        assert!(dir.path().join("a").is_dir());
+    }
+}

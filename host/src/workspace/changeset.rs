@@ -1,0 +1,228 @@
+//! Building and validating a changeset from the executor's step outcomes.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::path::{normalize, resolve_in_root, PathError};
+use crate::lifecycle::FileChange;
+use crate::store::{ChangeKind, ChangeRecord};
+
+/// Largest single file a changeset may write, by default (bytes).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest total a changeset may write, by default (bytes).
+pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 256 * 1024 * 1024;
+/// Most entries a changeset may have, by default.
+pub const DEFAULT_MAX_CHANGES: usize = 50_000;
+
+/// Hex SHA-256 of `bytes`.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Hash of the file at `path` now, `None` if it does not exist.
+pub fn file_hash(path: &Path) -> std::io::Result<Option<String>> {
+    Ok(read_if_exists(path)?.map(|bytes| content_hash(&bytes)))
+}
+
+/// The file's contents, `None` if it does not exist.
+pub fn read_if_exists(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A change the host refuses to store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    /// The path breaks a path rule.
+    #[error("change to `{path}` refused: {reason}")]
+    Path {
+        /// The path as the plugin gave it (escaped).
+        path: String,
+        /// The rule it broke.
+        reason: PathError,
+    },
+    /// One file is too large.
+    #[error("change to `{path}` refused: {size} bytes exceeds the limit of {limit} bytes per file")]
+    FileTooLarge {
+        /// The path.
+        path: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The whole changeset is too large.
+    #[error("changeset refused: more than {limit} bytes in total")]
+    TotalTooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// Too many entries.
+    #[error("changeset refused: more than {limit} changes")]
+    TooMany {
+        /// The limit.
+        limit: usize,
+    },
+    /// The target cannot be read to record its hash.
+    #[error("cannot read `{path}` to record its hash: {message}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The error.
+        message: String,
+    },
+}
+
+/// Size caps for a changeset.
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeLimits {
+    /// Per-file cap (bytes).
+    pub max_file_bytes: u64,
+    /// Total cap (bytes).
+    pub max_total_bytes: u64,
+    /// Entry cap.
+    pub max_changes: usize,
+}
+
+impl Default for ChangeLimits {
+    fn default() -> Self {
+        ChangeLimits {
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
+            max_changes: DEFAULT_MAX_CHANGES,
+        }
+    }
+}
+
+/// Accumulates the outcomes of the steps into one changeset: one entry per
+/// path, in order of first appearance, the latest change winning, each with
+/// the hash its target had on disk when first seen.
+#[derive(Debug)]
+pub struct ChangesetBuilder<'a> {
+    root: &'a Path,
+    limits: ChangeLimits,
+    entries: Vec<ChangeRecord>,
+    index: HashMap<String, usize>,
+    total: u64,
+}
+
+impl<'a> ChangesetBuilder<'a> {
+    /// A builder for the project at canonical `root`.
+    pub fn new(root: &'a Path, limits: ChangeLimits) -> Self {
+        ChangesetBuilder { root, limits, entries: Vec::new(), index: HashMap::new(), total: 0 }
+    }
+
+    /// Validate one step's changes and add them. Returns them with
+    /// normalised paths (for the read overlay of later steps).
+    pub fn add(&mut self, changes: Vec<FileChange>) -> Result<Vec<FileChange>, ChangeError> {
+        let mut normalised = Vec::with_capacity(changes.len());
+        for change in changes {
+            let rel = validate_path(self.root, change.path())?;
+            let (kind, contents) = match change {
+                FileChange::Write { contents, .. } => {
+                    let size = contents.len() as u64;
+                    if size > self.limits.max_file_bytes {
+                        return Err(ChangeError::FileTooLarge { path: rel, size, limit: self.limits.max_file_bytes });
+                    }
+                    self.total += size;
+                    if self.total > self.limits.max_total_bytes {
+                        return Err(ChangeError::TotalTooLarge { limit: self.limits.max_total_bytes });
+                    }
+                    (ChangeKind::Write, Some(contents))
+                }
+                FileChange::Delete { .. } => (ChangeKind::Delete, None),
+            };
+            let new_hash = contents.as_deref().map(content_hash);
+            normalised.push(match &contents {
+                Some(c) => FileChange::Write { path: rel.clone(), contents: c.clone() },
+                None => FileChange::Delete { path: rel.clone() },
+            });
+            match self.index.get(&rel) {
+                Some(&i) => {
+                    let entry = &mut self.entries[i];
+                    entry.kind = kind;
+                    entry.contents = contents;
+                    entry.new_hash = new_hash;
+                }
+                None => {
+                    if self.entries.len() >= self.limits.max_changes {
+                        return Err(ChangeError::TooMany { limit: self.limits.max_changes });
+                    }
+                    let abs = self.root.join(&rel);
+                    let base_contents =
+                        read_if_exists(&abs).map_err(|e| ChangeError::Io { path: rel.clone(), message: e.to_string() })?;
+                    let base_hash = base_contents.as_deref().map(content_hash);
+                    self.index.insert(rel.clone(), self.entries.len());
+                    self.entries.push(ChangeRecord { path: rel, kind, contents, base_contents, base_hash, new_hash });
+                }
+            }
+        }
+        Ok(normalised)
+    }
+
+    /// The finished changeset. Entries whose result equals the file on disk
+    /// (written back unchanged, or deleting an absent file) are dropped.
+    pub fn finish(self) -> Vec<ChangeRecord> {
+        self.entries.into_iter().filter(|c| c.base_hash != c.new_hash).collect()
+    }
+}
+
+/// Normalise `path` and check it stays in the project on the real
+/// filesystem (no symlink out). Returns the normalised relative path.
+pub fn validate_path(root: &Path, path: &str) -> Result<String, ChangeError> {
+    let rel = normalize(path).map_err(|reason| ChangeError::Path { path: path.escape_default().to_string(), reason })?;
+    resolve_in_root(root, &rel).map_err(|reason| ChangeError::Path { path: rel.clone(), reason })?;
+    Ok(rel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &str, contents: &str) -> FileChange {
+        FileChange::Write { path: path.into(), contents: contents.as_bytes().to_vec() }
+    }
+
+    #[test]
+    fn merges_by_path_and_keeps_first_base_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::write(root.join("a.txt"), "old").unwrap();
+        let mut b = ChangesetBuilder::new(&root, ChangeLimits::default());
+        b.add(vec![write("a.txt", "one"), write("./b.txt", "b")]).unwrap();
+        std::fs::write(root.join("a.txt"), "changed meanwhile").unwrap();
+        b.add(vec![write("a.txt", "two"), FileChange::Delete { path: "gone.txt".into() }]).unwrap();
+        let cs = b.finish();
+        assert_eq!(cs.len(), 2, "deleting an absent file is dropped");
+        assert_eq!(cs[0].path, "a.txt");
+        assert_eq!(cs[0].contents.as_deref(), Some(&b"two"[..]));
+        assert_eq!(cs[0].base_hash, Some(content_hash(b"old")));
+        assert_eq!(cs[1].path, "b.txt");
+        assert_eq!(cs[1].base_hash, None);
+    }
+
+    #[test]
+    fn rejects_bad_paths_and_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let limits = ChangeLimits { max_file_bytes: 4, max_total_bytes: 6, max_changes: 2 };
+        let err = |c: Vec<FileChange>| ChangesetBuilder::new(&root, limits).add(c).unwrap_err();
+        assert!(matches!(err(vec![write("../x", "")]), ChangeError::Path { reason: PathError::ParentDir(_), .. }));
+        assert!(matches!(err(vec![write("/etc/x", "")]), ChangeError::Path { reason: PathError::Absolute(_), .. }));
+        assert!(matches!(err(vec![write(".lockstep/x", "")]), ChangeError::Path { reason: PathError::Reserved(..), .. }));
+        assert!(matches!(err(vec![write("big", "12345")]), ChangeError::FileTooLarge { size: 5, .. }));
+        assert!(matches!(err(vec![write("a", "1234"), write("b", "123")]), ChangeError::TotalTooLarge { .. }));
+        assert!(matches!(err(vec![write("a", ""), write("b", ""), write("c", "")]), ChangeError::TooMany { limit: 2 }));
+        #[cfg(unix)]
+        {
+            let outside = tempfile::tempdir().unwrap();
+            std::os::unix::fs::symlink(outside.path(), root.join("link")).unwrap();
+            assert!(matches!(err(vec![write("link/x", "")]), ChangeError::Path { reason: PathError::SymlinkEscape(_), .. }));
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The project on disk: the read-only view plugins see, changeset
+//! validation, and the atomic apply that only the host performs.
+
+pub mod apply;
+pub mod changeset;
+pub mod path;
+mod view;
+
+pub use apply::{ApplyError, Drift};
+pub use changeset::{content_hash, ChangeError, ChangeLimits, ChangesetBuilder};
+pub use path::PathError;
+pub use view::{EntryInfo, FsError, ProjectView, DEFAULT_LIST_CAP, DEFAULT_READ_CAP};
+
+/// A stable id for the project at canonical `root`: the lock scope of
+/// `project:<id>` resources.
+pub fn project_id(root: &std::path::Path) -> String {
+    content_hash(root.to_string_lossy().as_bytes())[..16].to_string()
+}

@@ -1,0 +1,153 @@
+//! Project-relative path rules shared by reads, changesets and apply.
+//!
+//! A path a plugin names must be relative, use `/` separators, contain no
+//! `..`, no NUL, no backslash, and must not name host-private state
+//! (`.lockstep/`) or the VCS directory (`.git/`). Symlinks are checked
+//! against the real filesystem by [`resolve_in_root`].
+
+use std::path::{Component, Path, PathBuf};
+
+/// Longest accepted project-relative path, in bytes.
+pub const MAX_PATH_LEN: usize = 4096;
+/// Longest accepted single path component, in bytes.
+pub const MAX_COMPONENT_LEN: usize = 255;
+/// Top-level directories no plugin may read or change.
+pub const RESERVED_DIRS: &[&str] = &[".lockstep", ".git"];
+
+/// Why a path was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Empty path.
+    #[error("the path is empty")]
+    Empty,
+    /// Absolute path (`/x`, `C:\x`, `\\server`).
+    #[error("`{0}` is absolute; paths are relative to the project root")]
+    Absolute(String),
+    /// A `..` component.
+    #[error("`{0}` contains `..`; paths may not leave the project")]
+    ParentDir(String),
+    /// A NUL, backslash or control character.
+    #[error("`{0}` contains a NUL, backslash or control character")]
+    BadCharacter(String),
+    /// Too long overall or in one component.
+    #[error("path of {0} bytes is too long (max {MAX_PATH_LEN}, {MAX_COMPONENT_LEN} per component)")]
+    TooLong(usize),
+    /// Names `.lockstep/` or `.git/`.
+    #[error("`{0}` is inside `{1}/`, which belongs to the host")]
+    Reserved(String, String),
+    /// A symlink on the way leads outside the project.
+    #[error("`{0}` goes through a symlink that leads outside the project")]
+    SymlinkEscape(String),
+}
+
+/// Normalise a project-relative path: drop `.` and empty components, reject
+/// everything [`PathError`] lists. Returns the `/`-joined canonical form.
+pub fn normalize(path: &str) -> Result<String, PathError> {
+    if path.is_empty() {
+        return Err(PathError::Empty);
+    }
+    if path.len() > MAX_PATH_LEN {
+        return Err(PathError::TooLong(path.len()));
+    }
+    if path.chars().any(|c| c == '\0' || c == '\\' || c.is_control()) {
+        return Err(PathError::BadCharacter(path.escape_default().to_string()));
+    }
+    let bytes = path.as_bytes();
+    if path.starts_with('/') || (bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic()) {
+        return Err(PathError::Absolute(path.to_string()));
+    }
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => continue,
+            ".." => return Err(PathError::ParentDir(path.to_string())),
+            p if p.len() > MAX_COMPONENT_LEN => return Err(PathError::TooLong(p.len())),
+            p => parts.push(p),
+        }
+    }
+    let Some(first) = parts.first() else {
+        return Err(PathError::Empty);
+    };
+    if let Some(reserved) = RESERVED_DIRS.iter().find(|r| first.eq_ignore_ascii_case(r)) {
+        return Err(PathError::Reserved(path.to_string(), (*reserved).to_string()));
+    }
+    Ok(parts.join("/"))
+}
+
+/// Resolve a normalised relative path under `root` (which must be
+/// canonical), refusing any symlink along the way that leads outside `root`.
+/// The final component need not exist.
+pub fn resolve_in_root(root: &Path, rel: &str) -> Result<PathBuf, PathError> {
+    let mut current = root.to_path_buf();
+    for part in rel.split('/') {
+        current.push(part);
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = std::fs::canonicalize(&current).map_err(|_| PathError::SymlinkEscape(rel.to_string()))?;
+                if !target.starts_with(root) {
+                    return Err(PathError::SymlinkEscape(rel.to_string()));
+                }
+                // The symlink's target must itself not be host-private.
+                if let Ok(inner) = target.strip_prefix(root) {
+                    if let Some(Component::Normal(first)) = inner.components().next() {
+                        let first = first.to_string_lossy();
+                        if let Some(r) = RESERVED_DIRS.iter().find(|r| first.eq_ignore_ascii_case(r)) {
+                            return Err(PathError::Reserved(rel.to_string(), (*r).to_string()));
+                        }
+                    }
+                }
+                current = target;
+            }
+            Ok(_) => {}
+            Err(_) => {
+                // Missing from here on: nothing further can be a symlink.
+                break;
+            }
+        }
+    }
+    // Re-append whatever was not walked (the missing tail) relative to root.
+    let mut out = root.to_path_buf();
+    out.push(rel);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_accepts_and_cleans() {
+        assert_eq!(normalize("src/./lib.rs").unwrap(), "src/lib.rs");
+        assert_eq!(normalize("a//b/").unwrap(), "a/b");
+        assert_eq!(normalize("héllo/ünï.txt").unwrap(), "héllo/ünï.txt");
+    }
+
+    #[test]
+    fn normalize_rejects() {
+        assert_eq!(normalize(""), Err(PathError::Empty));
+        assert_eq!(normalize("./"), Err(PathError::Empty));
+        assert!(matches!(normalize("/etc/passwd"), Err(PathError::Absolute(_))));
+        assert!(matches!(normalize("C:/x"), Err(PathError::Absolute(_))));
+        assert!(matches!(normalize("a/../../b"), Err(PathError::ParentDir(_))));
+        assert!(matches!(normalize(".."), Err(PathError::ParentDir(_))));
+        assert!(matches!(normalize("a\0b"), Err(PathError::BadCharacter(_))));
+        assert!(matches!(normalize("a\\b"), Err(PathError::BadCharacter(_))));
+        assert!(matches!(normalize(".lockstep/lockstep.db"), Err(PathError::Reserved(..))));
+        assert!(matches!(normalize("./.git/config"), Err(PathError::Reserved(..))));
+        assert!(matches!(normalize(&"x".repeat(300)), Err(PathError::TooLong(300))));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_out_of_the_root_are_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        let project = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(project.path()).unwrap();
+        std::fs::create_dir(root.join("src")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("out")).unwrap();
+        std::os::unix::fs::symlink(root.join("src"), root.join("in")).unwrap();
+        assert!(matches!(resolve_in_root(&root, "out/x"), Err(PathError::SymlinkEscape(_))));
+        assert!(resolve_in_root(&root, "in/x").is_ok());
+        assert!(resolve_in_root(&root, "src/new/file").is_ok());
+    }
+}

@@ -1,0 +1,240 @@
+//! `license-header`: adds a license header to every file that lacks one.
+//!
+//! Action params:
+//! - `header` (required): the header text, possibly several lines.
+//! - `globs` (default `**/*.rs`): comma-separated globs naming the files.
+//! - `comment` (default `// `): the prefix put before each header line; an
+//!   empty header line becomes the prefix with trailing spaces trimmed.
+//!
+//! The strategist proposes one step per file whose first lines (after an
+//! optional `#!` line) are not the commented header. The executor prepends
+//! the commented header and a blank line, keeping a shebang line first, and
+//! changes nothing if the header is already there.
+
+wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "plugin",
+});
+
+use std::collections::BTreeSet;
+
+use exports::lockstep::plugin::{execution, strategy};
+use lockstep::plugin::log::{log, Level};
+use lockstep::plugin::types::{
+    Action, Change, FileWrite, FsError, Param, PlanProposal, PluginError, Step, StepOutcome,
+};
+use lockstep::plugin::workspace;
+
+/// The plugin; it has no state between calls.
+struct LicenseHeader;
+
+export!(LicenseHeader);
+
+/// The value of parameter `key`, if present.
+fn param<'a>(params: &'a [Param], key: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// Maps a refused workspace call on `what` to the plugin error to return.
+fn fs_failure(what: &str, err: FsError) -> PluginError {
+    match err {
+        FsError::Invalid(m) => PluginError::InvalidInput(format!("{what}: {m}")),
+        FsError::Io(m) => PluginError::Retryable(format!("{what}: {m}")),
+        FsError::NotFound(m) => PluginError::Permanent(format!("{what}: not found: {m}")),
+        FsError::Denied(m) => PluginError::Permanent(format!("{what}: denied: {m}")),
+        FsError::TooLarge(cap) => {
+            PluginError::Permanent(format!("{what}: larger than the read cap of {cap} bytes"))
+        }
+    }
+}
+
+/// The header to add, as its commented lines (without line endings).
+#[derive(Debug)]
+struct Header {
+    lines: Vec<String>,
+}
+
+impl Header {
+    /// Builds the header from the `header` and `comment` params.
+    fn from_params(params: &[Param]) -> Result<Self, PluginError> {
+        let text = param(params, "header")
+            .map(|h| h.trim_matches(|c| c == '\n' || c == '\r'))
+            .filter(|h| !h.trim().is_empty())
+            .ok_or_else(|| PluginError::InvalidInput("param `header` is required".into()))?;
+        let prefix = param(params, "comment").unwrap_or("// ");
+        let lines = text
+            .lines()
+            .map(|line| {
+                if line.trim().is_empty() {
+                    prefix.trim_end().to_string()
+                } else {
+                    format!("{prefix}{line}")
+                }
+            })
+            .collect();
+        Ok(Self { lines })
+    }
+
+    /// Whether `text` already starts with this header (after a shebang line).
+    /// Trailing whitespace is ignored on both sides.
+    fn is_in(&self, text: &str) -> bool {
+        let mut lines = text.lines().peekable();
+        if lines.peek().is_some_and(|l| l.starts_with("#!")) {
+            lines.next();
+        }
+        self.lines.iter().all(|want| {
+            lines
+                .next()
+                .is_some_and(|have| have.trim_end() == want.trim_end())
+        })
+    }
+
+    /// `text` with the header and a blank line prepended, after a shebang
+    /// line if there is one. Uses the file's own line ending.
+    fn prepend_to(&self, text: &str) -> String {
+        let eol = match text.find('\n') {
+            Some(i) if text[..i].ends_with('\r') => "\r\n",
+            _ => "\n",
+        };
+        let (shebang, rest) = match text.strip_prefix("#!") {
+            Some(_) => match text.find('\n') {
+                Some(i) => text.split_at(i + 1),
+                None => (text, ""),
+            },
+            None => ("", text),
+        };
+        let mut out = String::with_capacity(text.len() + 256);
+        out.push_str(shebang);
+        if !shebang.is_empty() && !shebang.ends_with('\n') {
+            out.push_str(eol);
+        }
+        for line in &self.lines {
+            out.push_str(line);
+            out.push_str(eol);
+        }
+        out.push_str(eol);
+        out.push_str(rest);
+        out
+    }
+}
+
+/// Reads `path` as UTF-8 text; `Ok(None)` if it is not UTF-8.
+fn read_text(path: &str) -> Result<Option<String>, PluginError> {
+    let bytes = workspace::read(path).map_err(|e| fs_failure(path, e))?;
+    Ok(String::from_utf8(bytes).ok())
+}
+
+impl strategy::Guest for LicenseHeader {
+    fn strategize(_plan_id: String, action: Action) -> Result<PlanProposal, PluginError> {
+        let header = Header::from_params(&action.params)?;
+        let globs = param(&action.params, "globs").unwrap_or("**/*.rs");
+
+        let mut files = BTreeSet::new();
+        for glob in globs.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+            let found = workspace::list(glob).map_err(|e| fs_failure(glob, e))?;
+            log(Level::Debug, &format!("{glob}: {} files", found.len()));
+            files.extend(found);
+        }
+
+        let mut steps = Vec::new();
+        for path in &files {
+            let text = match workspace::read(path) {
+                Ok(bytes) => match String::from_utf8(bytes) {
+                    Ok(text) => text,
+                    Err(_) => {
+                        log(Level::Warn, &format!("skipping {path}: not UTF-8 text"));
+                        continue;
+                    }
+                },
+                Err(FsError::TooLarge(cap)) => {
+                    log(Level::Warn, &format!("skipping {path}: larger than {cap} bytes"));
+                    continue;
+                }
+                Err(e) => return Err(fs_failure(path, e)),
+            };
+            if header.is_in(&text) {
+                continue;
+            }
+            let mut params = vec![("path".to_string(), path.clone())];
+            params.extend(
+                action.params.iter()
+                    .filter(|(k, _)| k == "header" || k == "comment")
+                    .cloned(),
+            );
+            steps.push(Step {
+                id: format!("file-{}", steps.len() + 1),
+                title: format!("Add license header to {path}"),
+                params,
+                targets: vec![path.clone()],
+            });
+        }
+
+        let summary = format!(
+            "Add the license header to {} of {} files",
+            steps.len(),
+            files.len()
+        );
+        log(Level::Info, &summary);
+        Ok(PlanProposal { summary, steps })
+    }
+}
+
+impl execution::Guest for LicenseHeader {
+    fn execute(_plan_id: String, step: Step) -> Result<StepOutcome, PluginError> {
+        let path = param(&step.params, "path")
+            .ok_or_else(|| PluginError::InvalidInput("step param `path` is required".into()))?;
+        let header = Header::from_params(&step.params)?;
+        let text = read_text(path)?
+            .ok_or_else(|| PluginError::Permanent(format!("{path}: not UTF-8 text")))?;
+
+        if header.is_in(&text) {
+            log(Level::Info, &format!("{path} already has the header"));
+            return Ok(StepOutcome {
+                changes: Vec::new(),
+                summary: format!("{path} already has the license header"),
+            });
+        }
+        log(Level::Info, &format!("adding the header to {path}"));
+        Ok(StepOutcome {
+            changes: vec![Change::Write(FileWrite {
+                path: path.to_string(),
+                contents: header.prepend_to(&text).into_bytes(),
+            })],
+            summary: format!("Added the license header to {path}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(text: &str, comment: Option<&str>) -> Header {
+        let mut params = vec![("header".to_string(), text.to_string())];
+        if let Some(c) = comment {
+            params.push(("comment".into(), c.into()));
+        }
+        Header::from_params(&params).unwrap()
+    }
+
+    #[test]
+    fn comments_each_line_and_trims_blank_ones() {
+        let h = header("Copyright X\n\nApache-2.0\n", None);
+        assert_eq!(h.lines, ["// Copyright X", "//", "// Apache-2.0"]);
+    }
+
+    #[test]
+    fn prepends_after_shebang_and_detects_it_afterwards() {
+        let h = header("Copyright X", Some("# "));
+        let out = h.prepend_to("#!/bin/sh\necho hi\n");
+        assert_eq!(out, "#!/bin/sh\n# Copyright X\n\necho hi\n");
+        assert!(h.is_in(&out));
+        assert!(!h.is_in("echo hi\n"));
+    }
+
+    #[test]
+    fn keeps_crlf_line_endings() {
+        let h = header("A", None);
+        assert_eq!(h.prepend_to("x\r\ny\r\n"), "// A\r\n\r\nx\r\ny\r\n");
+    }
+}
