@@ -8,6 +8,7 @@ mod action;
 mod error;
 mod model;
 mod plugin;
+pub mod progress;
 mod service;
 
 pub use action::parse_action;

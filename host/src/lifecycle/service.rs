@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     transition, Action, Command, LifecycleError, Phase, PlanProposal, PluginContext, PluginProvider, State, Status,
 };
+use super::progress::{Progress, ProgressFn};
 use crate::locks::{LockGuard, LockService, Owner, ScopedLocks, DEFAULT_TTL};
 use crate::store::{ChangeRecord, EventRecord, PlanRecord, StateWrite, StepResult, Store};
 use crate::workspace::{apply, project_id, ApplyError, ChangeLimits, ChangesetBuilder, ProjectView};
@@ -49,39 +50,6 @@ impl Default for LifecycleOptions {
         }
     }
 }
-
-/// Progress of a running phase, for a front end to show.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Progress {
-    /// A phase started.
-    PhaseStarted {
-        /// Plan id.
-        plan_id: String,
-        /// The phase.
-        phase: Phase,
-    },
-    /// Execute is about to run step `index` (0-based) of `total`.
-    StepStarted {
-        /// Index.
-        index: usize,
-        /// Count.
-        total: usize,
-        /// The step's title.
-        title: String,
-    },
-    /// A step finished.
-    StepFinished {
-        /// Index.
-        index: usize,
-        /// The executor's summary.
-        summary: String,
-        /// How many changes it returned.
-        changes: usize,
-    },
-}
-
-/// A callback receiving [`Progress`].
-pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 
 /// What `plan status` shows.
 #[derive(Debug, Clone, serde::Serialize)]
