@@ -5,7 +5,7 @@
 //! (`params.steps` steps). Executors: `files` (write/append/delete per
 //! `params.mode`, reading through the workspace overlay), `slow` (sleeps
 //! `params.ms` per step), `panic`, `fail` (retryable error), `escape`
-//! (writes outside the project).
+//! (writes `params.escape_to`, default `../escaped.txt`, outside the project).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -107,7 +107,7 @@ impl Executor for FailExecutor {
 #[async_trait]
 impl Executor for EscapeExecutor {
     async fn execute(&self, _ctx: &PluginContext, step: &Step) -> Result<StepOutcome, PluginError> {
-        let path = step.params.get("path").cloned().unwrap_or_else(|| "../escaped.txt".into());
+        let path = step.params.get("escape_to").cloned().unwrap_or_else(|| "../escaped.txt".into());
         Ok(StepOutcome { changes: vec![FileChange::Write { path, contents: b"x".to_vec() }], summary: "escape".into() })
     }
 }
