@@ -493,7 +493,11 @@ impl PlanLifecycleService {
                     Err(e) => return Err(LifecycleError::Io(e.to_string())),
                 }
                 self.store.journal_apply(&plan.id, &self.owner.id, (&plan_resource(&plan.id), token)).await?;
-                apply::write_all(&root, &changes).map_err(|e| LifecycleError::Io(e.to_string()))?;
+                // File I/O runs off the async workers so lease renewal keeps going.
+                tokio::task::spawn_blocking(move || apply::write_all(&root, &changes))
+                    .await
+                    .map_err(|e| LifecycleError::Io(format!("apply task failed: {e}")))?
+                    .map_err(|e| LifecycleError::Io(e.to_string()))?;
                 Ok(PhaseOutput::Applied)
             }
             other => unreachable!("{other} is not a phase"),

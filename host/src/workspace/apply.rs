@@ -14,6 +14,9 @@ use crate::store::{ChangeKind, ChangeRecord};
 /// Environment variable for fault-injection tests: abort the process after
 /// this many files of an apply were written (simulates a crash).
 pub const FAULT_STOP_AFTER_ENV: &str = "LOCKSTEP_FAULT_APPLY_STOP_AFTER";
+/// Environment variable for fault-injection tests: sleep this many
+/// milliseconds before each file of an apply (widens the crash window).
+pub const FAULT_DELAY_ENV: &str = "LOCKSTEP_FAULT_APPLY_DELAY_MS";
 
 /// A target that changed since Execute read it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -66,8 +69,12 @@ pub fn check(root: &Path, changes: &[ChangeRecord]) -> Result<(), ApplyError> {
 /// skipped, so this both applies and rolls forward.
 pub fn write_all(root: &Path, changes: &[ChangeRecord]) -> Result<usize, ApplyError> {
     let stop_after: Option<usize> = std::env::var(FAULT_STOP_AFTER_ENV).ok().and_then(|v| v.parse().ok());
+    let delay: Option<u64> = std::env::var(FAULT_DELAY_ENV).ok().and_then(|v| v.parse().ok());
     let mut written = 0;
     for c in changes {
+        if let Some(ms) = delay {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         let target = root.join(&c.path);
         let io = |source| ApplyError::Io { path: c.path.clone(), source };
         match c.kind {
