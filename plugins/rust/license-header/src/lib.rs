@@ -32,7 +32,10 @@ export!(LicenseHeader);
 
 /// The value of parameter `key`, if present.
 fn param<'a>(params: &'a [Param], key: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Maps a refused workspace call on `what` to the plugin error to return.
@@ -118,46 +121,49 @@ impl Header {
     }
 }
 
-/// Reads `path` as UTF-8 text; `Ok(None)` if it is not UTF-8.
-fn read_text(path: &str) -> Result<Option<String>, PluginError> {
-    let bytes = workspace::read(path).map_err(|e| fs_failure(path, e))?;
-    Ok(String::from_utf8(bytes).ok())
+/// The sorted, de-duplicated files matching any of the comma-separated `globs`.
+fn list_files(globs: &str) -> Result<BTreeSet<String>, PluginError> {
+    let mut files = BTreeSet::new();
+    for glob in globs.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+        let found = workspace::list(glob).map_err(|e| fs_failure(glob, e))?;
+        log(Level::Debug, &format!("{glob}: {} files", found.len()));
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+/// Reads `path` as UTF-8 text. The inner `Err` says why the file cannot be
+/// edited as text (not UTF-8, or over the host's read cap).
+fn read_text(path: &str) -> Result<Result<String, String>, PluginError> {
+    match workspace::read(path) {
+        Ok(bytes) => Ok(String::from_utf8(bytes).map_err(|_| format!("{path}: not UTF-8 text"))),
+        Err(FsError::TooLarge(cap)) => Ok(Err(format!("{path}: larger than {cap} bytes"))),
+        Err(e) => Err(fs_failure(path, e)),
+    }
 }
 
 impl strategy::Guest for LicenseHeader {
     fn strategize(_plan_id: String, action: Action) -> Result<PlanProposal, PluginError> {
         let header = Header::from_params(&action.params)?;
-        let globs = param(&action.params, "globs").unwrap_or("**/*.rs");
-
-        let mut files = BTreeSet::new();
-        for glob in globs.split(',').map(str::trim).filter(|g| !g.is_empty()) {
-            let found = workspace::list(glob).map_err(|e| fs_failure(glob, e))?;
-            log(Level::Debug, &format!("{glob}: {} files", found.len()));
-            files.extend(found);
-        }
+        let files = list_files(param(&action.params, "globs").unwrap_or("**/*.rs"))?;
 
         let mut steps = Vec::new();
         for path in &files {
-            let text = match workspace::read(path) {
-                Ok(bytes) => match String::from_utf8(bytes) {
-                    Ok(text) => text,
-                    Err(_) => {
-                        log(Level::Warn, &format!("skipping {path}: not UTF-8 text"));
-                        continue;
-                    }
-                },
-                Err(FsError::TooLarge(cap)) => {
-                    log(Level::Warn, &format!("skipping {path}: larger than {cap} bytes"));
+            let text = match read_text(path)? {
+                Ok(text) => text,
+                Err(why) => {
+                    log(Level::Warn, &format!("skipping {why}"));
                     continue;
                 }
-                Err(e) => return Err(fs_failure(path, e)),
             };
             if header.is_in(&text) {
                 continue;
             }
             let mut params = vec![("path".to_string(), path.clone())];
             params.extend(
-                action.params.iter()
+                action
+                    .params
+                    .iter()
                     .filter(|(k, _)| k == "header" || k == "comment")
                     .cloned(),
             );
@@ -184,8 +190,7 @@ impl execution::Guest for LicenseHeader {
         let path = param(&step.params, "path")
             .ok_or_else(|| PluginError::InvalidInput("step param `path` is required".into()))?;
         let header = Header::from_params(&step.params)?;
-        let text = read_text(path)?
-            .ok_or_else(|| PluginError::Permanent(format!("{path}: not UTF-8 text")))?;
+        let text = read_text(path)?.map_err(PluginError::Permanent)?;
 
         if header.is_in(&text) {
             log(Level::Info, &format!("{path} already has the header"));
