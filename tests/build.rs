@@ -12,24 +12,38 @@ fn main() {
     let plugins = root.join("plugins");
     let dist = plugins.join("dist");
     // Watch the sources, not plugins/rust/target (which every build touches).
-    for entry in std::fs::read_dir(plugins.join("rust")).expect("plugins/rust").flatten() {
+    for entry in std::fs::read_dir(plugins.join("rust"))
+        .expect("plugins/rust")
+        .flatten()
+    {
         if entry.file_name() != "target" {
             println!("cargo:rerun-if-changed={}", entry.path().display());
         }
     }
-    println!("cargo:rerun-if-changed={}", plugins.join("build.sh").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        plugins.join("build.sh").display()
+    );
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     println!("cargo:rustc-env=LOCKSTEP_PLUGINS_DIST={}", dist.display());
 
     let mut cmd = Command::new("bash");
-    cmd.arg(plugins.join("build.sh")).arg(&dist).current_dir(&root);
+    cmd.arg(plugins.join("build.sh"))
+        .arg(&dist)
+        .current_dir(&root);
     // The outer cargo's settings must not leak into the guest build.
     for (key, _) in std::env::vars() {
-        if key.starts_with("CARGO_") && key != "CARGO_HOME" || key == "RUSTFLAGS" || key == "RUSTC_WRAPPER" {
+        if key.starts_with("CARGO_") && key != "CARGO_HOME"
+            || key == "RUSTFLAGS"
+            || key == "RUSTC_WRAPPER"
+        {
             cmd.env_remove(&key);
         }
     }
     cmd.env_remove("RUSTC").env_remove("RUSTDOC");
     let status = cmd.status().expect("run plugins/build.sh");
-    assert!(status.success(), "building the plugins failed: run `bash plugins/build.sh` to see why");
+    assert!(
+        status.success(),
+        "building the plugins failed: run `bash plugins/build.sh` to see why"
+    );
 }

@@ -39,10 +39,12 @@ async fn raw_acquire_release(db: &Db, owner: &Owner) {
         .bind(&owner.holder.user)
         .bind(TTL.as_millis() as i64);
     if db.backend == Backend::Sqlite {
-        let t: i64 = sqlx::query_scalar("UPDATE lock_counter SET value = value + 1 WHERE id = 1 RETURNING value")
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
+        let t: i64 = sqlx::query_scalar(
+            "UPDATE lock_counter SET value = value + 1 WHERE id = 1 RETURNING value",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
         q = q.bind(t);
     }
     let row = q.fetch_one(&mut *tx).await.unwrap();
@@ -80,18 +82,28 @@ fn bench_backend(c: &mut Criterion, name: &str, url: &str) {
     let mut group = c.benchmark_group(format!("lock_acquire_release/{name}"));
     group.bench_function("lockstep", |b| {
         b.to_async(&rt).iter(|| async {
-            let g = service.try_acquire("bench:svc", &owner, "bench", TTL).await.unwrap();
+            let g = service
+                .try_acquire("bench:svc", &owner, "bench", TTL)
+                .await
+                .unwrap();
             service.release("bench:svc", &owner, g.token).await.unwrap();
         })
     });
-    group.bench_function("raw_sqlx", |b| b.to_async(&rt).iter(|| raw_acquire_release(&db, &owner)));
+    group.bench_function("raw_sqlx", |b| {
+        b.to_async(&rt).iter(|| raw_acquire_release(&db, &owner))
+    });
     group.finish();
 }
 
 fn locks(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    bench_backend(c, "sqlite", &format!("sqlite://{}", dir.path().join("bench.db").display()));
-    let pg = std::env::var("LOCKSTEP_BENCH_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    bench_backend(
+        c,
+        "sqlite",
+        &format!("sqlite://{}", dir.path().join("bench.db").display()),
+    );
+    let pg = std::env::var("LOCKSTEP_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     bench_backend(c, "postgres", &pg);
 }
 

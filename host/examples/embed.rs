@@ -18,7 +18,10 @@ use lockstep::{Config, Container};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let source = PathBuf::from(args.next().unwrap_or_else(|| "examples/sample-project".into()));
+    let source = PathBuf::from(
+        args.next()
+            .unwrap_or_else(|| "examples/sample-project".into()),
+    );
     let plugins = PathBuf::from(args.next().unwrap_or_else(|| "plugins/dist".into()));
 
     let work = std::env::temp_dir().join(format!("lockstep-embed-{}", std::process::id()));
@@ -35,11 +38,21 @@ async fn main() -> anyhow::Result<()> {
         name: "add-license-header".into(),
         strategy: "license-header".into(),
         executor: "license-header".into(),
-        params: [("header".to_string(), "SPDX-License-Identifier: Apache-2.0".to_string())].into(),
+        params: [(
+            "header".to_string(),
+            "SPDX-License-Identifier: Apache-2.0".to_string(),
+        )]
+        .into(),
     };
     let plan = session.new_plan(action, &work).await?;
     let plan = session.strategize_plan(&plan.id).await?;
-    println!("proposal: {}", plan.proposal.as_ref().map(|p| p.summary.as_str()).unwrap_or(""));
+    println!(
+        "proposal: {}",
+        plan.proposal
+            .as_ref()
+            .map(|p| p.summary.as_str())
+            .unwrap_or("")
+    );
     session.execute_plan(&plan.id).await?;
     let report = session.apply_plan(&plan.id).await?;
     println!("applied plan {}: {} file(s)", report.plan_id, report.files);
@@ -49,7 +62,11 @@ async fn main() -> anyhow::Result<()> {
         name: "slow".into(),
         strategy: "slow".into(),
         executor: "slow".into(),
-        params: [("steps".to_string(), "1".to_string()), ("ms".to_string(), "1500".to_string())].into(),
+        params: [
+            ("steps".to_string(), "1".to_string()),
+            ("ms".to_string(), "1500".to_string()),
+        ]
+        .into(),
     };
     let first = container.lifecycle();
     let plan = first.new_plan(slow, &work).await?;

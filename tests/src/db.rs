@@ -17,7 +17,8 @@ pub enum Backend {
 
 /// The server tests create their databases on.
 pub fn postgres_admin_url() -> String {
-    std::env::var("LOCKSTEP_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("LOCKSTEP_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// A database that exists for one test.
@@ -37,17 +38,33 @@ impl TestDb {
         match backend {
             Backend::Sqlite => {
                 let url = format!("sqlite://{}", dir.path().join("lockstep.db").display());
-                TestDb { url, dir, pg_name: None }
+                TestDb {
+                    url,
+                    dir,
+                    pg_name: None,
+                }
             }
             Backend::Postgres => {
                 let admin = postgres_admin_url();
-                let name = format!("lockstep_t_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+                let name = format!(
+                    "lockstep_t_{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..16]
+                );
                 let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
                     panic!("PostgreSQL is required for this test and is not reachable at {admin}: {e}. Start it (see .ci/run) or set LOCKSTEP_TEST_POSTGRES_URL")
                 });
-                conn.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("create database");
-                let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
-                TestDb { url: format!("{base}/{name}"), dir, pg_name: Some(name) }
+                conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
+                    .await
+                    .expect("create database");
+                let base = admin
+                    .rsplit_once('/')
+                    .map(|(b, _)| b.to_string())
+                    .unwrap_or(admin.clone());
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    dir,
+                    pg_name: Some(name),
+                }
             }
         }
     }
@@ -67,14 +84,21 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else { return };
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
         let admin = postgres_admin_url();
         // Drop may run inside a runtime: do the async cleanup on a thread of its own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let mut conn = PgConnection::connect(&admin).await.ok()?;
-                conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str()).await.ok()
+                conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                    .await
+                    .ok()
             })
         })
         .join();

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lockstep::lifecycle::{
-    Action, Executor, FileChange, PlanProposal, PluginContext, PluginError, PluginProvider, Step, StepOutcome, Strategist,
+    Action, Executor, FileChange, PlanProposal, PluginContext, PluginError, PluginProvider, Step,
+    StepOutcome, Strategist,
 };
 
 /// The provider of every fixture.
@@ -30,13 +31,25 @@ struct FailExecutor;
 struct EscapeExecutor;
 
 fn step(id: String, title: String, params: BTreeMap<String, String>) -> Step {
-    Step { id, title, targets: params.get("path").cloned().into_iter().collect(), params }
+    Step {
+        id,
+        title,
+        targets: params.get("path").cloned().into_iter().collect(),
+        params,
+    }
 }
 
 #[async_trait]
 impl Strategist for FilesStrategy {
-    async fn strategize(&self, _ctx: &PluginContext, action: &Action) -> Result<PlanProposal, PluginError> {
-        let files = action.params.get("files").ok_or_else(|| PluginError::InvalidInput("missing param `files`".into()))?;
+    async fn strategize(
+        &self,
+        _ctx: &PluginContext,
+        action: &Action,
+    ) -> Result<PlanProposal, PluginError> {
+        let files = action
+            .params
+            .get("files")
+            .ok_or_else(|| PluginError::InvalidInput("missing param `files`".into()))?;
         let steps = files
             .split(',')
             .filter(|f| !f.is_empty())
@@ -47,16 +60,38 @@ impl Strategist for FilesStrategy {
                 step(format!("s{i}"), format!("change {path}"), params)
             })
             .collect();
-        Ok(PlanProposal { summary: format!("change {files}"), steps })
+        Ok(PlanProposal {
+            summary: format!("change {files}"),
+            steps,
+        })
     }
 }
 
 #[async_trait]
 impl Strategist for SlowStrategy {
-    async fn strategize(&self, _ctx: &PluginContext, action: &Action) -> Result<PlanProposal, PluginError> {
-        let n: usize = action.params.get("steps").and_then(|s| s.parse().ok()).unwrap_or(1);
-        let steps = (0..n).map(|i| step(format!("s{i}"), format!("slow step {i}"), action.params.clone())).collect();
-        Ok(PlanProposal { summary: format!("{n} slow steps"), steps })
+    async fn strategize(
+        &self,
+        _ctx: &PluginContext,
+        action: &Action,
+    ) -> Result<PlanProposal, PluginError> {
+        let n: usize = action
+            .params
+            .get("steps")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1);
+        let steps = (0..n)
+            .map(|i| {
+                step(
+                    format!("s{i}"),
+                    format!("slow step {i}"),
+                    action.params.clone(),
+                )
+            })
+            .collect();
+        Ok(PlanProposal {
+            summary: format!("{n} slow steps"),
+            steps,
+        })
     }
 }
 
@@ -65,26 +100,47 @@ impl Executor for FilesExecutor {
     async fn execute(&self, ctx: &PluginContext, step: &Step) -> Result<StepOutcome, PluginError> {
         let path = step.params["path"].clone();
         let content = step.params.get("content").cloned().unwrap_or_default();
-        let change = match step.params.get("mode").map(String::as_str).unwrap_or("write") {
+        let change = match step
+            .params
+            .get("mode")
+            .map(String::as_str)
+            .unwrap_or("write")
+        {
             "append" => {
                 let mut old = ctx.project.read(&path).unwrap_or_default();
                 old.extend_from_slice(content.as_bytes());
-                FileChange::Write { path, contents: old }
+                FileChange::Write {
+                    path,
+                    contents: old,
+                }
             }
             "delete" => FileChange::Delete { path },
-            _ => FileChange::Write { path, contents: content.into_bytes() },
+            _ => FileChange::Write {
+                path,
+                contents: content.into_bytes(),
+            },
         };
-        Ok(StepOutcome { changes: vec![change], summary: format!("step {}", step.id) })
+        Ok(StepOutcome {
+            changes: vec![change],
+            summary: format!("step {}", step.id),
+        })
     }
 }
 
 #[async_trait]
 impl Executor for SlowExecutor {
     async fn execute(&self, _ctx: &PluginContext, step: &Step) -> Result<StepOutcome, PluginError> {
-        let ms: u64 = step.params.get("ms").and_then(|s| s.parse().ok()).unwrap_or(1000);
+        let ms: u64 = step
+            .params
+            .get("ms")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1000);
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok(StepOutcome {
-            changes: vec![FileChange::Write { path: format!("slow/{}.txt", step.id), contents: b"done\n".to_vec() }],
+            changes: vec![FileChange::Write {
+                path: format!("slow/{}.txt", step.id),
+                contents: b"done\n".to_vec(),
+            }],
             summary: format!("slept {ms} ms"),
         })
     }
@@ -92,14 +148,22 @@ impl Executor for SlowExecutor {
 
 #[async_trait]
 impl Executor for PanicExecutor {
-    async fn execute(&self, _ctx: &PluginContext, _step: &Step) -> Result<StepOutcome, PluginError> {
+    async fn execute(
+        &self,
+        _ctx: &PluginContext,
+        _step: &Step,
+    ) -> Result<StepOutcome, PluginError> {
         panic!("executor fixture panicked on purpose")
     }
 }
 
 #[async_trait]
 impl Executor for FailExecutor {
-    async fn execute(&self, _ctx: &PluginContext, _step: &Step) -> Result<StepOutcome, PluginError> {
+    async fn execute(
+        &self,
+        _ctx: &PluginContext,
+        _step: &Step,
+    ) -> Result<StepOutcome, PluginError> {
         Err(PluginError::Retryable("the fixture always fails".into()))
     }
 }
@@ -107,8 +171,18 @@ impl Executor for FailExecutor {
 #[async_trait]
 impl Executor for EscapeExecutor {
     async fn execute(&self, _ctx: &PluginContext, step: &Step) -> Result<StepOutcome, PluginError> {
-        let path = step.params.get("escape_to").cloned().unwrap_or_else(|| "../escaped.txt".into());
-        Ok(StepOutcome { changes: vec![FileChange::Write { path, contents: b"x".to_vec() }], summary: "escape".into() })
+        let path = step
+            .params
+            .get("escape_to")
+            .cloned()
+            .unwrap_or_else(|| "../escaped.txt".into());
+        Ok(StepOutcome {
+            changes: vec![FileChange::Write {
+                path,
+                contents: b"x".to_vec(),
+            }],
+            summary: "escape".into(),
+        })
     }
 }
 
@@ -139,6 +213,9 @@ pub fn action(strategy: &str, executor: &str, params: &[(&str, &str)]) -> Action
         name: format!("{strategy}-{executor}"),
         strategy: strategy.into(),
         executor: executor.into(),
-        params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     }
 }

@@ -6,9 +6,16 @@ use std::process::{Command, Output};
 /// A binary of this workspace, next to the running test's `deps/` folder.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
     let bin = dir.join(name);
-    assert!(bin.exists(), "{} is missing: build it with `cargo build --workspace`", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build --workspace`",
+        bin.display()
+    );
     bin
 }
 
@@ -20,7 +27,10 @@ pub fn test_host() -> PathBuf {
 /// A `Command` for the test host with `--database-url` and `--project` set.
 pub fn host_command(db_url: &str, project: &Path) -> Command {
     let mut cmd = Command::new(test_host());
-    cmd.arg("--database-url").arg(db_url).arg("--project").arg(project);
+    cmd.arg("--database-url")
+        .arg(db_url)
+        .arg("--project")
+        .arg(project);
     cmd.env_remove("LOCKSTEP_PLUGIN_PATH");
     cmd
 }
@@ -41,8 +51,16 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// Write an action file into `dir` and return its path.
-pub fn action_file(dir: &Path, name: &str, strategy: &str, executor: &str, params: &[(&str, &str)]) -> PathBuf {
-    let mut text = format!("name = \"{name}\"\nstrategy = \"{strategy}\"\nexecutor = \"{executor}\"\n[params]\n");
+pub fn action_file(
+    dir: &Path,
+    name: &str,
+    strategy: &str,
+    executor: &str,
+    params: &[(&str, &str)],
+) -> PathBuf {
+    let mut text = format!(
+        "name = \"{name}\"\nstrategy = \"{strategy}\"\nexecutor = \"{executor}\"\n[params]\n"
+    );
     for (k, v) in params {
         text.push_str(&format!("{k} = {}\n", toml_string(v)));
     }
@@ -52,5 +70,10 @@ pub fn action_file(dir: &Path, name: &str, strategy: &str, executor: &str, param
 }
 
 fn toml_string(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
+    format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    )
 }

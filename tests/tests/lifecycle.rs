@@ -15,7 +15,9 @@ use lockstep_tests::{on_both_backends, Backend, TestDb, TestPlugins};
 async fn container(db: &TestDb) -> Container {
     let mut config = Config::for_project(db.dir.path());
     config.database_url = Some(db.url.clone());
-    Container::build_with_plugins(config, Arc::new(TestPlugins)).await.unwrap()
+    Container::build_with_plugins(config, Arc::new(TestPlugins))
+        .await
+        .unwrap()
 }
 
 fn status(phase: Phase, state: State) -> Status {
@@ -27,7 +29,15 @@ async fn full_lifecycle_with_overlay(backend: Backend) {
     let project = db.project("p", &[("a.txt", "A\n")]);
     let c = container(&db).await;
     let s = c.lifecycle();
-    let act = action("files", "files", &[("files", "a.txt,b/new.txt,a.txt"), ("content", "+x\n"), ("mode", "append")]);
+    let act = action(
+        "files",
+        "files",
+        &[
+            ("files", "a.txt,b/new.txt,a.txt"),
+            ("content", "+x\n"),
+            ("mode", "append"),
+        ],
+    );
     let plan = s.new_plan(act, &project).await.unwrap();
     assert_eq!(plan.status, status(Phase::Strategize, State::Queued));
     let plan = s.strategize_plan(&plan.id).await.unwrap();
@@ -35,15 +45,28 @@ async fn full_lifecycle_with_overlay(backend: Backend) {
     assert_eq!(plan.proposal.as_ref().unwrap().steps.len(), 3);
     let plan = s.execute_plan(&plan.id).await.unwrap();
     assert_eq!(plan.status, status(Phase::Execute, State::Complete));
-    assert_eq!(std::fs::read_to_string(project.join("a.txt")).unwrap(), "A\n", "execute writes nothing");
+    assert_eq!(
+        std::fs::read_to_string(project.join("a.txt")).unwrap(),
+        "A\n",
+        "execute writes nothing"
+    );
     let changes = s.changes(&plan.id).await.unwrap();
-    assert_eq!(changes.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(), ["a.txt", "b/new.txt"]);
+    assert_eq!(
+        changes.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(),
+        ["a.txt", "b/new.txt"]
+    );
     // The third step saw the first step's change through the overlay.
     assert_eq!(changes[0].contents.as_deref(), Some(&b"A\n+x\n+x\n"[..]));
     let report = s.apply_plan(&plan.id).await.unwrap();
     assert_eq!(report.files, 2);
-    assert_eq!(std::fs::read_to_string(project.join("a.txt")).unwrap(), "A\n+x\n+x\n");
-    assert_eq!(std::fs::read_to_string(project.join("b/new.txt")).unwrap(), "+x\n");
+    assert_eq!(
+        std::fs::read_to_string(project.join("a.txt")).unwrap(),
+        "A\n+x\n+x\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.join("b/new.txt")).unwrap(),
+        "+x\n"
+    );
     let view = s.status(&plan.id).await.unwrap();
     assert_eq!(view.plan.status, status(Phase::Apply, State::Applied));
     let path: Vec<_> = view.events.iter().map(|e| e.to.as_str()).collect();
@@ -60,10 +83,19 @@ async fn full_lifecycle_with_overlay(backend: Backend) {
         ]
     );
     assert!(view.events.iter().all(|e| e.actor == s.owner().id));
-    assert!(c.locks().list().await.unwrap().is_empty(), "every lock released");
+    assert!(
+        c.locks().list().await.unwrap().is_empty(),
+        "every lock released"
+    );
     // Terminal: nothing more is allowed.
-    assert!(matches!(s.execute_plan(&plan.id).await, Err(LifecycleError::InvalidTransition(_))));
-    assert!(matches!(s.cancel_plan(&plan.id).await, Err(LifecycleError::InvalidTransition(_))));
+    assert!(matches!(
+        s.execute_plan(&plan.id).await,
+        Err(LifecycleError::InvalidTransition(_))
+    ));
+    assert!(matches!(
+        s.cancel_plan(&plan.id).await,
+        Err(LifecycleError::InvalidTransition(_))
+    ));
 }
 
 async fn invalid_transitions_name_from_and_to(backend: Backend) {
@@ -71,7 +103,10 @@ async fn invalid_transitions_name_from_and_to(backend: Backend) {
     let project = db.project("p", &[]);
     let c = container(&db).await;
     let s = c.lifecycle();
-    let plan = s.new_plan(action("files", "files", &[("files", "x")]), &project).await.unwrap();
+    let plan = s
+        .new_plan(action("files", "files", &[("files", "x")]), &project)
+        .await
+        .unwrap();
     match s.apply_plan(&plan.id).await {
         Err(LifecycleError::InvalidTransition(e)) => {
             assert_eq!(e.from, "strategize/queued");
@@ -79,13 +114,31 @@ async fn invalid_transitions_name_from_and_to(backend: Backend) {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(s.execute_plan(&plan.id).await, Err(LifecycleError::InvalidTransition(_))));
-    assert!(matches!(s.revert_plan(&plan.id).await, Err(LifecycleError::InvalidTransition(_))));
-    assert!(matches!(s.retry(&plan.id).await, Err(LifecycleError::InvalidTransition(_))));
-    assert!(matches!(s.status("nope").await, Err(LifecycleError::NotFound(_))));
+    assert!(matches!(
+        s.execute_plan(&plan.id).await,
+        Err(LifecycleError::InvalidTransition(_))
+    ));
+    assert!(matches!(
+        s.revert_plan(&plan.id).await,
+        Err(LifecycleError::InvalidTransition(_))
+    ));
+    assert!(matches!(
+        s.retry(&plan.id).await,
+        Err(LifecycleError::InvalidTransition(_))
+    ));
+    assert!(matches!(
+        s.status("nope").await,
+        Err(LifecycleError::NotFound(_))
+    ));
     let cancelled = s.cancel_plan(&plan.id).await.unwrap();
-    assert_eq!(cancelled.status, status(Phase::Strategize, State::Cancelled));
-    assert!(matches!(s.strategize_plan(&plan.id).await, Err(LifecycleError::InvalidTransition(_))));
+    assert_eq!(
+        cancelled.status,
+        status(Phase::Strategize, State::Cancelled)
+    );
+    assert!(matches!(
+        s.strategize_plan(&plan.id).await,
+        Err(LifecycleError::InvalidTransition(_))
+    ));
 }
 
 async fn drift_refuses_apply_and_revert_recovers(backend: Backend) {
@@ -93,15 +146,32 @@ async fn drift_refuses_apply_and_revert_recovers(backend: Backend) {
     let project = db.project("p", &[("a.txt", "A"), ("b.txt", "B")]);
     let c = container(&db).await;
     let s = c.lifecycle();
-    let plan = s.new_plan(action("files", "files", &[("files", "a.txt,b.txt"), ("content", "new")]), &project).await.unwrap();
+    let plan = s
+        .new_plan(
+            action(
+                "files",
+                "files",
+                &[("files", "a.txt,b.txt"), ("content", "new")],
+            ),
+            &project,
+        )
+        .await
+        .unwrap();
     s.strategize_plan(&plan.id).await.unwrap();
     s.execute_plan(&plan.id).await.unwrap();
     std::fs::write(project.join("b.txt"), "edited by someone").unwrap();
     match s.apply_plan(&plan.id).await {
-        Err(LifecycleError::ApplyDrift(d)) => assert_eq!(d.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(), ["b.txt"]),
+        Err(LifecycleError::ApplyDrift(d)) => assert_eq!(
+            d.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
+            ["b.txt"]
+        ),
         other => panic!("{other:?}"),
     }
-    assert_eq!(std::fs::read_to_string(project.join("a.txt")).unwrap(), "A", "nothing written");
+    assert_eq!(
+        std::fs::read_to_string(project.join("a.txt")).unwrap(),
+        "A",
+        "nothing written"
+    );
     let view = s.status(&plan.id).await.unwrap();
     assert_eq!(view.plan.status, status(Phase::Apply, State::Errored));
     assert!(view.plan.error.unwrap().contains("b.txt"));
@@ -112,7 +182,10 @@ async fn drift_refuses_apply_and_revert_recovers(backend: Backend) {
     s.strategize_plan(&plan.id).await.unwrap();
     s.execute_plan(&plan.id).await.unwrap();
     s.apply_plan(&plan.id).await.unwrap();
-    assert_eq!(std::fs::read_to_string(project.join("b.txt")).unwrap(), "new");
+    assert_eq!(
+        std::fs::read_to_string(project.join("b.txt")).unwrap(),
+        "new"
+    );
 }
 
 async fn failures_error_the_phase_and_release(backend: Backend) {
@@ -121,20 +194,40 @@ async fn failures_error_the_phase_and_release(backend: Backend) {
     let c = container(&db).await;
     let s = c.lifecycle();
     for (executor, check) in [
-        ("fail", (|e: &LifecycleError| matches!(e, LifecycleError::Plugin { .. })) as fn(&LifecycleError) -> bool),
-        ("panic", |e| matches!(e, LifecycleError::Panicked { message, .. } if message.contains("on purpose"))),
+        (
+            "fail",
+            (|e: &LifecycleError| matches!(e, LifecycleError::Plugin { .. }))
+                as fn(&LifecycleError) -> bool,
+        ),
+        (
+            "panic",
+            |e| matches!(e, LifecycleError::Panicked { message, .. } if message.contains("on purpose")),
+        ),
         ("escape", |e| matches!(e, LifecycleError::InvalidChange(_))),
     ] {
-        let plan = s.new_plan(action("files", executor, &[("files", "x")]), &project).await.unwrap();
+        let plan = s
+            .new_plan(action("files", executor, &[("files", "x")]), &project)
+            .await
+            .unwrap();
         s.strategize_plan(&plan.id).await.unwrap();
         let err = s.execute_plan(&plan.id).await.unwrap_err();
         assert!(check(&err), "{executor}: {err:?}");
         let view = s.status(&plan.id).await.unwrap();
-        assert_eq!(view.plan.status, status(Phase::Execute, State::Errored), "{executor}");
-        assert!(c.locks().list().await.unwrap().is_empty(), "{executor}: lock released");
+        assert_eq!(
+            view.plan.status,
+            status(Phase::Execute, State::Errored),
+            "{executor}"
+        );
+        assert!(
+            c.locks().list().await.unwrap().is_empty(),
+            "{executor}: lock released"
+        );
         // Retry runs the phase again (and fails the same way).
         assert!(s.retry(&plan.id).await.is_err());
-        assert_eq!(s.revert_plan(&plan.id).await.unwrap().status, status(Phase::Strategize, State::Queued));
+        assert_eq!(
+            s.revert_plan(&plan.id).await.unwrap().status,
+            status(Phase::Strategize, State::Queued)
+        );
     }
     assert!(!project.parent().unwrap().join("escaped.txt").exists());
 }
@@ -144,9 +237,19 @@ async fn dropped_future_releases_and_recovers(backend: Backend) {
     let project = db.project("p", &[]);
     let c = container(&db).await;
     let s = c.lifecycle();
-    let plan = s.new_plan(action("slow", "slow", &[("steps", "1"), ("ms", "60000")]), &project).await.unwrap();
+    let plan = s
+        .new_plan(
+            action("slow", "slow", &[("steps", "1"), ("ms", "60000")]),
+            &project,
+        )
+        .await
+        .unwrap();
     s.strategize_plan(&plan.id).await.unwrap();
-    assert!(tokio::time::timeout(Duration::from_millis(500), s.execute_plan(&plan.id)).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), s.execute_plan(&plan.id))
+            .await
+            .is_err()
+    );
     let mut released = false;
     for _ in 0..60 {
         if c.locks().list().await.unwrap().is_empty() {
@@ -155,7 +258,10 @@ async fn dropped_future_releases_and_recovers(backend: Backend) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(released, "the dropped future's guard released the plan lock");
+    assert!(
+        released,
+        "the dropped future's guard released the plan lock"
+    );
     // The plan was left in execute/processing; the next command recovers it.
     let other = c.lifecycle();
     let view = other.status(&plan.id).await.unwrap();
@@ -172,7 +278,13 @@ async fn sessions_and_containers_exclude_each_other(backend: Backend) {
     let c1 = container(&db).await;
     let c2 = container(&db).await;
     let a = c1.lifecycle();
-    let plan = a.new_plan(action("slow", "slow", &[("steps", "1"), ("ms", "1500")]), &project).await.unwrap();
+    let plan = a
+        .new_plan(
+            action("slow", "slow", &[("steps", "1"), ("ms", "1500")]),
+            &project,
+        )
+        .await
+        .unwrap();
     a.strategize_plan(&plan.id).await.unwrap();
     let id = plan.id.clone();
     let running = tokio::spawn(async move { a.execute_plan(&id).await.map(|p| p.status) });
@@ -188,9 +300,18 @@ async fn sessions_and_containers_exclude_each_other(backend: Backend) {
             }
             other => panic!("{who}: expected a lock conflict, got {other:?}"),
         }
-        assert!(matches!(session.cancel_plan(&plan.id).await, Err(LifecycleError::LockConflict(_))), "{who}");
+        assert!(
+            matches!(
+                session.cancel_plan(&plan.id).await,
+                Err(LifecycleError::LockConflict(_))
+            ),
+            "{who}"
+        );
     }
-    assert_eq!(running.await.unwrap().unwrap(), status(Phase::Execute, State::Complete));
+    assert_eq!(
+        running.await.unwrap().unwrap(),
+        status(Phase::Execute, State::Complete)
+    );
     // With a wait, a second session gets the lock once the first is done.
     let mut waiting = c2.lifecycle();
     waiting.set_lock_wait(Duration::from_secs(5));
@@ -202,15 +323,24 @@ async fn stale_holder_is_fenced_out(backend: Backend) {
     let project = db.project("p", &[]);
     let c = container(&db).await;
     let s = c.lifecycle();
-    let plan = s.new_plan(action("files", "files", &[("files", "x")]), &project).await.unwrap();
+    let plan = s
+        .new_plan(action("files", "files", &[("files", "x")]), &project)
+        .await
+        .unwrap();
     let locks: &LockService = c.locks();
     let resource = format!("plan:{}", plan.id);
     // A takes the plan lock and then stalls (no heartbeat) past its TTL.
     let (a, b) = (Owner::new_session(), Owner::new_session());
-    let a_grant = locks.try_acquire(&resource, &a, "strategize", MIN_TTL).await.unwrap();
+    let a_grant = locks
+        .try_acquire(&resource, &a, "strategize", MIN_TTL)
+        .await
+        .unwrap();
     tokio::time::sleep(MIN_TTL + Duration::from_millis(300)).await;
     // B takes over the expired lease and writes.
-    let b_grant = locks.try_acquire(&resource, &b, "strategize", MIN_TTL).await.unwrap();
+    let b_grant = locks
+        .try_acquire(&resource, &b, "strategize", MIN_TTL)
+        .await
+        .unwrap();
     assert!(b_grant.token > a_grant.token);
     let queued = status(Phase::Strategize, State::Queued);
     let cancelled = status(Phase::Strategize, State::Cancelled);
@@ -228,7 +358,10 @@ async fn stale_holder_is_fenced_out(backend: Backend) {
             error: None,
         })
         .await;
-    assert!(matches!(stale, Err(StoreError::Fenced { token, .. }) if token == a_grant.token), "{stale:?}");
+    assert!(
+        matches!(stale, Err(StoreError::Fenced { token, .. }) if token == a_grant.token),
+        "{stale:?}"
+    );
     // B's write with the current token goes through.
     c.store()
         .transition(&StateWrite {
@@ -253,14 +386,23 @@ async fn graceful_shutdown_interrupts_the_phase(backend: Backend) {
     let project = db.project("p", &[]);
     let c = container(&db).await;
     let s = c.lifecycle();
-    let plan = s.new_plan(action("slow", "slow", &[("steps", "1"), ("ms", "60000")]), &project).await.unwrap();
+    let plan = s
+        .new_plan(
+            action("slow", "slow", &[("steps", "1"), ("ms", "60000")]),
+            &project,
+        )
+        .await
+        .unwrap();
     s.strategize_plan(&plan.id).await.unwrap();
     let token = s.shutdown_token();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
         token.cancel();
     });
-    assert!(matches!(s.execute_plan(&plan.id).await, Err(LifecycleError::Interrupted)));
+    assert!(matches!(
+        s.execute_plan(&plan.id).await,
+        Err(LifecycleError::Interrupted)
+    ));
     assert!(c.locks().list().await.unwrap().is_empty());
     let view = s.status(&plan.id).await.unwrap();
     assert_eq!(view.plan.status, status(Phase::Execute, State::Errored));

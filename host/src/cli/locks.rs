@@ -30,7 +30,13 @@ pub enum LocksCommand {
 pub async fn run(cli: &Cli, container: &Container, cmd: &LocksCommand) -> anyhow::Result<()> {
     match cmd {
         LocksCommand::List { stale } => {
-            let locks: Vec<_> = container.locks().list().await?.into_iter().filter(|l| !stale || l.stale).collect();
+            let locks: Vec<_> = container
+                .locks()
+                .list()
+                .await?
+                .into_iter()
+                .filter(|l| !stale || l.stale)
+                .collect();
             if cli.json {
                 println!("{}", serde_json::to_string(&locks)?);
             } else if locks.is_empty() {
@@ -58,10 +64,15 @@ pub async fn run(cli: &Cli, container: &Container, cmd: &LocksCommand) -> anyhow
             }
             let removed = container.locks().force_release(resource).await?;
             if cli.json {
-                println!("{}", json!({ "resource": resource, "released": removed.as_ref().map(|(o, t)| json!({"owner": o, "token": t})) }));
+                println!(
+                    "{}",
+                    json!({ "resource": resource, "released": removed.as_ref().map(|(o, t)| json!({"owner": o, "token": t})) })
+                );
             } else {
                 match removed {
-                    Some((owner, token)) => println!("released `{resource}` (was held by {owner}, token {token})"),
+                    Some((owner, token)) => {
+                        println!("released `{resource}` (was held by {owner}, token {token})")
+                    }
                     None => println!("`{resource}` was not locked"),
                 }
             }

@@ -18,7 +18,10 @@ use clap::{Parser, Subcommand};
 use crate::lifecycle::PluginProvider;
 use crate::{Config, Container};
 
-pub use output::{exit_code, EXIT_APPLY_DRIFT, EXIT_FAILURE, EXIT_INVALID_TRANSITION, EXIT_LOCK_CONFLICT, EXIT_USAGE};
+pub use output::{
+    exit_code, EXIT_APPLY_DRIFT, EXIT_FAILURE, EXIT_INVALID_TRANSITION, EXIT_LOCK_CONFLICT,
+    EXIT_USAGE,
+};
 
 /// `lockstep` — plans carried out by sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -70,7 +73,10 @@ pub fn main() -> ExitCode {
 pub fn main_with(plugins: Option<Arc<dyn PluginProvider>>) -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -90,7 +96,10 @@ pub fn main_with(plugins: Option<Arc<dyn PluginProvider>>) -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKSTEP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Run one parsed command.
@@ -122,12 +131,19 @@ async fn build_container(
     }
 }
 
-async fn init(cli: &Cli, dir: &std::path::Path, plugins: Option<Arc<dyn PluginProvider>>) -> anyhow::Result<()> {
+async fn init(
+    cli: &Cli,
+    dir: &std::path::Path,
+    plugins: Option<Arc<dyn PluginProvider>>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join(".lockstep").join("plugins"))?;
     let container = build_container(cli, dir, plugins).await?;
     let url = crate::store::redact(&container.config().database_url());
     if cli.json {
-        println!("{}", serde_json::json!({ "project": dir, "database_url": url }));
+        println!(
+            "{}",
+            serde_json::json!({ "project": dir, "database_url": url })
+        );
     } else {
         println!("initialised {} (database {url})", dir.display());
     }

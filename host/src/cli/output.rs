@@ -92,8 +92,12 @@ pub fn print_error(e: &anyhow::Error, as_json: bool) {
     } else {
         eprintln!("error: {e:#}");
         match kind {
-            "apply_drift" => eprintln!("Nothing was written. Run `lockstep plan revert ID` and run the plan again."),
-            "plugin" | "lock_expired" => eprintln!("The plan is errored; `lockstep plan retry ID` runs the phase again."),
+            "apply_drift" => eprintln!(
+                "Nothing was written. Run `lockstep plan revert ID` and run the plan again."
+            ),
+            "plugin" | "lock_expired" => {
+                eprintln!("The plan is errored; `lockstep plan retry ID` runs the phase again.")
+            }
             _ => {}
         }
     }
@@ -108,15 +112,35 @@ pub fn colour() -> bool {
 pub fn diff(changes: &[ChangeRecord], colour: bool) -> String {
     let mut out = String::new();
     for c in changes {
-        let old = c.base_contents.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+        let old = c
+            .base_contents
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
         let new = match c.kind {
-            ChangeKind::Write => c.contents.as_deref().map(String::from_utf8_lossy).unwrap_or_default(),
+            ChangeKind::Write => c
+                .contents
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default(),
             ChangeKind::Delete => Default::default(),
         };
-        let from = if c.base_hash.is_some() { format!("a/{}", c.path) } else { "/dev/null".into() };
-        let to = if c.kind == ChangeKind::Delete { "/dev/null".into() } else { format!("b/{}", c.path) };
+        let from = if c.base_hash.is_some() {
+            format!("a/{}", c.path)
+        } else {
+            "/dev/null".into()
+        };
+        let to = if c.kind == ChangeKind::Delete {
+            "/dev/null".into()
+        } else {
+            format!("b/{}", c.path)
+        };
         let text = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
-        let unified = text.unified_diff().context_radius(3).header(&from, &to).to_string();
+        let unified = text
+            .unified_diff()
+            .context_radius(3)
+            .header(&from, &to)
+            .to_string();
         for line in unified.lines() {
             let painted = match (colour, line.as_bytes().first()) {
                 (true, Some(b'+')) => format!("\x1b[32m{line}\x1b[0m"),
@@ -139,16 +163,30 @@ mod tests {
     fn diffs_writes_creates_and_deletes() {
         let rec = |path: &str, base: Option<&str>, new: Option<&str>| ChangeRecord {
             path: path.into(),
-            kind: if new.is_some() { ChangeKind::Write } else { ChangeKind::Delete },
+            kind: if new.is_some() {
+                ChangeKind::Write
+            } else {
+                ChangeKind::Delete
+            },
             contents: new.map(|s| s.as_bytes().to_vec()),
             base_contents: base.map(|s| s.as_bytes().to_vec()),
             base_hash: base.map(|_| "h".into()),
             new_hash: None,
         };
-        let d = diff(&[rec("a", Some("x\n"), Some("h\nx\n")), rec("n", None, Some("new\n")), rec("g", Some("old\n"), None)], false);
+        let d = diff(
+            &[
+                rec("a", Some("x\n"), Some("h\nx\n")),
+                rec("n", None, Some("new\n")),
+                rec("g", Some("old\n"), None),
+            ],
+            false,
+        );
         assert!(d.contains("--- a/a\n+++ b/a\n"), "{d}");
         assert!(d.contains("+h\n"));
         assert!(d.contains("--- /dev/null\n+++ b/n\n"));
-        assert!(d.contains("--- a/g\n+++ /dev/null\n") && d.contains("-old\n"), "{d}");
+        assert!(
+            d.contains("--- a/g\n+++ /dev/null\n") && d.contains("-old\n"),
+            "{d}"
+        );
     }
 }

@@ -139,7 +139,10 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             return std::future::pending().await;
         };
         tokio::select! {
@@ -156,17 +159,28 @@ async fn wait_for_signal() {
 fn print_progress(p: &Progress) {
     match p {
         Progress::PhaseStarted { phase, .. } => println!("▸ {phase}"),
-        Progress::StepStarted { index, total, title } => println!("  [{}/{}] {title}", index + 1, total),
-        Progress::StepFinished { summary, changes, .. } => {
-            println!("        {summary} ({changes} change{})", if *changes == 1 { "" } else { "s" })
+        Progress::StepStarted {
+            index,
+            total,
+            title,
+        } => println!("  [{}/{}] {title}", index + 1, total),
+        Progress::StepFinished {
+            summary, changes, ..
+        } => {
+            println!(
+                "        {summary} ({changes} change{})",
+                if *changes == 1 { "" } else { "s" }
+            )
         }
     }
 }
 
 fn read_action(path: &PathBuf) -> Result<crate::lifecycle::Action, LifecycleError> {
-    let source = std::fs::read_to_string(path)
-        .map_err(|e| LifecycleError::InvalidAction(format!("cannot read `{}`: {e}", path.display())))?;
-    parse_action(&source).map_err(|e| LifecycleError::InvalidAction(format!("{}: {e}", path.display())))
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        LifecycleError::InvalidAction(format!("cannot read `{}`: {e}", path.display()))
+    })?;
+    parse_action(&source)
+        .map_err(|e| LifecycleError::InvalidAction(format!("{}: {e}", path.display())))
 }
 
 async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> anyhow::Result<()> {
@@ -191,9 +205,15 @@ async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> any
         PlanCommand::Apply { id, .. } => {
             let report = s.apply_plan(id).await?;
             if json {
-                println!("{}", json!({ "plan_id": report.plan_id, "status": "apply/applied", "files": report.files }));
+                println!(
+                    "{}",
+                    json!({ "plan_id": report.plan_id, "status": "apply/applied", "files": report.files })
+                );
             } else {
-                println!("plan {} applied: {} file(s) written", report.plan_id, report.files);
+                println!(
+                    "plan {} applied: {} file(s) written",
+                    report.plan_id, report.files
+                );
             }
         }
         PlanCommand::Retry { id, .. } => print_plan(&s.retry(id).await?, json),
@@ -222,11 +242,17 @@ async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> any
                 }
             }
         }
-        PlanCommand::Show { id, diff: with_diff } => {
+        PlanCommand::Show {
+            id,
+            diff: with_diff,
+        } => {
             let view = s.status(id).await?;
             let changes = s.changes(id).await?;
             if json {
-                println!("{}", json!({ "plan": view.plan, "steps": view.steps, "changes": changes, "diff": with_diff.then(|| diff(&changes, false)) }));
+                println!(
+                    "{}",
+                    json!({ "plan": view.plan, "steps": view.steps, "changes": changes, "diff": with_diff.then(|| diff(&changes, false)) })
+                );
             } else {
                 print_plan(&view.plan, false);
                 print_proposal(&view.plan);
@@ -249,9 +275,15 @@ async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> any
             } else if plans.is_empty() {
                 println!("no plans");
             } else {
-                println!("{:<12}  {:<22}  {:<24}  {}", "ID", "STATUS", "ACTION", "CREATED");
+                println!("{:<12}  {:<22}  {:<24}  CREATED", "ID", "STATUS", "ACTION");
                 for p in plans {
-                    println!("{:<12}  {:<22}  {:<24}  {}", p.id, p.status.to_string(), p.action.name, format_ms(p.created_at));
+                    println!(
+                        "{:<12}  {:<22}  {:<24}  {}",
+                        p.id,
+                        p.status.to_string(),
+                        p.action.name,
+                        format_ms(p.created_at)
+                    );
                 }
             }
         }
@@ -262,7 +294,10 @@ async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> any
 
 fn print_plan(plan: &PlanRecord, json: bool) {
     if json {
-        println!("{}", json!({ "plan_id": plan.id, "status": plan.status.to_string(), "version": plan.version, "error": plan.error }));
+        println!(
+            "{}",
+            json!({ "plan_id": plan.id, "status": plan.status.to_string(), "version": plan.version, "error": plan.error })
+        );
     } else {
         println!("plan {}  {}  ({})", plan.id, plan.status, plan.action.name);
     }
@@ -277,11 +312,19 @@ fn print_proposal(plan: &PlanRecord) {
     }
 }
 
-async fn run_all(cli: &Cli, s: &PlanLifecycleService, action: &PathBuf, yes: bool) -> anyhow::Result<()> {
+async fn run_all(
+    cli: &Cli,
+    s: &PlanLifecycleService,
+    action: &PathBuf,
+    yes: bool,
+) -> anyhow::Result<()> {
     let json = cli.json;
     let plan = s.new_plan(read_action(action)?, &cli.project).await?;
     if !json {
-        println!("plan {} created for `{}` in {}", plan.id, plan.action.name, plan.project_root);
+        println!(
+            "plan {} created for `{}` in {}",
+            plan.id, plan.action.name, plan.project_root
+        );
     }
     let plan = s.strategize_plan(&plan.id).await?;
     if !json {
@@ -304,7 +347,11 @@ async fn run_all(cli: &Cli, s: &PlanLifecycleService, action: &PathBuf, yes: boo
                 plan.id
             );
         }
-        print!("apply {} change(s) to {}? [y/N] ", changes.len(), plan.project_root);
+        print!(
+            "apply {} change(s) to {}? [y/N] ",
+            changes.len(),
+            plan.project_root
+        );
         std::io::stdout().flush()?;
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer)?;
@@ -321,7 +368,10 @@ async fn run_all(cli: &Cli, s: &PlanLifecycleService, action: &PathBuf, yes: boo
                      "changes": changes.iter().map(|c| &c.path).collect::<Vec<_>>() })
         );
     } else {
-        println!("✓ plan {} applied: {} file(s) written", plan.id, report.files);
+        println!(
+            "✓ plan {} applied: {} file(s) written",
+            plan.id, report.files
+        );
     }
     Ok(())
 }

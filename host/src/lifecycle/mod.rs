@@ -13,9 +13,12 @@ mod service;
 
 pub use action::parse_action;
 pub use error::LifecycleError;
-pub use model::{transition, Command, InvalidTransition, Phase, State, Status, Transition, COMMANDS, PHASES, STATES};
+pub use model::{
+    transition, Command, InvalidTransition, Phase, State, Status, Transition, COMMANDS, PHASES,
+    STATES,
+};
 pub use plugin::{
-    Action, Executor, FileChange, PlanProposal, PluginContext, PluginError, PluginLockError, PluginProvider, Step, StepOutcome,
-    Strategist,
+    Action, Executor, FileChange, PlanProposal, PluginContext, PluginError, PluginLockError,
+    PluginProvider, Step, StepOutcome, Strategist,
 };
 pub use service::{ApplyReport, LifecycleOptions, PlanLifecycleService, PlanView};

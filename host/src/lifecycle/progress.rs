@@ -36,4 +36,3 @@ pub enum Progress {
 
 /// A callback receiving [`Progress`].
 pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
-

@@ -15,15 +15,27 @@ pub struct PluginEngine {
 impl PluginEngine {
     /// An engine searching `config.plugin_dirs`.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
-        Ok(PluginEngine { dirs: config.plugin_dirs.clone() })
+        Ok(PluginEngine {
+            dirs: config.plugin_dirs.clone(),
+        })
     }
 }
 
 impl PluginProvider for PluginEngine {
-    fn strategist(&self, name: &str, _project_root: &Path) -> Result<Arc<dyn Strategist>, PluginError> {
-        Err(PluginError::Load(format!("no plugin named `{name}` in {:?}", self.dirs)))
+    fn strategist(
+        &self,
+        name: &str,
+        _project_root: &Path,
+    ) -> Result<Arc<dyn Strategist>, PluginError> {
+        Err(PluginError::Load(format!(
+            "no plugin named `{name}` in {:?}",
+            self.dirs
+        )))
     }
     fn executor(&self, name: &str, _project_root: &Path) -> Result<Arc<dyn Executor>, PluginError> {
-        Err(PluginError::Load(format!("no plugin named `{name}` in {:?}", self.dirs)))
+        Err(PluginError::Load(format!(
+            "no plugin named `{name}` in {:?}",
+            self.dirs
+        )))
     }
 }

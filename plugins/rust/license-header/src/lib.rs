@@ -7,9 +7,10 @@
 //!   empty header line becomes the prefix with trailing spaces trimmed.
 //!
 //! The strategist proposes one step per file whose first lines (after an
-//! optional `#!` line) are not the commented header. The executor prepends
-//! the commented header and a blank line, keeping a shebang line first, and
-//! changes nothing if the header is already there.
+//! optional shebang line) are not the commented header. The executor
+//! prepends the commented header and a blank line, keeping a shebang line
+//! (`#!...`, but not a Rust `#![...]` attribute) and a byte-order mark first,
+//! and changes nothing if the header is already there.
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -78,13 +79,10 @@ impl Header {
         Ok(Self { lines })
     }
 
-    /// Whether `text` already starts with this header (after a shebang line).
+    /// Whether `text` already starts with this header (after its preamble).
     /// Trailing whitespace is ignored on both sides.
     fn is_in(&self, text: &str) -> bool {
-        let mut lines = text.lines().peekable();
-        if lines.peek().is_some_and(|l| l.starts_with("#!")) {
-            lines.next();
-        }
+        let mut lines = split_preamble(text).1.lines();
         self.lines.iter().all(|want| {
             lines
                 .next()
@@ -92,23 +90,16 @@ impl Header {
         })
     }
 
-    /// `text` with the header and a blank line prepended, after a shebang
-    /// line if there is one. Uses the file's own line ending.
+    /// `text` with the header and a blank line inserted after its preamble. Uses the file's own line ending.
     fn prepend_to(&self, text: &str) -> String {
         let eol = match text.find('\n') {
             Some(i) if text[..i].ends_with('\r') => "\r\n",
             _ => "\n",
         };
-        let (shebang, rest) = match text.strip_prefix("#!") {
-            Some(_) => match text.find('\n') {
-                Some(i) => text.split_at(i + 1),
-                None => (text, ""),
-            },
-            None => ("", text),
-        };
+        let (preamble, rest) = split_preamble(text);
         let mut out = String::with_capacity(text.len() + 256);
-        out.push_str(shebang);
-        if !shebang.is_empty() && !shebang.ends_with('\n') {
+        out.push_str(preamble);
+        if preamble.starts_with("#!") && !preamble.ends_with('\n') {
             out.push_str(eol);
         }
         for line in &self.lines {
@@ -119,6 +110,24 @@ impl Header {
         out.push_str(rest);
         out
     }
+}
+
+/// Splits `text` into what must stay before the header and the rest. The
+/// preamble is a byte-order mark and a shebang line (`#!`, but not a Rust
+/// inner attribute `#![...]`), each if present.
+fn split_preamble(text: &str) -> (&str, &str) {
+    let bom = if text.starts_with('\u{feff}') {
+        '\u{feff}'.len_utf8()
+    } else {
+        0
+    };
+    let after_bom = &text[bom..];
+    let end = if after_bom.starts_with("#!") && !after_bom.starts_with("#![") {
+        after_bom.find('\n').map_or(text.len(), |i| bom + i + 1)
+    } else {
+        bom
+    };
+    text.split_at(end)
 }
 
 /// The sorted, de-duplicated files matching any of the comma-separated `globs`.
@@ -235,6 +244,14 @@ mod tests {
         assert_eq!(out, "#!/bin/sh\n# Copyright X\n\necho hi\n");
         assert!(h.is_in(&out));
         assert!(!h.is_in("echo hi\n"));
+    }
+
+    #[test]
+    fn inner_attributes_are_not_shebangs() {
+        let h = header("A", None);
+        assert_eq!(h.prepend_to("#![no_std]\n"), "// A\n\n#![no_std]\n");
+        assert_eq!(h.prepend_to("#!/bin/sh"), "#!/bin/sh\n// A\n\n");
+        assert_eq!(h.prepend_to("\u{feff}x\n"), "\u{feff}// A\n\nx\n");
     }
 
     #[test]
