@@ -5,6 +5,7 @@
 pub mod db;
 pub mod fixtures;
 pub mod process;
+pub mod workload;
 
 pub use db::{Backend, TestDb};
 pub use fixtures::TestPlugins;

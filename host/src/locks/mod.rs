@@ -96,6 +96,8 @@ pub struct Grant {
     pub token: i64,
     /// Hold count after this acquisition (1 unless re-entrant).
     pub holds: i64,
+    /// When the lease was first acquired (ms since the epoch, database clock).
+    pub acquired_at: i64,
     /// Expiry (ms since the epoch, database clock).
     pub expires_at: i64,
 }
@@ -109,6 +111,7 @@ pub struct LockService {
 struct Inner {
     db: Db,
     sql: LockSql,
+    min_ttl: Duration,
 }
 
 impl std::fmt::Debug for LockService {
@@ -135,10 +138,23 @@ fn check_resource(resource: &str) -> Result<(), LockError> {
 impl LockService {
     /// A lock service on `db` (already migrated).
     pub fn new(db: Db) -> Self {
+        Self::with_min_ttl(db, MIN_TTL)
+    }
+
+    /// A lock service that grants leases as short as `min_ttl` (below
+    /// [`MIN_TTL`], at least 100 ms). For fault-injection workloads and tests
+    /// that need leases to run out quickly; production keeps the default.
+    pub fn with_min_ttl(db: Db, min_ttl: Duration) -> Self {
         let sql = LockSql::new(&db);
+        let min_ttl = min_ttl.clamp(Duration::from_millis(100), MAX_TTL);
         LockService {
-            inner: Arc::new(Inner { db, sql }),
+            inner: Arc::new(Inner { db, sql, min_ttl }),
         }
+    }
+
+    /// Clamp a requested lease length to this service's bounds.
+    pub fn clamp_ttl(&self, ttl: Duration) -> Duration {
+        ttl.clamp(self.inner.min_ttl, MAX_TTL)
     }
 
     /// The database this service uses.
@@ -156,7 +172,7 @@ impl LockService {
         ttl: Duration,
     ) -> Result<Grant, LockError> {
         check_resource(resource)?;
-        let ttl_ms = clamp_ttl(ttl).as_millis() as i64;
+        let ttl_ms = self.clamp_ttl(ttl).as_millis() as i64;
         // A conflicting row may be released between our upsert and our read of
         // the holder; then simply try again.
         for _ in 0..8 {
@@ -181,6 +197,7 @@ impl LockService {
                     resource: resource.to_string(),
                     token: row.try_get(0)?,
                     holds: row.try_get(1)?,
+                    acquired_at: row.try_get(2)?,
                     expires_at: row.try_get(3)?,
                 });
             }
@@ -257,7 +274,7 @@ impl LockService {
             self.clone(),
             owner.clone(),
             grant,
-            clamp_ttl(ttl),
+            self.clamp_ttl(ttl),
         ))
     }
 
@@ -270,7 +287,7 @@ impl LockService {
         token: i64,
         ttl: Duration,
     ) -> Result<i64, LockError> {
-        let ttl_ms = clamp_ttl(ttl).as_millis() as i64;
+        let ttl_ms = self.clamp_ttl(ttl).as_millis() as i64;
         let row: Option<i64> = sqlx::query_scalar(&self.inner.sql.renew)
             .bind(resource)
             .bind(&owner.id)
