@@ -1,9 +1,11 @@
 //! Strategists and executors written in plain Rust, for lifecycle tests
 //! that are about the host (locks, store, apply) rather than the sandbox.
 //!
-//! Strategists: `files` (one step per path in `params.files`), `slow`
+//! Strategists: `files` (one step per path in `params.files`, after
+//! sleeping `params.strategize_ms` if given), `slow`
 //! (`params.steps` steps). Executors: `files` (write/append/delete per
-//! `params.mode`, reading through the workspace overlay), `slow` (sleeps
+//! `params.mode`, reading through the workspace overlay, after sleeping
+//! `params.delay_ms` if given), `slow` (sleeps
 //! `params.ms` per step), `panic`, `fail` (retryable error), `escape`
 //! (writes `params.escape_to`, default `../escaped.txt`, outside the project).
 
@@ -46,6 +48,13 @@ impl Strategist for FilesStrategy {
         _ctx: &PluginContext,
         action: &Action,
     ) -> Result<PlanProposal, PluginError> {
+        if let Some(ms) = action
+            .params
+            .get("strategize_ms")
+            .and_then(|s| s.parse().ok())
+        {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         let files = action
             .params
             .get("files")
@@ -98,6 +107,9 @@ impl Strategist for SlowStrategy {
 #[async_trait]
 impl Executor for FilesExecutor {
     async fn execute(&self, ctx: &PluginContext, step: &Step) -> Result<StepOutcome, PluginError> {
+        if let Some(ms) = step.params.get("delay_ms").and_then(|s| s.parse().ok()) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         let path = step.params["path"].clone();
         let content = step.params.get("content").cloned().unwrap_or_default();
         let change = match step
