@@ -137,20 +137,28 @@ async fn heartbeat(
         };
         tokio::time::sleep_until(next).await;
         let sent = tokio::time::Instant::now();
-        match service.renew(&resource, &owner, token, ttl).await {
-            Ok(_) => valid_until = sent + ttl,
-            Err(LockError::Expired { .. }) => {
+        // A renewal stuck on a dead connection must not outlive the lease:
+        // give up on it when the lease would have run out by our own clock.
+        let renewal = tokio::time::timeout_at(
+            valid_until.max(sent + Duration::from_millis(200)),
+            service.renew(&resource, &owner, token, ttl),
+        );
+        match renewal.await {
+            Ok(Ok(_)) => valid_until = sent + ttl,
+            Ok(Err(LockError::Expired { .. })) => {
                 tracing::warn!("lease on `{resource}` (token {token}) was lost");
                 lost.cancel();
                 return;
             }
-            Err(e) => {
-                tracing::warn!("renewing `{resource}` failed: {e}");
-                if tokio::time::Instant::now() >= valid_until {
-                    lost.cancel();
-                    return;
-                }
-            }
+            Ok(Err(e)) => tracing::warn!("renewing `{resource}` failed: {e}"),
+            Err(_) => tracing::warn!("renewing `{resource}` timed out"),
+        }
+        if tokio::time::Instant::now() >= valid_until {
+            tracing::warn!(
+                "lease on `{resource}` (token {token}) could not be renewed before it ran out"
+            );
+            lost.cancel();
+            return;
         }
     }
 }

@@ -1,0 +1,238 @@
+// Unit tests of the pure formatting logic: `node --test` (from plugins/js).
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import {
+  DEFAULTS,
+  JsonSyntaxError,
+  MAX_DEPTH,
+  ParamError,
+  compareCodePoints,
+  formatBytes,
+  formatText,
+  param,
+  parseOptions,
+  printJson,
+  stepParams,
+} from './format.js';
+
+const utf8 = (s) => new TextEncoder().encode(s);
+const text = (b) => new TextDecoder().decode(b);
+
+/** What JSON.stringify makes of `json`, for documents it keeps intact. */
+const stringify = (json, indent = 2) => JSON.stringify(JSON.parse(json), null, indent);
+
+describe('parseOptions', () => {
+  it('has defaults', () => {
+    assert.deepEqual(parseOptions([]), {
+      globs: ['**/*.json'],
+      indent: '  ',
+      indentParam: '2',
+      sortKeys: false,
+      lock: 'json-format',
+    });
+    assert.equal(DEFAULTS.lock, 'json-format');
+  });
+
+  it('reads every param', () => {
+    const o = parseOptions([
+      ['globs', ' a/*.json, ,b/**/*.json '],
+      ['indent', '4'],
+      ['sort_keys', 'true'],
+      ['lock', 'fmt/json'],
+    ]);
+    assert.deepEqual(o.globs, ['a/*.json', 'b/**/*.json']);
+    assert.equal(o.indent, '    ');
+    assert.equal(o.sortKeys, true);
+    assert.equal(o.lock, 'fmt/json');
+    assert.equal(parseOptions([['indent', 'tab']]).indent, '\t');
+    assert.equal(parseOptions([['indent', '\t']]).indentParam, 'tab');
+    assert.equal(parseOptions([['indent', '0']]).indent, '');
+  });
+
+  it('takes the first of repeated params', () => {
+    assert.equal(param([['a', '1'], ['a', '2']], 'a'), '1');
+    assert.equal(param([], 'a'), undefined);
+  });
+
+  it('rejects bad params', () => {
+    for (const params of [
+      [['globs', ' , ']],
+      [['indent', '11']],
+      [['indent', '-1']],
+      [['indent', 'two']],
+      [['indent', '']],
+      [['sort_keys', 'yes']],
+      [['lock', '']],
+      [['lock', 'has space']],
+    ]) {
+      assert.throws(() => parseOptions(params), ParamError, JSON.stringify(params));
+    }
+  });
+
+  it('round-trips through step params', () => {
+    const o = parseOptions([['indent', 'tab'], ['sort_keys', 'true'], ['lock', 'x'], ['globs', 'a']]);
+    const params = stepParams(o, 'a/b.json');
+    assert.equal(param(params, 'path'), 'a/b.json');
+    const again = parseOptions(params);
+    assert.deepEqual({ ...again, globs: o.globs }, o);
+  });
+});
+
+describe('printJson', () => {
+  const samples = [
+    '{}',
+    '[]',
+    '0',
+    '-1.5e-7',
+    '"x"',
+    'true',
+    'null',
+    '{"a":1,"b":[1,2,{"c":null}],"d":{},"e":[],"f":"g"}',
+    '[[[]],[{}],{"a":[{"b":{}}]}]',
+    ' \t\r\n{ "a" : [ 1 , 2 ] }\n ',
+  ];
+
+  it('matches JSON.stringify where values round-trip', () => {
+    for (const json of samples) {
+      for (const indent of [2, 4, 0, '\t']) {
+        const unit = typeof indent === 'number' ? ' '.repeat(indent) : indent;
+        assert.equal(printJson(json, { indent: unit }), stringify(json, indent), json);
+      }
+    }
+  });
+
+  it('keeps numbers as written', () => {
+    const json = '[12345678901234567890,1.0,1e3,-0,0.1000,1E+2]';
+    assert.equal(printJson(json, { indent: '' }), json);
+    assert.notEqual(stringify(json, 0), json);
+  });
+
+  it('normalises strings without changing them', () => {
+    assert.equal(printJson('"caf\\u00e9 \\/ \\t"', { indent: '' }), '"café / \\t"');
+    assert.equal(printJson('"\\u0001\\ud800"', { indent: '' }), '"\\u0001\\ud800"');
+    assert.equal(printJson('"\\u2028 \\"q\\" \\\\"', { indent: '' }), '"\u2028 \\"q\\" \\\\"');
+    assert.equal(printJson('{"\\u0061":1}', { indent: '' }), '{"a":1}');
+  });
+
+  it('keeps repeated keys in order', () => {
+    assert.equal(printJson('{"b":1,"a":2,"b":3}', { indent: '' }), '{"b":1,"a":2,"b":3}');
+    assert.equal(
+      printJson('{"b":1,"a":2,"b":3}', { indent: '', sortKeys: true }),
+      '{"a":2,"b":1,"b":3}',
+    );
+  });
+
+  it('sorts keys recursively by code point', () => {
+    const json = '{"b":{"y":1,"x":[{"d":1,"c":2}]},"a":0,"B":2,"é":3,"😀":4,"\uffff":5,"\\u0062a":6}';
+    assert.equal(
+      printJson(json, { indent: '', sortKeys: true }),
+      '{"B":2,"a":0,"b":{"x":[{"c":2,"d":1}],"y":1},"ba":6,"é":3,"\uffff":5,"😀":4}',
+    );
+    // Arrays keep their order.
+    assert.equal(printJson('[3,1,2]', { indent: '', sortKeys: true }), '[3,1,2]');
+  });
+
+  it('prints sorted objects like JSON.stringify of the sorted value', () => {
+    const json = '{"z":{"b":[1,{"y":2,"x":1}],"a":true},"m":[],"a":{}}';
+    const sorted = { a: {}, m: [], z: { a: true, b: [1, { x: 1, y: 2 }] } };
+    assert.equal(printJson(json, { indent: '  ', sortKeys: true }), JSON.stringify(sorted, null, 2));
+  });
+
+  it('rejects invalid JSON with a position', () => {
+    const bad = [
+      ['', 'unexpected end of input at line 1, column 1'],
+      ['{"a":1,}', 'unexpected "}" at line 1, column 8'],
+      ['[1,\n2,\n]', 'unexpected "]" at line 3, column 1'],
+      ['{a:1}', 'unexpected "a" at line 1, column 2'],
+      ['[01]', 'unexpected "1" at line 1, column 3'],
+      ['[1.]', 'unexpected "." at line 1, column 3'],
+      ['"abc', 'unterminated string at line 1, column 1'],
+      ['"a\tb"', 'control character in string at line 1, column 3'],
+      ['"\\x"', 'invalid escape in string at line 1, column 2'],
+      ['"\\u12"', 'invalid escape in string at line 1, column 2'],
+      ['{} {}', 'unexpected "{" at line 1, column 4'],
+      ["{'a':1}", 'unexpected "\'" at line 1, column 2'],
+      ['NaN', 'unexpected "N" at line 1, column 1'],
+      ['tru', 'unexpected "t" at line 1, column 1'],
+      ['// c\n{}', 'unexpected "/" at line 1, column 1'],
+    ];
+    for (const [json, message] of bad) {
+      assert.throws(() => printJson(json), (e) => e instanceof JsonSyntaxError && e.message === message, json);
+      assert.throws(() => JSON.parse(json), SyntaxError, json);
+    }
+  });
+
+  it('limits nesting', () => {
+    const ok = '['.repeat(MAX_DEPTH) + ']'.repeat(MAX_DEPTH);
+    assert.equal(printJson(ok, { indent: '' }), ok);
+    const deep = '['.repeat(MAX_DEPTH + 1) + ']'.repeat(MAX_DEPTH + 1);
+    assert.throws(() => printJson(deep), /nested deeper than 1000 levels/);
+  });
+});
+
+describe('formatText', () => {
+  it('ends with one newline', () => {
+    assert.equal(formatText('{"a":1}', { indent: '  ' }), '{\n  "a": 1\n}\n');
+    assert.equal(formatText('[]\n\n\n', { indent: '  ' }), '[]\n');
+    assert.equal(formatText('1', { indent: '' }), '1\n');
+  });
+
+  it('keeps CRLF line endings', () => {
+    assert.equal(formatText('{"a":\r\n[1]}\r\n', { indent: ' ' }), '{\r\n "a": [\r\n  1\r\n ]\r\n}\r\n');
+    assert.equal(formatText('{"a":1}\r\n', { indent: '' }), '{"a":1}\r\n');
+  });
+
+  it('keeps a byte-order mark', () => {
+    assert.equal(formatText('\uFEFF{"a":1}', { indent: '' }), '\uFEFF{"a":1}\n');
+  });
+
+  it('is idempotent', () => {
+    const once = formatText('{"b":[1,{"c":"\\u00e9"}],"a":1.0}', { indent: '\t', sortKeys: true });
+    assert.equal(formatText(once, { indent: '\t', sortKeys: true }), once);
+  });
+});
+
+describe('formatBytes', () => {
+  const options = parseOptions([]);
+
+  it('reports unchanged files as such', () => {
+    const bytes = utf8('{\n  "a": [\n    1\n  ]\n}\n');
+    const r = formatBytes(bytes, options);
+    assert.equal(r.ok, true);
+    assert.equal(r.changed, false);
+    assert.equal(r.bytes, bytes);
+  });
+
+  it('formats messy files', () => {
+    const r = formatBytes(utf8('{"name":"é","n":[1,2]}'), options);
+    assert.equal(r.ok, true);
+    assert.equal(r.changed, true);
+    assert.ok(r.bytes instanceof Uint8Array);
+    assert.equal(text(r.bytes), '{\n  "name": "é",\n  "n": [\n    1,\n    2\n  ]\n}\n');
+  });
+
+  it('keeps the byte-order mark bytes', () => {
+    const r = formatBytes(new Uint8Array([0xef, 0xbb, 0xbf, ...utf8('[ ]')]), options);
+    assert.deepEqual([...r.bytes], [0xef, 0xbb, 0xbf, ...utf8('[]\n')]);
+  });
+
+  it('skips what is not UTF-8 or not JSON', () => {
+    assert.deepEqual(formatBytes(new Uint8Array([0x7b, 0xff, 0x7d]), options), {
+      ok: false,
+      reason: 'not UTF-8 text',
+    });
+    const r = formatBytes(utf8('{"a":1,}'), options);
+    assert.equal(r.ok, false);
+    assert.match(r.reason, /^not valid JSON: unexpected "}" at line 1, column 8$/);
+  });
+});
+
+describe('compareCodePoints', () => {
+  it('orders by code point, not UTF-16 unit', () => {
+    const keys = ['b', '😀', '\uffff', 'a', '', 'ab', 'B'];
+    assert.deepEqual(keys.sort(compareCodePoints), ['', 'B', 'a', 'ab', 'b', '\uffff', '😀']);
+    assert.equal(compareCodePoints('x', 'x'), 0);
+  });
+});

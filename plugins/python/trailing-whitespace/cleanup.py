@@ -1,0 +1,135 @@
+"""Pure text logic of the `trailing-whitespace` plugin.
+
+Nothing here talks to the host, so this module imports (and is tested) with
+a plain CPython: `python3 -m unittest` in this folder.
+
+Line endings are `\\n` and `\\r\\n`; each line keeps the one it had. Trailing
+whitespace is any run of spaces, tabs and stray carriage returns before a
+line ending or the end of the file (the `\\r` of a `\\r\\n` is part of the
+line ending, not whitespace). Lone `\\r` line endings (classic Mac OS) are not
+recognised as line endings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+DEFAULT_GLOBS = "**/*"
+DEFAULT_LOCK = "trailing-whitespace"
+LOCK_TTL_MS = 30_000
+
+_BLANKS = " \t\r"
+
+
+class ParamError(ValueError):
+    """A parameter has a value the plugin cannot use."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """What `clean` changed (or would change) in one text."""
+
+    text: str
+    """The cleaned text."""
+    lines: int
+    """How many lines lost trailing whitespace."""
+    added_newline: bool
+    """Whether a final line ending was appended."""
+
+    @property
+    def changed(self) -> bool:
+        return self.lines > 0 or self.added_newline
+
+    def describe(self) -> str:
+        """What was done, e.g. `3 lines stripped, final newline added`."""
+        parts = []
+        if self.lines:
+            parts.append(f"{self.lines} line{'' if self.lines == 1 else 's'} stripped")
+        if self.added_newline:
+            parts.append("final newline added")
+        return ", ".join(parts) or "nothing to do"
+
+
+def line_ending(text: str) -> str:
+    """The file's line ending: that of its first line, `\\n` if it has none."""
+    i = text.find("\n")
+    return "\r\n" if i > 0 and text[i - 1] == "\r" else "\n"
+
+
+def clean(text: str, final_newline: bool = True) -> Report:
+    """Strips trailing whitespace from every line of `text`, keeping each
+    line's ending, and with `final_newline` appends the file's line ending to
+    a non-empty text that lacks one. Cleaning a cleaned text changes nothing.
+    """
+    out = []
+    stripped = 0
+    for line in _lines(text):
+        if line.endswith("\r\n"):
+            content, eol = line[:-2], "\r\n"
+        elif line.endswith("\n"):
+            content, eol = line[:-1], "\n"
+        else:
+            content, eol = line, ""
+        kept = content.rstrip(_BLANKS)
+        if kept != content:
+            stripped += 1
+        out.append(kept + eol)
+    result = "".join(out)
+    added = False
+    if final_newline and result and not result.endswith("\n"):
+        result += line_ending(text)
+        added = True
+    return Report(result, stripped, added)
+
+
+def _lines(text: str) -> list[str]:
+    """`text` split after every `\\n` (each piece keeps its `\\n`)."""
+    pieces = text.split("\n")
+    lines = [p + "\n" for p in pieces[:-1]]
+    if pieces[-1]:
+        lines.append(pieces[-1])
+    return lines
+
+
+def parse_bool(value: str | None, name: str, default: bool) -> bool:
+    """`"true"` or `"false"` (any case, surrounding blanks ignored); `default`
+    when the param is absent or empty."""
+    if value is None or not value.strip():
+        return default
+    v = value.strip().lower()
+    if v == "true":
+        return True
+    if v == "false":
+        return False
+    raise ParamError(f'param `{name}` must be "true" or "false", not {value!r}')
+
+
+def param(params: Sequence[tuple[str, str]], key: str) -> str | None:
+    """The value of the first param named `key`, or None."""
+    for k, v in params:
+        if k == key:
+            return v
+    return None
+
+
+def split_globs(globs: str | None) -> list[str]:
+    """The non-empty, stripped, de-duplicated globs of a comma-separated list
+    (`**/*` when there are none)."""
+    seen: list[str] = []
+    for g in (globs or "").split(","):
+        g = g.strip()
+        if g and g not in seen:
+            seen.append(g)
+    return seen or [DEFAULT_GLOBS]
+
+
+def lock_name(value: str | None) -> str:
+    """The lock sub-resource to take: the `lock` param, or the default."""
+    value = (value or "").strip()
+    return value or DEFAULT_LOCK
+
+
+def summary(needing: int, total: int) -> str:
+    """The strategist's summary line."""
+    return f"{needing} of {total} files need cleaning"

@@ -1,0 +1,289 @@
+"""Tests of the trailing-whitespace plugin, run with a plain CPython:
+
+    python3 -m unittest        # in this folder
+
+`CleanupTest` covers the text logic and always runs. `AppTest` drives the
+exports of `app.py` against fake host functions; it needs the stub bindings
+that `../build.sh` generates into `../bindings/` and is skipped without them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import unittest
+from unittest import mock
+
+import cleanup
+from cleanup import ParamError, clean
+
+
+class CleanupTest(unittest.TestCase):
+    def test_strips_spaces_and_tabs_keeping_lf(self):
+        r = clean("a  \nb\t\n  c \t \nd\n")
+        self.assertEqual(r.text, "a\nb\n  c\nd\n")
+        self.assertEqual(r.lines, 3)
+        self.assertFalse(r.added_newline)
+
+    def test_keeps_crlf_and_mixed_endings_per_line(self):
+        self.assertEqual(clean("a \r\nb\t\r\n").text, "a\r\nb\r\n")
+        self.assertEqual(clean("a \r\nb \nc\r\n").text, "a\r\nb\nc\r\n")
+
+    def test_blank_lines_lose_their_blanks_but_stay(self):
+        self.assertEqual(clean("a\n   \n\t\nb\n").text, "a\n\n\nb\n")
+
+    def test_interior_and_unicode_blanks_are_kept(self):
+        text = "a  b\u00a0\n\tindented\n"
+        self.assertEqual(clean(text).text, text)
+        self.assertFalse(clean(text).changed)
+
+    def test_adds_the_files_own_final_line_ending(self):
+        r = clean("a\nb")
+        self.assertEqual(r.text, "a\nb\n")
+        self.assertTrue(r.added_newline)
+        self.assertEqual(r.lines, 0)
+        self.assertEqual(clean("a\r\nb  ").text, "a\r\nb\r\n")
+        self.assertEqual(clean("single").text, "single\n")
+
+    def test_final_newline_can_be_turned_off(self):
+        r = clean("a \nb ", final_newline=False)
+        self.assertEqual(r.text, "a\nb")
+        self.assertEqual(r.lines, 2)
+        self.assertFalse(r.added_newline)
+        self.assertFalse(clean("a\nb", final_newline=False).changed)
+
+    def test_empty_and_blank_only_texts_stay_empty(self):
+        self.assertFalse(clean("").changed)
+        self.assertEqual(clean("").text, "")
+        self.assertEqual(clean("  \t").text, "")
+        self.assertEqual(clean("\n").text, "\n")
+
+    def test_stray_carriage_returns_at_line_end_are_blanks(self):
+        self.assertEqual(clean("a\t\r \n").text, "a\n")
+        self.assertEqual(clean("a\r\r\n").text, "a\r\n")
+        self.assertEqual(clean("a \r").text, "a\n")
+
+    def test_cleaning_is_idempotent(self):
+        samples = [
+            "a  \nb\t\n",
+            "a \r\nb\r\n  ",
+            "a\t\r \n\r\r\nx",
+            " \r \n \n\r",
+            "\u00a0 \n\ufefftext  ",
+            "",
+        ]
+        for text in samples:
+            for final in (True, False):
+                once = clean(text, final).text
+                again = clean(once, final)
+                self.assertEqual(again.text, once, repr(text))
+                self.assertFalse(again.changed, repr(text))
+
+    def test_describe(self):
+        self.assertEqual(clean("a \n").describe(), "1 line stripped")
+        self.assertEqual(clean("a \nb ").describe(), "2 lines stripped, final newline added")
+        self.assertEqual(clean("a").describe(), "final newline added")
+        self.assertEqual(clean("a\n").describe(), "nothing to do")
+
+    def test_line_ending(self):
+        self.assertEqual(cleanup.line_ending("a\r\nb\n"), "\r\n")
+        self.assertEqual(cleanup.line_ending("a\nb\r\n"), "\n")
+        self.assertEqual(cleanup.line_ending("no newline"), "\n")
+        self.assertEqual(cleanup.line_ending("\n"), "\n")
+
+    def test_parse_bool(self):
+        self.assertTrue(cleanup.parse_bool(None, "x", True))
+        self.assertFalse(cleanup.parse_bool("", "x", False))
+        self.assertTrue(cleanup.parse_bool(" TRUE ", "x", False))
+        self.assertFalse(cleanup.parse_bool("false", "x", True))
+        with self.assertRaisesRegex(ParamError, "final_newline"):
+            cleanup.parse_bool("yes", "final_newline", True)
+
+    def test_params_globs_lock_summary(self):
+        params = [("globs", "a"), ("lock", "x"), ("globs", "b")]
+        self.assertEqual(cleanup.param(params, "globs"), "a")
+        self.assertIsNone(cleanup.param(params, "nope"))
+        self.assertEqual(cleanup.split_globs(" src/**/*.py, ,*.md,*.md"), ["src/**/*.py", "*.md"])
+        self.assertEqual(cleanup.split_globs(None), ["**/*"])
+        self.assertEqual(cleanup.split_globs(" , "), ["**/*"])
+        self.assertEqual(cleanup.lock_name(None), "trailing-whitespace")
+        self.assertEqual(cleanup.lock_name("  "), "trailing-whitespace")
+        self.assertEqual(cleanup.lock_name("docs"), "docs")
+        self.assertEqual(cleanup.summary(2, 5), "2 of 5 files need cleaning")
+
+
+# The stub bindings from `componentize-py bindings` (their host functions
+# raise NotImplementedError; the tests below replace them with fakes).
+_BINDINGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bindings")
+try:
+    sys.path.insert(0, _BINDINGS)
+    import app
+    from componentize_py_types import Err
+    from wit_world.imports import types as t
+except ImportError as e:  # no bindings generated yet
+    app = None
+    _SKIP = f"no stub bindings in {_BINDINGS} ({e}); run ../build.sh"
+else:
+    _SKIP = ""
+finally:
+    sys.path.remove(_BINDINGS)
+
+
+class FakeLease:
+    def __init__(self, host, name):
+        self.host, self._name, self.released = host, name, False
+
+    def name(self):
+        return f"project:p/res:{self._name}"
+
+    def token(self):
+        return 1
+
+    def release(self):
+        if self.released:
+            raise Err(t.LockError_Invalid("already released"))
+        self.released = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.host.dropped.append(self)
+
+
+class FakeHost:
+    """Files, one busy lock and a log, patched over the binding functions."""
+
+    CONFLICT = t.LockConflict(
+        resource="project:p/res:busy",
+        owner="sess-1",
+        operation="execute plan 0f3c",
+        holder="host:42",
+        acquired_at=1,
+        expires_at=2,
+    ) if app else None
+
+    def __init__(self, files):
+        self.files = files
+        self.leases, self.dropped, self.lines = [], [], []
+
+    def list(self, pattern):
+        return sorted(self.files)
+
+    def read(self, path):
+        data = self.files.get(path)
+        if data is None:
+            raise Err(t.FsError_NotFound(path))
+        if data == "TOO-LARGE":
+            raise Err(t.FsError_TooLarge(1024))
+        return data
+
+    def acquire(self, name, ttl_ms):
+        if name == "busy":
+            raise Err(t.LockError_Conflict(self.CONFLICT))
+        lease = FakeLease(self, name)
+        self.leases.append(lease)
+        return lease
+
+    def log(self, level, message):
+        self.lines.append((level, message))
+
+    def patch(self, test):
+        for module, attr, fake in [
+            (app.workspace, "list", self.list),
+            (app.workspace, "read", self.read),
+            (app.locks, "acquire", self.acquire),
+            (app.log, "log", self.log),
+        ]:
+            p = mock.patch.object(module, attr, fake)
+            p.start()
+            test.addCleanup(p.stop)
+        return self
+
+
+@unittest.skipIf(app is None, _SKIP)
+class AppTest(unittest.TestCase):
+    FILES = {
+        "a.py": b"x = 1  \n",
+        "b.txt": b"clean\n",
+        "c.bin": b"\xff\xfe  \n",
+        "d.log": "TOO-LARGE",
+        "e.md": b"no newline",
+    }
+
+    def strategize(self, host, **params):
+        host.patch(self)
+        return app.Strategy().strategize("plan", t.Action("tidy", list(params.items())))
+
+    def test_strategize_proposes_a_step_per_dirty_file(self):
+        host = FakeHost(dict(self.FILES))
+        plan = self.strategize(host, lock="docs")
+        self.assertEqual(plan.summary, "2 of 5 files need cleaning")
+        self.assertEqual([s.id for s in plan.steps], ["file-1", "file-2"])
+        self.assertEqual(plan.steps[0].title, "Strip trailing whitespace in a.py")
+        self.assertEqual(plan.steps[0].targets, ["a.py"])
+        self.assertEqual(
+            plan.steps[1].params,
+            [("path", "e.md"), ("final_newline", "true"), ("lock", "docs")],
+        )
+        logged = " ".join(m for _, m in host.lines)
+        self.assertIn("skipping c.bin: not UTF-8", logged)
+        self.assertIn("skipping d.log: larger than 1024 bytes", logged)
+
+    def test_strategize_without_final_newline_skips_such_files(self):
+        plan = self.strategize(FakeHost(dict(self.FILES)), final_newline="false")
+        self.assertEqual([s.targets for s in plan.steps], [["a.py"]])
+
+    def test_bad_param_is_invalid_input(self):
+        with self.assertRaises(Err) as e:
+            self.strategize(FakeHost({}), final_newline="maybe")
+        self.assertIsInstance(e.exception.value, t.PluginError_InvalidInput)
+
+    def test_execute_writes_and_releases_the_lease(self):
+        host = FakeHost(dict(self.FILES)).patch(self)
+        step = t.Step("file-1", "", [("path", "a.py"), ("lock", "docs")], ["a.py"])
+        out = app.Execution().execute("plan", step)
+        self.assertEqual(out.changes, [t.Change_Write(t.FileWrite("a.py", b"x = 1\n"))])
+        self.assertEqual(out.summary, "Cleaned a.py: 1 line stripped")
+        [lease] = host.leases
+        self.assertTrue(lease.released)
+        self.assertEqual(host.dropped, [lease])
+
+    def test_execute_on_clean_file_changes_nothing(self):
+        FakeHost(dict(self.FILES)).patch(self)
+        out = app.Execution().execute("plan", t.Step("s", "", [("path", "b.txt")], []))
+        self.assertEqual(out.changes, [])
+        self.assertEqual(out.summary, "b.txt is already clean")
+
+    def test_lock_conflict_is_returned_unchanged(self):
+        host = FakeHost(dict(self.FILES)).patch(self)
+        step = t.Step("s", "", [("path", "a.py"), ("lock", "busy")], [])
+        with self.assertRaises(Err) as e:
+            app.Execution().execute("plan", step)
+        self.assertEqual(e.exception.value, t.PluginError_Lock(t.LockError_Conflict(FakeHost.CONFLICT)))
+        self.assertTrue(any("held by sess-1" in m for _, m in host.lines))
+
+    def test_failed_read_still_drops_the_lease(self):
+        host = FakeHost({}).patch(self)
+        with self.assertRaises(Err) as e:
+            app.Execution().execute("plan", t.Step("s", "", [("path", "gone.py")], []))
+        self.assertIsInstance(e.exception.value, t.PluginError_Permanent)
+        self.assertEqual(len(host.dropped), 1)
+
+    def test_missing_path_is_invalid_input_before_locking(self):
+        host = FakeHost({}).patch(self)
+        with self.assertRaises(Err) as e:
+            app.Execution().execute("plan", t.Step("s", "", [], []))
+        self.assertIsInstance(e.exception.value, t.PluginError_InvalidInput)
+        self.assertEqual(host.leases, [])
+
+    def test_unexpected_exception_becomes_permanent(self):
+        with mock.patch.object(app.cleanup, "clean", side_effect=KeyError("boom")):
+            with self.assertRaises(Err) as e:
+                self.strategize(FakeHost({"a": b"a "}))
+        self.assertIsInstance(e.exception.value, t.PluginError_Permanent)
+        self.assertIn("KeyError", e.exception.value.value)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,123 @@
+//! Database faults while a phase runs under a lock: PostgreSQL connections
+//! killed with `pg_terminate_backend`, and a SQLite file held by another
+//! writer for longer than `busy_timeout`. The phase carries on after
+//! reconnecting or fails cleanly; no lease is assumed that the database does
+//! not agree on; nothing is lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lockstep::lifecycle::{Phase, State, Status};
+use lockstep::{Config, Container};
+use lockstep_tests::fixtures::action;
+use lockstep_tests::{Backend, TestDb, TestPlugins};
+use sqlx::{Connection, Executor};
+
+async fn container(db: &TestDb) -> Container {
+    let mut config = Config::for_project(db.dir.path());
+    config.database_url = Some(db.url.clone());
+    config.lifecycle.lock_ttl = lockstep::locks::MIN_TTL;
+    Container::build_with_plugins(config, Arc::new(TestPlugins))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_killed_mid_phase() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let project = db.project("p", &[]);
+    let c = container(&db).await;
+    let s = c.lifecycle();
+    let plan = s
+        .new_plan(
+            action("slow", "slow", &[("steps", "2"), ("ms", "2500")]),
+            &project,
+        )
+        .await
+        .unwrap();
+    s.strategize_plan(&plan.id).await.unwrap();
+    let id = plan.id.clone();
+    let running = tokio::spawn(async move { s.execute_plan(&id).await });
+    let name = db.url.rsplit('/').next().unwrap().to_string();
+    let mut admin = sqlx::PgConnection::connect(&lockstep_tests::db::postgres_admin_url())
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let killed: Vec<(bool,)> = sqlx::query_as(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&name)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        eprintln!("terminated {} backend(s)", killed.len());
+    }
+    // The pool replaces the dead connections; renewals and the final write go through.
+    let plan = running
+        .await
+        .unwrap()
+        .expect("the phase carries on after reconnecting");
+    assert_eq!(plan.status, Status::new(Phase::Execute, State::Complete));
+    assert_eq!(
+        c.store().changes(&plan.id).await.unwrap().len(),
+        2,
+        "nothing lost"
+    );
+    assert!(c.locks().list().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_locked_longer_than_busy_timeout() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let project = db.project("p", &[("a.txt", "a")]);
+    let c = container(&db).await;
+    let s = c.lifecycle();
+    let plan = s
+        .new_plan(
+            action("slow", "slow", &[("steps", "1"), ("ms", "4000")]),
+            &project,
+        )
+        .await
+        .unwrap();
+    s.strategize_plan(&plan.id).await.unwrap();
+    let id = plan.id.clone();
+    let running = tokio::spawn(async move {
+        let r = s.execute_plan(&id).await;
+        (s, r)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Another writer takes the database's write lock and sits on it for
+    // longer than busy_timeout (5 s) plus the lease (5 s).
+    let path = db.url.trim_start_matches("sqlite://").to_string();
+    let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    blocker.execute("BEGIN IMMEDIATE").await.unwrap();
+    let held =
+        lockstep::store::SQLITE_BUSY_TIMEOUT + lockstep::locks::MIN_TTL + Duration::from_secs(1);
+    let (s, result) = tokio::time::timeout(held + Duration::from_secs(30), async {
+        tokio::time::sleep(held).await;
+        blocker.execute("ROLLBACK").await.unwrap();
+        running.await.unwrap()
+    })
+    .await
+    .expect("the phase neither hangs nor crashes");
+    // Renewals could not reach the database for longer than the lease: the
+    // host stopped trusting the lease and failed the phase.
+    let err = result.expect_err("the phase fails cleanly");
+    eprintln!("phase failed with: {err}");
+    // Nothing is half-done: the project is untouched and the plan can be
+    // recovered and finished.
+    assert_eq!(std::fs::read_to_string(project.join("a.txt")).unwrap(), "a");
+    tokio::time::sleep(lockstep::locks::MIN_TTL).await;
+    let view = s.status(&plan.id).await.unwrap();
+    assert_eq!(
+        view.plan.status,
+        Status::new(Phase::Execute, State::Errored),
+        "{:?}",
+        view.plan
+    );
+    let done = s.retry(&plan.id).await.unwrap();
+    assert_eq!(done.status, Status::new(Phase::Execute, State::Complete));
+}
