@@ -1,0 +1,1 @@
+//! Tests that load the example plugins from `plugins/dist`.
