@@ -123,7 +123,7 @@ mod tests {
         let lonely = find(&entries, "lonely").unwrap();
         assert!(lonely.manifest.as_ref().unwrap_err().message.contains("missing"));
         let msg = unknown("three", &dirs, &entries);
-        assert!(msg.contains("found: lonely (broken manifest), one 0.1.0 (plugin), two 0.1.0 (plugin)"), "{msg}");
+        assert!(msg.contains("found: one 0.1.0 (plugin), lonely (broken manifest), two 0.1.0 (plugin)"), "{msg}");
         assert!(unknown("x", &[], &[]).contains("no plugins were found"));
     }
 }

@@ -127,7 +127,7 @@ impl PluginLog {
         let len = message.len() as u64;
         {
             let mut state = self.state();
-            if stream == "stderr" {
+            if stream == "stderr" && !message.trim().is_empty() {
                 if state.stderr_tail.len() == STDERR_TAIL_LINES {
                     state.stderr_tail.pop_front();
                 }

@@ -341,12 +341,6 @@ impl WasmPlugin {
         );
         (result, report)
     }
-
-    /// Override the limits of this handle's calls.
-    #[cfg(test)]
-    pub(crate) fn set_limits(&mut self, limits: Limits) {
-        self.limits = limits;
-    }
 }
 
 #[async_trait]
