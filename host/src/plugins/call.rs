@@ -2,21 +2,25 @@
 //! raced against its deadline and the phase's cancellation, every lease
 //! released afterwards, and the outcome mapped into [`PluginError`].
 //!
-//! Two mechanisms enforce the deadline. The epoch deadline traps wasm that
-//! is running (a busy loop); the `tokio` timeout drops a call that is parked
-//! in a host call such as a WASI sleep, which epochs cannot interrupt.
+//! Two mechanisms enforce the deadline. Running wasm checks the epoch, which
+//! the engine advances every few milliseconds: at each tick the plugin yields
+//! to the executor, and past its deadline it traps (a busy loop is killed
+//! where it spins). The `tokio` timeout drops a call that is parked in a host
+//! call such as a WASI sleep, which epochs cannot interrupt. Because a busy
+//! plugin yields at every tick, the phase's cancellation stops it promptly
+//! too.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::InstancePre;
-use wasmtime::{Store, Trap, WasmBacktrace};
+use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
 use super::bindings::exports::lockstep::plugin::{execution, strategy};
 use super::bindings::lockstep::plugin::types as wit;
 use super::convert;
-use super::engine::{file_name, Loaded, Runtime, EPOCH_TICK};
+use super::engine::{file_name, Loaded, Runtime};
 use super::host::{LeaseLedger, PluginState};
 use super::limits::Limits;
 use super::log::{LogStats, PluginLog, StdioLog};
@@ -93,9 +97,18 @@ pub async fn run(runtime: &Runtime, callee: Callee<'_>, ctx: &PluginContext, req
 
     let mut store = Store::new(runtime.engine(), state);
     store.limiter(|state| &mut state.limiter);
-    let ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1;
-    store.set_epoch_deadline(ticks);
-    store.epoch_deadline_trap();
+    // Every epoch tick the running plugin yields to the executor (so that a
+    // busy plugin neither starves other tasks, such as lease renewal, nor
+    // delays cancellation), and past its deadline it is killed.
+    let deadline = started + limits.timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+        })
+    });
     if runtime.fuel() {
         if let Err(e) = store.set_fuel(limits.fuel.unwrap_or(u64::MAX)) {
             return (Err(PluginError::Load(format!("cannot set the fuel budget: {e}"))), CallReport::default());

@@ -259,6 +259,23 @@ async fn a_cancelled_phase_stops_the_call() {
 }
 
 #[tokio::test]
+async fn a_busy_plugin_yields_so_cancellation_is_prompt() {
+    let fx = Fixture::new().await;
+    let engine = engine();
+    let ctx = fx.ctx();
+    let cancel = ctx.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cancel.cancel();
+    });
+    let started = Instant::now();
+    let (result, _) = execute(&engine, "hostile", &ctx, &[("mode", "loop")]).await;
+    assert!(matches!(result, Err(PluginError::Cancelled(_))), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert_still_works(&engine, &fx).await;
+}
+
+#[tokio::test]
 async fn a_huge_log_is_capped() {
     let fx = Fixture::new().await;
     let engine = engine();
