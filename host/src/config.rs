@@ -37,7 +37,9 @@ impl Config {
 
     /// The database URL in effect.
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| default_sqlite_url(&self.project))
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| default_sqlite_url(&self.project))
     }
 }
 
@@ -45,7 +47,12 @@ impl Config {
 pub fn default_plugin_dirs(project: &Path) -> Vec<PathBuf> {
     let mut dirs = vec![project.join(".lockstep").join("plugins")];
     if let Ok(extra) = std::env::var(PLUGIN_PATH_ENV) {
-        dirs.extend(extra.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
+        dirs.extend(
+            extra
+                .split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+        );
     }
     dirs
 }

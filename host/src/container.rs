@@ -20,7 +20,10 @@ pub struct Container {
 
 impl std::fmt::Debug for Container {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Container").field("config", &self.config).field("locks", &self.locks).finish()
+        f.debug_struct("Container")
+            .field("config", &self.config)
+            .field("locks", &self.locks)
+            .finish()
     }
 }
 
@@ -34,11 +37,19 @@ impl Container {
 
     /// Like [`Container::build`], with another source of strategists and
     /// executors (for embedding or testing without WebAssembly).
-    pub async fn build_with_plugins(config: Config, plugins: Arc<dyn PluginProvider>) -> Result<Container, StoreError> {
+    pub async fn build_with_plugins(
+        config: Config,
+        plugins: Arc<dyn PluginProvider>,
+    ) -> Result<Container, StoreError> {
         let db = Db::connect(&config.database_url()).await?;
         let locks = LockService::new(db.clone());
         let store = Store::new(db, locks.clone());
-        Ok(Container { config, locks, store, plugins })
+        Ok(Container {
+            config,
+            locks,
+            store,
+            plugins,
+        })
     }
 
     /// A new session: its own lock owner, sharing everything else.

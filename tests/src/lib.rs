@@ -1,1 +1,10 @@
-//! tests
+//! Shared support for lockstep's end-to-end tests: fresh databases on both
+//! backends, plugin implementations written in Rust for lifecycle tests, and
+//! helpers to run the `lockstep` binaries as real processes.
+
+pub mod db;
+pub mod fixtures;
+pub mod process;
+
+pub use db::{Backend, TestDb};
+pub use fixtures::TestPlugins;

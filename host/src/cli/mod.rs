@@ -1,6 +1,151 @@
-//! The command-line interface (presentation only).
+//! The command-line interface. Presentation only: it parses arguments,
+//! builds a [`Container`](crate::Container), calls the lifecycle and prints.
+//!
+//! Exit codes: 0 ok, 1 failure, 2 usage, 3 lock conflict, 4 invalid
+//! transition, 5 apply drift.
 
-/// Run the CLI.
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+mod locks;
+mod output;
+mod plan;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::lifecycle::PluginProvider;
+use crate::{Config, Container};
+
+pub use output::{
+    exit_code, EXIT_APPLY_DRIFT, EXIT_FAILURE, EXIT_INVALID_TRANSITION, EXIT_LOCK_CONFLICT,
+    EXIT_USAGE,
+};
+
+/// `lockstep` — plans carried out by sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "lockstep", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB
+    /// [default: <project>/.lockstep/lockstep.db]
+    #[arg(long, global = true, env = "LOCKSTEP_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The project directory (default database and plugin directory).
+    #[arg(long, global = true, env = "LOCKSTEP_PROJECT", default_value = ".")]
+    pub project: PathBuf,
+    /// Extra plugin directories (repeatable; also LOCKSTEP_PLUGIN_PATH).
+    #[arg(long = "plugin-dir", global = true)]
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Lease length of plan and project locks (renewed every third).
+    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "5m")]
+    pub lock_ttl: Duration,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Create `.lockstep/` (database and plugin directory) in a project.
+    Init {
+        /// The project directory.
+        dir: Option<PathBuf>,
+    },
+    /// Create and drive plans.
+    #[command(subcommand)]
+    Plan(plan::PlanCommand),
+    /// Inspect and release locks (operators).
+    #[command(subcommand)]
+    Locks(locks::LocksCommand),
+}
+
+/// Run the CLI with the WebAssembly plugin engine.
+pub fn main() -> ExitCode {
+    main_with(None)
+}
+
+/// Run the CLI, optionally with another plugin source (embedders, tests).
+pub fn main_with(plugins: Option<Arc<dyn PluginProvider>>) -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let json = cli.json;
+    match runtime.block_on(run(cli, plugins)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            output::print_error(&e, json);
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKSTEP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Run one parsed command.
+pub async fn run(cli: Cli, plugins: Option<Arc<dyn PluginProvider>>) -> anyhow::Result<()> {
+    if let Commands::Init { dir } = &cli.command {
+        let dir = dir.clone().unwrap_or_else(|| cli.project.clone());
+        return init(&cli, &dir, plugins).await;
+    }
+    let container = build_container(&cli, &cli.project, plugins).await?;
+    match &cli.command {
+        Commands::Init { .. } => unreachable!("handled above"),
+        Commands::Plan(cmd) => plan::run(&cli, &container, cmd).await,
+        Commands::Locks(cmd) => locks::run(&cli, &container, cmd).await,
+    }
+}
+
+async fn build_container(
+    cli: &Cli,
+    project: &std::path::Path,
+    plugins: Option<Arc<dyn PluginProvider>>,
+) -> anyhow::Result<Container> {
+    let mut config = Config::for_project(project);
+    config.database_url = cli.database_url.clone();
+    config.plugin_dirs.extend(cli.plugin_dirs.iter().cloned());
+    config.lifecycle.lock_ttl = crate::locks::clamp_ttl(cli.lock_ttl);
+    match plugins {
+        Some(p) => Ok(Container::build_with_plugins(config, p).await?),
+        None => Container::build(config).await,
+    }
+}
+
+async fn init(
+    cli: &Cli,
+    dir: &std::path::Path,
+    plugins: Option<Arc<dyn PluginProvider>>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join(".lockstep").join("plugins"))?;
+    let container = build_container(cli, dir, plugins).await?;
+    let url = crate::store::redact(&container.config().database_url());
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::json!({ "project": dir, "database_url": url })
+        );
+    } else {
+        println!("initialised {} (database {url})", dir.display());
+    }
+    Ok(())
 }

@@ -27,12 +27,21 @@ pub fn parse_action(source: &str) -> Result<Action, String> {
             .unwrap_or_default();
         format!("{location}{}", e.message())
     })?;
-    for (field, value) in [("name", &file.name), ("strategy", &file.strategy), ("executor", &file.executor)] {
+    for (field, value) in [
+        ("name", &file.name),
+        ("strategy", &file.strategy),
+        ("executor", &file.executor),
+    ] {
         if value.trim().is_empty() {
             return Err(format!("field `{field}` must not be empty"));
         }
     }
-    Ok(Action { name: file.name, strategy: file.strategy, executor: file.executor, params: file.params })
+    Ok(Action {
+        name: file.name,
+        strategy: file.strategy,
+        executor: file.executor,
+        params: file.params,
+    })
 }
 
 #[cfg(test)]
@@ -41,7 +50,9 @@ mod tests {
 
     #[test]
     fn parses_a_full_action() {
-        let a = parse_action("name = \"x\"\nstrategy = \"s\"\nexecutor = \"e\"\n[params]\nk = \"v\"\n").unwrap();
+        let a =
+            parse_action("name = \"x\"\nstrategy = \"s\"\nexecutor = \"e\"\n[params]\nk = \"v\"\n")
+                .unwrap();
         assert_eq!(a.params["k"], "v");
     }
 
@@ -49,12 +60,18 @@ mod tests {
     fn errors_name_line_and_field() {
         let e = parse_action("name = \"x\"\nstrategy = \"s\"\n").unwrap_err();
         assert!(e.contains("executor"), "{e}");
-        let e = parse_action("name = \"x\"\nstrategy = \"s\"\nexecutor = \"e\"\n[params]\nk = 3\n").unwrap_err();
+        let e = parse_action("name = \"x\"\nstrategy = \"s\"\nexecutor = \"e\"\n[params]\nk = 3\n")
+            .unwrap_err();
         assert!(e.starts_with("line 5"), "{e}");
         let e = parse_action("name = \"x\"\nstrategy = 1\nexecutor = \"e\"\n").unwrap_err();
         assert!(e.starts_with("line 2") && e.contains("string"), "{e}");
-        let e = parse_action("name = \"x\"\nstrategy = \"s\"\nexecutor = \"e\"\nextra = 1\n").unwrap_err();
+        let e = parse_action("name = \"x\"\nstrategy = \"s\"\nexecutor = \"e\"\nextra = 1\n")
+            .unwrap_err();
         assert!(e.contains("extra"), "{e}");
-        assert!(parse_action("name = \"\"\nstrategy = \"s\"\nexecutor = \"e\"\n").unwrap_err().contains("name"));
+        assert!(
+            parse_action("name = \"\"\nstrategy = \"s\"\nexecutor = \"e\"\n")
+                .unwrap_err()
+                .contains("name")
+        );
     }
 }

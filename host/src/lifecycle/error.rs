@@ -68,8 +68,12 @@ pub enum LifecycleError {
 impl From<LockError> for LifecycleError {
     fn from(e: LockError) -> Self {
         match e {
-            LockError::Conflict(c) | LockError::Timeout { conflict: c, .. } => LifecycleError::LockConflict(c),
-            LockError::Expired { resource, token } => LifecycleError::LockExpired { resource, token },
+            LockError::Conflict(c) | LockError::Timeout { conflict: c, .. } => {
+                LifecycleError::LockConflict(c)
+            }
+            LockError::Expired { resource, token } => {
+                LifecycleError::LockExpired { resource, token }
+            }
             other => LifecycleError::Lock(other),
         }
     }

@@ -8,13 +8,17 @@ mod action;
 mod error;
 mod model;
 mod plugin;
+pub mod progress;
 mod service;
 
 pub use action::parse_action;
 pub use error::LifecycleError;
-pub use model::{transition, Command, InvalidTransition, Phase, State, Status, Transition, COMMANDS, PHASES, STATES};
+pub use model::{
+    transition, Command, InvalidTransition, Phase, State, Status, Transition, COMMANDS, PHASES,
+    STATES,
+};
 pub use plugin::{
-    Action, Executor, FileChange, PlanProposal, PluginContext, PluginError, PluginLockError, PluginProvider, Step, StepOutcome,
-    Strategist,
+    Action, Executor, FileChange, PlanProposal, PluginContext, PluginError, PluginLockError,
+    PluginProvider, Step, StepOutcome, Strategist,
 };
 pub use service::{ApplyReport, LifecycleOptions, PlanLifecycleService, PlanView};

@@ -5,7 +5,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The phase a plan is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// The action as the user wrote it (before any plan exists).
@@ -19,7 +21,9 @@ pub enum Phase {
 }
 
 /// The state within a phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Waiting to run.
@@ -37,9 +41,21 @@ pub enum State {
 }
 
 /// Every phase, in order.
-pub const PHASES: [Phase; 4] = [Phase::Action, Phase::Strategize, Phase::Execute, Phase::Apply];
+pub const PHASES: [Phase; 4] = [
+    Phase::Action,
+    Phase::Strategize,
+    Phase::Execute,
+    Phase::Apply,
+];
 /// Every state.
-pub const STATES: [State; 6] = [State::Queued, State::Processing, State::Complete, State::Errored, State::Applied, State::Cancelled];
+pub const STATES: [State; 6] = [
+    State::Queued,
+    State::Processing,
+    State::Complete,
+    State::Errored,
+    State::Applied,
+    State::Cancelled,
+];
 
 /// Where a plan is: a phase and a state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -83,8 +99,15 @@ pub enum Command {
 }
 
 /// Every command.
-pub const COMMANDS: [Command; 7] =
-    [Command::New, Command::Strategize, Command::Execute, Command::Apply, Command::Revert, Command::Cancel, Command::Recover];
+pub const COMMANDS: [Command; 7] = [
+    Command::New,
+    Command::Strategize,
+    Command::Execute,
+    Command::Apply,
+    Command::Revert,
+    Command::Cancel,
+    Command::Recover,
+];
 
 /// A command that is not allowed from the plan's current status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,7 +146,9 @@ pub fn transition(from: Option<Status>, command: Command) -> Result<Transition, 
             Ok(t)
         } else {
             Err(InvalidTransition {
-                from: from.map(|f| f.to_string()).unwrap_or_else(|| "(new)".into()),
+                from: from
+                    .map(|f| f.to_string())
+                    .unwrap_or_else(|| "(new)".into()),
                 to: t.success.to_string(),
                 command,
                 allowed,
@@ -139,12 +164,24 @@ pub fn transition(from: Option<Status>, command: Command) -> Result<Transition, 
         return allowed(
             command == Command::New,
             "(new)",
-            Transition { start: s(Strategize, Queued), success: s(Strategize, Queued), failure: None },
+            Transition {
+                start: s(Strategize, Queued),
+                success: s(Strategize, Queued),
+                failure: None,
+            },
         );
     };
     let (p, st) = (f.phase, f.state);
     match command {
-        Command::New => allowed(false, "(new)", Transition { start: f, success: s(Strategize, Queued), failure: None }),
+        Command::New => allowed(
+            false,
+            "(new)",
+            Transition {
+                start: f,
+                success: s(Strategize, Queued),
+                failure: None,
+            },
+        ),
         Command::Strategize => allowed(
             p == Strategize && matches!(st, Queued | Errored),
             "strategize/queued or strategize/errored",
@@ -163,17 +200,29 @@ pub fn transition(from: Option<Status>, command: Command) -> Result<Transition, 
         Command::Revert => allowed(
             (p == Execute && !matches!(st, Applied | Cancelled)) || (p == Apply && st == Errored),
             "execute/* or apply/errored",
-            Transition { start: s(Strategize, Queued), success: s(Strategize, Queued), failure: None },
+            Transition {
+                start: s(Strategize, Queued),
+                success: s(Strategize, Queued),
+                failure: None,
+            },
         ),
         Command::Cancel => allowed(
             !f.is_terminal(),
             "any status but applied or cancelled",
-            Transition { start: s(p, Cancelled), success: s(p, Cancelled), failure: None },
+            Transition {
+                start: s(p, Cancelled),
+                success: s(p, Cancelled),
+                failure: None,
+            },
         ),
         Command::Recover => allowed(
             st == Processing,
             "*/processing",
-            Transition { start: s(p, Errored), success: s(p, Errored), failure: None },
+            Transition {
+                start: s(p, Errored),
+                success: s(p, Errored),
+                failure: None,
+            },
         ),
     }
 }
@@ -225,14 +274,20 @@ impl fmt::Display for Command {
 impl FromStr for Phase {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        PHASES.into_iter().find(|p| p.to_string() == s).ok_or_else(|| format!("unknown phase `{s}`"))
+        PHASES
+            .into_iter()
+            .find(|p| p.to_string() == s)
+            .ok_or_else(|| format!("unknown phase `{s}`"))
     }
 }
 
 impl FromStr for State {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        STATES.into_iter().find(|p| p.to_string() == s).ok_or_else(|| format!("unknown state `{s}`"))
+        STATES
+            .into_iter()
+            .find(|p| p.to_string() == s)
+            .ok_or_else(|| format!("unknown state `{s}`"))
     }
 }
 
@@ -248,13 +303,20 @@ mod tests {
         let (p, s) = (from.phase, from.state);
         match command {
             Command::New => None,
-            Command::Strategize if p == Strategize && (s == Queued || s == Errored) => Some(Status::new(Strategize, Processing)),
-            Command::Execute if (p, s) == (Strategize, Complete) || (p, s) == (Execute, Errored) => {
+            Command::Strategize if p == Strategize && (s == Queued || s == Errored) => {
+                Some(Status::new(Strategize, Processing))
+            }
+            Command::Execute
+                if (p, s) == (Strategize, Complete) || (p, s) == (Execute, Errored) =>
+            {
                 Some(Status::new(Execute, Processing))
             }
-            Command::Apply if (p, s) == (Execute, Complete) || (p, s) == (Apply, Errored) => Some(Status::new(Apply, Processing)),
+            Command::Apply if (p, s) == (Execute, Complete) || (p, s) == (Apply, Errored) => {
+                Some(Status::new(Apply, Processing))
+            }
             Command::Revert
-                if (p == Execute && [Queued, Processing, Complete, Errored].contains(&s)) || (p, s) == (Apply, Errored) =>
+                if (p == Execute && [Queued, Processing, Complete, Errored].contains(&s))
+                    || (p, s) == (Apply, Errored) =>
             {
                 Some(Status::new(Strategize, Queued))
             }
@@ -296,10 +358,18 @@ mod tests {
 
     #[test]
     fn success_and_failure_targets() {
-        let t = transition(Some(Status::new(Phase::Execute, State::Complete)), Command::Apply).unwrap();
+        let t = transition(
+            Some(Status::new(Phase::Execute, State::Complete)),
+            Command::Apply,
+        )
+        .unwrap();
         assert_eq!(t.success, Status::new(Phase::Apply, State::Applied));
         assert_eq!(t.failure, Some(Status::new(Phase::Apply, State::Errored)));
-        let e = transition(Some(Status::new(Phase::Apply, State::Applied)), Command::Execute).unwrap_err();
+        let e = transition(
+            Some(Status::new(Phase::Apply, State::Applied)),
+            Command::Execute,
+        )
+        .unwrap_err();
         assert_eq!(e.from, "apply/applied");
         assert_eq!(e.to, "execute/complete");
     }

@@ -152,7 +152,10 @@ impl PluginError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            PluginError::Retryable(_) | PluginError::Lock(_) | PluginError::Timeout { .. } | PluginError::Cancelled(_)
+            PluginError::Retryable(_)
+                | PluginError::Lock(_)
+                | PluginError::Timeout { .. }
+                | PluginError::Cancelled(_)
         )
     }
 }
@@ -196,7 +199,11 @@ pub struct PluginContext {
 #[async_trait]
 pub trait Strategist: Send + Sync {
     /// Read the project and propose ordered steps.
-    async fn strategize(&self, ctx: &PluginContext, action: &Action) -> Result<PlanProposal, PluginError>;
+    async fn strategize(
+        &self,
+        ctx: &PluginContext,
+        action: &Action,
+    ) -> Result<PlanProposal, PluginError>;
 }
 
 /// Carries out one step (the Execute phase).
@@ -209,7 +216,11 @@ pub trait Executor: Send + Sync {
 /// Finds strategists and executors by name for a project.
 pub trait PluginProvider: Send + Sync {
     /// The strategist called `name`, looked up for the project at `project_root`.
-    fn strategist(&self, name: &str, project_root: &Path) -> Result<Arc<dyn Strategist>, PluginError>;
+    fn strategist(
+        &self,
+        name: &str,
+        project_root: &Path,
+    ) -> Result<Arc<dyn Strategist>, PluginError>;
     /// The executor called `name`, looked up for the project at `project_root`.
     fn executor(&self, name: &str, project_root: &Path) -> Result<Arc<dyn Executor>, PluginError>;
 }

@@ -16,12 +16,16 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
+use super::progress::{Progress, ProgressFn};
 use super::{
-    transition, Action, Command, LifecycleError, Phase, PlanProposal, PluginContext, PluginProvider, State, Status,
+    transition, Action, Command, LifecycleError, Phase, PlanProposal, PluginContext,
+    PluginProvider, State, Status,
 };
 use crate::locks::{LockGuard, LockService, Owner, ScopedLocks, DEFAULT_TTL};
 use crate::store::{ChangeRecord, EventRecord, PlanRecord, StateWrite, StepResult, Store};
-use crate::workspace::{apply, project_id, ApplyError, ChangeLimits, ChangesetBuilder, ProjectView};
+use crate::workspace::{
+    apply, project_id, ApplyError, ChangeLimits, ChangesetBuilder, ProjectView,
+};
 
 /// Most steps a proposal may have.
 pub const MAX_STEPS: usize = 10_000;
@@ -49,39 +53,6 @@ impl Default for LifecycleOptions {
         }
     }
 }
-
-/// Progress of a running phase, for a front end to show.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Progress {
-    /// A phase started.
-    PhaseStarted {
-        /// Plan id.
-        plan_id: String,
-        /// The phase.
-        phase: Phase,
-    },
-    /// Execute is about to run step `index` (0-based) of `total`.
-    StepStarted {
-        /// Index.
-        index: usize,
-        /// Count.
-        total: usize,
-        /// The step's title.
-        title: String,
-    },
-    /// A step finished.
-    StepFinished {
-        /// Index.
-        index: usize,
-        /// The executor's summary.
-        summary: String,
-        /// How many changes it returned.
-        changes: usize,
-    },
-}
-
-/// A callback receiving [`Progress`].
-pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 
 /// What `plan status` shows.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -134,7 +105,12 @@ fn project_resource(project_id: &str) -> String {
 }
 
 impl PlanLifecycleService {
-    pub(crate) fn new(store: Store, locks: LockService, plugins: Arc<dyn PluginProvider>, options: LifecycleOptions) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        locks: LockService,
+        plugins: Arc<dyn PluginProvider>,
+        options: LifecycleOptions,
+    ) -> Self {
         PlanLifecycleService {
             store,
             locks,
@@ -179,18 +155,30 @@ impl PlanLifecycleService {
     }
 
     /// Create a plan for `action` on the project at `project`, in strategize/queued.
-    pub async fn new_plan(&self, action: Action, project: &Path) -> Result<PlanRecord, LifecycleError> {
-        let root = std::fs::canonicalize(project)
-            .map_err(|e| LifecycleError::InvalidAction(format!("project directory `{}`: {e}", project.display())))?;
+    pub async fn new_plan(
+        &self,
+        action: Action,
+        project: &Path,
+    ) -> Result<PlanRecord, LifecycleError> {
+        let root = std::fs::canonicalize(project).map_err(|e| {
+            LifecycleError::InvalidAction(format!("project directory `{}`: {e}", project.display()))
+        })?;
         if !root.is_dir() {
-            return Err(LifecycleError::InvalidAction(format!("`{}` is not a directory", root.display())));
+            return Err(LifecycleError::InvalidAction(format!(
+                "`{}` is not a directory",
+                root.display()
+            )));
         }
         self.plugins
             .strategist(&action.strategy, &root)
-            .map_err(|e| LifecycleError::InvalidAction(format!("strategy `{}`: {e}", action.strategy)))?;
+            .map_err(|e| {
+                LifecycleError::InvalidAction(format!("strategy `{}`: {e}", action.strategy))
+            })?;
         self.plugins
             .executor(&action.executor, &root)
-            .map_err(|e| LifecycleError::InvalidAction(format!("executor `{}`: {e}", action.executor)))?;
+            .map_err(|e| {
+                LifecycleError::InvalidAction(format!("executor `{}`: {e}", action.executor))
+            })?;
         let t = transition(None, Command::New)?;
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let plan = PlanRecord {
@@ -224,7 +212,10 @@ impl PlanLifecycleService {
     pub async fn apply_plan(&self, id: &str) -> Result<ApplyReport, LifecycleError> {
         self.run_phase(id, Command::Apply).await?;
         let files = self.store.changes(id).await?.len();
-        Ok(ApplyReport { plan_id: id.to_string(), files })
+        Ok(ApplyReport {
+            plan_id: id.to_string(),
+            files,
+        })
     }
 
     /// Re-run the phase of an errored (or interrupted) plan.
@@ -263,7 +254,16 @@ impl PlanLifecycleService {
         let mut plan = self.store.plan(id).await?;
         if plan.status.state == State::Processing {
             let op = format!("recover plan {id}");
-            if let Ok(guard) = self.locks.lock(&plan_resource(id), &self.owner, &op, self.options.lock_ttl, Duration::ZERO).await
+            if let Ok(guard) = self
+                .locks
+                .lock(
+                    &plan_resource(id),
+                    &self.owner,
+                    &op,
+                    self.options.lock_ttl,
+                    Duration::ZERO,
+                )
+                .await
             {
                 let recovered = self.load_locked(id, &guard).await;
                 let _ = guard.release().await;
@@ -290,7 +290,16 @@ impl PlanLifecycleService {
     }
 
     async fn lock(&self, resource: &str, operation: &str) -> Result<LockGuard, LifecycleError> {
-        Ok(self.locks.lock(resource, &self.owner, operation, self.options.lock_ttl, self.options.lock_wait).await?)
+        Ok(self
+            .locks
+            .lock(
+                resource,
+                &self.owner,
+                operation,
+                self.options.lock_ttl,
+                self.options.lock_wait,
+            )
+            .await?)
     }
 
     /// Load a plan under its lock, recovering it if a dead session left it
@@ -303,11 +312,23 @@ impl PlanLifecycleService {
         // We hold the plan lock, so whoever was processing is gone.
         let fence = Some((guard.resource(), guard.token()));
         if plan.status.phase == Phase::Apply && self.store.has_apply_journal(id).await? {
-            let project = self.lock(&project_resource(&plan.project_id), &format!("roll forward plan {id}")).await?;
+            let project = self
+                .lock(
+                    &project_resource(&plan.project_id),
+                    &format!("roll forward plan {id}"),
+                )
+                .await?;
             let changes = self.store.changes(id).await?;
             let outcome = apply::roll_forward(Path::new(&plan.project_root), &changes);
-            let to = if outcome.is_ok() { Status::new(Phase::Apply, State::Applied) } else { Status::new(Phase::Apply, State::Errored) };
-            let message = outcome.as_ref().err().map(|e| format!("roll-forward failed: {e}"));
+            let to = if outcome.is_ok() {
+                Status::new(Phase::Apply, State::Applied)
+            } else {
+                Status::new(Phase::Apply, State::Errored)
+            };
+            let message = outcome
+                .as_ref()
+                .err()
+                .map(|e| format!("roll-forward failed: {e}"));
             let write = StateWrite {
                 plan_id: id,
                 seen_version: plan.version,
@@ -318,13 +339,19 @@ impl PlanLifecycleService {
                 reason: "interrupted apply rolled forward from the journal",
                 error: message.as_deref(),
             };
-            let result =
-                if outcome.is_ok() { self.store.finish_apply(&write).await } else { self.store.transition(&write).await };
+            let result = if outcome.is_ok() {
+                self.store.finish_apply(&write).await
+            } else {
+                self.store.transition(&write).await
+            };
             let _ = project.release().await;
             result?;
         } else {
             let t = transition(Some(plan.status), Command::Recover)?;
-            let message = format!("interrupted: the session running {} stopped before it finished", plan.status.phase);
+            let message = format!(
+                "interrupted: the session running {} stopped before it finished",
+                plan.status.phase
+            );
             self.store
                 .transition(&StateWrite {
                     plan_id: id,
@@ -341,8 +368,14 @@ impl PlanLifecycleService {
         Ok(self.store.plan(id).await?)
     }
 
-    async fn simple_command(&self, id: &str, command: Command) -> Result<PlanRecord, LifecycleError> {
-        let guard = self.lock(&plan_resource(id), &format!("{command} plan {id}")).await?;
+    async fn simple_command(
+        &self,
+        id: &str,
+        command: Command,
+    ) -> Result<PlanRecord, LifecycleError> {
+        let guard = self
+            .lock(&plan_resource(id), &format!("{command} plan {id}"))
+            .await?;
         let result = async {
             let plan = self.load_locked(id, &guard).await?;
             let t = transition(Some(plan.status), command)?;
@@ -353,7 +386,11 @@ impl PlanLifecycleService {
                 to: t.success,
                 actor: &self.owner.id,
                 fence: Some((guard.resource(), guard.token())),
-                reason: if command == Command::Revert { "reverted: changeset discarded" } else { "cancelled" },
+                reason: if command == Command::Revert {
+                    "reverted: changeset discarded"
+                } else {
+                    "cancelled"
+                },
                 error: None,
             };
             if command == Command::Revert {
@@ -390,7 +427,10 @@ impl PlanLifecycleService {
         let plan = self.load_locked(id, guard).await?;
         let t = transition(Some(plan.status), command)?;
         let project_guard = match command {
-            Command::Apply => Some(self.lock(&project_resource(&plan.project_id), operation).await?),
+            Command::Apply => Some(
+                self.lock(&project_resource(&plan.project_id), operation)
+                    .await?,
+            ),
             _ => None,
         };
         let fence = Some((guard.resource(), guard.token()));
@@ -405,12 +445,31 @@ impl PlanLifecycleService {
             error,
         };
         let start_reason = format!("{command} started");
-        let version = self.store.transition(&write(plan.status, t.start, plan.version, &start_reason, None)).await?;
-        self.report(Progress::PhaseStarted { plan_id: id.to_string(), phase: t.start.phase });
+        let version = self
+            .store
+            .transition(&write(
+                plan.status,
+                t.start,
+                plan.version,
+                &start_reason,
+                None,
+            ))
+            .await?;
+        self.report(Progress::PhaseStarted {
+            plan_id: id.to_string(),
+            phase: t.start.phase,
+        });
 
         let lost = guard.lost();
         let project_lost = project_guard.as_ref().map(|g| g.lost()).unwrap_or_default();
-        let work = AssertUnwindSafe(self.phase_work(&plan, command, operation, lost.clone(), guard.token())).catch_unwind();
+        let work = AssertUnwindSafe(self.phase_work(
+            &plan,
+            command,
+            operation,
+            lost.clone(),
+            guard.token(),
+        ))
+        .catch_unwind();
         let outcome = tokio::select! {
             r = work => r.unwrap_or_else(|panic| Err(LifecycleError::Panicked {
                 phase: phase_name(command),
@@ -427,19 +486,33 @@ impl PlanLifecycleService {
                 let w = write(t.start, t.success, version, &done_reason, None);
                 match output {
                     PhaseOutput::Proposal(p) => self.store.complete_strategize(&w, &p).await,
-                    PhaseOutput::Changes(changes, steps) => self.store.complete_execute(&w, &changes, &steps).await,
+                    PhaseOutput::Changes(changes, steps) => {
+                        self.store.complete_execute(&w, &changes, &steps).await
+                    }
                     PhaseOutput::Applied => self.store.finish_apply(&w).await,
                 }
                 .map_err(LifecycleError::from)
             }
             Err(e) => {
                 let message = match &e {
-                    LifecycleError::Interrupted => "interrupted: the session was shut down during the phase".to_string(),
+                    LifecycleError::Interrupted => {
+                        "interrupted: the session was shut down during the phase".to_string()
+                    }
                     other => other.to_string(),
                 };
                 let failure = t.failure.unwrap_or(t.start);
                 let failed_reason = format!("{command} failed");
-                if let Err(write_err) = self.store.transition(&write(t.start, failure, version, &failed_reason, Some(&message))).await {
+                if let Err(write_err) = self
+                    .store
+                    .transition(&write(
+                        t.start,
+                        failure,
+                        version,
+                        &failed_reason,
+                        Some(&message),
+                    ))
+                    .await
+                {
                     // A lost lease means we are fenced out: the next command recovers the plan.
                     tracing::warn!("could not record the failure of plan {id}: {write_err}");
                 }
@@ -455,11 +528,22 @@ impl PlanLifecycleService {
         Ok(self.store.plan(id).await?)
     }
 
-    fn context(&self, plan: &PlanRecord, view: ProjectView, operation: &str, cancel: CancellationToken) -> PluginContext {
+    fn context(
+        &self,
+        plan: &PlanRecord,
+        view: ProjectView,
+        operation: &str,
+        cancel: CancellationToken,
+    ) -> PluginContext {
         PluginContext {
             plan_id: plan.id.clone(),
             project: Arc::new(view),
-            locks: ScopedLocks::new(self.locks.clone(), self.owner.clone(), &plan.project_id, operation),
+            locks: ScopedLocks::new(
+                self.locks.clone(),
+                self.owner.clone(),
+                &plan.project_id,
+                operation,
+            ),
             cancel,
         }
     }
@@ -483,37 +567,63 @@ impl PlanLifecycleService {
                 let strategist = self
                     .plugins
                     .strategist(&plan.action.strategy, &root)
-                    .map_err(|source| LifecycleError::Plugin { phase: "strategize", source })?;
+                    .map_err(|source| LifecycleError::Plugin {
+                        phase: "strategize",
+                        source,
+                    })?;
                 let ctx = self.context(plan, view()?, operation, cancel);
-                let proposal = strategist
-                    .strategize(&ctx, &plan.action)
-                    .await
-                    .map_err(|source| LifecycleError::Plugin { phase: "strategize", source })?;
+                let proposal =
+                    strategist
+                        .strategize(&ctx, &plan.action)
+                        .await
+                        .map_err(|source| LifecycleError::Plugin {
+                            phase: "strategize",
+                            source,
+                        })?;
                 validate_proposal(&proposal)?;
                 Ok(PhaseOutput::Proposal(proposal))
             }
             Command::Execute => {
-                let proposal = plan.proposal.clone().unwrap_or(PlanProposal { summary: String::new(), steps: vec![] });
+                let proposal = plan.proposal.clone().unwrap_or(PlanProposal {
+                    summary: String::new(),
+                    steps: vec![],
+                });
                 let executor = self
                     .plugins
                     .executor(&plan.action.executor, &root)
-                    .map_err(|source| LifecycleError::Plugin { phase: "execute", source })?;
+                    .map_err(|source| LifecycleError::Plugin {
+                        phase: "execute",
+                        source,
+                    })?;
                 let mut view = view()?;
                 let mut builder = ChangesetBuilder::new(&root, self.options.change_limits);
                 let mut results = Vec::with_capacity(proposal.steps.len());
                 let total = proposal.steps.len();
                 for (index, step) in proposal.steps.iter().enumerate() {
-                    self.report(Progress::StepStarted { index, total, title: step.title.clone() });
+                    self.report(Progress::StepStarted {
+                        index,
+                        total,
+                        title: step.title.clone(),
+                    });
                     let ctx = self.context(plan, view.clone(), operation, cancel.clone());
-                    let outcome = executor
-                        .execute(&ctx, step)
-                        .await
-                        .map_err(|source| LifecycleError::Plugin { phase: "execute", source })?;
+                    let outcome = executor.execute(&ctx, step).await.map_err(|source| {
+                        LifecycleError::Plugin {
+                            phase: "execute",
+                            source,
+                        }
+                    })?;
                     let count = outcome.changes.len();
                     let normalised = builder.add(outcome.changes)?;
                     view.overlay_changes(&normalised);
-                    self.report(Progress::StepFinished { index, summary: outcome.summary.clone(), changes: count });
-                    results.push(StepResult { step_id: step.id.clone(), summary: outcome.summary });
+                    self.report(Progress::StepFinished {
+                        index,
+                        summary: outcome.summary.clone(),
+                        changes: count,
+                    });
+                    results.push(StepResult {
+                        step_id: step.id.clone(),
+                        summary: outcome.summary,
+                    });
                 }
                 Ok(PhaseOutput::Changes(builder.finish(), results))
             }
@@ -524,8 +634,14 @@ impl PlanLifecycleService {
                     Err(ApplyError::Drift(d)) => return Err(LifecycleError::ApplyDrift(d)),
                     Err(e) => return Err(LifecycleError::Io(e.to_string())),
                 }
-                self.store.journal_apply(&plan.id, &self.owner.id, (&plan_resource(&plan.id), token)).await?;
-                apply::write_all(&root, &changes).map_err(|e| LifecycleError::Io(e.to_string()))?;
+                self.store
+                    .journal_apply(&plan.id, &self.owner.id, (&plan_resource(&plan.id), token))
+                    .await?;
+                // File I/O runs off the async workers so lease renewal keeps going.
+                tokio::task::spawn_blocking(move || apply::write_all(&root, &changes))
+                    .await
+                    .map_err(|e| LifecycleError::Io(format!("apply task failed: {e}")))?
+                    .map_err(|e| LifecycleError::Io(e.to_string()))?;
                 Ok(PhaseOutput::Applied)
             }
             other => unreachable!("{other} is not a phase"),
@@ -551,9 +667,15 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 fn validate_proposal(p: &PlanProposal) -> Result<(), LifecycleError> {
-    let invalid = |m: String| LifecycleError::Plugin { phase: "strategize", source: super::PluginError::InvalidInput(m) };
+    let invalid = |m: String| LifecycleError::Plugin {
+        phase: "strategize",
+        source: super::PluginError::InvalidInput(m),
+    };
     if p.steps.len() > MAX_STEPS {
-        return Err(invalid(format!("the proposal has {} steps; the limit is {MAX_STEPS}", p.steps.len())));
+        return Err(invalid(format!(
+            "the proposal has {} steps; the limit is {MAX_STEPS}",
+            p.steps.len()
+        )));
     }
     let mut seen = std::collections::HashSet::new();
     for s in &p.steps {

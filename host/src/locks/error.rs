@@ -45,7 +45,10 @@ pub fn format_ms(ms: i64) -> String {
 
 /// Milliseconds since the epoch on this machine's clock (for display only).
 pub fn local_now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl fmt::Display for LockConflict {
@@ -70,7 +73,9 @@ pub enum LockError {
     #[error("lock conflict: {0}")]
     Conflict(Box<LockConflict>),
     /// The lease was lost (expired and taken over, or force-released).
-    #[error("the lease on `{resource}` (token {token}) was lost: it expired or was force-released")]
+    #[error(
+        "the lease on `{resource}` (token {token}) was lost: it expired or was force-released"
+    )]
     Expired {
         /// The resource.
         resource: String,

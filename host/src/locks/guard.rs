@@ -69,7 +69,10 @@ impl LockGuard {
 
     /// The error to report when [`LockGuard::lost`] fired.
     pub fn expired_error(&self) -> LockError {
-        LockError::Expired { resource: self.resource.clone(), token: self.token }
+        LockError::Expired {
+            resource: self.resource.clone(),
+            token: self.token,
+        }
     }
 
     /// Release the lease now (the normal path).
@@ -78,7 +81,9 @@ impl LockGuard {
             h.abort();
         }
         self.released.store(true, Ordering::SeqCst);
-        self.service.release(&self.resource, &self.owner, self.token).await
+        self.service
+            .release(&self.resource, &self.owner, self.token)
+            .await
     }
 }
 
@@ -113,12 +118,23 @@ impl Drop for LockGuard {
 /// unreachable) is retried until the lease would have expired by our own
 /// count, and then we assume it lost: never hold a lease the database may
 /// not agree on.
-async fn heartbeat(service: LockService, owner: Owner, resource: String, token: i64, ttl: Duration, lost: CancellationToken) {
+async fn heartbeat(
+    service: LockService,
+    owner: Owner,
+    resource: String,
+    token: i64,
+    ttl: Duration,
+    lost: CancellationToken,
+) {
     let period = ttl / 3;
     let mut valid_until = tokio::time::Instant::now() + ttl;
     loop {
         let now = tokio::time::Instant::now();
-        let next = if now + period > valid_until { now + Duration::from_millis(200) } else { now + period };
+        let next = if now + period > valid_until {
+            now + Duration::from_millis(200)
+        } else {
+            now + period
+        };
         tokio::time::sleep_until(next).await;
         let sent = tokio::time::Instant::now();
         match service.renew(&resource, &owner, token, ttl).await {

@@ -53,9 +53,14 @@ impl Owner {
     pub fn new_session() -> Self {
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         let pid = std::process::id() as i64;
-        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
         let short = uuid::Uuid::new_v4().simple().to_string();
-        Owner { id: format!("{host}:{pid}:{}", &short[..8]), holder: Holder { host, pid, user } }
+        Owner {
+            id: format!("{host}:{pid}:{}", &short[..8]),
+            holder: Holder { host, pid, user },
+        }
     }
 }
 
@@ -108,14 +113,18 @@ struct Inner {
 
 impl std::fmt::Debug for LockService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LockService").field("backend", &self.inner.db.backend).finish()
+        f.debug_struct("LockService")
+            .field("backend", &self.inner.db.backend)
+            .finish()
     }
 }
 
 fn check_resource(resource: &str) -> Result<(), LockError> {
     let ok = !resource.is_empty()
         && resource.len() <= 200
-        && resource.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c));
+        && resource
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c));
     if ok {
         Ok(())
     } else {
@@ -127,7 +136,9 @@ impl LockService {
     /// A lock service on `db` (already migrated).
     pub fn new(db: Db) -> Self {
         let sql = LockSql::new(&db);
-        LockService { inner: Arc::new(Inner { db, sql }) }
+        LockService {
+            inner: Arc::new(Inner { db, sql }),
+        }
     }
 
     /// The database this service uses.
@@ -137,7 +148,13 @@ impl LockService {
 
     /// Try once to take `resource` for `owner`; fail fast with
     /// [`LockError::Conflict`] naming the holder.
-    pub async fn try_acquire(&self, resource: &str, owner: &Owner, operation: &str, ttl: Duration) -> Result<Grant, LockError> {
+    pub async fn try_acquire(
+        &self,
+        resource: &str,
+        owner: &Owner,
+        operation: &str,
+        ttl: Duration,
+    ) -> Result<Grant, LockError> {
         check_resource(resource)?;
         let ttl_ms = clamp_ttl(ttl).as_millis() as i64;
         // A conflicting row may be released between our upsert and our read of
@@ -153,7 +170,9 @@ impl LockService {
                 .bind(&owner.holder.user)
                 .bind(ttl_ms);
             if self.inner.db.backend == crate::store::Backend::Sqlite {
-                let token: i64 = sqlx::query_scalar(self.inner.sql.next_token_sqlite).fetch_one(&mut *tx).await?;
+                let token: i64 = sqlx::query_scalar(self.inner.sql.next_token_sqlite)
+                    .fetch_one(&mut *tx)
+                    .await?;
                 query = query.bind(token);
             }
             if let Some(row) = query.fetch_optional(&mut *tx).await? {
@@ -165,20 +184,29 @@ impl LockService {
                     expires_at: row.try_get(3)?,
                 });
             }
-            let holder = sqlx::query(&self.inner.sql.holder).bind(resource).fetch_optional(&mut *tx).await?;
+            let holder = sqlx::query(&self.inner.sql.holder)
+                .bind(resource)
+                .fetch_optional(&mut *tx)
+                .await?;
             tx.rollback().await?;
             if let Some(row) = holder {
                 return Err(LockError::Conflict(Box::new(LockConflict {
                     resource: resource.to_string(),
                     owner: row.try_get(0)?,
                     operation: row.try_get(1)?,
-                    holder: Holder { host: row.try_get(2)?, pid: row.try_get(3)?, user: row.try_get(4)? },
+                    holder: Holder {
+                        host: row.try_get(2)?,
+                        pid: row.try_get(3)?,
+                        user: row.try_get(4)?,
+                    },
                     acquired_at: row.try_get(5)?,
                     expires_at: row.try_get(6)?,
                 })));
             }
         }
-        Err(LockError::Database(sqlx::Error::Protocol(format!("lock on `{resource}` kept changing hands; try again"))))
+        Err(LockError::Database(sqlx::Error::Protocol(format!(
+            "lock on `{resource}` kept changing hands; try again"
+        ))))
     }
 
     /// Take `resource`, waiting up to `wait` with jittered exponential
@@ -225,12 +253,23 @@ impl LockService {
         wait: Duration,
     ) -> Result<LockGuard, LockError> {
         let grant = self.acquire(resource, owner, operation, ttl, wait).await?;
-        Ok(LockGuard::start(self.clone(), owner.clone(), grant, clamp_ttl(ttl)))
+        Ok(LockGuard::start(
+            self.clone(),
+            owner.clone(),
+            grant,
+            clamp_ttl(ttl),
+        ))
     }
 
     /// Extend a lease by `ttl` from now. Fails with [`LockError::Expired`]
     /// if the lease is no longer current.
-    pub async fn renew(&self, resource: &str, owner: &Owner, token: i64, ttl: Duration) -> Result<i64, LockError> {
+    pub async fn renew(
+        &self,
+        resource: &str,
+        owner: &Owner,
+        token: i64,
+        ttl: Duration,
+    ) -> Result<i64, LockError> {
         let ttl_ms = clamp_ttl(ttl).as_millis() as i64;
         let row: Option<i64> = sqlx::query_scalar(&self.inner.sql.renew)
             .bind(resource)
@@ -239,11 +278,19 @@ impl LockService {
             .bind(ttl_ms)
             .fetch_optional(&self.inner.db.pool)
             .await?;
-        row.ok_or_else(|| LockError::Expired { resource: resource.to_string(), token })
+        row.ok_or_else(|| LockError::Expired {
+            resource: resource.to_string(),
+            token,
+        })
     }
 
     /// Whether `(resource, owner, token)` is a current, unexpired lease.
-    pub async fn is_current(&self, resource: &str, owner: &Owner, token: i64) -> Result<bool, LockError> {
+    pub async fn is_current(
+        &self,
+        resource: &str,
+        owner: &Owner,
+        token: i64,
+    ) -> Result<bool, LockError> {
         let row: Option<i64> = sqlx::query_scalar(&self.inner.sql.check)
             .bind(resource)
             .bind(&owner.id)
@@ -256,7 +303,12 @@ impl LockService {
     /// Release one hold of a lease. Re-entrant holds are counted: the row
     /// goes away only when the outermost hold is released. Releasing a lease
     /// that was already lost is not an error.
-    pub async fn release(&self, resource: &str, owner: &Owner, token: i64) -> Result<(), LockError> {
+    pub async fn release(
+        &self,
+        resource: &str,
+        owner: &Owner,
+        token: i64,
+    ) -> Result<(), LockError> {
         let mut tx = self.inner.db.begin_write().await?;
         let decremented = sqlx::query(self.inner.sql.decrement)
             .bind(resource)
@@ -266,7 +318,12 @@ impl LockService {
             .await?
             .rows_affected();
         if decremented == 0 {
-            sqlx::query(self.inner.sql.delete).bind(resource).bind(&owner.id).bind(token).execute(&mut *tx).await?;
+            sqlx::query(self.inner.sql.delete)
+                .bind(resource)
+                .bind(&owner.id)
+                .bind(token)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -276,14 +333,20 @@ impl LockService {
     /// Returns how many were released.
     pub async fn release_all_for_owner(&self, owner: &str) -> Result<u64, LockError> {
         let mut tx = self.inner.db.begin_write().await?;
-        let n = sqlx::query(self.inner.sql.release_all).bind(owner).execute(&mut *tx).await?.rows_affected();
+        let n = sqlx::query(self.inner.sql.release_all)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         Ok(n)
     }
 
     /// Every lease in the table, expired ones marked `stale`.
     pub async fn list(&self) -> Result<Vec<LockInfo>, LockError> {
-        let rows = sqlx::query(&self.inner.sql.list).fetch_all(&self.inner.db.pool).await?;
+        let rows = sqlx::query(&self.inner.sql.list)
+            .fetch_all(&self.inner.db.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(LockInfo {
@@ -291,7 +354,11 @@ impl LockService {
                     owner: row.try_get(1)?,
                     token: row.try_get(2)?,
                     operation: row.try_get(3)?,
-                    holder: Holder { host: row.try_get(4)?, pid: row.try_get(5)?, user: row.try_get(6)? },
+                    holder: Holder {
+                        host: row.try_get(4)?,
+                        pid: row.try_get(5)?,
+                        user: row.try_get(6)?,
+                    },
                     holds: row.try_get(7)?,
                     acquired_at: row.try_get(8)?,
                     expires_at: row.try_get(9)?,
@@ -306,10 +373,17 @@ impl LockService {
     /// that the old holder is fenced out. Returns the removed `(owner, token)`.
     pub async fn force_release(&self, resource: &str) -> Result<Option<(String, i64)>, LockError> {
         let mut tx = self.inner.db.begin_write().await?;
-        let row = sqlx::query(self.inner.sql.force_release).bind(resource).fetch_optional(&mut *tx).await?;
-        sqlx::query(self.inner.sql.bump_counter).execute(&mut *tx).await?;
+        let row = sqlx::query(self.inner.sql.force_release)
+            .bind(resource)
+            .fetch_optional(&mut *tx)
+            .await?;
+        sqlx::query(self.inner.sql.bump_counter)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose().map_err(LockError::Database)
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()
+            .map_err(LockError::Database)
     }
 
     /// A SQL condition that holds only while the lease bound at

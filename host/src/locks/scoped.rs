@@ -19,7 +19,12 @@ pub struct ScopedLocks {
 impl ScopedLocks {
     /// Locks under `project:<project_id>/res:` held by `owner`.
     pub fn new(service: LockService, owner: Owner, project_id: &str, operation: &str) -> Self {
-        ScopedLocks { service, owner, project_id: project_id.to_string(), operation: operation.to_string() }
+        ScopedLocks {
+            service,
+            owner,
+            project_id: project_id.to_string(),
+            operation: operation.to_string(),
+        }
     }
 
     /// The full resource name for a plugin-chosen `name`.
@@ -35,7 +40,10 @@ impl ScopedLocks {
     /// Take a lease on `name`, failing fast on conflict.
     pub async fn acquire(&self, name: &str, ttl: Duration) -> Result<Lease, LockError> {
         let resource = self.resource_for(name);
-        let grant = self.service.try_acquire(&resource, &self.owner, &self.operation, ttl).await?;
+        let grant = self
+            .service
+            .try_acquire(&resource, &self.owner, &self.operation, ttl)
+            .await?;
         Ok(Lease {
             service: self.service.clone(),
             owner: self.owner.clone(),
@@ -76,9 +84,15 @@ impl Lease {
     /// Extend the lease by `ttl` from now.
     pub async fn renew(&self, ttl: Duration) -> Result<(), LockError> {
         if self.is_released() {
-            return Err(LockError::Expired { resource: self.resource.clone(), token: self.token });
+            return Err(LockError::Expired {
+                resource: self.resource.clone(),
+                token: self.token,
+            });
         }
-        self.service.renew(&self.resource, &self.owner, self.token, ttl).await.map(|_| ())
+        self.service
+            .renew(&self.resource, &self.owner, self.token, ttl)
+            .await
+            .map(|_| ())
     }
 
     /// Release the lease; a second call is a no-op returning `Ok(false)`.
@@ -90,6 +104,9 @@ impl Lease {
             }
             *released = true;
         }
-        self.service.release(&self.resource, &self.owner, self.token).await.map(|_| true)
+        self.service
+            .release(&self.resource, &self.owner, self.token)
+            .await
+            .map(|_| true)
     }
 }

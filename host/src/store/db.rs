@@ -52,7 +52,10 @@ impl Db {
             Backend::Postgres => url.to_string(),
         };
         let options = AnyConnectOptions::from_str(&url)
-            .map_err(|e| StoreError::Connect { url: redact(&url), source: e })?
+            .map_err(|e| StoreError::Connect {
+                url: redact(&url),
+                source: e,
+            })?
             .disable_statement_logging();
         let pool_options = match backend {
             Backend::Sqlite => AnyPoolOptions::new()
@@ -84,7 +87,10 @@ impl Db {
         let pool = pool_options
             .connect_with(options)
             .await
-            .map_err(|e| StoreError::Connect { url: redact(&url), source: e })?;
+            .map_err(|e| StoreError::Connect {
+                url: redact(&url),
+                source: e,
+            })?;
         let db = Db { pool, backend };
         db.migrate().await?;
         Ok(db)
@@ -141,17 +147,24 @@ impl Db {
 
     /// The database clock, in milliseconds since the epoch.
     pub async fn now(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar::<_, i64>(&format!("SELECT {}", self.now_ms())).fetch_one(&self.pool).await
+        sqlx::query_scalar::<_, i64>(&format!("SELECT {}", self.now_ms()))
+            .fetch_one(&self.pool)
+            .await
     }
 }
 
 /// Default database URL for a project: `<project>/.lockstep/lockstep.db`.
 pub fn default_sqlite_url(project: &Path) -> String {
-    format!("sqlite://{}", project.join(".lockstep").join("lockstep.db").display())
+    format!(
+        "sqlite://{}",
+        project.join(".lockstep").join("lockstep.db").display()
+    )
 }
 
 fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
-    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
     let (path, query) = match rest.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (rest, None),
@@ -159,7 +172,8 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
     if path != ":memory:" && !path.is_empty() {
         if let Some(parent) = Path::new(path).parent() {
             if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| StoreError::Io(format!("{}: {e}", parent.display())))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| StoreError::Io(format!("{}: {e}", parent.display())))?;
             }
         }
     }

@@ -130,10 +130,16 @@ fn plan_from_row(row: &AnyRow) -> Result<PlanRecord, StoreError> {
         project_root: row.try_get(1)?,
         project_id: row.try_get(2)?,
         action: serde_json::from_str(&action_json).map_err(|e| corrupt(e.to_string()))?,
-        status: Status::new(phase.parse::<Phase>().map_err(corrupt)?, state.parse::<State>().map_err(corrupt)?),
+        status: Status::new(
+            phase.parse::<Phase>().map_err(corrupt)?,
+            state.parse::<State>().map_err(corrupt)?,
+        ),
         version: row.try_get(6)?,
         lock_token: row.try_get(7)?,
-        proposal: proposal_json.map(|p| serde_json::from_str(&p)).transpose().map_err(|e| corrupt(e.to_string()))?,
+        proposal: proposal_json
+            .map(|p| serde_json::from_str(&p))
+            .transpose()
+            .map_err(|e| corrupt(e.to_string()))?,
         error: row.try_get(9)?,
         created_at: row.try_get(10)?,
         updated_at: row.try_get(11)?,
@@ -166,7 +172,8 @@ impl Store {
         .bind(plan.status.state.to_string())
         .execute(&mut *tx)
         .await?;
-        self.event(&mut tx, &plan.id, actor, None, plan.status, "plan created").await?;
+        self.event(&mut tx, &plan.id, actor, None, plan.status, "plan created")
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -183,9 +190,11 @@ impl Store {
 
     /// Every plan, newest first.
     pub async fn list_plans(&self) -> Result<Vec<PlanRecord>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {PLAN_COLUMNS} FROM plans ORDER BY created_at DESC, id"))
-            .fetch_all(&self.db.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {PLAN_COLUMNS} FROM plans ORDER BY created_at DESC, id"
+        ))
+        .fetch_all(&self.db.pool)
+        .await?;
         rows.iter().map(plan_from_row).collect()
     }
 
@@ -205,7 +214,11 @@ impl Store {
                     at: r.try_get(0)?,
                     actor: r.try_get(1)?,
                     from: from_phase.zip(from_state).map(|(p, s)| format!("{p}/{s}")),
-                    to: format!("{}/{}", r.try_get::<String, _>(4)?, r.try_get::<String, _>(5)?),
+                    to: format!(
+                        "{}/{}",
+                        r.try_get::<String, _>(4)?,
+                        r.try_get::<String, _>(5)?
+                    ),
                     reason: r.try_get(6)?,
                 })
             })
@@ -221,7 +234,11 @@ impl Store {
     }
 
     /// Strategize finished: store the proposal with the status change.
-    pub async fn complete_strategize(&self, write: &StateWrite<'_>, proposal: &PlanProposal) -> Result<i64, StoreError> {
+    pub async fn complete_strategize(
+        &self,
+        write: &StateWrite<'_>,
+        proposal: &PlanProposal,
+    ) -> Result<i64, StoreError> {
         let mut tx = self.db.begin_write().await?;
         let version = self.write_state(&mut tx, write).await?;
         sqlx::query("UPDATE plans SET proposal_json = $1 WHERE id = $2")
@@ -263,13 +280,15 @@ impl Store {
             .await?;
         }
         for (idx, s) in steps.iter().enumerate() {
-            sqlx::query("INSERT INTO step_results (plan_id, idx, step_id, summary) VALUES ($1, $2, $3, $4)")
-                .bind(write.plan_id)
-                .bind(idx as i64)
-                .bind(&s.step_id)
-                .bind(&s.summary)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO step_results (plan_id, idx, step_id, summary) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(write.plan_id)
+            .bind(idx as i64)
+            .bind(&s.step_id)
+            .bind(&s.summary)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(version)
@@ -280,14 +299,27 @@ impl Store {
         let mut tx = self.db.begin_write().await?;
         let version = self.write_state(&mut tx, write).await?;
         self.clear_execution(&mut tx, write.plan_id).await?;
-        sqlx::query("UPDATE plans SET proposal_json = NULL WHERE id = $1").bind(write.plan_id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE plans SET proposal_json = NULL WHERE id = $1")
+            .bind(write.plan_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(version)
     }
 
-    async fn clear_execution(&self, tx: &mut Transaction<'static, Any>, plan_id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM changes WHERE plan_id = $1").bind(plan_id).execute(&mut **tx).await?;
-        sqlx::query("DELETE FROM step_results WHERE plan_id = $1").bind(plan_id).execute(&mut **tx).await?;
+    async fn clear_execution(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        plan_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM changes WHERE plan_id = $1")
+            .bind(plan_id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM step_results WHERE plan_id = $1")
+            .bind(plan_id)
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 
@@ -302,7 +334,11 @@ impl Store {
                 let kind: String = r.try_get(1)?;
                 Ok(ChangeRecord {
                     path: r.try_get(0)?,
-                    kind: if kind == "delete" { ChangeKind::Delete } else { ChangeKind::Write },
+                    kind: if kind == "delete" {
+                        ChangeKind::Delete
+                    } else {
+                        ChangeKind::Write
+                    },
                     contents: r.try_get(2)?,
                     base_contents: r.try_get(3)?,
                     base_hash: r.try_get(4)?,
@@ -314,16 +350,30 @@ impl Store {
 
     /// The executed steps' summaries, in order.
     pub async fn step_results(&self, plan_id: &str) -> Result<Vec<StepResult>, StoreError> {
-        let rows = sqlx::query("SELECT step_id, summary FROM step_results WHERE plan_id = $1 ORDER BY idx")
-            .bind(plan_id)
-            .fetch_all(&self.db.pool)
-            .await?;
-        rows.iter().map(|r| Ok(StepResult { step_id: r.try_get(0)?, summary: r.try_get(1)? })).collect()
+        let rows = sqlx::query(
+            "SELECT step_id, summary FROM step_results WHERE plan_id = $1 ORDER BY idx",
+        )
+        .bind(plan_id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StepResult {
+                    step_id: r.try_get(0)?,
+                    summary: r.try_get(1)?,
+                })
+            })
+            .collect()
     }
 
     /// Journal the intent to apply (fenced by the plan lease in `write`'s
     /// fence, without a status change).
-    pub async fn journal_apply(&self, plan_id: &str, actor: &str, fence: (&str, i64)) -> Result<(), StoreError> {
+    pub async fn journal_apply(
+        &self,
+        plan_id: &str,
+        actor: &str,
+        fence: (&str, i64),
+    ) -> Result<(), StoreError> {
         let now = self.db.now_ms();
         let cond = self.locks.fence_condition(4, 2, 5);
         let mut tx = self.db.begin_write().await?;
@@ -339,7 +389,11 @@ impl Store {
         .await?
         .rows_affected();
         if n == 0 {
-            return Err(StoreError::Fenced { plan_id: plan_id.into(), resource: fence.0.into(), token: fence.1 });
+            return Err(StoreError::Fenced {
+                plan_id: plan_id.into(),
+                resource: fence.0.into(),
+                token: fence.1,
+            });
         }
         tx.commit().await?;
         Ok(())
@@ -358,19 +412,29 @@ impl Store {
     pub async fn finish_apply(&self, write: &StateWrite<'_>) -> Result<i64, StoreError> {
         let mut tx = self.db.begin_write().await?;
         let version = self.write_state(&mut tx, write).await?;
-        sqlx::query("DELETE FROM apply_journal WHERE plan_id = $1").bind(write.plan_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM apply_journal WHERE plan_id = $1")
+            .bind(write.plan_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(version)
     }
 
     /// The versioned, fenced status update plus its event, inside `tx`.
-    async fn write_state(&self, tx: &mut Transaction<'static, Any>, w: &StateWrite<'_>) -> Result<i64, StoreError> {
+    async fn write_state(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        w: &StateWrite<'_>,
+    ) -> Result<i64, StoreError> {
         let now = self.db.now_ms();
         let fence = match w.fence {
             Some(_) => format!(" AND {}", self.locks.fence_condition(8, 9, 6)),
             None => String::new(),
         };
-        let (resource, token) = w.fence.map(|(r, t)| (Some(r), Some(t))).unwrap_or((None, None));
+        let (resource, token) = w
+            .fence
+            .map(|(r, t)| (Some(r), Some(t)))
+            .unwrap_or((None, None));
         let n = sqlx::query(&format!(
             "UPDATE plans SET phase = $1, state = $2, version = version + 1, lock_token = $6, error = $7, updated_at = {now}
              WHERE id = $3 AND version = $4 AND phase = $5 AND state = $10{fence}"
@@ -389,22 +453,31 @@ impl Store {
         .await?
         .rows_affected();
         if n == 0 {
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM plans WHERE id = $1").bind(w.plan_id).fetch_optional(&mut **tx).await?;
+            let found: Option<i64> = sqlx::query_scalar("SELECT version FROM plans WHERE id = $1")
+                .bind(w.plan_id)
+                .fetch_optional(&mut **tx)
+                .await?;
             return Err(match (found, w.fence) {
                 (None, _) => StoreError::NotFound(w.plan_id.to_string()),
-                (Some(found), _) if found != w.seen_version => {
-                    StoreError::VersionConflict { plan_id: w.plan_id.to_string(), expected: w.seen_version, found }
-                }
-                (Some(_), Some((resource, token))) => {
-                    StoreError::Fenced { plan_id: w.plan_id.to_string(), resource: resource.to_string(), token }
-                }
-                (Some(found), None) => {
-                    StoreError::VersionConflict { plan_id: w.plan_id.to_string(), expected: w.seen_version, found }
-                }
+                (Some(found), _) if found != w.seen_version => StoreError::VersionConflict {
+                    plan_id: w.plan_id.to_string(),
+                    expected: w.seen_version,
+                    found,
+                },
+                (Some(_), Some((resource, token))) => StoreError::Fenced {
+                    plan_id: w.plan_id.to_string(),
+                    resource: resource.to_string(),
+                    token,
+                },
+                (Some(found), None) => StoreError::VersionConflict {
+                    plan_id: w.plan_id.to_string(),
+                    expected: w.seen_version,
+                    found,
+                },
             });
         }
-        self.event(tx, w.plan_id, w.actor, Some(w.from), w.to, w.reason).await?;
+        self.event(tx, w.plan_id, w.actor, Some(w.from), w.to, w.reason)
+            .await?;
         Ok(w.seen_version + 1)
     }
 

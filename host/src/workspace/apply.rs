@@ -14,6 +14,9 @@ use crate::store::{ChangeKind, ChangeRecord};
 /// Environment variable for fault-injection tests: abort the process after
 /// this many files of an apply were written (simulates a crash).
 pub const FAULT_STOP_AFTER_ENV: &str = "LOCKSTEP_FAULT_APPLY_STOP_AFTER";
+/// Environment variable for fault-injection tests: sleep this many
+/// milliseconds before each file of an apply (widens the crash window).
+pub const FAULT_DELAY_ENV: &str = "LOCKSTEP_FAULT_APPLY_DELAY_MS";
 
 /// A target that changed since Execute read it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -50,9 +53,16 @@ pub fn check(root: &Path, changes: &[ChangeRecord]) -> Result<(), ApplyError> {
     let mut drift = Vec::new();
     for c in changes {
         validate_path(root, &c.path)?;
-        let found = file_hash(&root.join(&c.path)).map_err(|source| ApplyError::Io { path: c.path.clone(), source })?;
+        let found = file_hash(&root.join(&c.path)).map_err(|source| ApplyError::Io {
+            path: c.path.clone(),
+            source,
+        })?;
         if found != c.base_hash {
-            drift.push(Drift { path: c.path.clone(), expected: c.base_hash.clone(), found });
+            drift.push(Drift {
+                path: c.path.clone(),
+                expected: c.base_hash.clone(),
+                found,
+            });
         }
     }
     if drift.is_empty() {
@@ -65,11 +75,22 @@ pub fn check(root: &Path, changes: &[ChangeRecord]) -> Result<(), ApplyError> {
 /// Write every change. Files that already hold their new contents are
 /// skipped, so this both applies and rolls forward.
 pub fn write_all(root: &Path, changes: &[ChangeRecord]) -> Result<usize, ApplyError> {
-    let stop_after: Option<usize> = std::env::var(FAULT_STOP_AFTER_ENV).ok().and_then(|v| v.parse().ok());
+    let stop_after: Option<usize> = std::env::var(FAULT_STOP_AFTER_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let delay: Option<u64> = std::env::var(FAULT_DELAY_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok());
     let mut written = 0;
     for c in changes {
+        if let Some(ms) = delay {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         let target = root.join(&c.path);
-        let io = |source| ApplyError::Io { path: c.path.clone(), source };
+        let io = |source| ApplyError::Io {
+            path: c.path.clone(),
+            source,
+        };
         match c.kind {
             ChangeKind::Write => {
                 let contents = c.contents.as_deref().unwrap_or_default();
@@ -102,7 +123,10 @@ pub fn roll_forward(root: &Path, changes: &[ChangeRecord]) -> Result<usize, Appl
 }
 
 fn temp_path(target: &Path) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     target.with_file_name(format!(".{name}.lockstep-tmp"))
 }
 
@@ -141,7 +165,11 @@ mod tests {
     fn record(root: &Path, path: &str, contents: Option<&str>) -> ChangeRecord {
         ChangeRecord {
             path: path.into(),
-            kind: if contents.is_some() { ChangeKind::Write } else { ChangeKind::Delete },
+            kind: if contents.is_some() {
+                ChangeKind::Write
+            } else {
+                ChangeKind::Delete
+            },
             contents: contents.map(|c| c.as_bytes().to_vec()),
             base_contents: None,
             base_hash: file_hash(&root.join(path)).unwrap(),
@@ -154,10 +182,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(dir.path()).unwrap();
         std::fs::write(root.join("a"), "a").unwrap();
-        let changes = vec![record(&root, "a", Some("A")), record(&root, "new/b", Some("B"))];
+        let changes = vec![
+            record(&root, "a", Some("A")),
+            record(&root, "new/b", Some("B")),
+        ];
         std::fs::write(root.join("a"), "edited").unwrap();
         match check(&root, &changes) {
-            Err(ApplyError::Drift(d)) => assert_eq!(d.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(), ["a"]),
+            Err(ApplyError::Drift(d)) => {
+                assert_eq!(d.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(), ["a"])
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(std::fs::read_to_string(root.join("a")).unwrap(), "edited");
@@ -170,8 +203,11 @@ mod tests {
         let root = std::fs::canonicalize(dir.path()).unwrap();
         std::fs::write(root.join("a"), "a").unwrap();
         std::fs::write(root.join("gone"), "x").unwrap();
-        let changes =
-            vec![record(&root, "a", Some("A")), record(&root, "d/b", Some("B")), record(&root, "gone", None)];
+        let changes = vec![
+            record(&root, "a", Some("A")),
+            record(&root, "d/b", Some("B")),
+            record(&root, "gone", None),
+        ];
         check(&root, &changes).unwrap();
         // Simulate a crash after the first file: write only it.
         write_all(&root, &changes[..1]).unwrap();

@@ -47,7 +47,9 @@ pub enum ChangeError {
         reason: PathError,
     },
     /// One file is too large.
-    #[error("change to `{path}` refused: {size} bytes exceeds the limit of {limit} bytes per file")]
+    #[error(
+        "change to `{path}` refused: {size} bytes exceeds the limit of {limit} bytes per file"
+    )]
     FileTooLarge {
         /// The path.
         path: String,
@@ -114,7 +116,13 @@ pub struct ChangesetBuilder<'a> {
 impl<'a> ChangesetBuilder<'a> {
     /// A builder for the project at canonical `root`.
     pub fn new(root: &'a Path, limits: ChangeLimits) -> Self {
-        ChangesetBuilder { root, limits, entries: Vec::new(), index: HashMap::new(), total: 0 }
+        ChangesetBuilder {
+            root,
+            limits,
+            entries: Vec::new(),
+            index: HashMap::new(),
+            total: 0,
+        }
     }
 
     /// Validate one step's changes and add them. Returns them with
@@ -127,11 +135,17 @@ impl<'a> ChangesetBuilder<'a> {
                 FileChange::Write { contents, .. } => {
                     let size = contents.len() as u64;
                     if size > self.limits.max_file_bytes {
-                        return Err(ChangeError::FileTooLarge { path: rel, size, limit: self.limits.max_file_bytes });
+                        return Err(ChangeError::FileTooLarge {
+                            path: rel,
+                            size,
+                            limit: self.limits.max_file_bytes,
+                        });
                     }
                     self.total += size;
                     if self.total > self.limits.max_total_bytes {
-                        return Err(ChangeError::TotalTooLarge { limit: self.limits.max_total_bytes });
+                        return Err(ChangeError::TotalTooLarge {
+                            limit: self.limits.max_total_bytes,
+                        });
                     }
                     (ChangeKind::Write, Some(contents))
                 }
@@ -139,7 +153,10 @@ impl<'a> ChangesetBuilder<'a> {
             };
             let new_hash = contents.as_deref().map(content_hash);
             normalised.push(match &contents {
-                Some(c) => FileChange::Write { path: rel.clone(), contents: c.clone() },
+                Some(c) => FileChange::Write {
+                    path: rel.clone(),
+                    contents: c.clone(),
+                },
                 None => FileChange::Delete { path: rel.clone() },
             });
             match self.index.get(&rel) {
@@ -151,14 +168,25 @@ impl<'a> ChangesetBuilder<'a> {
                 }
                 None => {
                     if self.entries.len() >= self.limits.max_changes {
-                        return Err(ChangeError::TooMany { limit: self.limits.max_changes });
+                        return Err(ChangeError::TooMany {
+                            limit: self.limits.max_changes,
+                        });
                     }
                     let abs = self.root.join(&rel);
-                    let base_contents =
-                        read_if_exists(&abs).map_err(|e| ChangeError::Io { path: rel.clone(), message: e.to_string() })?;
+                    let base_contents = read_if_exists(&abs).map_err(|e| ChangeError::Io {
+                        path: rel.clone(),
+                        message: e.to_string(),
+                    })?;
                     let base_hash = base_contents.as_deref().map(content_hash);
                     self.index.insert(rel.clone(), self.entries.len());
-                    self.entries.push(ChangeRecord { path: rel, kind, contents, base_contents, base_hash, new_hash });
+                    self.entries.push(ChangeRecord {
+                        path: rel,
+                        kind,
+                        contents,
+                        base_contents,
+                        base_hash,
+                        new_hash,
+                    });
                 }
             }
         }
@@ -168,15 +196,24 @@ impl<'a> ChangesetBuilder<'a> {
     /// The finished changeset. Entries whose result equals the file on disk
     /// (written back unchanged, or deleting an absent file) are dropped.
     pub fn finish(self) -> Vec<ChangeRecord> {
-        self.entries.into_iter().filter(|c| c.base_hash != c.new_hash).collect()
+        self.entries
+            .into_iter()
+            .filter(|c| c.base_hash != c.new_hash)
+            .collect()
     }
 }
 
 /// Normalise `path` and check it stays in the project on the real
 /// filesystem (no symlink out). Returns the normalised relative path.
 pub fn validate_path(root: &Path, path: &str) -> Result<String, ChangeError> {
-    let rel = normalize(path).map_err(|reason| ChangeError::Path { path: path.escape_default().to_string(), reason })?;
-    resolve_in_root(root, &rel).map_err(|reason| ChangeError::Path { path: rel.clone(), reason })?;
+    let rel = normalize(path).map_err(|reason| ChangeError::Path {
+        path: path.escape_default().to_string(),
+        reason,
+    })?;
+    resolve_in_root(root, &rel).map_err(|reason| ChangeError::Path {
+        path: rel.clone(),
+        reason,
+    })?;
     Ok(rel)
 }
 
@@ -185,7 +222,10 @@ mod tests {
     use super::*;
 
     fn write(path: &str, contents: &str) -> FileChange {
-        FileChange::Write { path: path.into(), contents: contents.as_bytes().to_vec() }
+        FileChange::Write {
+            path: path.into(),
+            contents: contents.as_bytes().to_vec(),
+        }
     }
 
     #[test]
@@ -194,9 +234,16 @@ mod tests {
         let root = std::fs::canonicalize(dir.path()).unwrap();
         std::fs::write(root.join("a.txt"), "old").unwrap();
         let mut b = ChangesetBuilder::new(&root, ChangeLimits::default());
-        b.add(vec![write("a.txt", "one"), write("./b.txt", "b")]).unwrap();
+        b.add(vec![write("a.txt", "one"), write("./b.txt", "b")])
+            .unwrap();
         std::fs::write(root.join("a.txt"), "changed meanwhile").unwrap();
-        b.add(vec![write("a.txt", "two"), FileChange::Delete { path: "gone.txt".into() }]).unwrap();
+        b.add(vec![
+            write("a.txt", "two"),
+            FileChange::Delete {
+                path: "gone.txt".into(),
+            },
+        ])
+        .unwrap();
         let cs = b.finish();
         assert_eq!(cs.len(), 2, "deleting an absent file is dropped");
         assert_eq!(cs[0].path, "a.txt");
@@ -210,19 +257,56 @@ mod tests {
     fn rejects_bad_paths_and_sizes() {
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(dir.path()).unwrap();
-        let limits = ChangeLimits { max_file_bytes: 4, max_total_bytes: 6, max_changes: 2 };
+        let limits = ChangeLimits {
+            max_file_bytes: 4,
+            max_total_bytes: 6,
+            max_changes: 2,
+        };
         let err = |c: Vec<FileChange>| ChangesetBuilder::new(&root, limits).add(c).unwrap_err();
-        assert!(matches!(err(vec![write("../x", "")]), ChangeError::Path { reason: PathError::ParentDir(_), .. }));
-        assert!(matches!(err(vec![write("/etc/x", "")]), ChangeError::Path { reason: PathError::Absolute(_), .. }));
-        assert!(matches!(err(vec![write(".lockstep/x", "")]), ChangeError::Path { reason: PathError::Reserved(..), .. }));
-        assert!(matches!(err(vec![write("big", "12345")]), ChangeError::FileTooLarge { size: 5, .. }));
-        assert!(matches!(err(vec![write("a", "1234"), write("b", "123")]), ChangeError::TotalTooLarge { .. }));
-        assert!(matches!(err(vec![write("a", ""), write("b", ""), write("c", "")]), ChangeError::TooMany { limit: 2 }));
+        assert!(matches!(
+            err(vec![write("../x", "")]),
+            ChangeError::Path {
+                reason: PathError::ParentDir(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            err(vec![write("/etc/x", "")]),
+            ChangeError::Path {
+                reason: PathError::Absolute(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            err(vec![write(".lockstep/x", "")]),
+            ChangeError::Path {
+                reason: PathError::Reserved(..),
+                ..
+            }
+        ));
+        assert!(matches!(
+            err(vec![write("big", "12345")]),
+            ChangeError::FileTooLarge { size: 5, .. }
+        ));
+        assert!(matches!(
+            err(vec![write("a", "1234"), write("b", "123")]),
+            ChangeError::TotalTooLarge { .. }
+        ));
+        assert!(matches!(
+            err(vec![write("a", ""), write("b", ""), write("c", "")]),
+            ChangeError::TooMany { limit: 2 }
+        ));
         #[cfg(unix)]
         {
             let outside = tempfile::tempdir().unwrap();
             std::os::unix::fs::symlink(outside.path(), root.join("link")).unwrap();
-            assert!(matches!(err(vec![write("link/x", "")]), ChangeError::Path { reason: PathError::SymlinkEscape(_), .. }));
+            assert!(matches!(
+                err(vec![write("link/x", "")]),
+                ChangeError::Path {
+                    reason: PathError::SymlinkEscape(_),
+                    ..
+                }
+            ));
         }
     }
 }

@@ -30,7 +30,9 @@ pub enum PathError {
     #[error("`{0}` contains a NUL, backslash or control character")]
     BadCharacter(String),
     /// Too long overall or in one component.
-    #[error("path of {0} bytes is too long (max {MAX_PATH_LEN}, {MAX_COMPONENT_LEN} per component)")]
+    #[error(
+        "path of {0} bytes is too long (max {MAX_PATH_LEN}, {MAX_COMPONENT_LEN} per component)"
+    )]
     TooLong(usize),
     /// Names `.lockstep/` or `.git/`.
     #[error("`{0}` is inside `{1}/`, which belongs to the host")]
@@ -49,11 +51,16 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
     if path.len() > MAX_PATH_LEN {
         return Err(PathError::TooLong(path.len()));
     }
-    if path.chars().any(|c| c == '\0' || c == '\\' || c.is_control()) {
+    if path
+        .chars()
+        .any(|c| c == '\0' || c == '\\' || c.is_control())
+    {
         return Err(PathError::BadCharacter(path.escape_default().to_string()));
     }
     let bytes = path.as_bytes();
-    if path.starts_with('/') || (bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic()) {
+    if path.starts_with('/')
+        || (bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic())
+    {
         return Err(PathError::Absolute(path.to_string()));
     }
     let mut parts = Vec::new();
@@ -69,7 +76,10 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
         return Err(PathError::Empty);
     };
     if let Some(reserved) = RESERVED_DIRS.iter().find(|r| first.eq_ignore_ascii_case(r)) {
-        return Err(PathError::Reserved(path.to_string(), (*reserved).to_string()));
+        return Err(PathError::Reserved(
+            path.to_string(),
+            (*reserved).to_string(),
+        ));
     }
     Ok(parts.join("/"))
 }
@@ -83,7 +93,8 @@ pub fn resolve_in_root(root: &Path, rel: &str) -> Result<PathBuf, PathError> {
         current.push(part);
         match std::fs::symlink_metadata(&current) {
             Ok(meta) if meta.file_type().is_symlink() => {
-                let target = std::fs::canonicalize(&current).map_err(|_| PathError::SymlinkEscape(rel.to_string()))?;
+                let target = std::fs::canonicalize(&current)
+                    .map_err(|_| PathError::SymlinkEscape(rel.to_string()))?;
                 if !target.starts_with(root) {
                     return Err(PathError::SymlinkEscape(rel.to_string()));
                 }
@@ -91,7 +102,9 @@ pub fn resolve_in_root(root: &Path, rel: &str) -> Result<PathBuf, PathError> {
                 if let Ok(inner) = target.strip_prefix(root) {
                     if let Some(Component::Normal(first)) = inner.components().next() {
                         let first = first.to_string_lossy();
-                        if let Some(r) = RESERVED_DIRS.iter().find(|r| first.eq_ignore_ascii_case(r)) {
+                        if let Some(r) =
+                            RESERVED_DIRS.iter().find(|r| first.eq_ignore_ascii_case(r))
+                        {
                             return Err(PathError::Reserved(rel.to_string(), (*r).to_string()));
                         }
                     }
@@ -126,15 +139,30 @@ mod tests {
     fn normalize_rejects() {
         assert_eq!(normalize(""), Err(PathError::Empty));
         assert_eq!(normalize("./"), Err(PathError::Empty));
-        assert!(matches!(normalize("/etc/passwd"), Err(PathError::Absolute(_))));
+        assert!(matches!(
+            normalize("/etc/passwd"),
+            Err(PathError::Absolute(_))
+        ));
         assert!(matches!(normalize("C:/x"), Err(PathError::Absolute(_))));
-        assert!(matches!(normalize("a/../../b"), Err(PathError::ParentDir(_))));
+        assert!(matches!(
+            normalize("a/../../b"),
+            Err(PathError::ParentDir(_))
+        ));
         assert!(matches!(normalize(".."), Err(PathError::ParentDir(_))));
         assert!(matches!(normalize("a\0b"), Err(PathError::BadCharacter(_))));
         assert!(matches!(normalize("a\\b"), Err(PathError::BadCharacter(_))));
-        assert!(matches!(normalize(".lockstep/lockstep.db"), Err(PathError::Reserved(..))));
-        assert!(matches!(normalize("./.git/config"), Err(PathError::Reserved(..))));
-        assert!(matches!(normalize(&"x".repeat(300)), Err(PathError::TooLong(300))));
+        assert!(matches!(
+            normalize(".lockstep/lockstep.db"),
+            Err(PathError::Reserved(..))
+        ));
+        assert!(matches!(
+            normalize("./.git/config"),
+            Err(PathError::Reserved(..))
+        ));
+        assert!(matches!(
+            normalize(&"x".repeat(300)),
+            Err(PathError::TooLong(300))
+        ));
     }
 
     #[cfg(unix)]
@@ -146,7 +174,10 @@ mod tests {
         std::fs::create_dir(root.join("src")).unwrap();
         std::os::unix::fs::symlink(outside.path(), root.join("out")).unwrap();
         std::os::unix::fs::symlink(root.join("src"), root.join("in")).unwrap();
-        assert!(matches!(resolve_in_root(&root, "out/x"), Err(PathError::SymlinkEscape(_))));
+        assert!(matches!(
+            resolve_in_root(&root, "out/x"),
+            Err(PathError::SymlinkEscape(_))
+        ));
         assert!(resolve_in_root(&root, "in/x").is_ok());
         assert!(resolve_in_root(&root, "src/new/file").is_ok());
     }

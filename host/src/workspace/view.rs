@@ -37,7 +37,9 @@ pub enum FsError {
 impl From<PathError> for FsError {
     fn from(e: PathError) -> Self {
         match e {
-            PathError::Empty | PathError::BadCharacter(_) | PathError::TooLong(_) => FsError::Invalid(e.to_string()),
+            PathError::Empty | PathError::BadCharacter(_) | PathError::TooLong(_) => {
+                FsError::Invalid(e.to_string())
+            }
             _ => FsError::Denied(e.to_string()),
         }
     }
@@ -96,7 +98,8 @@ impl ProjectView {
         for change in changes {
             match change {
                 FileChange::Write { path, contents } => {
-                    self.overlay.insert(path.clone(), Some(Arc::new(contents.clone())));
+                    self.overlay
+                        .insert(path.clone(), Some(Arc::new(contents.clone())));
                 }
                 FileChange::Delete { path } => {
                     self.overlay.insert(path.clone(), None);
@@ -116,7 +119,9 @@ impl ProjectView {
         let (rel, abs) = self.resolve(path)?;
         if let Some(entry) = self.overlay.get(&rel) {
             return match entry {
-                Some(bytes) if bytes.len() as u64 > self.read_cap => Err(FsError::TooLarge(self.read_cap)),
+                Some(bytes) if bytes.len() as u64 > self.read_cap => {
+                    Err(FsError::TooLarge(self.read_cap))
+                }
                 Some(bytes) => Ok(bytes.as_ref().clone()),
                 None => Err(FsError::NotFound(rel)),
             };
@@ -140,12 +145,20 @@ impl ProjectView {
         let (rel, abs) = self.resolve(path)?;
         if let Some(entry) = self.overlay.get(&rel) {
             return match entry {
-                Some(bytes) => Ok(EntryInfo { path: rel, is_dir: false, size: bytes.len() as u64 }),
+                Some(bytes) => Ok(EntryInfo {
+                    path: rel,
+                    is_dir: false,
+                    size: bytes.len() as u64,
+                }),
                 None => Err(FsError::NotFound(rel)),
             };
         }
         let meta = std::fs::metadata(&abs).map_err(|e| io_error(&rel, e))?;
-        Ok(EntryInfo { path: rel, is_dir: meta.is_dir(), size: if meta.is_dir() { 0 } else { meta.len() } })
+        Ok(EntryInfo {
+            path: rel,
+            is_dir: meta.is_dir(),
+            size: if meta.is_dir() { 0 } else { meta.len() },
+        })
     }
 
     /// Files matching `pattern`: empty = all, trailing `/` = directory
@@ -155,10 +168,14 @@ impl ProjectView {
             Box::new(|_| true)
         } else if let Some(prefix) = pattern.strip_suffix('/') {
             let prefix = normalize(prefix)?;
-            Box::new(move |p: &str| p.starts_with(&prefix) && p.as_bytes().get(prefix.len()) == Some(&b'/'))
+            Box::new(move |p: &str| {
+                p.starts_with(&prefix) && p.as_bytes().get(prefix.len()) == Some(&b'/')
+            })
         } else {
             if pattern.contains("..") || pattern.starts_with('/') || pattern.contains('\0') {
-                return Err(FsError::Denied(format!("pattern `{pattern}` leaves the project")));
+                return Err(FsError::Denied(format!(
+                    "pattern `{pattern}` leaves the project"
+                )));
             }
             let glob = GlobBuilder::new(pattern)
                 .literal_separator(true)
@@ -193,14 +210,21 @@ impl ProjectView {
         matcher: &dyn Fn(&str) -> bool,
         out: &mut std::collections::BTreeSet<String>,
     ) -> Result<(), FsError> {
-        let entries = std::fs::read_dir(dir).map_err(|e| FsError::Io(format!("{}: {e}", dir.display())))?;
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| FsError::Io(format!("{}: {e}", dir.display())))?;
         for entry in entries {
             let entry = entry.map_err(|e| FsError::Io(e.to_string()))?;
-            let Ok(name) = entry.file_name().into_string() else { continue };
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
             if prefix.is_empty() && RESERVED_DIRS.iter().any(|r| name.eq_ignore_ascii_case(r)) {
                 continue;
             }
-            let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+            let rel = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}/{name}")
+            };
             let file_type = entry.file_type().map_err(|e| FsError::Io(e.to_string()))?;
             if file_type.is_dir() {
                 self.walk(&entry.path(), &rel, matcher, out)?;
@@ -243,8 +267,14 @@ mod tests {
     #[test]
     fn lists_globs_prefixes_and_hides_host_state() {
         let (_d, view) = project();
-        assert_eq!(view.list("").unwrap(), vec!["README.md", "src/a.rs", "src/nested/b.rs"]);
-        assert_eq!(view.list("**/*.rs").unwrap(), vec!["src/a.rs", "src/nested/b.rs"]);
+        assert_eq!(
+            view.list("").unwrap(),
+            vec!["README.md", "src/a.rs", "src/nested/b.rs"]
+        );
+        assert_eq!(
+            view.list("**/*.rs").unwrap(),
+            vec!["src/a.rs", "src/nested/b.rs"]
+        );
         assert_eq!(view.list("src/*.rs").unwrap(), vec!["src/a.rs"]);
         assert_eq!(view.list("src/nested/").unwrap(), vec!["src/nested/b.rs"]);
         assert!(matches!(view.list("../*"), Err(FsError::Denied(_))));
@@ -256,7 +286,10 @@ mod tests {
         assert_eq!(view.read("src/a.rs").unwrap(), b"a");
         assert!(matches!(view.read("../outside"), Err(FsError::Denied(_))));
         assert!(matches!(view.read("/etc/passwd"), Err(FsError::Denied(_))));
-        assert!(matches!(view.read(".lockstep/lockstep.db"), Err(FsError::Denied(_))));
+        assert!(matches!(
+            view.read(".lockstep/lockstep.db"),
+            Err(FsError::Denied(_))
+        ));
         assert!(matches!(view.read("missing"), Err(FsError::NotFound(_))));
         let small = view.clone().with_read_cap(1);
         assert_eq!(small.read("src/nested/b.rs"), Err(FsError::TooLarge(1)));
@@ -267,11 +300,19 @@ mod tests {
     fn overlay_shows_earlier_steps() {
         let (_d, mut view) = project();
         view.overlay_changes(&[
-            FileChange::Write { path: "new.txt".into(), contents: b"n".to_vec() },
-            FileChange::Delete { path: "README.md".into() },
+            FileChange::Write {
+                path: "new.txt".into(),
+                contents: b"n".to_vec(),
+            },
+            FileChange::Delete {
+                path: "README.md".into(),
+            },
         ]);
         assert_eq!(view.read("new.txt").unwrap(), b"n");
         assert!(matches!(view.read("README.md"), Err(FsError::NotFound(_))));
-        assert_eq!(view.list("").unwrap(), vec!["new.txt", "src/a.rs", "src/nested/b.rs"]);
+        assert_eq!(
+            view.list("").unwrap(),
+            vec!["new.txt", "src/a.rs", "src/nested/b.rs"]
+        );
     }
 }

@@ -7,9 +7,10 @@
 //!   empty header line becomes the prefix with trailing spaces trimmed.
 //!
 //! The strategist proposes one step per file whose first lines (after an
-//! optional `#!` line) are not the commented header. The executor prepends
-//! the commented header and a blank line, keeping a shebang line first, and
-//! changes nothing if the header is already there.
+//! optional shebang line) are not the commented header. The executor
+//! prepends the commented header and a blank line, keeping a shebang line
+//! (`#!...`, but not a Rust `#![...]` attribute) and a byte-order mark first,
+//! and changes nothing if the header is already there.
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -32,7 +33,10 @@ export!(LicenseHeader);
 
 /// The value of parameter `key`, if present.
 fn param<'a>(params: &'a [Param], key: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Maps a refused workspace call on `what` to the plugin error to return.
@@ -75,13 +79,10 @@ impl Header {
         Ok(Self { lines })
     }
 
-    /// Whether `text` already starts with this header (after a shebang line).
+    /// Whether `text` already starts with this header (after its preamble).
     /// Trailing whitespace is ignored on both sides.
     fn is_in(&self, text: &str) -> bool {
-        let mut lines = text.lines().peekable();
-        if lines.peek().is_some_and(|l| l.starts_with("#!")) {
-            lines.next();
-        }
+        let mut lines = split_preamble(text).1.lines();
         self.lines.iter().all(|want| {
             lines
                 .next()
@@ -89,23 +90,16 @@ impl Header {
         })
     }
 
-    /// `text` with the header and a blank line prepended, after a shebang
-    /// line if there is one. Uses the file's own line ending.
+    /// `text` with the header and a blank line inserted after its preamble. Uses the file's own line ending.
     fn prepend_to(&self, text: &str) -> String {
         let eol = match text.find('\n') {
             Some(i) if text[..i].ends_with('\r') => "\r\n",
             _ => "\n",
         };
-        let (shebang, rest) = match text.strip_prefix("#!") {
-            Some(_) => match text.find('\n') {
-                Some(i) => text.split_at(i + 1),
-                None => (text, ""),
-            },
-            None => ("", text),
-        };
+        let (preamble, rest) = split_preamble(text);
         let mut out = String::with_capacity(text.len() + 256);
-        out.push_str(shebang);
-        if !shebang.is_empty() && !shebang.ends_with('\n') {
+        out.push_str(preamble);
+        if preamble.starts_with("#!") && !preamble.ends_with('\n') {
             out.push_str(eol);
         }
         for line in &self.lines {
@@ -118,46 +112,67 @@ impl Header {
     }
 }
 
-/// Reads `path` as UTF-8 text; `Ok(None)` if it is not UTF-8.
-fn read_text(path: &str) -> Result<Option<String>, PluginError> {
-    let bytes = workspace::read(path).map_err(|e| fs_failure(path, e))?;
-    Ok(String::from_utf8(bytes).ok())
+/// Splits `text` into what must stay before the header and the rest. The
+/// preamble is a byte-order mark and a shebang line (`#!`, but not a Rust
+/// inner attribute `#![...]`), each if present.
+fn split_preamble(text: &str) -> (&str, &str) {
+    let bom = if text.starts_with('\u{feff}') {
+        '\u{feff}'.len_utf8()
+    } else {
+        0
+    };
+    let after_bom = &text[bom..];
+    let end = if after_bom.starts_with("#!") && !after_bom.starts_with("#![") {
+        after_bom.find('\n').map_or(text.len(), |i| bom + i + 1)
+    } else {
+        bom
+    };
+    text.split_at(end)
+}
+
+/// The sorted, de-duplicated files matching any of the comma-separated `globs`.
+fn list_files(globs: &str) -> Result<BTreeSet<String>, PluginError> {
+    let mut files = BTreeSet::new();
+    for glob in globs.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+        let found = workspace::list(glob).map_err(|e| fs_failure(glob, e))?;
+        log(Level::Debug, &format!("{glob}: {} files", found.len()));
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+/// Reads `path` as UTF-8 text. The inner `Err` says why the file cannot be
+/// edited as text (not UTF-8, or over the host's read cap).
+fn read_text(path: &str) -> Result<Result<String, String>, PluginError> {
+    match workspace::read(path) {
+        Ok(bytes) => Ok(String::from_utf8(bytes).map_err(|_| format!("{path}: not UTF-8 text"))),
+        Err(FsError::TooLarge(cap)) => Ok(Err(format!("{path}: larger than {cap} bytes"))),
+        Err(e) => Err(fs_failure(path, e)),
+    }
 }
 
 impl strategy::Guest for LicenseHeader {
     fn strategize(_plan_id: String, action: Action) -> Result<PlanProposal, PluginError> {
         let header = Header::from_params(&action.params)?;
-        let globs = param(&action.params, "globs").unwrap_or("**/*.rs");
-
-        let mut files = BTreeSet::new();
-        for glob in globs.split(',').map(str::trim).filter(|g| !g.is_empty()) {
-            let found = workspace::list(glob).map_err(|e| fs_failure(glob, e))?;
-            log(Level::Debug, &format!("{glob}: {} files", found.len()));
-            files.extend(found);
-        }
+        let files = list_files(param(&action.params, "globs").unwrap_or("**/*.rs"))?;
 
         let mut steps = Vec::new();
         for path in &files {
-            let text = match workspace::read(path) {
-                Ok(bytes) => match String::from_utf8(bytes) {
-                    Ok(text) => text,
-                    Err(_) => {
-                        log(Level::Warn, &format!("skipping {path}: not UTF-8 text"));
-                        continue;
-                    }
-                },
-                Err(FsError::TooLarge(cap)) => {
-                    log(Level::Warn, &format!("skipping {path}: larger than {cap} bytes"));
+            let text = match read_text(path)? {
+                Ok(text) => text,
+                Err(why) => {
+                    log(Level::Warn, &format!("skipping {why}"));
                     continue;
                 }
-                Err(e) => return Err(fs_failure(path, e)),
             };
             if header.is_in(&text) {
                 continue;
             }
             let mut params = vec![("path".to_string(), path.clone())];
             params.extend(
-                action.params.iter()
+                action
+                    .params
+                    .iter()
                     .filter(|(k, _)| k == "header" || k == "comment")
                     .cloned(),
             );
@@ -184,8 +199,7 @@ impl execution::Guest for LicenseHeader {
         let path = param(&step.params, "path")
             .ok_or_else(|| PluginError::InvalidInput("step param `path` is required".into()))?;
         let header = Header::from_params(&step.params)?;
-        let text = read_text(path)?
-            .ok_or_else(|| PluginError::Permanent(format!("{path}: not UTF-8 text")))?;
+        let text = read_text(path)?.map_err(PluginError::Permanent)?;
 
         if header.is_in(&text) {
             log(Level::Info, &format!("{path} already has the header"));
@@ -230,6 +244,14 @@ mod tests {
         assert_eq!(out, "#!/bin/sh\n# Copyright X\n\necho hi\n");
         assert!(h.is_in(&out));
         assert!(!h.is_in("echo hi\n"));
+    }
+
+    #[test]
+    fn inner_attributes_are_not_shebangs() {
+        let h = header("A", None);
+        assert_eq!(h.prepend_to("#![no_std]\n"), "// A\n\n#![no_std]\n");
+        assert_eq!(h.prepend_to("#!/bin/sh"), "#!/bin/sh\n// A\n\n");
+        assert_eq!(h.prepend_to("\u{feff}x\n"), "\u{feff}// A\n\nx\n");
     }
 
     #[test]

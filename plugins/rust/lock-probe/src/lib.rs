@@ -19,7 +19,9 @@ use std::time::Duration;
 use exports::lockstep::plugin::{execution, strategy};
 use lockstep::plugin::locks;
 use lockstep::plugin::log::{log, Level};
-use lockstep::plugin::types::{Action, LockError, Param, PlanProposal, PluginError, Step, StepOutcome};
+use lockstep::plugin::types::{
+    Action, LockError, Param, PlanProposal, PluginError, Step, StepOutcome,
+};
 
 /// The plugin; it has no state between calls.
 struct LockProbe;
@@ -31,7 +33,10 @@ const TTL_MS: u64 = 30_000;
 
 /// The value of parameter `key`, if present.
 fn param<'a>(params: &'a [Param], key: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// The `resource` param, which must be present and non-empty.

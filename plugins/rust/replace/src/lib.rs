@@ -34,7 +34,10 @@ export!(Replace);
 
 /// The value of parameter `key`, if present.
 fn param<'a>(params: &'a [Param], key: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Maps a refused workspace call on `what` to the plugin error to return.
@@ -87,7 +90,10 @@ impl Edit {
             Pattern::Literal(find.to_string())
         };
         let replacement = param(params, "replace").unwrap_or_default().to_string();
-        Ok(Self { pattern, replacement })
+        Ok(Self {
+            pattern,
+            replacement,
+        })
     }
 
     /// How many matches `text` has.
@@ -115,32 +121,41 @@ fn n_matches(n: usize) -> String {
     format!("{n} match{}", if n == 1 { "" } else { "es" })
 }
 
+/// The sorted, de-duplicated files matching any of the comma-separated `globs`.
+fn list_files(globs: &str) -> Result<BTreeSet<String>, PluginError> {
+    let mut files = BTreeSet::new();
+    for glob in globs.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+        let found = workspace::list(glob).map_err(|e| fs_failure(glob, e))?;
+        log(Level::Debug, &format!("{glob}: {} files", found.len()));
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+/// Reads `path` as UTF-8 text. The inner `Err` says why the file cannot be
+/// edited as text (not UTF-8, or over the host's read cap).
+fn read_text(path: &str) -> Result<Result<String, String>, PluginError> {
+    match workspace::read(path) {
+        Ok(bytes) => Ok(String::from_utf8(bytes).map_err(|_| format!("{path}: not UTF-8 text"))),
+        Err(FsError::TooLarge(cap)) => Ok(Err(format!("{path}: larger than {cap} bytes"))),
+        Err(e) => Err(fs_failure(path, e)),
+    }
+}
+
 impl strategy::Guest for Replace {
     fn strategize(_plan_id: String, action: Action) -> Result<PlanProposal, PluginError> {
         let edit = Edit::from_params(&action.params)?;
-        let globs = param(&action.params, "globs").unwrap_or("**/*");
-
-        let mut files = BTreeSet::new();
-        for glob in globs.split(',').map(str::trim).filter(|g| !g.is_empty()) {
-            files.extend(workspace::list(glob).map_err(|e| fs_failure(glob, e))?);
-        }
+        let files = list_files(param(&action.params, "globs").unwrap_or("**/*"))?;
 
         let mut steps = Vec::new();
         let mut total = 0;
         for path in &files {
-            let text = match workspace::read(path) {
-                Ok(bytes) => match String::from_utf8(bytes) {
-                    Ok(text) => text,
-                    Err(_) => {
-                        log(Level::Debug, &format!("skipping {path}: not UTF-8 text"));
-                        continue;
-                    }
-                },
-                Err(FsError::TooLarge(cap)) => {
-                    log(Level::Warn, &format!("skipping {path}: larger than {cap} bytes"));
+            let text = match read_text(path)? {
+                Ok(text) => text,
+                Err(why) => {
+                    log(Level::Debug, &format!("skipping {why}"));
                     continue;
                 }
-                Err(e) => return Err(fs_failure(path, e)),
             };
             let n = edit.count(&text);
             if n == 0 {
@@ -180,9 +195,7 @@ impl execution::Guest for Replace {
         let path = param(&step.params, "path")
             .ok_or_else(|| PluginError::InvalidInput("step param `path` is required".into()))?;
         let edit = Edit::from_params(&step.params)?;
-        let bytes = workspace::read(path).map_err(|e| fs_failure(path, e))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| PluginError::Permanent(format!("{path}: not UTF-8 text")))?;
+        let text = read_text(path)?.map_err(PluginError::Permanent)?;
 
         let n = edit.count(&text);
         let changes = match edit.apply(&text) {
@@ -230,8 +243,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert!(matches!(edit("(", "", "true"), Err(PluginError::InvalidInput(m)) if m.contains("regex")));
-        assert!(matches!(edit("x", "", "yes"), Err(PluginError::InvalidInput(_))));
-        assert!(matches!(edit("", "", "false"), Err(PluginError::InvalidInput(_))));
+        assert!(
+            matches!(edit("(", "", "true"), Err(PluginError::InvalidInput(m)) if m.contains("regex"))
+        );
+        assert!(matches!(
+            edit("x", "", "yes"),
+            Err(PluginError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            edit("", "", "false"),
+            Err(PluginError::InvalidInput(_))
+        ));
     }
 }

@@ -1,0 +1,4 @@
+/// Builds the greeting shown by the sample program.
+pub fn greeting(name: &str) -> String {
+    format!("Hello, {name}!")
+}

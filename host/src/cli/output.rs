@@ -1,0 +1,192 @@
+//! Rendering: errors (with exit codes), diffs, tables.
+
+use std::io::IsTerminal;
+
+use serde_json::json;
+
+use crate::lifecycle::LifecycleError;
+use crate::locks::{format_ms, LockConflict, LockError};
+use crate::store::{ChangeKind, ChangeRecord};
+
+/// Generic failure.
+pub const EXIT_FAILURE: u8 = 1;
+/// Bad command line (clap's own code).
+pub const EXIT_USAGE: u8 = 2;
+/// Another session holds a lock.
+pub const EXIT_LOCK_CONFLICT: u8 = 3;
+/// The command is not allowed from the plan's status.
+pub const EXIT_INVALID_TRANSITION: u8 = 4;
+/// Apply refused: files changed since Execute.
+pub const EXIT_APPLY_DRIFT: u8 = 5;
+
+fn conflict_of(e: &anyhow::Error) -> Option<&LockConflict> {
+    if let Some(LifecycleError::LockConflict(c)) = e.downcast_ref::<LifecycleError>() {
+        return Some(c);
+    }
+    e.downcast_ref::<LockError>().and_then(LockError::conflict)
+}
+
+/// The exit code for an error.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if conflict_of(e).is_some() {
+        return EXIT_LOCK_CONFLICT;
+    }
+    match e.downcast_ref::<LifecycleError>() {
+        Some(LifecycleError::InvalidTransition(_)) => EXIT_INVALID_TRANSITION,
+        Some(LifecycleError::ApplyDrift(_)) => EXIT_APPLY_DRIFT,
+        _ => EXIT_FAILURE,
+    }
+}
+
+/// Print an error: JSON on stdout with `--json`, else a message on stderr
+/// that says what happened and what to do next.
+pub fn print_error(e: &anyhow::Error, as_json: bool) {
+    if let Some(c) = conflict_of(e) {
+        if as_json {
+            println!(
+                "{}",
+                json!({ "error": {
+                    "kind": "lock_conflict",
+                    "resource": c.resource,
+                    "owner": c.owner,
+                    "operation": c.operation,
+                    "holder": c.holder,
+                    "acquired_at": format_ms(c.acquired_at),
+                    "expires_at": format_ms(c.expires_at),
+                    "acquired_at_ms": c.acquired_at,
+                    "expires_at_ms": c.expires_at,
+                }})
+            );
+        } else {
+            eprintln!(
+                "error: `{}` is locked by another session.\n  owner:     {}\n  holder:    {}\n  operation: {}\n  since:     {}\n  until:     {} (renewed while the holder is alive)\n\
+                 Wait for it to finish, or retry with --lock-timeout 5m to wait.\n\
+                 If the holder is gone for good, release the lock (its holder will be fenced out):\n  lockstep locks release {} --force",
+                c.resource,
+                c.owner,
+                c.holder,
+                c.operation,
+                format_ms(c.acquired_at),
+                format_ms(c.expires_at),
+                c.resource
+            );
+        }
+        return;
+    }
+    let kind = match e.downcast_ref::<LifecycleError>() {
+        Some(LifecycleError::InvalidTransition(_)) => "invalid_transition",
+        Some(LifecycleError::ApplyDrift(_)) => "apply_drift",
+        Some(LifecycleError::NotFound(_)) => "not_found",
+        Some(LifecycleError::Plugin { .. }) => "plugin",
+        Some(LifecycleError::LockExpired { .. }) => "lock_expired",
+        Some(LifecycleError::InvalidAction(_)) => "invalid_action",
+        Some(LifecycleError::InvalidChange(_)) => "invalid_change",
+        _ => "error",
+    };
+    if as_json {
+        let mut body = json!({ "kind": kind, "message": format!("{e:#}") });
+        if let Some(LifecycleError::ApplyDrift(d)) = e.downcast_ref::<LifecycleError>() {
+            body["files"] = json!(d);
+        }
+        println!("{}", json!({ "error": body }));
+    } else {
+        eprintln!("error: {e:#}");
+        match kind {
+            "apply_drift" => eprintln!(
+                "Nothing was written. Run `lockstep plan revert ID` and run the plan again."
+            ),
+            "plugin" | "lock_expired" => {
+                eprintln!("The plan is errored; `lockstep plan retry ID` runs the phase again.")
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether to colour output on stdout.
+pub fn colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// A unified diff of a changeset, base → new.
+pub fn diff(changes: &[ChangeRecord], colour: bool) -> String {
+    let mut out = String::new();
+    for c in changes {
+        let old = c
+            .base_contents
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        let new = match c.kind {
+            ChangeKind::Write => c
+                .contents
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default(),
+            ChangeKind::Delete => Default::default(),
+        };
+        let from = if c.base_hash.is_some() {
+            format!("a/{}", c.path)
+        } else {
+            "/dev/null".into()
+        };
+        let to = if c.kind == ChangeKind::Delete {
+            "/dev/null".into()
+        } else {
+            format!("b/{}", c.path)
+        };
+        let text = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
+        let unified = text
+            .unified_diff()
+            .context_radius(3)
+            .header(&from, &to)
+            .to_string();
+        for line in unified.lines() {
+            let painted = match (colour, line.as_bytes().first()) {
+                (true, Some(b'+')) => format!("\x1b[32m{line}\x1b[0m"),
+                (true, Some(b'-')) => format!("\x1b[31m{line}\x1b[0m"),
+                (true, Some(b'@')) => format!("\x1b[36m{line}\x1b[0m"),
+                _ => line.to_string(),
+            };
+            out.push_str(&painted);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diffs_writes_creates_and_deletes() {
+        let rec = |path: &str, base: Option<&str>, new: Option<&str>| ChangeRecord {
+            path: path.into(),
+            kind: if new.is_some() {
+                ChangeKind::Write
+            } else {
+                ChangeKind::Delete
+            },
+            contents: new.map(|s| s.as_bytes().to_vec()),
+            base_contents: base.map(|s| s.as_bytes().to_vec()),
+            base_hash: base.map(|_| "h".into()),
+            new_hash: None,
+        };
+        let d = diff(
+            &[
+                rec("a", Some("x\n"), Some("h\nx\n")),
+                rec("n", None, Some("new\n")),
+                rec("g", Some("old\n"), None),
+            ],
+            false,
+        );
+        assert!(d.contains("--- a/a\n+++ b/a\n"), "{d}");
+        assert!(d.contains("+h\n"));
+        assert!(d.contains("--- /dev/null\n+++ b/n\n"));
+        assert!(
+            d.contains("--- a/g\n+++ /dev/null\n") && d.contains("-old\n"),
+            "{d}"
+        );
+    }
+}

@@ -1,0 +1,377 @@
+//! `lockstep plan …`
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::output::{colour, diff};
+use super::Cli;
+use crate::lifecycle::progress::Progress;
+use crate::lifecycle::{parse_action, LifecycleError, PlanLifecycleService};
+use crate::locks::format_ms;
+use crate::store::PlanRecord;
+use crate::Container;
+
+/// Options of commands that take the plan lock.
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
+    /// Wait up to this long for a held lock (e.g. 30s, 5m); default: fail fast.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub lock_timeout: Option<Duration>,
+}
+
+/// `plan` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Create a plan from an action file (in strategize/queued).
+    New {
+        /// The action file (TOML).
+        action: PathBuf,
+    },
+    /// Run Strategize: the strategy plugin proposes steps.
+    Strategize {
+        /// Plan id.
+        id: String,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Run Execute: the executor plugin produces the changeset.
+    Execute {
+        /// Plan id.
+        id: String,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Run Apply: write the changeset to the project, all-or-nothing.
+    Apply {
+        /// Plan id.
+        id: String,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Run every phase; show the diff and ask before applying.
+    Run {
+        /// The action file (TOML).
+        action: PathBuf,
+        /// Apply without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Show a plan's status and history.
+    Status {
+        /// Plan id.
+        id: String,
+    },
+    /// Show a plan's proposal and changeset.
+    Show {
+        /// Plan id.
+        id: String,
+        /// Print the changeset as a unified diff.
+        #[arg(long)]
+        diff: bool,
+    },
+    /// List plans, newest first.
+    List,
+    /// Re-run the phase of an errored or interrupted plan.
+    Retry {
+        /// Plan id.
+        id: String,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Discard the changeset and return to strategize/queued.
+    Revert {
+        /// Plan id.
+        id: String,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Cancel a plan.
+    Cancel {
+        /// Plan id.
+        id: String,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+}
+
+/// Run a `plan` subcommand.
+pub async fn run(cli: &Cli, container: &Container, cmd: &PlanCommand) -> anyhow::Result<()> {
+    let mut session = container.lifecycle();
+    let lock_timeout = match cmd {
+        PlanCommand::Strategize { lock, .. }
+        | PlanCommand::Execute { lock, .. }
+        | PlanCommand::Apply { lock, .. }
+        | PlanCommand::Run { lock, .. }
+        | PlanCommand::Retry { lock, .. }
+        | PlanCommand::Revert { lock, .. }
+        | PlanCommand::Cancel { lock, .. } => lock.lock_timeout,
+        _ => None,
+    };
+    if let Some(wait) = lock_timeout {
+        session.set_lock_wait(wait);
+    }
+    if !cli.json {
+        session.set_progress(Arc::new(print_progress));
+    }
+    // SIGINT/SIGTERM interrupt the running phase; the plan is left errored
+    // ("interrupted") and every lock of this session is released below.
+    let shutdown = session.shutdown_token();
+    let signals = tokio::spawn(async move {
+        wait_for_signal().await;
+        shutdown.cancel();
+    });
+    let result = dispatch(cli, &session, cmd).await;
+    signals.abort();
+    if let Err(e) = session.close().await {
+        tracing::warn!("releasing this session's locks: {e}");
+    }
+    result
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn print_progress(p: &Progress) {
+    match p {
+        Progress::PhaseStarted { phase, .. } => println!("▸ {phase}"),
+        Progress::StepStarted {
+            index,
+            total,
+            title,
+        } => println!("  [{}/{}] {title}", index + 1, total),
+        Progress::StepFinished {
+            summary, changes, ..
+        } => {
+            println!(
+                "        {summary} ({changes} change{})",
+                if *changes == 1 { "" } else { "s" }
+            )
+        }
+    }
+}
+
+fn read_action(path: &PathBuf) -> Result<crate::lifecycle::Action, LifecycleError> {
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        LifecycleError::InvalidAction(format!("cannot read `{}`: {e}", path.display()))
+    })?;
+    parse_action(&source)
+        .map_err(|e| LifecycleError::InvalidAction(format!("{}: {e}", path.display())))
+}
+
+async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> anyhow::Result<()> {
+    let json = cli.json;
+    match cmd {
+        PlanCommand::New { action } => {
+            let plan = s.new_plan(read_action(action)?, &cli.project).await?;
+            if json {
+                println!("{}", json!({ "plan_id": plan.id }));
+            } else {
+                println!("{}", plan.id);
+            }
+        }
+        PlanCommand::Strategize { id, .. } => {
+            let plan = s.strategize_plan(id).await?;
+            print_plan(&plan, json);
+            if !json {
+                print_proposal(&plan);
+            }
+        }
+        PlanCommand::Execute { id, .. } => print_plan(&s.execute_plan(id).await?, json),
+        PlanCommand::Apply { id, .. } => {
+            let report = s.apply_plan(id).await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({ "plan_id": report.plan_id, "status": "apply/applied", "files": report.files })
+                );
+            } else {
+                println!(
+                    "plan {} applied: {} file(s) written",
+                    report.plan_id, report.files
+                );
+            }
+        }
+        PlanCommand::Retry { id, .. } => print_plan(&s.retry(id).await?, json),
+        PlanCommand::Revert { id, .. } => print_plan(&s.revert_plan(id).await?, json),
+        PlanCommand::Cancel { id, .. } => print_plan(&s.cancel_plan(id).await?, json),
+        PlanCommand::Status { id } => {
+            let view = s.status(id).await?;
+            if json {
+                println!("{}", serde_json::to_string(&view)?);
+            } else {
+                print_plan(&view.plan, false);
+                if let Some(e) = &view.plan.error {
+                    println!("error:   {e}");
+                }
+                println!("changes: {}", view.changes);
+                println!("history:");
+                for e in &view.events {
+                    println!(
+                        "  {}  {:<22} → {:<22} {} ({})",
+                        format_ms(e.at),
+                        e.from.as_deref().unwrap_or("(new)"),
+                        e.to,
+                        e.reason,
+                        e.actor
+                    );
+                }
+            }
+        }
+        PlanCommand::Show {
+            id,
+            diff: with_diff,
+        } => {
+            let view = s.status(id).await?;
+            let changes = s.changes(id).await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({ "plan": view.plan, "steps": view.steps, "changes": changes, "diff": with_diff.then(|| diff(&changes, false)) })
+                );
+            } else {
+                print_plan(&view.plan, false);
+                print_proposal(&view.plan);
+                for step in &view.steps {
+                    println!("  {}: {}", step.step_id, step.summary);
+                }
+                if *with_diff {
+                    print!("{}", diff(&changes, colour()));
+                } else {
+                    for c in &changes {
+                        println!("  {:?} {}", c.kind, c.path);
+                    }
+                }
+            }
+        }
+        PlanCommand::List => {
+            let plans = s.list().await?;
+            if json {
+                println!("{}", serde_json::to_string(&plans)?);
+            } else if plans.is_empty() {
+                println!("no plans");
+            } else {
+                println!("{:<12}  {:<22}  {:<24}  CREATED", "ID", "STATUS", "ACTION");
+                for p in plans {
+                    println!(
+                        "{:<12}  {:<22}  {:<24}  {}",
+                        p.id,
+                        p.status.to_string(),
+                        p.action.name,
+                        format_ms(p.created_at)
+                    );
+                }
+            }
+        }
+        PlanCommand::Run { action, yes, .. } => run_all(cli, s, action, *yes).await?,
+    }
+    Ok(())
+}
+
+fn print_plan(plan: &PlanRecord, json: bool) {
+    if json {
+        println!(
+            "{}",
+            json!({ "plan_id": plan.id, "status": plan.status.to_string(), "version": plan.version, "error": plan.error })
+        );
+    } else {
+        println!("plan {}  {}  ({})", plan.id, plan.status, plan.action.name);
+    }
+}
+
+fn print_proposal(plan: &PlanRecord) {
+    if let Some(p) = &plan.proposal {
+        println!("proposal: {}", p.summary);
+        for (i, step) in p.steps.iter().enumerate() {
+            println!("  {}. {}", i + 1, step.title);
+        }
+    }
+}
+
+async fn run_all(
+    cli: &Cli,
+    s: &PlanLifecycleService,
+    action: &PathBuf,
+    yes: bool,
+) -> anyhow::Result<()> {
+    let json = cli.json;
+    let plan = s.new_plan(read_action(action)?, &cli.project).await?;
+    if !json {
+        println!(
+            "plan {} created for `{}` in {}",
+            plan.id, plan.action.name, plan.project_root
+        );
+    }
+    let plan = s.strategize_plan(&plan.id).await?;
+    if !json {
+        print_proposal(&plan);
+    }
+    let plan = s.execute_plan(&plan.id).await?;
+    let changes = s.changes(&plan.id).await?;
+    if !json {
+        if changes.is_empty() {
+            println!("nothing to change");
+        } else {
+            print!("{}", diff(&changes, colour()));
+        }
+    }
+    if !yes && !changes.is_empty() {
+        if json || !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "not applying without confirmation; plan {} is ready: `lockstep plan apply {}` or re-run with --yes",
+                plan.id,
+                plan.id
+            );
+        }
+        print!(
+            "apply {} change(s) to {}? [y/N] ",
+            changes.len(),
+            plan.project_root
+        );
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("not applied; plan {} stays in {}", plan.id, plan.status);
+            return Ok(());
+        }
+    }
+    let report = s.apply_plan(&plan.id).await?;
+    if json {
+        println!(
+            "{}",
+            json!({ "plan_id": plan.id, "status": "apply/applied", "files": report.files,
+                     "changes": changes.iter().map(|c| &c.path).collect::<Vec<_>>() })
+        );
+    } else {
+        println!(
+            "✓ plan {} applied: {} file(s) written",
+            plan.id, report.files
+        );
+    }
+    Ok(())
+}

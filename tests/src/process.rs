@@ -1,0 +1,79 @@
+//! Running the `lockstep` binaries as real processes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A binary of this workspace, next to the running test's `deps/` folder.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+/// The test host binary (the CLI with the Rust fixtures as plugins).
+pub fn test_host() -> PathBuf {
+    workspace_bin("lockstep-test-host")
+}
+
+/// A `Command` for the test host with `--database-url` and `--project` set.
+pub fn host_command(db_url: &str, project: &Path) -> Command {
+    let mut cmd = Command::new(test_host());
+    cmd.arg("--database-url")
+        .arg(db_url)
+        .arg("--project")
+        .arg(project);
+    cmd.env_remove("LOCKSTEP_PLUGIN_PATH");
+    cmd
+}
+
+/// Run and capture; panic with the output if it could not start.
+pub fn run(mut cmd: Command) -> Output {
+    cmd.output().expect("run lockstep-test-host")
+}
+
+/// Stdout as a string.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Stderr as a string.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Write an action file into `dir` and return its path.
+pub fn action_file(
+    dir: &Path,
+    name: &str,
+    strategy: &str,
+    executor: &str,
+    params: &[(&str, &str)],
+) -> PathBuf {
+    let mut text = format!(
+        "name = \"{name}\"\nstrategy = \"{strategy}\"\nexecutor = \"{executor}\"\n[params]\n"
+    );
+    for (k, v) in params {
+        text.push_str(&format!("{k} = {}\n", toml_string(v)));
+    }
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn toml_string(s: &str) -> String {
+    format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    )
+}

@@ -1,0 +1,288 @@
+//! The CLI as a user runs it, both backends: `plan run`, `plan show
+//! --diff`, exit codes and JSON errors, malformed actions, a crash in the
+//! middle of an apply rolled forward, force-release fencing a live holder,
+//! and SIGTERM releasing everything.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lockstep_tests::process::{action_file, host_command, run, stderr, stdout};
+use lockstep_tests::{on_both_backends, Backend, TestDb};
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_str(stdout(out).trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
+}
+
+fn plan_new(db: &TestDb, project: &std::path::Path, action: &std::path::Path) -> String {
+    let mut cmd = host_command(&db.url, project);
+    cmd.args(["--json", "plan", "new"]).arg(action);
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    json(&out)["plan_id"].as_str().unwrap().to_string()
+}
+
+fn plan(db: &TestDb, project: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = host_command(&db.url, project);
+    cmd.arg("plan").args(args);
+    run(cmd)
+}
+
+async fn run_show_and_exit_codes(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[("a.txt", "one\n")]);
+    let act = action_file(
+        db.dir.path(),
+        "append",
+        "files",
+        "files",
+        &[("files", "a.txt"), ("content", "two\n"), ("mode", "append")],
+    );
+    let out = plan(&db, &project, &["run", act.to_str().unwrap(), "--yes"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("+two"), "the diff is shown: {text}");
+    assert!(text.contains("applied"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(project.join("a.txt")).unwrap(),
+        "one\ntwo\n"
+    );
+
+    // plan show --diff on the applied plan shows the same change.
+    let list = plan(&db, &project, &["list"]);
+    let id = stdout(&list)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let show = plan(&db, &project, &["show", &id, "--diff"]);
+    let shown = stdout(&show);
+    assert!(
+        shown.contains("--- a/a.txt") && shown.contains("+++ b/a.txt") && shown.contains("+two"),
+        "{shown}"
+    );
+
+    // Exit 4: invalid transition, with a JSON error.
+    let out = plan(&db, &project, &["execute", &id]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("apply/applied"));
+    let mut cmd = host_command(&db.url, &project);
+    cmd.args(["--json", "plan", "execute", &id]);
+    assert_eq!(json(&run(cmd))["error"]["kind"], "invalid_transition");
+
+    // Exit 5: drift.
+    let act = action_file(
+        db.dir.path(),
+        "write",
+        "files",
+        "files",
+        &[("files", "a.txt"), ("content", "x")],
+    );
+    let id = plan_new(&db, &project, &act);
+    assert!(plan(&db, &project, &["strategize", &id]).status.success());
+    assert!(plan(&db, &project, &["execute", &id]).status.success());
+    std::fs::write(project.join("a.txt"), "edited\n").unwrap();
+    let out = plan(&db, &project, &["apply", &id]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("a.txt"));
+    assert_eq!(
+        std::fs::read_to_string(project.join("a.txt")).unwrap(),
+        "edited\n"
+    );
+
+    // Without --yes and without a terminal, run refuses to apply.
+    let act = action_file(
+        db.dir.path(),
+        "ask",
+        "files",
+        "files",
+        &[("files", "b.txt"), ("content", "b")],
+    );
+    let out = plan(&db, &project, &["run", act.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert!(!project.join("b.txt").exists());
+}
+
+async fn malformed_actions_name_line_and_field(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[]);
+    let bad = db.dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"x\"\nstrategy = \"files\"\nexecutor = \"files\"\n[params]\nfiles = 3\n",
+    )
+    .unwrap();
+    let out = plan(&db, &project, &["new", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("line 5"), "{}", stderr(&out));
+    std::fs::write(
+        &bad,
+        "name = \"x\"\nstrategy = \"nope\"\nexecutor = \"files\"\n",
+    )
+    .unwrap();
+    let out = plan(&db, &project, &["new", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
+    let out = plan(&db, &project, &["status", "no-such-plan"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no-such-plan"));
+}
+
+async fn crash_mid_apply_rolls_forward(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[("a", "a"), ("b", "b"), ("c", "c")]);
+    let act = action_file(
+        db.dir.path(),
+        "abc",
+        "files",
+        "files",
+        &[("files", "a,b,c"), ("content", "NEW")],
+    );
+    let id = plan_new(&db, &project, &act);
+    assert!(plan(&db, &project, &["strategize", &id]).status.success());
+    assert!(plan(&db, &project, &["execute", &id]).status.success());
+    let mut cmd = host_command(&db.url, &project);
+    cmd.args(["--lock-ttl", "5s", "plan", "apply", &id])
+        .env(lockstep::workspace::apply::FAULT_STOP_AFTER_ENV, "1");
+    let out = run(cmd);
+    assert!(!out.status.success(), "the process died mid-apply");
+    let contents = || ["a", "b", "c"].map(|f| std::fs::read_to_string(project.join(f)).unwrap());
+    assert_eq!(
+        contents(),
+        ["NEW", "b", "c"],
+        "stopped after one file of three"
+    );
+    // The dead process's leases run out after their TTL (or an operator
+    // force-releases them); then the next command finds apply/processing
+    // with a journal and no live holder, and rolls forward.
+    let mut cmd = host_command(&db.url, &project);
+    cmd.args(["--json", "plan", "status", &id]);
+    assert_eq!(
+        json(&run(cmd))["plan"]["status"]["state"],
+        "processing",
+        "still leased by the dead process"
+    );
+    tokio::time::sleep(lockstep::locks::MIN_TTL + Duration::from_millis(500)).await;
+    let mut cmd = host_command(&db.url, &project);
+    cmd.args(["--json", "plan", "status", &id]);
+    let status = json(&run(cmd));
+    assert_eq!(status["plan"]["status"]["state"], "applied", "{status}");
+    assert_eq!(contents(), ["NEW", "NEW", "NEW"]);
+    assert!(status["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["reason"].as_str().unwrap().contains("rolled forward")));
+}
+
+fn wait_for_lock(db: &TestDb, project: &std::path::Path, resource: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let mut cmd = host_command(&db.url, project);
+        cmd.args(["--json", "locks", "list"]);
+        let out = run(cmd);
+        if stdout(&out).contains(resource) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{resource} was never locked");
+}
+
+async fn force_release_fences_a_live_holder(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[]);
+    let act = action_file(
+        db.dir.path(),
+        "slow",
+        "slow",
+        "slow",
+        &[("steps", "1"), ("ms", "30000")],
+    );
+    let id = plan_new(&db, &project, &act);
+    assert!(plan(&db, &project, &["strategize", &id]).status.success());
+    let mut holder = host_command(&db.url, &project);
+    holder
+        .args(["--lock-ttl", "5s", "plan", "execute", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let holder = holder.spawn().unwrap();
+    let resource = format!("plan:{id}");
+    wait_for_lock(&db, &project, &resource);
+    let mut cmd = host_command(&db.url, &project);
+    cmd.args(["locks", "release", &resource]);
+    assert_ne!(run(cmd).status.code(), Some(0), "release requires --force");
+    let mut cmd = host_command(&db.url, &project);
+    cmd.args(["locks", "release", &resource, "--force"]);
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The holder's heartbeat finds its lease gone and aborts the phase.
+    let out = holder.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("was lost"), "{}", stderr(&out));
+    let mut cmd = host_command(&db.url, &project);
+    cmd.args(["--json", "plan", "status", &id]);
+    let status = json(&run(cmd));
+    assert_eq!(status["plan"]["status"]["state"], "errored", "{status}");
+}
+
+async fn sigterm_releases_and_leaves_the_plan_retryable(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[]);
+    let act = action_file(
+        db.dir.path(),
+        "slow",
+        "slow",
+        "slow",
+        &[("steps", "1"), ("ms", "30000")],
+    );
+    let id = plan_new(&db, &project, &act);
+    assert!(plan(&db, &project, &["strategize", &id]).status.success());
+    let mut holder = host_command(&db.url, &project);
+    holder
+        .args(["plan", "execute", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let holder = holder.spawn().unwrap();
+    wait_for_lock(&db, &project, &format!("plan:{id}"));
+    let sent = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &holder.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = holder.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "shut down within 2 s ({:?})",
+        sent.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let mut cmd = host_command(&db.url, &project);
+    cmd.args(["--json", "locks", "list"]);
+    assert_eq!(
+        json(&run(cmd)),
+        serde_json::json!([]),
+        "every lock released"
+    );
+    let mut cmd = host_command(&db.url, &project);
+    cmd.args(["--json", "plan", "status", &id]);
+    let status = json(&run(cmd));
+    assert_eq!(status["plan"]["status"]["state"], "errored");
+    assert!(status["plan"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("interrupted"));
+}
+
+on_both_backends!(
+    run_show_and_exit_codes,
+    malformed_actions_name_line_and_field,
+    crash_mid_apply_rolls_forward,
+    force_release_fences_a_live_holder,
+    sigterm_releases_and_leaves_the_plan_retryable,
+);

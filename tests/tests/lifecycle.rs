@@ -1,0 +1,421 @@
+//! The plan lifecycle through the library, both backends: the full path,
+//! the overlay, drift, invalid transitions, failures, panics, dropped
+//! futures, recovery, sessions and containers excluding each other, fencing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lockstep::lifecycle::{LifecycleError, Phase, State, Status};
+use lockstep::locks::{LockService, Owner, MIN_TTL};
+use lockstep::store::{StateWrite, StoreError};
+use lockstep::{Config, Container};
+use lockstep_tests::fixtures::action;
+use lockstep_tests::{on_both_backends, Backend, TestDb, TestPlugins};
+
+async fn container(db: &TestDb) -> Container {
+    let mut config = Config::for_project(db.dir.path());
+    config.database_url = Some(db.url.clone());
+    Container::build_with_plugins(config, Arc::new(TestPlugins))
+        .await
+        .unwrap()
+}
+
+fn status(phase: Phase, state: State) -> Status {
+    Status::new(phase, state)
+}
+
+async fn full_lifecycle_with_overlay(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[("a.txt", "A\n")]);
+    let c = container(&db).await;
+    let s = c.lifecycle();
+    let act = action(
+        "files",
+        "files",
+        &[
+            ("files", "a.txt,b/new.txt,a.txt"),
+            ("content", "+x\n"),
+            ("mode", "append"),
+        ],
+    );
+    let plan = s.new_plan(act, &project).await.unwrap();
+    assert_eq!(plan.status, status(Phase::Strategize, State::Queued));
+    let plan = s.strategize_plan(&plan.id).await.unwrap();
+    assert_eq!(plan.status, status(Phase::Strategize, State::Complete));
+    assert_eq!(plan.proposal.as_ref().unwrap().steps.len(), 3);
+    let plan = s.execute_plan(&plan.id).await.unwrap();
+    assert_eq!(plan.status, status(Phase::Execute, State::Complete));
+    assert_eq!(
+        std::fs::read_to_string(project.join("a.txt")).unwrap(),
+        "A\n",
+        "execute writes nothing"
+    );
+    let changes = s.changes(&plan.id).await.unwrap();
+    assert_eq!(
+        changes.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(),
+        ["a.txt", "b/new.txt"]
+    );
+    // The third step saw the first step's change through the overlay.
+    assert_eq!(changes[0].contents.as_deref(), Some(&b"A\n+x\n+x\n"[..]));
+    let report = s.apply_plan(&plan.id).await.unwrap();
+    assert_eq!(report.files, 2);
+    assert_eq!(
+        std::fs::read_to_string(project.join("a.txt")).unwrap(),
+        "A\n+x\n+x\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.join("b/new.txt")).unwrap(),
+        "+x\n"
+    );
+    let view = s.status(&plan.id).await.unwrap();
+    assert_eq!(view.plan.status, status(Phase::Apply, State::Applied));
+    let path: Vec<_> = view.events.iter().map(|e| e.to.as_str()).collect();
+    assert_eq!(
+        path,
+        [
+            "strategize/queued",
+            "strategize/processing",
+            "strategize/complete",
+            "execute/processing",
+            "execute/complete",
+            "apply/processing",
+            "apply/applied"
+        ]
+    );
+    assert!(view.events.iter().all(|e| e.actor == s.owner().id));
+    assert!(
+        c.locks().list().await.unwrap().is_empty(),
+        "every lock released"
+    );
+    // Terminal: nothing more is allowed.
+    assert!(matches!(
+        s.execute_plan(&plan.id).await,
+        Err(LifecycleError::InvalidTransition(_))
+    ));
+    assert!(matches!(
+        s.cancel_plan(&plan.id).await,
+        Err(LifecycleError::InvalidTransition(_))
+    ));
+}
+
+async fn invalid_transitions_name_from_and_to(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[]);
+    let c = container(&db).await;
+    let s = c.lifecycle();
+    let plan = s
+        .new_plan(action("files", "files", &[("files", "x")]), &project)
+        .await
+        .unwrap();
+    match s.apply_plan(&plan.id).await {
+        Err(LifecycleError::InvalidTransition(e)) => {
+            assert_eq!(e.from, "strategize/queued");
+            assert_eq!(e.to, "apply/applied");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        s.execute_plan(&plan.id).await,
+        Err(LifecycleError::InvalidTransition(_))
+    ));
+    assert!(matches!(
+        s.revert_plan(&plan.id).await,
+        Err(LifecycleError::InvalidTransition(_))
+    ));
+    assert!(matches!(
+        s.retry(&plan.id).await,
+        Err(LifecycleError::InvalidTransition(_))
+    ));
+    assert!(matches!(
+        s.status("nope").await,
+        Err(LifecycleError::NotFound(_))
+    ));
+    let cancelled = s.cancel_plan(&plan.id).await.unwrap();
+    assert_eq!(
+        cancelled.status,
+        status(Phase::Strategize, State::Cancelled)
+    );
+    assert!(matches!(
+        s.strategize_plan(&plan.id).await,
+        Err(LifecycleError::InvalidTransition(_))
+    ));
+}
+
+async fn drift_refuses_apply_and_revert_recovers(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[("a.txt", "A"), ("b.txt", "B")]);
+    let c = container(&db).await;
+    let s = c.lifecycle();
+    let plan = s
+        .new_plan(
+            action(
+                "files",
+                "files",
+                &[("files", "a.txt,b.txt"), ("content", "new")],
+            ),
+            &project,
+        )
+        .await
+        .unwrap();
+    s.strategize_plan(&plan.id).await.unwrap();
+    s.execute_plan(&plan.id).await.unwrap();
+    std::fs::write(project.join("b.txt"), "edited by someone").unwrap();
+    match s.apply_plan(&plan.id).await {
+        Err(LifecycleError::ApplyDrift(d)) => assert_eq!(
+            d.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
+            ["b.txt"]
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_to_string(project.join("a.txt")).unwrap(),
+        "A",
+        "nothing written"
+    );
+    let view = s.status(&plan.id).await.unwrap();
+    assert_eq!(view.plan.status, status(Phase::Apply, State::Errored));
+    assert!(view.plan.error.unwrap().contains("b.txt"));
+    let reverted = s.revert_plan(&plan.id).await.unwrap();
+    assert_eq!(reverted.status, status(Phase::Strategize, State::Queued));
+    assert!(reverted.proposal.is_none());
+    assert!(s.changes(&plan.id).await.unwrap().is_empty());
+    s.strategize_plan(&plan.id).await.unwrap();
+    s.execute_plan(&plan.id).await.unwrap();
+    s.apply_plan(&plan.id).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(project.join("b.txt")).unwrap(),
+        "new"
+    );
+}
+
+async fn failures_error_the_phase_and_release(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[]);
+    let c = container(&db).await;
+    let s = c.lifecycle();
+    for (executor, check) in [
+        (
+            "fail",
+            (|e: &LifecycleError| matches!(e, LifecycleError::Plugin { .. }))
+                as fn(&LifecycleError) -> bool,
+        ),
+        (
+            "panic",
+            |e| matches!(e, LifecycleError::Panicked { message, .. } if message.contains("on purpose")),
+        ),
+        ("escape", |e| matches!(e, LifecycleError::InvalidChange(_))),
+    ] {
+        let plan = s
+            .new_plan(action("files", executor, &[("files", "x")]), &project)
+            .await
+            .unwrap();
+        s.strategize_plan(&plan.id).await.unwrap();
+        let err = s.execute_plan(&plan.id).await.unwrap_err();
+        assert!(check(&err), "{executor}: {err:?}");
+        let view = s.status(&plan.id).await.unwrap();
+        assert_eq!(
+            view.plan.status,
+            status(Phase::Execute, State::Errored),
+            "{executor}"
+        );
+        assert!(
+            c.locks().list().await.unwrap().is_empty(),
+            "{executor}: lock released"
+        );
+        // Retry runs the phase again (and fails the same way).
+        assert!(s.retry(&plan.id).await.is_err());
+        assert_eq!(
+            s.revert_plan(&plan.id).await.unwrap().status,
+            status(Phase::Strategize, State::Queued)
+        );
+    }
+    assert!(!project.parent().unwrap().join("escaped.txt").exists());
+}
+
+async fn dropped_future_releases_and_recovers(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[]);
+    let c = container(&db).await;
+    let s = c.lifecycle();
+    let plan = s
+        .new_plan(
+            action("slow", "slow", &[("steps", "1"), ("ms", "60000")]),
+            &project,
+        )
+        .await
+        .unwrap();
+    s.strategize_plan(&plan.id).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), s.execute_plan(&plan.id))
+            .await
+            .is_err()
+    );
+    let mut released = false;
+    for _ in 0..60 {
+        if c.locks().list().await.unwrap().is_empty() {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        released,
+        "the dropped future's guard released the plan lock"
+    );
+    // The plan was left in execute/processing; the next command recovers it.
+    let other = c.lifecycle();
+    let view = other.status(&plan.id).await.unwrap();
+    assert_eq!(view.plan.status, status(Phase::Execute, State::Errored));
+    assert!(view.plan.error.unwrap().contains("interrupted"));
+    assert!(view.events.iter().any(|e| e.reason.contains("recovered")));
+    // And it can be reverted and run again.
+    other.revert_plan(&plan.id).await.unwrap();
+}
+
+async fn sessions_and_containers_exclude_each_other(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[]);
+    let c1 = container(&db).await;
+    let c2 = container(&db).await;
+    let a = c1.lifecycle();
+    let plan = a
+        .new_plan(
+            action("slow", "slow", &[("steps", "1"), ("ms", "1500")]),
+            &project,
+        )
+        .await
+        .unwrap();
+    a.strategize_plan(&plan.id).await.unwrap();
+    let id = plan.id.clone();
+    let running = tokio::spawn(async move { a.execute_plan(&id).await.map(|p| p.status) });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let b_same = c1.lifecycle();
+    let b_other = c2.lifecycle();
+    for (who, session) in [("same container", &b_same), ("other container", &b_other)] {
+        match session.execute_plan(&plan.id).await {
+            Err(LifecycleError::LockConflict(conflict)) => {
+                assert_eq!(conflict.resource, format!("plan:{}", plan.id), "{who}");
+                assert_ne!(conflict.owner, session.owner().id, "{who}");
+                assert!(conflict.operation.starts_with("execute plan"), "{who}");
+            }
+            other => panic!("{who}: expected a lock conflict, got {other:?}"),
+        }
+        assert!(
+            matches!(
+                session.cancel_plan(&plan.id).await,
+                Err(LifecycleError::LockConflict(_))
+            ),
+            "{who}"
+        );
+    }
+    assert_eq!(
+        running.await.unwrap().unwrap(),
+        status(Phase::Execute, State::Complete)
+    );
+    // With a wait, a second session gets the lock once the first is done.
+    let mut waiting = c2.lifecycle();
+    waiting.set_lock_wait(Duration::from_secs(5));
+    waiting.apply_plan(&plan.id).await.unwrap();
+}
+
+async fn stale_holder_is_fenced_out(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[]);
+    let c = container(&db).await;
+    let s = c.lifecycle();
+    let plan = s
+        .new_plan(action("files", "files", &[("files", "x")]), &project)
+        .await
+        .unwrap();
+    let locks: &LockService = c.locks();
+    let resource = format!("plan:{}", plan.id);
+    // A takes the plan lock and then stalls (no heartbeat) past its TTL.
+    let (a, b) = (Owner::new_session(), Owner::new_session());
+    let a_grant = locks
+        .try_acquire(&resource, &a, "strategize", MIN_TTL)
+        .await
+        .unwrap();
+    tokio::time::sleep(MIN_TTL + Duration::from_millis(300)).await;
+    // B takes over the expired lease and writes.
+    let b_grant = locks
+        .try_acquire(&resource, &b, "strategize", MIN_TTL)
+        .await
+        .unwrap();
+    assert!(b_grant.token > a_grant.token);
+    let queued = status(Phase::Strategize, State::Queued);
+    let cancelled = status(Phase::Strategize, State::Cancelled);
+    // A wakes up and tries to write with its stale token: refused.
+    let stale = c
+        .store()
+        .transition(&StateWrite {
+            plan_id: &plan.id,
+            seen_version: plan.version,
+            from: queued,
+            to: cancelled,
+            actor: &a.id,
+            fence: Some((&resource, a_grant.token)),
+            reason: "stale writer",
+            error: None,
+        })
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Fenced { token, .. }) if token == a_grant.token),
+        "{stale:?}"
+    );
+    // B's write with the current token goes through.
+    c.store()
+        .transition(&StateWrite {
+            plan_id: &plan.id,
+            seen_version: plan.version,
+            from: queued,
+            to: cancelled,
+            actor: &b.id,
+            fence: Some((&resource, b_grant.token)),
+            reason: "current writer",
+            error: None,
+        })
+        .await
+        .unwrap();
+    let view = s.status(&plan.id).await.unwrap();
+    assert_eq!(view.plan.lock_token, Some(b_grant.token));
+    assert!(!view.events.iter().any(|e| e.reason == "stale writer"));
+}
+
+async fn graceful_shutdown_interrupts_the_phase(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[]);
+    let c = container(&db).await;
+    let s = c.lifecycle();
+    let plan = s
+        .new_plan(
+            action("slow", "slow", &[("steps", "1"), ("ms", "60000")]),
+            &project,
+        )
+        .await
+        .unwrap();
+    s.strategize_plan(&plan.id).await.unwrap();
+    let token = s.shutdown_token();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel();
+    });
+    assert!(matches!(
+        s.execute_plan(&plan.id).await,
+        Err(LifecycleError::Interrupted)
+    ));
+    assert!(c.locks().list().await.unwrap().is_empty());
+    let view = s.status(&plan.id).await.unwrap();
+    assert_eq!(view.plan.status, status(Phase::Execute, State::Errored));
+    assert!(view.plan.error.unwrap().contains("interrupted"));
+}
+
+on_both_backends!(
+    full_lifecycle_with_overlay,
+    invalid_transitions_name_from_and_to,
+    drift_refuses_apply_and_revert_recovers,
+    failures_error_the_phase_and_release,
+    dropped_future_releases_and_recovers,
+    sessions_and_containers_exclude_each_other,
+    stale_holder_is_fenced_out,
+    graceful_shutdown_interrupts_the_phase,
+);
