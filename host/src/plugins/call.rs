@@ -87,13 +87,25 @@ struct Finished {
 }
 
 /// Run `request` against a fresh instance of `callee`.
-pub async fn run(runtime: &Runtime, callee: Callee<'_>, ctx: &PluginContext, request: Request) -> (Result<Response, PluginError>, CallReport) {
+pub async fn run(
+    runtime: &Runtime,
+    callee: Callee<'_>,
+    ctx: &PluginContext,
+    request: Request,
+) -> (Result<Response, PluginError>, CallReport) {
     let started = Instant::now();
     let limits = callee.limits;
     let log = PluginLog::new(callee.name, callee.version, &ctx.plan_id, &limits);
     let stdio = [StdioLog::stdout(&log), StdioLog::stderr(&log)];
     let ledger = LeaseLedger::default();
-    let state = PluginState::new(ctx.project.clone(), ctx.locks.clone(), ledger.clone(), log.clone(), stdio.clone(), &limits);
+    let state = PluginState::new(
+        ctx.project.clone(),
+        ctx.locks.clone(),
+        ledger.clone(),
+        log.clone(),
+        stdio.clone(),
+        &limits,
+    );
 
     let mut store = Store::new(runtime.engine(), state);
     store.limiter(|state| &mut state.limiter);
@@ -111,12 +123,20 @@ pub async fn run(runtime: &Runtime, callee: Callee<'_>, ctx: &PluginContext, req
     });
     if runtime.fuel() {
         if let Err(e) = store.set_fuel(limits.fuel.unwrap_or(u64::MAX)) {
-            return (Err(PluginError::Load(format!("cannot set the fuel budget: {e}"))), CallReport::default());
+            return (
+                Err(PluginError::Load(format!(
+                    "cannot set the fuel budget: {e}"
+                ))),
+                CallReport::default(),
+            );
         }
     }
 
     let pre = callee.loaded.pre.clone();
-    let exports = (callee.loaded.strategy.clone(), callee.loaded.execution.clone());
+    let exports = (
+        callee.loaded.strategy.clone(),
+        callee.loaded.execution.clone(),
+    );
     let plan_id = ctx.plan_id.clone();
     let work = async move {
         let result = invoke(&mut store, &pre, exports, &plan_id, request).await;
@@ -136,51 +156,102 @@ pub async fn run(runtime: &Runtime, callee: Callee<'_>, ctx: &PluginContext, req
         s.flush_partial();
     }
     let result = match finished {
-        None => Err(PluginError::Cancelled(format!("`{}` was stopped because the phase was cancelled", callee.name))),
+        None => Err(PluginError::Cancelled(format!(
+            "`{}` was stopped because the phase was cancelled",
+            callee.name
+        ))),
         Some(Err(_elapsed)) => Err(timeout(callee.name, &limits)),
-        Some(Ok(Finished { result: Ok(Ok(response)), .. })) => Ok(response),
-        Some(Ok(Finished { result: Ok(Err(e)), conflicts, .. })) => Err(convert::plugin_error_from_wit(e, &conflicts)),
-        Some(Ok(Finished { result: Err(failure), memory_refused, .. })) => {
-            Err(map_failure(failure, callee, memory_refused, &log.stderr_tail()))
-        }
+        Some(Ok(Finished {
+            result: Ok(Ok(response)),
+            ..
+        })) => Ok(response),
+        Some(Ok(Finished {
+            result: Ok(Err(e)),
+            conflicts,
+            ..
+        })) => Err(convert::plugin_error_from_wit(e, &conflicts)),
+        Some(Ok(Finished {
+            result: Err(failure),
+            memory_refused,
+            ..
+        })) => Err(map_failure(
+            failure,
+            callee,
+            memory_refused,
+            &log.stderr_tail(),
+        )),
     };
     let leases_released = ledger.release_all().await;
     if leases_released > 0 {
         tracing::debug!(plugin = callee.name, plan = %ctx.plan_id, leases_released, "released leases the plugin still held");
     }
-    let report = CallReport { log: log.finish(), leases_released, elapsed: started.elapsed() };
+    let report = CallReport {
+        log: log.finish(),
+        leases_released,
+        elapsed: started.elapsed(),
+    };
     (result, report)
 }
 
 async fn invoke(
     store: &mut Store<PluginState>,
     pre: &InstancePre<PluginState>,
-    (strategy, execution): (Option<strategy::GuestIndices>, Option<execution::GuestIndices>),
+    (strategy, execution): (
+        Option<strategy::GuestIndices>,
+        Option<execution::GuestIndices>,
+    ),
     plan_id: &str,
     request: Request,
 ) -> Result<Result<Response, wit::PluginError>, Failure> {
-    let instance = pre.instantiate_async(&mut *store).await.map_err(Failure::Instantiate)?;
-    let missing = |what: &str| Failure::Instantiate(wasmtime::format_err!("the component does not export {what}"));
+    let instance = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(Failure::Instantiate)?;
+    let missing = |what: &str| {
+        Failure::Instantiate(wasmtime::format_err!(
+            "the component does not export {what}"
+        ))
+    };
     match request {
         Request::Strategize(action) => {
-            let guest = strategy.ok_or_else(|| missing("strategy"))?.load(&mut *store, &instance).map_err(Failure::Instantiate)?;
-            let r = guest.call_strategize(&mut *store, plan_id, &convert::action_to_wit(&action)).await.map_err(Failure::Call)?;
+            let guest = strategy
+                .ok_or_else(|| missing("strategy"))?
+                .load(&mut *store, &instance)
+                .map_err(Failure::Instantiate)?;
+            let r = guest
+                .call_strategize(&mut *store, plan_id, &convert::action_to_wit(&action))
+                .await
+                .map_err(Failure::Call)?;
             Ok(r.map(|p| Response::Proposal(convert::proposal_from_wit(p))))
         }
         Request::Execute(step) => {
-            let guest = execution.ok_or_else(|| missing("execution"))?.load(&mut *store, &instance).map_err(Failure::Instantiate)?;
-            let r = guest.call_execute(&mut *store, plan_id, &convert::step_to_wit(&step)).await.map_err(Failure::Call)?;
+            let guest = execution
+                .ok_or_else(|| missing("execution"))?
+                .load(&mut *store, &instance)
+                .map_err(Failure::Instantiate)?;
+            let r = guest
+                .call_execute(&mut *store, plan_id, &convert::step_to_wit(&step))
+                .await
+                .map_err(Failure::Call)?;
             Ok(r.map(|o| Response::Outcome(convert::outcome_from_wit(o))))
         }
     }
 }
 
 fn timeout(plugin: &str, limits: &Limits) -> PluginError {
-    PluginError::Timeout { plugin: plugin.to_string(), limit_ms: limits.timeout_ms() }
+    PluginError::Timeout {
+        plugin: plugin.to_string(),
+        limit_ms: limits.timeout_ms(),
+    }
 }
 
 /// Map a trap or instantiation failure into the plugin error taxonomy.
-fn map_failure(failure: Failure, callee: Callee<'_>, memory_refused: bool, stderr_tail: &[String]) -> PluginError {
+fn map_failure(
+    failure: Failure,
+    callee: Callee<'_>,
+    memory_refused: bool,
+    stderr_tail: &[String],
+) -> PluginError {
     let (err, instantiating) = match failure {
         Failure::Instantiate(e) => (e, true),
         Failure::Call(e) => (e, false),
@@ -189,17 +260,33 @@ fn map_failure(failure: Failure, callee: Callee<'_>, memory_refused: bool, stder
     let trap = err.downcast_ref::<Trap>().copied();
     match trap {
         Some(Trap::Interrupt) => return timeout(&plugin, &callee.limits),
-        Some(Trap::OutOfFuel) => return PluginError::OutOfFuel { plugin, fuel: callee.limits.fuel.unwrap_or(0) },
+        Some(Trap::OutOfFuel) => {
+            return PluginError::OutOfFuel {
+                plugin,
+                fuel: callee.limits.fuel.unwrap_or(0),
+            }
+        }
         _ => {}
     }
     if memory_refused {
-        return PluginError::OutOfMemory { plugin, limit_bytes: callee.limits.memory_bytes };
+        return PluginError::OutOfMemory {
+            plugin,
+            limit_bytes: callee.limits.memory_bytes,
+        };
     }
-    if err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
-        return PluginError::Retryable(format!("too many plugin instances are running at once ({err}); try again"));
+    if err
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        return PluginError::Retryable(format!(
+            "too many plugin instances are running at once ({err}); try again"
+        ));
     }
     if instantiating && trap.is_none() {
-        return PluginError::Load(format!("`{}` could not be instantiated: {err}", file_name(callee.path)));
+        return PluginError::Load(format!(
+            "`{}` could not be instantiated: {err}",
+            file_name(callee.path)
+        ));
     }
     let mut message = match trap {
         Some(trap) => trap.to_string(),
@@ -210,8 +297,20 @@ fn map_failure(failure: Failure, callee: Callee<'_>, memory_refused: bool, stder
         message.push_str(&stderr_tail.join(" | "));
     }
     let backtrace = match err.downcast_ref::<WasmBacktrace>() {
-        Some(bt) => format!("in plugin `{}` ({}):\n{bt}", callee.name, file_name(callee.path)),
-        None => format!("in plugin `{}` ({}): no wasm backtrace was captured", callee.name, file_name(callee.path)),
+        Some(bt) => format!(
+            "in plugin `{}` ({}):\n{bt}",
+            callee.name,
+            file_name(callee.path)
+        ),
+        None => format!(
+            "in plugin `{}` ({}): no wasm backtrace was captured",
+            callee.name,
+            file_name(callee.path)
+        ),
     };
-    PluginError::Trap { plugin, message, backtrace }
+    PluginError::Trap {
+        plugin,
+        message,
+        backtrace,
+    }
 }

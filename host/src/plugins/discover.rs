@@ -24,7 +24,11 @@ impl Entry {
     pub fn name(&self) -> String {
         match &self.manifest {
             Ok(m) => m.name.clone(),
-            Err(_) => self.wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            Err(_) => self
+                .wasm
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
         }
     }
 }
@@ -34,7 +38,9 @@ impl Entry {
 pub fn discover(dirs: &[PathBuf]) -> Vec<Entry> {
     let mut entries: Vec<Entry> = Vec::new();
     for dir in dirs {
-        let Ok(read) = std::fs::read_dir(dir) else { continue };
+        let Ok(read) = std::fs::read_dir(dir) else {
+            continue;
+        };
         let mut wasm: Vec<PathBuf> = read
             .filter_map(|e| e.ok())
             .map(|e| e.path())
@@ -48,12 +54,23 @@ pub fn discover(dirs: &[PathBuf]) -> Vec<Entry> {
             } else {
                 Err(ManifestError::whole_file(
                     &manifest_path,
-                    format!("missing: every plugin component needs a manifest beside it ({})", file(&manifest_path)),
+                    format!(
+                        "missing: every plugin component needs a manifest beside it ({})",
+                        file(&manifest_path)
+                    ),
                 ))
             };
-            let mut entry = Entry { wasm: path, manifest_path, manifest, shadowed_by: None };
+            let mut entry = Entry {
+                wasm: path,
+                manifest_path,
+                manifest,
+                shadowed_by: None,
+            };
             let name = entry.name();
-            entry.shadowed_by = entries.iter().find(|e| e.shadowed_by.is_none() && e.name() == name).map(|e| e.wasm.clone());
+            entry.shadowed_by = entries
+                .iter()
+                .find(|e| e.shadowed_by.is_none() && e.name() == name)
+                .map(|e| e.wasm.clone());
             entries.push(entry);
         }
     }
@@ -61,12 +78,16 @@ pub fn discover(dirs: &[PathBuf]) -> Vec<Entry> {
 }
 
 fn file(path: &Path) -> String {
-    path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The entry that answers to `name`: the first one, broken or not.
 pub fn find<'a>(entries: &'a [Entry], name: &str) -> Option<&'a Entry> {
-    entries.iter().find(|e| e.shadowed_by.is_none() && e.name() == name)
+    entries
+        .iter()
+        .find(|e| e.shadowed_by.is_none() && e.name() == name)
 }
 
 /// A message for an unknown plugin name, listing what was found and where.
@@ -74,7 +95,13 @@ pub fn unknown(name: &str, dirs: &[PathBuf], entries: &[Entry]) -> String {
     let searched = if dirs.is_empty() {
         "no plugin directories are configured".to_string()
     } else {
-        format!("searched {}", dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "))
+        format!(
+            "searched {}",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     };
     let found: Vec<String> = entries
         .iter()
@@ -91,7 +118,10 @@ pub fn unknown(name: &str, dirs: &[PathBuf], entries: &[Entry]) -> String {
             crate::config::PLUGIN_PATH_ENV
         )
     } else {
-        format!("no plugin named `{name}` ({searched}); found: {}", found.join(", "))
+        format!(
+            "no plugin named `{name}` ({searched}); found: {}",
+            found.join(", ")
+        )
     }
 }
 
@@ -99,11 +129,16 @@ pub fn unknown(name: &str, dirs: &[PathBuf], entries: &[Entry]) -> String {
 mod tests {
     use super::*;
 
-    const MANIFEST: &str = "name = \"NAME\"\nversion = \"0.1.0\"\nkind = \"plugin\"\napi = \"0.1.0\"\n";
+    const MANIFEST: &str =
+        "name = \"NAME\"\nversion = \"0.1.0\"\nkind = \"plugin\"\napi = \"0.1.0\"\n";
 
     fn plugin(dir: &Path, file: &str, name: &str) {
         std::fs::write(dir.join(format!("{file}.wasm")), b"\0asm").unwrap();
-        std::fs::write(dir.join(format!("{file}.toml")), MANIFEST.replace("NAME", name)).unwrap();
+        std::fs::write(
+            dir.join(format!("{file}.toml")),
+            MANIFEST.replace("NAME", name),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -114,16 +149,30 @@ mod tests {
         plugin(b.path(), "one", "one");
         plugin(b.path(), "two", "two");
         std::fs::write(b.path().join("lonely.wasm"), b"\0asm").unwrap();
-        let dirs = vec![a.path().to_path_buf(), b.path().to_path_buf(), a.path().join("missing")];
+        let dirs = vec![
+            a.path().to_path_buf(),
+            b.path().to_path_buf(),
+            a.path().join("missing"),
+        ];
         let entries = discover(&dirs);
         assert_eq!(entries.len(), 4);
         let one = find(&entries, "one").unwrap();
         assert!(one.wasm.starts_with(a.path()));
-        assert!(entries.iter().any(|e| e.shadowed_by.as_deref() == Some(one.wasm.as_path())));
+        assert!(entries
+            .iter()
+            .any(|e| e.shadowed_by.as_deref() == Some(one.wasm.as_path())));
         let lonely = find(&entries, "lonely").unwrap();
-        assert!(lonely.manifest.as_ref().unwrap_err().message.contains("missing"));
+        assert!(lonely
+            .manifest
+            .as_ref()
+            .unwrap_err()
+            .message
+            .contains("missing"));
         let msg = unknown("three", &dirs, &entries);
-        assert!(msg.contains("found: one 0.1.0 (plugin), lonely (broken manifest), two 0.1.0 (plugin)"), "{msg}");
+        assert!(
+            msg.contains("found: one 0.1.0 (plugin), lonely (broken manifest), two 0.1.0 (plugin)"),
+            "{msg}"
+        );
         assert!(unknown("x", &[], &[]).contains("no plugins were found"));
     }
 }

@@ -61,7 +61,10 @@ struct FileStamp {
 impl FileStamp {
     fn of(path: &Path) -> std::io::Result<FileStamp> {
         let meta = std::fs::metadata(path)?;
-        Ok(FileStamp { modified: meta.modified().ok(), len: meta.len() })
+        Ok(FileStamp {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+        })
     }
 }
 
@@ -75,13 +78,18 @@ impl EpochTicker {
     fn start(engine: Engine) -> std::io::Result<EpochTicker> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::Builder::new().name("lockstep-epoch".into()).spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
-            }
-        })?;
-        Ok(EpochTicker { stop, thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("lockstep-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -106,7 +114,10 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("pooling", &self.pooling).field("fuel", &self.fuel).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("pooling", &self.pooling)
+            .field("fuel", &self.fuel)
+            .finish_non_exhaustive()
     }
 }
 
@@ -159,10 +170,22 @@ impl Runtime {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_error)?;
-        Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state).map_err(wasm_error)?;
+        Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)
+            .map_err(wasm_error)?;
         let ticker = EpochTicker::start(engine.clone())?;
-        tracing::debug!(pooling, fuel = options.limits.fuel_enabled(), "plugin engine ready");
-        Ok(Runtime { engine, linker, cache: Mutex::default(), pooling, fuel: options.limits.fuel_enabled(), _ticker: ticker })
+        tracing::debug!(
+            pooling,
+            fuel = options.limits.fuel_enabled(),
+            "plugin engine ready"
+        );
+        Ok(Runtime {
+            engine,
+            linker,
+            cache: Mutex::default(),
+            pooling,
+            fuel: options.limits.fuel_enabled(),
+            _ticker: ticker,
+        })
     }
 
     /// The wasmtime engine.
@@ -178,13 +201,19 @@ impl Runtime {
     /// Compile `path` (or take it from the cache).
     pub fn compile(&self, path: &Path) -> Result<Component, PluginError> {
         let name = file_name(path);
-        Component::from_file(&self.engine, path)
-            .map_err(|e| PluginError::Load(format!("`{name}` is not a loadable WebAssembly component: {e}")))
+        Component::from_file(&self.engine, path).map_err(|e| {
+            PluginError::Load(format!(
+                "`{name}` is not a loadable WebAssembly component: {e}"
+            ))
+        })
     }
 
     /// Whether `component`'s imports can all be satisfied by this host.
     pub fn check_link(&self, component: &Component) -> Result<(), String> {
-        self.linker.instantiate_pre(component).map(|_| ()).map_err(|e| e.to_string())
+        self.linker
+            .instantiate_pre(component)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// The pre-instantiated component at `path`, compiled and linked on
@@ -193,19 +222,27 @@ impl Runtime {
     /// [`tokio::task::block_in_place`].
     pub fn load(&self, path: &Path) -> Result<Arc<Loaded>, PluginError> {
         let name = file_name(path);
-        let stamp = FileStamp::of(path).map_err(|e| PluginError::Load(format!("cannot read `{}`: {e}", path.display())))?;
+        let stamp = FileStamp::of(path)
+            .map_err(|e| PluginError::Load(format!("cannot read `{}`: {e}", path.display())))?;
         if let Some(loaded) = self.cached(path) {
             if loaded.stamp == stamp {
                 return Ok(loaded);
             }
         }
         let loaded = Arc::new(blocking_section(|| self.link(path, &name, stamp))?);
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_path_buf(), loaded.clone());
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_path_buf(), loaded.clone());
         Ok(loaded)
     }
 
     fn cached(&self, path: &Path) -> Option<Arc<Loaded>> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(path).cloned()
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+            .cloned()
     }
 
     fn link(&self, path: &Path, name: &str, stamp: FileStamp) -> Result<Loaded, PluginError> {
@@ -215,8 +252,13 @@ impl Runtime {
         // Version first: a plugin built for another major also fails to link,
         // and the version is what the user must fix.
         let roles = [Role::Strategist, Role::Executor];
-        if !roles.iter().any(|r| matches!(shape.role_export(*r), RoleExport::Found(_))) {
-            let incompatible = roles.iter().find(|r| matches!(shape.role_export(**r), RoleExport::Incompatible(..)));
+        if !roles
+            .iter()
+            .any(|r| matches!(shape.role_export(*r), RoleExport::Found(_)))
+        {
+            let incompatible = roles
+                .iter()
+                .find(|r| matches!(shape.role_export(**r), RoleExport::Incompatible(..)));
             if let Some(problem) = incompatible.and_then(|r| shape.role_problem(*r, path)) {
                 return Err(PluginError::Load(problem));
             }
@@ -237,20 +279,30 @@ impl Runtime {
         let strategy = strategy::GuestIndices::new(&pre).ok();
         let execution = execution::GuestIndices::new(&pre).ok();
         tracing::debug!(plugin = name, elapsed = ?started.elapsed(), "compiled and linked plugin component");
-        Ok(Loaded { stamp, shape, pre, strategy, execution })
+        Ok(Loaded {
+            stamp,
+            shape,
+            pre,
+            strategy,
+            execution,
+        })
     }
 }
 
 /// The file name of `path`, for messages.
 pub fn file_name(path: &Path) -> String {
-    path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
+    path.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
 }
 
 /// Run blocking work (compilation) without stalling a multi-threaded
 /// runtime's other tasks.
 fn blocking_section<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
         _ => f(),
     }
 }

@@ -60,7 +60,11 @@ impl LeaseLedger {
 
     /// Leases still held.
     pub fn held(&self) -> usize {
-        self.state().leases.iter().filter(|l| !l.is_released()).count()
+        self.state()
+            .leases
+            .iter()
+            .filter(|l| !l.is_released())
+            .count()
     }
 
     /// Close the ledger and release every lease still held. Returns how
@@ -75,7 +79,10 @@ impl LeaseLedger {
         for lease in leases.into_iter().filter(|l| !l.is_released()) {
             match release_detached(lease.clone()).await {
                 Ok(_) => released += 1,
-                Err(e) => tracing::warn!(resource = lease.resource(), "could not release a plugin's lease: {e}"),
+                Err(e) => tracing::warn!(
+                    resource = lease.resource(),
+                    "could not release a plugin's lease: {e}"
+                ),
             }
         }
         released
@@ -87,7 +94,9 @@ impl LeaseLedger {
 async fn release_detached(lease: Lease) -> Result<bool, crate::locks::LockError> {
     match tokio::spawn(async move { lease.release().await }).await {
         Ok(r) => r,
-        Err(e) => Err(crate::locks::LockError::Database(sqlx::Error::Protocol(format!("release task failed: {e}")))),
+        Err(e) => Err(crate::locks::LockError::Database(sqlx::Error::Protocol(
+            format!("release task failed: {e}"),
+        ))),
     }
 }
 
@@ -145,19 +154,29 @@ impl PluginState {
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 /// Run a blocking file-system read off the async worker.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, wit::FsError> + Send + 'static) -> Result<T, wit::FsError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(wit::FsError::Io(format!("workspace read failed: {e}"))))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, wit::FsError> + Send + 'static,
+) -> Result<T, wit::FsError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(wit::FsError::Io(format!("workspace read failed: {e}"))))
 }
 
 impl wit::Host for PluginState {}
 
 impl workspace::Host for PluginState {
-    async fn list(&mut self, pattern: String) -> wasmtime::Result<Result<Vec<String>, wit::FsError>> {
+    async fn list(
+        &mut self,
+        pattern: String,
+    ) -> wasmtime::Result<Result<Vec<String>, wit::FsError>> {
         let view = self.project.clone();
         Ok(blocking(move || view.list(&pattern).map_err(convert::fs_error_to_wit)).await)
     }
@@ -167,14 +186,26 @@ impl workspace::Host for PluginState {
         Ok(blocking(move || view.read(&path).map_err(convert::fs_error_to_wit)).await)
     }
 
-    async fn metadata(&mut self, path: String) -> wasmtime::Result<Result<wit::FileInfo, wit::FsError>> {
+    async fn metadata(
+        &mut self,
+        path: String,
+    ) -> wasmtime::Result<Result<wit::FileInfo, wit::FsError>> {
         let view = self.project.clone();
-        Ok(blocking(move || view.metadata(&path).map(convert::entry_to_wit).map_err(convert::fs_error_to_wit)).await)
+        Ok(blocking(move || {
+            view.metadata(&path)
+                .map(convert::entry_to_wit)
+                .map_err(convert::fs_error_to_wit)
+        })
+        .await)
     }
 }
 
 impl locks::Host for PluginState {
-    async fn acquire(&mut self, name: String, ttl_ms: u64) -> wasmtime::Result<Result<Resource<LeaseSlot>, wit::LockError>> {
+    async fn acquire(
+        &mut self,
+        name: String,
+        ttl_ms: u64,
+    ) -> wasmtime::Result<Result<Resource<LeaseSlot>, wit::LockError>> {
         if self.leases.held() >= self.max_leases {
             return Ok(Err(wit::LockError::Invalid(format!(
                 "too many leases held at once (at most {}); release one first",
@@ -195,13 +226,18 @@ impl locks::Host for PluginState {
         });
         let result = match task.await {
             Ok(r) => r,
-            Err(e) => return Ok(Err(wit::LockError::Unavailable(format!("lock request failed: {e}")))),
+            Err(e) => {
+                return Ok(Err(wit::LockError::Unavailable(format!(
+                    "lock request failed: {e}"
+                ))))
+            }
         };
         match result {
             Ok(lease) => Ok(Ok(self.table.push(LeaseSlot { lease })?)),
             Err(e) => {
                 if let Some(c) = e.conflict() {
-                    self.conflicts.insert((c.resource.clone(), c.owner.clone()), c.clone());
+                    self.conflicts
+                        .insert((c.resource.clone(), c.owner.clone()), c.clone());
                 }
                 Ok(Err(convert::lock_error_to_wit(&e)))
             }
@@ -218,15 +254,25 @@ impl locks::HostLease for PluginState {
         Ok(self.table.get(&lease)?.lease.token().max(0) as u64)
     }
 
-    async fn renew(&mut self, lease: Resource<LeaseSlot>, ttl_ms: u64) -> wasmtime::Result<Result<(), wit::LockError>> {
+    async fn renew(
+        &mut self,
+        lease: Resource<LeaseSlot>,
+        ttl_ms: u64,
+    ) -> wasmtime::Result<Result<(), wit::LockError>> {
         let lease = self.table.get(&lease)?.lease.clone();
         if lease.is_released() {
             return Ok(Err(released(&lease)));
         }
-        Ok(lease.renew(Duration::from_millis(ttl_ms)).await.map_err(|e| convert::lock_error_to_wit(&e)))
+        Ok(lease
+            .renew(Duration::from_millis(ttl_ms))
+            .await
+            .map_err(|e| convert::lock_error_to_wit(&e)))
     }
 
-    async fn release(&mut self, lease: Resource<LeaseSlot>) -> wasmtime::Result<Result<(), wit::LockError>> {
+    async fn release(
+        &mut self,
+        lease: Resource<LeaseSlot>,
+    ) -> wasmtime::Result<Result<(), wit::LockError>> {
         let lease = self.table.get(&lease)?.lease.clone();
         Ok(match release_detached(lease.clone()).await {
             Ok(true) => Ok(()),
@@ -239,7 +285,10 @@ impl locks::HostLease for PluginState {
         let slot = self.table.delete(lease)?;
         if !slot.lease.is_released() {
             if let Err(e) = release_detached(slot.lease.clone()).await {
-                tracing::warn!(resource = slot.lease.resource(), "could not release a dropped plugin lease: {e}");
+                tracing::warn!(
+                    resource = slot.lease.resource(),
+                    "could not release a dropped plugin lease: {e}"
+                );
             }
         }
         Ok(())
@@ -247,7 +296,10 @@ impl locks::HostLease for PluginState {
 }
 
 fn released(lease: &Lease) -> wit::LockError {
-    wit::LockError::Invalid(format!("the lease on `{}` was already released", lease.resource()))
+    wit::LockError::Invalid(format!(
+        "the lease on `{}` was already released",
+        lease.resource()
+    ))
 }
 
 impl wit_log::Host for PluginState {

@@ -90,7 +90,10 @@ pub struct LimitsPolicy {
 
 impl Default for LimitsPolicy {
     fn default() -> Self {
-        LimitsPolicy { default: Limits::DEFAULT, max: Limits::MAX }
+        LimitsPolicy {
+            default: Limits::DEFAULT,
+            max: Limits::MAX,
+        }
     }
 }
 
@@ -117,8 +120,20 @@ impl LimitsPolicy {
             .map(|mb| mb.saturating_mul(MIB))
             .unwrap_or(d.memory_bytes)
             .min(self.max.memory_bytes);
-        let fuel = self.max.fuel.map(|max| requested.fuel.filter(|f| *f > 0).or(d.fuel).unwrap_or(max).min(max));
-        Limits { timeout, memory_bytes, fuel, ..d }
+        let fuel = self.max.fuel.map(|max| {
+            requested
+                .fuel
+                .filter(|f| *f > 0)
+                .or(d.fuel)
+                .unwrap_or(max)
+                .min(max)
+        });
+        Limits {
+            timeout,
+            memory_bytes,
+            fuel,
+            ..d
+        }
     }
 }
 
@@ -154,7 +169,12 @@ pub struct MemoryLimiter {
 impl MemoryLimiter {
     /// A limiter allowing `limits.memory_bytes` in total.
     pub fn new(limits: &Limits) -> Self {
-        MemoryLimiter { memory_limit: limits.memory_bytes, table_limit: limits.table_elements, in_use: 0, refused: None }
+        MemoryLimiter {
+            memory_limit: limits.memory_bytes,
+            table_limit: limits.table_elements,
+            in_use: 0,
+            refused: None,
+        }
     }
 
     /// The size of the first growth that was refused, if any was.
@@ -169,7 +189,12 @@ impl MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let delta = desired.saturating_sub(current) as u64;
         let total = self.in_use.saturating_add(delta);
         if total > self.memory_limit {
@@ -180,7 +205,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired as u64 <= self.table_limit)
     }
 }
@@ -194,11 +224,22 @@ mod tests {
         let policy = LimitsPolicy::default();
         let l = policy.resolve(&RequestedLimits::default());
         assert_eq!(l, Limits::DEFAULT);
-        let l = policy.resolve(&RequestedLimits { timeout_ms: Some(3_600_000), memory_mb: Some(64), fuel: Some(5) });
+        let l = policy.resolve(&RequestedLimits {
+            timeout_ms: Some(3_600_000),
+            memory_mb: Some(64),
+            fuel: Some(5),
+        });
         assert_eq!(l.timeout, Duration::from_secs(300));
         assert_eq!(l.memory_bytes, 64 * MIB);
-        assert_eq!(l.fuel, None, "fuel stays off unless the operator sets a maximum");
-        let zero = policy.resolve(&RequestedLimits { timeout_ms: Some(0), memory_mb: Some(0), fuel: None });
+        assert_eq!(
+            l.fuel, None,
+            "fuel stays off unless the operator sets a maximum"
+        );
+        let zero = policy.resolve(&RequestedLimits {
+            timeout_ms: Some(0),
+            memory_mb: Some(0),
+            fuel: None,
+        });
         assert_eq!(zero.timeout, Limits::DEFAULT.timeout);
         assert_eq!(zero.memory_bytes, Limits::DEFAULT.memory_bytes);
     }
@@ -208,14 +249,36 @@ mod tests {
         let mut policy = LimitsPolicy::default();
         policy.max.fuel = Some(1_000);
         assert!(policy.fuel_enabled());
-        assert_eq!(policy.resolve(&RequestedLimits::default()).fuel, Some(1_000));
-        assert_eq!(policy.resolve(&RequestedLimits { fuel: Some(10), ..Default::default() }).fuel, Some(10));
-        assert_eq!(policy.resolve(&RequestedLimits { fuel: Some(10_000), ..Default::default() }).fuel, Some(1_000));
+        assert_eq!(
+            policy.resolve(&RequestedLimits::default()).fuel,
+            Some(1_000)
+        );
+        assert_eq!(
+            policy
+                .resolve(&RequestedLimits {
+                    fuel: Some(10),
+                    ..Default::default()
+                })
+                .fuel,
+            Some(10)
+        );
+        assert_eq!(
+            policy
+                .resolve(&RequestedLimits {
+                    fuel: Some(10_000),
+                    ..Default::default()
+                })
+                .fuel,
+            Some(1_000)
+        );
     }
 
     #[test]
     fn limiter_counts_all_memories_and_records_refusals() {
-        let mut limiter = MemoryLimiter::new(&Limits { memory_bytes: 100, ..Limits::DEFAULT });
+        let mut limiter = MemoryLimiter::new(&Limits {
+            memory_bytes: 100,
+            ..Limits::DEFAULT
+        });
         assert!(limiter.memory_growing(0, 60, None).unwrap());
         assert!(limiter.memory_growing(0, 40, None).unwrap());
         assert_eq!(limiter.refused(), None);

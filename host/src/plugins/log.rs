@@ -78,7 +78,10 @@ pub struct PluginLog {
 
 impl std::fmt::Debug for PluginLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginLog").field("plugin", &self.inner.plugin).field("plan", &self.inner.plan).finish()
+        f.debug_struct("PluginLog")
+            .field("plugin", &self.inner.plugin)
+            .field("plan", &self.inner.plan)
+            .finish()
     }
 }
 
@@ -131,7 +134,9 @@ impl PluginLog {
                 if state.stderr_tail.len() == STDERR_TAIL_LINES {
                     state.stderr_tail.pop_front();
                 }
-                state.stderr_tail.push_back(truncate(message, STDERR_TAIL_LINE_BYTES).to_string());
+                state
+                    .stderr_tail
+                    .push_back(truncate(message, STDERR_TAIL_LINE_BYTES).to_string());
             }
             if state.lines_left == 0 || state.bytes_left < len {
                 state.stats.dropped += 1;
@@ -180,7 +185,10 @@ impl PluginLog {
                 tracing::Level::WARN,
                 self.inner,
                 "host",
-                format!("{} log lines of this call were dropped ({} kept)", stats.dropped, stats.emitted)
+                format!(
+                    "{} log lines of this call were dropped ({} kept)",
+                    stats.dropped, stats.emitted
+                )
             );
         }
         stats
@@ -211,12 +219,22 @@ pub struct StdioLog {
 impl StdioLog {
     /// stdout, logged at `info`.
     pub fn stdout(log: &PluginLog) -> Self {
-        StdioLog { log: log.clone(), stream: "stdout", level: LogLevel::Info, partial: Arc::default() }
+        StdioLog {
+            log: log.clone(),
+            stream: "stdout",
+            level: LogLevel::Info,
+            partial: Arc::default(),
+        }
     }
 
     /// stderr, logged at `warn`.
     pub fn stderr(log: &PluginLog) -> Self {
-        StdioLog { log: log.clone(), stream: "stderr", level: LogLevel::Warn, partial: Arc::default() }
+        StdioLog {
+            log: log.clone(),
+            stream: "stderr",
+            level: LogLevel::Warn,
+            partial: Arc::default(),
+        }
     }
 
     fn write_bytes(&self, bytes: &[u8]) {
@@ -224,11 +242,13 @@ impl StdioLog {
         partial.extend_from_slice(bytes);
         while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = partial.drain(..=pos).collect();
-            self.log.line(self.level, self.stream, &String::from_utf8_lossy(&line));
+            self.log
+                .line(self.level, self.stream, &String::from_utf8_lossy(&line));
         }
         if partial.len() > MAX_PARTIAL_LINE {
             let line = std::mem::take(&mut *partial);
-            self.log.line(self.level, self.stream, &String::from_utf8_lossy(&line));
+            self.log
+                .line(self.level, self.stream, &String::from_utf8_lossy(&line));
         }
     }
 
@@ -236,7 +256,8 @@ impl StdioLog {
     pub fn flush_partial(&self) {
         let line = std::mem::take(&mut *self.partial.lock().unwrap_or_else(|e| e.into_inner()));
         if !line.is_empty() {
-            self.log.line(self.level, self.stream, &String::from_utf8_lossy(&line));
+            self.log
+                .line(self.level, self.stream, &String::from_utf8_lossy(&line));
         }
     }
 }
@@ -279,7 +300,11 @@ impl OutputStream for StdioLog {
 }
 
 impl AsyncWrite for StdioLog {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.write_bytes(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -299,14 +324,25 @@ mod tests {
 
     #[test]
     fn budget_caps_lines_and_bytes() {
-        let limits = Limits { log_lines: 3, log_bytes: 10, ..Limits::DEFAULT };
+        let limits = Limits {
+            log_lines: 3,
+            log_bytes: 10,
+            ..Limits::DEFAULT
+        };
         let log = PluginLog::new("p", "1.0.0", "plan", &limits);
         log.line(LogLevel::Info, "log", "12345");
         log.line(LogLevel::Info, "log", "1234567");
         log.line(LogLevel::Info, "log", "12345");
         log.line(LogLevel::Info, "log", "1");
         log.line(LogLevel::Info, "log", "2");
-        assert_eq!(log.finish(), LogStats { emitted: 2, dropped: 3, bytes: 10 });
+        assert_eq!(
+            log.finish(),
+            LogStats {
+                emitted: 2,
+                dropped: 3,
+                bytes: 10
+            }
+        );
     }
 
     #[test]
@@ -317,7 +353,10 @@ mod tests {
         OutputStream::write(&mut err, Bytes::from_static(b".rs:3\n")).unwrap();
         OutputStream::write(&mut err, Bytes::from_static(b"no newline")).unwrap();
         err.flush_partial();
-        assert_eq!(log.stderr_tail(), vec!["thread panicked", "at src/lib.rs:3", "no newline"]);
+        assert_eq!(
+            log.stderr_tail(),
+            vec!["thread panicked", "at src/lib.rs:3", "no newline"]
+        );
         assert_eq!(log.stats().emitted, 3);
     }
 }

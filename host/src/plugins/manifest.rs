@@ -40,7 +40,12 @@ pub enum PluginKind {
 impl PluginKind {
     /// Whether a plugin of this kind may serve as `role`.
     pub fn allows(self, role: Role) -> bool {
-        matches!((self, role), (PluginKind::Plugin, _) | (PluginKind::Strategist, Role::Strategist) | (PluginKind::Executor, Role::Executor))
+        matches!(
+            (self, role),
+            (PluginKind::Plugin, _)
+                | (PluginKind::Strategist, Role::Strategist)
+                | (PluginKind::Executor, Role::Executor)
+        )
     }
 
     /// The manifest spelling.
@@ -95,8 +100,18 @@ impl ApiVersion {
     pub fn parse(s: &str) -> Option<ApiVersion> {
         let core = s.split(['-', '+']).next()?;
         let mut parts = core.split('.');
-        let mut next = || parts.next().filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))?.parse().ok();
-        let v = ApiVersion { major: next()?, minor: next()?, patch: next()? };
+        let mut next = || {
+            parts
+                .next()
+                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))?
+                .parse()
+                .ok()
+        };
+        let v = ApiVersion {
+            major: next()?,
+            minor: next()?,
+            patch: next()?,
+        };
         if parts.next().is_some() {
             return None;
         }
@@ -165,10 +180,20 @@ pub struct ManifestError {
 impl ManifestError {
     /// A problem with the file as a whole (unreadable, missing).
     pub fn whole_file(path: &Path, message: impl Into<String>) -> Self {
-        ManifestError { path: path.to_path_buf(), location: None, message: message.into(), snippet: None }
+        ManifestError {
+            path: path.to_path_buf(),
+            location: None,
+            message: message.into(),
+            snippet: None,
+        }
     }
 
-    fn new(path: &Path, text: &str, span: Option<Range<usize>>, message: impl Into<String>) -> Self {
+    fn new(
+        path: &Path,
+        text: &str,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> Self {
         let (location, snippet) = match span {
             Some(span) => {
                 let (line, col, snippet) = locate(text, span);
@@ -176,7 +201,12 @@ impl ManifestError {
             }
             None => (None, None),
         };
-        ManifestError { path: path.to_path_buf(), location, message: message.into(), snippet }
+        ManifestError {
+            path: path.to_path_buf(),
+            location,
+            message: message.into(),
+            snippet,
+        }
     }
 }
 
@@ -184,11 +214,17 @@ impl ManifestError {
 fn locate(text: &str, span: Range<usize>) -> (usize, usize, String) {
     let start = span.start.min(text.len());
     let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let line_end = text[start..].find('\n').map(|i| start + i).unwrap_or(text.len());
+    let line_end = text[start..]
+        .find('\n')
+        .map(|i| start + i)
+        .unwrap_or(text.len());
     let line_no = text[..start].matches('\n').count() + 1;
     let col = text[line_start..start].chars().count() + 1;
     let line_text = &text[line_start..line_end];
-    let width = text[start..span.end.clamp(start, line_end)].chars().count().max(1);
+    let width = text[start..span.end.clamp(start, line_end)]
+        .chars()
+        .count()
+        .max(1);
     let gutter = line_no.to_string();
     let snippet = format!(
         "{pad} |\n{gutter} | {line_text}\n{pad} | {spaces}{carets}",
@@ -225,23 +261,36 @@ struct RawLimits {
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         && name.as_bytes()[0].is_ascii_alphanumeric()
 }
 
 /// Parse and validate the manifest text read from `path`.
 pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
-    let raw: RawManifest = toml::from_str(text).map_err(|e| ManifestError::new(path, text, e.span(), e.message().trim()))?;
+    let raw: RawManifest = toml::from_str(text)
+        .map_err(|e| ManifestError::new(path, text, e.span(), e.message().trim()))?;
     let err = |span: Range<usize>, msg: String| ManifestError::new(path, text, Some(span), msg);
 
     if !is_valid_name(raw.name.get_ref()) {
         return Err(err(
             raw.name.span(),
-            format!("invalid plugin name {:?}: use 1-64 lowercase letters, digits, `-` or `_`", raw.name.get_ref()),
+            format!(
+                "invalid plugin name {:?}: use 1-64 lowercase letters, digits, `-` or `_`",
+                raw.name.get_ref()
+            ),
         ));
     }
-    if raw.version.get_ref().trim().is_empty() || ApiVersion::parse(raw.version.get_ref()).is_none() {
-        return Err(err(raw.version.span(), format!("invalid version {:?}: expected `major.minor.patch`", raw.version.get_ref())));
+    if raw.version.get_ref().trim().is_empty() || ApiVersion::parse(raw.version.get_ref()).is_none()
+    {
+        return Err(err(
+            raw.version.span(),
+            format!(
+                "invalid version {:?}: expected `major.minor.patch`",
+                raw.version.get_ref()
+            ),
+        ));
     }
     let api = ApiVersion::parse(raw.api.get_ref()).ok_or_else(|| {
         err(
@@ -249,10 +298,19 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
             format!("invalid api version {:?}: expected the lockstep:plugin WIT version, e.g. \"0.1.0\"", raw.api.get_ref()),
         )
     })?;
-    for (key, value) in [("timeout_ms", &raw.limits.timeout_ms), ("memory_mb", &raw.limits.memory_mb), ("fuel", &raw.limits.fuel)] {
+    for (key, value) in [
+        ("timeout_ms", &raw.limits.timeout_ms),
+        ("memory_mb", &raw.limits.memory_mb),
+        ("fuel", &raw.limits.fuel),
+    ] {
         if let Some(v) = value {
             if *v.get_ref() == 0 {
-                return Err(err(v.span(), format!("`limits.{key}` must be greater than 0 (leave it out to use the default)")));
+                return Err(err(
+                    v.span(),
+                    format!(
+                        "`limits.{key}` must be greater than 0 (leave it out to use the default)"
+                    ),
+                ));
             }
         }
     }
@@ -272,7 +330,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
 
 /// Read and parse the manifest at `path`.
 pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ManifestError::whole_file(path, e.to_string()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ManifestError::whole_file(path, e.to_string()))?;
     parse(path, &text)
 }
 
@@ -301,15 +360,33 @@ memory_mb = 64
         let m = parse_str(GOOD).unwrap();
         assert_eq!(m.name, "license-header");
         assert_eq!(m.kind, PluginKind::Plugin);
-        assert_eq!(m.api, ApiVersion { major: 0, minor: 1, patch: 0 });
-        assert_eq!(m.limits, RequestedLimits { timeout_ms: Some(10_000), memory_mb: Some(64), fuel: None });
+        assert_eq!(
+            m.api,
+            ApiVersion {
+                major: 0,
+                minor: 1,
+                patch: 0
+            }
+        );
+        assert_eq!(
+            m.limits,
+            RequestedLimits {
+                timeout_ms: Some(10_000),
+                memory_mb: Some(64),
+                fuel: None
+            }
+        );
     }
 
     #[test]
     fn errors_name_the_line_and_column() {
         let e = parse_str(&GOOD.replace("kind = \"plugin\"", "kind = \"plug\"")).unwrap_err();
         assert_eq!(e.location, Some((4, 8)), "{e}");
-        assert!(e.to_string().starts_with("p/plugin.toml:4:8: unknown variant `plug`"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("p/plugin.toml:4:8: unknown variant `plug`"),
+            "{e}"
+        );
         assert!(e.to_string().contains("4 | kind = \"plug\""), "{e}");
 
         let e = parse_str(&GOOD.replace("\"license-header\"", "\"License Header\"")).unwrap_err();
@@ -340,11 +417,21 @@ memory_mb = 64
     #[test]
     fn api_versions_follow_semver() {
         let host = ApiVersion::parse("0.1.3").unwrap();
-        assert!(ApiVersion::parse("0.1.0").unwrap().is_compatible_with(&host));
-        assert!(ApiVersion::parse("0.1.3").unwrap().is_compatible_with(&host));
-        assert!(ApiVersion::parse("0.1.4").unwrap().is_compatible_with(&host));
-        assert!(!ApiVersion::parse("0.2.0").unwrap().is_compatible_with(&host));
-        assert!(!ApiVersion::parse("1.0.0").unwrap().is_compatible_with(&host));
+        assert!(ApiVersion::parse("0.1.0")
+            .unwrap()
+            .is_compatible_with(&host));
+        assert!(ApiVersion::parse("0.1.3")
+            .unwrap()
+            .is_compatible_with(&host));
+        assert!(ApiVersion::parse("0.1.4")
+            .unwrap()
+            .is_compatible_with(&host));
+        assert!(!ApiVersion::parse("0.2.0")
+            .unwrap()
+            .is_compatible_with(&host));
+        assert!(!ApiVersion::parse("1.0.0")
+            .unwrap()
+            .is_compatible_with(&host));
         assert_eq!(ApiVersion::parse("1.2"), None);
         assert_eq!(ApiVersion::parse("1.2.3-rc1").unwrap().to_string(), "1.2.3");
     }

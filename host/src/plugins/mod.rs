@@ -31,7 +31,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::Config;
-use crate::lifecycle::{Action, Executor, PlanProposal, PluginContext, PluginError, PluginProvider, Step, StepOutcome, Strategist};
+use crate::lifecycle::{
+    Action, Executor, PlanProposal, PluginContext, PluginError, PluginProvider, Step, StepOutcome,
+    Strategist,
+};
 use call::{CallReport, Callee, Request, Response};
 use engine::{file_name, Loaded, Runtime};
 
@@ -57,7 +60,12 @@ pub struct PluginsConfig {
 
 impl Default for PluginsConfig {
     fn default() -> Self {
-        PluginsConfig { limits: LimitsPolicy::default(), cache_dir: None, pooling: true, max_instances: 32 }
+        PluginsConfig {
+            limits: LimitsPolicy::default(),
+            cache_dir: None,
+            pooling: true,
+            max_instances: 32,
+        }
     }
 }
 
@@ -65,7 +73,10 @@ impl PluginsConfig {
     /// Defaults for the project at `project`: compiled components are cached
     /// in `<project>/.lockstep/cache`.
     pub fn for_project(project: &Path) -> Self {
-        PluginsConfig { cache_dir: Some(project.join(".lockstep").join("cache")), ..Default::default() }
+        PluginsConfig {
+            cache_dir: Some(project.join(".lockstep").join("cache")),
+            ..Default::default()
+        }
     }
 }
 
@@ -129,7 +140,10 @@ pub struct PluginEngine {
 
 impl std::fmt::Debug for PluginEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginEngine").field("dirs", &self.dirs).field("runtime", &self.runtime).finish()
+        f.debug_struct("PluginEngine")
+            .field("dirs", &self.dirs)
+            .field("runtime", &self.runtime)
+            .finish()
     }
 }
 
@@ -137,13 +151,20 @@ impl PluginEngine {
     /// An engine searching `config.plugin_dirs`, with the default plugin
     /// settings for `config.project`.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
-        Self::with_options(config.plugin_dirs.clone(), PluginsConfig::for_project(&config.project))
+        Self::with_options(
+            config.plugin_dirs.clone(),
+            PluginsConfig::for_project(&config.project),
+        )
     }
 
     /// An engine searching `dirs` with `options`.
     pub fn with_options(dirs: Vec<PathBuf>, options: PluginsConfig) -> anyhow::Result<Self> {
         let runtime = Arc::new(Runtime::new(&options)?);
-        Ok(PluginEngine { runtime, dirs, limits: options.limits })
+        Ok(PluginEngine {
+            runtime,
+            dirs,
+            limits: options.limits,
+        })
     }
 
     /// The plugin directories, in search order.
@@ -159,7 +180,10 @@ impl PluginEngine {
     /// Every plugin in the plugin directories, in search order, including
     /// broken and shadowed ones (see [`PluginInfo::problem`]).
     pub fn list(&self) -> Vec<PluginInfo> {
-        discover::discover(&self.dirs).iter().map(|e| self.info(e)).collect()
+        discover::discover(&self.dirs)
+            .iter()
+            .map(|e| self.info(e))
+            .collect()
     }
 
     fn info(&self, e: &discover::Entry) -> PluginInfo {
@@ -178,7 +202,8 @@ impl PluginEngine {
                     memory_bytes: Some(limits.memory_bytes),
                     fuel: limits.fuel,
                     shadowed_by: e.shadowed_by.clone(),
-                    problem: (!m.api.is_compatible_with(&HOST_API)).then(|| unsupported_api(m, &e.manifest_path)),
+                    problem: (!m.api.is_compatible_with(&HOST_API))
+                        .then(|| unsupported_api(m, &e.manifest_path)),
                 }
             }
             Err(err) => PluginInfo {
@@ -203,12 +228,20 @@ impl PluginEngine {
     /// would stop the host from using it. Nothing is instantiated.
     pub fn inspect(&self, path: &Path) -> anyhow::Result<ComponentInfo> {
         let entries = discover::discover(&self.dirs);
-        let path = match path.to_str().and_then(|name| (!path.exists()).then(|| discover::find(&entries, name)).flatten()) {
+        let path = match path.to_str().and_then(|name| {
+            (!path.exists())
+                .then(|| discover::find(&entries, name))
+                .flatten()
+        }) {
             Some(entry) => entry.wasm.clone(),
             None => path.to_path_buf(),
         };
         if !path.is_file() {
-            anyhow::bail!("`{}` is neither a file nor the name of a plugin in {:?}", path.display(), self.dirs);
+            anyhow::bail!(
+                "`{}` is neither a file nor the name of a plugin in {:?}",
+                path.display(),
+                self.dirs
+            );
         }
         let component = self.runtime.compile(&path)?;
         let shape = world::Shape::of(self.runtime.engine(), &component);
@@ -223,22 +256,36 @@ impl PluginEngine {
             (self.info(&entry), entry.manifest.ok())
         });
         let mut problems = Vec::new();
-        let roles: Vec<Role> = match manifest.as_ref().and_then(|(_, m)| m.as_ref()).map(|m| m.kind) {
+        let roles: Vec<Role> = match manifest
+            .as_ref()
+            .and_then(|(_, m)| m.as_ref())
+            .map(|m| m.kind)
+        {
             Some(PluginKind::Strategist) => vec![Role::Strategist],
             Some(PluginKind::Executor) => vec![Role::Executor],
             _ => vec![Role::Strategist, Role::Executor],
         };
-        problems.extend(roles.into_iter().filter_map(|role| shape.role_problem(role, &path)));
+        problems.extend(
+            roles
+                .into_iter()
+                .filter_map(|role| shape.role_problem(role, &path)),
+        );
         if let Err(e) = self.runtime.check_link(&component) {
             problems.push(format!("cannot be linked against this host: {e}"));
         }
         match &manifest {
-            None => problems.push(format!("no manifest: expected {} beside it", file_name(&manifest_path))),
+            None => problems.push(format!(
+                "no manifest: expected {} beside it",
+                file_name(&manifest_path)
+            )),
             Some((info, parsed)) => {
                 problems.extend(info.problem.clone());
                 if let (Some(m), Some(found)) = (parsed, shape.api_version()) {
                     if m.api.is_compatible_with(&HOST_API) && !m.api.is_compatible_with(&found) {
-                        problems.push(format!("the manifest declares api = \"{}\" but the component uses {}", m.api, found));
+                        problems.push(format!(
+                            "the manifest declares api = \"{}\" but the component uses {}",
+                            m.api, found
+                        ));
                     }
                 }
             }
@@ -258,8 +305,12 @@ impl PluginEngine {
     /// The plugin called `name`, loaded and checked for `role`.
     pub(crate) fn plugin(&self, name: &str, role: Role) -> Result<Arc<WasmPlugin>, PluginError> {
         let entries = discover::discover(&self.dirs);
-        let entry = discover::find(&entries, name).ok_or_else(|| PluginError::Load(discover::unknown(name, &self.dirs, &entries)))?;
-        let manifest = entry.manifest.clone().map_err(|e| PluginError::Load(format!("plugin `{name}` cannot be used: {e}")))?;
+        let entry = discover::find(&entries, name)
+            .ok_or_else(|| PluginError::Load(discover::unknown(name, &self.dirs, &entries)))?;
+        let manifest = entry
+            .manifest
+            .clone()
+            .map_err(|e| PluginError::Load(format!("plugin `{name}` cannot be used: {e}")))?;
         if !manifest.kind.allows(role) {
             return Err(PluginError::Load(format!(
                 "plugin `{name}` is a {kind} (kind = \"{kind}\" in {file}); it cannot be used as {a} {role}",
@@ -270,17 +321,23 @@ impl PluginEngine {
             )));
         }
         if !manifest.api.is_compatible_with(&HOST_API) {
-            return Err(PluginError::Load(unsupported_api(&manifest, &entry.manifest_path)));
+            return Err(PluginError::Load(unsupported_api(
+                &manifest,
+                &entry.manifest_path,
+            )));
         }
         let loaded = self.runtime.load(&entry.wasm)?;
         if !loaded.serves(role) {
-            let problem = loaded.shape.role_problem(role, &entry.wasm).unwrap_or_else(|| {
-                format!(
+            let problem = loaded
+                .shape
+                .role_problem(role, &entry.wasm)
+                .unwrap_or_else(|| {
+                    format!(
                     "`{}` exports lockstep:plugin/{} but not with the functions this host calls",
                     file_name(&entry.wasm),
                     world::interface_for(role)
                 )
-            });
+                });
             return Err(PluginError::Load(problem));
         }
         Ok(Arc::new(WasmPlugin {
@@ -305,7 +362,11 @@ fn unsupported_api(m: &Manifest, manifest_path: &Path) -> String {
 }
 
 impl PluginProvider for PluginEngine {
-    fn strategist(&self, name: &str, _project_root: &Path) -> Result<Arc<dyn Strategist>, PluginError> {
+    fn strategist(
+        &self,
+        name: &str,
+        _project_root: &Path,
+    ) -> Result<Arc<dyn Strategist>, PluginError> {
         Ok(self.plugin(name, Role::Strategist)?)
     }
 
@@ -326,8 +387,18 @@ pub(crate) struct WasmPlugin {
 
 impl WasmPlugin {
     /// Run `request` and report what the call cost.
-    pub(crate) async fn call(&self, ctx: &PluginContext, request: Request) -> (Result<Response, PluginError>, CallReport) {
-        let callee = Callee { name: &self.name, version: &self.version, path: &self.path, loaded: &self.loaded, limits: self.limits };
+    pub(crate) async fn call(
+        &self,
+        ctx: &PluginContext,
+        request: Request,
+    ) -> (Result<Response, PluginError>, CallReport) {
+        let callee = Callee {
+            name: &self.name,
+            version: &self.version,
+            path: &self.path,
+            loaded: &self.loaded,
+            limits: self.limits,
+        };
         let (result, report) = call::run(&self.runtime, callee, ctx, request).await;
         tracing::debug!(
             plugin = %self.name,
@@ -345,10 +416,20 @@ impl WasmPlugin {
 
 #[async_trait]
 impl Strategist for WasmPlugin {
-    async fn strategize(&self, ctx: &PluginContext, action: &Action) -> Result<PlanProposal, PluginError> {
-        match self.call(ctx, Request::Strategize(action.clone())).await.0? {
+    async fn strategize(
+        &self,
+        ctx: &PluginContext,
+        action: &Action,
+    ) -> Result<PlanProposal, PluginError> {
+        match self
+            .call(ctx, Request::Strategize(action.clone()))
+            .await
+            .0?
+        {
             Response::Proposal(p) => Ok(p),
-            Response::Outcome(_) => Err(PluginError::Permanent("strategize returned a step outcome".into())),
+            Response::Outcome(_) => Err(PluginError::Permanent(
+                "strategize returned a step outcome".into(),
+            )),
         }
     }
 }
@@ -358,7 +439,9 @@ impl Executor for WasmPlugin {
     async fn execute(&self, ctx: &PluginContext, step: &Step) -> Result<StepOutcome, PluginError> {
         match self.call(ctx, Request::Execute(step.clone())).await.0? {
             Response::Outcome(o) => Ok(o),
-            Response::Proposal(_) => Err(PluginError::Permanent("execute returned a plan proposal".into())),
+            Response::Proposal(_) => Err(PluginError::Permanent(
+                "execute returned a plan proposal".into(),
+            )),
         }
     }
 }

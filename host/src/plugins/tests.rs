@@ -18,9 +18,17 @@ use crate::workspace::ProjectView;
 /// The folder of built example plugins.
 fn dist() -> PathBuf {
     let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
-    for name in ["hostile", "license-header", "lock-probe", "noop", "slow", "wrong-world"] {
+    for name in [
+        "hostile",
+        "license-header",
+        "lock-probe",
+        "noop",
+        "slow",
+        "wrong-world",
+    ] {
         assert!(
-            dist.join(format!("{name}.wasm")).is_file() && dist.join(format!("{name}.toml")).is_file(),
+            dist.join(format!("{name}.wasm")).is_file()
+                && dist.join(format!("{name}.toml")).is_file(),
             "the example plugin `{name}` is missing from {}: run plugins/build.sh first",
             dist.display()
         );
@@ -41,8 +49,14 @@ impl Fixture {
         let project = dir.path().join("project");
         std::fs::create_dir_all(project.join("src")).unwrap();
         std::fs::write(dir.path().join("outside.txt"), "secret").unwrap();
-        let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
-        Fixture { _dir: dir, project, locks: LockService::new(db) }
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        Fixture {
+            _dir: dir,
+            project,
+            locks: LockService::new(db),
+        }
     }
 
     fn ctx(&self) -> PluginContext {
@@ -60,7 +74,14 @@ impl Fixture {
 }
 
 fn engine_with(policy: LimitsPolicy) -> PluginEngine {
-    PluginEngine::with_options(vec![dist()], PluginsConfig { limits: policy, ..PluginsConfig::default() }).unwrap()
+    PluginEngine::with_options(
+        vec![dist()],
+        PluginsConfig {
+            limits: policy,
+            ..PluginsConfig::default()
+        },
+    )
+    .unwrap()
 }
 
 fn engine() -> PluginEngine {
@@ -79,7 +100,10 @@ fn step(params: &[(&str, &str)]) -> Step {
     Step {
         id: "s".into(),
         title: "t".into(),
-        params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         targets: vec![],
     }
 }
@@ -89,11 +113,19 @@ fn action(params: &[(&str, &str)]) -> Action {
         name: "a".into(),
         strategy: "s".into(),
         executor: "e".into(),
-        params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     }
 }
 
-async fn execute(engine: &PluginEngine, name: &str, ctx: &PluginContext, params: &[(&str, &str)]) -> (Result<StepOutcome, PluginError>, CallReport) {
+async fn execute(
+    engine: &PluginEngine,
+    name: &str,
+    ctx: &PluginContext,
+    params: &[(&str, &str)],
+) -> (Result<StepOutcome, PluginError>, CallReport) {
     let plugin = engine.plugin(name, Role::Executor).unwrap();
     let (result, report) = plugin.call(ctx, Request::Execute(step(params))).await;
     let result = result.map(|r| match r {
@@ -106,7 +138,10 @@ async fn execute(engine: &PluginEngine, name: &str, ctx: &PluginContext, params:
 /// The engine still loads and runs a plugin after whatever happened before.
 async fn assert_still_works(engine: &PluginEngine, fx: &Fixture) {
     let strategist = engine.strategist("noop", &fx.project).unwrap();
-    let proposal = strategist.strategize(&fx.ctx(), &action(&[])).await.unwrap();
+    let proposal = strategist
+        .strategize(&fx.ctx(), &action(&[]))
+        .await
+        .unwrap();
     assert_eq!(proposal.steps.len(), 1);
     let (outcome, _) = execute(engine, "hostile", &fx.ctx(), &[("mode", "read-outside")]).await;
     outcome.unwrap();
@@ -116,24 +151,37 @@ async fn assert_still_works(engine: &PluginEngine, fx: &Fixture) {
 async fn license_header_proposes_and_executes() {
     let fx = Fixture::new().await;
     std::fs::write(fx.project.join("src/a.rs"), "fn a() {}\n").unwrap();
-    std::fs::write(fx.project.join("src/b.rs"), "// Copyright Acme\n\nfn b() {}\n").unwrap();
+    std::fs::write(
+        fx.project.join("src/b.rs"),
+        "// Copyright Acme\n\nfn b() {}\n",
+    )
+    .unwrap();
     std::fs::write(fx.project.join("README.md"), "readme\n").unwrap();
     let engine = engine();
     let params = [("header", "Copyright Acme")];
 
     let strategist = engine.strategist("license-header", &fx.project).unwrap();
-    let proposal = strategist.strategize(&fx.ctx(), &action(&params)).await.unwrap();
+    let proposal = strategist
+        .strategize(&fx.ctx(), &action(&params))
+        .await
+        .unwrap();
     assert_eq!(proposal.summary, "Add the license header to 1 of 2 files");
     assert_eq!(proposal.steps.len(), 1);
     let step = &proposal.steps[0];
     assert_eq!(step.targets, vec!["src/a.rs"]);
-    assert_eq!(step.params.get("path").map(String::as_str), Some("src/a.rs"));
+    assert_eq!(
+        step.params.get("path").map(String::as_str),
+        Some("src/a.rs")
+    );
 
     let executor = engine.executor("license-header", &fx.project).unwrap();
     let outcome = executor.execute(&fx.ctx(), step).await.unwrap();
     assert_eq!(
         outcome.changes,
-        vec![FileChange::Write { path: "src/a.rs".into(), contents: b"// Copyright Acme\n\nfn a() {}\n".to_vec() }]
+        vec![FileChange::Write {
+            path: "src/a.rs".into(),
+            contents: b"// Copyright Acme\n\nfn a() {}\n".to_vec()
+        }]
     );
     assert_eq!(outcome.summary, "Added the license header to src/a.rs");
 }
@@ -144,8 +192,18 @@ async fn a_busy_loop_is_killed_at_the_deadline() {
     let engine = engine_with(capped(Duration::from_millis(500), 64));
     let started = Instant::now();
     let (result, _) = execute(&engine, "hostile", &fx.ctx(), &[("mode", "loop")]).await;
-    assert_eq!(result, Err(PluginError::Timeout { plugin: "hostile".into(), limit_ms: 500 }));
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert_eq!(
+        result,
+        Err(PluginError::Timeout {
+            plugin: "hostile".into(),
+            limit_ms: 500
+        })
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_still_works(&engine, &fx).await;
 }
 
@@ -155,8 +213,18 @@ async fn a_sleeping_plugin_is_killed_by_the_wall_clock_timeout() {
     let engine = engine_with(capped(Duration::from_millis(300), 64));
     let started = Instant::now();
     let (result, _) = execute(&engine, "slow", &fx.ctx(), &[("ms", "2000")]).await;
-    assert_eq!(result, Err(PluginError::Timeout { plugin: "slow".into(), limit_ms: 300 }));
-    assert!(started.elapsed() < Duration::from_millis(1500), "took {:?}", started.elapsed());
+    assert_eq!(
+        result,
+        Err(PluginError::Timeout {
+            plugin: "slow".into(),
+            limit_ms: 300
+        })
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_still_works(&engine, &fx).await;
 }
 
@@ -165,7 +233,13 @@ async fn memory_hoarding_is_out_of_memory() {
     let fx = Fixture::new().await;
     let engine = engine_with(capped(Duration::from_secs(20), 64));
     let (result, _) = execute(&engine, "hostile", &fx.ctx(), &[("mode", "memory")]).await;
-    assert_eq!(result, Err(PluginError::OutOfMemory { plugin: "hostile".into(), limit_bytes: 64 << 20 }));
+    assert_eq!(
+        result,
+        Err(PluginError::OutOfMemory {
+            plugin: "hostile".into(),
+            limit_bytes: 64 << 20
+        })
+    );
     assert_still_works(&engine, &fx).await;
 }
 
@@ -174,10 +248,20 @@ async fn a_panic_is_a_trap_with_a_backtrace() {
     let fx = Fixture::new().await;
     let engine = engine();
     let (result, _) = execute(&engine, "hostile", &fx.ctx(), &[("mode", "trap")]).await;
-    let Err(PluginError::Trap { plugin, message, backtrace }) = result else { panic!("{result:?}") };
+    let Err(PluginError::Trap {
+        plugin,
+        message,
+        backtrace,
+    }) = result
+    else {
+        panic!("{result:?}")
+    };
     assert_eq!(plugin, "hostile");
     assert!(message.contains("unreachable"), "{message}");
-    assert!(message.contains("hostile plugin panicked on purpose"), "{message}");
+    assert!(
+        message.contains("hostile plugin panicked on purpose"),
+        "{message}"
+    );
     assert!(backtrace.contains("hostile.wasm"), "{backtrace}");
     assert!(backtrace.contains("wasm backtrace"), "{backtrace}");
     assert_still_works(&engine, &fx).await;
@@ -189,8 +273,14 @@ async fn reads_outside_the_project_are_denied_values() {
     let engine = engine();
     let (result, _) = execute(&engine, "hostile", &fx.ctx(), &[("mode", "read-outside")]).await;
     let summary = result.unwrap().summary;
-    assert!(summary.starts_with("outside: Err(FsError::Denied("), "{summary}");
-    assert!(summary.contains("absolute: Err(FsError::Denied("), "{summary}");
+    assert!(
+        summary.starts_with("outside: Err(FsError::Denied("),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("absolute: Err(FsError::Denied("),
+        "{summary}"
+    );
     assert!(!summary.contains("secret"), "{summary}");
 }
 
@@ -198,12 +288,30 @@ async fn reads_outside_the_project_are_denied_values() {
 async fn a_command_component_is_refused_before_instantiation() {
     let fx = Fixture::new().await;
     let engine = engine();
-    let err = engine.executor("wrong-world", &fx.project).err().expect("wrong-world must not load");
-    let PluginError::Load(message) = &err else { panic!("{err:?}") };
-    assert!(message.starts_with("`wrong-world.wasm` is not a lockstep plugin: it exports wasi:cli/run@0.2"), "{message}");
-    assert!(message.ends_with("but not lockstep:plugin/execution@0.1.x"), "{message}");
-    let Err(PluginError::Load(message)) = engine.strategist("wrong-world", &fx.project) else { panic!() };
-    assert!(message.ends_with("but not lockstep:plugin/strategy@0.1.x"), "{message}");
+    let err = engine
+        .executor("wrong-world", &fx.project)
+        .err()
+        .expect("wrong-world must not load");
+    let PluginError::Load(message) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        message.starts_with(
+            "`wrong-world.wasm` is not a lockstep plugin: it exports wasi:cli/run@0.2"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("but not lockstep:plugin/execution@0.1.x"),
+        "{message}"
+    );
+    let Err(PluginError::Load(message)) = engine.strategist("wrong-world", &fx.project) else {
+        panic!()
+    };
+    assert!(
+        message.ends_with("but not lockstep:plugin/strategy@0.1.x"),
+        "{message}"
+    );
     assert_still_works(&engine, &fx).await;
 }
 
@@ -211,10 +319,22 @@ async fn a_command_component_is_refused_before_instantiation() {
 async fn lock_probe_acquires_and_releases() {
     let fx = Fixture::new().await;
     let engine = engine();
-    let (result, report) = execute(&engine, "lock-probe", &fx.ctx(), &[("resource", "db"), ("hold_ms", "10")]).await;
+    let (result, report) = execute(
+        &engine,
+        "lock-probe",
+        &fx.ctx(),
+        &[("resource", "db"), ("hold_ms", "10")],
+    )
+    .await;
     let summary = result.unwrap().summary;
-    assert!(summary.starts_with("acquired project:projid/res:db token "), "{summary}");
-    assert_eq!(report.leases_released, 0, "the plugin dropped its lease itself");
+    assert!(
+        summary.starts_with("acquired project:projid/res:db token "),
+        "{summary}"
+    );
+    assert_eq!(
+        report.leases_released, 0,
+        "the plugin dropped its lease itself"
+    );
     assert!(fx.locks.list().await.unwrap().is_empty());
 }
 
@@ -226,7 +346,13 @@ async fn a_held_lock_is_a_conflict_value_naming_the_holder() {
     let lease = other.acquire("db", Duration::from_secs(30)).await.unwrap();
     let (result, _) = execute(&engine, "lock-probe", &fx.ctx(), &[("resource", "db")]).await;
     let summary = result.unwrap().summary;
-    assert_eq!(summary, format!("conflict owner={} operation=migrate resource=project:projid/res:db", other.owner().id));
+    assert_eq!(
+        summary,
+        format!(
+            "conflict owner={} operation=migrate resource=project:projid/res:db",
+            other.owner().id
+        )
+    );
     lease.release().await.unwrap();
 }
 
@@ -234,8 +360,17 @@ async fn a_held_lock_is_a_conflict_value_naming_the_holder() {
 async fn leases_of_a_killed_call_are_released() {
     let fx = Fixture::new().await;
     let engine = engine_with(capped(Duration::from_millis(300), 64));
-    let (result, report) = execute(&engine, "lock-probe", &fx.ctx(), &[("resource", "db"), ("hold_ms", "5000")]).await;
-    assert!(matches!(result, Err(PluginError::Timeout { .. })), "{result:?}");
+    let (result, report) = execute(
+        &engine,
+        "lock-probe",
+        &fx.ctx(),
+        &[("resource", "db"), ("hold_ms", "5000")],
+    )
+    .await;
+    assert!(
+        matches!(result, Err(PluginError::Timeout { .. })),
+        "{result:?}"
+    );
     assert_eq!(report.leases_released, 1);
     assert!(fx.locks.list().await.unwrap().is_empty());
     assert_still_works(&engine, &fx).await;
@@ -253,7 +388,10 @@ async fn a_cancelled_phase_stops_the_call() {
     });
     let started = Instant::now();
     let (result, _) = execute(&engine, "slow", &ctx, &[("ms", "5000")]).await;
-    assert!(matches!(result, Err(PluginError::Cancelled(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(PluginError::Cancelled(_))),
+        "{result:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_still_works(&engine, &fx).await;
 }
@@ -270,8 +408,15 @@ async fn a_busy_plugin_yields_so_cancellation_is_prompt() {
     });
     let started = Instant::now();
     let (result, _) = execute(&engine, "hostile", &ctx, &[("mode", "loop")]).await;
-    assert!(matches!(result, Err(PluginError::Cancelled(_))), "{result:?}");
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(
+        matches!(result, Err(PluginError::Cancelled(_))),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_still_works(&engine, &fx).await;
 }
 
@@ -293,7 +438,13 @@ async fn fuel_runs_out_when_metered() {
     policy.max.fuel = Some(5_000_000);
     let engine = engine_with(policy);
     let (result, _) = execute(&engine, "hostile", &fx.ctx(), &[("mode", "loop")]).await;
-    assert_eq!(result, Err(PluginError::OutOfFuel { plugin: "hostile".into(), fuel: 5_000_000 }));
+    assert_eq!(
+        result,
+        Err(PluginError::OutOfFuel {
+            plugin: "hostile".into(),
+            fuel: 5_000_000
+        })
+    );
     assert_still_works(&engine, &fx).await;
 }
 
@@ -302,35 +453,68 @@ async fn plugin_errors_are_typed() {
     let fx = Fixture::new().await;
     let engine = engine();
     let (result, _) = execute(&engine, "hostile", &fx.ctx(), &[("mode", "nonsense")]).await;
-    assert_eq!(result, Err(PluginError::InvalidInput("unknown mode \"nonsense\"".into())));
+    assert_eq!(
+        result,
+        Err(PluginError::InvalidInput(
+            "unknown mode \"nonsense\"".into()
+        ))
+    );
     let (result, _) = execute(&engine, "lock-probe", &fx.ctx(), &[]).await;
-    assert!(matches!(result, Err(PluginError::InvalidInput(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(PluginError::InvalidInput(_))),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
 async fn kinds_and_names_are_checked_at_lookup() {
     let fx = Fixture::new().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(dist().join("noop.wasm"), dir.path().join("only-strategy.wasm")).unwrap();
+    std::fs::copy(
+        dist().join("noop.wasm"),
+        dir.path().join("only-strategy.wasm"),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("only-strategy.toml"),
         "name = \"only-strategy\"\nversion = \"1.0.0\"\nkind = \"strategist\"\napi = \"0.1.0\"\n",
     )
     .unwrap();
     std::fs::copy(dist().join("noop.wasm"), dir.path().join("future.wasm")).unwrap();
-    std::fs::write(dir.path().join("future.toml"), "name = \"future\"\nversion = \"1.0.0\"\nkind = \"plugin\"\napi = \"1.0.0\"\n")
-        .unwrap();
-    let engine = PluginEngine::with_options(vec![dir.path().to_path_buf(), dist()], PluginsConfig::default()).unwrap();
+    std::fs::write(
+        dir.path().join("future.toml"),
+        "name = \"future\"\nversion = \"1.0.0\"\nkind = \"plugin\"\napi = \"1.0.0\"\n",
+    )
+    .unwrap();
+    let engine = PluginEngine::with_options(
+        vec![dir.path().to_path_buf(), dist()],
+        PluginsConfig::default(),
+    )
+    .unwrap();
 
-    let Err(PluginError::Load(m)) = engine.executor("only-strategy", &fx.project) else { panic!() };
+    let Err(PluginError::Load(m)) = engine.executor("only-strategy", &fx.project) else {
+        panic!()
+    };
     assert!(m.contains("is a strategist"), "{m}");
-    let proposal = engine.strategist("only-strategy", &fx.project).unwrap().strategize(&fx.ctx(), &action(&[])).await.unwrap();
+    let proposal = engine
+        .strategist("only-strategy", &fx.project)
+        .unwrap()
+        .strategize(&fx.ctx(), &action(&[]))
+        .await
+        .unwrap();
     assert_eq!(proposal.summary, "noop");
 
-    let Err(PluginError::Load(m)) = engine.strategist("future", &fx.project) else { panic!() };
-    assert!(m.contains("declares api = \"1.0.0\"") && m.contains("supports lockstep:plugin@0.1.x"), "{m}");
+    let Err(PluginError::Load(m)) = engine.strategist("future", &fx.project) else {
+        panic!()
+    };
+    assert!(
+        m.contains("declares api = \"1.0.0\"") && m.contains("supports lockstep:plugin@0.1.x"),
+        "{m}"
+    );
 
-    let Err(PluginError::Load(m)) = engine.strategist("nope", &fx.project) else { panic!() };
+    let Err(PluginError::Load(m)) = engine.strategist("nope", &fx.project) else {
+        panic!()
+    };
     assert!(m.starts_with("no plugin named `nope`"), "{m}");
     assert!(m.contains("license-header 0.1.0 (plugin)"), "{m}");
 }
@@ -340,16 +524,28 @@ async fn list_and_inspect_describe_plugins() {
     let engine = engine();
     let list = engine.list();
     let names: Vec<&str> = list.iter().map(|p| p.name.as_str()).collect();
-    for name in ["hostile", "license-header", "lock-probe", "noop", "slow", "wrong-world"] {
+    for name in [
+        "hostile",
+        "license-header",
+        "lock-probe",
+        "noop",
+        "slow",
+        "wrong-world",
+    ] {
         assert!(names.contains(&name), "{names:?}");
     }
     let lh = list.iter().find(|p| p.name == "license-header").unwrap();
-    assert_eq!((lh.kind, lh.api.as_deref(), lh.timeout_ms), (Some(PluginKind::Plugin), Some("0.1.0"), Some(10_000)));
+    assert_eq!(
+        (lh.kind, lh.api.as_deref(), lh.timeout_ms),
+        (Some(PluginKind::Plugin), Some("0.1.0"), Some(10_000))
+    );
 
     let info = engine.inspect(Path::new("hostile")).unwrap();
     assert_eq!(info.world, "lockstep:plugin/plugin@0.1.0");
     assert_eq!(info.api.as_deref(), Some("0.1.0"));
-    assert!(info.exports.contains(&"lockstep:plugin/execution@0.1.0".to_string()));
+    assert!(info
+        .exports
+        .contains(&"lockstep:plugin/execution@0.1.0".to_string()));
     assert!(info.problems.is_empty(), "{:?}", info.problems);
 
     let info = engine.inspect(&dist().join("wrong-world.wasm")).unwrap();

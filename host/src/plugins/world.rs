@@ -12,11 +12,22 @@ use super::manifest::{ApiVersion, Role};
 /// The `lockstep:plugin` package this host implements.
 pub const PACKAGE: &str = "lockstep:plugin";
 /// The WIT version this host was built against.
-pub const HOST_API: ApiVersion = ApiVersion { major: 0, minor: 1, patch: 0 };
+pub const HOST_API: ApiVersion = ApiVersion {
+    major: 0,
+    minor: 1,
+    patch: 0,
+};
 /// Interfaces of the package a plugin may import.
 const HOST_INTERFACES: &[&str] = &["types", "workspace", "locks", "log"];
 /// WASI packages the host links (at 0.2.x), without ambient authority.
-const WASI_PACKAGES: &[&str] = &["wasi:io", "wasi:clocks", "wasi:random", "wasi:cli", "wasi:filesystem", "wasi:sockets"];
+const WASI_PACKAGES: &[&str] = &[
+    "wasi:io",
+    "wasi:clocks",
+    "wasi:random",
+    "wasi:cli",
+    "wasi:filesystem",
+    "wasi:sockets",
+];
 
 /// `namespace:package/interface@version`, split.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +48,11 @@ impl InterfaceName {
             None => (name, None),
         };
         let (package, interface) = path.split_once('/')?;
-        package.contains(':').then(|| InterfaceName { package: package.to_string(), interface: interface.to_string(), version })
+        package.contains(':').then(|| InterfaceName {
+            package: package.to_string(),
+            interface: interface.to_string(),
+            version,
+        })
     }
 }
 
@@ -66,8 +81,14 @@ impl Shape {
     pub fn of(engine: &Engine, component: &Component) -> Shape {
         let ty = component.component_type();
         Shape {
-            imports: ty.imports(engine).map(|(name, _)| name.to_string()).collect(),
-            exports: ty.exports(engine).map(|(name, _)| name.to_string()).collect(),
+            imports: ty
+                .imports(engine)
+                .map(|(name, _)| name.to_string())
+                .collect(),
+            exports: ty
+                .exports(engine)
+                .map(|(name, _)| name.to_string())
+                .collect(),
         }
     }
 
@@ -89,14 +110,27 @@ impl Shape {
         let wanted = interface_for(role);
         let mut incompatible = None;
         for name in &self.exports {
-            let Some(parsed) = InterfaceName::parse(name) else { continue };
+            let Some(parsed) = InterfaceName::parse(name) else {
+                continue;
+            };
             if parsed.package != PACKAGE || parsed.interface != wanted {
                 continue;
             }
             match parsed.version {
-                Some(v) if v.is_compatible_with(&HOST_API) => return RoleExport::Found(name.clone()),
+                Some(v) if v.is_compatible_with(&HOST_API) => {
+                    return RoleExport::Found(name.clone())
+                }
                 Some(v) => incompatible = Some(RoleExport::Incompatible(name.clone(), v)),
-                None => incompatible = Some(RoleExport::Incompatible(name.clone(), ApiVersion { major: 0, minor: 0, patch: 0 })),
+                None => {
+                    incompatible = Some(RoleExport::Incompatible(
+                        name.clone(),
+                        ApiVersion {
+                            major: 0,
+                            minor: 0,
+                            patch: 0,
+                        },
+                    ))
+                }
             }
         }
         incompatible.unwrap_or(RoleExport::Missing)
@@ -105,7 +139,11 @@ impl Shape {
     /// Imports this host does not provide (by name; the linker also checks
     /// their types).
     pub fn unprovided_imports(&self) -> Vec<String> {
-        self.imports.iter().filter(|name| !is_provided(name)).cloned().collect()
+        self.imports
+            .iter()
+            .filter(|name| !is_provided(name))
+            .cloned()
+            .collect()
     }
 
     /// A best guess at the world the component targets, for humans.
@@ -114,15 +152,35 @@ impl Shape {
         let execution = matches!(self.role_export(Role::Executor), RoleExport::Found(_));
         let ours = |n: &String| InterfaceName::parse(n).is_some_and(|n| n.package == PACKAGE);
         match (strategy, execution) {
-            (true, true) => format!("{PACKAGE}/plugin@{}", self.api_version().unwrap_or(HOST_API)),
-            (true, false) => format!("{PACKAGE}/strategist@{}", self.api_version().unwrap_or(HOST_API)),
-            (false, true) => format!("{PACKAGE}/executor@{}", self.api_version().unwrap_or(HOST_API)),
+            (true, true) => format!(
+                "{PACKAGE}/plugin@{}",
+                self.api_version().unwrap_or(HOST_API)
+            ),
+            (true, false) => format!(
+                "{PACKAGE}/strategist@{}",
+                self.api_version().unwrap_or(HOST_API)
+            ),
+            (false, true) => format!(
+                "{PACKAGE}/executor@{}",
+                self.api_version().unwrap_or(HOST_API)
+            ),
             _ if self.exports.iter().any(ours) => {
-                format!("{PACKAGE} world at an unsupported version ({})", self.api_version().map(|v| v.to_string()).unwrap_or_default())
+                format!(
+                    "{PACKAGE} world at an unsupported version ({})",
+                    self.api_version()
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
+                )
             }
             _ => match self.exports.iter().find(|e| e.starts_with("wasi:cli/run@")) {
                 Some(run) => format!("wasi:cli/command (exports {run})"),
-                None if self.exports.iter().any(|e| e.starts_with("wasi:http/incoming-handler@")) => "wasi:http/proxy".into(),
+                None if self
+                    .exports
+                    .iter()
+                    .any(|e| e.starts_with("wasi:http/incoming-handler@")) =>
+                {
+                    "wasi:http/proxy".into()
+                }
                 None => "unknown".into(),
             },
         }
@@ -131,7 +189,10 @@ impl Shape {
     /// Why the component cannot serve as `role`, or `None` if it can.
     /// `file` names it in the message.
     pub fn role_problem(&self, role: Role, file: &Path) -> Option<String> {
-        let file = file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| file.display().to_string());
+        let file = file
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| file.display().to_string());
         let wanted = format!("{PACKAGE}/{}@{}", interface_for(role), HOST_API.line());
         match self.role_export(role) {
             RoleExport::Found(_) => None,
@@ -179,11 +240,15 @@ pub fn interface_for(role: Role) -> &'static str {
 }
 
 fn is_provided(name: &str) -> bool {
-    let Some(n) = InterfaceName::parse(name) else { return false };
+    let Some(n) = InterfaceName::parse(name) else {
+        return false;
+    };
     if n.package == PACKAGE {
-        return HOST_INTERFACES.contains(&n.interface.as_str()) && n.version.is_some_and(|v| v.is_compatible_with(&HOST_API));
+        return HOST_INTERFACES.contains(&n.interface.as_str())
+            && n.version.is_some_and(|v| v.is_compatible_with(&HOST_API));
     }
-    WASI_PACKAGES.contains(&n.package.as_str()) && n.version.is_some_and(|v| v.major == 0 && v.minor == 2)
+    WASI_PACKAGES.contains(&n.package.as_str())
+        && n.version.is_some_and(|v| v.major == 0 && v.minor == 2)
 }
 
 #[cfg(test)]
@@ -200,7 +265,10 @@ mod tests {
     #[test]
     fn names_are_split() {
         let n = InterfaceName::parse("lockstep:plugin/strategy@0.1.0").unwrap();
-        assert_eq!((n.package.as_str(), n.interface.as_str()), ("lockstep:plugin", "strategy"));
+        assert_eq!(
+            (n.package.as_str(), n.interface.as_str()),
+            ("lockstep:plugin", "strategy")
+        );
         assert_eq!(n.version, Some(HOST_API));
         assert_eq!(InterfaceName::parse("run"), None);
     }
@@ -208,19 +276,29 @@ mod tests {
     #[test]
     fn a_command_component_is_refused_by_name() {
         let s = shape(&["wasi:cli/stdout@0.2.6"], &["wasi:cli/run@0.2.6"]);
-        let msg = s.role_problem(Role::Executor, Path::new("/x/wrong-world.wasm")).unwrap();
+        let msg = s
+            .role_problem(Role::Executor, Path::new("/x/wrong-world.wasm"))
+            .unwrap();
         assert_eq!(
             msg,
             "`wrong-world.wasm` is not a lockstep plugin: it exports wasi:cli/run@0.2.6 but not lockstep:plugin/execution@0.1.x"
         );
-        assert_eq!(s.world_guess(), "wasi:cli/command (exports wasi:cli/run@0.2.6)");
+        assert_eq!(
+            s.world_guess(),
+            "wasi:cli/command (exports wasi:cli/run@0.2.6)"
+        );
         assert!(s.unprovided_imports().is_empty());
     }
 
     #[test]
     fn a_newer_major_is_refused_with_both_versions() {
-        let s = shape(&["lockstep:plugin/log@1.0.0"], &["lockstep:plugin/strategy@1.0.0"]);
-        let msg = s.role_problem(Role::Strategist, Path::new("p.wasm")).unwrap();
+        let s = shape(
+            &["lockstep:plugin/log@1.0.0"],
+            &["lockstep:plugin/strategy@1.0.0"],
+        );
+        let msg = s
+            .role_problem(Role::Strategist, Path::new("p.wasm"))
+            .unwrap();
         assert!(msg.contains("built against lockstep:plugin@1.0.0"), "{msg}");
         assert!(msg.contains("supports lockstep:plugin@0.1.x"), "{msg}");
         assert_eq!(s.unprovided_imports(), vec!["lockstep:plugin/log@1.0.0"]);
@@ -234,6 +312,9 @@ mod tests {
         assert!(msg.contains("is a lockstep strategist only"), "{msg}");
         assert_eq!(s.world_guess(), "lockstep:plugin/strategist@0.1.2");
         let s = shape(&["wasi:http/types@0.2.0", "acme:db/query@1.0.0"], &[]);
-        assert_eq!(s.unprovided_imports(), vec!["wasi:http/types@0.2.0", "acme:db/query@1.0.0"]);
+        assert_eq!(
+            s.unprovided_imports(),
+            vec!["wasi:http/types@0.2.0", "acme:db/query@1.0.0"]
+        );
     }
 }
