@@ -11,7 +11,7 @@
 //! crash nor hang the host, and every lease it took is released when the
 //! call ends.
 
-pub mod bindings;
+mod bindings;
 mod call;
 mod convert;
 mod discover;
@@ -71,10 +71,12 @@ impl Default for PluginsConfig {
 
 impl PluginsConfig {
     /// Defaults for the project at `project`: compiled components are cached
-    /// in `<project>/.lockstep/cache`.
+    /// in `<project>/.lockstep/cache` once the project has a `.lockstep/`
+    /// (nothing is created in a project that was never initialised).
     pub fn for_project(project: &Path) -> Self {
+        let state = project.join(".lockstep");
         PluginsConfig {
-            cache_dir: Some(project.join(".lockstep").join("cache")),
+            cache_dir: state.is_dir().then(|| state.join("cache")),
             ..Default::default()
         }
     }
