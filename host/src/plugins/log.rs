@@ -126,7 +126,8 @@ impl PluginLog {
 
     /// Log one line from `stream` (`log`, `stdout` or `stderr`).
     pub fn line(&self, level: LogLevel, stream: &'static str, message: &str) {
-        let message = message.trim_end_matches(['\r', '\n']);
+        let message = one_line(message.trim_end_matches(['\r', '\n']));
+        let message = message.as_ref();
         let len = message.len() as u64;
         {
             let mut state = self.state();
@@ -193,6 +194,23 @@ impl PluginLog {
         }
         stats
     }
+}
+
+/// `s` with control characters escaped, so that one plugin line is one log
+/// line and cannot forge others.
+fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// `s` cut to at most `max` bytes on a character boundary.
@@ -343,6 +361,12 @@ mod tests {
                 bytes: 10
             }
         );
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(one_line("a\nb\x1b[31mc\td"), "a\\nb\\u{1b}[31mc\td");
+        assert!(matches!(one_line("plain"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

@@ -231,16 +231,62 @@ async fn a_sleeping_plugin_is_killed_by_the_wall_clock_timeout() {
 #[tokio::test]
 async fn memory_hoarding_is_out_of_memory() {
     let fx = Fixture::new().await;
-    let engine = engine_with(capped(Duration::from_secs(20), 64));
-    let (result, _) = execute(&engine, "hostile", &fx.ctx(), &[("mode", "memory")]).await;
-    assert_eq!(
-        result,
-        Err(PluginError::OutOfMemory {
-            plugin: "hostile".into(),
-            limit_bytes: 64 << 20
-        })
+    for pooling in [true, false] {
+        let options = PluginsConfig {
+            limits: capped(Duration::from_secs(20), 64),
+            pooling,
+            ..PluginsConfig::default()
+        };
+        let engine = PluginEngine::with_options(vec![dist()], options).unwrap();
+        let (result, _) = execute(&engine, "hostile", &fx.ctx(), &[("mode", "memory")]).await;
+        assert_eq!(
+            result,
+            Err(PluginError::OutOfMemory {
+                plugin: "hostile".into(),
+                limit_bytes: 64 << 20
+            }),
+            "pooling: {pooling}"
+        );
+        assert_still_works(&engine, &fx).await;
+    }
+}
+
+#[tokio::test]
+async fn compiled_components_are_cached_on_disk() {
+    let fx = Fixture::new().await;
+    let cache = tempfile::tempdir().unwrap();
+    let files = |dir: &Path| -> usize {
+        fn walk(dir: &Path) -> usize {
+            std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| {
+                            if e.path().is_dir() {
+                                walk(&e.path())
+                            } else {
+                                1
+                            }
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        walk(dir)
+    };
+    for _ in 0..2 {
+        let options = PluginsConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..PluginsConfig::default()
+        };
+        let engine = PluginEngine::with_options(vec![dist()], options).unwrap();
+        assert_still_works(&engine, &fx).await;
+    }
+    assert!(
+        files(cache.path()) >= 2,
+        "nothing was cached in {:?}",
+        cache.path()
     );
-    assert_still_works(&engine, &fx).await;
 }
 
 #[tokio::test]
