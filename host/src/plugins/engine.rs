@@ -203,7 +203,7 @@ impl Runtime {
         let name = file_name(path);
         Component::from_file(&self.engine, path).map_err(|e| {
             PluginError::Load(format!(
-                "`{name}` is not a loadable WebAssembly component: {e}"
+                "`{name}` is not a loadable WebAssembly component: {e:#}"
             ))
         })
     }
