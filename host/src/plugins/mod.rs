@@ -1,24 +1,366 @@
-//! The WebAssembly plugin runtime.
+//! The WebAssembly plugin runtime: finds plugin components on disk, checks
+//! what they are before running them, and calls them in a sandbox.
+//!
+//! A plugin is a `NAME.wasm` component with a `NAME.toml` manifest beside it
+//! ([`manifest`]) in one of the configured plugin directories. Each call gets
+//! a fresh instance with no ambient authority (no files, environment,
+//! arguments or network), the `workspace`, `locks` and `log` imports of
+//! `lockstep:plugin@0.1`, and per-call [`limits`]: a wall-clock deadline that
+//! kills, a memory cap and optional fuel. Traps, timeouts and memory
+//! exhaustion come back as [`PluginError`] variants; a plugin can neither
+//! crash nor hang the host, and every lease it took is released when the
+//! call ends.
 
-use std::path::Path;
+mod bindings;
+mod call;
+mod convert;
+mod discover;
+mod engine;
+mod host;
+pub mod limits;
+mod log;
+pub mod manifest;
+mod world;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::Config;
-use crate::lifecycle::{Executor, PluginError, PluginProvider, Strategist};
+use async_trait::async_trait;
 
-/// Finds and runs plugin components.
-#[derive(Debug)]
+use crate::config::Config;
+use crate::lifecycle::{
+    Action, Executor, PlanProposal, PluginContext, PluginError, PluginProvider, Step, StepOutcome,
+    Strategist,
+};
+use call::{CallReport, Callee, Request, Response};
+use engine::{file_name, Loaded, Runtime};
+
+pub use limits::{Limits, LimitsPolicy, RequestedLimits};
+pub use log::LOG_TARGET;
+pub use manifest::{ApiVersion, Manifest, ManifestError, PluginKind, Role};
+pub use world::HOST_API;
+
+/// Operator settings of the plugin runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginsConfig {
+    /// Default and maximum limits of a plugin call.
+    pub limits: LimitsPolicy,
+    /// Where compiled components are cached (keyed by content, engine version
+    /// and settings); `None` compiles on every start.
+    pub cache_dir: Option<PathBuf>,
+    /// Use the pooling instance allocator (falls back to on-demand
+    /// allocation when the pool cannot be reserved).
+    pub pooling: bool,
+    /// Most plugin instances alive at once when pooling.
+    pub max_instances: u32,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            limits: LimitsPolicy::default(),
+            cache_dir: None,
+            pooling: true,
+            max_instances: 32,
+        }
+    }
+}
+
+impl PluginsConfig {
+    /// Defaults for the project at `project`: compiled components are cached
+    /// in `<project>/.lockstep/cache` once the project has a `.lockstep/`
+    /// (nothing is created in a project that was never initialised).
+    pub fn for_project(project: &Path) -> Self {
+        let state = project.join(".lockstep");
+        PluginsConfig {
+            cache_dir: state.is_dir().then(|| state.join("cache")),
+            ..Default::default()
+        }
+    }
+}
+
+/// A plugin as `lockstep plugins list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginInfo {
+    /// The name actions use (the file stem when the manifest is broken).
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// What it may be used as.
+    pub kind: Option<PluginKind>,
+    /// The WIT API version the manifest declares.
+    pub api: Option<String>,
+    /// The component.
+    pub path: PathBuf,
+    /// The manifest.
+    pub manifest: PathBuf,
+    /// One line from the manifest.
+    pub description: String,
+    /// Deadline of one call after the operator's policy, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Memory cap of one call after the operator's policy, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// Fuel of one call, when metered.
+    pub fuel: Option<u64>,
+    /// An earlier plugin of the same name that hides this one.
+    pub shadowed_by: Option<PathBuf>,
+    /// Why the plugin cannot be used (broken or missing manifest).
+    pub problem: Option<String>,
+}
+
+/// What `lockstep plugins inspect` reports about one component.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ComponentInfo {
+    /// The component.
+    pub path: PathBuf,
+    /// The world it appears to target.
+    pub world: String,
+    /// The `lockstep:plugin` version it was built against, if any.
+    pub api: Option<String>,
+    /// Its import names.
+    pub imports: Vec<String>,
+    /// Its export names.
+    pub exports: Vec<String>,
+    /// Imports this host does not provide.
+    pub unprovided_imports: Vec<String>,
+    /// The manifest beside it, if any.
+    pub manifest: Option<PluginInfo>,
+    /// Everything that would stop the host from using it.
+    pub problems: Vec<String>,
+}
+
+/// Finds and runs plugin components. Built once per container; cheap to
+/// call from many sessions at once.
 pub struct PluginEngine {
-    dirs: Vec<std::path::PathBuf>,
+    runtime: Arc<Runtime>,
+    dirs: Vec<PathBuf>,
+    limits: LimitsPolicy,
+}
+
+impl std::fmt::Debug for PluginEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginEngine")
+            .field("dirs", &self.dirs)
+            .field("runtime", &self.runtime)
+            .finish()
+    }
 }
 
 impl PluginEngine {
-    /// An engine searching `config.plugin_dirs`.
+    /// An engine searching `config.plugin_dirs`, with the default plugin
+    /// settings for `config.project`.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
+        Self::with_options(
+            config.plugin_dirs.clone(),
+            PluginsConfig::for_project(&config.project),
+        )
+    }
+
+    /// An engine searching `dirs` with `options`.
+    pub fn with_options(dirs: Vec<PathBuf>, options: PluginsConfig) -> anyhow::Result<Self> {
+        let runtime = Arc::new(Runtime::new(&options)?);
         Ok(PluginEngine {
-            dirs: config.plugin_dirs.clone(),
+            runtime,
+            dirs,
+            limits: options.limits,
         })
     }
+
+    /// The plugin directories, in search order.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// The operator's limits policy.
+    pub fn limits(&self) -> &LimitsPolicy {
+        &self.limits
+    }
+
+    /// Every plugin in the plugin directories, in search order, including
+    /// broken and shadowed ones (see [`PluginInfo::problem`]).
+    pub fn list(&self) -> Vec<PluginInfo> {
+        discover::discover(&self.dirs)
+            .iter()
+            .map(|e| self.info(e))
+            .collect()
+    }
+
+    fn info(&self, e: &discover::Entry) -> PluginInfo {
+        match &e.manifest {
+            Ok(m) => {
+                let limits = self.limits.resolve(&m.limits);
+                PluginInfo {
+                    name: m.name.clone(),
+                    version: m.version.clone(),
+                    kind: Some(m.kind),
+                    api: Some(m.api.to_string()),
+                    path: e.wasm.clone(),
+                    manifest: e.manifest_path.clone(),
+                    description: m.description.clone(),
+                    timeout_ms: Some(limits.timeout_ms()),
+                    memory_bytes: Some(limits.memory_bytes),
+                    fuel: limits.fuel,
+                    shadowed_by: e.shadowed_by.clone(),
+                    problem: (!m.api.is_compatible_with(&HOST_API))
+                        .then(|| unsupported_api(m, &e.manifest_path)),
+                }
+            }
+            Err(err) => PluginInfo {
+                name: e.name(),
+                version: String::new(),
+                kind: None,
+                api: None,
+                path: e.wasm.clone(),
+                manifest: e.manifest_path.clone(),
+                description: String::new(),
+                timeout_ms: None,
+                memory_bytes: None,
+                fuel: None,
+                shadowed_by: e.shadowed_by.clone(),
+                problem: Some(err.to_string()),
+            },
+        }
+    }
+
+    /// Compile the component at `path` (or of the plugin named `path`) and
+    /// report its world, API version, imports and exports, and whatever
+    /// would stop the host from using it. Nothing is instantiated.
+    pub fn inspect(&self, path: &Path) -> anyhow::Result<ComponentInfo> {
+        let entries = discover::discover(&self.dirs);
+        let path = match path.to_str().and_then(|name| {
+            (!path.exists())
+                .then(|| discover::find(&entries, name))
+                .flatten()
+        }) {
+            Some(entry) => entry.wasm.clone(),
+            None => path.to_path_buf(),
+        };
+        if !path.is_file() {
+            anyhow::bail!(
+                "`{}` is neither a file nor the name of a plugin in {:?}",
+                path.display(),
+                self.dirs
+            );
+        }
+        let component = self.runtime.compile(&path)?;
+        let shape = world::Shape::of(self.runtime.engine(), &component);
+        let manifest_path = path.with_extension("toml");
+        let manifest = manifest_path.is_file().then(|| {
+            let entry = discover::Entry {
+                wasm: path.clone(),
+                manifest: manifest::read(&manifest_path),
+                manifest_path: manifest_path.clone(),
+                shadowed_by: None,
+            };
+            (self.info(&entry), entry.manifest.ok())
+        });
+        let mut problems = Vec::new();
+        let roles: Vec<Role> = match manifest
+            .as_ref()
+            .and_then(|(_, m)| m.as_ref())
+            .map(|m| m.kind)
+        {
+            Some(PluginKind::Strategist) => vec![Role::Strategist],
+            Some(PluginKind::Executor) => vec![Role::Executor],
+            _ => vec![Role::Strategist, Role::Executor],
+        };
+        problems.extend(
+            roles
+                .into_iter()
+                .filter_map(|role| shape.role_problem(role, &path)),
+        );
+        if let Err(e) = self.runtime.check_link(&component) {
+            problems.push(format!("cannot be linked against this host: {e}"));
+        }
+        match &manifest {
+            None => problems.push(format!(
+                "no manifest: expected {} beside it",
+                file_name(&manifest_path)
+            )),
+            Some((info, parsed)) => {
+                problems.extend(info.problem.clone());
+                if let (Some(m), Some(found)) = (parsed, shape.api_version()) {
+                    if m.api.is_compatible_with(&HOST_API) && !m.api.is_compatible_with(&found) {
+                        problems.push(format!(
+                            "the manifest declares api = \"{}\" but the component uses {}",
+                            m.api, found
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(ComponentInfo {
+            world: shape.world_guess(),
+            api: shape.api_version().map(|v| v.to_string()),
+            unprovided_imports: shape.unprovided_imports(),
+            imports: shape.imports,
+            exports: shape.exports,
+            manifest: manifest.map(|(info, _)| info),
+            path,
+            problems,
+        })
+    }
+
+    /// The plugin called `name`, loaded and checked for `role`.
+    pub(crate) fn plugin(&self, name: &str, role: Role) -> Result<Arc<WasmPlugin>, PluginError> {
+        let entries = discover::discover(&self.dirs);
+        let entry = discover::find(&entries, name)
+            .ok_or_else(|| PluginError::Load(discover::unknown(name, &self.dirs, &entries)))?;
+        let manifest = entry
+            .manifest
+            .clone()
+            .map_err(|e| PluginError::Load(format!("plugin `{name}` cannot be used: {e}")))?;
+        if !manifest.kind.allows(role) {
+            return Err(PluginError::Load(format!(
+                "plugin `{name}` is a {kind} (kind = \"{kind}\" in {file}); it cannot be used as {a} {role}",
+                kind = manifest.kind,
+                file = entry.manifest_path.display(),
+                a = if role == Role::Executor { "an" } else { "a" },
+                role = role.as_str()
+            )));
+        }
+        if !manifest.api.is_compatible_with(&HOST_API) {
+            return Err(PluginError::Load(unsupported_api(
+                &manifest,
+                &entry.manifest_path,
+            )));
+        }
+        let loaded = self.runtime.load(&entry.wasm)?;
+        if !loaded.serves(role) {
+            let problem = loaded
+                .shape
+                .role_problem(role, &entry.wasm)
+                .unwrap_or_else(|| {
+                    format!(
+                    "`{}` exports lockstep:plugin/{} but not with the functions this host calls",
+                    file_name(&entry.wasm),
+                    world::interface_for(role)
+                )
+                });
+            return Err(PluginError::Load(problem));
+        }
+        Ok(Arc::new(WasmPlugin {
+            runtime: self.runtime.clone(),
+            limits: self.limits.resolve(&manifest.limits),
+            name: manifest.name,
+            version: manifest.version,
+            path: entry.wasm.clone(),
+            loaded,
+        }))
+    }
+}
+
+fn unsupported_api(m: &Manifest, manifest_path: &Path) -> String {
+    format!(
+        "plugin `{}` declares api = \"{}\" in {}, but this host supports lockstep:plugin@{}",
+        m.name,
+        m.api,
+        manifest_path.display(),
+        HOST_API.line()
+    )
 }
 
 impl PluginProvider for PluginEngine {
@@ -27,15 +369,81 @@ impl PluginProvider for PluginEngine {
         name: &str,
         _project_root: &Path,
     ) -> Result<Arc<dyn Strategist>, PluginError> {
-        Err(PluginError::Load(format!(
-            "no plugin named `{name}` in {:?}",
-            self.dirs
-        )))
+        Ok(self.plugin(name, Role::Strategist)?)
     }
+
     fn executor(&self, name: &str, _project_root: &Path) -> Result<Arc<dyn Executor>, PluginError> {
-        Err(PluginError::Load(format!(
-            "no plugin named `{name}` in {:?}",
-            self.dirs
-        )))
+        Ok(self.plugin(name, Role::Executor)?)
+    }
+}
+
+/// A loaded plugin, ready to be called. Every call gets a fresh instance.
+pub(crate) struct WasmPlugin {
+    runtime: Arc<Runtime>,
+    name: String,
+    version: String,
+    path: PathBuf,
+    loaded: Arc<Loaded>,
+    limits: Limits,
+}
+
+impl WasmPlugin {
+    /// Run `request` and report what the call cost.
+    pub(crate) async fn call(
+        &self,
+        ctx: &PluginContext,
+        request: Request,
+    ) -> (Result<Response, PluginError>, CallReport) {
+        let callee = Callee {
+            name: &self.name,
+            version: &self.version,
+            path: &self.path,
+            loaded: &self.loaded,
+            limits: self.limits,
+        };
+        let (result, report) = call::run(&self.runtime, callee, ctx, request).await;
+        tracing::debug!(
+            plugin = %self.name,
+            plan = %ctx.plan_id,
+            elapsed = ?report.elapsed,
+            log_lines = report.log.emitted,
+            log_dropped = report.log.dropped,
+            leases_released = report.leases_released,
+            ok = result.is_ok(),
+            "plugin call finished"
+        );
+        (result, report)
+    }
+}
+
+#[async_trait]
+impl Strategist for WasmPlugin {
+    async fn strategize(
+        &self,
+        ctx: &PluginContext,
+        action: &Action,
+    ) -> Result<PlanProposal, PluginError> {
+        match self
+            .call(ctx, Request::Strategize(action.clone()))
+            .await
+            .0?
+        {
+            Response::Proposal(p) => Ok(p),
+            Response::Outcome(_) => Err(PluginError::Permanent(
+                "strategize returned a step outcome".into(),
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Executor for WasmPlugin {
+    async fn execute(&self, ctx: &PluginContext, step: &Step) -> Result<StepOutcome, PluginError> {
+        match self.call(ctx, Request::Execute(step.clone())).await.0? {
+            Response::Outcome(o) => Ok(o),
+            Response::Proposal(_) => Err(PluginError::Permanent(
+                "execute returned a plan proposal".into(),
+            )),
+        }
     }
 }

@@ -1,0 +1,195 @@
+//! `lockstep plugins …`: what the plugin directories hold and what a
+//! component is. Presentation only; the work is in [`crate::plugins`].
+
+use std::path::Path;
+
+use crate::plugins::{ComponentInfo, PluginEngine, PluginInfo};
+
+/// `plugins list`: every plugin found, in search order, with its problems.
+pub(crate) fn list(engine: &PluginEngine, json: bool) -> anyhow::Result<()> {
+    let plugins = engine.list();
+    if json {
+        println!("{}", serde_json::to_string(&plugins)?);
+        return Ok(());
+    }
+    if plugins.is_empty() {
+        let dirs: Vec<String> = engine
+            .dirs()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        println!(
+            "no plugins found in {}\nPut NAME.wasm and its NAME.toml manifest in one of them, or add a directory with --plugin-dir or {}.",
+            if dirs.is_empty() { "(no directories)".to_string() } else { dirs.join(", ") },
+            crate::config::PLUGIN_PATH_ENV
+        );
+        return Ok(());
+    }
+    print!("{}", table(&plugins));
+    Ok(())
+}
+
+fn dash(s: Option<String>) -> String {
+    s.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into())
+}
+
+fn table(plugins: &[PluginInfo]) -> String {
+    let rows: Vec<[String; 5]> = plugins
+        .iter()
+        .map(|p| {
+            [
+                p.name.clone(),
+                dash(Some(p.version.clone())),
+                dash(p.kind.map(|k| k.to_string())),
+                dash(p.api.clone()),
+                p.path.display().to_string(),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "VERSION", "KIND", "API", "PATH"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |row: &[String; 5]| {
+        let mut out = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(&header);
+    for (row, p) in rows.iter().zip(plugins) {
+        out.push_str(&line(row));
+        if let Some(by) = &p.shadowed_by {
+            out.push_str(&format!("  shadowed by {}\n", by.display()));
+        }
+        if let Some(problem) = &p.problem {
+            for (i, l) in problem.lines().enumerate() {
+                out.push_str(if i == 0 { "  problem: " } else { "           " });
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// `plugins inspect PATH|NAME`: a component's world, API version, imports
+/// and exports, and what would stop the host from using it.
+pub(crate) fn inspect(engine: &PluginEngine, path: &Path, json: bool) -> anyhow::Result<()> {
+    let info = engine.inspect(path)?;
+    if json {
+        println!("{}", serde_json::to_string(&info)?);
+    } else {
+        print!("{}", describe(&info));
+    }
+    Ok(())
+}
+
+fn describe(info: &ComponentInfo) -> String {
+    let mut out = String::new();
+    let mut field = |label: &str, values: &[String]| {
+        if values.is_empty() {
+            out.push_str(&format!("{label:<10} -\n"));
+        }
+        for (i, v) in values.iter().enumerate() {
+            out.push_str(&format!("{:<10} {v}\n", if i == 0 { label } else { "" }));
+        }
+    };
+    field("component", &[info.path.display().to_string()]);
+    field("world", std::slice::from_ref(&info.world));
+    field("api", &[dash(info.api.clone())]);
+    let manifest = info.manifest.as_ref().map(|m| {
+        let mut s = format!(
+            "{} {} ({}), api {}",
+            m.name,
+            dash(Some(m.version.clone())),
+            dash(m.kind.map(|k| k.to_string())),
+            dash(m.api.clone())
+        );
+        if let (Some(t), Some(mem)) = (m.timeout_ms, m.memory_bytes) {
+            s.push_str(&format!("; limits {t} ms, {} MiB", mem >> 20));
+            if let Some(fuel) = m.fuel {
+                s.push_str(&format!(", {fuel} fuel"));
+            }
+        }
+        s
+    });
+    field("manifest", &[dash(manifest)]);
+    field("imports", &info.imports);
+    field("exports", &info.exports);
+    if !info.unprovided_imports.is_empty() {
+        field("missing", &info.unprovided_imports);
+    }
+    if info.problems.is_empty() {
+        field("status", &["usable".to_string()]);
+    } else {
+        field("problems", &info.problems);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::plugins::PluginKind;
+
+    fn info(name: &str, problem: Option<&str>) -> PluginInfo {
+        PluginInfo {
+            name: name.into(),
+            version: if problem.is_some() {
+                String::new()
+            } else {
+                "0.1.0".into()
+            },
+            kind: problem.is_none().then_some(PluginKind::Plugin),
+            api: problem.is_none().then(|| "0.1.0".into()),
+            path: PathBuf::from(format!("/p/{name}.wasm")),
+            manifest: PathBuf::from(format!("/p/{name}.toml")),
+            description: String::new(),
+            timeout_ms: Some(10_000),
+            memory_bytes: Some(256 << 20),
+            fuel: None,
+            shadowed_by: None,
+            problem: problem.map(String::from),
+        }
+    }
+
+    #[test]
+    fn the_table_aligns_columns_and_shows_problems() {
+        let t = table(&[info("license-header", None), info("x", Some("broken"))]);
+        assert_eq!(
+            t,
+            "NAME            VERSION  KIND    API    PATH\n\
+             license-header  0.1.0    plugin  0.1.0  /p/license-header.wasm\n\
+             x               -        -       -      /p/x.wasm\n  problem: broken\n"
+        );
+    }
+
+    #[test]
+    fn a_description_lists_every_import_and_problem() {
+        let d = describe(&ComponentInfo {
+            path: "/p/w.wasm".into(),
+            world: "wasi:cli/command".into(),
+            api: None,
+            imports: vec!["a".into(), "b".into()],
+            exports: vec![],
+            unprovided_imports: vec![],
+            manifest: None,
+            problems: vec!["not a plugin".into()],
+        });
+        assert!(d.contains("imports    a\n           b\n"), "{d}");
+        assert!(d.contains("exports    -\n"), "{d}");
+        assert!(d.contains("problems   not a plugin\n"), "{d}");
+    }
+}

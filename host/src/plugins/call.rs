@@ -1,0 +1,316 @@
+//! One plugin call: a fresh store and instance, the limits armed, the call
+//! raced against its deadline and the phase's cancellation, every lease
+//! released afterwards, and the outcome mapped into [`PluginError`].
+//!
+//! Two mechanisms enforce the deadline. Running wasm checks the epoch, which
+//! the engine advances every few milliseconds: at each tick the plugin yields
+//! to the executor, and past its deadline it traps (a busy loop is killed
+//! where it spins). The `tokio` timeout drops a call that is parked in a host
+//! call such as a WASI sleep, which epochs cannot interrupt. Because a busy
+//! plugin yields at every tick, the phase's cancellation stops it promptly
+//! too.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::InstancePre;
+use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
+
+use super::bindings::exports::lockstep::plugin::{execution, strategy};
+use super::bindings::lockstep::plugin::types as wit;
+use super::convert;
+use super::engine::{file_name, Loaded, Runtime};
+use super::host::{LeaseLedger, PluginState};
+use super::limits::Limits;
+use super::log::{LogStats, PluginLog, StdioLog};
+use crate::lifecycle::{Action, PlanProposal, PluginContext, PluginError, Step, StepOutcome};
+use crate::locks::LockConflict;
+
+/// Extra time the `tokio` timeout allows past the epoch deadline, so that a
+/// busy plugin is stopped by its trap (which reports where it was).
+const TIMEOUT_GRACE: Duration = Duration::from_millis(100);
+
+/// What the host asks of a plugin.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// `strategy.strategize`.
+    Strategize(Action),
+    /// `execution.execute`.
+    Execute(Step),
+}
+
+/// What the plugin answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// From `strategize`.
+    Proposal(PlanProposal),
+    /// From `execute`.
+    Outcome(StepOutcome),
+}
+
+/// What a call cost, for logs and tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallReport {
+    /// Log lines kept and dropped.
+    pub log: LogStats,
+    /// Leases the plugin still held when the call ended (now released).
+    pub leases_released: usize,
+    /// Wall-clock time of the call.
+    pub elapsed: Duration,
+}
+
+/// The plugin being called.
+#[derive(Clone, Copy)]
+pub struct Callee<'a> {
+    /// Plugin name.
+    pub name: &'a str,
+    /// Plugin version.
+    pub version: &'a str,
+    /// The component file.
+    pub path: &'a Path,
+    /// The linked component.
+    pub loaded: &'a Loaded,
+    /// The limits of this call.
+    pub limits: Limits,
+}
+
+enum Failure {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
+}
+
+struct Finished {
+    result: Result<Result<Response, wit::PluginError>, Failure>,
+    memory_refused: bool,
+    conflicts: HashMap<(String, String), LockConflict>,
+}
+
+/// Run `request` against a fresh instance of `callee`.
+pub async fn run(
+    runtime: &Runtime,
+    callee: Callee<'_>,
+    ctx: &PluginContext,
+    request: Request,
+) -> (Result<Response, PluginError>, CallReport) {
+    let started = Instant::now();
+    let limits = callee.limits;
+    let log = PluginLog::new(callee.name, callee.version, &ctx.plan_id, &limits);
+    let stdio = [StdioLog::stdout(&log), StdioLog::stderr(&log)];
+    let ledger = LeaseLedger::default();
+    let state = PluginState::new(
+        ctx.project.clone(),
+        ctx.locks.clone(),
+        ledger.clone(),
+        log.clone(),
+        stdio.clone(),
+        &limits,
+    );
+
+    let mut store = Store::new(runtime.engine(), state);
+    store.limiter(|state| &mut state.limiter);
+    // Every epoch tick the running plugin yields to the executor (so that a
+    // busy plugin neither starves other tasks, such as lease renewal, nor
+    // delays cancellation), and past its deadline it is killed.
+    let deadline = started + limits.timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+        })
+    });
+    if runtime.fuel() {
+        if let Err(e) = store.set_fuel(limits.fuel.unwrap_or(u64::MAX)) {
+            return (
+                Err(PluginError::Load(format!(
+                    "cannot set the fuel budget: {e}"
+                ))),
+                CallReport::default(),
+            );
+        }
+    }
+
+    let pre = callee.loaded.pre.clone();
+    let exports = (
+        callee.loaded.strategy.clone(),
+        callee.loaded.execution.clone(),
+    );
+    let plan_id = ctx.plan_id.clone();
+    let work = async move {
+        let result = invoke(&mut store, &pre, exports, &plan_id, request).await;
+        Finished {
+            result,
+            memory_refused: store.data().limiter.refused().is_some(),
+            conflicts: store.data().conflicts().clone(),
+        }
+    };
+
+    let finished = tokio::select! {
+        biased;
+        () = ctx.cancel.cancelled() => None,
+        r = tokio::time::timeout(limits.timeout + TIMEOUT_GRACE, work) => Some(r),
+    };
+    for s in &stdio {
+        s.flush_partial();
+    }
+    let result = match finished {
+        None => Err(PluginError::Cancelled(format!(
+            "`{}` was stopped because the phase was cancelled",
+            callee.name
+        ))),
+        Some(Err(_elapsed)) => Err(timeout(callee.name, &limits)),
+        Some(Ok(Finished {
+            result: Ok(Ok(response)),
+            ..
+        })) => Ok(response),
+        Some(Ok(Finished {
+            result: Ok(Err(e)),
+            conflicts,
+            ..
+        })) => Err(convert::plugin_error_from_wit(e, &conflicts)),
+        Some(Ok(Finished {
+            result: Err(failure),
+            memory_refused,
+            ..
+        })) => Err(map_failure(
+            failure,
+            callee,
+            memory_refused,
+            &log.stderr_tail(),
+        )),
+    };
+    let leases_released = ledger.release_all().await;
+    if leases_released > 0 {
+        tracing::debug!(plugin = callee.name, plan = %ctx.plan_id, leases_released, "released leases the plugin still held");
+    }
+    let report = CallReport {
+        log: log.finish(),
+        leases_released,
+        elapsed: started.elapsed(),
+    };
+    (result, report)
+}
+
+async fn invoke(
+    store: &mut Store<PluginState>,
+    pre: &InstancePre<PluginState>,
+    (strategy, execution): (
+        Option<strategy::GuestIndices>,
+        Option<execution::GuestIndices>,
+    ),
+    plan_id: &str,
+    request: Request,
+) -> Result<Result<Response, wit::PluginError>, Failure> {
+    let instance = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(Failure::Instantiate)?;
+    let missing = |what: &str| {
+        Failure::Instantiate(wasmtime::format_err!(
+            "the component does not export {what}"
+        ))
+    };
+    match request {
+        Request::Strategize(action) => {
+            let guest = strategy
+                .ok_or_else(|| missing("strategy"))?
+                .load(&mut *store, &instance)
+                .map_err(Failure::Instantiate)?;
+            let r = guest
+                .call_strategize(&mut *store, plan_id, &convert::action_to_wit(&action))
+                .await
+                .map_err(Failure::Call)?;
+            Ok(r.map(|p| Response::Proposal(convert::proposal_from_wit(p))))
+        }
+        Request::Execute(step) => {
+            let guest = execution
+                .ok_or_else(|| missing("execution"))?
+                .load(&mut *store, &instance)
+                .map_err(Failure::Instantiate)?;
+            let r = guest
+                .call_execute(&mut *store, plan_id, &convert::step_to_wit(&step))
+                .await
+                .map_err(Failure::Call)?;
+            Ok(r.map(|o| Response::Outcome(convert::outcome_from_wit(o))))
+        }
+    }
+}
+
+fn timeout(plugin: &str, limits: &Limits) -> PluginError {
+    PluginError::Timeout {
+        plugin: plugin.to_string(),
+        limit_ms: limits.timeout_ms(),
+    }
+}
+
+/// Map a trap or instantiation failure into the plugin error taxonomy.
+fn map_failure(
+    failure: Failure,
+    callee: Callee<'_>,
+    memory_refused: bool,
+    stderr_tail: &[String],
+) -> PluginError {
+    let (err, instantiating) = match failure {
+        Failure::Instantiate(e) => (e, true),
+        Failure::Call(e) => (e, false),
+    };
+    let plugin = callee.name.to_string();
+    let trap = err.downcast_ref::<Trap>().copied();
+    match trap {
+        Some(Trap::Interrupt) => return timeout(&plugin, &callee.limits),
+        Some(Trap::OutOfFuel) => {
+            return PluginError::OutOfFuel {
+                plugin,
+                fuel: callee.limits.fuel.unwrap_or(0),
+            }
+        }
+        _ => {}
+    }
+    if memory_refused {
+        return PluginError::OutOfMemory {
+            plugin,
+            limit_bytes: callee.limits.memory_bytes,
+        };
+    }
+    if err
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        return PluginError::Retryable(format!(
+            "too many plugin instances are running at once ({err}); try again"
+        ));
+    }
+    if instantiating && trap.is_none() {
+        return PluginError::Load(format!(
+            "`{}` could not be instantiated: {err}",
+            file_name(callee.path)
+        ));
+    }
+    let mut message = match trap {
+        Some(trap) => trap.to_string(),
+        None => err.root_cause().to_string(),
+    };
+    if !stderr_tail.is_empty() {
+        message.push_str("; stderr: ");
+        message.push_str(&stderr_tail.join(" | "));
+    }
+    let backtrace = match err.downcast_ref::<WasmBacktrace>() {
+        Some(bt) => format!(
+            "in plugin `{}` ({}):\n{bt}",
+            callee.name,
+            file_name(callee.path)
+        ),
+        None => format!(
+            "in plugin `{}` ({}): no wasm backtrace was captured",
+            callee.name,
+            file_name(callee.path)
+        ),
+    };
+    PluginError::Trap {
+        plugin,
+        message,
+        backtrace,
+    }
+}

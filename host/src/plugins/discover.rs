@@ -1,0 +1,178 @@
+//! Finding plugins on disk: every `NAME.wasm` in a plugin directory with a
+//! `NAME.toml` manifest beside it. Directories are searched in order and the
+//! first plugin of a name wins; later ones are reported as shadowed.
+
+use std::path::{Path, PathBuf};
+
+use super::manifest::{self, Manifest, ManifestError};
+
+/// One component found in a plugin directory.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The component.
+    pub wasm: PathBuf,
+    /// Its manifest (`NAME.toml` beside it).
+    pub manifest_path: PathBuf,
+    /// The parsed manifest, or why it could not be read.
+    pub manifest: Result<Manifest, ManifestError>,
+    /// The earlier component of the same name that hides this one.
+    pub shadowed_by: Option<PathBuf>,
+}
+
+impl Entry {
+    /// The manifest's name, or the file stem when the manifest is broken.
+    pub fn name(&self) -> String {
+        match &self.manifest {
+            Ok(m) => m.name.clone(),
+            Err(_) => self
+                .wasm
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Every `*.wasm` in `dirs`, in search order (sorted by file name within a
+/// directory). Missing directories are skipped.
+pub fn discover(dirs: &[PathBuf]) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = Vec::new();
+    for dir in dirs {
+        let Ok(read) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut wasm: Vec<PathBuf> = read
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+            .collect();
+        wasm.sort();
+        for path in wasm {
+            let manifest_path = path.with_extension("toml");
+            let manifest = if manifest_path.is_file() {
+                manifest::read(&manifest_path)
+            } else {
+                Err(ManifestError::whole_file(
+                    &manifest_path,
+                    format!(
+                        "missing: every plugin component needs a manifest beside it ({})",
+                        file(&manifest_path)
+                    ),
+                ))
+            };
+            let mut entry = Entry {
+                wasm: path,
+                manifest_path,
+                manifest,
+                shadowed_by: None,
+            };
+            let name = entry.name();
+            entry.shadowed_by = entries
+                .iter()
+                .find(|e| e.shadowed_by.is_none() && e.name() == name)
+                .map(|e| e.wasm.clone());
+            entries.push(entry);
+        }
+    }
+    entries
+}
+
+fn file(path: &Path) -> String {
+    path.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The entry that answers to `name`: the first one, broken or not.
+pub fn find<'a>(entries: &'a [Entry], name: &str) -> Option<&'a Entry> {
+    entries
+        .iter()
+        .find(|e| e.shadowed_by.is_none() && e.name() == name)
+}
+
+/// A message for an unknown plugin name, listing what was found and where.
+pub fn unknown(name: &str, dirs: &[PathBuf], entries: &[Entry]) -> String {
+    let searched = if dirs.is_empty() {
+        "no plugin directories are configured".to_string()
+    } else {
+        format!(
+            "searched {}",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let found: Vec<String> = entries
+        .iter()
+        .filter(|e| e.shadowed_by.is_none())
+        .map(|e| match &e.manifest {
+            Ok(m) => format!("{} {} ({})", m.name, m.version, m.kind),
+            Err(_) => format!("{} (broken manifest)", e.name()),
+        })
+        .collect();
+    if found.is_empty() {
+        format!(
+            "no plugin named `{name}`: no plugins were found ({searched}); put NAME.wasm and NAME.toml in one of them \
+             or add a directory to {}",
+            crate::config::PLUGIN_PATH_ENV
+        )
+    } else {
+        format!(
+            "no plugin named `{name}` ({searched}); found: {}",
+            found.join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &str =
+        "name = \"NAME\"\nversion = \"0.1.0\"\nkind = \"plugin\"\napi = \"0.1.0\"\n";
+
+    fn plugin(dir: &Path, file: &str, name: &str) {
+        std::fs::write(dir.join(format!("{file}.wasm")), b"\0asm").unwrap();
+        std::fs::write(
+            dir.join(format!("{file}.toml")),
+            MANIFEST.replace("NAME", name),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn first_directory_wins_and_problems_are_kept() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        plugin(a.path(), "one", "one");
+        plugin(b.path(), "one", "one");
+        plugin(b.path(), "two", "two");
+        std::fs::write(b.path().join("lonely.wasm"), b"\0asm").unwrap();
+        let dirs = vec![
+            a.path().to_path_buf(),
+            b.path().to_path_buf(),
+            a.path().join("missing"),
+        ];
+        let entries = discover(&dirs);
+        assert_eq!(entries.len(), 4);
+        let one = find(&entries, "one").unwrap();
+        assert!(one.wasm.starts_with(a.path()));
+        assert!(entries
+            .iter()
+            .any(|e| e.shadowed_by.as_deref() == Some(one.wasm.as_path())));
+        let lonely = find(&entries, "lonely").unwrap();
+        assert!(lonely
+            .manifest
+            .as_ref()
+            .unwrap_err()
+            .message
+            .contains("missing"));
+        let msg = unknown("three", &dirs, &entries);
+        assert!(
+            msg.contains("found: one 0.1.0 (plugin), lonely (broken manifest), two 0.1.0 (plugin)"),
+            "{msg}"
+        );
+        assert!(unknown("x", &[], &[]).contains("no plugins were found"));
+    }
+}

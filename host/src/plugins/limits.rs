@@ -1,0 +1,289 @@
+//! Per-call resource limits: what a plugin asks for in its manifest, what the
+//! operator allows, and the [`ResourceLimiter`] that enforces memory.
+//!
+//! Limits are always on. A plugin's `[limits]` table may ask for more or less
+//! than the default; the operator's [`LimitsPolicy`] clamps every request to
+//! its maximum. Fuel (an instruction budget) is off unless the operator sets
+//! a maximum for it.
+
+use std::time::Duration;
+
+use wasmtime::ResourceLimiter;
+
+/// One mebibyte.
+const MIB: u64 = 1024 * 1024;
+
+/// The limits that apply to one plugin call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock deadline of one call; the instance is killed when it passes.
+    pub timeout: Duration,
+    /// Total linear memory the instance may have, in bytes.
+    pub memory_bytes: u64,
+    /// Instruction budget of one call, when fuel is enabled.
+    pub fuel: Option<u64>,
+    /// Most log lines (including stdout/stderr lines) kept per call.
+    pub log_lines: u64,
+    /// Most log bytes kept per call.
+    pub log_bytes: u64,
+    /// Most table elements any one table may grow to.
+    pub table_elements: u64,
+    /// Most leases a plugin may hold at once.
+    pub leases: usize,
+}
+
+impl Limits {
+    /// The built-in defaults: 10 s, 256 MiB, no fuel, 1000 log lines / 1 MiB.
+    pub const DEFAULT: Limits = Limits {
+        timeout: Duration::from_secs(10),
+        memory_bytes: 256 * MIB,
+        fuel: None,
+        log_lines: 1000,
+        log_bytes: MIB,
+        table_elements: 100_000,
+        leases: 64,
+    };
+
+    /// The built-in ceilings: 5 min, 4 GiB, no fuel, 100 000 log lines / 64 MiB.
+    pub const MAX: Limits = Limits {
+        timeout: Duration::from_secs(300),
+        memory_bytes: 4096 * MIB,
+        fuel: None,
+        log_lines: 100_000,
+        log_bytes: 64 * MIB,
+        table_elements: 1_000_000,
+        leases: 1024,
+    };
+
+    /// The timeout in whole milliseconds.
+    pub fn timeout_ms(&self) -> u64 {
+        u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// What a plugin's manifest asks for (`[limits]` in `plugin.toml`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestedLimits {
+    /// `timeout_ms`.
+    pub timeout_ms: Option<u64>,
+    /// `memory_mb`.
+    pub memory_mb: Option<u64>,
+    /// `fuel`.
+    pub fuel: Option<u64>,
+}
+
+/// The operator's policy: defaults for plugins that ask for nothing, and
+/// ceilings no request may exceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsPolicy {
+    /// Used where a plugin does not ask for a value.
+    pub default: Limits,
+    /// The most any plugin gets. `max.fuel = Some(n)` turns fuel metering on.
+    pub max: Limits,
+}
+
+impl Default for LimitsPolicy {
+    fn default() -> Self {
+        LimitsPolicy {
+            default: Limits::DEFAULT,
+            max: Limits::MAX,
+        }
+    }
+}
+
+impl LimitsPolicy {
+    /// Whether the engine must meter fuel.
+    pub fn fuel_enabled(&self) -> bool {
+        self.max.fuel.is_some()
+    }
+
+    /// The limits for a plugin that asked for `requested`: each value is the
+    /// request (or the default) clamped to the maximum. Zero requests count
+    /// as absent, so a plugin cannot disable a limit.
+    pub fn resolve(&self, requested: &RequestedLimits) -> Limits {
+        let d = self.default.clamp_to(&self.max);
+        let timeout = requested
+            .timeout_ms
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+            .unwrap_or(d.timeout)
+            .min(self.max.timeout);
+        let memory_bytes = requested
+            .memory_mb
+            .filter(|mb| *mb > 0)
+            .map(|mb| mb.saturating_mul(MIB))
+            .unwrap_or(d.memory_bytes)
+            .min(self.max.memory_bytes);
+        let fuel = self.max.fuel.map(|max| {
+            requested
+                .fuel
+                .filter(|f| *f > 0)
+                .or(d.fuel)
+                .unwrap_or(max)
+                .min(max)
+        });
+        Limits {
+            timeout,
+            memory_bytes,
+            fuel,
+            ..d
+        }
+    }
+}
+
+impl Limits {
+    /// Every value clamped to `max`.
+    fn clamp_to(&self, max: &Limits) -> Limits {
+        Limits {
+            timeout: self.timeout.min(max.timeout),
+            memory_bytes: self.memory_bytes.min(max.memory_bytes),
+            fuel: match (self.fuel, max.fuel) {
+                (Some(f), Some(m)) => Some(f.min(m)),
+                (f, _) => f,
+            },
+            log_lines: self.log_lines.min(max.log_lines),
+            log_bytes: self.log_bytes.min(max.log_bytes),
+            table_elements: self.table_elements.min(max.table_elements),
+            leases: self.leases.min(max.leases),
+        }
+    }
+}
+
+/// Enforces [`Limits::memory_bytes`] over all of an instance's memories and
+/// [`Limits::table_elements`] per table, and remembers when it refused, so
+/// that the trap that usually follows is reported as out-of-memory.
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    memory_limit: u64,
+    table_limit: u64,
+    in_use: u64,
+    refused: Option<u64>,
+}
+
+impl MemoryLimiter {
+    /// A limiter allowing `limits.memory_bytes` in total.
+    pub fn new(limits: &Limits) -> Self {
+        MemoryLimiter {
+            memory_limit: limits.memory_bytes,
+            table_limit: limits.table_elements,
+            in_use: 0,
+            refused: None,
+        }
+    }
+
+    /// The size of the first growth that was refused, if any was.
+    pub fn refused(&self) -> Option<u64> {
+        self.refused
+    }
+
+    /// Bytes of linear memory currently granted.
+    pub fn in_use(&self) -> u64 {
+        self.in_use
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let delta = desired.saturating_sub(current) as u64;
+        let total = self.in_use.saturating_add(delta);
+        if total > self.memory_limit {
+            self.refused.get_or_insert(desired as u64);
+            return Ok(false);
+        }
+        self.in_use = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired as u64 <= self.table_limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_clamped_and_defaults_fill_gaps() {
+        let policy = LimitsPolicy::default();
+        let l = policy.resolve(&RequestedLimits::default());
+        assert_eq!(l, Limits::DEFAULT);
+        let l = policy.resolve(&RequestedLimits {
+            timeout_ms: Some(3_600_000),
+            memory_mb: Some(64),
+            fuel: Some(5),
+        });
+        assert_eq!(l.timeout, Duration::from_secs(300));
+        assert_eq!(l.memory_bytes, 64 * MIB);
+        assert_eq!(
+            l.fuel, None,
+            "fuel stays off unless the operator sets a maximum"
+        );
+        let zero = policy.resolve(&RequestedLimits {
+            timeout_ms: Some(0),
+            memory_mb: Some(0),
+            fuel: None,
+        });
+        assert_eq!(zero.timeout, Limits::DEFAULT.timeout);
+        assert_eq!(zero.memory_bytes, Limits::DEFAULT.memory_bytes);
+    }
+
+    #[test]
+    fn fuel_is_metered_only_with_a_ceiling() {
+        let mut policy = LimitsPolicy::default();
+        policy.max.fuel = Some(1_000);
+        assert!(policy.fuel_enabled());
+        assert_eq!(
+            policy.resolve(&RequestedLimits::default()).fuel,
+            Some(1_000)
+        );
+        assert_eq!(
+            policy
+                .resolve(&RequestedLimits {
+                    fuel: Some(10),
+                    ..Default::default()
+                })
+                .fuel,
+            Some(10)
+        );
+        assert_eq!(
+            policy
+                .resolve(&RequestedLimits {
+                    fuel: Some(10_000),
+                    ..Default::default()
+                })
+                .fuel,
+            Some(1_000)
+        );
+    }
+
+    #[test]
+    fn limiter_counts_all_memories_and_records_refusals() {
+        let mut limiter = MemoryLimiter::new(&Limits {
+            memory_bytes: 100,
+            ..Limits::DEFAULT
+        });
+        assert!(limiter.memory_growing(0, 60, None).unwrap());
+        assert!(limiter.memory_growing(0, 40, None).unwrap());
+        assert_eq!(limiter.refused(), None);
+        assert!(!limiter.memory_growing(60, 61, None).unwrap());
+        assert_eq!(limiter.refused(), Some(61));
+        assert_eq!(limiter.in_use(), 100);
+    }
+}
