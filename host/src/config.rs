@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::lifecycle::LifecycleOptions;
+use crate::plugins::PluginsConfig;
 use crate::store::default_sqlite_url;
 
 /// Environment variable with extra plugin directories (colon-separated).
@@ -21,6 +22,8 @@ pub struct Config {
     pub plugin_dirs: Vec<PathBuf>,
     /// Lock and changeset tunables.
     pub lifecycle: LifecycleOptions,
+    /// Plugin limits policy, compiled-component cache, instance allocation.
+    pub plugins: PluginsConfig,
 }
 
 impl Config {
@@ -29,6 +32,7 @@ impl Config {
         let project = project.as_ref().to_path_buf();
         Config {
             plugin_dirs: default_plugin_dirs(&project),
+            plugins: PluginsConfig::for_project(&project),
             project,
             database_url: None,
             lifecycle: LifecycleOptions::default(),

@@ -7,6 +7,7 @@
 mod locks;
 mod output;
 mod plan;
+mod plugins;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +63,21 @@ pub enum Commands {
     /// Inspect and release locks (operators).
     #[command(subcommand)]
     Locks(locks::LocksCommand),
+    /// Find and inspect plugin components.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+}
+
+/// `plugins` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Every plugin found in the plugin directories, with its problems.
+    List,
+    /// A component's world, imports, exports and API version.
+    Inspect {
+        /// A `.wasm` file, or the name of a plugin in the plugin directories.
+        file: PathBuf,
+    },
 }
 
 /// Run the CLI with the WebAssembly plugin engine.
@@ -108,9 +124,16 @@ pub async fn run(cli: Cli, plugins: Option<Arc<dyn PluginProvider>>) -> anyhow::
         let dir = dir.clone().unwrap_or_else(|| cli.project.clone());
         return init(&cli, &dir, plugins).await;
     }
+    if let Commands::Plugins(cmd) = &cli.command {
+        let engine = crate::plugins::PluginEngine::new(&config(&cli, &cli.project))?;
+        return match cmd {
+            PluginsCommand::List => plugins::list(&engine, cli.json),
+            PluginsCommand::Inspect { file } => plugins::inspect(&engine, file, cli.json),
+        };
+    }
     let container = build_container(&cli, &cli.project, plugins).await?;
     match &cli.command {
-        Commands::Init { .. } => unreachable!("handled above"),
+        Commands::Init { .. } | Commands::Plugins(_) => unreachable!("handled above"),
         Commands::Plan(cmd) => plan::run(&cli, &container, cmd).await,
         Commands::Locks(cmd) => locks::run(&cli, &container, cmd).await,
     }
@@ -121,14 +144,19 @@ async fn build_container(
     project: &std::path::Path,
     plugins: Option<Arc<dyn PluginProvider>>,
 ) -> anyhow::Result<Container> {
-    let mut config = Config::for_project(project);
-    config.database_url = cli.database_url.clone();
-    config.plugin_dirs.extend(cli.plugin_dirs.iter().cloned());
-    config.lifecycle.lock_ttl = crate::locks::clamp_ttl(cli.lock_ttl);
+    let config = config(cli, project);
     match plugins {
         Some(p) => Ok(Container::build_with_plugins(config, p).await?),
         None => Container::build(config).await,
     }
+}
+
+fn config(cli: &Cli, project: &std::path::Path) -> Config {
+    let mut config = Config::for_project(project);
+    config.database_url = cli.database_url.clone();
+    config.plugin_dirs.extend(cli.plugin_dirs.iter().cloned());
+    config.lifecycle.lock_ttl = crate::locks::clamp_ttl(cli.lock_ttl);
+    config
 }
 
 async fn init(

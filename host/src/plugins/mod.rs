@@ -153,10 +153,7 @@ impl PluginEngine {
     /// An engine searching `config.plugin_dirs`, with the default plugin
     /// settings for `config.project`.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
-        Self::with_options(
-            config.plugin_dirs.clone(),
-            PluginsConfig::for_project(&config.project),
-        )
+        Self::with_options(config.plugin_dirs.clone(), config.plugins.clone())
     }
 
     /// An engine searching `dirs` with `options`.
