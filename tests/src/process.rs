@@ -77,3 +77,42 @@ fn toml_string(s: &str) -> String {
             .replace('\n', "\\n")
     )
 }
+
+/// Where the tests crate's build script put the example plugins.
+pub fn plugins_dist() -> PathBuf {
+    PathBuf::from(env!("LOCKSTEP_PLUGINS_DIST"))
+}
+
+/// A `Command` for the real `lockstep` binary with the example plugins on
+/// its plugin path and `--database-url` / `--project` set.
+pub fn lockstep_command(db_url: &str, project: &Path) -> Command {
+    let mut cmd = Command::new(workspace_bin("lockstep"));
+    cmd.arg("--database-url")
+        .arg(db_url)
+        .arg("--project")
+        .arg(project);
+    cmd.env("LOCKSTEP_PLUGIN_PATH", plugins_dist());
+    cmd
+}
+
+/// Copy a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
