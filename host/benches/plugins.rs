@@ -1,0 +1,76 @@
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+
+//! Plugin and lifecycle costs with the real `noop` component:
+//! instantiate + call through lockstep (a fresh instance per call), and one
+//! full four-phase lifecycle on SQLite with one-step no-op plugins.
+//! Needs `plugins/build.sh` (run by `just bench`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use lockstep::lifecycle::{Action, PluginContext, PluginProvider, Step};
+use lockstep::locks::{LockService, Owner, ScopedLocks};
+use lockstep::plugins::{PluginEngine, PluginsConfig};
+use lockstep::store::Db;
+use lockstep::workspace::ProjectView;
+use lockstep::{Config, Container};
+use tokio_util::sync::CancellationToken;
+
+fn dist() -> PathBuf {
+    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+    assert!(dist.join("noop.wasm").is_file(), "run plugins/build.sh first");
+    dist
+}
+
+fn noop_action() -> Action {
+    Action { name: "noop".into(), strategy: "noop".into(), executor: "noop".into(), params: Default::default() }
+}
+
+fn plugin_call(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = PluginEngine::with_options(vec![dist()], PluginsConfig::default()).unwrap();
+    let db = rt.block_on(Db::connect(&format!("sqlite://{}", dir.path().join("b.db").display()))).unwrap();
+    let ctx = PluginContext {
+        plan_id: "bench".into(),
+        project: Arc::new(ProjectView::new(dir.path()).unwrap()),
+        locks: ScopedLocks::new(LockService::new(db), Owner::new_session(), "bench", "bench"),
+        cancel: CancellationToken::new(),
+    };
+    let executor = engine.executor("noop", dir.path()).unwrap();
+    let step = Step { id: "noop".into(), title: "noop".into(), params: Default::default(), targets: vec![] };
+    c.bench_function("plugin/instantiate_and_call/noop", |b| {
+        b.to_async(&rt).iter(|| async { executor.execute(&ctx, &step).await.unwrap() })
+    });
+}
+
+fn lifecycle(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let mut config = Config::for_project(&project);
+    config.plugin_dirs = vec![dist()];
+    let container = rt.block_on(Container::build(config)).unwrap();
+    let session = container.lifecycle();
+    let mut group = c.benchmark_group("lifecycle");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("four_phases/noop/sqlite", |b| {
+        b.to_async(&rt).iter(|| async {
+            let plan = session.new_plan(noop_action(), &project).await.unwrap();
+            session.strategize_plan(&plan.id).await.unwrap();
+            session.execute_plan(&plan.id).await.unwrap();
+            session.apply_plan(&plan.id).await.unwrap();
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(5));
+    targets = plugin_call, lifecycle
+}
+criterion_main!(benches);
