@@ -55,13 +55,26 @@ impl Owner {
         let pid = std::process::id() as i64;
         let user = std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".into());
+            .unwrap_or_else(|_| uid_name());
         let short = uuid::Uuid::new_v4().simple().to_string();
         Owner {
             id: format!("{host}:{pid}:{}", &short[..8]),
             holder: Holder { host, pid, user },
         }
     }
+}
+
+/// `uid N` from the owner of `/proc/self` when no user name is in the
+/// environment (daemons, CI).
+fn uid_name() -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::metadata("/proc/self") {
+            return format!("uid {}", meta.uid());
+        }
+    }
+    "unknown".into()
 }
 
 /// A lease as stored: what [`LockService::list`] returns.

@@ -35,7 +35,11 @@ export const DEFAULTS = Object.freeze({
   lock: 'json-format',
 });
 
-/** Deepest nesting of arrays and objects a file may have. */
+/**
+ * Deepest nesting of arrays and objects `printJson` accepts, well within the
+ * engine's stack. (Files the engine's JSON.stringify prints faithfully, see
+ * `printNative`, are not held to it.)
+ */
 export const MAX_DEPTH = 1000;
 
 /** Characters a lock name may use (the host's rule). */
@@ -112,6 +116,15 @@ export function stepParams(options, path) {
     ['sort_keys', String(options.sortKeys)],
     ['lock', options.lock],
   ];
+}
+
+/**
+ * Whether a file `glob` listed is one to format: files inside a
+ * `node_modules` folder are not, unless the glob names `node_modules`.
+ */
+export function selects(glob, path) {
+  if (glob.includes('node_modules')) return true;
+  return !(path.startsWith('node_modules/') || path.includes('/node_modules/'));
 }
 
 /** Orders strings by Unicode code point (as UTF-8 bytes sort, and `jq -S`). */
@@ -301,6 +314,71 @@ export function printJson(text, { indent = '  ', sortKeys = false } = {}) {
 }
 
 /**
+ * `text` without any JSON whitespace. Raw tabs and line breaks cannot occur
+ * inside JSON strings, so this only removes spaces from strings.
+ */
+function squeeze(text) {
+  return text.replaceAll(' ', '').replaceAll('\n', '').replaceAll('\r', '').replaceAll('\t', '');
+}
+
+/**
+ * `printJson(text, options)`, computed by the engine's own JSON.parse and
+ * JSON.stringify (in a component, over ten times faster than `printJson`
+ * and with half the memory) when that gives the same result; otherwise null.
+ *
+ * It does exactly when `JSON.stringify(JSON.parse(text))` has the tokens of
+ * `text`: then no number was rewritten, no repeated key dropped and no
+ * integer-like key moved first, and every string is already written as
+ * JSON.stringify writes it. Comparing the two without any whitespace shows
+ * that: JSON.stringify keeps the spaces inside strings, so any difference
+ * in tokens is a difference in other characters. (A file already in its
+ * normalised form is recognised by a plain comparison first.) With
+ * `sortKeys`, the sorted objects must also keep their keys in order, which
+ * JavaScript does not do for integer-like keys.
+ */
+export function printNative(text, { indent = '  ', sortKeys = false } = {}) {
+  try {
+    const value = JSON.parse(text);
+    const printed = sortKeys ? sortedCopy(value) : value;
+    if (printed === undefined) return null;
+    const out = JSON.stringify(printed, null, indent);
+    if (text.trimEnd() !== out && squeeze(text) !== squeeze(JSON.stringify(value))) return null;
+    return out;
+  } catch {
+    // Invalid JSON (printJson says where), or nested too deep for the
+    // engine's stack.
+    return null;
+  }
+}
+
+/** UTF-16 units that the engine's sort and code point order may disagree on. */
+const HIGH_UNITS = /[\ud800-\uffff]/;
+
+/** A sorted copy of `value` (see printNative), or undefined if none will do. */
+function sortedCopy(value) {
+  let ok = true;
+  const sort = (v) => {
+    if (v === null || typeof v !== 'object') return v;
+    if (Array.isArray(v)) return v.map(sort);
+    const keys = Object.keys(v);
+    // The engine's own sort (by UTF-16 unit) is much faster than one with a
+    // comparator, and orders by code point too unless a key has a surrogate.
+    keys.sort();
+    if (HIGH_UNITS.test(keys.join(''))) keys.sort(compareCodePoints);
+    // No prototype, so that a "__proto__" key is an ordinary property.
+    const copy = Object.create(null);
+    for (const k of keys) copy[k] = sort(v[k]);
+    const order = Object.keys(copy);
+    for (let i = 0; i < keys.length; i++) {
+      if (order[i] !== keys[i]) ok = false;
+    }
+    return copy;
+  };
+  const copy = sort(value);
+  return ok ? copy : undefined;
+}
+
+/**
  * The normalised form of JSON `text`: printed with `options`, ending with one
  * newline, keeping the text's line ending (CRLF if its first line ends so)
  * and a leading byte-order mark.
@@ -310,7 +388,7 @@ export function printJson(text, { indent = '  ', sortKeys = false } = {}) {
 export function formatText(text, options) {
   const bom = text.startsWith('\uFEFF');
   const body = bom ? text.slice(1) : text;
-  let out = printJson(body, options) + '\n';
+  let out = (printNative(body, options) ?? printJson(body, options)) + '\n';
   const nl = body.indexOf('\n');
   if (nl > 0 && body[nl - 1] === '\r') out = out.replace(/\n/g, '\r\n');
   return bom ? `\uFEFF${out}` : out;

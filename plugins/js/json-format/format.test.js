@@ -14,6 +14,8 @@ import {
   param,
   parseOptions,
   printJson,
+  printNative,
+  selects,
   stepParams,
 } from './format.js';
 
@@ -172,6 +174,98 @@ describe('printJson', () => {
   });
 });
 
+describe('printNative', () => {
+  const options = [
+    { indent: '  ' },
+    { indent: '\t', sortKeys: true },
+    { indent: '', sortKeys: true },
+    { indent: '    ', sortKeys: false },
+  ];
+
+  it('agrees with printJson when it answers', () => {
+    const docs = [
+      'null',
+      '{"b":{"y":[1,2.5,-3e-7,{"q":null}],"x":"\\n\\"\\\\"},"a":[],"c":{}}',
+      ' [ "é" , true , false , { "a" : 0 } ] ',
+      '{"__proto__":{"b":1,"a":2},"constructor":[]}',
+      '{"b":1,"a":"x\\u001fy"}',
+      '{ "a b" : " x ", "c" : [ " ", "" ] }',
+      '{"😀":1,"\uffff":2,"é":3,"a":4}',
+    ];
+    for (const doc of docs) {
+      for (const o of options) {
+        const native = printNative(doc, o);
+        assert.notEqual(native, null, doc);
+        assert.equal(native, printJson(doc, o), `${doc} ${JSON.stringify(o)}`);
+      }
+    }
+  });
+
+  it('declines whatever JSON.parse would not keep', () => {
+    for (const doc of [
+      '[1.0]',
+      '[1e3]',
+      '[12345678901234567890]',
+      '[-0]',
+      '{"a":1,"a":2}',
+      '{"b":1,"2":2,"1":3}',
+      '["\\u00e9"]',
+      '["\\/"]',
+      '["a\\u0020b"]',
+      '{"a":1,}',
+      '',
+    ]) {
+      assert.equal(printNative(doc, { indent: '  ' }), null, doc);
+    }
+    // Sorted integer-like keys would come out in numeric order.
+    assert.equal(printNative('{"10":1,"9":2}', { indent: '  ', sortKeys: true }), null);
+    assert.equal(printNative('{"a":1,"0":2}', { indent: '  ', sortKeys: false }), null);
+    assert.notEqual(printNative('{"0":1,"a":2}', { indent: '  ', sortKeys: true }), null);
+  });
+
+  it('agrees with printJson on random documents', () => {
+    // A small deterministic generator (xorshift), so failures reproduce.
+    let seed = 0x2545f491;
+    const rand = (n) => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    const pick = (xs) => xs[rand(xs.length)];
+    const keys = ['a', 'b', 'B', '0', '1', '10', 'é', '😀', '', ' ', 'a b', 'a\\nb', '\\u0041', '\\u0020', '__proto__'];
+    const scalars = [
+      ...['0', '-1', '1.5', '1.0', '2e3', '1E-2', '123456789012345678901', 'true', 'false', 'null'],
+      ...['"x"', '"\\t"', '"\\u00e9"', '"\\/"', '" "', '"a b "', '"\\u0020"', '"a\\u0020b"'],
+    ];
+    const ws = () => pick(['', '', ' ', '\n  ', '\t']);
+    const gen = (depth) => {
+      const kind = depth > 3 ? 0 : rand(3);
+      if (kind === 0) return pick(scalars);
+      const n = rand(4);
+      const parts = [];
+      for (let i = 0; i < n; i++) {
+        parts.push(kind === 1 ? ws() + gen(depth + 1) + ws() : `${ws()}"${pick(keys)}"${ws()}:${ws()}${gen(depth + 1)}`);
+      }
+      return kind === 1 ? `[${parts.join(',')}]` : `{${parts.join(',')}}`;
+    };
+    let native = 0;
+    for (let i = 0; i < 5000; i++) {
+      const doc = ws() + gen(0) + ws();
+      const o = pick(options);
+      const exact = printJson(doc, o);
+      const fast = printNative(doc, o);
+      if (fast !== null) {
+        native++;
+        assert.equal(fast, exact, `${doc} ${JSON.stringify(o)}`);
+      }
+      assert.equal(formatText(doc, o), `${exact}\n`);
+      assert.equal(formatText(exact, o), `${exact}\n`, 'idempotent');
+    }
+    assert.ok(native > 300, `only ${native} documents took the fast path`);
+  });
+});
+
 describe('formatText', () => {
   it('ends with one newline', () => {
     assert.equal(formatText('{"a":1}', { indent: '  ' }), '{\n  "a": 1\n}\n');
@@ -226,6 +320,16 @@ describe('formatBytes', () => {
     const r = formatBytes(utf8('{"a":1,}'), options);
     assert.equal(r.ok, false);
     assert.match(r.reason, /^not valid JSON: unexpected "}" at line 1, column 8$/);
+  });
+});
+
+describe('selects', () => {
+  it('leaves node_modules out unless the glob names it', () => {
+    assert.equal(selects('**/*.json', 'a/b.json'), true);
+    assert.equal(selects('**/*.json', 'node_modules/x/package.json'), false);
+    assert.equal(selects('**/*.json', 'web/node_modules/x.json'), false);
+    assert.equal(selects('**/*.json', 'my_node_modules/x.json'), true);
+    assert.equal(selects('node_modules/x/*.json', 'node_modules/x/package.json'), true);
   });
 });
 

@@ -2,6 +2,8 @@
 //
 // Action params:
 // - `globs` (default `**/*.json`): comma-separated globs naming the files.
+//   Files inside a `node_modules` folder are left out unless the glob names
+//   `node_modules` itself.
 // - `indent` (default `2`): spaces per level, 0 to 10 (0 prints each file on
 //   one line), or `tab`.
 // - `sort_keys` (`"true"` or `"false"`, default `"false"`): whether to sort
@@ -29,6 +31,7 @@ import {
   formatBytes,
   param,
   parseOptions,
+  selects,
   stepParams,
 } from './format.js';
 
@@ -61,11 +64,14 @@ function isoTime(ms) {
   return Number.isNaN(date.getTime()) ? `${ms} ms` : date.toISOString();
 }
 
-/** The error variant carried by an error thrown from a host import, if any. */
+/**
+ * The error variant carried by an error thrown from a host import, if any:
+ * an import returning `err(x)` throws an Error whose `payload` is `x`.
+ */
 function hostError(e) {
-  return e !== null && typeof e === 'object' && e.payload && typeof e.payload.tag === 'string'
-    ? e.payload
-    : null;
+  if (e instanceof PluginFailure || e === null || typeof e !== 'object') return null;
+  const p = e.payload;
+  return p !== null && typeof p === 'object' && typeof p.tag === 'string' ? p : null;
 }
 
 /** Maps a refused workspace call on `what` to the failure to return. */
@@ -115,7 +121,10 @@ function readFile(path) {
   }
 }
 
-/** The sorted, de-duplicated files matching any of `globs`. */
+/**
+ * The sorted, de-duplicated files matching any of `globs`. Files inside a
+ * `node_modules` folder are left out unless the glob names that folder.
+ */
 function listFiles(globs) {
   const files = new Set();
   for (const glob of globs) {
@@ -127,8 +136,15 @@ function listFiles(globs) {
       if (err === null) throw e;
       throw fsFailure(glob, err);
     }
-    log('debug', `${glob}: ${found.length} files`);
-    for (const f of found) files.add(f);
+    let kept = 0;
+    for (const f of found) {
+      if (selects(glob, f)) {
+        files.add(f);
+        kept++;
+      }
+    }
+    const left = found.length - kept;
+    log('debug', `${glob}: ${found.length} files${left ? ` (${left} in node_modules left out)` : ''}`);
   }
   return [...files].sort(compareCodePoints);
 }

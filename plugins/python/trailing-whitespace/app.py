@@ -82,8 +82,20 @@ def _guard(call: Callable[[], T]) -> T:
     except ParamError as e:
         raise Err(PluginError_InvalidInput(str(e)))
     except Exception as e:
-        _log(log.Level.ERROR, traceback.format_exc())
-        raise Err(PluginError_Permanent(f"internal error: {type(e).__name__}: {e}"))
+        what = f"{type(e).__name__}: {e}"
+        _log(log.Level.ERROR, f"internal error: {what}, at {_where(e)}")
+        raise Err(PluginError_Permanent(f"internal error: {what}"))
+
+
+def _where(e: BaseException) -> str:
+    """Where `e` was raised, innermost frame first. Unlike `traceback.format_exc`
+    this does not look up source lines: inside the component there are no
+    source files to read."""
+    frames = [
+        f"{frame.f_code.co_filename}:{line} in {frame.f_code.co_name}"
+        for frame, line in traceback.walk_tb(e.__traceback__)
+    ]
+    return " <- ".join(reversed(frames))
 
 
 def _list_files(globs: list[str]) -> list[str]:
@@ -110,7 +122,7 @@ def _read_text(path: str) -> str | None:
             return None
         raise Err(_fs_failure(path, e.value))
     try:
-        return bytes(data).decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         _log(log.Level.DEBUG, f"skipping {path}: not UTF-8 text")
         return None

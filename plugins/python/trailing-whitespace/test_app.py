@@ -10,6 +10,7 @@ that `../build.sh` generates into `../bindings/` and is skipped without them.
 from __future__ import annotations
 
 import os
+import random
 import sys
 import unittest
 from unittest import mock
@@ -78,6 +79,20 @@ class CleanupTest(unittest.TestCase):
                 again = clean(once, final)
                 self.assertEqual(again.text, once, repr(text))
                 self.assertFalse(again.changed, repr(text))
+
+    def test_random_texts_come_out_clean_with_their_line_endings(self):
+        rng = random.Random(7)
+        for _ in range(5000):
+            text = "".join(rng.choice("ab \t\r\n\u00a0") for _ in range(rng.randint(0, 16)))
+            r = clean(text, final_newline=False)
+            # Only blanks were removed, and every line ending survived.
+            self.assertEqual(r.text.count("\n"), text.count("\n"), repr(text))
+            self.assertEqual(r.text.count("\r\n"), text.count("\r\n"), repr(text))
+            self.assertEqual(r.text.replace(" ", "").replace("\t", "").replace("\r", ""),
+                             text.replace(" ", "").replace("\t", "").replace("\r", ""))
+            for line in r.text.split("\n"):
+                self.assertFalse(line.removesuffix("\r").endswith((" ", "\t", "\r")), repr(text))
+            self.assertFalse(clean(r.text, final_newline=False).changed, repr(text))
 
     def test_describe(self):
         self.assertEqual(clean("a \n").describe(), "1 line stripped")
@@ -278,11 +293,13 @@ class AppTest(unittest.TestCase):
         self.assertEqual(host.leases, [])
 
     def test_unexpected_exception_becomes_permanent(self):
+        host = FakeHost({"a": b"a "})
         with mock.patch.object(app.cleanup, "clean", side_effect=KeyError("boom")):
             with self.assertRaises(Err) as e:
-                self.strategize(FakeHost({"a": b"a "}))
-        self.assertIsInstance(e.exception.value, t.PluginError_Permanent)
-        self.assertIn("KeyError", e.exception.value.value)
+                self.strategize(host)
+        self.assertEqual(e.exception.value, t.PluginError_Permanent("internal error: KeyError: 'boom'"))
+        [(level, message)] = [line for line in host.lines if line[0] == app.log.Level.ERROR]
+        self.assertIn("in _strategize", message)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Builds the JavaScript plugins in plugins/js/ as WebAssembly components and
+# collects them, with their manifests, into a dist folder:
+#
+#     plugins/js/build.sh [DIST]        # DIST defaults to plugins/dist
+#
+# Every folder here with a plugin.toml is a plugin whose entry module is
+# plugin.js; DIST gets NAME.wasm and NAME.toml, where NAME is the manifest's
+# `name`. The toolchain (componentize-js, pinned in package-lock.json) is
+# installed with `npm ci` when node_modules is missing or older than the
+# lockfile. A component is rebuilt only when a source, the WIT, the lockfile
+# or this script is newer than it, so a second run with nothing changed is
+# quick and touches nothing.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+wit="$(cd "$here/../../wit" && pwd)"
+dist="${1:-$here/../dist}"
+mkdir -p "$dist"
+dist="$(cd "$dist" && pwd)"
+
+if ! command -v node >/dev/null 2>&1; then
+    echo "error: node (20 or later) is required to build the JavaScript plugins" >&2
+    exit 1
+fi
+
+# npm ci writes node_modules/.package-lock.json, so it is older than the
+# lockfile (or missing) exactly when node_modules needs reinstalling.
+installed="$here/node_modules/.package-lock.json"
+if [[ ! -f "$installed" || "$here/package-lock.json" -nt "$installed" || "$here/package.json" -nt "$installed" ]]; then
+    (cd "$here" && npm ci --no-audit --no-fund)
+fi
+componentize="$here/node_modules/.bin/componentize-js"
+
+# The plugins use no WASI at all: the only imports left are the lockstep
+# interfaces. (Without this the engine imports wasi:cli, wasi:clocks,
+# wasi:random, wasi:io and wasi:http for console, timers, Math.random and
+# fetch, none of which a plugin may use.)
+no_wasi=(stdio random clocks http fetch-event)
+
+# Copies $1 to $2 unless $2 already has the same contents.
+install_if_changed() {
+    if ! cmp -s "$1" "$2"; then
+        cp "$1" "$2.tmp"
+        mv -f "$2.tmp" "$2"
+        echo "updated $2"
+    fi
+}
+
+# Whether anything a component is built from is newer than $1. Modules of
+# every plugin count, since a plugin may import shared ones with `../`.
+stale() {
+    [[ ! -f "$1" ]] && return 0
+    [[ -n "$(find "$here" -path "$here/node_modules" -prune -o -type f \
+        \( \( -name '*.js' -o -name '*.mjs' \) ! -name '*.test.js' \
+        -o -name package-lock.json -o -name build.sh \) -newer "$1" -print -quit)" ]] && return 0
+    [[ -n "$(find "$wit" -type f -name '*.wit' -newer "$1" -print -quit)" ]]
+}
+
+count=0
+for manifest in "$here"/*/plugin.toml; do
+    [[ -f "$manifest" ]] || continue
+    dir="$(basename "$(dirname "$manifest")")"
+    name="$(sed -n 's/^name[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$manifest" | head -n 1)"
+    if [[ -z "$name" ]]; then
+        echo "error: $manifest has no name" >&2
+        exit 1
+    fi
+    if [[ ! -f "$here/$dir/plugin.js" ]]; then
+        echo "error: $here/$dir has no plugin.js" >&2
+        exit 1
+    fi
+    out="$dist/$name.wasm"
+    if stale "$out"; then
+        echo "building $name from $dir/plugin.js"
+        start=$SECONDS
+        # Run from plugins/js: the component's modules are read relative to
+        # it while it is pre-initialised, and its stack traces name them so.
+        (cd "$here" && "$componentize" "$dir/plugin.js" --wit "$wit" --world-name plugin \
+            --disable "${no_wasi[@]}" --out "$out.tmp")
+        mv -f "$out.tmp" "$out"
+        echo "updated $out ($(($(wc -c <"$out") / 1024)) KiB, $((SECONDS - start)) s)"
+    fi
+    install_if_changed "$manifest" "$dist/$name.toml"
+    count=$((count + 1))
+done
+echo "$count JavaScript plugins in $dist"

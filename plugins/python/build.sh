@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Builds the Python plugins in plugins/python/ as WebAssembly components with
+# componentize-py and collects them, with their manifests, into a dist folder:
+#
+#     plugins/python/build.sh [DIST]     # DIST defaults to plugins/dist
+#
+# Every folder here with a plugin.toml and an app.py is one plugin; DIST gets
+# NAME.wasm and NAME.toml, where NAME is the manifest's `name`. The pinned
+# componentize-py (requirements.txt) lives in plugins/python/.venv, created
+# with $PYTHON (default python3) and installed only when missing or when
+# requirements.txt changes. Stub bindings for editors and for the tests go to
+# plugins/python/bindings/. A component is rebuilt only when a source, the WIT
+# or requirements.txt is newer than it, so a second run is quick.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+wit="$(cd "$here/../../wit" && pwd)"
+dist="${1:-$here/../dist}"
+mkdir -p "$dist"
+dist="$(cd "$dist" && pwd)"
+venv="$here/.venv"
+bindings="$here/bindings"
+world=plugin
+
+# --- toolchain -------------------------------------------------------------
+if [[ ! -x "$venv/bin/python" ]]; then
+    echo "creating $venv"
+    "${PYTHON:-python3}" -m venv "$venv"
+fi
+stamp="$venv/.installed-requirements.txt"
+if [[ ! -x "$venv/bin/componentize-py" ]] || ! cmp -s "$here/requirements.txt" "$stamp"; then
+    echo "installing $(tr '\n' ' ' < "$here/requirements.txt")"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+    cp "$here/requirements.txt" "$stamp"
+fi
+# An activated virtualenv would add its site-packages to the app's path.
+componentize_py() { env -u VIRTUAL_ENV "$venv/bin/componentize-py" "$@"; }
+
+# True when $1 is missing or any later argument (file or folder) has a file
+# newer than it.
+stale() {
+    local target="$1"
+    shift
+    [[ -e "$target" ]] || return 0
+    [[ -n "$(find "$@" -type f -newer "$target" ! -path '*/__pycache__/*' -print -quit)" ]]
+}
+
+# Copies $1 to $2 unless $2 already has the same contents.
+install_if_changed() {
+    if ! cmp -s "$1" "$2"; then
+        cp "$1" "$2.tmp"
+        mv -f "$2.tmp" "$2"
+        echo "updated $2"
+    fi
+}
+
+# --- stub bindings (for editors and test_app.py; not used by the build) ----
+if stale "$bindings/.stamp" "$wit" "$stamp"; then
+    rm -rf "$bindings"
+    componentize_py -q -d "$wit" -w "$world" bindings "$bindings"
+    touch "$bindings/.stamp"
+    echo "generated stub bindings in $bindings"
+fi
+
+# --- plugins -----------------------------------------------------------------
+count=0
+for manifest in "$here"/*/plugin.toml; do
+    [[ -e "$manifest" ]] || continue
+    dir="$(dirname "$manifest")"
+    name="$(sed -n 's/^name[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$manifest" | head -n 1)"
+    if [[ -z "$name" ]]; then
+        echo "error: $manifest has no name" >&2
+        exit 1
+    fi
+    if [[ ! -f "$dir/app.py" ]]; then
+        echo "error: $dir has no app.py" >&2
+        exit 1
+    fi
+    out="$dist/$name.wasm"
+    # Tests are not part of the component, so they do not make it stale.
+    mapfile -t sources < <(find "$dir" -type f -name '*.py' ! -name 'test_*.py' ! -path '*/__pycache__/*')
+    if stale "$out" "${sources[@]}" "$wit" "$stamp"; then
+        start=$SECONDS
+        # componentize-py imports app.py at build time and snapshots the
+        # initialised interpreter; only the modules imported then are in it.
+        (cd "$dir" && componentize_py -q -d "$wit" -w "$world" componentize -p . app -o "$out.tmp")
+        mv -f "$out.tmp" "$out"
+        echo "built $out ($(($(stat -c %s "$out") / 1024 / 1024)) MiB, $((SECONDS - start)) s)"
+    fi
+    install_if_changed "$manifest" "$dist/$name.toml"
+    count=$((count + 1))
+done
+echo "$count Python plugins in $dist"
