@@ -73,6 +73,8 @@ pub enum Commands {
 pub enum PluginsCommand {
     /// Every plugin found in the plugin directories, with its problems.
     List,
+    /// Compile every plugin found into the compiled-component cache.
+    Precompile,
     /// A component's world, imports, exports and API version.
     Inspect {
         /// A `.wasm` file, or the name of a plugin in the plugin directories.
@@ -128,6 +130,7 @@ pub async fn run(cli: Cli, plugins: Option<Arc<dyn PluginProvider>>) -> anyhow::
         let engine = crate::plugins::PluginEngine::new(&config(&cli, &cli.project))?;
         return match cmd {
             PluginsCommand::List => plugins::list(&engine, cli.json),
+            PluginsCommand::Precompile => plugins::precompile(&engine, cli.json),
             PluginsCommand::Inspect { file } => plugins::inspect(&engine, file, cli.json),
         };
     }

@@ -82,6 +82,31 @@ fn table(plugins: &[PluginInfo]) -> String {
     out
 }
 
+/// `plugins precompile`: fill the compiled-component cache.
+pub(crate) fn precompile(engine: &PluginEngine, json: bool) -> anyhow::Result<()> {
+    let done = engine.precompile();
+    if json {
+        println!("{}", serde_json::to_string(&done)?);
+    } else {
+        match engine.cache_dir() {
+            Some(dir) => println!("cache: {}", dir.display()),
+            None => println!("no cache directory: set LOCKSTEP_CACHE_DIR"),
+        }
+        for p in &done {
+            let what = match (&p.outcome, &p.error) {
+                (Some(o), _) => format!("{o:?}").to_lowercase(),
+                (None, Some(e)) => format!("error: {e}"),
+                (None, None) => "?".into(),
+            };
+            println!("{:>9.1} ms  {:<9}  {}", p.millis, what, p.path.display());
+        }
+    }
+    if done.iter().any(|p| p.error.is_some()) {
+        anyhow::bail!("some plugins could not be compiled");
+    }
+    Ok(())
+}
+
 /// `plugins inspect PATH|NAME`: a component's world, API version, imports
 /// and exports, and what would stop the host from using it.
 pub(crate) fn inspect(engine: &PluginEngine, path: &Path, json: bool) -> anyhow::Result<()> {

@@ -19,6 +19,7 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Wasm
 
 use super::bindings::exports::lockstep::plugin::{execution, strategy};
 use super::bindings::Plugin;
+use super::cache::{CacheOutcome, ComponentCache};
 use super::host::PluginState;
 use super::manifest::Role;
 use super::world::{RoleExport, Shape};
@@ -107,6 +108,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<PluginState>,
     cache: Mutex<HashMap<PathBuf, Arc<Loaded>>>,
+    disk: Option<ComponentCache>,
     pooling: bool,
     fuel: bool,
     _ticker: EpochTicker,
@@ -128,12 +130,6 @@ fn engine_config(options: &PluginsConfig, pooling: bool) -> anyhow::Result<wasmt
         .epoch_interruption(true)
         .consume_fuel(options.limits.fuel_enabled())
         .wasm_backtrace_details(WasmBacktraceDetails::Enable);
-    if let Some(dir) = &options.cache_dir {
-        let dir = std::path::absolute(dir)?;
-        let mut cache = wasmtime::CacheConfig::new();
-        cache.with_directory(dir);
-        config.cache(Some(wasmtime::Cache::new(cache).map_err(wasm_error)?));
-    }
     if pooling {
         let instances = options.max_instances.max(1);
         let mut pool = PoolingAllocationConfig::new();
@@ -178,10 +174,15 @@ impl Runtime {
             fuel = options.limits.fuel_enabled(),
             "plugin engine ready"
         );
+        let disk = options
+            .cache_dir
+            .as_ref()
+            .map(|dir| ComponentCache::new(dir, &engine, options.cache_bytes));
         Ok(Runtime {
             engine,
             linker,
             cache: Mutex::default(),
+            disk,
             pooling,
             fuel: options.limits.fuel_enabled(),
             _ticker: ticker,
@@ -198,14 +199,26 @@ impl Runtime {
         self.fuel
     }
 
-    /// Compile `path` (or take it from the cache).
+    /// Compile `path`, or load its compiled form from the disk cache.
     pub fn compile(&self, path: &Path) -> Result<Component, PluginError> {
+        self.compile_cached(path).map(|(component, _)| component)
+    }
+
+    /// Like [`Runtime::compile`], saying whether the cache was hit.
+    pub fn compile_cached(&self, path: &Path) -> Result<(Component, CacheOutcome), PluginError> {
         let name = file_name(path);
-        Component::from_file(&self.engine, path).map_err(|e| {
-            PluginError::Load(format!(
-                "`{name}` is not a loadable WebAssembly component: {e:#}"
-            ))
-        })
+        let loaded = match &self.disk {
+            Some(cache) => cache.load_or_compile(&self.engine, path),
+            None => Component::from_file(&self.engine, path)
+                .map(|c| (c, CacheOutcome::Uncached))
+                .map_err(wasm_error),
+        };
+        loaded.map_err(|e| PluginError::Load(format!("`{name}` is not a loadable WebAssembly component: {e:#}")))
+    }
+
+    /// The disk cache, if one is configured.
+    pub fn disk_cache(&self) -> Option<&ComponentCache> {
+        self.disk.as_ref()
     }
 
     /// Whether `component`'s imports can all be satisfied by this host.

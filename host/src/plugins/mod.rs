@@ -12,6 +12,7 @@
 //! call ends.
 
 mod bindings;
+mod cache;
 mod call;
 mod convert;
 mod discover;
@@ -38,10 +39,14 @@ use crate::lifecycle::{
 use call::{CallReport, Callee, Request, Response};
 use engine::{file_name, Loaded, Runtime};
 
+pub use cache::{CacheOutcome, ComponentCache, DEFAULT_CACHE_BYTES};
 pub use limits::{Limits, LimitsPolicy, RequestedLimits};
 pub use log::LOG_TARGET;
 pub use manifest::{ApiVersion, Manifest, ManifestError, PluginKind, Role};
 pub use world::HOST_API;
+
+/// Environment variable naming the compiled-component cache directory.
+pub const CACHE_DIR_ENV: &str = "LOCKSTEP_CACHE_DIR";
 
 /// Operator settings of the plugin runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +56,9 @@ pub struct PluginsConfig {
     /// Where compiled components are cached (keyed by content, engine version
     /// and settings); `None` compiles on every start.
     pub cache_dir: Option<PathBuf>,
+    /// Bound of the cache directory in bytes (least recently used
+    /// artifacts are evicted past it).
+    pub cache_bytes: u64,
     /// Use the pooling instance allocator (falls back to on-demand
     /// allocation when the pool cannot be reserved).
     pub pooling: bool,
@@ -63,6 +71,7 @@ impl Default for PluginsConfig {
         PluginsConfig {
             limits: LimitsPolicy::default(),
             cache_dir: None,
+            cache_bytes: cache::DEFAULT_CACHE_BYTES,
             pooling: true,
             max_instances: 32,
         }
@@ -70,16 +79,42 @@ impl Default for PluginsConfig {
 }
 
 impl PluginsConfig {
-    /// Defaults for the project at `project`: compiled components are cached
-    /// in `<project>/.lockstep/cache` once the project has a `.lockstep/`
-    /// (nothing is created in a project that was never initialised).
+    /// Defaults for the project at `project`. Compiled components are cached
+    /// in `$LOCKSTEP_CACHE_DIR` if set, else in `<project>/.lockstep/cache`
+    /// once the project has a `.lockstep/` (nothing is created in a project
+    /// that was never initialised), else in the user's cache directory
+    /// (`$XDG_CACHE_HOME/lockstep` or `~/.cache/lockstep`).
     pub fn for_project(project: &Path) -> Self {
         let state = project.join(".lockstep");
+        let cache_dir = std::env::var_os(CACHE_DIR_ENV)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| state.is_dir().then(|| state.join("cache")))
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME")
+                    .filter(|d| !d.is_empty())
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                    .map(|d| d.join("lockstep"))
+            });
         PluginsConfig {
-            cache_dir: state.is_dir().then(|| state.join("cache")),
+            cache_dir,
             ..Default::default()
         }
     }
+}
+
+/// What `lockstep plugins precompile` did for one component.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Precompiled {
+    /// The component file.
+    pub path: PathBuf,
+    /// Hit, compiled and stored, or compiled without a cache.
+    pub outcome: Option<CacheOutcome>,
+    /// Why it could not be compiled.
+    pub error: Option<String>,
+    /// How long it took.
+    pub millis: f64,
 }
 
 /// A plugin as `lockstep plugins list` shows it.
@@ -183,6 +218,30 @@ impl PluginEngine {
             .iter()
             .map(|e| self.info(e))
             .collect()
+    }
+
+    /// Compile every plugin found into the disk cache (`lockstep plugins
+    /// precompile`), so that the first call of each loads in milliseconds.
+    pub fn precompile(&self) -> Vec<Precompiled> {
+        discover::discover(&self.dirs)
+            .iter()
+            .filter(|e| e.shadowed_by.is_none())
+            .map(|e| {
+                let started = std::time::Instant::now();
+                let result = self.runtime.compile_cached(&e.wasm);
+                Precompiled {
+                    path: e.wasm.clone(),
+                    outcome: result.as_ref().ok().map(|(_, o)| *o),
+                    error: result.err().map(|e| e.to_string()),
+                    millis: started.elapsed().as_secs_f64() * 1000.0,
+                }
+            })
+            .collect()
+    }
+
+    /// The compiled-component cache directory in use (engine-specific).
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.runtime.disk_cache().map(|c| c.dir())
     }
 
     fn info(&self, e: &discover::Entry) -> PluginInfo {
