@@ -83,6 +83,7 @@ for manifest in "$here"/*/plugin.toml; do
         start=$SECONDS
         # componentize-py imports app.py at build time and snapshots the
         # initialised interpreter; only the modules imported then are in it.
+        rm -f "$out.tmp"
         (cd "$dir" && componentize_py -q -d "$wit" -w "$world" componentize -p . app -o "$out.tmp")
         mv -f "$out.tmp" "$out"
         echo "built $out ($(($(stat -c %s "$out") / 1024 / 1024)) MiB, $((SECONDS - start)) s)"

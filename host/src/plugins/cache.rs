@@ -74,7 +74,10 @@ impl ComponentCache {
     /// A cache in `dir` (created on first store) bounded to `max_bytes`,
     /// for components compiled by `engine`.
     pub fn new(dir: &Path, engine: &Engine, max_bytes: u64) -> ComponentCache {
-        ComponentCache { dir: dir.join(engine_key(engine)), max_bytes }
+        ComponentCache {
+            dir: dir.join(engine_key(engine)),
+            max_bytes,
+        }
     }
 
     /// The directory holding this engine's artifacts.
@@ -95,7 +98,12 @@ impl ComponentCache {
 
     fn stamp(path: &Path) -> Option<String> {
         let meta = std::fs::metadata(path).ok()?;
-        let mtime = meta.modified().ok()?.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_nanos();
+        let mtime = meta
+            .modified()
+            .ok()?
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()?
+            .as_nanos();
         Some(format!("{} {mtime}", meta.len()))
     }
 
@@ -110,7 +118,11 @@ impl ComponentCache {
     fn write_index(&self, path: &Path, stamp: &str, content: &str) {
         let entry = self.index_entry(path);
         let dir = entry.parent().unwrap_or(&self.dir);
-        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+        let tmp = dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
         let ok = std::fs::create_dir_all(dir).is_ok()
             && std::fs::write(&tmp, format!("{stamp} {content}\n")).is_ok()
             && std::fs::rename(&tmp, &entry).is_ok();
@@ -121,7 +133,11 @@ impl ComponentCache {
 
     /// The compiled component for the `.wasm` at `path`: from the cache if a
     /// verified artifact is there, else compiled and stored.
-    pub fn load_or_compile(&self, engine: &Engine, path: &Path) -> anyhow::Result<(Component, CacheOutcome)> {
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        path: &Path,
+    ) -> anyhow::Result<(Component, CacheOutcome)> {
         if let Some(content) = self.indexed_content(path) {
             if let Some(component) = self.load(engine, &self.artifact(&content)) {
                 return Ok((component, CacheOutcome::Hit));
@@ -170,7 +186,10 @@ impl ComponentCache {
                 Some(component)
             }
             Err(e) => {
-                tracing::warn!("discarding incompatible cached component {}: {e}", artifact.display());
+                tracing::warn!(
+                    "discarding incompatible cached component {}: {e}",
+                    artifact.display()
+                );
                 let _ = std::fs::remove_file(artifact);
                 None
             }
@@ -180,7 +199,11 @@ impl ComponentCache {
     fn store(&self, component: &Component, artifact: &Path) -> anyhow::Result<()> {
         let payload = component.serialize().map_err(super::engine::wasm_error)?;
         std::fs::create_dir_all(&self.dir)?;
-        let tmp = self.dir.join(format!(".tmp-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+        let tmp = self.dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
         let result = (|| {
             let mut file = std::fs::File::create(&tmp)?;
             file.write_all(MAGIC)?;
@@ -199,7 +222,9 @@ impl ComponentCache {
 
     /// Remove least recently used artifacts until the total fits.
     fn evict(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
         let mut files: Vec<(SystemTime, u64, PathBuf)> = entries
             .flatten()
             .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
@@ -248,31 +273,55 @@ mod tests {
         let engine = Engine::default();
         let dir = tempfile::tempdir().unwrap();
         let wasm = dir.path().join("noop.wasm");
-        std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/noop.wasm"), &wasm)
-            .expect("run plugins/build.sh first");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/noop.wasm"),
+            &wasm,
+        )
+        .expect("run plugins/build.sh first");
         let cache = ComponentCache::new(&dir.path().join("cache"), &engine, DEFAULT_CACHE_BYTES);
-        assert_eq!(cache.load_or_compile(&engine, &wasm).unwrap().1, CacheOutcome::Compiled);
-        assert_eq!(cache.load_or_compile(&engine, &wasm).unwrap().1, CacheOutcome::Hit);
+        assert_eq!(
+            cache.load_or_compile(&engine, &wasm).unwrap().1,
+            CacheOutcome::Compiled
+        );
+        assert_eq!(
+            cache.load_or_compile(&engine, &wasm).unwrap().1,
+            CacheOutcome::Hit
+        );
         // Corrupt the artifact: it is discarded and recompiled.
         let artifact = cache.artifact(&hex::encode(Sha256::digest(std::fs::read(&wasm).unwrap())));
         let mut bytes = std::fs::read(&artifact).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&artifact, bytes).unwrap();
-        assert_eq!(cache.load_or_compile(&engine, &wasm).unwrap().1, CacheOutcome::Compiled);
-        assert_eq!(cache.load_or_compile(&engine, &wasm).unwrap().1, CacheOutcome::Hit);
+        assert_eq!(
+            cache.load_or_compile(&engine, &wasm).unwrap().1,
+            CacheOutcome::Compiled
+        );
+        assert_eq!(
+            cache.load_or_compile(&engine, &wasm).unwrap().1,
+            CacheOutcome::Hit
+        );
         // Another engine configuration uses another directory.
         let mut config = wasmtime::Config::new();
         config.consume_fuel(true);
         let other = Engine::new(&config).unwrap();
-        let other_cache = ComponentCache::new(&dir.path().join("cache"), &other, DEFAULT_CACHE_BYTES);
+        let other_cache =
+            ComponentCache::new(&dir.path().join("cache"), &other, DEFAULT_CACHE_BYTES);
         assert_ne!(other_cache.dir(), cache.dir());
-        assert_eq!(other_cache.load_or_compile(&other, &wasm).unwrap().1, CacheOutcome::Compiled);
+        assert_eq!(
+            other_cache.load_or_compile(&other, &wasm).unwrap().1,
+            CacheOutcome::Compiled
+        );
         // A bound smaller than one artifact keeps the directory from growing.
         let tiny = ComponentCache::new(&dir.path().join("tiny"), &engine, 1);
         tiny.load_or_compile(&engine, &wasm).unwrap();
         let artifacts = std::fs::read_dir(tiny.dir()).unwrap().flatten();
-        assert_eq!(artifacts.filter(|e| e.path().extension().is_some_and(|x| x == "cwasm")).count(), 0);
+        assert_eq!(
+            artifacts
+                .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+                .count(),
+            0
+        );
         // A changed file is noticed through its size and modification time.
         std::fs::write(&wasm, b"not a component").unwrap();
         assert!(cache.load_or_compile(&engine, &wasm).is_err());

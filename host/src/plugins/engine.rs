@@ -213,7 +213,11 @@ impl Runtime {
                 .map(|c| (c, CacheOutcome::Uncached))
                 .map_err(wasm_error),
         };
-        loaded.map_err(|e| PluginError::Load(format!("`{name}` is not a loadable WebAssembly component: {e:#}")))
+        loaded.map_err(|e| {
+            PluginError::Load(format!(
+                "`{name}` is not a loadable WebAssembly component: {e:#}"
+            ))
+        })
     }
 
     /// The disk cache, if one is configured.

@@ -35,6 +35,7 @@ from wit_world.imports.types import (
     FsError_Io,
     FsError_NotFound,
     FsError_TooLarge,
+    LockError,
     LockError_Conflict,
     PlanProposal,
     PluginError,
@@ -74,13 +75,18 @@ def _fs_failure(what: str, err: FsError) -> PluginError:
 def _guard(call: Callable[[], T]) -> T:
     """Runs an export body. `Err` exceptions carry a `plugin-error` and pass
     through; bad params become `invalid-input`; any other exception (a bug)
-    is logged with its traceback and becomes `permanent` instead of trapping."""
+    is logged with where it was raised and becomes `permanent` instead of
+    trapping the instance."""
     try:
         return call()
     except Err:
         raise
     except ParamError as e:
         raise Err(PluginError_InvalidInput(str(e)))
+    except MemoryError:
+        # The host's memory limit stopped the heap from growing; this
+        # instance can still answer.
+        raise Err(PluginError_Permanent("out of memory: raise [limits] memory_mb"))
     except Exception as e:
         what = f"{type(e).__name__}: {e}"
         _log(log.Level.ERROR, f"internal error: {what}, at {_where(e)}")
@@ -111,21 +117,28 @@ def _list_files(globs: list[str]) -> list[str]:
     return sorted(files)
 
 
-def _read_text(path: str) -> str | None:
-    """`path` as text, or None (logged) when it is not UTF-8 or is over the
-    host's read cap. Other refusals raise the matching plugin error."""
+class Unreadable(Exception):
+    """A file that cannot be edited as text; the message says why, `level`
+    how loudly to log skipping it (binary files are common, huge ones not)."""
+
+    def __init__(self, message: str, level: log.Level):
+        super().__init__(message)
+        self.level = level
+
+
+def _read_text(path: str) -> str:
+    """`path` as text. Raises `Unreadable` when it is not UTF-8 or is over the
+    host's read cap, and the matching plugin error for other refusals."""
     try:
         data = workspace.read(path)
     except Err as e:
         if isinstance(e.value, FsError_TooLarge):
-            _log(log.Level.WARN, f"skipping {path}: larger than {e.value.value} bytes")
-            return None
+            raise Unreadable(f"{path}: larger than {e.value.value} bytes", log.Level.WARN)
         raise Err(_fs_failure(path, e.value))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        _log(log.Level.DEBUG, f"skipping {path}: not UTF-8 text")
-        return None
+        raise Unreadable(f"{path}: not UTF-8 text", log.Level.DEBUG)
 
 
 def _acquire(name: str) -> locks.Lease:
@@ -143,8 +156,14 @@ def _acquire(name: str) -> locks.Lease:
                 f"until {c.expires_at}",
             )
         else:
-            _log(log.Level.WARN, f"cannot lease {name}: {err!r}")
+            _log(log.Level.WARN, f"cannot lease {name}: {_lock_error_text(err)}")
         raise Err(PluginError_Lock(err))
+
+
+def _lock_error_text(err: LockError) -> str:
+    """`expired: ...`, `invalid: ...`: a lock error for a log line."""
+    kind = type(err).__name__.removeprefix("LockError_").lower()
+    return f"{kind}: {err.value}"
 
 
 class Strategy(exports.Strategy):
@@ -167,13 +186,14 @@ def _strategize(action: Action) -> PlanProposal:
 
     steps = []
     for path in files:
-        text = _read_text(path)
-        if text is None:
+        try:
+            text = _read_text(path)
+        except Unreadable as e:
+            _log(e.level, f"skipping {e}")
             continue
-        report = cleanup.clean(text, final_newline)
-        if not report.changed:
+        if not cleanup.needs_cleaning(text, final_newline):
             continue
-        _log(log.Level.DEBUG, f"{path}: {report.describe()}")
+        _log(log.Level.DEBUG, f"{path} needs cleaning")
         steps.append(
             Step(
                 id=f"file-{len(steps) + 1}",
@@ -206,14 +226,15 @@ def _execute(step: Step) -> StepOutcome:
     # every path; the explicit release below reports a lease lost meanwhile.
     with _acquire(lock) as lease:
         _log(log.Level.DEBUG, f"leased {lease.name()} (token {lease.token()})")
-        text = _read_text(path)
-        if text is None:
-            raise Err(PluginError_Permanent(f"{path}: not UTF-8 text or over the read cap"))
+        try:
+            text = _read_text(path)
+        except Unreadable as e:
+            raise Err(PluginError_Permanent(str(e)))
         report = cleanup.clean(text, final_newline)
         try:
             lease.release()
         except Err as e:
-            _log(log.Level.WARN, f"lost the lease on {lock}: {e.value!r}")
+            _log(log.Level.WARN, f"lost the lease on {lock}: {_lock_error_text(e.value)}")
             raise Err(PluginError_Lock(e.value))
 
     if not report.changed:

@@ -93,6 +93,9 @@ class CleanupTest(unittest.TestCase):
             for line in r.text.split("\n"):
                 self.assertFalse(line.removesuffix("\r").endswith((" ", "\t", "\r")), repr(text))
             self.assertFalse(clean(r.text, final_newline=False).changed, repr(text))
+            for final in (True, False):
+                self.assertEqual(cleanup.needs_cleaning(text, final), clean(text, final).changed,
+                                 repr(text))
 
     def test_describe(self):
         self.assertEqual(clean("a \n").describe(), "1 line stripped")
@@ -155,6 +158,8 @@ class FakeLease:
         return 1
 
     def release(self):
+        if self.host.lose_leases:
+            raise Err(t.LockError_Expired(t.LockExpired(self.name(), 1)))
         if self.released:
             raise Err(t.LockError_Invalid("already released"))
         self.released = True
@@ -181,6 +186,7 @@ class FakeHost:
     def __init__(self, files):
         self.files = files
         self.leases, self.dropped, self.lines = [], [], []
+        self.lose_leases = False
 
     def list(self, pattern):
         return sorted(self.files)
@@ -278,6 +284,17 @@ class AppTest(unittest.TestCase):
         self.assertEqual(e.exception.value, t.PluginError_Lock(t.LockError_Conflict(FakeHost.CONFLICT)))
         self.assertTrue(any("held by sess-1" in m for _, m in host.lines))
 
+    def test_lease_lost_before_release_is_a_lock_error(self):
+        host = FakeHost(dict(self.FILES)).patch(self)
+        host.lose_leases = True
+        with self.assertRaises(Err) as e:
+            app.Execution().execute("plan", t.Step("s", "", [("path", "a.py")], []))
+        self.assertEqual(
+            e.exception.value,
+            t.PluginError_Lock(t.LockError_Expired(t.LockExpired("project:p/res:trailing-whitespace", 1))),
+        )
+        self.assertEqual(len(host.dropped), 1)
+
     def test_failed_read_still_drops_the_lease(self):
         host = FakeHost({}).patch(self)
         with self.assertRaises(Err) as e:
@@ -292,9 +309,16 @@ class AppTest(unittest.TestCase):
         self.assertIsInstance(e.exception.value, t.PluginError_InvalidInput)
         self.assertEqual(host.leases, [])
 
+    def test_out_of_memory_is_permanent(self):
+        host = FakeHost({"a": b"a "})
+        with mock.patch.object(app.cleanup, "needs_cleaning", side_effect=MemoryError()):
+            with self.assertRaises(Err) as e:
+                self.strategize(host)
+        self.assertEqual(e.exception.value, t.PluginError_Permanent("out of memory: raise [limits] memory_mb"))
+
     def test_unexpected_exception_becomes_permanent(self):
         host = FakeHost({"a": b"a "})
-        with mock.patch.object(app.cleanup, "clean", side_effect=KeyError("boom")):
+        with mock.patch.object(app.cleanup, "needs_cleaning", side_effect=KeyError("boom")):
             with self.assertRaises(Err) as e:
                 self.strategize(host)
         self.assertEqual(e.exception.value, t.PluginError_Permanent("internal error: KeyError: 'boom'"))

@@ -1,0 +1,383 @@
+#![allow(missing_docs)] // a bench binary
+
+//! `just compare`: each figure measured beside its baseline in the same run,
+//! printed with the ratio and the goal.
+//!
+//! | figure | baseline |
+//! |---|---|
+//! | lock acquire+release, SQLite | the same SQL statements through sqlx |
+//! | lock acquire+release, PostgreSQL | two raw `SELECT 1` round trips |
+//! | Rust plugin instantiate + call through lockstep | a bare wasmtime harness, same component |
+//! | full four-phase lifecycle, one-step no-op plugins, SQLite | (plans/s) |
+//! | JS / Python plugin: load from cache + first call | cold compile + first call |
+//!
+//! Each figure is the median of many timed runs after a warm-up.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lockstep::lifecycle::{Action, PluginContext, PluginProvider, Step};
+use lockstep::locks::{LockService, Owner, ScopedLocks};
+use lockstep::plugins::{PluginEngine, PluginsConfig};
+use lockstep::store::{Backend, Db};
+use lockstep::workspace::ProjectView;
+use lockstep::{Config, Container};
+use tokio_util::sync::CancellationToken;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+mod bare {
+    wasmtime::component::bindgen!({
+        world: "plugin",
+        path: "../wit",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
+
+const TTL: Duration = Duration::from_secs(60);
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+async fn time<F, Fut>(iterations: usize, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..iterations.div_ceil(10) {
+        f().await;
+    }
+    let mut samples = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let started = Instant::now();
+        f().await;
+        samples.push(started.elapsed());
+    }
+    median(samples)
+}
+
+struct Row {
+    figure: String,
+    value: Duration,
+    baseline: Option<(String, Duration)>,
+    goal: String,
+}
+
+impl Row {
+    fn ratio(&self) -> Option<f64> {
+        self.baseline
+            .as_ref()
+            .map(|(_, b)| self.value.as_secs_f64() / b.as_secs_f64())
+    }
+}
+
+fn us(d: Duration) -> String {
+    if d >= Duration::from_millis(10) {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{:.1} µs", d.as_secs_f64() * 1e6)
+    }
+}
+
+async fn lock_rows(url: &str, name: &str, rows: &mut Vec<Row>) {
+    let db = match Db::connect(url).await {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("skipping {name}: {e}");
+            return;
+        }
+    };
+    let service = LockService::new(db.clone());
+    let owner = Owner::new_session();
+    let ours = time(2000, || async {
+        let g = service
+            .try_acquire("cmp:svc", &owner, "bench", TTL)
+            .await
+            .unwrap();
+        service.release("cmp:svc", &owner, g.token).await.unwrap();
+    })
+    .await;
+    let (baseline_name, baseline, goal) = match db.backend {
+        Backend::Sqlite => (
+            "the same SQL through sqlx",
+            time(2000, || raw_sqlite(&db, &owner)).await,
+            "≤ 1.3×",
+        ),
+        Backend::Postgres => (
+            "two raw SELECT 1 round trips",
+            time(2000, || async {
+                for _ in 0..2 {
+                    sqlx::query("SELECT 1").execute(&db.pool).await.unwrap();
+                }
+            })
+            .await,
+            "≤ 1.5×",
+        ),
+    };
+    rows.push(Row {
+        figure: format!("lock acquire+release, {name}"),
+        value: ours,
+        baseline: Some((baseline_name.into(), baseline)),
+        goal: goal.into(),
+    });
+}
+
+/// The statements `LockService` issues on SQLite, written out by hand.
+async fn raw_sqlite(db: &Db, owner: &Owner) {
+    let n = db.now_ms();
+    let acquire = format!(
+        "INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at)
+         VALUES ($1, $2, $8, $3, $4, $5, $6, 1, {n}, {n} + $7)
+         ON CONFLICT (resource) DO UPDATE SET token = excluded.token, holds = 1, owner = excluded.owner
+         WHERE locks.owner = excluded.owner OR locks.expires_at <= excluded.acquired_at
+         RETURNING token, holds, acquired_at, expires_at"
+    );
+    let mut tx = db.begin_write().await.unwrap();
+    let token: i64 = sqlx::query_scalar(
+        "UPDATE lock_counter SET value = value + 1 WHERE id = 1 RETURNING value",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(&acquire)
+        .bind("cmp:raw")
+        .bind(&owner.id)
+        .bind("bench")
+        .bind(&owner.holder.host)
+        .bind(owner.holder.pid)
+        .bind(&owner.holder.user)
+        .bind(TTL.as_millis() as i64)
+        .bind(token)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = db.begin_write().await.unwrap();
+    sqlx::query("UPDATE locks SET holds = holds - 1 WHERE resource = $1 AND owner = $2 AND token = $3 AND holds > 1")
+        .bind("cmp:raw")
+        .bind(&owner.id)
+        .bind(token)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM locks WHERE resource = $1 AND owner = $2 AND token = $3")
+        .bind("cmp:raw")
+        .bind(&owner.id)
+        .bind(token)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+struct BareState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for BareState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A minimal wasmtime embedding calling `execute` on a fresh instance.
+async fn bare_harness(component: &Path, iterations: usize) -> Duration {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    let engine = wasmtime::Engine::new(&config).unwrap();
+    let component = wasmtime::component::Component::from_file(&engine, component).unwrap();
+    let mut linker: Linker<BareState> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    linker.instance("lockstep:plugin/types@0.1.0").unwrap();
+    let pre = bare::PluginPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+    let step = bare::lockstep::plugin::types::Step {
+        id: "noop".into(),
+        title: "noop".into(),
+        params: vec![],
+        targets: vec![],
+    };
+    time(iterations, || async {
+        let mut store = wasmtime::Store::new(
+            &engine,
+            BareState {
+                wasi: WasiCtx::builder().build(),
+                table: ResourceTable::new(),
+            },
+        );
+        let plugin = pre.instantiate_async(&mut store).await.unwrap();
+        plugin
+            .lockstep_plugin_execution()
+            .call_execute(&mut store, "bench", &step)
+            .await
+            .unwrap()
+            .unwrap();
+    })
+    .await
+}
+
+fn context(dir: &Path, locks: LockService) -> PluginContext {
+    PluginContext {
+        plan_id: "bench".into(),
+        project: Arc::new(ProjectView::new(dir).unwrap()),
+        locks: ScopedLocks::new(locks, Owner::new_session(), "bench", "bench"),
+        cancel: CancellationToken::new(),
+    }
+}
+
+fn step() -> Step {
+    Step {
+        id: "noop".into(),
+        title: "noop".into(),
+        params: Default::default(),
+        targets: vec![],
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+    assert!(
+        dist.join("noop.wasm").is_file(),
+        "run plugins/build.sh first"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = Vec::new();
+
+    lock_rows(
+        &format!("sqlite://{}", dir.path().join("cmp.db").display()),
+        "SQLite",
+        &mut rows,
+    )
+    .await;
+    let pg = std::env::var("LOCKSTEP_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    lock_rows(&pg, "PostgreSQL", &mut rows).await;
+
+    // Rust plugin: instantiate + call through lockstep, beside a bare harness.
+    let db = Db::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("plugins.db").display()
+    ))
+    .await
+    .unwrap();
+    let engine = PluginEngine::with_options(vec![dist.clone()], PluginsConfig::default()).unwrap();
+    let ctx = context(dir.path(), LockService::new(db));
+    let executor = engine.executor("noop", dir.path()).unwrap();
+    let step = step();
+    let ours = time(3000, || async {
+        executor.execute(&ctx, &step).await.unwrap();
+    })
+    .await;
+    let bare = bare_harness(&dist.join("noop.wasm"), 3000).await;
+    rows.push(Row {
+        figure: "Rust plugin instantiate + call (noop)".into(),
+        value: ours,
+        baseline: Some(("bare wasmtime harness".into(), bare)),
+        goal: "≤ 2×, ≤ 50 µs".into(),
+    });
+
+    // Full lifecycle, SQLite, one-step no-op plugins.
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let mut config = Config::for_project(&project);
+    config.plugin_dirs = vec![dist.clone()];
+    let container = Container::build(config).await.unwrap();
+    let session = container.lifecycle();
+    let action = Action {
+        name: "noop".into(),
+        strategy: "noop".into(),
+        executor: "noop".into(),
+        params: Default::default(),
+    };
+    let plans = 300;
+    let started = Instant::now();
+    for _ in 0..plans {
+        let plan = session.new_plan(action.clone(), &project).await.unwrap();
+        session.strategize_plan(&plan.id).await.unwrap();
+        session.execute_plan(&plan.id).await.unwrap();
+        session.apply_plan(&plan.id).await.unwrap();
+    }
+    let per_plan = started.elapsed() / plans;
+    rows.push(Row {
+        figure: format!(
+            "full lifecycle, noop, SQLite ({:.0} plans/s)",
+            1.0 / per_plan.as_secs_f64()
+        ),
+        value: per_plan,
+        baseline: None,
+        goal: "≥ 500 plans/s".into(),
+    });
+
+    // Python / JavaScript: load from the disk cache + first call, beside a cold compile + first call.
+    for name in ["json-format", "trailing-whitespace"] {
+        if !dist.join(format!("{name}.wasm")).is_file() {
+            eprintln!("skipping {name}: not built");
+            continue;
+        }
+        let cache = tempfile::tempdir().unwrap();
+        let first_call = |cache_dir: Option<PathBuf>| {
+            let dist = dist.clone();
+            let ctx = &ctx;
+            async move {
+                let options = PluginsConfig {
+                    cache_dir,
+                    pooling: false,
+                    ..Default::default()
+                };
+                let engine = PluginEngine::with_options(vec![dist], options).unwrap();
+                let started = Instant::now();
+                let strategist = engine.strategist(name, ctx.project.root()).unwrap();
+                let action = Action {
+                    name: name.into(),
+                    strategy: name.into(),
+                    executor: name.into(),
+                    params: Default::default(),
+                };
+                let _ = strategist.strategize(ctx, &action).await;
+                started.elapsed()
+            }
+        };
+        let cold = first_call(None).await;
+        first_call(Some(cache.path().to_path_buf())).await; // fill the cache
+        let mut warm = Vec::new();
+        for _ in 0..5 {
+            warm.push(first_call(Some(cache.path().to_path_buf())).await);
+        }
+        rows.push(Row {
+            figure: format!("{name}: load from cache + first call"),
+            value: median(warm),
+            baseline: Some(("cold compile + first call".into(), cold)),
+            goal: "≤ 10 ms".into(),
+        });
+    }
+
+    println!("\n| figure | lockstep | baseline | ratio | goal |\n|---|---|---|---|---|");
+    for row in &rows {
+        let baseline = row
+            .baseline
+            .as_ref()
+            .map(|(n, d)| format!("{} ({n})", us(*d)))
+            .unwrap_or_else(|| "—".into());
+        let ratio = row
+            .ratio()
+            .map(|r| format!("{r:.2}×"))
+            .unwrap_or_else(|| "—".into());
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            row.figure,
+            us(row.value),
+            baseline,
+            ratio,
+            row.goal
+        );
+    }
+}
