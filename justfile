@@ -10,9 +10,12 @@ default:
 build:
     cargo build --workspace --all-targets
 
-# Build the example plugins into plugins/dist (installs the wasm32-wasip2 target if missing).
+# Build every example plugin into plugins/dist: Rust (installs the wasm32-wasip2
+# target if missing), Python (componentize-py in a venv), JavaScript (componentize-js via npm).
 plugins:
     bash plugins/build.sh
+    bash plugins/python/build.sh
+    bash plugins/js/build.sh
 
 # The whole test suite on SQLite and PostgreSQL (starts PostgreSQL if it is not answering).
 test: plugins
@@ -26,7 +29,12 @@ test-full: test
 # Criterion benchmarks.
 bench: plugins
     bash scripts/ensure-postgres.sh
-    cargo bench -p lockstep
+    cargo bench -p lockstep --bench locks --bench plugins
+
+# Each figure beside its baseline, with the ratio and the goal.
+compare: plugins
+    bash scripts/ensure-postgres.sh
+    cargo bench -p lockstep --bench compare
 
 # A real plan end to end on the embedded SQLite default, with the example plugins.
 demo: plugins

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use serde_json::json;
 
-use crate::lifecycle::LifecycleError;
+use crate::lifecycle::{LifecycleError, PluginError, PluginLockError};
 use crate::locks::{format_ms, LockConflict, LockError};
 use crate::store::{ChangeKind, ChangeRecord};
 
@@ -20,8 +20,14 @@ pub const EXIT_INVALID_TRANSITION: u8 = 4;
 pub const EXIT_APPLY_DRIFT: u8 = 5;
 
 fn conflict_of(e: &anyhow::Error) -> Option<&LockConflict> {
-    if let Some(LifecycleError::LockConflict(c)) = e.downcast_ref::<LifecycleError>() {
-        return Some(c);
+    match e.downcast_ref::<LifecycleError>() {
+        Some(LifecycleError::LockConflict(c)) => return Some(c),
+        // A plugin that could not get a sub-resource lock reports the holder too.
+        Some(LifecycleError::Plugin {
+            source: PluginError::Lock(PluginLockError::Conflict(c)),
+            ..
+        }) => return Some(c),
+        _ => {}
     }
     e.downcast_ref::<LockError>().and_then(LockError::conflict)
 }
