@@ -1,4 +1,4 @@
-//! Host bindings for the `lockstep:plugin@0.1` WIT package (`wit/` at the
+//! Host bindings for the `lockstep:plugin@0.1` WIT package (`wit/v0.1.0/` at the
 //! repository root), generated for the `plugin` world.
 //!
 //! A component may implement only the `strategist` or only the `executor`
@@ -13,7 +13,7 @@
 
 wasmtime::component::bindgen!({
     world: "plugin",
-    path: "../wit",
+    path: "../wit/v0.1.0",
     imports: { default: async | trappable },
     exports: { default: async },
     with: {

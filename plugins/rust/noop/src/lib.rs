@@ -4,7 +4,7 @@
 //! nothing. Neither reads the workspace nor logs.
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/v0.1.0",
     world: "plugin",
 });
 

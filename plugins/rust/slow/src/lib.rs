@@ -8,7 +8,7 @@
 //! containing `done <step-id>\n`.
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/v0.1.0",
     world: "plugin",
 });
 
