@@ -69,6 +69,7 @@ impl Fixture {
             project: Arc::new(ProjectView::new(&self.project).unwrap()),
             locks: ScopedLocks::new(self.locks.clone(), owner, "projid", "test"),
             cancel: CancellationToken::new(),
+            progress: None,
         }
     }
 }
