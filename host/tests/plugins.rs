@@ -105,7 +105,7 @@ async fn a_command_component_is_refused_when_the_plan_is_created() {
     let message = err.to_string();
     assert!(
         message.contains("`wrong-world.wasm` is not a lockstep plugin")
-            && message.contains("lockstep:plugin/execution@0.1.x"),
+            && message.contains("lockstep:plugin/execution (0.1.x or 0.2.x)"),
         "{message}"
     );
 }
