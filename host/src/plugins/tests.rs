@@ -15,6 +15,8 @@ use crate::locks::{LockService, Owner, ScopedLocks};
 use crate::store::Db;
 use crate::workspace::ProjectView;
 
+mod versions;
+
 /// The folder of built example plugins.
 fn dist() -> PathBuf {
     let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
@@ -668,15 +670,15 @@ async fn list_and_inspect_describe_plugins() {
     let lh = list.iter().find(|p| p.name == "license-header").unwrap();
     assert_eq!(
         (lh.kind, lh.api.as_deref(), lh.timeout_ms),
-        (Some(PluginKind::Plugin), Some("0.1.0"), Some(10_000))
+        (Some(PluginKind::Plugin), Some("0.2.0"), Some(10_000))
     );
 
     let info = engine.inspect(Path::new("hostile")).unwrap();
-    assert_eq!(info.world, "lockstep:plugin/plugin@0.1.0");
-    assert_eq!(info.api.as_deref(), Some("0.1.0"));
+    assert_eq!(info.world, "lockstep:plugin/plugin@0.2.0");
+    assert_eq!(info.api.as_deref(), Some("0.2.0"));
     assert!(info
         .exports
-        .contains(&"lockstep:plugin/execution@0.1.0".to_string()));
+        .contains(&"lockstep:plugin/execution@0.2.0".to_string()));
     assert!(info.problems.is_empty(), "{:?}", info.problems);
 
     let info = engine.inspect(&dist().join("wrong-world.wasm")).unwrap();
