@@ -20,19 +20,32 @@ use tokio_util::sync::CancellationToken;
 
 fn dist() -> PathBuf {
     let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
-    assert!(dist.join("noop.wasm").is_file(), "run plugins/build.sh first");
+    assert!(
+        dist.join("noop.wasm").is_file(),
+        "run plugins/build.sh first"
+    );
     dist
 }
 
 fn noop_action() -> Action {
-    Action { name: "noop".into(), strategy: "noop".into(), executor: "noop".into(), params: Default::default() }
+    Action {
+        name: "noop".into(),
+        strategy: "noop".into(),
+        executor: "noop".into(),
+        params: Default::default(),
+    }
 }
 
 fn plugin_call(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let engine = PluginEngine::with_options(vec![dist()], PluginsConfig::default()).unwrap();
-    let db = rt.block_on(Db::connect(&format!("sqlite://{}", dir.path().join("b.db").display()))).unwrap();
+    let db = rt
+        .block_on(Db::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("b.db").display()
+        )))
+        .unwrap();
     let ctx = PluginContext {
         plan_id: "bench".into(),
         project: Arc::new(ProjectView::new(dir.path()).unwrap()),
@@ -41,9 +54,15 @@ fn plugin_call(c: &mut Criterion) {
         progress: None,
     };
     let executor = engine.executor("noop", dir.path()).unwrap();
-    let step = Step { id: "noop".into(), title: "noop".into(), params: Default::default(), targets: vec![] };
+    let step = Step {
+        id: "noop".into(),
+        title: "noop".into(),
+        params: Default::default(),
+        targets: vec![],
+    };
     c.bench_function("plugin/instantiate_and_call/noop", |b| {
-        b.to_async(&rt).iter(|| async { executor.execute(&ctx, &step).await.unwrap() })
+        b.to_async(&rt)
+            .iter(|| async { executor.execute(&ctx, &step).await.unwrap() })
     });
 }
 
