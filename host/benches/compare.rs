@@ -30,7 +30,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 mod bare {
     wasmtime::component::bindgen!({
         world: "plugin",
-        path: "../wit",
+        path: "../wit/v0.1.0",
         imports: { default: async | trappable },
         exports: { default: async },
     });
@@ -229,6 +229,7 @@ fn context(dir: &Path, locks: LockService) -> PluginContext {
         project: Arc::new(ProjectView::new(dir).unwrap()),
         locks: ScopedLocks::new(locks, Owner::new_session(), "bench", "bench"),
         cancel: CancellationToken::new(),
+        progress: None,
     }
 }
 

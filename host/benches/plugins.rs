@@ -51,6 +51,7 @@ fn plugin_call(c: &mut Criterion) {
         project: Arc::new(ProjectView::new(dir.path()).unwrap()),
         locks: ScopedLocks::new(LockService::new(db), Owner::new_session(), "bench", "bench"),
         cancel: CancellationToken::new(),
+        progress: None,
     };
     let executor = engine.executor("noop", dir.path()).unwrap();
     let step = Step {

@@ -14,7 +14,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-wit="$(cd "$here/../../wit" && pwd)"
+wit="$(cd "$here/../../wit/v0.2.0" && pwd)"
 dist="${1:-$here/../dist}"
 mkdir -p "$dist"
 dist="$(cd "$dist" && pwd)"

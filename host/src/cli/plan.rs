@@ -172,6 +172,15 @@ fn print_progress(p: &Progress) {
                 if *changes == 1 { "" } else { "s" }
             )
         }
+        Progress::PluginProgress {
+            done,
+            total,
+            message,
+            ..
+        } => match total {
+            0 => println!("        … {message} ({done})"),
+            total => println!("        … {message} ({done}/{total})"),
+        },
     }
 }
 

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::progress::ProgressFn;
 use crate::locks::{LockConflict, ScopedLocks};
 use crate::workspace::ProjectView;
 
@@ -193,6 +194,10 @@ pub struct PluginContext {
     pub locks: ScopedLocks,
     /// Fires when the phase must stop (lease lost, shutdown): abandon the call.
     pub cancel: CancellationToken,
+    /// Receives the plugin's progress reports
+    /// ([`Progress::PluginProgress`](super::progress::Progress::PluginProgress)),
+    /// when someone is listening.
+    pub progress: Option<ProgressFn>,
 }
 
 /// Proposes a plan for an action (the Strategize phase).

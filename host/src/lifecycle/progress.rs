@@ -32,6 +32,20 @@ pub enum Progress {
         /// How many changes it returned.
         changes: usize,
     },
+    /// The running plugin reported progress (`progress.report`, plugins
+    /// built against `lockstep:plugin@0.2.0` or later). During Execute it
+    /// belongs to the step last announced by [`Progress::StepStarted`].
+    PluginProgress {
+        /// The plugin's name.
+        plugin: String,
+        /// Units of work done.
+        done: u64,
+        /// Units of work in all; 0 when the plugin does not know.
+        total: u64,
+        /// What the plugin is doing, one line: control characters escaped,
+        /// cut at 1 KiB.
+        message: String,
+    },
 }
 
 /// A callback receiving [`Progress`].

@@ -545,6 +545,7 @@ impl PlanLifecycleService {
                 operation,
             ),
             cancel,
+            progress: self.progress.clone(),
         }
     }
 

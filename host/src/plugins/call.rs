@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use wasmtime::component::InstancePre;
 use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
-use super::bindings::exports::lockstep::plugin::{execution, strategy};
-use super::bindings::lockstep::plugin::types as wit;
+use super::bindings::latest::lockstep::plugin::types as wit;
+use super::bindings::{ExecutionIndices, StrategyIndices};
 use super::convert;
 use super::engine::{file_name, Loaded, Runtime};
 use super::host::{LeaseLedger, PluginState};
@@ -105,6 +105,7 @@ pub async fn run(
         log.clone(),
         stdio.clone(),
         &limits,
+        ctx.progress.clone(),
     );
 
     let mut store = Store::new(runtime.engine(), state);
@@ -196,10 +197,7 @@ pub async fn run(
 async fn invoke(
     store: &mut Store<PluginState>,
     pre: &InstancePre<PluginState>,
-    (strategy, execution): (
-        Option<strategy::GuestIndices>,
-        Option<execution::GuestIndices>,
-    ),
+    (strategy, execution): (Option<StrategyIndices>, Option<ExecutionIndices>),
     plan_id: &str,
     request: Request,
 ) -> Result<Result<Response, wit::PluginError>, Failure> {

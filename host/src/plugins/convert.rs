@@ -1,12 +1,14 @@
-//! Conversions between the WIT types of `lockstep:plugin@0.1` and the core
-//! types of [`crate::lifecycle`], [`crate::locks`] and [`crate::workspace`].
+//! Conversions between the WIT types of the latest `lockstep:plugin` version
+//! and the core types of [`crate::lifecycle`], [`crate::locks`] and
+//! [`crate::workspace`]. Older versions' types are converted to the latest
+//! ones first (`bindings/`).
 //!
 //! Strings a plugin hands back in errors are cut to [`MAX_MESSAGE_BYTES`] so
 //! that a plugin cannot make the host store or print megabytes.
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::bindings::lockstep::plugin::types as wit;
+use super::bindings::latest::lockstep::plugin::types as wit;
 use super::log::truncate;
 use crate::lifecycle::{
     Action, FileChange, PlanProposal, PluginError, PluginLockError, Step, StepOutcome,

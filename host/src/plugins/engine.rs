@@ -14,11 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmBacktraceDetails};
 
-use super::bindings::exports::lockstep::plugin::{execution, strategy};
-use super::bindings::Plugin;
+use super::bindings::{self, ExecutionIndices, StrategyIndices};
 use super::cache::{CacheOutcome, ComponentCache};
 use super::host::PluginState;
 use super::manifest::Role;
@@ -37,9 +36,9 @@ pub struct Loaded {
     /// Imports resolved against the host's linker.
     pub pre: InstancePre<PluginState>,
     /// The `strategy` export, if the component has a compatible one.
-    pub strategy: Option<strategy::GuestIndices>,
+    pub strategy: Option<StrategyIndices>,
     /// The `execution` export, if the component has a compatible one.
-    pub execution: Option<execution::GuestIndices>,
+    pub execution: Option<ExecutionIndices>,
 }
 
 impl Loaded {
@@ -166,8 +165,7 @@ impl Runtime {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_error)?;
-        Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)
-            .map_err(wasm_error)?;
+        bindings::add_to_linker(&mut linker).map_err(wasm_error)?;
         let ticker = EpochTicker::start(engine.clone())?;
         tracing::debug!(
             pooling,
@@ -286,15 +284,15 @@ impl Runtime {
                 PluginError::Load(format!("`{name}` cannot be linked against this host: {e}"))
             } else {
                 PluginError::Load(format!(
-                    "`{name}` imports what this host does not provide: {} (the host provides lockstep:plugin@{} \
-                     workspace, locks and log, and wasi@0.2.x without files, environment or network)",
+                    "`{name}` imports what this host does not provide: {} (the host provides lockstep:plugin {}, \
+                     and wasi@0.2.x without files, environment or network)",
                     missing.join(", "),
-                    super::world::HOST_API.line()
+                    super::world::supported_lines(" and ")
                 ))
             }
         })?;
-        let strategy = strategy::GuestIndices::new(&pre).ok();
-        let execution = execution::GuestIndices::new(&pre).ok();
+        let strategy = StrategyIndices::new(&shape, &pre);
+        let execution = ExecutionIndices::new(&shape, &pre);
         tracing::debug!(plugin = name, elapsed = ?started.elapsed(), "compiled and linked plugin component");
         Ok(Loaded {
             stamp,

@@ -1,6 +1,8 @@
-//! The per-call store state and the host side of the plugin imports:
-//! `workspace` (the read-only [`ProjectView`]), `locks` (leases through
-//! [`ScopedLocks`]) and `log`, plus a WASI context without ambient authority.
+//! The per-call store state and the host side of the plugin imports of the
+//! latest `lockstep:plugin` version: `workspace` (the read-only
+//! [`ProjectView`]), `locks` (leases through [`ScopedLocks`]), `log` and
+//! `progress`, plus a WASI context without ambient authority. Older versions'
+//! imports delegate to these (`bindings/`).
 //!
 //! Denials are values: a path outside the project, a lock held by someone
 //! else, a lease already released all come back as WIT error variants. Only
@@ -14,10 +16,14 @@ use std::time::Duration;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::lockstep::plugin::{locks, log as wit_log, types as wit, workspace};
+use super::bindings::latest::lockstep::plugin::{
+    locks, log as wit_log, progress as wit_progress, types as wit, workspace,
+};
 use super::convert;
 use super::limits::{Limits, MemoryLimiter};
 use super::log::{LogLevel, PluginLog, StdioLog};
+use super::progress::ProgressSink;
+use crate::lifecycle::progress::ProgressFn;
 use crate::locks::{Lease, LockConflict, ScopedLocks};
 use crate::workspace::ProjectView;
 
@@ -112,11 +118,13 @@ pub struct PluginState {
     max_leases: usize,
     conflicts: HashMap<(String, String), LockConflict>,
     log: PluginLog,
+    progress: ProgressSink,
 }
 
 impl PluginState {
     /// State for one call: no preopens, no environment, no arguments, no
-    /// network; stdout and stderr go to the given [`StdioLog`]s.
+    /// network; stdout and stderr go to the given [`StdioLog`]s, progress
+    /// reports to `log` and `progress`.
     pub fn new(
         project: Arc<ProjectView>,
         locks: ScopedLocks,
@@ -124,6 +132,7 @@ impl PluginState {
         log: PluginLog,
         [stdout, stderr]: [StdioLog; 2],
         limits: &Limits,
+        progress: Option<ProgressFn>,
     ) -> Self {
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout)
@@ -141,6 +150,7 @@ impl PluginState {
             leases,
             max_leases: limits.leases,
             conflicts: HashMap::new(),
+            progress: ProgressSink::new(log.clone(), progress),
             log,
         }
     }
@@ -312,6 +322,13 @@ impl wit_log::Host for PluginState {
             wit_log::Level::Error => LogLevel::Error,
         };
         self.log.line(level, "log", &message);
+        Ok(())
+    }
+}
+
+impl wit_progress::Host for PluginState {
+    async fn report(&mut self, done: u64, total: u64, message: String) -> wasmtime::Result<()> {
+        self.progress.report(done, total, &message);
         Ok(())
     }
 }

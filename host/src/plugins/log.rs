@@ -124,8 +124,14 @@ impl PluginLog {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Log one line from `stream` (`log`, `stdout` or `stderr`).
-    pub fn line(&self, level: LogLevel, stream: &'static str, message: &str) {
+    /// The plugin's name.
+    pub fn plugin(&self) -> &str {
+        &self.inner.plugin
+    }
+
+    /// Log one line from `stream` (`log`, `stdout`, `stderr` or
+    /// `progress`). Returns whether it was within the budget and logged.
+    pub fn line(&self, level: LogLevel, stream: &'static str, message: &str) -> bool {
         let message = one_line(message.trim_end_matches(['\r', '\n']));
         let message = message.as_ref();
         let len = message.len() as u64;
@@ -152,7 +158,7 @@ impl PluginLog {
                         format!("log budget of {lines} lines / {bytes} bytes for this call is spent; further lines are dropped")
                     );
                 }
-                return;
+                return false;
             }
             state.lines_left -= 1;
             state.bytes_left -= len;
@@ -166,6 +172,7 @@ impl PluginLog {
             LogLevel::Warn => plugin_event!(tracing::Level::WARN, self.inner, stream, message),
             LogLevel::Error => plugin_event!(tracing::Level::ERROR, self.inner, stream, message),
         }
+        true
     }
 
     /// What was logged so far.
@@ -198,7 +205,7 @@ impl PluginLog {
 
 /// `s` with control characters escaped, so that one plugin line is one log
 /// line and cannot forge others.
-fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+pub fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.chars().any(|c| c.is_control() && c != '\t') {
         return std::borrow::Cow::Borrowed(s);
     }

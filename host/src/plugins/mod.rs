@@ -4,12 +4,13 @@
 //! A plugin is a `NAME.wasm` component with a `NAME.toml` manifest beside it
 //! ([`manifest`]) in one of the configured plugin directories. Each call gets
 //! a fresh instance with no ambient authority (no files, environment,
-//! arguments or network), the `workspace`, `locks` and `log` imports of
-//! `lockstep:plugin@0.1`, and per-call [`limits`]: a wall-clock deadline that
-//! kills, a memory cap and optional fuel. Traps, timeouts and memory
-//! exhaustion come back as [`PluginError`] variants; a plugin can neither
-//! crash nor hang the host, and every lease it took is released when the
-//! call ends.
+//! arguments or network), the imports of the `lockstep:plugin` version it was
+//! built against (`workspace`, `locks`, `log`, and since 0.2 `progress`; every
+//! released minor is served, see [`SUPPORTED_APIS`]), and per-call
+//! [`limits`]: a wall-clock deadline that kills, a memory cap and optional
+//! fuel. Traps, timeouts and memory exhaustion come back as [`PluginError`]
+//! variants; a plugin can neither crash nor hang the host, and every lease it
+//! took is released when the call ends.
 
 mod bindings;
 mod cache;
@@ -21,6 +22,7 @@ mod host;
 pub mod limits;
 mod log;
 pub mod manifest;
+mod progress;
 mod world;
 
 #[cfg(test)]
@@ -43,7 +45,7 @@ pub use cache::{CacheOutcome, ComponentCache, DEFAULT_CACHE_BYTES};
 pub use limits::{Limits, LimitsPolicy, RequestedLimits};
 pub use log::LOG_TARGET;
 pub use manifest::{ApiVersion, Manifest, ManifestError, PluginKind, Role};
-pub use world::HOST_API;
+pub use world::{HOST_API, SUPPORTED_APIS};
 
 /// Environment variable naming the compiled-component cache directory.
 pub const CACHE_DIR_ENV: &str = "LOCKSTEP_CACHE_DIR";
@@ -260,7 +262,7 @@ impl PluginEngine {
                     memory_bytes: Some(limits.memory_bytes),
                     fuel: limits.fuel,
                     shadowed_by: e.shadowed_by.clone(),
-                    problem: (!m.api.is_compatible_with(&HOST_API))
+                    problem: (!world::supports(&m.api))
                         .then(|| unsupported_api(m, &e.manifest_path)),
                 }
             }
@@ -339,7 +341,7 @@ impl PluginEngine {
             Some((info, parsed)) => {
                 problems.extend(info.problem.clone());
                 if let (Some(m), Some(found)) = (parsed, shape.api_version()) {
-                    if m.api.is_compatible_with(&HOST_API) && !m.api.is_compatible_with(&found) {
+                    if world::supports(&m.api) && !m.api.is_compatible_with(&found) {
                         problems.push(format!(
                             "the manifest declares api = \"{}\" but the component uses {}",
                             m.api, found
@@ -378,7 +380,7 @@ impl PluginEngine {
                 role = role.as_str()
             )));
         }
-        if !manifest.api.is_compatible_with(&HOST_API) {
+        if !world::supports(&manifest.api) {
             return Err(PluginError::Load(unsupported_api(
                 &manifest,
                 &entry.manifest_path,
@@ -411,11 +413,11 @@ impl PluginEngine {
 
 fn unsupported_api(m: &Manifest, manifest_path: &Path) -> String {
     format!(
-        "plugin `{}` declares api = \"{}\" in {}, but this host supports lockstep:plugin@{}",
+        "plugin `{}` declares api = \"{}\" in {}, {}",
         m.name,
         m.api,
         manifest_path.display(),
-        HOST_API.line()
+        world::unsupported(&m.api)
     )
 }
 

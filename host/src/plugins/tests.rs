@@ -15,6 +15,8 @@ use crate::locks::{LockService, Owner, ScopedLocks};
 use crate::store::Db;
 use crate::workspace::ProjectView;
 
+mod versions;
+
 /// The folder of built example plugins.
 fn dist() -> PathBuf {
     let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
@@ -69,6 +71,7 @@ impl Fixture {
             project: Arc::new(ProjectView::new(&self.project).unwrap()),
             locks: ScopedLocks::new(self.locks.clone(), owner, "projid", "test"),
             cancel: CancellationToken::new(),
+            progress: None,
         }
     }
 }
@@ -348,14 +351,14 @@ async fn a_command_component_is_refused_before_instantiation() {
         "{message}"
     );
     assert!(
-        message.ends_with("but not lockstep:plugin/execution@0.1.x"),
+        message.ends_with("but not lockstep:plugin/execution (0.1.x or 0.2.x)"),
         "{message}"
     );
     let Err(PluginError::Load(message)) = engine.strategist("wrong-world", &fx.project) else {
         panic!()
     };
     assert!(
-        message.ends_with("but not lockstep:plugin/strategy@0.1.x"),
+        message.ends_with("but not lockstep:plugin/strategy (0.1.x or 0.2.x)"),
         "{message}"
     );
     assert_still_works(&engine, &fx).await;
@@ -554,7 +557,10 @@ async fn kinds_and_names_are_checked_at_lookup() {
         panic!()
     };
     assert!(
-        m.contains("declares api = \"1.0.0\"") && m.contains("supports lockstep:plugin@0.1.x"),
+        m.contains("declares api = \"1.0.0\"")
+            && m.contains(
+                "which is newer than this host: it supports lockstep:plugin 0.1.x and 0.2.x"
+            ),
         "{m}"
     );
 
@@ -635,7 +641,7 @@ async fn foreign_imports_and_other_majors_are_named() {
         "{m}"
     );
     assert!(
-        m.contains("this host supports lockstep:plugin@0.1.x"),
+        m.contains("which is newer than this host: it supports lockstep:plugin 0.1.x and 0.2.x"),
         "{m}"
     );
 
@@ -664,15 +670,15 @@ async fn list_and_inspect_describe_plugins() {
     let lh = list.iter().find(|p| p.name == "license-header").unwrap();
     assert_eq!(
         (lh.kind, lh.api.as_deref(), lh.timeout_ms),
-        (Some(PluginKind::Plugin), Some("0.1.0"), Some(10_000))
+        (Some(PluginKind::Plugin), Some("0.2.0"), Some(10_000))
     );
 
     let info = engine.inspect(Path::new("hostile")).unwrap();
-    assert_eq!(info.world, "lockstep:plugin/plugin@0.1.0");
-    assert_eq!(info.api.as_deref(), Some("0.1.0"));
+    assert_eq!(info.world, "lockstep:plugin/plugin@0.2.0");
+    assert_eq!(info.api.as_deref(), Some("0.2.0"));
     assert!(info
         .exports
-        .contains(&"lockstep:plugin/execution@0.1.0".to_string()));
+        .contains(&"lockstep:plugin/execution@0.2.0".to_string()));
     assert!(info.problems.is_empty(), "{:?}", info.problems);
 
     let info = engine.inspect(&dist().join("wrong-world.wasm")).unwrap();

@@ -1,24 +1,28 @@
 //! What a component is, read from its type before it is instantiated: which
 //! `lockstep:plugin` version and world it was built for, and which imports
 //! this host cannot provide. Every refusal names what is missing.
+//!
+//! The host serves every released minor of the current major
+//! ([`SUPPORTED_APIS`]); the version a component was built against is read
+//! from its export names (`lockstep:plugin/strategy@0.1.0`) and picks the
+//! bindings it is called through (`bindings/`).
 
 use std::path::Path;
 
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
+use super::bindings::Api;
 use super::manifest::{ApiVersion, Role};
 
 /// The `lockstep:plugin` package this host implements.
 pub const PACKAGE: &str = "lockstep:plugin";
-/// The WIT version this host was built against.
-pub const HOST_API: ApiVersion = ApiVersion {
-    major: 0,
-    minor: 1,
-    patch: 0,
-};
-/// Interfaces of the package a plugin may import.
-const HOST_INTERFACES: &[&str] = &["types", "workspace", "locks", "log"];
+/// The newest WIT version this host implements: what new plugins should be
+/// built against.
+pub const HOST_API: ApiVersion = Api::LATEST.version();
+/// Every WIT version this host loads plugins of, oldest first; each stands
+/// for its line (`0.1.0` for `0.1.x`).
+pub const SUPPORTED_APIS: [ApiVersion; 2] = [Api::V0_1.version(), Api::V0_2.version()];
 /// WASI packages the host links (at 0.2.x), without ambient authority.
 const WASI_PACKAGES: &[&str] = &[
     "wasi:io",
@@ -117,9 +121,7 @@ impl Shape {
                 continue;
             }
             match parsed.version {
-                Some(v) if v.is_compatible_with(&HOST_API) => {
-                    return RoleExport::Found(name.clone())
-                }
+                Some(v) if Api::of(&v).is_some() => return RoleExport::Found(name.clone()),
                 Some(v) => incompatible = Some(RoleExport::Incompatible(name.clone(), v)),
                 None => {
                     incompatible = Some(RoleExport::Incompatible(
@@ -134,6 +136,15 @@ impl Shape {
             }
         }
         incompatible.unwrap_or(RoleExport::Missing)
+    }
+
+    /// The supported version whose bindings serve `role`, if the component
+    /// has a compatible export for it.
+    pub fn role_api(&self, role: Role) -> Option<Api> {
+        match self.role_export(role) {
+            RoleExport::Found(name) => Api::of(&InterfaceName::parse(&name)?.version?),
+            _ => None,
+        }
     }
 
     /// Imports this host does not provide (by name; the linker also checks
@@ -193,14 +204,16 @@ impl Shape {
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_else(|| file.display().to_string());
-        let wanted = format!("{PACKAGE}/{}@{}", interface_for(role), HOST_API.line());
+        let wanted = format!(
+            "{PACKAGE}/{} ({})",
+            interface_for(role),
+            supported_lines(" or ")
+        );
         match self.role_export(role) {
             RoleExport::Found(_) => None,
             RoleExport::Incompatible(name, version) => Some(format!(
-                "`{file}` was built against {PACKAGE}@{version} (it exports {name}), but this host supports {PACKAGE}@{}; \
-                 rebuild the plugin against a {} version of the WIT package",
-                HOST_API.line(),
-                HOST_API.line()
+                "`{file}` was built against {PACKAGE}@{version} (it exports {name}), {}",
+                unsupported(&version)
             )),
             RoleExport::Missing => {
                 let other = match role {
@@ -215,12 +228,49 @@ impl Shape {
                         role.as_str()
                     ))
                 } else if self.exports.is_empty() {
-                    Some(format!("`{file}` is not a lockstep plugin: it exports nothing, not even {wanted}"))
+                    Some(format!(
+                        "`{file}` is not a lockstep plugin: it exports nothing, not even {wanted}"
+                    ))
                 } else {
-                    Some(format!("`{file}` is not a lockstep plugin: it exports {} but not {wanted}", self.exports.join(", ")))
+                    Some(format!(
+                        "`{file}` is not a lockstep plugin: it exports {} but not {wanted}",
+                        self.exports.join(", ")
+                    ))
                 }
             }
         }
+    }
+}
+
+/// The supported lines, e.g. `0.1.x and 0.2.x` (joined by `last`).
+pub fn supported_lines(last: &str) -> String {
+    let lines: Vec<String> = SUPPORTED_APIS.iter().map(ApiVersion::line).collect();
+    match lines.split_last() {
+        Some((newest, [])) => newest.clone(),
+        Some((newest, older)) => format!("{}{last}{newest}", older.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// Whether plugins built against `version` can be loaded.
+pub fn supports(version: &ApiVersion) -> bool {
+    Api::of(version).is_some()
+}
+
+/// The end of a refusal of a plugin built against `version`, which this host
+/// does not support: what the host supports and what to do.
+pub fn unsupported(version: &ApiVersion) -> String {
+    let supported = format!("{PACKAGE} {}", supported_lines(" and "));
+    if *version > HOST_API {
+        format!(
+            "which is newer than this host: it supports {supported}. \
+             Upgrade lockstep, or build the plugin against {PACKAGE}@{HOST_API}"
+        )
+    } else {
+        format!(
+            "which this host does not support: it supports {supported}. \
+             Rebuild the plugin against {PACKAGE}@{HOST_API}"
+        )
     }
 }
 
@@ -244,8 +294,10 @@ fn is_provided(name: &str) -> bool {
         return false;
     };
     if n.package == PACKAGE {
-        return HOST_INTERFACES.contains(&n.interface.as_str())
-            && n.version.is_some_and(|v| v.is_compatible_with(&HOST_API));
+        return n
+            .version
+            .and_then(|v| Api::of(&v))
+            .is_some_and(|api| api.interfaces().contains(&n.interface.as_str()));
     }
     WASI_PACKAGES.contains(&n.package.as_str())
         && n.version.is_some_and(|v| v.major == 0 && v.minor == 2)
@@ -264,7 +316,7 @@ mod tests {
 
     #[test]
     fn names_are_split() {
-        let n = InterfaceName::parse("lockstep:plugin/strategy@0.1.0").unwrap();
+        let n = InterfaceName::parse("lockstep:plugin/strategy@0.2.0").unwrap();
         assert_eq!(
             (n.package.as_str(), n.interface.as_str()),
             ("lockstep:plugin", "strategy")
@@ -281,7 +333,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             msg,
-            "`wrong-world.wasm` is not a lockstep plugin: it exports wasi:cli/run@0.2.6 but not lockstep:plugin/execution@0.1.x"
+            "`wrong-world.wasm` is not a lockstep plugin: it exports wasi:cli/run@0.2.6 but not lockstep:plugin/execution (0.1.x or 0.2.x)"
         );
         assert_eq!(
             s.world_guess(),
@@ -299,9 +351,65 @@ mod tests {
         let msg = s
             .role_problem(Role::Strategist, Path::new("p.wasm"))
             .unwrap();
-        assert!(msg.contains("built against lockstep:plugin@1.0.0"), "{msg}");
-        assert!(msg.contains("supports lockstep:plugin@0.1.x"), "{msg}");
+        assert_eq!(
+            msg,
+            "`p.wasm` was built against lockstep:plugin@1.0.0 (it exports lockstep:plugin/strategy@1.0.0), \
+             which is newer than this host: it supports lockstep:plugin 0.1.x and 0.2.x. \
+             Upgrade lockstep, or build the plugin against lockstep:plugin@0.2.0"
+        );
         assert_eq!(s.unprovided_imports(), vec!["lockstep:plugin/log@1.0.0"]);
+        assert_eq!(s.role_api(Role::Strategist), None);
+    }
+
+    #[test]
+    fn an_unreleased_minor_is_refused_as_newer() {
+        let s = shape(
+            &["lockstep:plugin/progress@0.3.0"],
+            &["lockstep:plugin/execution@0.3.0"],
+        );
+        let msg = s.role_problem(Role::Executor, Path::new("p.wasm")).unwrap();
+        assert!(
+            msg.starts_with("`p.wasm` was built against lockstep:plugin@0.3.0 (it exports lockstep:plugin/execution@0.3.0), which is newer than this host"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("it supports lockstep:plugin 0.1.x and 0.2.x"),
+            "{msg}"
+        );
+        let old = shape(&[], &["lockstep:plugin/execution@0.0.1"]);
+        let msg = old
+            .role_problem(Role::Executor, Path::new("p.wasm"))
+            .unwrap();
+        assert!(msg.contains("which this host does not support"), "{msg}");
+    }
+
+    #[test]
+    fn every_supported_version_is_served_by_its_own_bindings() {
+        let old = shape(
+            &["lockstep:plugin/log@0.1.0"],
+            &[
+                "lockstep:plugin/strategy@0.1.0",
+                "lockstep:plugin/execution@0.1.0",
+            ],
+        );
+        assert_eq!(old.role_api(Role::Strategist), Some(Api::V0_1));
+        assert_eq!(old.role_api(Role::Executor), Some(Api::V0_1));
+        assert_eq!(old.world_guess(), "lockstep:plugin/plugin@0.1.0");
+        let new = shape(
+            &["lockstep:plugin/progress@0.2.0"],
+            &["lockstep:plugin/execution@0.2.1"],
+        );
+        assert_eq!(new.role_api(Role::Executor), Some(Api::V0_2));
+        assert!(new.unprovided_imports().is_empty());
+        // `progress` arrived in 0.2.0: a 0.1 component cannot import it.
+        let s = shape(&["lockstep:plugin/progress@0.1.0"], &[]);
+        assert_eq!(
+            s.unprovided_imports(),
+            vec!["lockstep:plugin/progress@0.1.0"]
+        );
+        assert_eq!(supported_lines(" or "), "0.1.x or 0.2.x");
+        assert!(supports(&ApiVersion::parse("0.1.3").unwrap()));
+        assert!(!supports(&ApiVersion::parse("0.3.0").unwrap()));
     }
 
     #[test]

@@ -21,9 +21,9 @@
 // holds the lease it fails with `plugin-error::lock(conflict)`, naming the
 // holder.
 
-import { list, read } from 'lockstep:plugin/workspace@0.1.0';
-import { acquire } from 'lockstep:plugin/locks@0.1.0';
-import { log } from 'lockstep:plugin/log@0.1.0';
+import { list, read } from 'lockstep:plugin/workspace@0.2.0';
+import { acquire } from 'lockstep:plugin/locks@0.2.0';
+import { log } from 'lockstep:plugin/log@0.2.0';
 
 import {
   ParamError,

@@ -17,7 +17,7 @@
 //! `strategize-loop`, `strategize-trap`) misbehaves in the strategist instead.
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/v0.2.0",
     world: "plugin",
 });
 

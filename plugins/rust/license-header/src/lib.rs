@@ -13,7 +13,7 @@
 //! and changes nothing if the header is already there.
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/v0.2.0",
     world: "plugin",
 });
 

@@ -10,7 +10,7 @@
 //! - `error <debug of the lock error>`.
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/v0.2.0",
     world: "plugin",
 });
 

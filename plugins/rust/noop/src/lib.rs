@@ -2,9 +2,12 @@
 //!
 //! The strategist proposes the single step `noop`; the executor changes
 //! nothing. Neither reads the workspace nor logs.
+//!
+//! It is built against `lockstep:plugin@0.1.0`, not the latest version, so
+//! that the host's support for plugins of an older minor stays tested.
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/v0.1.0",
     world: "plugin",
 });
 

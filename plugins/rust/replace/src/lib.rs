@@ -12,7 +12,7 @@
 //! the executor rewrites that file with every match replaced.
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/v0.2.0",
     world: "plugin",
 });
 

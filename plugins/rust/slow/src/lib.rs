@@ -4,11 +4,12 @@
 //! - `steps` (default 1): how many steps to propose (`s1`, `s2`, ...).
 //! - `ms` (default 1000): how long each step sleeps, in milliseconds.
 //!
-//! Each step sleeps (through WASI clocks), then writes `slow/<step-id>.txt`
-//! containing `done <step-id>\n`.
+//! Each step sleeps (through WASI clocks) in four equal slices, reporting
+//! progress through the `progress` import (`lockstep:plugin@0.2.0`) after
+//! each, then writes `slow/<step-id>.txt` containing `done <step-id>\n`.
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/v0.2.0",
     world: "plugin",
 });
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use exports::lockstep::plugin::{execution, strategy};
 use lockstep::plugin::log::{log, Level};
+use lockstep::plugin::progress::report;
 use lockstep::plugin::types::{
     Action, Change, FileWrite, Param, PlanProposal, PluginError, Step, StepOutcome,
 };
@@ -27,6 +29,9 @@ export!(Slow);
 
 /// The most steps one plan may ask for.
 const MAX_STEPS: u64 = 10_000;
+/// How many slices a step's sleep is cut into; progress is reported after
+/// each.
+const SLICES: u64 = 4;
 
 /// The number in parameter `key`, or `default` if it is absent.
 fn number(params: &[Param], key: &str, default: u64) -> Result<u64, PluginError> {
@@ -66,7 +71,17 @@ impl execution::Guest for Slow {
     fn execute(_plan_id: String, step: Step) -> Result<StepOutcome, PluginError> {
         let ms = number(&step.params, "ms", 1000)?;
         log(Level::Info, &format!("step {}: sleeping {ms} ms", step.id));
-        std::thread::sleep(Duration::from_millis(ms));
+        let mut slept = 0;
+        for slice in 1..=SLICES {
+            let until = (u128::from(ms) * u128::from(slice) / u128::from(SLICES)) as u64;
+            std::thread::sleep(Duration::from_millis(until - slept));
+            slept = until;
+            report(
+                slept,
+                ms,
+                &format!("step {}: slept {slept} of {ms} ms", step.id),
+            );
+        }
         Ok(StepOutcome {
             changes: vec![Change::Write(FileWrite {
                 path: format!("slow/{}.txt", step.id),
