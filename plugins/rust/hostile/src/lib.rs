@@ -26,6 +26,9 @@
 //! - `many-changes`: returns `count` (default 100 000) small writes to
 //!   `many/<n>.txt` in one step.
 //! - `giant-file`: returns one write of `mb` (default 64) MiB to `giant.bin`.
+//! - `alias`: returns `count` (default 1000) writes whose contents all point
+//!   at one buffer of `mb` (default 1) MiB, so that a small plugin asks the
+//!   host to copy `count` × `mb` MiB.
 //! - `huge-log`: logs 100 000 lines of 1 KiB each, then succeeds.
 //!
 //! Reads:
@@ -183,6 +186,30 @@ fn giant_file(mb: u64) -> StepOutcome {
     }
 }
 
+/// `alias`: `count` writes sharing one `mb` MiB buffer. Safe Rust cannot
+/// express this (each `Vec` claims to own the buffer), but the canonical ABI
+/// allows it and a component written by hand does it for free. The buffer
+/// is never freed: the result either fails to cross or the instance ends.
+fn alias(count: u64, mb: u64) -> StepOutcome {
+    let len = usize::try_from(mb << 20).unwrap_or(usize::MAX);
+    let mut buffer = std::mem::ManuallyDrop::new(vec![b'a'; len]);
+    let ptr = buffer.as_mut_ptr();
+    StepOutcome {
+        changes: (0..count)
+            .map(|i| {
+                Change::Write(FileWrite {
+                    path: format!("alias/{i}.bin"),
+                    // SAFETY: deliberately not: every write claims the same
+                    // buffer. Nothing in this instance reads or frees it
+                    // again; the host copies (or refuses) each one.
+                    contents: unsafe { Vec::from_raw_parts(ptr, len, len) },
+                })
+            })
+            .collect(),
+        summary: format!("wrote {count} aliases of {mb} MiB"),
+    }
+}
+
 /// Counts successes and refusals of `attempt` run `count` times, keeping
 /// whatever each success returns and never dropping it (the host must clean
 /// up when the call ends); reports the first refusal.
@@ -227,6 +254,10 @@ fn misbehave(mode: &str, params: &[Param]) -> Result<StepOutcome, PluginError> {
         "write-nfc-nfd" => Ok(write(&["caf\u{e9}.txt", "cafe\u{301}.txt"])),
         "many-changes" => Ok(many_changes(number(params, "count", 100_000)?)),
         "giant-file" => Ok(giant_file(number(params, "mb", 64)?)),
+        "alias" => Ok(alias(
+            number(params, "count", 1000)?,
+            number(params, "mb", 1)?,
+        )),
         "huge-log" => {
             let line = "x".repeat(1024);
             for _ in 0..100_000 {
