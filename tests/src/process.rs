@@ -1,7 +1,9 @@
 //! Running the `lockstep` binaries as real processes.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 /// A binary of this workspace, next to the running test's `deps/` folder.
 pub fn workspace_bin(name: &str) -> PathBuf {
@@ -38,6 +40,57 @@ pub fn host_command(db_url: &str, project: &Path) -> Command {
 /// Run and capture; panic with the output if it could not start.
 pub fn run(mut cmd: Command) -> Output {
     cmd.output().expect("run lockstep-test-host")
+}
+
+/// Run `cmd` to completion, capturing its output, and report the child's
+/// peak resident set size in KiB: the kernel's high-water mark (`VmHWM` in
+/// `/proc/<pid>/status`), sampled every 2 ms while the child runs. The
+/// mark only grows, so the last sample holds every peak but one reached in
+/// the child's final 2 ms. `None` where `/proc` is not available.
+pub fn output_with_peak_rss(mut cmd: Command) -> (Output, Option<u64>) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = None;
+    let status = loop {
+        if let Some(kib) = std::fs::read_to_string(&status_file)
+            .ok()
+            .as_deref()
+            .and_then(high_water_mark_kib)
+        {
+            peak = Some(peak.unwrap_or(0).max(kib));
+        }
+        if let Some(status) = child.try_wait().expect("wait for the command") {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let output = Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    (output, peak)
+}
+
+/// `VmHWM` of a `/proc/<pid>/status` text, in KiB.
+fn high_water_mark_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Stdout as a string.

@@ -90,13 +90,13 @@ pub fn print_error(e: &anyhow::Error, as_json: bool) {
         _ => "error",
     };
     if as_json {
-        let mut body = json!({ "kind": kind, "message": format!("{e:#}") });
+        let mut body = json!({ "kind": kind, "message": message(e) });
         if let Some(LifecycleError::ApplyDrift(d)) = e.downcast_ref::<LifecycleError>() {
             body["files"] = json!(d);
         }
         println!("{}", json!({ "error": body }));
     } else {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", message(e));
         match kind {
             "apply_drift" => eprintln!(
                 "Nothing was written. Run `lockstep plan revert ID` and run the plan again."
@@ -104,9 +104,29 @@ pub fn print_error(e: &anyhow::Error, as_json: bool) {
             "plugin" | "lock_expired" => {
                 eprintln!("The plan is errored; `lockstep plan retry ID` runs the phase again.")
             }
+            "invalid_change" => eprintln!(
+                "Nothing was stored. The plan is errored; fix the plugin or the action, then `lockstep plan retry ID`."
+            ),
             _ => {}
         }
     }
+}
+
+/// The error and its causes, each cause once: library errors often repeat
+/// their source in their own message (`execute failed: {0}`), and a cause
+/// whose text is already there adds nothing.
+pub fn message(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let cause = cause.to_string();
+        if text.is_empty() {
+            text = cause;
+        } else if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Whether to colour output on stdout.
@@ -164,6 +184,7 @@ pub fn diff(changes: &[ChangeRecord], colour: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workspace::ChangeError;
 
     #[test]
     fn diffs_writes_creates_and_deletes() {
@@ -194,5 +215,16 @@ mod tests {
             d.contains("--- a/g\n+++ /dev/null\n") && d.contains("-old\n"),
             "{d}"
         );
+    }
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let e = anyhow::Error::new(LifecycleError::InvalidChange(ChangeError::TooMany {
+            limit: 3,
+        }));
+        let text = message(&e);
+        assert_eq!(text.matches("more than 3 files").count(), 1, "{text}");
+        let e = anyhow::anyhow!("disk full").context("reading `a.toml`");
+        assert_eq!(message(&e), "reading `a.toml`: disk full");
     }
 }

@@ -130,6 +130,15 @@ pub enum PluginError {
         /// The budget that was enforced.
         fuel: u64,
     },
+    /// The plugin handed the host more data in one crossing (its result, or
+    /// the arguments of one host call) than the host copies out of a plugin.
+    #[error("plugin `{plugin}` handed the host more than {limit_bytes} bytes at once and was stopped; return fewer or smaller changes per step (split the work into more steps)")]
+    TransferLimit {
+        /// Plugin name.
+        plugin: String,
+        /// The limit that was enforced, in bytes.
+        limit_bytes: u64,
+    },
     /// The plugin trapped (panicked, hit `unreachable`, …).
     #[error("plugin `{plugin}` trapped: {message}\n{backtrace}")]
     Trap {

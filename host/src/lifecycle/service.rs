@@ -615,7 +615,7 @@ impl PlanLifecycleService {
                     })?;
                     let count = outcome.changes.len();
                     let normalised = builder.add(outcome.changes)?;
-                    view.overlay_changes(&normalised);
+                    view.overlay_changes(normalised);
                     self.report(Progress::StepFinished {
                         index,
                         summary: outcome.summary.clone(),

@@ -110,6 +110,10 @@ pub async fn run(
 
     let mut store = Store::new(runtime.engine(), state);
     store.limiter(|state| &mut state.limiter);
+    // Bounds what the host copies out of the plugin per crossing: without
+    // it a small component could return a list whose elements all point at
+    // the same large buffer, and the host would copy it once per element.
+    store.set_hostcall_fuel(limits.transfer_fuel());
     // Every epoch tick the running plugin yields to the executor (so that a
     // busy plugin neither starves other tasks, such as lease renewal, nor
     // delays cancellation), and past its deadline it is killed.
@@ -243,6 +247,17 @@ fn timeout(plugin: &str, limits: &Limits) -> PluginError {
     }
 }
 
+/// Whether `err` is wasmtime refusing to copy more than the store's
+/// hostcall fuel out of the plugin. wasmtime's error type for it is
+/// private, so its message is matched; `transfer_limit_is_typed` in the
+/// plugin tests catches a wasmtime upgrade that rewords it.
+fn is_transfer_limit(err: &wasmtime::Error) -> bool {
+    err.chain().any(|e| {
+        e.to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+    })
+}
+
 /// Map a trap or instantiation failure into the plugin error taxonomy.
 fn map_failure(
     failure: Failure,
@@ -265,6 +280,12 @@ fn map_failure(
             }
         }
         _ => {}
+    }
+    if is_transfer_limit(&err) {
+        return PluginError::TransferLimit {
+            plugin,
+            limit_bytes: callee.limits.transfer_bytes,
+        };
     }
     if memory_refused {
         return PluginError::OutOfMemory {

@@ -116,6 +116,9 @@ pub struct PluginState {
     locks: ScopedLocks,
     leases: LeaseLedger,
     max_leases: usize,
+    /// Lease handles in `table` (released or not) and the most allowed.
+    lease_handles: usize,
+    max_lease_handles: usize,
     conflicts: HashMap<(String, String), LockConflict>,
     log: PluginLog,
     progress: ProgressSink,
@@ -149,6 +152,8 @@ impl PluginState {
             locks,
             leases,
             max_leases: limits.leases,
+            lease_handles: 0,
+            max_lease_handles: limits.lease_handles,
             conflicts: HashMap::new(),
             progress: ProgressSink::new(log.clone(), progress),
             log,
@@ -216,6 +221,12 @@ impl locks::Host for PluginState {
         name: String,
         ttl_ms: u64,
     ) -> wasmtime::Result<Result<Resource<LeaseSlot>, wit::LockError>> {
+        if self.lease_handles >= self.max_lease_handles {
+            return Ok(Err(wit::LockError::Invalid(format!(
+                "too many lease handles open at once (at most {}); drop leases you have released",
+                self.max_lease_handles
+            ))));
+        }
         if self.leases.held() >= self.max_leases {
             return Ok(Err(wit::LockError::Invalid(format!(
                 "too many leases held at once (at most {}); release one first",
@@ -243,7 +254,11 @@ impl locks::Host for PluginState {
             }
         };
         match result {
-            Ok(lease) => Ok(Ok(self.table.push(LeaseSlot { lease })?)),
+            Ok(lease) => {
+                let handle = self.table.push(LeaseSlot { lease })?;
+                self.lease_handles += 1;
+                Ok(Ok(handle))
+            }
             Err(e) => {
                 if let Some(c) = e.conflict() {
                     self.conflicts
@@ -293,6 +308,7 @@ impl locks::HostLease for PluginState {
 
     async fn drop(&mut self, lease: Resource<LeaseSlot>) -> wasmtime::Result<()> {
         let slot = self.table.delete(lease)?;
+        self.lease_handles = self.lease_handles.saturating_sub(1);
         if !slot.lease.is_released() {
             if let Err(e) = release_detached(slot.lease.clone()).await {
                 tracing::warn!(

@@ -30,10 +30,19 @@ pub struct Limits {
     pub table_elements: u64,
     /// Most leases a plugin may hold at once.
     pub leases: usize,
+    /// Most lease handles a plugin may have open at once, released or not
+    /// (a released lease keeps its handle until the plugin drops it).
+    pub lease_handles: usize,
+    /// Most bytes the host copies out of the plugin in one crossing: the
+    /// result of the call, or the arguments of one host call (a log line, a
+    /// path). Counted as the host's copy: list elements at their host size,
+    /// strings and byte lists at their length.
+    pub transfer_bytes: u64,
 }
 
 impl Limits {
-    /// The built-in defaults: 10 s, 256 MiB, no fuel, 1000 log lines / 1 MiB.
+    /// The built-in defaults: 10 s, 256 MiB, no fuel, 1000 log lines / 1 MiB,
+    /// 64 leases in 1024 handles, 128 MiB per crossing.
     pub const DEFAULT: Limits = Limits {
         timeout: Duration::from_secs(10),
         memory_bytes: 256 * MIB,
@@ -42,9 +51,12 @@ impl Limits {
         log_bytes: MIB,
         table_elements: 100_000,
         leases: 64,
+        lease_handles: 1024,
+        transfer_bytes: 128 * MIB,
     };
 
-    /// The built-in ceilings: 5 min, 4 GiB, no fuel, 100 000 log lines / 64 MiB.
+    /// The built-in ceilings: 5 min, 4 GiB, no fuel, 100 000 log lines / 64 MiB,
+    /// 1024 leases in 16 384 handles, 1 GiB per crossing.
     pub const MAX: Limits = Limits {
         timeout: Duration::from_secs(300),
         memory_bytes: 4096 * MIB,
@@ -53,11 +65,19 @@ impl Limits {
         log_bytes: 64 * MIB,
         table_elements: 1_000_000,
         leases: 1024,
+        lease_handles: 16_384,
+        transfer_bytes: 1024 * MIB,
     };
 
     /// The timeout in whole milliseconds.
     pub fn timeout_ms(&self) -> u64 {
         u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// [`Limits::transfer_bytes`] as wasmtime's per-crossing "hostcall
+    /// fuel", at least one byte.
+    pub fn transfer_fuel(&self) -> usize {
+        usize::try_from(self.transfer_bytes.max(1)).unwrap_or(usize::MAX)
     }
 }
 
@@ -151,6 +171,8 @@ impl Limits {
             log_bytes: self.log_bytes.min(max.log_bytes),
             table_elements: self.table_elements.min(max.table_elements),
             leases: self.leases.min(max.leases),
+            lease_handles: self.lease_handles.min(max.lease_handles),
+            transfer_bytes: self.transfer_bytes.min(max.transfer_bytes),
         }
     }
 }

@@ -498,6 +498,76 @@ async fn fuel_runs_out_when_metered() {
 }
 
 #[tokio::test]
+async fn transfer_limit_is_typed() {
+    let fx = Fixture::new().await;
+    let mut policy = LimitsPolicy::default();
+    policy.default.transfer_bytes = 1 << 20;
+    let engine = engine_with(policy);
+    // Two MiB in one result: over the limit before the host copies it.
+    let (result, _) = execute(
+        &engine,
+        "hostile",
+        &fx.ctx(),
+        &[("mode", "giant-file"), ("mb", "2")],
+    )
+    .await;
+    assert_eq!(
+        result,
+        Err(PluginError::TransferLimit {
+            plugin: "hostile".into(),
+            limit_bytes: 1 << 20
+        })
+    );
+    // Under it, the result arrives whole.
+    let (result, _) = execute(
+        &engine,
+        "hostile",
+        &fx.ctx(),
+        &[("mode", "many-changes"), ("count", "1000")],
+    )
+    .await;
+    assert_eq!(result.unwrap().changes.len(), 1000);
+    assert_still_works(&engine, &fx).await;
+}
+
+#[tokio::test]
+async fn lease_floods_are_refused_as_values() {
+    let fx = Fixture::new().await;
+    let mut policy = LimitsPolicy::default();
+    policy.default.lease_handles = 100;
+    let engine = engine_with(policy);
+    let (result, report) = execute(
+        &engine,
+        "hostile",
+        &fx.ctx(),
+        &[("mode", "lease-flood"), ("count", "1000")],
+    )
+    .await;
+    let summary = result.unwrap().summary;
+    assert!(
+        summary.starts_with("ok 64 refused 936 first Some(LockError::Invalid(\"too many leases held at once (at most 64)"),
+        "{summary}"
+    );
+    assert_eq!(report.leases_released, 64);
+    // Released leases keep their handles until dropped: those are capped too.
+    let (result, report) = execute(
+        &engine,
+        "hostile",
+        &fx.ctx(),
+        &[("mode", "handle-flood"), ("count", "150")],
+    )
+    .await;
+    let summary = result.unwrap().summary;
+    assert!(
+        summary.starts_with("ok 100 refused 50 first Some(LockError::Invalid(\"too many lease handles open at once (at most 100)"),
+        "{summary}"
+    );
+    assert_eq!(report.leases_released, 0);
+    assert!(fx.locks.list().await.unwrap().is_empty());
+    assert_still_works(&engine, &fx).await;
+}
+
+#[tokio::test]
 async fn plugin_errors_are_typed() {
     let fx = Fixture::new().await;
     let engine = engine();

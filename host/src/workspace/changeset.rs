@@ -5,7 +5,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::path::{normalize, resolve_in_root, PathError};
+use super::path::{normalize, resolve_in_root, shown, spelling_key, PathError};
 use crate::lifecycle::FileChange;
 use crate::store::{ChangeKind, ChangeRecord};
 
@@ -41,7 +41,7 @@ pub enum ChangeError {
     /// The path breaks a path rule.
     #[error("change to `{path}` refused: {reason}")]
     Path {
-        /// The path as the plugin gave it (escaped).
+        /// The path as the plugin gave it (escaped, cut if very long).
         path: String,
         /// The rule it broke.
         reason: PathError,
@@ -65,10 +65,20 @@ pub enum ChangeError {
         limit: u64,
     },
     /// Too many entries.
-    #[error("changeset refused: more than {limit} changes")]
+    #[error("changeset refused: it would change more than {limit} files, the most one plan may change; split the action into smaller plans")]
     TooMany {
         /// The limit.
         limit: usize,
+    },
+    /// Two spellings of one name: they differ only in letter case or
+    /// Unicode normalisation (NFC/NFD), so the changeset would apply
+    /// differently on case-insensitive or normalising filesystems.
+    #[error("change to `{path}` refused: it and `{other}` differ only in letter case or Unicode normalisation, so they are one file on macOS and Windows but two on Linux; use one spelling (to rename by case, delete the file in one plan and create it in the next)")]
+    Collision {
+        /// The path that was refused (escaped).
+        path: String,
+        /// The spelling already in the changeset or on disk (escaped).
+        other: String,
     },
     /// The target cannot be read to record its hash.
     #[error("cannot read `{path}` to record its hash: {message}")]
@@ -104,6 +114,12 @@ impl Default for ChangeLimits {
 /// Accumulates the outcomes of the steps into one changeset: one entry per
 /// path, in order of first appearance, the latest change winning, each with
 /// the hash its target had on disk when first seen.
+///
+/// It refuses a changeset that would create two spellings of one name
+/// (see [`ChangeError::Collision`]): two paths of the changeset, or a path
+/// of the changeset and a name already on disk, whose [`spelling_key`]s
+/// are equal while the paths are not. Spellings that both exist already
+/// are left alone: the changeset does not create that collision.
 #[derive(Debug)]
 pub struct ChangesetBuilder<'a> {
     root: &'a Path,
@@ -111,6 +127,12 @@ pub struct ChangesetBuilder<'a> {
     entries: Vec<ChangeRecord>,
     index: HashMap<String, usize>,
     total: u64,
+    /// Spelling key of every path and parent directory seen → its first
+    /// spelling and whether that exists on disk.
+    spellings: HashMap<String, (String, bool)>,
+    /// Per directory (project-relative, "" for the root): spelling key of
+    /// each entry on disk → its name.
+    listings: HashMap<String, HashMap<String, String>>,
 }
 
 impl<'a> ChangesetBuilder<'a> {
@@ -122,7 +144,73 @@ impl<'a> ChangesetBuilder<'a> {
             entries: Vec::new(),
             index: HashMap::new(),
             total: 0,
+            spellings: HashMap::new(),
+            listings: HashMap::new(),
         }
+    }
+
+    /// Refuse `rel` (a new entry) if it, or one of its parent directories,
+    /// is another spelling of a path in the changeset or of a name on disk.
+    fn check_spelling(&mut self, rel: &str) -> Result<(), ChangeError> {
+        let mut prefix = String::new();
+        // Whether every component so far exists on disk as spelt.
+        let mut on_disk = true;
+        for component in rel.split('/') {
+            let parent_len = prefix.len();
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(component);
+            let key = spelling_key(&prefix);
+            if let Some((spelling, exists)) = self.spellings.get(&key) {
+                if *spelling == prefix {
+                    on_disk = *exists;
+                    continue;
+                }
+                if !(*exists && self.root.join(&prefix).symlink_metadata().is_ok()) {
+                    return Err(ChangeError::Collision {
+                        path: shown(&prefix),
+                        other: shown(spelling),
+                    });
+                }
+                on_disk = true;
+                continue;
+            }
+            let exists = on_disk && self.root.join(&prefix).symlink_metadata().is_ok();
+            if on_disk && !exists {
+                let parent = prefix[..parent_len].to_string();
+                if let Some(name) = self.listing(&parent).get(&spelling_key(component)) {
+                    let other = if parent.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{parent}/{name}")
+                    };
+                    return Err(ChangeError::Collision {
+                        path: shown(&prefix),
+                        other: shown(&other),
+                    });
+                }
+            }
+            self.spellings.insert(key, (prefix.clone(), exists));
+            on_disk = exists;
+        }
+        Ok(())
+    }
+
+    /// The names in directory `dir` on disk by spelling key (empty if it
+    /// cannot be read), read once per changeset.
+    fn listing(&mut self, dir: &str) -> &HashMap<String, String> {
+        let root = self.root;
+        self.listings.entry(dir.to_string()).or_insert_with(|| {
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+                return HashMap::new();
+            };
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .map(|name| (spelling_key(&name), name))
+                .collect()
+        })
     }
 
     /// Validate one step's changes and add them. Returns them with
@@ -136,7 +224,7 @@ impl<'a> ChangesetBuilder<'a> {
                     let size = contents.len() as u64;
                     if size > self.limits.max_file_bytes {
                         return Err(ChangeError::FileTooLarge {
-                            path: rel,
+                            path: shown(&rel),
                             size,
                             limit: self.limits.max_file_bytes,
                         });
@@ -172,6 +260,7 @@ impl<'a> ChangesetBuilder<'a> {
                             limit: self.limits.max_changes,
                         });
                     }
+                    self.check_spelling(&rel)?;
                     let abs = self.root.join(&rel);
                     let base_contents = read_if_exists(&abs).map_err(|e| ChangeError::Io {
                         path: rel.clone(),
@@ -207,11 +296,11 @@ impl<'a> ChangesetBuilder<'a> {
 /// filesystem (no symlink out). Returns the normalised relative path.
 pub fn validate_path(root: &Path, path: &str) -> Result<String, ChangeError> {
     let rel = normalize(path).map_err(|reason| ChangeError::Path {
-        path: path.escape_default().to_string(),
+        path: shown(path),
         reason,
     })?;
     resolve_in_root(root, &rel).map_err(|reason| ChangeError::Path {
-        path: rel.clone(),
+        path: shown(&rel),
         reason,
     })?;
     Ok(rel)
@@ -308,5 +397,95 @@ mod tests {
                 }
             ));
         }
+    }
+
+    /// Whether the temp directory's filesystem tells `A` from `a`.
+    fn case_sensitive(root: &Path) -> bool {
+        std::fs::write(root.join("CaseProbe"), "").unwrap();
+        let sensitive = !root.join("caseprobe").exists();
+        std::fs::remove_file(root.join("CaseProbe")).unwrap();
+        sensitive
+    }
+
+    #[test]
+    fn refuses_two_spellings_of_one_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        if !case_sensitive(&root) {
+            return;
+        }
+        std::fs::write(root.join("README.md"), "readme").unwrap();
+        std::fs::create_dir(root.join("src")).unwrap();
+        let add = |c: Vec<FileChange>| ChangesetBuilder::new(&root, ChangeLimits::default()).add(c);
+        let collision = |c: Vec<FileChange>| match add(c) {
+            Err(ChangeError::Collision { path, other }) => (path, other),
+            other => panic!("expected a collision, got {other:?}"),
+        };
+        // Within one changeset: case, and NFC against NFD.
+        assert_eq!(
+            collision(vec![write("A.txt", "1"), write("a.txt", "2")]),
+            ("a.txt".into(), "A.txt".into())
+        );
+        let (path, other) = collision(vec![
+            write("caf\u{e9}.txt", "1"),
+            write("cafe\u{301}.txt", "2"),
+        ]);
+        assert_eq!(
+            (path.as_str(), other.as_str()),
+            ("cafe\\u{301}.txt", "caf\\u{e9}.txt")
+        );
+        // Against names on disk, for files and for directories on the way.
+        assert_eq!(
+            collision(vec![write("readme.md", "x")]),
+            ("readme.md".into(), "README.md".into())
+        );
+        assert_eq!(
+            collision(vec![write("Src/lib.rs", "x")]),
+            ("Src".into(), "src".into())
+        );
+        assert_eq!(
+            collision(vec![FileChange::Delete {
+                path: "readme.MD".into()
+            }]),
+            ("readme.MD".into(), "README.md".into())
+        );
+        // Two new directories spelt differently.
+        assert_eq!(
+            collision(vec![write("New/a.rs", "x"), write("new/b.rs", "x")]),
+            ("new".into(), "New".into())
+        );
+        // The message says what to do.
+        let message = add(vec![write("A.txt", ""), write("a.txt", "")])
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("macOS and Windows"), "{message}");
+        // Fine: one spelling used twice, distinct names, existing spellings.
+        add(vec![
+            write("README.md", "1"),
+            write("src/a.rs", "2"),
+            write("./README.md", "3"),
+            write("src/b.rs", "4"),
+        ])
+        .unwrap();
+        std::fs::write(root.join("readme.md"), "both exist already").unwrap();
+        add(vec![write("README.md", "1"), write("readme.md", "2")]).unwrap();
+    }
+
+    #[test]
+    fn long_and_nul_paths_are_refused_with_short_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let mut b = ChangesetBuilder::new(&root, ChangeLimits::default());
+        let err = b.add(vec![write(&"n".repeat(5000), "")]).unwrap_err();
+        assert!(matches!(
+            err,
+            ChangeError::Path {
+                reason: PathError::TooLong(5000),
+                ..
+            }
+        ));
+        assert!(err.to_string().len() < 400, "{err}");
+        let err = b.add(vec![write("bad\0name", "")]).unwrap_err();
+        assert!(err.to_string().contains("bad\\u{0}name"), "{err}");
     }
 }

@@ -3,9 +3,13 @@
 //! A path a plugin names must be relative, use `/` separators, contain no
 //! `..`, no NUL, no backslash, and must not name host-private state
 //! (`.lockstep/`) or the VCS directory (`.git/`). Symlinks are checked
-//! against the real filesystem by [`resolve_in_root`].
+//! against the real filesystem by [`resolve_in_root`]. [`spelling_key`]
+//! says which names one case-insensitive, normalising filesystem would
+//! take for the same file.
 
 use std::path::{Component, Path, PathBuf};
+
+use unicode_normalization::UnicodeNormalization;
 
 /// Longest accepted project-relative path, in bytes.
 pub const MAX_PATH_LEN: usize = 4096;
@@ -13,6 +17,30 @@ pub const MAX_PATH_LEN: usize = 4096;
 pub const MAX_COMPONENT_LEN: usize = 255;
 /// Top-level directories no plugin may read or change.
 pub const RESERVED_DIRS: &[&str] = &[".lockstep", ".git"];
+/// Longest rendering of a path in an error message, in characters.
+const SHOWN_PATH_CHARS: usize = 160;
+
+/// `path` as error messages show it: control and non-ASCII characters
+/// escaped (so that `é` and `e` + a combining accent look different), cut
+/// to [`SHOWN_PATH_CHARS`] characters with the full length noted.
+pub fn shown(path: &str) -> String {
+    let escaped: String = path.escape_default().collect();
+    match escaped.char_indices().nth(SHOWN_PATH_CHARS) {
+        None => escaped,
+        Some((cut, _)) => format!("{}… ({} bytes)", &escaped[..cut], path.len()),
+    }
+}
+
+/// The key under which a case-insensitive, normalising filesystem (macOS,
+/// Windows) files `path`: NFC-normalised and lower-cased. Two different
+/// paths with one key are one file there and two on Linux.
+pub fn spelling_key(path: &str) -> String {
+    path.nfc()
+        .collect::<String>()
+        .to_lowercase()
+        .nfc()
+        .collect()
+}
 
 /// Why a path was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,19 +83,19 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
         .chars()
         .any(|c| c == '\0' || c == '\\' || c.is_control())
     {
-        return Err(PathError::BadCharacter(path.escape_default().to_string()));
+        return Err(PathError::BadCharacter(shown(path)));
     }
     let bytes = path.as_bytes();
     if path.starts_with('/')
         || (bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic())
     {
-        return Err(PathError::Absolute(path.to_string()));
+        return Err(PathError::Absolute(shown(path)));
     }
     let mut parts = Vec::new();
     for part in path.split('/') {
         match part {
             "" | "." => continue,
-            ".." => return Err(PathError::ParentDir(path.to_string())),
+            ".." => return Err(PathError::ParentDir(shown(path))),
             p if p.len() > MAX_COMPONENT_LEN => return Err(PathError::TooLong(p.len())),
             p => parts.push(p),
         }
@@ -76,10 +104,7 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
         return Err(PathError::Empty);
     };
     if let Some(reserved) = RESERVED_DIRS.iter().find(|r| first.eq_ignore_ascii_case(r)) {
-        return Err(PathError::Reserved(
-            path.to_string(),
-            (*reserved).to_string(),
-        ));
+        return Err(PathError::Reserved(shown(path), (*reserved).to_string()));
     }
     Ok(parts.join("/"))
 }
@@ -133,6 +158,26 @@ mod tests {
         assert_eq!(normalize("src/./lib.rs").unwrap(), "src/lib.rs");
         assert_eq!(normalize("a//b/").unwrap(), "a/b");
         assert_eq!(normalize("héllo/ünï.txt").unwrap(), "héllo/ünï.txt");
+    }
+
+    #[test]
+    fn long_paths_are_cut_in_messages() {
+        assert_eq!(shown("a\0b"), "a\\u{0}b");
+        assert_eq!(shown("cafe\u{301}"), "cafe\\u{301}");
+        let long = shown(&"x".repeat(5000));
+        assert!(long.starts_with("xxx") && long.ends_with("… (5000 bytes)"));
+        assert!(long.len() < 200, "{}", long.len());
+    }
+
+    #[test]
+    fn spelling_keys_fold_case_and_normalisation() {
+        assert_eq!(spelling_key("A.txt"), spelling_key("a.txt"));
+        assert_eq!(
+            spelling_key("caf\u{e9}.txt"),
+            spelling_key("cafe\u{301}.txt")
+        );
+        assert_eq!(spelling_key("Src/Main.RS"), "src/main.rs");
+        assert_ne!(spelling_key("a.txt"), spelling_key("b.txt"));
     }
 
     #[test]

@@ -93,16 +93,16 @@ impl ProjectView {
         self.read_cap
     }
 
-    /// Layer `changes` (already validated) over the view.
-    pub fn overlay_changes<'a>(&mut self, changes: impl IntoIterator<Item = &'a FileChange>) {
+    /// Layer `changes` (already validated) over the view. They are taken by
+    /// value so that the overlay does not hold another copy of every write.
+    pub fn overlay_changes(&mut self, changes: impl IntoIterator<Item = FileChange>) {
         for change in changes {
             match change {
                 FileChange::Write { path, contents } => {
-                    self.overlay
-                        .insert(path.clone(), Some(Arc::new(contents.clone())));
+                    self.overlay.insert(path, Some(Arc::new(contents)));
                 }
                 FileChange::Delete { path } => {
-                    self.overlay.insert(path.clone(), None);
+                    self.overlay.insert(path, None);
                 }
             }
         }
@@ -299,7 +299,7 @@ mod tests {
     #[test]
     fn overlay_shows_earlier_steps() {
         let (_d, mut view) = project();
-        view.overlay_changes(&[
+        view.overlay_changes([
             FileChange::Write {
                 path: "new.txt".into(),
                 contents: b"n".to_vec(),
