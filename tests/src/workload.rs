@@ -33,7 +33,7 @@ pub enum Event {
         owner: String,
         /// Fencing token.
         token: i64,
-        /// Database time of acquisition (ms).
+        /// Database time the grant was written, after any wait (ms).
         acquired_at: i64,
         /// Database time the lease runs out unless released (ms).
         expires_at: i64,
@@ -178,7 +178,7 @@ async fn task(
                     resource: resource.clone(),
                     owner: owner.id.clone(),
                     token: grant.token,
-                    acquired_at: grant.acquired_at,
+                    acquired_at: grant.granted_at,
                     expires_at: grant.expires_at,
                 });
                 tokio::time::sleep(Duration::from_millis(hold_ms)).await;

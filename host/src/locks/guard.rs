@@ -27,12 +27,14 @@ impl LockGuard {
     pub(super) fn start(service: LockService, owner: Owner, grant: Grant, ttl: Duration) -> Self {
         let lost = CancellationToken::new();
         let released = Arc::new(AtomicBool::new(false));
+        let valid_until = tokio::time::Instant::from_std(grant.sent_at) + ttl;
         let heartbeat = tokio::spawn(heartbeat(
             service.clone(),
             owner.clone(),
             grant.resource.clone(),
             grant.token,
             ttl,
+            valid_until,
             lost.clone(),
         ));
         LockGuard {
@@ -124,10 +126,10 @@ async fn heartbeat(
     resource: String,
     token: i64,
     ttl: Duration,
+    mut valid_until: tokio::time::Instant,
     lost: CancellationToken,
 ) {
     let period = ttl / 3;
-    let mut valid_until = tokio::time::Instant::now() + ttl;
     loop {
         let now = tokio::time::Instant::now();
         let next = if now + period > valid_until {

@@ -110,7 +110,16 @@ pub struct Grant {
     /// Hold count after this acquisition (1 unless re-entrant).
     pub holds: i64,
     /// When the lease was first acquired (ms since the epoch, database clock).
+    /// On PostgreSQL this is read when the statement starts, so after a wait
+    /// for a contended row it may be earlier than the grant: the lease is
+    /// then shorter than asked, never longer.
     pub acquired_at: i64,
+    /// When this grant was written (database clock, read after any wait).
+    pub granted_at: i64,
+    /// When the granting request was sent, on this machine's monotonic
+    /// clock: the lease is certainly valid until `sent_at + ttl`, and no
+    /// longer should be assumed without a renewal.
+    pub sent_at: std::time::Instant,
     /// Expiry (ms since the epoch, database clock).
     pub expires_at: i64,
 }
@@ -189,6 +198,7 @@ impl LockService {
         // A conflicting row may be released between our upsert and our read of
         // the holder; then simply try again.
         for _ in 0..8 {
+            let sent_at = std::time::Instant::now();
             let mut tx = self.inner.db.begin_write().await?;
             let mut query = sqlx::query(&self.inner.sql.acquire)
                 .bind(resource)
@@ -212,6 +222,8 @@ impl LockService {
                     holds: row.try_get(1)?,
                     acquired_at: row.try_get(2)?,
                     expires_at: row.try_get(3)?,
+                    granted_at: row.try_get(4)?,
+                    sent_at,
                 });
             }
             let holder = sqlx::query(&self.inner.sql.holder)

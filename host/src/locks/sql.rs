@@ -45,7 +45,7 @@ impl LockSql {
                holder_pid  = excluded.holder_pid,
                holder_user = excluded.holder_user
              WHERE locks.owner = excluded.owner OR locks.expires_at <= excluded.acquired_at
-             RETURNING token, holds, acquired_at, expires_at"
+             RETURNING token, holds, acquired_at, expires_at, {now} AS granted_at"
         );
         LockSql {
             acquire,
