@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::InstancePre;
+use wasmtime::component::Instance;
 use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
 use super::bindings::latest::lockstep::plugin::types as wit;
@@ -84,32 +84,89 @@ struct Finished {
     result: Result<Result<Response, wit::PluginError>, Failure>,
     memory_refused: bool,
     conflicts: HashMap<(String, String), LockConflict>,
+    /// The store and instance, when they are to be kept for the next call.
+    kept: Option<(Store<PluginState>, Instance)>,
 }
 
-/// Run `request` against a fresh instance of `callee`.
+fn finished(
+    result: Result<Result<Response, wit::PluginError>, Failure>,
+    kept: Option<(Store<PluginState>, Instance)>,
+) -> Finished {
+    match kept {
+        Some((store, instance)) => Finished {
+            memory_refused: store.data().limiter.refused().is_some(),
+            conflicts: store.data().conflicts().clone(),
+            result,
+            kept: Some((store, instance)),
+        },
+        None => Finished {
+            result,
+            memory_refused: false,
+            conflicts: HashMap::new(),
+            kept: None,
+        },
+    }
+}
+
+/// An instance kept alive between the calls of one phase, for plugins whose
+/// manifest sets `reuse_instance = true` (Python and JavaScript components
+/// cost about a millisecond to instantiate). It is dropped after any trap,
+/// timeout or cancellation, so a failed call never leaves state behind.
+pub struct Warm {
+    store: Store<PluginState>,
+    instance: Instance,
+    stdio: [StdioLog; 2],
+    stderr_log: PluginLog,
+}
+
+/// Where a [`Warm`] instance waits for the next call of the phase.
+pub type WarmSlot = tokio::sync::Mutex<Option<Warm>>;
+
+/// Run `request` against a fresh instance of `callee`, or against the
+/// instance kept in `warm` by an earlier call of the same phase.
 pub async fn run(
     runtime: &Runtime,
     callee: Callee<'_>,
     ctx: &PluginContext,
     request: Request,
+    warm: Option<&WarmSlot>,
 ) -> (Result<Response, PluginError>, CallReport) {
     let started = Instant::now();
     let limits = callee.limits;
     let log = PluginLog::new(callee.name, callee.version, &ctx.plan_id, &limits);
-    let stdio = [StdioLog::stdout(&log), StdioLog::stderr(&log)];
     let ledger = LeaseLedger::default();
-    let state = PluginState::new(
-        ctx.project.clone(),
-        ctx.locks.clone(),
-        ledger.clone(),
-        log.clone(),
-        stdio.clone(),
-        &limits,
-        ctx.progress.clone(),
-    );
-
-    let mut store = Store::new(runtime.engine(), state);
-    store.limiter(|state| &mut state.limiter);
+    let mut slot = match warm {
+        Some(slot) => Some(slot.lock().await),
+        None => None,
+    };
+    let kept = slot.as_mut().and_then(|s| s.take());
+    let (mut store, instance, stdio, stderr_log) = match kept {
+        Some(mut w) => {
+            w.store.data_mut().rebind(
+                ctx.project.clone(),
+                ctx.locks.clone(),
+                ledger.clone(),
+                log.clone(),
+                ctx.progress.clone(),
+            );
+            (w.store, Some(w.instance), w.stdio, w.stderr_log)
+        }
+        None => {
+            let stdio = [StdioLog::stdout(&log), StdioLog::stderr(&log)];
+            let state = PluginState::new(
+                ctx.project.clone(),
+                ctx.locks.clone(),
+                ledger.clone(),
+                log.clone(),
+                stdio.clone(),
+                &limits,
+                ctx.progress.clone(),
+            );
+            let mut store = Store::new(runtime.engine(), state);
+            store.limiter(|state| &mut state.limiter);
+            (store, None, stdio, log.clone())
+        }
+    };
     // Bounds what the host copies out of the plugin per crossing: without
     // it a small component could return a list whose elements all point at
     // the same large buffer, and the host would copy it once per element.
@@ -143,12 +200,33 @@ pub async fn run(
         callee.loaded.execution.clone(),
     );
     let plan_id = ctx.plan_id.clone();
+    let keep = warm.is_some();
     let work = async move {
-        let result = invoke(&mut store, &pre, exports, &plan_id, request).await;
+        let instance = match instance {
+            Some(instance) => Ok(instance),
+            None => pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(Failure::Instantiate),
+        };
+        let result = match &instance {
+            Ok(instance) => invoke(&mut store, instance, exports, &plan_id, request).await,
+            Err(_) => Err(Failure::Instantiate(wasmtime::format_err!(
+                "instantiation failed"
+            ))),
+        };
+        let result = match (instance, result) {
+            (Err(failure), _) => Err(failure),
+            (Ok(instance), result) => {
+                let kept = (keep && result.is_ok()).then_some((store, instance));
+                return finished(result, kept);
+            }
+        };
         Finished {
             result,
             memory_refused: store.data().limiter.refused().is_some(),
             conflicts: store.data().conflicts().clone(),
+            kept: None,
         }
     };
 
@@ -168,13 +246,35 @@ pub async fn run(
         Some(Err(_elapsed)) => Err(timeout(callee.name, &limits)),
         Some(Ok(Finished {
             result: Ok(Ok(response)),
+            kept,
             ..
-        })) => Ok(response),
+        })) => {
+            if let (Some(slot), Some((store, instance))) = (slot.as_mut(), kept) {
+                **slot = Some(Warm {
+                    store,
+                    instance,
+                    stdio: stdio.clone(),
+                    stderr_log: stderr_log.clone(),
+                });
+            }
+            Ok(response)
+        }
         Some(Ok(Finished {
             result: Ok(Err(e)),
             conflicts,
+            kept,
             ..
-        })) => Err(convert::plugin_error_from_wit(e, &conflicts)),
+        })) => {
+            if let (Some(slot), Some((store, instance))) = (slot.as_mut(), kept) {
+                **slot = Some(Warm {
+                    store,
+                    instance,
+                    stdio: stdio.clone(),
+                    stderr_log: stderr_log.clone(),
+                });
+            }
+            Err(convert::plugin_error_from_wit(e, &conflicts))
+        }
         Some(Ok(Finished {
             result: Err(failure),
             memory_refused,
@@ -183,7 +283,7 @@ pub async fn run(
             failure,
             callee,
             memory_refused,
-            &log.stderr_tail(),
+            &stderr_log.stderr_tail(),
         )),
     };
     let leases_released = ledger.release_all().await;
@@ -200,15 +300,12 @@ pub async fn run(
 
 async fn invoke(
     store: &mut Store<PluginState>,
-    pre: &InstancePre<PluginState>,
+    instance: &Instance,
     (strategy, execution): (Option<StrategyIndices>, Option<ExecutionIndices>),
     plan_id: &str,
     request: Request,
 ) -> Result<Result<Response, wit::PluginError>, Failure> {
-    let instance = pre
-        .instantiate_async(&mut *store)
-        .await
-        .map_err(Failure::Instantiate)?;
+    let instance = instance.clone();
     let missing = |what: &str| {
         Failure::Instantiate(wasmtime::format_err!(
             "the component does not export {what}"

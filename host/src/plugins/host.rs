@@ -160,6 +160,26 @@ impl PluginState {
         }
     }
 
+    /// Point a kept instance's state at the next call of the same phase:
+    /// its project view (with the overlay of earlier steps), leases, log
+    /// and progress sink. stdout and stderr keep going to the first call's
+    /// log, which carries the same plugin and plan tags.
+    pub fn rebind(
+        &mut self,
+        project: Arc<ProjectView>,
+        locks: ScopedLocks,
+        leases: LeaseLedger,
+        log: PluginLog,
+        progress: Option<ProgressFn>,
+    ) {
+        self.project = project;
+        self.locks = locks;
+        self.leases = leases;
+        self.conflicts.clear();
+        self.progress = ProgressSink::new(log.clone(), progress);
+        self.log = log;
+    }
+
     /// Conflicts the host reported to the plugin during this call, keyed by
     /// resource and owner.
     pub fn conflicts(&self) -> &HashMap<(String, String), LockConflict> {

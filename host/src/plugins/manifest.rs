@@ -159,6 +159,10 @@ pub struct Manifest {
     pub api: ApiVersion,
     /// One line for humans.
     pub description: String,
+    /// Keep one instance for all the calls of a phase instead of a fresh
+    /// one per call (worth it for components that are slow to instantiate;
+    /// the plugin must not rely on a clean state between steps).
+    pub reuse_instance: bool,
     /// The limits it asks for.
     pub limits: RequestedLimits,
 }
@@ -245,6 +249,8 @@ struct RawManifest {
     #[serde(default)]
     description: String,
     #[serde(default)]
+    reuse_instance: bool,
+    #[serde(default)]
     limits: RawLimits,
 }
 
@@ -320,6 +326,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
         kind: raw.kind,
         api,
         description: raw.description.trim().to_string(),
+        reuse_instance: raw.reuse_instance,
         limits: RequestedLimits {
             timeout_ms: raw.limits.timeout_ms.map(Spanned::into_inner),
             memory_mb: raw.limits.memory_mb.map(Spanned::into_inner),

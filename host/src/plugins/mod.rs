@@ -38,7 +38,7 @@ use crate::lifecycle::{
     Action, Executor, PlanProposal, PluginContext, PluginError, PluginProvider, Step, StepOutcome,
     Strategist,
 };
-use call::{CallReport, Callee, Request, Response};
+use call::{CallReport, Callee, Request, Response, WarmSlot};
 use engine::{file_name, Loaded, Runtime};
 
 pub use cache::{CacheOutcome, ComponentCache, DEFAULT_CACHE_BYTES};
@@ -407,6 +407,7 @@ impl PluginEngine {
             version: manifest.version,
             path: entry.wasm.clone(),
             loaded,
+            warm: manifest.reuse_instance.then(WarmSlot::default),
         }))
     }
 }
@@ -435,7 +436,9 @@ impl PluginProvider for PluginEngine {
     }
 }
 
-/// A loaded plugin, ready to be called. Every call gets a fresh instance.
+/// A loaded plugin, ready to be called. The lifecycle looks a plugin up
+/// once per phase; every call gets a fresh instance unless the manifest
+/// asks for one instance per phase (`reuse_instance`).
 pub(crate) struct WasmPlugin {
     runtime: Arc<Runtime>,
     name: String,
@@ -443,6 +446,7 @@ pub(crate) struct WasmPlugin {
     path: PathBuf,
     loaded: Arc<Loaded>,
     limits: Limits,
+    warm: Option<WarmSlot>,
 }
 
 impl WasmPlugin {
@@ -459,7 +463,8 @@ impl WasmPlugin {
             loaded: &self.loaded,
             limits: self.limits,
         };
-        let (result, report) = call::run(&self.runtime, callee, ctx, request).await;
+        let (result, report) =
+            call::run(&self.runtime, callee, ctx, request, self.warm.as_ref()).await;
         tracing::debug!(
             plugin = %self.name,
             plan = %ctx.plan_id,

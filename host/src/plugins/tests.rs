@@ -756,3 +756,56 @@ async fn list_and_inspect_describe_plugins() {
     assert_eq!(info.api, None);
     assert_eq!(info.problems.len(), 2, "{:?}", info.problems);
 }
+
+/// `reuse_instance = true` keeps one instance for the calls made through
+/// one lookup (one phase); a trap drops it. Without it every call starts
+/// from a fresh instance.
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_are_reused_within_a_phase_only_when_asked() {
+    let fx = Fixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(dist().join("hostile.wasm"), dir.path().join("hostile.wasm")).unwrap();
+    let manifest = std::fs::read_to_string(dist().join("hostile.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("hostile.toml"),
+        manifest.replacen("kind =", "reuse_instance = true\nkind =", 1),
+    )
+    .unwrap();
+    let summaries = |plugin: Arc<WasmPlugin>, modes: &'static [&'static str]| {
+        let ctx = fx.ctx();
+        async move {
+            let mut out = Vec::new();
+            for mode in modes {
+                let (r, _) = plugin
+                    .call(&ctx, Request::Execute(step(&[("mode", mode)])))
+                    .await;
+                out.push(match r {
+                    Ok(Response::Outcome(o)) => o.summary,
+                    Ok(other) => panic!("{other:?}"),
+                    Err(e) => format!(
+                        "error: {}",
+                        e.to_string().lines().next().unwrap_or_default()
+                    ),
+                });
+            }
+            out
+        }
+    };
+    let reusing =
+        PluginEngine::with_options(vec![dir.path().to_path_buf()], PluginsConfig::default())
+            .unwrap();
+    let plugin = reusing.plugin("hostile", Role::Executor).unwrap();
+    let got = summaries(plugin, &["count", "count", "count", "trap", "count"]).await;
+    assert_eq!(got[..3], ["call 1", "call 2", "call 3"]);
+    assert!(got[3].starts_with("error"), "{got:?}");
+    assert_eq!(got[4], "call 1", "a trap drops the kept instance");
+    // A new lookup (a new phase) starts afresh.
+    let plugin = reusing.plugin("hostile", Role::Executor).unwrap();
+    assert_eq!(summaries(plugin, &["count"]).await, ["call 1"]);
+    // The default: a fresh instance per call.
+    let plugin = engine().plugin("hostile", Role::Executor).unwrap();
+    assert_eq!(
+        summaries(plugin, &["count", "count"]).await,
+        ["call 1", "call 1"]
+    );
+}

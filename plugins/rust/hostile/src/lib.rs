@@ -3,6 +3,10 @@
 //! The `mode` param picks the misbehaviour. Every other action param is
 //! passed on to the steps.
 //!
+//! State:
+//! - `count`: reports `call N`, N counting the calls this instance served
+//!   (1 on every call unless the host keeps the instance between calls).
+//!
 //! Runaway code:
 //! - `loop`: spins forever (the host must time it out).
 //! - `memory`: allocates and touches 16 MiB blocks forever, keeping them all
@@ -60,6 +64,7 @@ wit_bindgen::generate!({
 });
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use exports::lockstep::plugin::{execution, strategy};
@@ -231,9 +236,17 @@ fn flood<T>(count: u64, mut attempt: impl FnMut(u64) -> Result<T, LockError>) ->
     summary
 }
 
+/// Calls this instance has served (`count` mode shows whether the host kept
+/// the instance between calls).
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
 /// Misbehaves as `mode` says. Modes that end the instance never return.
 fn misbehave(mode: &str, params: &[Param]) -> Result<StepOutcome, PluginError> {
     match mode {
+        "count" => Ok(report(format!(
+            "call {}",
+            CALLS.fetch_add(1, Ordering::Relaxed) + 1
+        ))),
         "loop" => spin(),
         "memory" => hoard(),
         "trap" => panic!("hostile plugin panicked on purpose"),
