@@ -305,7 +305,7 @@ async fn invoke(
     plan_id: &str,
     request: Request,
 ) -> Result<Result<Response, wit::PluginError>, Failure> {
-    let instance = instance.clone();
+    let instance = *instance;
     let missing = |what: &str| {
         Failure::Instantiate(wasmtime::format_err!(
             "the component does not export {what}"
