@@ -45,3 +45,9 @@ demo: plugins
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# How costs grow with table size, steps and bytes; writes docs/perf/*.csv and the charts.
+scale: plugins
+    bash scripts/ensure-postgres.sh
+    cargo bench -p lockstep --bench scale
+    bash docs/perf/plot.sh
