@@ -23,7 +23,10 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 async fn fill_locks(db: &Db, rows: i64) {
-    sqlx::query("DELETE FROM locks WHERE resource LIKE 'fill:%'").execute(&db.pool).await.unwrap();
+    sqlx::query("DELETE FROM locks WHERE resource LIKE 'fill:%'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
     let sql = match db.backend {
         Backend::Sqlite => {
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1)
@@ -37,7 +40,10 @@ async fn fill_locks(db: &Db, rows: i64) {
     };
     sqlx::query(sql).bind(rows).execute(&db.pool).await.unwrap();
     if db.backend == Backend::Postgres {
-        sqlx::query("ANALYZE locks").execute(&db.pool).await.unwrap();
+        sqlx::query("ANALYZE locks")
+            .execute(&db.pool)
+            .await
+            .unwrap();
     }
 }
 
@@ -53,7 +59,10 @@ async fn locks_scale(url: &str, name: &str, csv: &mut String) {
         let mut samples = Vec::new();
         for i in 0..600 {
             let started = Instant::now();
-            let g = service.try_acquire("scale:r", &owner, "scale", Duration::from_secs(60)).await.unwrap();
+            let g = service
+                .try_acquire("scale:r", &owner, "scale", Duration::from_secs(60))
+                .await
+                .unwrap();
             service.release("scale:r", &owner, g.token).await.unwrap();
             if i >= 100 {
                 samples.push(started.elapsed());
@@ -69,7 +78,10 @@ async fn locks_scale(url: &str, name: &str, csv: &mut String) {
 async fn container(project: &Path, dist: &Path) -> Container {
     let mut config = Config::for_project(project);
     config.plugin_dirs = vec![dist.to_path_buf()];
-    config.database_url = Some(format!("sqlite://{}", project.parent().unwrap().join("scale.db").display()));
+    config.database_url = Some(format!(
+        "sqlite://{}",
+        project.parent().unwrap().join("scale.db").display()
+    ));
     Container::build(config).await.unwrap()
 }
 
@@ -78,7 +90,10 @@ fn action(plugin: &str, params: &[(&str, String)]) -> Action {
         name: plugin.into(),
         strategy: plugin.into(),
         executor: plugin.into(),
-        params: params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
     }
 }
 
@@ -95,8 +110,14 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
 
     let mut csv = String::from("backend,rows,acquire_release_us\n");
-    locks_scale(&format!("sqlite://{}", dir.path().join("locks.db").display()), "sqlite", &mut csv).await;
-    let pg = std::env::var("LOCKSTEP_BENCH_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    locks_scale(
+        &format!("sqlite://{}", dir.path().join("locks.db").display()),
+        "sqlite",
+        &mut csv,
+    )
+    .await;
+    let pg = std::env::var("LOCKSTEP_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     locks_scale(&pg, "postgres", &mut csv).await;
     std::fs::write(out.join("scale-locks.csv"), csv).unwrap();
 
@@ -110,7 +131,13 @@ async fn main() {
         let mut samples = Vec::new();
         for _ in 0..5 {
             let started = Instant::now();
-            let plan = s.new_plan(action("slow", &[("steps", steps.to_string()), ("ms", "0".into())]), &project).await.unwrap();
+            let plan = s
+                .new_plan(
+                    action("slow", &[("steps", steps.to_string()), ("ms", "0".into())]),
+                    &project,
+                )
+                .await
+                .unwrap();
             s.strategize_plan(&plan.id).await.unwrap();
             s.execute_plan(&plan.id).await.unwrap();
             s.apply_plan(&plan.id).await.unwrap();
@@ -129,7 +156,13 @@ async fn main() {
         let mut samples = Vec::new();
         for _ in 0..3 {
             let plan = s
-                .new_plan(action("hostile", &[("mode", "giant-file".into()), ("mb", mb.to_string())]), &project)
+                .new_plan(
+                    action(
+                        "hostile",
+                        &[("mode", "giant-file".into()), ("mb", mb.to_string())],
+                    ),
+                    &project,
+                )
                 .await
                 .unwrap();
             s.strategize_plan(&plan.id).await.unwrap();

@@ -199,8 +199,7 @@ impl LockService {
         // the holder; then simply try again.
         for _ in 0..8 {
             let sent_at = std::time::Instant::now();
-            let mut tx = self.inner.db.begin_write().await?;
-            let mut query = sqlx::query(&self.inner.sql.acquire)
+            let query = sqlx::query(&self.inner.sql.acquire)
                 .bind(resource)
                 .bind(&owner.id)
                 .bind(operation)
@@ -208,14 +207,26 @@ impl LockService {
                 .bind(owner.holder.pid)
                 .bind(&owner.holder.user)
                 .bind(ttl_ms);
-            if self.inner.db.backend == crate::store::Backend::Sqlite {
-                let token: i64 = sqlx::query_scalar(self.inner.sql.next_token_sqlite)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                query = query.bind(token);
-            }
-            if let Some(row) = query.fetch_optional(&mut *tx).await? {
-                tx.commit().await?;
+            let granted = match self.inner.db.backend {
+                // The counter and the upsert in one write transaction.
+                crate::store::Backend::Sqlite => {
+                    let mut tx = self.inner.db.begin_write().await?;
+                    let token: i64 = sqlx::query_scalar(self.inner.sql.next_token_sqlite)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let row = query.bind(token).fetch_optional(&mut *tx).await?;
+                    match row {
+                        Some(_) => tx.commit().await?,
+                        None => tx.rollback().await?,
+                    }
+                    row
+                }
+                // One atomic statement (the token comes from a sequence).
+                crate::store::Backend::Postgres => {
+                    query.fetch_optional(&self.inner.db.pool).await?
+                }
+            };
+            if let Some(row) = granted {
                 return Ok(Grant {
                     resource: resource.to_string(),
                     token: row.try_get(0)?,
@@ -228,9 +239,8 @@ impl LockService {
             }
             let holder = sqlx::query(&self.inner.sql.holder)
                 .bind(resource)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&self.inner.db.pool)
                 .await?;
-            tx.rollback().await?;
             if let Some(row) = holder {
                 return Err(LockError::Conflict(Box::new(LockConflict {
                     resource: resource.to_string(),
@@ -351,6 +361,16 @@ impl LockService {
         owner: &Owner,
         token: i64,
     ) -> Result<(), LockError> {
+        if self.inner.db.backend == crate::store::Backend::Postgres {
+            // One statement: drop the last hold, or count one down.
+            sqlx::query(self.inner.sql.release_pg)
+                .bind(resource)
+                .bind(&owner.id)
+                .bind(token)
+                .execute(&self.inner.db.pool)
+                .await?;
+            return Ok(());
+        }
         let mut tx = self.inner.db.begin_write().await?;
         let decremented = sqlx::query(self.inner.sql.decrement)
             .bind(resource)

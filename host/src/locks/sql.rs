@@ -13,6 +13,7 @@ pub(crate) struct LockSql {
     pub renew: String,
     pub decrement: &'static str,
     pub delete: &'static str,
+    pub release_pg: &'static str,
     pub release_all: &'static str,
     pub list: String,
     pub force_release: &'static str,
@@ -61,6 +62,8 @@ impl LockSql {
             ),
             decrement: "UPDATE locks SET holds = holds - 1 WHERE resource = $1 AND owner = $2 AND token = $3 AND holds > 1",
             delete: "DELETE FROM locks WHERE resource = $1 AND owner = $2 AND token = $3",
+            release_pg: "WITH gone AS (DELETE FROM locks WHERE resource = $1 AND owner = $2 AND token = $3 AND holds <= 1 RETURNING 1)
+                         UPDATE locks SET holds = holds - 1 WHERE resource = $1 AND owner = $2 AND token = $3 AND holds > 1",
             release_all: "DELETE FROM locks WHERE owner = $1",
             list: format!(
                 "SELECT resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at,
