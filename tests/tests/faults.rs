@@ -121,3 +121,61 @@ async fn sqlite_file_locked_longer_than_busy_timeout() {
     let done = s.retry(&plan.id).await.unwrap();
     assert_eq!(done.status, Status::new(Phase::Execute, State::Complete));
 }
+
+/// The PostgreSQL server restarts while a phase runs. Run alone (it stops
+/// the shared server for a moment): `just test-full` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "restarts the PostgreSQL server: run alone with `just test-full`"]
+async fn postgres_server_restarted_mid_phase() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let project = db.project("p", &[]);
+    let c = container(&db).await;
+    let s = c.lifecycle();
+    let plan = s
+        .new_plan(
+            action("slow", "slow", &[("steps", "1"), ("ms", "4000")]),
+            &project,
+        )
+        .await
+        .unwrap();
+    s.strategize_plan(&plan.id).await.unwrap();
+    let id = plan.id.clone();
+    let running = tokio::spawn(async move {
+        let r = s.execute_plan(&id).await;
+        (s, r)
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let version = std::fs::read_dir("/etc/postgresql")
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .file_name();
+    let status = std::process::Command::new("pg_ctlcluster")
+        .args([
+            "--skip-systemctl-redirect",
+            &version.to_string_lossy(),
+            "main",
+            "restart",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "pg_ctlcluster restart");
+    let (s, result) = running.await.unwrap();
+    // Either the phase carried on after reconnecting, or it failed cleanly;
+    // in both cases the plan is never stuck and nothing is lost.
+    match result {
+        Ok(plan) => assert_eq!(plan.status, Status::new(Phase::Execute, State::Complete)),
+        Err(e) => {
+            eprintln!("phase failed cleanly: {e}");
+            tokio::time::sleep(lockstep::locks::MIN_TTL).await;
+            let view = s.status(&plan.id).await.unwrap();
+            assert_eq!(
+                view.plan.status,
+                Status::new(Phase::Execute, State::Errored)
+            );
+            s.retry(&plan.id).await.unwrap();
+        }
+    }
+    assert_eq!(c.store().changes(&plan.id).await.unwrap().len(), 1);
+}
