@@ -3,11 +3,10 @@
 //! end to end, two sessions on one plan, a lock conflict delivered inside a
 //! plugin, and changes that try to leave the project.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
-use lockstep_tests::process::{copy_dir, lockstep_command, repo_root, stderr, stdout};
+use lockstep_tests::cli::CliProject;
+use lockstep_tests::process::{copy_dir, repo_root, stderr};
 use lockstep_tests::{on_both_backends, Backend, TestDb};
 
 fn sample(db: &TestDb) -> PathBuf {
@@ -16,79 +15,28 @@ fn sample(db: &TestDb) -> PathBuf {
     std::fs::canonicalize(project).unwrap()
 }
 
-fn lockstep(db: &TestDb, project: &Path, args: &[&str]) -> Output {
-    lockstep_command(&db.url, project)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(db: &TestDb, project: &Path, args: &[&str]) -> String {
-    let out = lockstep(db, project, args);
-    assert!(
-        out.status.success(),
-        "lockstep {args:?}: {}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
-}
-
-fn new_plan(db: &TestDb, project: &Path, action: &Path) -> String {
-    let out = ok(
-        db,
-        project,
-        &["--json", "plan", "new", action.to_str().unwrap()],
-    );
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    v["plan_id"].as_str().unwrap().to_string()
-}
-
-fn action(db: &TestDb, name: &str, plugin: &str, params: &[(&str, &str)]) -> PathBuf {
-    lockstep_tests::process::action_file(db.dir.path(), name, plugin, plugin, params)
-}
-
-fn spawn(db: &TestDb, project: &Path, args: &[&str]) -> Child {
-    lockstep_command(&db.url, project)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_for_lock(db: &TestDb, project: &Path, resource: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if ok(db, project, &["--json", "locks", "list"]).contains(resource) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{resource} was never locked");
-}
-
 const HEADER: &str =
     "// SPDX-License-Identifier: Apache-2.0\n// Copyright the sample project authors.\n\n";
 
 async fn license_header_end_to_end(backend: Backend) {
     let db = TestDb::new(backend).await;
     let project = sample(&db);
+    let cli = CliProject::new(&db, &project);
     let original = |p: &str| {
         std::fs::read_to_string(repo_root().join("examples/sample-project").join(p)).unwrap()
     };
     let act = repo_root().join("examples/actions/license-header.toml");
-    let id = new_plan(&db, &project, &act);
-    let proposal = ok(&db, &project, &["plan", "strategize", &id]);
+    let id = cli.new_plan(&act);
+    let proposal = cli.ok(&["plan", "strategize", &id]);
     assert!(proposal.contains("3 of 4"), "{proposal}");
-    ok(&db, &project, &["plan", "execute", &id]);
+    cli.ok(&["plan", "execute", &id]);
     assert_eq!(
         std::fs::read_to_string(project.join("src/main.rs")).unwrap(),
         original("src/main.rs"),
         "execute writes nothing"
     );
-    let before_apply = ok(&db, &project, &["plan", "show", &id, "--diff"]);
-    ok(&db, &project, &["plan", "apply", &id]);
+    let before_apply = cli.ok(&["plan", "show", &id, "--diff"]);
+    cli.ok(&["plan", "apply", &id]);
     assert_eq!(
         std::fs::read_to_string(project.join("src/main.rs")).unwrap(),
         format!("{HEADER}{}", original("src/main.rs"))
@@ -113,7 +61,7 @@ async fn license_header_end_to_end(backend: Backend) {
         original("README.md")
     );
     // The diff shows the same change before and after apply.
-    let after_apply = ok(&db, &project, &["plan", "show", &id, "--diff"]);
+    let after_apply = cli.ok(&["plan", "show", &id, "--diff"]);
     let diff_of = |s: &str| {
         s.lines()
             .filter(|l| l.starts_with(['+', '-', '@']))
@@ -137,12 +85,9 @@ async fn license_header_end_to_end(backend: Backend) {
 async fn replace_end_to_end(backend: Backend) {
     let db = TestDb::new(backend).await;
     let project = sample(&db);
+    let cli = CliProject::new(&db, &project);
     let act = repo_root().join("examples/actions/replace.toml");
-    let out = ok(
-        &db,
-        &project,
-        &["plan", "run", act.to_str().unwrap(), "--yes"],
-    );
+    let out = cli.ok(&["plan", "run", act.to_str().unwrap(), "--yes"]);
     assert!(out.contains("applied"), "{out}");
     let main = std::fs::read_to_string(project.join("src/main.rs")).unwrap();
     let greet = std::fs::read_to_string(project.join("src/greet.rs")).unwrap();
@@ -152,14 +97,13 @@ async fn replace_end_to_end(backend: Backend) {
         "main.rs has no greeting literal: {main}"
     );
     // A bad regex is the plugin's typed invalid-input error.
-    let bad = action(
-        &db,
+    let bad = cli.action(
         "bad-regex",
         "replace",
         &[("find", "(unclosed"), ("regex", "true")],
     );
-    let id = new_plan(&db, &project, &bad);
-    let out = lockstep(&db, &project, &["plan", "strategize", &id]);
+    let id = cli.new_plan(&bad);
+    let out = cli.run(&["plan", "strategize", &id]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("invalid input"), "{}", stderr(&out));
 }
@@ -167,12 +111,13 @@ async fn replace_end_to_end(backend: Backend) {
 async fn second_session_is_refused(backend: Backend) {
     let db = TestDb::new(backend).await;
     let project = sample(&db);
-    let slow = action(&db, "slow", "slow", &[("steps", "1"), ("ms", "4000")]);
-    let id = new_plan(&db, &project, &slow);
-    ok(&db, &project, &["plan", "strategize", &id]);
-    let a = spawn(&db, &project, &["plan", "execute", &id]);
-    wait_for_lock(&db, &project, &format!("plan:{id}"));
-    let b = lockstep(&db, &project, &["plan", "execute", &id]);
+    let cli = CliProject::new(&db, &project);
+    let slow = cli.action("slow", "slow", &[("steps", "1"), ("ms", "4000")]);
+    let id = cli.new_plan(&slow);
+    cli.ok(&["plan", "strategize", &id]);
+    let a = cli.spawn(&["plan", "execute", &id]);
+    cli.wait_for_lock(&format!("plan:{id}"));
+    let b = cli.run(&["plan", "execute", &id]);
     assert_eq!(b.status.code(), Some(3), "{}", stderr(&b));
     let message = stderr(&b);
     assert!(
@@ -188,30 +133,29 @@ async fn second_session_is_refused(backend: Backend) {
 async fn lock_conflict_reaches_the_plugin(backend: Backend) {
     let db = TestDb::new(backend).await;
     let project = sample(&db);
-    let holder = action(
-        &db,
+    let cli = CliProject::new(&db, &project);
+    let holder = cli.action(
         "probe-a",
         "lock-probe",
         &[("resource", "R"), ("hold_ms", "4000")],
     );
-    let asker = action(
-        &db,
+    let asker = cli.action(
         "probe-b",
         "lock-probe",
         &[("resource", "R"), ("hold_ms", "0")],
     );
-    let a_id = new_plan(&db, &project, &holder);
-    let b_id = new_plan(&db, &project, &asker);
-    ok(&db, &project, &["plan", "strategize", &a_id]);
-    ok(&db, &project, &["plan", "strategize", &b_id]);
-    let a = spawn(&db, &project, &["plan", "execute", &a_id]);
-    wait_for_lock(&db, &project, "/res:R");
+    let a_id = cli.new_plan(&holder);
+    let b_id = cli.new_plan(&asker);
+    cli.ok(&["plan", "strategize", &a_id]);
+    cli.ok(&["plan", "strategize", &b_id]);
+    let a = cli.spawn(&["plan", "execute", &a_id]);
+    cli.wait_for_lock("/res:R");
     // B's own plan lock is free: B runs, and its plugin gets the conflict as a WIT value.
-    ok(&db, &project, &["plan", "execute", &b_id]);
+    cli.ok(&["plan", "execute", &b_id]);
     let a = a.wait_with_output().unwrap();
     assert!(a.status.success(), "{}", stderr(&a));
     let show = |id: &str| -> serde_json::Value {
-        serde_json::from_str(ok(&db, &project, &["--json", "plan", "show", id]).trim()).unwrap()
+        serde_json::from_str(cli.ok(&["--json", "plan", "show", id]).trim()).unwrap()
     };
     let b_summary = show(&b_id)["steps"][0]["summary"]
         .as_str()
@@ -233,8 +177,7 @@ async fn lock_conflict_reaches_the_plugin(backend: Backend) {
         .unwrap()
         .to_string();
     let events: serde_json::Value =
-        serde_json::from_str(ok(&db, &project, &["--json", "plan", "status", &a_id]).trim())
-            .unwrap();
+        serde_json::from_str(cli.ok(&["--json", "plan", "status", &a_id]).trim()).unwrap();
     let executed_by = events["events"]
         .as_array()
         .unwrap()
@@ -253,7 +196,7 @@ async fn lock_conflict_reaches_the_plugin(backend: Backend) {
         "{b_summary}"
     );
     assert_eq!(
-        ok(&db, &project, &["--json", "locks", "list"]).trim(),
+        cli.ok(&["--json", "locks", "list"]).trim(),
         "[]",
         "the plugin's lease was released"
     );
@@ -262,6 +205,7 @@ async fn lock_conflict_reaches_the_plugin(backend: Backend) {
 async fn changes_leaving_the_project_are_refused(backend: Backend) {
     let db = TestDb::new(backend).await;
     let project = sample(&db);
+    let cli = CliProject::new(&db, &project);
     let outside = db.dir.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::os::unix::fs::symlink(&outside, project.join("link")).unwrap();
@@ -270,29 +214,29 @@ async fn changes_leaving_the_project_are_refused(backend: Backend) {
         ("write-symlink", "link/escaped.txt"),
         ("write-lockstep", ".lockstep/evil"),
     ] {
-        let act = action(&db, mode, "hostile", &[("mode", mode)]);
-        let id = new_plan(&db, &project, &act);
-        ok(&db, &project, &["plan", "strategize", &id]);
-        let out = lockstep(&db, &project, &["plan", "execute", &id]);
+        let act = cli.action(mode, "hostile", &[("mode", mode)]);
+        let id = cli.new_plan(&act);
+        cli.ok(&["plan", "strategize", &id]);
+        let out = cli.run(&["plan", "execute", &id]);
         assert_eq!(out.status.code(), Some(1), "{mode}");
         assert!(
             stderr(&out).contains(path.split('/').next().unwrap()),
             "{mode}: {}",
             stderr(&out)
         );
-        let out = lockstep(&db, &project, &["plan", "apply", &id]);
+        let out = cli.run(&["plan", "apply", &id]);
         assert_eq!(out.status.code(), Some(4), "{mode}: nothing to apply");
     }
     assert!(!db.dir.path().join("escaped.txt").exists());
     assert!(!outside.join("escaped.txt").exists());
     assert!(!project.join(".lockstep/evil").exists());
     // Reads outside the project are denial values, not traps.
-    let act = action(&db, "read-outside", "hostile", &[("mode", "read-outside")]);
-    let id = new_plan(&db, &project, &act);
-    ok(&db, &project, &["plan", "strategize", &id]);
-    ok(&db, &project, &["plan", "execute", &id]);
+    let act = cli.action("read-outside", "hostile", &[("mode", "read-outside")]);
+    let id = cli.new_plan(&act);
+    cli.ok(&["plan", "strategize", &id]);
+    cli.ok(&["plan", "execute", &id]);
     let show: serde_json::Value =
-        serde_json::from_str(ok(&db, &project, &["--json", "plan", "show", &id]).trim()).unwrap();
+        serde_json::from_str(cli.ok(&["--json", "plan", "show", &id]).trim()).unwrap();
     let summary = show["steps"][0]["summary"].as_str().unwrap();
     assert!(
         summary.contains("Denied") && !summary.contains("root:"),

@@ -4,11 +4,8 @@
 //! lock conflict through WIT and returning it (exit 3 naming the holder).
 //! They are built by `just plugins` (the README's test command runs it).
 
-use std::path::Path;
-use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
-
-use lockstep_tests::process::{action_file, lockstep_command, plugins_dist, stderr, stdout};
+use lockstep_tests::cli::CliProject;
+use lockstep_tests::process::{action_file, plugins_dist, stderr, stdout};
 use lockstep_tests::{Backend, TestDb};
 
 fn require(name: &str) {
@@ -17,36 +14,6 @@ fn require(name: &str) {
         "{name}.wasm is missing from {}: build the Python and JavaScript plugins with `just plugins`",
         plugins_dist().display()
     );
-}
-
-fn lockstep(db: &TestDb, project: &Path, args: &[&str]) -> Output {
-    lockstep_command(&db.url, project)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(db: &TestDb, project: &Path, args: &[&str]) -> String {
-    let out = lockstep(db, project, args);
-    assert!(
-        out.status.success(),
-        "lockstep {args:?}: {}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
-}
-
-fn new_plan(db: &TestDb, project: &Path, action: &Path) -> String {
-    let out = ok(
-        db,
-        project,
-        &["--json", "plan", "new", action.to_str().unwrap()],
-    );
-    serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["plan_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 const MESSY: &str = "{\"b\": 1,   \n \"a\": [1,2]}  \n";
@@ -60,6 +27,7 @@ async fn python_plugin_end_to_end() {
         "p",
         &[("a.txt", "one  \ntwo\t\nthree"), ("clean.txt", "ok\n")],
     );
+    let cli = CliProject::new(&db, &project);
     let act = action_file(
         db.dir.path(),
         "tw",
@@ -67,11 +35,7 @@ async fn python_plugin_end_to_end() {
         "trailing-whitespace",
         &[("globs", "**/*.txt")],
     );
-    ok(
-        &db,
-        &project,
-        &["plan", "run", act.to_str().unwrap(), "--yes"],
-    );
+    cli.ok(&["plan", "run", act.to_str().unwrap(), "--yes"]);
     assert_eq!(
         std::fs::read_to_string(project.join("a.txt")).unwrap(),
         "one\ntwo\nthree\n"
@@ -87,6 +51,7 @@ async fn javascript_plugin_end_to_end() {
     require("json-format");
     let db = TestDb::new(Backend::Sqlite).await;
     let project = db.project("p", &[("data.json", "{\"b\":1,\"a\":[1,2]}")]);
+    let cli = CliProject::new(&db, &project);
     let act = action_file(
         db.dir.path(),
         "jf",
@@ -94,11 +59,7 @@ async fn javascript_plugin_end_to_end() {
         "json-format",
         &[("indent", "2")],
     );
-    ok(
-        &db,
-        &project,
-        &["plan", "run", act.to_str().unwrap(), "--yes"],
-    );
+    cli.ok(&["plan", "run", act.to_str().unwrap(), "--yes"]);
     assert_eq!(
         std::fs::read_to_string(project.join("data.json")).unwrap(),
         FORMATTED
@@ -111,6 +72,7 @@ async fn python_strategy_with_javascript_executor() {
     require("json-format");
     let db = TestDb::new(Backend::Sqlite).await;
     let project = db.project("p", &[("data.json", MESSY), ("notes.txt", "keep  \n")]);
+    let cli = CliProject::new(&db, &project);
     let act = action_file(
         db.dir.path(),
         "mixed",
@@ -118,10 +80,10 @@ async fn python_strategy_with_javascript_executor() {
         "json-format",
         &[("globs", "**/*.json")],
     );
-    let id = new_plan(&db, &project, &act);
-    ok(&db, &project, &["plan", "strategize", &id]);
-    ok(&db, &project, &["plan", "execute", &id]);
-    ok(&db, &project, &["plan", "apply", &id]);
+    let id = cli.new_plan(&act);
+    cli.ok(&["plan", "strategize", &id]);
+    cli.ok(&["plan", "execute", &id]);
+    cli.ok(&["plan", "apply", &id]);
     assert_eq!(
         std::fs::read_to_string(project.join("data.json")).unwrap(),
         FORMATTED
@@ -139,6 +101,7 @@ async fn conflict_is_returned(plugin: &str, file: (&str, &str)) {
     require(plugin);
     let db = TestDb::new(Backend::Sqlite).await;
     let project = db.project("p", &[file]);
+    let cli = CliProject::new(&db, &project);
     let holder = action_file(
         db.dir.path(),
         "hold",
@@ -147,22 +110,13 @@ async fn conflict_is_returned(plugin: &str, file: (&str, &str)) {
         &[("resource", plugin), ("hold_ms", "6000")],
     );
     let act = action_file(db.dir.path(), "work", plugin, plugin, &[]);
-    let hold_id = new_plan(&db, &project, &holder);
-    let id = new_plan(&db, &project, &act);
-    ok(&db, &project, &["plan", "strategize", &hold_id]);
-    ok(&db, &project, &["plan", "strategize", &id]);
-    let holding = lockstep_command(&db.url, &project)
-        .args(["plan", "execute", &hold_id])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ok(&db, &project, &["--json", "locks", "list"]).contains(&format!("/res:{plugin}")) {
-        assert!(Instant::now() < deadline, "the probe never took its lease");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = lockstep(&db, &project, &["--json", "plan", "execute", &id]);
+    let hold_id = cli.new_plan(&holder);
+    let id = cli.new_plan(&act);
+    cli.ok(&["plan", "strategize", &hold_id]);
+    cli.ok(&["plan", "strategize", &id]);
+    let holding = cli.spawn(&["plan", "execute", &hold_id]);
+    cli.wait_for_lock(&format!("/res:{plugin}"));
+    let out = cli.run(&["--json", "plan", "execute", &id]);
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -193,7 +147,7 @@ async fn conflict_is_returned(plugin: &str, file: (&str, &str)) {
     );
     assert!(holding.wait_with_output().unwrap().status.success());
     // Once the holder is gone, a retry goes through.
-    ok(&db, &project, &["plan", "retry", &id]);
+    cli.ok(&["plan", "retry", &id]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
