@@ -57,10 +57,7 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
     {
         return Err(PathError::BadCharacter(path.escape_default().to_string()));
     }
-    let bytes = path.as_bytes();
-    if path.starts_with('/')
-        || (bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic())
-    {
+    if path.starts_with('/') {
         return Err(PathError::Absolute(path.to_string()));
     }
     let mut parts = Vec::new();
@@ -75,6 +72,12 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
     let Some(first) = parts.first() else {
         return Err(PathError::Empty);
     };
+    // A drive prefix (`C:`) is looked for after `.` and empty components
+    // are dropped, so that `./C:/x` is refused like `C:/x`.
+    let bytes = first.as_bytes();
+    if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
+        return Err(PathError::Absolute(path.to_string()));
+    }
     if let Some(reserved) = RESERVED_DIRS.iter().find(|r| first.eq_ignore_ascii_case(r)) {
         return Err(PathError::Reserved(
             path.to_string(),
@@ -163,6 +166,17 @@ mod tests {
             normalize(&"x".repeat(300)),
             Err(PathError::TooLong(300))
         ));
+    }
+
+    #[test]
+    fn normalize_is_idempotent_after_dropping_dot_components() {
+        // `./x:/y` once normalised to `x:/y`, which a second pass refused
+        // as a drive prefix.
+        assert!(matches!(normalize("./x:/y"), Err(PathError::Absolute(_))));
+        assert!(matches!(normalize(".//C:/x"), Err(PathError::Absolute(_))));
+        assert_eq!(normalize("src/C:/x").unwrap(), "src/C:/x");
+        let clean = normalize("./src//C:").unwrap();
+        assert_eq!(normalize(&clean).unwrap(), clean);
     }
 
     #[cfg(unix)]
