@@ -44,6 +44,12 @@ demo: plugins
     cargo build -p lockstep
     bash scripts/demo.sh
 
+# Fuzz TARGET (path_normalize, changeset_validate, action_parse) RUNS times; installs cargo-fuzz if missing.
+fuzz TARGET RUNS="1000000":
+    rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
+    command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+    cargo +nightly fuzz run {{TARGET}} -- -runs={{RUNS}} -print_final_stats=1
+
 # Formatting and lints, warnings as errors.
 lint:
     cargo fmt --all -- --check

@@ -488,4 +488,28 @@ mod tests {
         let err = b.add(vec![write("bad\0name", "")]).unwrap_err();
         assert!(err.to_string().contains("bad\\u{0}name"), "{err}");
     }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_to_the_root_does_not_open_the_host_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(root.join(".lockstep")).unwrap();
+        std::fs::write(root.join(".lockstep/lockstep.db"), "db").unwrap();
+        std::os::unix::fs::symlink(".", root.join("self")).unwrap();
+        let mut b = ChangesetBuilder::new(&root, ChangeLimits::default());
+        for path in ["self/.lockstep/lockstep.db", "self/.LockStep/self/config"] {
+            assert!(
+                matches!(
+                    b.add(vec![write(path, "x")]),
+                    Err(ChangeError::Path {
+                        reason: PathError::Reserved(..),
+                        ..
+                    })
+                ),
+                "{path}"
+            );
+        }
+        assert!(b.finish().is_empty());
+    }
 }

@@ -85,10 +85,7 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
     {
         return Err(PathError::BadCharacter(shown(path)));
     }
-    let bytes = path.as_bytes();
-    if path.starts_with('/')
-        || (bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic())
-    {
+    if path.starts_with('/') {
         return Err(PathError::Absolute(shown(path)));
     }
     let mut parts = Vec::new();
@@ -103,6 +100,12 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
     let Some(first) = parts.first() else {
         return Err(PathError::Empty);
     };
+    // A drive prefix (`C:`) is looked for after `.` and empty components
+    // are dropped, so that `./C:/x` is refused like `C:/x`.
+    let bytes = first.as_bytes();
+    if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
+        return Err(PathError::Absolute(shown(path)));
+    }
     if let Some(reserved) = RESERVED_DIRS.iter().find(|r| first.eq_ignore_ascii_case(r)) {
         return Err(PathError::Reserved(shown(path), (*reserved).to_string()));
     }
@@ -110,43 +113,54 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
 }
 
 /// Resolve a normalised relative path under `root` (which must be
-/// canonical), refusing any symlink along the way that leads outside `root`.
-/// The final component need not exist.
+/// canonical), refusing any symlink along the way that leads outside `root`,
+/// and any walk that ends up inside a reserved folder (through a symlink to
+/// the root, say). The final component need not exist.
 pub fn resolve_in_root(root: &Path, rel: &str) -> Result<PathBuf, PathError> {
     let mut current = root.to_path_buf();
     for part in rel.split('/') {
         current.push(part);
-        match std::fs::symlink_metadata(&current) {
+        let exists = match std::fs::symlink_metadata(&current) {
             Ok(meta) if meta.file_type().is_symlink() => {
                 let target = std::fs::canonicalize(&current)
                     .map_err(|_| PathError::SymlinkEscape(rel.to_string()))?;
                 if !target.starts_with(root) {
                     return Err(PathError::SymlinkEscape(rel.to_string()));
                 }
-                // The symlink's target must itself not be host-private.
-                if let Ok(inner) = target.strip_prefix(root) {
-                    if let Some(Component::Normal(first)) = inner.components().next() {
-                        let first = first.to_string_lossy();
-                        if let Some(r) =
-                            RESERVED_DIRS.iter().find(|r| first.eq_ignore_ascii_case(r))
-                        {
-                            return Err(PathError::Reserved(rel.to_string(), (*r).to_string()));
-                        }
-                    }
-                }
                 current = target;
+                true
             }
-            Ok(_) => {}
-            Err(_) => {
-                // Missing from here on: nothing further can be a symlink.
-                break;
-            }
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        // Checked at every step, not only at the first component: a symlink
+        // to the root (or to any folder above a reserved one) must not lead
+        // into host-private state.
+        if let Some(reserved) = reserved_dir_of(root, &current) {
+            return Err(PathError::Reserved(rel.to_string(), reserved.to_string()));
+        }
+        if !exists {
+            // Missing from here on: nothing further can be a symlink, and
+            // the top-level folder is already decided.
+            break;
         }
     }
-    // Re-append whatever was not walked (the missing tail) relative to root.
     let mut out = root.to_path_buf();
     out.push(rel);
     Ok(out)
+}
+
+/// The reserved top-level folder `path` (under `root`) lies in, if any.
+fn reserved_dir_of(root: &Path, path: &Path) -> Option<&'static str> {
+    let inner = path.strip_prefix(root).ok()?;
+    let Some(Component::Normal(first)) = inner.components().next() else {
+        return None;
+    };
+    let first = first.to_string_lossy();
+    RESERVED_DIRS
+        .iter()
+        .find(|r| first.eq_ignore_ascii_case(r))
+        .copied()
 }
 
 #[cfg(test)]
@@ -210,6 +224,17 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn normalize_is_idempotent_after_dropping_dot_components() {
+        // `./x:/y` once normalised to `x:/y`, which a second pass refused
+        // as a drive prefix.
+        assert!(matches!(normalize("./x:/y"), Err(PathError::Absolute(_))));
+        assert!(matches!(normalize(".//C:/x"), Err(PathError::Absolute(_))));
+        assert_eq!(normalize("src/C:/x").unwrap(), "src/C:/x");
+        let clean = normalize("./src//C:").unwrap();
+        assert_eq!(normalize(&clean).unwrap(), clean);
+    }
+
     #[cfg(unix)]
     #[test]
     fn symlinks_out_of_the_root_are_refused() {
@@ -225,5 +250,30 @@ mod tests {
         ));
         assert!(resolve_in_root(&root, "in/x").is_ok());
         assert!(resolve_in_root(&root, "src/new/file").is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_to_the_root_do_not_reach_reserved_folders() {
+        let project = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(project.path()).unwrap();
+        std::fs::create_dir(root.join(".lockstep")).unwrap();
+        std::fs::create_dir(root.join("src")).unwrap();
+        std::os::unix::fs::symlink(".", root.join("self")).unwrap();
+        std::os::unix::fs::symlink(".lockstep", root.join("priv")).unwrap();
+        for rel in [
+            "self/.lockstep/lockstep.db",
+            "self/self/.lockstep",
+            "self/.LockStep/self/config",
+            "self/.git/config",
+            "priv/x",
+        ] {
+            assert!(
+                matches!(resolve_in_root(&root, rel), Err(PathError::Reserved(..))),
+                "{rel}"
+            );
+        }
+        assert!(resolve_in_root(&root, "self/src/lib.rs").is_ok());
+        assert!(resolve_in_root(&root, "self/new/file").is_ok());
     }
 }
