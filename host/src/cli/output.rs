@@ -20,6 +20,18 @@ pub const EXIT_INVALID_TRANSITION: u8 = 4;
 /// Apply refused: files changed since Execute.
 pub const EXIT_APPLY_DRIFT: u8 = 5;
 
+/// An outcome the command has already printed in full (with `--json`, as
+/// its one JSON document): only `message` goes to stderr, and only without
+/// `--json`; the process exits with `code`.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Reported {
+    /// One line for stderr.
+    pub message: String,
+    /// The exit code.
+    pub code: u8,
+}
+
 fn conflict_of(e: &anyhow::Error) -> Option<&LockConflict> {
     match e.downcast_ref::<LifecycleError>() {
         Some(LifecycleError::LockConflict(c)) => return Some(c),
@@ -35,6 +47,9 @@ fn conflict_of(e: &anyhow::Error) -> Option<&LockConflict> {
 
 /// The exit code for an error.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(r) = e.downcast_ref::<Reported>() {
+        return r.code;
+    }
     if conflict_of(e).is_some() {
         return EXIT_LOCK_CONFLICT;
     }
@@ -48,6 +63,12 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 /// Print an error: JSON on stdout with `--json`, else a message on stderr
 /// that says what happened and what to do next.
 pub fn print_error(e: &anyhow::Error, as_json: bool) {
+    if let Some(r) = e.downcast_ref::<Reported>() {
+        if !as_json {
+            eprintln!("error: {}", r.message);
+        }
+        return;
+    }
     if let Some(c) = conflict_of(e) {
         if as_json {
             println!(
