@@ -254,3 +254,151 @@ fn resolve(engine: &mut PluginEngine, given: &str) -> Result<PluginUnderTest, Ha
         kind,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authoring::DifferenceKind;
+
+    /// The built example plugins (`plugins/build.sh`).
+    fn dist() -> PathBuf {
+        let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+        assert!(
+            dist.join("replace.wasm").is_file(),
+            "the example plugins are missing from {}: run plugins/build.sh first",
+            dist.display()
+        );
+        dist
+    }
+
+    struct Setup {
+        dir: tempfile::TempDir,
+    }
+
+    impl Setup {
+        /// A fixture with `a.txt`, an action for plugins that do not exist
+        /// (`ghost`), and an expected tree with `a.txt` = `expected`.
+        fn new(expected: &str) -> Setup {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("fixture/sub")).unwrap();
+            std::fs::write(dir.path().join("fixture/a.txt"), "hello world\n").unwrap();
+            std::fs::write(dir.path().join("fixture/sub/b.txt"), "other\n").unwrap();
+            std::fs::create_dir_all(dir.path().join("expected/sub")).unwrap();
+            std::fs::write(dir.path().join("expected/a.txt"), expected).unwrap();
+            std::fs::write(dir.path().join("expected/sub/b.txt"), "other\n").unwrap();
+            std::fs::write(
+                dir.path().join("action.toml"),
+                "name = \"greet\"\nstrategy = \"ghost\"\nexecutor = \"ghost\"\n\
+                 [params]\nfind = \"hello\"\nreplace = \"goodbye\"\n",
+            )
+            .unwrap();
+            Setup { dir }
+        }
+
+        fn options(&self, plugin: Option<String>) -> HarnessOptions {
+            HarnessOptions {
+                plugin,
+                fixture: self.dir.path().join("fixture"),
+                action: self.dir.path().join("action.toml"),
+                expect: Some(self.dir.path().join("expected")),
+                plugin_dirs: Vec::new(),
+                plugins: PluginsConfig::default(),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_component_file_takes_both_roles_and_the_fixture_is_untouched() {
+        let setup = Setup::new("goodbye world\n");
+        let wasm = dist().join("replace.wasm");
+        let report = run(setup.options(Some(wasm.display().to_string())))
+            .await
+            .unwrap();
+        assert!(report.passed(), "{:?}", report.comparison);
+        assert_eq!(report.action.strategy, "replace");
+        assert_eq!(report.action.executor, "replace");
+        assert_eq!(report.plugin.as_ref().unwrap().kind, PluginKind::Plugin);
+        assert_eq!(report.proposal.steps.len(), 1);
+        assert_eq!(report.changes.len(), 1);
+        assert_eq!(report.changes[0].path, "a.txt");
+        assert_eq!(report.comparison.as_ref().unwrap().files, 2);
+        assert_eq!(
+            std::fs::read_to_string(setup.dir.path().join("fixture/a.txt")).unwrap(),
+            "hello world\n",
+            "the fixture itself is never changed"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_result_that_differs_is_reported_not_an_error() {
+        let setup = Setup::new("farewell world\n");
+        // By name, from a plugin directory.
+        let mut options = setup.options(Some("replace".into()));
+        options.plugin_dirs = vec![dist()];
+        let report = run(options).await.unwrap();
+        assert!(!report.passed());
+        let c = report.comparison.unwrap();
+        assert_eq!(c.paths(DifferenceKind::Different), ["a.txt"]);
+        assert!(c.differences[0]
+            .diff
+            .contains("-farewell world\n+goodbye world\n"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_an_expectation_nothing_is_applied() {
+        let setup = Setup::new("");
+        let mut options = setup.options(Some(dist().join("replace.wasm").display().to_string()));
+        options.expect = None;
+        let report = run(options).await.unwrap();
+        assert!(report.passed() && report.comparison.is_none());
+        assert_eq!(report.changes.len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_cannot_run_is_named() {
+        let setup = Setup::new("");
+        // The action's own plugins do not exist.
+        let e = run(setup.options(None)).await.unwrap_err();
+        assert!(
+            matches!(e, HarnessError::Plan(LifecycleError::InvalidAction(_))),
+            "{e}"
+        );
+        assert!(e.to_string().contains("no plugin named `ghost`"), "{e}");
+        let e = run(setup.options(Some("missing.wasm".into())))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`missing.wasm` is not a component file"),
+            "{e}"
+        );
+        let e = run(setup.options(Some("ghost".into()))).await.unwrap_err();
+        assert!(matches!(e, HarnessError::Plugin { .. }), "{e}");
+        // The plugin refuses the action: `replace` needs `find`.
+        std::fs::write(
+            setup.dir.path().join("action.toml"),
+            "name = \"x\"\nstrategy = \"a\"\nexecutor = \"b\"\n",
+        )
+        .unwrap();
+        let wasm = dist().join("replace.wasm").display().to_string();
+        let e = run(setup.options(Some(wasm))).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("strategize failed: invalid input"),
+            "{e}"
+        );
+        let mut options = setup.options(None);
+        options.fixture = setup.dir.path().join("nope");
+        let e = run(options).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "fixture `{}`: no such directory",
+                setup.dir.path().join("nope").display()
+            )
+        );
+        std::fs::write(setup.dir.path().join("action.toml"), "name = 1\n").unwrap();
+        let e = run(setup.options(None)).await.unwrap_err();
+        assert!(matches!(e, HarnessError::Action { .. }), "{e}");
+    }
+}
