@@ -4,7 +4,7 @@
 //! lock conflict through WIT and returning it (exit 3 naming the holder).
 //! They are built by `just plugins` (the README's test command runs it).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,7 @@ fn ok(db: &TestDb, project: &Path, args: &[&str]) -> String {
     stdout(&out)
 }
 
-fn new_plan(db: &TestDb, project: &Path, action: &PathBuf) -> String {
+fn new_plan(db: &TestDb, project: &Path, action: &Path) -> String {
     let out = ok(
         db,
         project,
