@@ -96,7 +96,12 @@ pub(crate) async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<()> {
         action: args.action.clone(),
         expect: args.expect.clone(),
         plugin_dirs: config.plugin_dirs,
-        plugins: config.plugins,
+        // The fixture is never written to, not even a compiled-component
+        // cache in its `.lockstep/`.
+        plugins: crate::plugins::PluginsConfig {
+            limits: config.plugins.limits,
+            ..crate::plugins::PluginsConfig::for_user()
+        },
     })
     .await?;
     if cli.json {

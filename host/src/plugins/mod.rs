@@ -92,18 +92,34 @@ impl PluginsConfig {
             .filter(|d| !d.is_empty())
             .map(PathBuf::from)
             .or_else(|| state.is_dir().then(|| state.join("cache")))
-            .or_else(|| {
-                std::env::var_os("XDG_CACHE_HOME")
-                    .filter(|d| !d.is_empty())
-                    .map(PathBuf::from)
-                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                    .map(|d| d.join("lockstep"))
-            });
+            .or_else(user_cache_dir);
         PluginsConfig {
             cache_dir,
             ..Default::default()
         }
     }
+
+    /// Defaults that write nothing into any project: compiled components
+    /// are cached in `$LOCKSTEP_CACHE_DIR` if set, else in the user's cache
+    /// directory (as [`PluginsConfig::for_project`] does outside a project).
+    pub fn for_user() -> Self {
+        PluginsConfig {
+            cache_dir: std::env::var_os(CACHE_DIR_ENV)
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .or_else(user_cache_dir),
+            ..Default::default()
+        }
+    }
+}
+
+/// `$XDG_CACHE_HOME/lockstep`, else `~/.cache/lockstep`.
+fn user_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("lockstep"))
 }
 
 /// What `lockstep plugins precompile` did for one component.
