@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod authoring;
 pub mod cli;
 pub mod config;
 pub mod container;

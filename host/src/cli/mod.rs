@@ -7,6 +7,7 @@
 mod locks;
 mod output;
 mod plan;
+mod plugin;
 mod plugins;
 
 use std::path::PathBuf;
@@ -63,8 +64,8 @@ pub enum Commands {
     /// Inspect and release locks (operators).
     #[command(subcommand)]
     Locks(locks::LocksCommand),
-    /// Find and inspect plugin components.
-    #[command(subcommand)]
+    /// Find and inspect plugin components; write and test plugins.
+    #[command(subcommand, visible_alias = "plugin")]
     Plugins(PluginsCommand),
 }
 
@@ -80,6 +81,12 @@ pub enum PluginsCommand {
         /// A `.wasm` file, or the name of a plugin in the plugin directories.
         file: PathBuf,
     },
+    /// Create a plugin project (Rust, Python or JavaScript) that builds and
+    /// tests as is.
+    New(plugin::NewArgs),
+    /// Run a plugin against a copy of a fixture project (--project) and show
+    /// its proposal and diff; with --expect, compare the result.
+    Test(plugin::TestArgs),
 }
 
 /// Run the CLI with the WebAssembly plugin engine.
@@ -90,7 +97,11 @@ pub fn main() -> ExitCode {
 /// Run the CLI, optionally with another plugin source (embedders, tests).
 pub fn main_with(plugins: Option<Arc<dyn PluginProvider>>) -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // Authors testing a plugin want to see what it logs.
+    init_tracing(match &cli.command {
+        Commands::Plugins(PluginsCommand::Test(_)) => "warn,lockstep::plugin=info",
+        _ => "warn",
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -111,9 +122,9 @@ pub fn main_with(plugins: Option<Arc<dyn PluginProvider>>) -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKSTEP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -127,11 +138,17 @@ pub async fn run(cli: Cli, plugins: Option<Arc<dyn PluginProvider>>) -> anyhow::
         return init(&cli, &dir, plugins).await;
     }
     if let Commands::Plugins(cmd) = &cli.command {
+        match cmd {
+            PluginsCommand::New(args) => return plugin::new(args, cli.json),
+            PluginsCommand::Test(args) => return plugin::test(&cli, args).await,
+            _ => {}
+        }
         let engine = crate::plugins::PluginEngine::new(&config(&cli, &cli.project))?;
         return match cmd {
             PluginsCommand::List => plugins::list(&engine, cli.json),
             PluginsCommand::Precompile => plugins::precompile(&engine, cli.json),
             PluginsCommand::Inspect { file } => plugins::inspect(&engine, file, cli.json),
+            PluginsCommand::New(_) | PluginsCommand::Test(_) => unreachable!("handled above"),
         };
     }
     let container = build_container(&cli, &cli.project, plugins).await?;

@@ -7,6 +7,7 @@ use serde_json::json;
 use crate::lifecycle::{LifecycleError, PluginError, PluginLockError};
 use crate::locks::{format_ms, LockConflict, LockError};
 use crate::store::{ChangeKind, ChangeRecord};
+use crate::workspace::unified_diff;
 
 /// Generic failure.
 pub const EXIT_FAILURE: u8 = 1;
@@ -18,6 +19,18 @@ pub const EXIT_LOCK_CONFLICT: u8 = 3;
 pub const EXIT_INVALID_TRANSITION: u8 = 4;
 /// Apply refused: files changed since Execute.
 pub const EXIT_APPLY_DRIFT: u8 = 5;
+
+/// An outcome the command has already printed in full (with `--json`, as
+/// its one JSON document): only `message` goes to stderr, and only without
+/// `--json`; the process exits with `code`.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Reported {
+    /// One line for stderr.
+    pub message: String,
+    /// The exit code.
+    pub code: u8,
+}
 
 fn conflict_of(e: &anyhow::Error) -> Option<&LockConflict> {
     match e.downcast_ref::<LifecycleError>() {
@@ -34,6 +47,9 @@ fn conflict_of(e: &anyhow::Error) -> Option<&LockConflict> {
 
 /// The exit code for an error.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(r) = e.downcast_ref::<Reported>() {
+        return r.code;
+    }
     if conflict_of(e).is_some() {
         return EXIT_LOCK_CONFLICT;
     }
@@ -47,6 +63,12 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 /// Print an error: JSON on stdout with `--json`, else a message on stderr
 /// that says what happened and what to do next.
 pub fn print_error(e: &anyhow::Error, as_json: bool) {
+    if let Some(r) = e.downcast_ref::<Reported>() {
+        if !as_json {
+            eprintln!("error: {}", r.message);
+        }
+        return;
+    }
     if let Some(c) = conflict_of(e) {
         if as_json {
             println!(
@@ -138,18 +160,10 @@ pub fn colour() -> bool {
 pub fn diff(changes: &[ChangeRecord], colour: bool) -> String {
     let mut out = String::new();
     for c in changes {
-        let old = c
-            .base_contents
-            .as_deref()
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
+        let old = c.base_contents.as_deref().unwrap_or_default();
         let new = match c.kind {
-            ChangeKind::Write => c
-                .contents
-                .as_deref()
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default(),
-            ChangeKind::Delete => Default::default(),
+            ChangeKind::Write => c.contents.as_deref().unwrap_or_default(),
+            ChangeKind::Delete => &[],
         };
         let from = if c.base_hash.is_some() {
             format!("a/{}", c.path)
@@ -161,22 +175,23 @@ pub fn diff(changes: &[ChangeRecord], colour: bool) -> String {
         } else {
             format!("b/{}", c.path)
         };
-        let text = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
-        let unified = text
-            .unified_diff()
-            .context_radius(3)
-            .header(&from, &to)
-            .to_string();
-        for line in unified.lines() {
-            let painted = match (colour, line.as_bytes().first()) {
-                (true, Some(b'+')) => format!("\x1b[32m{line}\x1b[0m"),
-                (true, Some(b'-')) => format!("\x1b[31m{line}\x1b[0m"),
-                (true, Some(b'@')) => format!("\x1b[36m{line}\x1b[0m"),
-                _ => line.to_string(),
-            };
-            out.push_str(&painted);
-            out.push('\n');
-        }
+        out.push_str(&paint(&unified_diff(old, new, &from, &to), colour));
+    }
+    out
+}
+
+/// `diff` with added lines green, removed ones red and hunk headers cyan.
+pub fn paint(diff: &str, colour: bool) -> String {
+    let mut out = String::with_capacity(diff.len());
+    for line in diff.lines() {
+        let painted = match (colour, line.as_bytes().first()) {
+            (true, Some(b'+')) => format!("\x1b[32m{line}\x1b[0m"),
+            (true, Some(b'-')) => format!("\x1b[31m{line}\x1b[0m"),
+            (true, Some(b'@')) => format!("\x1b[36m{line}\x1b[0m"),
+            _ => line.to_string(),
+        };
+        out.push_str(&painted);
+        out.push('\n');
     }
     out
 }

@@ -92,18 +92,34 @@ impl PluginsConfig {
             .filter(|d| !d.is_empty())
             .map(PathBuf::from)
             .or_else(|| state.is_dir().then(|| state.join("cache")))
-            .or_else(|| {
-                std::env::var_os("XDG_CACHE_HOME")
-                    .filter(|d| !d.is_empty())
-                    .map(PathBuf::from)
-                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                    .map(|d| d.join("lockstep"))
-            });
+            .or_else(user_cache_dir);
         PluginsConfig {
             cache_dir,
             ..Default::default()
         }
     }
+
+    /// Defaults that write nothing into any project: compiled components
+    /// are cached in `$LOCKSTEP_CACHE_DIR` if set, else in the user's cache
+    /// directory (as [`PluginsConfig::for_project`] does outside a project).
+    pub fn for_user() -> Self {
+        PluginsConfig {
+            cache_dir: std::env::var_os(CACHE_DIR_ENV)
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .or_else(user_cache_dir),
+            ..Default::default()
+        }
+    }
+}
+
+/// `$XDG_CACHE_HOME/lockstep`, else `~/.cache/lockstep`.
+fn user_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("lockstep"))
 }
 
 /// What `lockstep plugins precompile` did for one component.
@@ -175,12 +191,15 @@ pub struct PluginEngine {
     runtime: Arc<Runtime>,
     dirs: Vec<PathBuf>,
     limits: LimitsPolicy,
+    /// A component that answers to its name ahead of the directories.
+    pinned: Option<discover::Entry>,
 }
 
 impl std::fmt::Debug for PluginEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginEngine")
             .field("dirs", &self.dirs)
+            .field("pinned", &self.pinned.as_ref().map(|e| &e.wasm))
             .field("runtime", &self.runtime)
             .finish()
     }
@@ -200,7 +219,51 @@ impl PluginEngine {
             runtime,
             dirs,
             limits: options.limits,
+            pinned: None,
         })
+    }
+
+    /// Make the component at `wasm` (with its manifest beside it, as in a
+    /// plugin directory) answer to its manifest's name ahead of the plugin
+    /// directories, and return that manifest. Used to run a plugin straight
+    /// from its build output (`lockstep plugin test dist/NAME.wasm`).
+    pub fn pin(&mut self, wasm: &Path) -> Result<Manifest, PluginError> {
+        let wasm = std::fs::canonicalize(wasm)
+            .ok()
+            .filter(|p| p.is_file())
+            .ok_or_else(|| {
+                PluginError::Load(format!("`{}` is not a component file", wasm.display()))
+            })?;
+        let manifest_path = wasm.with_extension("toml");
+        if !manifest_path.is_file() {
+            return Err(PluginError::Load(format!(
+                "`{}` has no manifest beside it: expected {}",
+                wasm.display(),
+                file_name(&manifest_path)
+            )));
+        }
+        let manifest = manifest::read(&manifest_path)
+            .map_err(|e| PluginError::Load(format!("cannot be used: {e}")))?;
+        self.pinned = Some(discover::Entry {
+            wasm,
+            manifest_path,
+            manifest: Ok(manifest.clone()),
+            shadowed_by: None,
+        });
+        Ok(manifest)
+    }
+
+    /// The plugin that answers to `name` (pinned, else the first one in the
+    /// plugin directories), as `plugins list` shows it; an unknown name is
+    /// refused with what was found and where.
+    pub fn find(&self, name: &str) -> Result<PluginInfo, PluginError> {
+        if let Some(pinned) = self.pinned.as_ref().filter(|p| p.name() == name) {
+            return Ok(self.info(pinned));
+        }
+        let entries = discover::discover(&self.dirs);
+        discover::find(&entries, name)
+            .map(|e| self.info(e))
+            .ok_or_else(|| PluginError::Load(discover::unknown(name, &self.dirs, &entries)))
     }
 
     /// The plugin directories, in search order.
@@ -365,8 +428,11 @@ impl PluginEngine {
     /// The plugin called `name`, loaded and checked for `role`.
     pub(crate) fn plugin(&self, name: &str, role: Role) -> Result<Arc<WasmPlugin>, PluginError> {
         let entries = discover::discover(&self.dirs);
-        let entry = discover::find(&entries, name)
-            .ok_or_else(|| PluginError::Load(discover::unknown(name, &self.dirs, &entries)))?;
+        let entry = match self.pinned.as_ref().filter(|p| p.name() == name) {
+            Some(pinned) => pinned,
+            None => discover::find(&entries, name)
+                .ok_or_else(|| PluginError::Load(discover::unknown(name, &self.dirs, &entries)))?,
+        };
         let manifest = entry
             .manifest
             .clone()

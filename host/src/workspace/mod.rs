@@ -1,13 +1,15 @@
 //! The project on disk: the read-only view plugins see, changeset
-//! validation, and the atomic apply that only the host performs.
+//! validation, the atomic apply that only the host performs, and diffs.
 
 pub mod apply;
 pub mod changeset;
+mod diff;
 pub mod path;
 mod view;
 
 pub use apply::{ApplyError, Drift};
 pub use changeset::{content_hash, ChangeError, ChangeLimits, ChangesetBuilder};
+pub use diff::unified_diff;
 pub use path::PathError;
 pub use view::{EntryInfo, FsError, ProjectView, DEFAULT_LIST_CAP, DEFAULT_READ_CAP};
 

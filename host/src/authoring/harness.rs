@@ -1,0 +1,404 @@
+//! `lockstep plugin test`: a plugin run against a fixture project, with
+//! nothing for its author to set up.
+//!
+//! The fixture is copied to a scratch directory and a plan is driven
+//! through the real lifecycle on a scratch SQLite database beside it
+//! (Strategize, Execute, and with an expectation Apply), so the plugin sees
+//! exactly what it sees in production: the sandbox, the limits, the
+//! workspace view and the changeset checks. The fixture itself is never
+//! touched, and the scratch directory is removed afterwards.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::tree::{self, TreeComparison};
+use crate::config::Config;
+use crate::lifecycle::{parse_action, Action, LifecycleError, PlanProposal, PluginError};
+use crate::plugins::{PluginEngine, PluginKind, PluginsConfig, Role};
+use crate::store::{ChangeRecord, StepResult};
+use crate::Container;
+
+/// What [`run`] runs.
+#[derive(Debug, Clone)]
+pub struct HarnessOptions {
+    /// The plugin under test: the path of a `.wasm` component (its `.toml`
+    /// manifest beside it) or the name of a plugin in `plugin_dirs`. It
+    /// replaces the action's strategy and executor, for each role its kind
+    /// allows. `None` runs the action's own plugins.
+    pub plugin: Option<String>,
+    /// The fixture project; it is copied, never changed.
+    pub fixture: PathBuf,
+    /// The action file.
+    pub action: PathBuf,
+    /// A directory the result must equal: the changes are applied to the
+    /// copy, which is then compared with it.
+    pub expect: Option<PathBuf>,
+    /// Where plugins are found by name.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Limits, compiled-component cache, instance allocation.
+    pub plugins: PluginsConfig,
+}
+
+/// The plugin given on the command line, as it was resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginUnderTest {
+    /// Its manifest's name.
+    pub name: String,
+    /// Its manifest's version.
+    pub version: String,
+    /// The component.
+    pub path: PathBuf,
+    /// Its manifest's kind: the roles it was put in.
+    pub kind: PluginKind,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct HarnessReport {
+    /// The plugin given on the command line, if any.
+    pub plugin: Option<PluginUnderTest>,
+    /// The action as it ran (with the plugin under test in its roles).
+    pub action: Action,
+    /// The strategist's proposal.
+    pub proposal: PlanProposal,
+    /// The executor's summary of each step.
+    pub steps: Vec<StepResult>,
+    /// The changeset, with each target's contents before and after.
+    pub changes: Vec<ChangeRecord>,
+    /// The result compared with the expected tree, when one was given.
+    pub comparison: Option<TreeComparison>,
+}
+
+impl HarnessReport {
+    /// Whether the result matches the expectation (true without one).
+    pub fn passed(&self) -> bool {
+        self.comparison.as_ref().is_none_or(TreeComparison::matches)
+    }
+}
+
+/// Why a harness run could not finish. A result that differs from the
+/// expectation is not an error: see [`HarnessReport::comparison`].
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// The action file cannot be read or is malformed.
+    #[error("action file `{path}`: {message}")]
+    Action {
+        /// The action file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The fixture or expected directory is missing or cannot be read.
+    #[error("{what} `{path}`: {message}")]
+    Directory {
+        /// `fixture` or `expected directory`.
+        what: &'static str,
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The plugin under test cannot be found or its manifest is unusable.
+    #[error("plugin `{plugin}`: {source}")]
+    Plugin {
+        /// The plugin as given.
+        plugin: String,
+        /// Why it cannot be used.
+        source: PluginError,
+    },
+    /// The scratch project or database could not be set up.
+    #[error("cannot set up the test run: {0}")]
+    Setup(String),
+    /// A phase of the plan failed: the plugin's error, a refused change, a
+    /// plugin that cannot be loaded.
+    #[error(transparent)]
+    Plan(#[from] LifecycleError),
+}
+
+/// Run the plugin against a copy of the fixture: Strategize and Execute,
+/// and with an expectation also Apply and compare.
+pub async fn run(options: HarnessOptions) -> Result<HarnessReport, HarnessError> {
+    let mut action = read_action(&options.action)?;
+    check_dir("fixture", &options.fixture)?;
+    if let Some(expect) = &options.expect {
+        check_dir("expected directory", expect)?;
+    }
+    let mut engine =
+        PluginEngine::with_options(options.plugin_dirs.clone(), options.plugins.clone())
+            .map_err(|e| HarnessError::Setup(format!("{e:#}")))?;
+    let plugin = match &options.plugin {
+        Some(given) => {
+            let plugin = resolve(&mut engine, given)?;
+            if plugin.kind.allows(Role::Strategist) {
+                action.strategy = plugin.name.clone();
+            }
+            if plugin.kind.allows(Role::Executor) {
+                action.executor = plugin.name.clone();
+            }
+            Some(plugin)
+        }
+        None => None,
+    };
+
+    let scratch = tempfile::Builder::new()
+        .prefix("lockstep-plugin-test-")
+        .tempdir()
+        .map_err(|e| HarnessError::Setup(format!("scratch directory: {e}")))?;
+    let project = scratch.path().join("project");
+    tree::copy_tree(&options.fixture, &project).map_err(|e| HarnessError::Directory {
+        what: "fixture",
+        path: options.fixture.clone(),
+        message: format!("cannot copy it: {e}"),
+    })?;
+    let mut config = Config::for_project(&project);
+    config.database_url = Some(format!(
+        "sqlite://{}",
+        scratch.path().join("lockstep.db").display()
+    ));
+    config.plugin_dirs = options.plugin_dirs;
+    config.plugins = options.plugins;
+    let container = Container::build_with_plugins(config, Arc::new(engine))
+        .await
+        .map_err(|e| HarnessError::Setup(e.to_string()))?;
+    let session = container.lifecycle();
+
+    let plan = session.new_plan(action.clone(), &project).await?;
+    let plan = session.strategize_plan(&plan.id).await?;
+    let proposal = plan.proposal.clone().unwrap_or(PlanProposal {
+        summary: String::new(),
+        steps: Vec::new(),
+    });
+    session.execute_plan(&plan.id).await?;
+    let changes = session.changes(&plan.id).await?;
+    let steps = session.status(&plan.id).await?.steps;
+    let comparison = match &options.expect {
+        Some(expect) => {
+            session.apply_plan(&plan.id).await?;
+            Some(
+                tree::compare_trees(&project, expect).map_err(|e| HarnessError::Directory {
+                    what: "expected directory",
+                    path: expect.clone(),
+                    message: format!("cannot compare with it: {e}"),
+                })?,
+            )
+        }
+        None => None,
+    };
+    let _ = session.close().await;
+    drop(session);
+    drop(container);
+    Ok(HarnessReport {
+        plugin,
+        action,
+        proposal,
+        steps,
+        changes,
+        comparison,
+    })
+}
+
+fn read_action(path: &Path) -> Result<Action, HarnessError> {
+    let error = |message: String| HarnessError::Action {
+        path: path.to_path_buf(),
+        message,
+    };
+    let source = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    parse_action(&source).map_err(error)
+}
+
+fn check_dir(what: &'static str, path: &Path) -> Result<(), HarnessError> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    Err(HarnessError::Directory {
+        what,
+        path: path.to_path_buf(),
+        message: if path.exists() {
+            "not a directory".into()
+        } else {
+            "no such directory".into()
+        },
+    })
+}
+
+/// The plugin `given` names: a component file (pinned in the engine, so
+/// that it wins over any plugin of the same name in the directories) or a
+/// plugin name.
+fn resolve(engine: &mut PluginEngine, given: &str) -> Result<PluginUnderTest, HarnessError> {
+    let failed = |source| HarnessError::Plugin {
+        plugin: given.to_string(),
+        source,
+    };
+    let path = Path::new(given);
+    let (name, version, kind, path) = if given.ends_with(".wasm") || path.is_file() {
+        let manifest = engine.pin(path).map_err(failed)?;
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        (manifest.name, manifest.version, manifest.kind, path)
+    } else {
+        let info = engine.find(given).map_err(failed)?;
+        match (info.kind, info.problem) {
+            (Some(kind), None) => (info.name, info.version, kind, info.path),
+            (_, problem) => {
+                return Err(failed(PluginError::Load(
+                    problem.unwrap_or_else(|| "its manifest cannot be read".into()),
+                )))
+            }
+        }
+    };
+    Ok(PluginUnderTest {
+        name,
+        version,
+        path,
+        kind,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authoring::DifferenceKind;
+
+    /// The built example plugins (`plugins/build.sh`).
+    fn dist() -> PathBuf {
+        let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+        assert!(
+            dist.join("replace.wasm").is_file(),
+            "the example plugins are missing from {}: run plugins/build.sh first",
+            dist.display()
+        );
+        dist
+    }
+
+    struct Setup {
+        dir: tempfile::TempDir,
+    }
+
+    impl Setup {
+        /// A fixture with `a.txt`, an action for plugins that do not exist
+        /// (`ghost`), and an expected tree with `a.txt` = `expected`.
+        fn new(expected: &str) -> Setup {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("fixture/sub")).unwrap();
+            std::fs::write(dir.path().join("fixture/a.txt"), "hello world\n").unwrap();
+            std::fs::write(dir.path().join("fixture/sub/b.txt"), "other\n").unwrap();
+            std::fs::create_dir_all(dir.path().join("expected/sub")).unwrap();
+            std::fs::write(dir.path().join("expected/a.txt"), expected).unwrap();
+            std::fs::write(dir.path().join("expected/sub/b.txt"), "other\n").unwrap();
+            std::fs::write(
+                dir.path().join("action.toml"),
+                "name = \"greet\"\nstrategy = \"ghost\"\nexecutor = \"ghost\"\n\
+                 [params]\nfind = \"hello\"\nreplace = \"goodbye\"\n",
+            )
+            .unwrap();
+            Setup { dir }
+        }
+
+        fn options(&self, plugin: Option<String>) -> HarnessOptions {
+            HarnessOptions {
+                plugin,
+                fixture: self.dir.path().join("fixture"),
+                action: self.dir.path().join("action.toml"),
+                expect: Some(self.dir.path().join("expected")),
+                plugin_dirs: Vec::new(),
+                plugins: PluginsConfig::default(),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_component_file_takes_both_roles_and_the_fixture_is_untouched() {
+        let setup = Setup::new("goodbye world\n");
+        let wasm = dist().join("replace.wasm");
+        let report = run(setup.options(Some(wasm.display().to_string())))
+            .await
+            .unwrap();
+        assert!(report.passed(), "{:?}", report.comparison);
+        assert_eq!(report.action.strategy, "replace");
+        assert_eq!(report.action.executor, "replace");
+        assert_eq!(report.plugin.as_ref().unwrap().kind, PluginKind::Plugin);
+        assert_eq!(report.proposal.steps.len(), 1);
+        assert_eq!(report.changes.len(), 1);
+        assert_eq!(report.changes[0].path, "a.txt");
+        assert_eq!(report.comparison.as_ref().unwrap().files, 2);
+        assert_eq!(
+            std::fs::read_to_string(setup.dir.path().join("fixture/a.txt")).unwrap(),
+            "hello world\n",
+            "the fixture itself is never changed"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_result_that_differs_is_reported_not_an_error() {
+        let setup = Setup::new("farewell world\n");
+        // By name, from a plugin directory.
+        let mut options = setup.options(Some("replace".into()));
+        options.plugin_dirs = vec![dist()];
+        let report = run(options).await.unwrap();
+        assert!(!report.passed());
+        let c = report.comparison.unwrap();
+        assert_eq!(c.paths(DifferenceKind::Different), ["a.txt"]);
+        assert!(c.differences[0]
+            .diff
+            .contains("-farewell world\n+goodbye world\n"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_an_expectation_nothing_is_applied() {
+        let setup = Setup::new("");
+        let mut options = setup.options(Some(dist().join("replace.wasm").display().to_string()));
+        options.expect = None;
+        let report = run(options).await.unwrap();
+        assert!(report.passed() && report.comparison.is_none());
+        assert_eq!(report.changes.len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_cannot_run_is_named() {
+        let setup = Setup::new("");
+        // The action's own plugins do not exist.
+        let e = run(setup.options(None)).await.unwrap_err();
+        assert!(
+            matches!(e, HarnessError::Plan(LifecycleError::InvalidAction(_))),
+            "{e}"
+        );
+        assert!(e.to_string().contains("no plugin named `ghost`"), "{e}");
+        let e = run(setup.options(Some("missing.wasm".into())))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`missing.wasm` is not a component file"),
+            "{e}"
+        );
+        let e = run(setup.options(Some("ghost".into()))).await.unwrap_err();
+        assert!(matches!(e, HarnessError::Plugin { .. }), "{e}");
+        // The plugin refuses the action: `replace` needs `find`.
+        std::fs::write(
+            setup.dir.path().join("action.toml"),
+            "name = \"x\"\nstrategy = \"a\"\nexecutor = \"b\"\n",
+        )
+        .unwrap();
+        let wasm = dist().join("replace.wasm").display().to_string();
+        let e = run(setup.options(Some(wasm))).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("strategize failed: invalid input"),
+            "{e}"
+        );
+        let mut options = setup.options(None);
+        options.fixture = setup.dir.path().join("nope");
+        let e = run(options).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "fixture `{}`: no such directory",
+                setup.dir.path().join("nope").display()
+            )
+        );
+        std::fs::write(setup.dir.path().join("action.toml"), "name = 1\n").unwrap();
+        let e = run(setup.options(None)).await.unwrap_err();
+        assert!(matches!(e, HarnessError::Action { .. }), "{e}");
+    }
+}

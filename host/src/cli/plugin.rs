@@ -1,0 +1,258 @@
+//! `lockstep plugin new|test`: for plugin authors. Presentation only; the
+//! work is in [`crate::authoring`].
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use super::output::{colour, diff, paint, Reported, EXIT_FAILURE};
+use super::Cli;
+use crate::authoring::harness::{self, HarnessOptions, HarnessReport};
+use crate::authoring::{new_plugin, DifferenceKind, Lang, TreeComparison};
+
+/// The languages `plugin new` writes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LangArg {
+    /// Rust, built with cargo for wasm32-wasip2.
+    Rust,
+    /// Python, built with componentize-py.
+    Python,
+    /// JavaScript, built with componentize-js.
+    Js,
+}
+
+impl From<LangArg> for Lang {
+    fn from(l: LangArg) -> Lang {
+        match l {
+            LangArg::Rust => Lang::Rust,
+            LangArg::Python => Lang::Python,
+            LangArg::Js => Lang::Js,
+        }
+    }
+}
+
+/// `plugin new` arguments.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The plugin's name: a-z, 0-9 and `-`, starting with a letter.
+    pub name: String,
+    /// The language to write it in.
+    #[arg(long, value_enum)]
+    pub lang: LangArg,
+    /// The directory to create NAME/ in.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+}
+
+/// `plugin test` arguments. The fixture is `--project`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The plugin under test: a .wasm file (with its .toml manifest beside
+    /// it) or the name of a plugin in the plugin directories. It takes the
+    /// action's strategy and executor roles, those its kind allows. Without
+    /// it the action's own plugins run.
+    pub plugin: Option<String>,
+    /// The action file (TOML).
+    #[arg(long)]
+    pub action: PathBuf,
+    /// Apply the changes to the copy of the project and compare the result
+    /// with this directory, every file both ways; exit 1 if they differ.
+    #[arg(long)]
+    pub expect: Option<PathBuf>,
+}
+
+/// `plugin new`: write the project and say what to do next.
+pub(crate) fn new(args: &NewArgs, json: bool) -> anyhow::Result<()> {
+    let lang = Lang::from(args.lang);
+    let created = new_plugin(&args.name, lang, &args.dir)?;
+    if json {
+        println!("{}", serde_json::to_string(&created)?);
+        return Ok(());
+    }
+    let dir = created.dir.display();
+    println!("created the {lang} plugin `{}` in {dir}", created.name);
+    for file in &created.files {
+        println!("  {file}");
+    }
+    println!(
+        "\nnext:\n  cd {dir}\n  bash build.sh       # -> dist/{name}.wasm and dist/{name}.toml\n  \
+         {unit:<19} # the unit tests\n  \
+         lockstep plugin test dist/{name}.wasm --project tests/fixture --action tests/action.toml --expect tests/expected\n\
+         `bash test.sh` runs all three (LOCKSTEP names this binary if it is not on PATH); README.md says more.",
+        name = created.name,
+        unit = lang.unit_test_command(),
+    );
+    Ok(())
+}
+
+/// `plugin test`: run the harness, print what the plugin did and how the
+/// result compares; a mismatch exits 1.
+pub(crate) async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<()> {
+    let config = super::config(cli, &cli.project);
+    let report = harness::run(HarnessOptions {
+        plugin: args.plugin.clone(),
+        fixture: cli.project.clone(),
+        action: args.action.clone(),
+        expect: args.expect.clone(),
+        plugin_dirs: config.plugin_dirs,
+        // The fixture is never written to, not even a compiled-component
+        // cache in its `.lockstep/`.
+        plugins: crate::plugins::PluginsConfig {
+            limits: config.plugins.limits,
+            ..crate::plugins::PluginsConfig::for_user()
+        },
+    })
+    .await?;
+    if cli.json {
+        println!("{}", to_json(&report, args));
+    } else {
+        print!("{}", describe(&report, args, colour()));
+    }
+    match (&report.comparison, &args.expect) {
+        (Some(c), Some(dir)) if !c.matches() => Err(Reported {
+            message: format!(
+                "the result differs from {} in {}: {}",
+                dir.display(),
+                files(c.differences.len()),
+                c.differences
+                    .iter()
+                    .map(|d| format!("{} ({})", d.path, d.kind.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            code: EXIT_FAILURE,
+        }
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+fn files(n: usize) -> String {
+    format!("{n} file{}", if n == 1 { "" } else { "s" })
+}
+
+fn to_json(report: &HarnessReport, args: &TestArgs) -> serde_json::Value {
+    json!({
+        "passed": report.passed(),
+        "plugin": report.plugin,
+        "action": report.action,
+        "proposal": report.proposal,
+        "steps": report.steps,
+        "changes": report.changes,
+        "diff": diff(&report.changes, false),
+        "expect": report.comparison.as_ref().map(|c| json!({
+            "dir": args.expect,
+            "matches": c.matches(),
+            "files": c.files,
+            "differences": c.differences,
+        })),
+    })
+}
+
+fn describe(report: &HarnessReport, args: &TestArgs, colour: bool) -> String {
+    let mut out = String::new();
+    if let Some(p) = &report.plugin {
+        out.push_str(&format!(
+            "plugin {} {} ({}) as {}\n",
+            p.name,
+            p.version,
+            p.path.display(),
+            match p.kind {
+                crate::plugins::PluginKind::Plugin => "strategist and executor",
+                crate::plugins::PluginKind::Strategist => "strategist",
+                crate::plugins::PluginKind::Executor => "executor",
+            }
+        ));
+    }
+    out.push_str(&format!(
+        "action `{}`: strategy {}, executor {}\n",
+        report.action.name, report.action.strategy, report.action.executor
+    ));
+    out.push_str(&format!("proposal: {}\n", report.proposal.summary));
+    for (i, step) in report.proposal.steps.iter().enumerate() {
+        out.push_str(&format!("  {}. {}\n", i + 1, step.title));
+    }
+    if !report.steps.is_empty() {
+        out.push_str("executed:\n");
+    }
+    for step in &report.steps {
+        out.push_str(&format!("  {}: {}\n", step.step_id, step.summary));
+    }
+    if report.changes.is_empty() {
+        out.push_str("no changes\n");
+    } else {
+        out.push_str(&diff(&report.changes, colour));
+    }
+    if let (Some(c), Some(dir)) = (&report.comparison, &args.expect) {
+        out.push_str(&comparison(c, &dir.display().to_string(), colour));
+    }
+    out
+}
+
+fn comparison(c: &TreeComparison, dir: &str, colour: bool) -> String {
+    if c.matches() {
+        return format!("✓ the result matches {dir} ({})\n", files(c.files));
+    }
+    let mut out = format!(
+        "✗ the result differs from {dir} in {} of {}:\n",
+        c.differences.len(),
+        files(c.files)
+    );
+    let width = c.differences.iter().map(|d| d.path.chars().count()).max();
+    for d in &c.differences {
+        let what = match d.kind {
+            DifferenceKind::Missing => "missing (expected, not in the result)",
+            DifferenceKind::Extra => "extra (in the result, not expected)",
+            DifferenceKind::Different => "different",
+        };
+        let width = width.unwrap_or(0);
+        out.push_str(&format!("  {:<width$}  {what}\n", d.path));
+    }
+    for d in &c.differences {
+        out.push_str(&paint(&d.diff, colour));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authoring::Difference;
+
+    #[test]
+    fn a_mismatch_names_each_file_and_shows_the_diffs() {
+        let c = TreeComparison {
+            files: 3,
+            differences: vec![
+                Difference {
+                    path: "a".into(),
+                    kind: DifferenceKind::Different,
+                    diff: "--- expected/a\n+++ actual/a\n@@ -1 +1 @@\n-x\n+y\n".into(),
+                },
+                Difference {
+                    path: "b".into(),
+                    kind: DifferenceKind::Missing,
+                    diff: "--- expected/b\n+++ /dev/null\n@@ -1 +0,0 @@\n-b\n".into(),
+                },
+            ],
+        };
+        let text = comparison(&c, "tests/expected", false);
+        assert!(
+            text.starts_with("✗ the result differs from tests/expected in 2 of 3 files:\n  a  different\n  b  missing"),
+            "{text}"
+        );
+        assert!(
+            text.contains("-x\n+y\n") && text.contains("+++ /dev/null\n"),
+            "{text}"
+        );
+        let ok = TreeComparison {
+            files: 1,
+            differences: vec![],
+        };
+        assert_eq!(
+            comparison(&ok, "e", false),
+            "✓ the result matches e (1 file)\n"
+        );
+    }
+}

@@ -1,0 +1,2 @@
+/* TODO: already upper case */
+int done;

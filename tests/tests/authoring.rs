@@ -1,0 +1,208 @@
+//! `lockstep plugin new` and `lockstep plugin test` as a plugin author uses
+//! them, in each language: a new project is created, its own `test.sh` runs
+//! its unit tests, its `build.sh` and the harness against its fixture (which
+//! passes); then an expected file is changed and the harness exits 1 naming
+//! it, in text and in JSON.
+//!
+//! The builds use the real toolchains: cargo with the `wasm32-wasip2`
+//! target, python3 with pip (componentize-py from PyPI, into the project's
+//! own virtualenv) and node with npm (`npm ci` of the template's lockfile).
+//! Cargo's target folder and the compiled-component cache are kept under
+//! the test target folder between runs, so only a first run compiles the
+//! Rust template's dependencies.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use lockstep_tests::process::{stderr, stdout, workspace_bin};
+
+/// One language at a time: the builds are heavy, and the timings printed
+/// are then each language's own.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Kept between runs.
+fn cache(what: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("authoring")
+        .join(what)
+}
+
+/// A command with none of this test's cargo settings or lockstep settings,
+/// as an author's shell would run it.
+fn command(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if (key.starts_with("CARGO_") && key != "CARGO_HOME")
+            || key.starts_with("LOCKSTEP_")
+            || [
+                "RUSTFLAGS",
+                "RUSTC_WRAPPER",
+                "RUSTC",
+                "RUSTDOC",
+                "VIRTUAL_ENV",
+            ]
+            .contains(&key.as_str())
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("LOCKSTEP", workspace_bin("lockstep"))
+        .env("LOCKSTEP_CACHE_DIR", cache("components"))
+        .env("CARGO_TARGET_DIR", cache("rust-target"))
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+fn lockstep(dir: &Path, args: &[&str]) -> Output {
+    command(workspace_bin("lockstep"), dir)
+        .args(args)
+        .output()
+        .expect("run lockstep")
+}
+
+fn check(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+}
+
+const HARNESS: [&str; 9] = [
+    "plugin",
+    "test",
+    "PLUGIN",
+    "--project",
+    "tests/fixture",
+    "--action",
+    "tests/action.toml",
+    "--expect",
+    "tests/expected",
+];
+
+fn author_flow(lang: &str, unit_tests_passed: &str) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let parent = tempfile::tempdir().unwrap();
+    let name = format!("todo-{lang}");
+    let wasm = format!("dist/{name}.wasm");
+    let harness: Vec<&str> = HARNESS
+        .iter()
+        .map(|a| if *a == "PLUGIN" { wasm.as_str() } else { a })
+        .collect();
+
+    let out = lockstep(
+        parent.path(),
+        &["plugin", "new", &name, "--lang", lang, "--dir", "."],
+    );
+    check("plugin new", &out);
+    let project = parent.path().join(&name);
+    assert!(stdout(&out).contains("bash build.sh"), "{}", stdout(&out));
+    let again = lockstep(parent.path(), &["plugin", "new", &name, "--lang", lang]);
+    assert_eq!(again.status.code(), Some(1), "an existing project is kept");
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+
+    // The template's own flow: unit tests, build.sh, the harness.
+    let started = Instant::now();
+    let out = command("bash", &project).arg("test.sh").output().unwrap();
+    let flow = started.elapsed();
+    check("test.sh", &out);
+    let (text, log) = (stdout(&out), stderr(&out));
+    let all = format!("{text}\n{log}");
+    assert!(all.contains(unit_tests_passed), "unit tests ran: {all}");
+    assert!(text.contains(&format!("built {wasm}")), "{all}");
+    assert!(
+        text.contains("✓ the result matches tests/expected (3 files)"),
+        "{all}"
+    );
+    assert!(
+        text.contains("-- todo: write the parser") && text.contains("+- TODO: write the parser"),
+        "the diff is shown: {text}"
+    );
+    assert!(project.join(&wasm).is_file());
+    assert!(project.join(format!("dist/{name}.toml")).is_file());
+
+    // A wrong expectation: exit 1, the file named, the difference shown.
+    let expected = project.join("tests/expected/notes.md");
+    let right = std::fs::read_to_string(&expected).unwrap();
+    std::fs::write(&expected, right.replace("FIXME:", "FIXME -")).unwrap();
+    let started = Instant::now();
+    let out = lockstep(&project, &harness);
+    let harness_run = started.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("differs from tests/expected in 1 file: notes.md (different)"),
+        "{}",
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("✗ the result differs"), "{text}");
+    assert!(
+        text.contains("--- expected/notes.md\n+++ actual/notes.md\n")
+            && text.contains("-- FIXME - the lexer drops tabs\n+- FIXME: the lexer drops tabs\n"),
+        "{text}"
+    );
+
+    // The same as one JSON document on stdout.
+    let mut args = vec!["--json"];
+    args.extend(&harness);
+    let out = lockstep(&project, &args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim())
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {}", stdout(&out)));
+    assert_eq!(report["passed"], false);
+    assert_eq!(report["plugin"]["name"], name.as_str());
+    assert_eq!(report["proposal"]["steps"].as_array().unwrap().len(), 2);
+    let differences = report["expect"]["differences"].as_array().unwrap();
+    assert_eq!(differences.len(), 1, "{report}");
+    assert_eq!(differences[0]["path"], "notes.md");
+    assert_eq!(differences[0]["kind"], "different");
+
+    // An expected file the plugin does not produce, and one it produces
+    // that is not expected.
+    std::fs::write(&expected, right).unwrap();
+    std::fs::write(project.join("tests/expected/extra.md"), "x\n").unwrap();
+    std::fs::remove_file(project.join("tests/expected/src/done.c")).unwrap();
+    let out = lockstep(&project, &harness);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("in 2 files: extra.md (missing), src/done.c (extra)"),
+        "{}",
+        stderr(&out)
+    );
+    eprintln!(
+        "{lang}: test.sh (unit tests, build, harness) {:.1} s; one harness run {:.1} s",
+        flow.as_secs_f64(),
+        harness_run.as_secs_f64()
+    );
+}
+
+#[test]
+fn a_rust_plugin_from_the_template() {
+    author_flow("rust", "test result: ok. 2 passed");
+}
+
+#[test]
+fn a_python_plugin_from_the_template() {
+    author_flow("python", "Ran 2 tests");
+}
+
+#[test]
+fn a_javascript_plugin_from_the_template() {
+    author_flow("js", "# pass 2");
+}
