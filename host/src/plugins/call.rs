@@ -88,26 +88,6 @@ struct Finished {
     kept: Option<(Store<PluginState>, Instance)>,
 }
 
-fn finished(
-    result: Result<Result<Response, wit::PluginError>, Failure>,
-    kept: Option<(Store<PluginState>, Instance)>,
-) -> Finished {
-    match kept {
-        Some((store, instance)) => Finished {
-            memory_refused: store.data().limiter.refused().is_some(),
-            conflicts: store.data().conflicts().clone(),
-            result,
-            kept: Some((store, instance)),
-        },
-        None => Finished {
-            result,
-            memory_refused: false,
-            conflicts: HashMap::new(),
-            kept: None,
-        },
-    }
-}
-
 /// An instance kept alive between the calls of one phase, for plugins whose
 /// manifest sets `reuse_instance = true` (Python and JavaScript components
 /// cost about a millisecond to instantiate). It is dropped after any trap,
@@ -215,18 +195,20 @@ pub async fn run(
                 "instantiation failed"
             ))),
         };
-        let result = match (instance, result) {
-            (Err(failure), _) => Err(failure),
+        let memory_refused = store.data().limiter.refused().is_some();
+        let conflicts = store.data().conflicts().clone();
+        let (result, kept) = match (instance, result) {
+            (Err(failure), _) => (Err(failure), None),
             (Ok(instance), result) => {
-                let kept = (keep && result.is_ok()).then_some((store, instance));
-                return finished(result, kept);
+                let kept = (keep && result.is_ok()).then_some(instance);
+                (result, kept)
             }
         };
         Finished {
             result,
-            memory_refused: store.data().limiter.refused().is_some(),
-            conflicts: store.data().conflicts().clone(),
-            kept: None,
+            memory_refused,
+            conflicts,
+            kept: kept.map(|instance| (store, instance)),
         }
     };
 

@@ -116,6 +116,9 @@ async fn progress_reports_reach_the_callback_and_the_log() {
     let captured = Captured::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(captured.clone()));
+    // Other tests in this process may have cached callsite interest (or the
+    // global level hint) while no subscriber wanted these events.
+    tracing::callsite::rebuild_interest_cache();
 
     let (result, report) = execute(&engine, "slow", &ctx, &[("ms", "40")]).await;
     assert_eq!(result.unwrap().summary, "slept 40 ms");
