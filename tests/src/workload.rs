@@ -384,10 +384,10 @@ pub fn check(events: &[Event], counters: Option<&BTreeMap<String, i64>>) -> Repo
                     grant.expires_at
                 ));
             }
-            if let Some(newer) = list
-                .iter()
-                .find(|l| l.token > *token && l.acquired_at <= at)
-            {
+            // Times are whole milliseconds of the database clock: a grant in
+            // the same millisecond as the write may have come after it, so
+            // only a grant strictly before the write proves it stale.
+            if let Some(newer) = list.iter().find(|l| l.token > *token && l.acquired_at < at) {
                 report.violations.push(format!(
                     "{resource}: stale write accepted: token {token} at {at}, but token {} was granted at {}",
                     newer.token, newer.acquired_at
@@ -507,6 +507,17 @@ mod tests {
             "{:?}",
             r.violations
         );
+    }
+
+    #[test]
+    fn a_grant_in_the_same_millisecond_is_not_proof() {
+        let h = [
+            grant("a", 1, 0, 100),
+            write(1, true, Some(50)),
+            release(1, 50),
+            grant("b", 2, 50, 150),
+        ];
+        assert!(check(&h, None).violations.is_empty());
     }
 
     #[test]
