@@ -40,5 +40,6 @@ set -e
 echo "(the second session exited with code $code: 3 means lock conflict)"
 wait "$first"
 echo "the first session finished:"
-lk plan status "$id" | head -n 1
+lk plan status "$id" > "$work/status.txt"
+head -n 1 "$work/status.txt"
 [[ "$code" == 3 ]]
