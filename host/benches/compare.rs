@@ -13,6 +13,9 @@
 //!
 //! Each figure is the median of many timed runs after a warm-up.
 
+#[path = "support/raw_locks.rs"]
+mod raw_locks;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -104,7 +107,7 @@ async fn lock_rows(url: &str, name: &str, rows: &mut Vec<Row>) {
     let (baseline_name, baseline, goal) = match db.backend {
         Backend::Sqlite => (
             "the same SQL through sqlx",
-            time(2000, || raw_sqlite(&db, &owner)).await,
+            time(2000, || raw_locks::acquire_release(&db, &owner, "cmp:raw")).await,
             "≤ 1.3×",
         ),
         Backend::Postgres => (
@@ -124,54 +127,6 @@ async fn lock_rows(url: &str, name: &str, rows: &mut Vec<Row>) {
         baseline: Some((baseline_name.into(), baseline)),
         goal: goal.into(),
     });
-}
-
-/// The statements `LockService` issues on SQLite, written out by hand.
-async fn raw_sqlite(db: &Db, owner: &Owner) {
-    let n = db.now_ms();
-    let acquire = format!(
-        "INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at)
-         VALUES ($1, $2, $8, $3, $4, $5, $6, 1, {n}, {n} + $7)
-         ON CONFLICT (resource) DO UPDATE SET token = excluded.token, holds = 1, owner = excluded.owner
-         WHERE locks.owner = excluded.owner OR locks.expires_at <= excluded.acquired_at
-         RETURNING token, holds, acquired_at, expires_at"
-    );
-    let mut tx = db.begin_write().await.unwrap();
-    let token: i64 = sqlx::query_scalar(
-        "UPDATE lock_counter SET value = value + 1 WHERE id = 1 RETURNING value",
-    )
-    .fetch_one(&mut *tx)
-    .await
-    .unwrap();
-    sqlx::query(&acquire)
-        .bind("cmp:raw")
-        .bind(&owner.id)
-        .bind("bench")
-        .bind(&owner.holder.host)
-        .bind(owner.holder.pid)
-        .bind(&owner.holder.user)
-        .bind(TTL.as_millis() as i64)
-        .bind(token)
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    let mut tx = db.begin_write().await.unwrap();
-    sqlx::query("UPDATE locks SET holds = holds - 1 WHERE resource = $1 AND owner = $2 AND token = $3 AND holds > 1")
-        .bind("cmp:raw")
-        .bind(&owner.id)
-        .bind(token)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    sqlx::query("DELETE FROM locks WHERE resource = $1 AND owner = $2 AND token = $3")
-        .bind("cmp:raw")
-        .bind(&owner.id)
-        .bind(token)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
 }
 
 struct BareState {
