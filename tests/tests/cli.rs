@@ -193,9 +193,13 @@ fn wait_for_lock(db: &TestDb, project: &std::path::Path, resource: &str) {
     panic!("{resource} was never locked");
 }
 
-async fn force_release_fences_a_live_holder(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let project = db.project("p", &[]);
+/// A strategized `slow` plan whose execute runs in a background process
+/// (with `global` options) and holds the plan lock.
+fn slow_execute_holding_the_lock(
+    db: &TestDb,
+    project: &std::path::Path,
+    global: &[&str],
+) -> (String, std::process::Child) {
     let act = action_file(
         db.dir.path(),
         "slow",
@@ -203,16 +207,24 @@ async fn force_release_fences_a_live_holder(backend: Backend) {
         "slow",
         &[("steps", "1"), ("ms", "30000")],
     );
-    let id = plan_new(&db, &project, &act);
-    assert!(plan(&db, &project, &["strategize", &id]).status.success());
-    let mut holder = host_command(&db.url, &project);
+    let id = plan_new(db, project, &act);
+    assert!(plan(db, project, &["strategize", &id]).status.success());
+    let mut holder = host_command(&db.url, project);
     holder
-        .args(["--lock-ttl", "5s", "plan", "execute", &id])
+        .args(global)
+        .args(["plan", "execute", &id])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let holder = holder.spawn().unwrap();
+    wait_for_lock(db, project, &format!("plan:{id}"));
+    (id, holder)
+}
+
+async fn force_release_fences_a_live_holder(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[]);
+    let (id, holder) = slow_execute_holding_the_lock(&db, &project, &["--lock-ttl", "5s"]);
     let resource = format!("plan:{id}");
-    wait_for_lock(&db, &project, &resource);
     let mut cmd = host_command(&db.url, &project);
     cmd.args(["locks", "release", &resource]);
     assert_ne!(run(cmd).status.code(), Some(0), "release requires --force");
@@ -233,22 +245,7 @@ async fn force_release_fences_a_live_holder(backend: Backend) {
 async fn sigterm_releases_and_leaves_the_plan_retryable(backend: Backend) {
     let db = TestDb::new(backend).await;
     let project = db.project("p", &[]);
-    let act = action_file(
-        db.dir.path(),
-        "slow",
-        "slow",
-        "slow",
-        &[("steps", "1"), ("ms", "30000")],
-    );
-    let id = plan_new(&db, &project, &act);
-    assert!(plan(&db, &project, &["strategize", &id]).status.success());
-    let mut holder = host_command(&db.url, &project);
-    holder
-        .args(["plan", "execute", &id])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let holder = holder.spawn().unwrap();
-    wait_for_lock(&db, &project, &format!("plan:{id}"));
+    let (id, holder) = slow_execute_holding_the_lock(&db, &project, &[]);
     let sent = Instant::now();
     assert!(Command::new("kill")
         .args(["-TERM", &holder.id().to_string()])
