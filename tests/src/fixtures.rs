@@ -231,3 +231,13 @@ pub fn action(strategy: &str, executor: &str, params: &[(&str, &str)]) -> Action
             .collect(),
     }
 }
+
+/// Create a plan for `action` on `project` and run Strategize.
+pub async fn strategized(
+    session: &lockstep::PlanLifecycleService,
+    action: Action,
+    project: &Path,
+) -> lockstep::store::PlanRecord {
+    let plan = session.new_plan(action, project).await.unwrap();
+    session.strategize_plan(&plan.id).await.unwrap()
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use lockstep::lifecycle::{Phase, State, Status};
 use lockstep::{Config, Container};
-use lockstep_tests::fixtures::action;
+use lockstep_tests::fixtures::{action, strategized};
 use lockstep_tests::{Backend, TestDb, TestPlugins};
 use sqlx::{Connection, Executor};
 
@@ -28,14 +28,12 @@ async fn postgres_connections_killed_mid_phase() {
     let project = db.project("p", &[]);
     let c = container(&db).await;
     let s = c.lifecycle();
-    let plan = s
-        .new_plan(
-            action("slow", "slow", &[("steps", "2"), ("ms", "2500")]),
-            &project,
-        )
-        .await
-        .unwrap();
-    s.strategize_plan(&plan.id).await.unwrap();
+    let plan = strategized(
+        &s,
+        action("slow", "slow", &[("steps", "2"), ("ms", "2500")]),
+        &project,
+    )
+    .await;
     let id = plan.id.clone();
     let running = tokio::spawn(async move { s.execute_plan(&id).await });
     let name = db.url.rsplit('/').next().unwrap().to_string();
@@ -73,14 +71,12 @@ async fn sqlite_file_locked_longer_than_busy_timeout() {
     let project = db.project("p", &[("a.txt", "a")]);
     let c = container(&db).await;
     let s = c.lifecycle();
-    let plan = s
-        .new_plan(
-            action("slow", "slow", &[("steps", "1"), ("ms", "4000")]),
-            &project,
-        )
-        .await
-        .unwrap();
-    s.strategize_plan(&plan.id).await.unwrap();
+    let plan = strategized(
+        &s,
+        action("slow", "slow", &[("steps", "1"), ("ms", "4000")]),
+        &project,
+    )
+    .await;
     let id = plan.id.clone();
     let running = tokio::spawn(async move {
         let r = s.execute_plan(&id).await;
@@ -131,14 +127,12 @@ async fn postgres_server_restarted_mid_phase() {
     let project = db.project("p", &[]);
     let c = container(&db).await;
     let s = c.lifecycle();
-    let plan = s
-        .new_plan(
-            action("slow", "slow", &[("steps", "1"), ("ms", "4000")]),
-            &project,
-        )
-        .await
-        .unwrap();
-    s.strategize_plan(&plan.id).await.unwrap();
+    let plan = strategized(
+        &s,
+        action("slow", "slow", &[("steps", "1"), ("ms", "4000")]),
+        &project,
+    )
+    .await;
     let id = plan.id.clone();
     let running = tokio::spawn(async move {
         let r = s.execute_plan(&id).await;

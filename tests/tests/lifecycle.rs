@@ -9,7 +9,7 @@ use lockstep::lifecycle::{LifecycleError, Phase, State, Status};
 use lockstep::locks::{LockService, Owner, MIN_TTL};
 use lockstep::store::{StateWrite, StoreError};
 use lockstep::{Config, Container};
-use lockstep_tests::fixtures::action;
+use lockstep_tests::fixtures::{action, strategized};
 use lockstep_tests::{on_both_backends, Backend, TestDb, TestPlugins};
 
 async fn container(db: &TestDb) -> Container {
@@ -146,18 +146,16 @@ async fn drift_refuses_apply_and_revert_recovers(backend: Backend) {
     let project = db.project("p", &[("a.txt", "A"), ("b.txt", "B")]);
     let c = container(&db).await;
     let s = c.lifecycle();
-    let plan = s
-        .new_plan(
-            action(
-                "files",
-                "files",
-                &[("files", "a.txt,b.txt"), ("content", "new")],
-            ),
-            &project,
-        )
-        .await
-        .unwrap();
-    s.strategize_plan(&plan.id).await.unwrap();
+    let plan = strategized(
+        &s,
+        action(
+            "files",
+            "files",
+            &[("files", "a.txt,b.txt"), ("content", "new")],
+        ),
+        &project,
+    )
+    .await;
     s.execute_plan(&plan.id).await.unwrap();
     std::fs::write(project.join("b.txt"), "edited by someone").unwrap();
     match s.apply_plan(&plan.id).await {
@@ -237,14 +235,12 @@ async fn dropped_future_releases_and_recovers(backend: Backend) {
     let project = db.project("p", &[]);
     let c = container(&db).await;
     let s = c.lifecycle();
-    let plan = s
-        .new_plan(
-            action("slow", "slow", &[("steps", "1"), ("ms", "60000")]),
-            &project,
-        )
-        .await
-        .unwrap();
-    s.strategize_plan(&plan.id).await.unwrap();
+    let plan = strategized(
+        &s,
+        action("slow", "slow", &[("steps", "1"), ("ms", "60000")]),
+        &project,
+    )
+    .await;
     assert!(
         tokio::time::timeout(Duration::from_millis(500), s.execute_plan(&plan.id))
             .await
@@ -386,14 +382,12 @@ async fn graceful_shutdown_interrupts_the_phase(backend: Backend) {
     let project = db.project("p", &[]);
     let c = container(&db).await;
     let s = c.lifecycle();
-    let plan = s
-        .new_plan(
-            action("slow", "slow", &[("steps", "1"), ("ms", "60000")]),
-            &project,
-        )
-        .await
-        .unwrap();
-    s.strategize_plan(&plan.id).await.unwrap();
+    let plan = strategized(
+        &s,
+        action("slow", "slow", &[("steps", "1"), ("ms", "60000")]),
+        &project,
+    )
+    .await;
     let token = s.shutdown_token();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
