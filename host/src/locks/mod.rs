@@ -207,25 +207,9 @@ impl LockService {
                 .bind(owner.holder.pid)
                 .bind(&owner.holder.user)
                 .bind(ttl_ms);
-            let granted = match self.inner.db.backend {
-                // The counter and the upsert in one write transaction.
-                crate::store::Backend::Sqlite => {
-                    let mut tx = self.inner.db.begin_write().await?;
-                    let token: i64 = sqlx::query_scalar(self.inner.sql.next_token_sqlite)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let row = query.bind(token).fetch_optional(&mut *tx).await?;
-                    match row {
-                        Some(_) => tx.commit().await?,
-                        None => tx.rollback().await?,
-                    }
-                    row
-                }
-                // One atomic statement (the token comes from a sequence).
-                crate::store::Backend::Postgres => {
-                    query.fetch_optional(&self.inner.db.pool).await?
-                }
-            };
+            // One statement on both backends: the token comes from the
+            // counter (SQLite) or a sequence (PostgreSQL).
+            let granted = query.fetch_optional(&self.inner.db.pool).await?;
             if let Some(row) = granted {
                 return Ok(Grant {
                     resource: resource.to_string(),
@@ -361,46 +345,23 @@ impl LockService {
         owner: &Owner,
         token: i64,
     ) -> Result<(), LockError> {
-        if self.inner.db.backend == crate::store::Backend::Postgres {
-            // One statement: drop the last hold, or count one down.
-            sqlx::query(self.inner.sql.release_pg)
-                .bind(resource)
-                .bind(&owner.id)
-                .bind(token)
-                .execute(&self.inner.db.pool)
-                .await?;
-            return Ok(());
-        }
-        let mut tx = self.inner.db.begin_write().await?;
-        let decremented = sqlx::query(self.inner.sql.decrement)
+        sqlx::query(self.inner.sql.release)
             .bind(resource)
             .bind(&owner.id)
             .bind(token)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if decremented == 0 {
-            sqlx::query(self.inner.sql.delete)
-                .bind(resource)
-                .bind(&owner.id)
-                .bind(token)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+            .execute(&self.inner.db.pool)
+            .await?;
         Ok(())
     }
 
     /// Release every lease `owner` holds (shutdown, end of session).
     /// Returns how many were released.
     pub async fn release_all_for_owner(&self, owner: &str) -> Result<u64, LockError> {
-        let mut tx = self.inner.db.begin_write().await?;
         let n = sqlx::query(self.inner.sql.release_all)
             .bind(owner)
-            .execute(&mut *tx)
+            .execute(&self.inner.db.pool)
             .await?
             .rows_affected();
-        tx.commit().await?;
         Ok(n)
     }
 

@@ -8,12 +8,9 @@ use crate::store::{Backend, Db};
 #[derive(Debug, Clone)]
 pub(crate) struct LockSql {
     pub acquire: String,
-    pub next_token_sqlite: &'static str,
     pub holder: String,
     pub renew: String,
-    pub decrement: &'static str,
-    pub delete: &'static str,
-    pub release_pg: &'static str,
+    pub release: &'static str,
     pub release_all: &'static str,
     pub list: String,
     pub force_release: &'static str,
@@ -25,9 +22,13 @@ impl LockSql {
     pub(crate) fn new(db: &Db) -> Self {
         let now = db.now_ms();
         let greatest = db.greatest();
-        // $1 resource, $2 owner, $3 operation, $4 host, $5 pid, $6 user, $7 ttl ms, $8 new token (SQLite)
+        // $1 resource, $2 owner, $3 operation, $4 host, $5 pid, $6 user, $7 ttl ms.
+        // On SQLite the statement is its own write transaction (the write
+        // lock is taken before anything is read), so the counter cannot move
+        // under it; a trigger (migration 2) advances the counter to the
+        // token granted.
         let token = match db.backend {
-            Backend::Sqlite => "$8",
+            Backend::Sqlite => "(SELECT value + 1 FROM lock_counter WHERE id = 1)",
             Backend::Postgres => "nextval('lock_token_seq')",
         };
         // "live": the existing row belongs to the same owner and has not expired.
@@ -50,7 +51,6 @@ impl LockSql {
         );
         LockSql {
             acquire,
-            next_token_sqlite: "UPDATE lock_counter SET value = value + 1 WHERE id = 1 RETURNING value",
             holder: format!(
                 "SELECT owner, operation, holder_host, holder_pid, holder_user, acquired_at, expires_at, {now} AS now
                  FROM locks WHERE resource = $1"
@@ -60,10 +60,20 @@ impl LockSql {
                  WHERE resource = $1 AND owner = $2 AND token = $3 AND expires_at > {now}
                  RETURNING expires_at"
             ),
-            decrement: "UPDATE locks SET holds = holds - 1 WHERE resource = $1 AND owner = $2 AND token = $3 AND holds > 1",
-            delete: "DELETE FROM locks WHERE resource = $1 AND owner = $2 AND token = $3",
-            release_pg: "WITH gone AS (DELETE FROM locks WHERE resource = $1 AND owner = $2 AND token = $3 AND holds <= 1 RETURNING 1)
-                         UPDATE locks SET holds = holds - 1 WHERE resource = $1 AND owner = $2 AND token = $3 AND holds > 1",
+            release: match db.backend {
+                // Count one hold down; a trigger (migration 2) deletes the
+                // row when the last one goes.
+                Backend::Sqlite => "UPDATE locks SET holds = holds - 1 WHERE resource = $1 AND owner = $2 AND token = $3",
+                // One statement, committed without waiting for the WAL flush
+                // (`synchronous_commit = off` for this transaction only). A
+                // release lost in a server crash brings a lease back until it
+                // expires: that delays the next holder, never admits two. And
+                // any later synchronous commit (the next acquire) flushes the
+                // WAL up to and past this release anyway.
+                Backend::Postgres => "WITH gone AS (DELETE FROM locks WHERE resource = $1 AND owner = $2 AND token = $3 AND holds <= 1 RETURNING 1),
+                              down AS (UPDATE locks SET holds = holds - 1 WHERE resource = $1 AND owner = $2 AND token = $3 AND holds > 1 RETURNING 1)
+                         SELECT set_config('synchronous_commit', 'off', true)",
+            },
             release_all: "DELETE FROM locks WHERE owner = $1",
             list: format!(
                 "SELECT resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at,

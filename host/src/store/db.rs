@@ -61,6 +61,11 @@ impl Db {
             Backend::Sqlite => AnyPoolOptions::new()
                 .max_connections(4)
                 .acquire_timeout(Duration::from_secs(30))
+                // A SQLite connection is an open file in this process:
+                // there is no server to lose it, so the liveness ping sqlx
+                // would send to the connection's worker thread before every
+                // use (a full round trip) buys nothing.
+                .test_before_acquire(false)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute(
