@@ -93,7 +93,8 @@ pub struct PlanLifecycleService {
 enum PhaseOutput {
     Proposal(PlanProposal),
     Changes(Vec<ChangeRecord>, Vec<StepResult>),
-    Applied,
+    /// How many files were written or deleted.
+    Applied(usize),
 }
 
 fn plan_resource(id: &str) -> String {
@@ -194,8 +195,7 @@ impl PlanLifecycleService {
             created_at: 0,
             updated_at: 0,
         };
-        self.store.insert_plan(&plan, &self.owner.id).await?;
-        Ok(self.store.plan(&plan.id).await?)
+        Ok(self.store.insert_plan(&plan, &self.owner.id).await?)
     }
 
     /// Run Strategize.
@@ -210,8 +210,7 @@ impl PlanLifecycleService {
 
     /// Run Apply.
     pub async fn apply_plan(&self, id: &str) -> Result<ApplyReport, LifecycleError> {
-        self.run_phase(id, Command::Apply).await?;
-        let files = self.store.changes(id).await?.len();
+        let (_, files) = self.run_phase_counting(id, Command::Apply).await?;
         Ok(ApplyReport {
             plan_id: id.to_string(),
             files,
@@ -345,14 +344,15 @@ impl PlanLifecycleService {
                 self.store.transition(&write).await
             };
             let _ = project.release().await;
-            result?;
+            Ok(result?)
         } else {
             let t = transition(Some(plan.status), Command::Recover)?;
             let message = format!(
                 "interrupted: the session running {} stopped before it finished",
                 plan.status.phase
             );
-            self.store
+            Ok(self
+                .store
                 .transition(&StateWrite {
                     plan_id: id,
                     seen_version: plan.version,
@@ -363,9 +363,8 @@ impl PlanLifecycleService {
                     reason: "recovered: processing session gone",
                     error: Some(&message),
                 })
-                .await?;
+                .await?)
         }
-        Ok(self.store.plan(id).await?)
     }
 
     async fn simple_command(
@@ -393,12 +392,12 @@ impl PlanLifecycleService {
                 },
                 error: None,
             };
-            if command == Command::Revert {
-                self.store.revert(&write).await?;
+            let plan = if command == Command::Revert {
+                self.store.revert(&write).await?
             } else {
-                self.store.transition(&write).await?;
-            }
-            Ok::<_, LifecycleError>(self.store.plan(id).await?)
+                self.store.transition(&write).await?
+            };
+            Ok::<_, LifecycleError>(plan)
         }
         .await;
         if let Err(e) = guard.release().await {
@@ -408,6 +407,15 @@ impl PlanLifecycleService {
     }
 
     async fn run_phase(&self, id: &str, command: Command) -> Result<PlanRecord, LifecycleError> {
+        Ok(self.run_phase_counting(id, command).await?.0)
+    }
+
+    /// Run a phase; also returns how many files an apply wrote or deleted.
+    async fn run_phase_counting(
+        &self,
+        id: &str,
+        command: Command,
+    ) -> Result<(PlanRecord, usize), LifecycleError> {
         let operation = format!("{command} plan {id}");
         let guard = self.lock(&plan_resource(id), &operation).await?;
         let result = self.run_phase_locked(id, command, &operation, &guard).await;
@@ -423,7 +431,7 @@ impl PlanLifecycleService {
         command: Command,
         operation: &str,
         guard: &LockGuard,
-    ) -> Result<PlanRecord, LifecycleError> {
+    ) -> Result<(PlanRecord, usize), LifecycleError> {
         let plan = self.load_locked(id, guard).await?;
         let t = transition(Some(plan.status), command)?;
         let project_guard = match command {
@@ -454,7 +462,8 @@ impl PlanLifecycleService {
                 &start_reason,
                 None,
             ))
-            .await?;
+            .await?
+            .version;
         self.report(Progress::PhaseStarted {
             plan_id: id.to_string(),
             phase: t.start.phase,
@@ -485,11 +494,17 @@ impl PlanLifecycleService {
             Ok(output) => {
                 let w = write(t.start, t.success, version, &done_reason, None);
                 match output {
-                    PhaseOutput::Proposal(p) => self.store.complete_strategize(&w, &p).await,
-                    PhaseOutput::Changes(changes, steps) => {
-                        self.store.complete_execute(&w, &changes, &steps).await
+                    PhaseOutput::Proposal(p) => {
+                        self.store.complete_strategize(&w, &p).await.map(|p| (p, 0))
                     }
-                    PhaseOutput::Applied => self.store.finish_apply(&w).await,
+                    PhaseOutput::Changes(changes, steps) => self
+                        .store
+                        .complete_execute(&w, &changes, &steps)
+                        .await
+                        .map(|p| (p, 0)),
+                    PhaseOutput::Applied(files) => {
+                        self.store.finish_apply(&w).await.map(|p| (p, files))
+                    }
                 }
                 .map_err(LifecycleError::from)
             }
@@ -524,8 +539,7 @@ impl PlanLifecycleService {
                 tracing::warn!("releasing project lock: {e}; it will expire");
             }
         }
-        result?;
-        Ok(self.store.plan(id).await?)
+        result
     }
 
     fn context(
@@ -638,12 +652,13 @@ impl PlanLifecycleService {
                 self.store
                     .journal_apply(&plan.id, &self.owner.id, (&plan_resource(&plan.id), token))
                     .await?;
+                let files = changes.len();
                 // File I/O runs off the async workers so lease renewal keeps going.
                 tokio::task::spawn_blocking(move || apply::write_all(&root, &changes))
                     .await
                     .map_err(|e| LifecycleError::Io(format!("apply task failed: {e}")))?
                     .map_err(|e| LifecycleError::Io(e.to_string()))?;
-                Ok(PhaseOutput::Applied)
+                Ok(PhaseOutput::Applied(files))
             }
             other => unreachable!("{other} is not a phase"),
         }

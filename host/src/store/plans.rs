@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Db, StoreError};
+use super::{Backend, Db, StoreError};
 use crate::lifecycle::{Action, Phase, PlanProposal, State, Status};
 use crate::locks::LockService;
 
@@ -109,6 +109,14 @@ pub struct StateWrite<'a> {
     pub error: Option<&'a str>,
 }
 
+/// What a status write does to the stored proposal.
+#[derive(Debug, Clone, Copy)]
+enum Proposal<'a> {
+    Keep,
+    Set(&'a str),
+    Clear,
+}
+
 /// The store: typed access to the tables.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -157,12 +165,18 @@ impl Store {
         &self.db
     }
 
-    /// Insert a new plan in strategize/queued and record its creation.
-    pub async fn insert_plan(&self, plan: &PlanRecord, actor: &str) -> Result<(), StoreError> {
+    /// Insert a new plan in strategize/queued and record its creation;
+    /// returns the plan as stored.
+    pub async fn insert_plan(
+        &self,
+        plan: &PlanRecord,
+        actor: &str,
+    ) -> Result<PlanRecord, StoreError> {
         let now = self.db.now_ms();
         let mut tx = self.db.begin_write().await?;
-        sqlx::query(&format!(
-            "INSERT INTO plans ({PLAN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, 1, NULL, NULL, NULL, {now}, {now})"
+        let row = sqlx::query(&format!(
+            "INSERT INTO plans ({PLAN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, 1, NULL, NULL, NULL, {now}, {now})
+             RETURNING {PLAN_COLUMNS}"
         ))
         .bind(&plan.id)
         .bind(&plan.project_root)
@@ -170,12 +184,13 @@ impl Store {
         .bind(serde_json::to_string(&plan.action).map_err(|e| StoreError::Corrupt(e.to_string()))?)
         .bind(plan.status.phase.to_string())
         .bind(plan.status.state.to_string())
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
+        let stored = plan_from_row(&row)?;
         self.event(&mut tx, &plan.id, actor, None, plan.status, "plan created")
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(stored)
     }
 
     /// One plan, if it exists.
@@ -225,12 +240,12 @@ impl Store {
             .collect()
     }
 
-    /// A status change and nothing else.
-    pub async fn transition(&self, write: &StateWrite<'_>) -> Result<i64, StoreError> {
+    /// A status change and nothing else; returns the plan as written.
+    pub async fn transition(&self, write: &StateWrite<'_>) -> Result<PlanRecord, StoreError> {
         let mut tx = self.db.begin_write().await?;
-        let version = self.write_state(&mut tx, write).await?;
+        let plan = self.write_state(&mut tx, write, Proposal::Keep).await?;
         tx.commit().await?;
-        Ok(version)
+        Ok(plan)
     }
 
     /// Strategize finished: store the proposal with the status change.
@@ -238,16 +253,15 @@ impl Store {
         &self,
         write: &StateWrite<'_>,
         proposal: &PlanProposal,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<PlanRecord, StoreError> {
+        let json =
+            serde_json::to_string(proposal).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.db.begin_write().await?;
-        let version = self.write_state(&mut tx, write).await?;
-        sqlx::query("UPDATE plans SET proposal_json = $1 WHERE id = $2")
-            .bind(serde_json::to_string(proposal).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-            .bind(write.plan_id)
-            .execute(&mut *tx)
+        let plan = self
+            .write_state(&mut tx, write, Proposal::Set(&json))
             .await?;
         tx.commit().await?;
-        Ok(version)
+        Ok(plan)
     }
 
     /// Execute finished: replace the changeset and step results with the
@@ -257,9 +271,9 @@ impl Store {
         write: &StateWrite<'_>,
         changes: &[ChangeRecord],
         steps: &[StepResult],
-    ) -> Result<i64, StoreError> {
+    ) -> Result<PlanRecord, StoreError> {
         let mut tx = self.db.begin_write().await?;
-        let version = self.write_state(&mut tx, write).await?;
+        let plan = self.write_state(&mut tx, write, Proposal::Keep).await?;
         self.clear_execution(&mut tx, write.plan_id).await?;
         for (seq, c) in changes.iter().enumerate() {
             sqlx::query(
@@ -291,20 +305,16 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(version)
+        Ok(plan)
     }
 
     /// Revert: drop the changeset, results and proposal with the status change.
-    pub async fn revert(&self, write: &StateWrite<'_>) -> Result<i64, StoreError> {
+    pub async fn revert(&self, write: &StateWrite<'_>) -> Result<PlanRecord, StoreError> {
         let mut tx = self.db.begin_write().await?;
-        let version = self.write_state(&mut tx, write).await?;
+        let plan = self.write_state(&mut tx, write, Proposal::Clear).await?;
         self.clear_execution(&mut tx, write.plan_id).await?;
-        sqlx::query("UPDATE plans SET proposal_json = NULL WHERE id = $1")
-            .bind(write.plan_id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(version)
+        Ok(plan)
     }
 
     async fn clear_execution(
@@ -376,7 +386,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let now = self.db.now_ms();
         let cond = self.locks.fence_condition(4, 2, 5);
-        let mut tx = self.db.begin_write().await?;
+        // One statement: its own transaction.
         let n = sqlx::query(&format!(
             "INSERT INTO apply_journal (plan_id, owner, token, started_at) SELECT $1, $2, $3, {now} WHERE {cond}"
         ))
@@ -385,7 +395,7 @@ impl Store {
         .bind(fence.1)
         .bind(fence.0)
         .bind(fence.1)
-        .execute(&mut *tx)
+        .execute(&self.db.pool)
         .await?
         .rows_affected();
         if n == 0 {
@@ -395,7 +405,6 @@ impl Store {
                 token: fence.1,
             });
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -409,23 +418,25 @@ impl Store {
     }
 
     /// Apply finished: clear the journal with the status change.
-    pub async fn finish_apply(&self, write: &StateWrite<'_>) -> Result<i64, StoreError> {
+    pub async fn finish_apply(&self, write: &StateWrite<'_>) -> Result<PlanRecord, StoreError> {
         let mut tx = self.db.begin_write().await?;
-        let version = self.write_state(&mut tx, write).await?;
+        let plan = self.write_state(&mut tx, write, Proposal::Keep).await?;
         sqlx::query("DELETE FROM apply_journal WHERE plan_id = $1")
             .bind(write.plan_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(version)
+        Ok(plan)
     }
 
-    /// The versioned, fenced status update plus its event, inside `tx`.
+    /// The versioned, fenced status update plus its event, inside `tx`;
+    /// returns the row as written.
     async fn write_state(
         &self,
         tx: &mut Transaction<'static, Any>,
         w: &StateWrite<'_>,
-    ) -> Result<i64, StoreError> {
+        proposal: Proposal<'_>,
+    ) -> Result<PlanRecord, StoreError> {
         let now = self.db.now_ms();
         let fence = match w.fence {
             Some(_) => format!(" AND {}", self.locks.fence_condition(8, 9, 6)),
@@ -435,24 +446,51 @@ impl Store {
             .fence
             .map(|(r, t)| (Some(r), Some(t)))
             .unwrap_or((None, None));
-        let n = sqlx::query(&format!(
-            "UPDATE plans SET phase = $1, state = $2, version = version + 1, lock_token = $6, error = $7, updated_at = {now}
-             WHERE id = $3 AND version = $4 AND phase = $5 AND state = $10{fence}"
-        ))
-        .bind(w.to.phase.to_string())
-        .bind(w.to.state.to_string())
-        .bind(w.plan_id)
-        .bind(w.seen_version)
-        .bind(w.from.phase.to_string())
-        .bind(token)
-        .bind(w.error)
-        .bind(resource.unwrap_or(""))
-        .bind(w.actor)
-        .bind(w.from.state.to_string())
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        if n == 0 {
+        let (set_proposal, proposal_json) = match proposal {
+            Proposal::Keep => (0i64, None),
+            Proposal::Set(json) => (1, Some(json)),
+            Proposal::Clear => (1, None),
+        };
+        // The status update and its event in one round trip: on PostgreSQL
+        // one statement (the event inserted from the update's `RETURNING`),
+        // on SQLite two statements sent together, the event inserted only
+        // if the update changed the row. The caller's transaction makes
+        // both atomic.
+        let update = format!(
+            "UPDATE plans SET phase = $1, state = $2, version = version + 1, lock_token = $6, error = $7, updated_at = {now},
+                    proposal_json = CASE WHEN $11 = 1 THEN $12 ELSE proposal_json END
+             WHERE id = $3 AND version = $4 AND phase = $5 AND state = $10{fence}
+             RETURNING {PLAN_COLUMNS}"
+        );
+        let event = "INSERT INTO plan_events (plan_id, at, actor, from_phase, from_state, to_phase, to_state, reason)";
+        let sql = match self.db.backend {
+            Backend::Sqlite => format!(
+                "{update};\n{event} SELECT $3, {now}, $9, $5, $10, $1, $2, $13 WHERE changes() = 1"
+            ),
+            Backend::Postgres => format!(
+                "WITH updated AS ({update}),
+                      logged AS ({event} SELECT $3, {now}, $9, $5, $10, $1, $2, $13 FROM updated)
+                 SELECT * FROM updated"
+            ),
+        };
+        let rows = sqlx::query(&sql)
+            .bind(w.to.phase.to_string())
+            .bind(w.to.state.to_string())
+            .bind(w.plan_id)
+            .bind(w.seen_version)
+            .bind(w.from.phase.to_string())
+            .bind(token)
+            .bind(w.error)
+            .bind(resource.unwrap_or(""))
+            .bind(w.actor)
+            .bind(w.from.state.to_string())
+            .bind(set_proposal)
+            .bind(proposal_json)
+            .bind(w.reason)
+            .fetch_all(&mut **tx)
+            .await?;
+        let row = rows.into_iter().next();
+        let Some(row) = row else {
             let found: Option<i64> = sqlx::query_scalar("SELECT version FROM plans WHERE id = $1")
                 .bind(w.plan_id)
                 .fetch_optional(&mut **tx)
@@ -475,10 +513,8 @@ impl Store {
                     found,
                 },
             });
-        }
-        self.event(tx, w.plan_id, w.actor, Some(w.from), w.to, w.reason)
-            .await?;
-        Ok(w.seen_version + 1)
+        };
+        plan_from_row(&row)
     }
 
     async fn event(
