@@ -2,9 +2,39 @@
 //! `NAME.toml` manifest beside it. Directories are searched in order and the
 //! first plugin of a name wins; later ones are reported as shadowed.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
 
 use super::manifest::{self, Manifest, ManifestError};
+
+/// Parsed manifests by path, parsed again only when a file's size,
+/// modification time or inode changes: a plan looks its plugins up several
+/// times, and each lookup lists the plugin directories afresh (so a plugin
+/// added or removed is seen at once) without re-reading every manifest.
+#[derive(Debug, Default)]
+pub struct ManifestCache {
+    parsed: Mutex<HashMap<PathBuf, (Stamp, Result<Manifest, ManifestError>)>>,
+}
+
+type Stamp = (u64, Option<SystemTime>, u64);
+
+impl ManifestCache {
+    fn read(&self, path: &Path, meta: &std::fs::Metadata) -> Result<Manifest, ManifestError> {
+        use std::os::unix::fs::MetadataExt;
+        let stamp = (meta.len(), meta.modified().ok(), meta.ino());
+        let mut parsed = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, manifest)) = parsed.get(path) {
+            if *seen == stamp {
+                return manifest.clone();
+            }
+        }
+        let manifest = manifest::read(path);
+        parsed.insert(path.to_path_buf(), (stamp, manifest.clone()));
+        manifest
+    }
+}
 
 /// One component found in a plugin directory.
 #[derive(Debug, Clone)]
@@ -35,7 +65,7 @@ impl Entry {
 
 /// Every `*.wasm` in `dirs`, in search order (sorted by file name within a
 /// directory). Missing directories are skipped.
-pub fn discover(dirs: &[PathBuf]) -> Vec<Entry> {
+pub fn discover(dirs: &[PathBuf], cache: &ManifestCache) -> Vec<Entry> {
     let mut entries: Vec<Entry> = Vec::new();
     for dir in dirs {
         let Ok(read) = std::fs::read_dir(dir) else {
@@ -49,16 +79,15 @@ pub fn discover(dirs: &[PathBuf]) -> Vec<Entry> {
         wasm.sort();
         for path in wasm {
             let manifest_path = path.with_extension("toml");
-            let manifest = if manifest_path.is_file() {
-                manifest::read(&manifest_path)
-            } else {
-                Err(ManifestError::whole_file(
+            let manifest = match std::fs::metadata(&manifest_path) {
+                Ok(meta) if meta.is_file() => cache.read(&manifest_path, &meta),
+                _ => Err(ManifestError::whole_file(
                     &manifest_path,
                     format!(
                         "missing: every plugin component needs a manifest beside it ({})",
                         file(&manifest_path)
                     ),
-                ))
+                )),
             };
             let mut entry = Entry {
                 wasm: path,
@@ -154,7 +183,7 @@ mod tests {
             b.path().to_path_buf(),
             a.path().join("missing"),
         ];
-        let entries = discover(&dirs);
+        let entries = discover(&dirs, &ManifestCache::default());
         assert_eq!(entries.len(), 4);
         let one = find(&entries, "one").unwrap();
         assert!(one.wasm.starts_with(a.path()));

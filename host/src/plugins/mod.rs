@@ -193,6 +193,7 @@ pub struct PluginEngine {
     limits: LimitsPolicy,
     /// A component that answers to its name ahead of the directories.
     pinned: Option<discover::Entry>,
+    manifests: Arc<discover::ManifestCache>,
 }
 
 impl std::fmt::Debug for PluginEngine {
@@ -220,6 +221,7 @@ impl PluginEngine {
             dirs,
             limits: options.limits,
             pinned: None,
+            manifests: Arc::default(),
         })
     }
 
@@ -260,7 +262,7 @@ impl PluginEngine {
         if let Some(pinned) = self.pinned.as_ref().filter(|p| p.name() == name) {
             return Ok(self.info(pinned));
         }
-        let entries = discover::discover(&self.dirs);
+        let entries = discover::discover(&self.dirs, &self.manifests);
         discover::find(&entries, name)
             .map(|e| self.info(e))
             .ok_or_else(|| PluginError::Load(discover::unknown(name, &self.dirs, &entries)))
@@ -279,7 +281,7 @@ impl PluginEngine {
     /// Every plugin in the plugin directories, in search order, including
     /// broken and shadowed ones (see [`PluginInfo::problem`]).
     pub fn list(&self) -> Vec<PluginInfo> {
-        discover::discover(&self.dirs)
+        discover::discover(&self.dirs, &self.manifests)
             .iter()
             .map(|e| self.info(e))
             .collect()
@@ -288,7 +290,7 @@ impl PluginEngine {
     /// Compile every plugin found into the disk cache (`lockstep plugins
     /// precompile`), so that the first call of each loads in milliseconds.
     pub fn precompile(&self) -> Vec<Precompiled> {
-        discover::discover(&self.dirs)
+        discover::discover(&self.dirs, &self.manifests)
             .iter()
             .filter(|e| e.shadowed_by.is_none())
             .map(|e| {
@@ -350,7 +352,7 @@ impl PluginEngine {
     /// report its world, API version, imports and exports, and whatever
     /// would stop the host from using it. Nothing is instantiated.
     pub fn inspect(&self, path: &Path) -> anyhow::Result<ComponentInfo> {
-        let entries = discover::discover(&self.dirs);
+        let entries = discover::discover(&self.dirs, &self.manifests);
         let path = match path.to_str().and_then(|name| {
             (!path.exists())
                 .then(|| discover::find(&entries, name))
@@ -427,7 +429,7 @@ impl PluginEngine {
 
     /// The plugin called `name`, loaded and checked for `role`.
     pub(crate) fn plugin(&self, name: &str, role: Role) -> Result<Arc<WasmPlugin>, PluginError> {
-        let entries = discover::discover(&self.dirs);
+        let entries = discover::discover(&self.dirs, &self.manifests);
         let entry = match self.pinned.as_ref().filter(|p| p.name() == name) {
             Some(pinned) => pinned,
             None => discover::find(&entries, name)
