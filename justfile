@@ -34,9 +34,12 @@ bench: plugins
     bash scripts/ensure-postgres.sh
     cargo bench -p lockstep --bench locks --bench plugins
 
-# Each figure beside its baseline, with the ratio and the goal.
+# Each figure beside its baseline, with the ratio and the goal. Also builds the
+# extism baseline (bench/extism, its own workspace: it brings another wasmtime).
 compare: plugins
     bash scripts/ensure-postgres.sh
+    bash plugins/extism/build.sh
+    cd bench/extism && cargo build --release --target-dir ../../target/extism
     cargo bench -p lockstep --bench compare
 
 # A real plan end to end on the embedded SQLite default, with the example plugins.

@@ -8,6 +8,8 @@
 //! | lock acquire+release, SQLite | the same SQL statements through sqlx |
 //! | lock acquire+release, PostgreSQL | two raw `SELECT 1` round trips |
 //! | Rust plugin instantiate + call through lockstep | a bare wasmtime harness, same component |
+//! | plugin call on a kept instance | the `extism` crate calling an equivalent Extism plugin |
+//! | plugin instantiate + call | extism: a new plugin from the compiled module + call |
 //! | full four-phase lifecycle, one-step no-op plugins, SQLite | (plans/s) |
 //! | JS / Python plugin: load from cache + first call | cold compile + first call |
 //!
@@ -178,6 +180,46 @@ async fn bare_harness(component: &Path, iterations: usize) -> Duration {
     .await
 }
 
+/// The median call of the extism baseline (`bench/extism`, a separate
+/// workspace because it brings another wasmtime major), run on
+/// `dist/extism/noop.wasm` in this same run. `just compare` builds both.
+fn extism_baseline(dist: &Path, iterations: usize) -> Result<(Duration, Option<Duration>), String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let binary = std::env::var_os("LOCKSTEP_EXTISM_BASELINE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/extism/release/extism-baseline"));
+    let plugin = dist.join("extism/noop.wasm");
+    for needed in [&binary, &plugin] {
+        if !needed.is_file() {
+            return Err(format!(
+                "{} is missing (run `just compare`)",
+                needed.display()
+            ));
+        }
+    }
+    let output = std::process::Command::new(&binary)
+        .arg("--plugin")
+        .arg(&plugin)
+        .arg("--iterations")
+        .arg(iterations.to_string())
+        .output()
+        .map_err(|e| format!("{}: {e}", binary.display()))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let line = String::from_utf8_lossy(&output.stdout);
+    let report: serde_json::Value = serde_json::from_str(line.trim())
+        .map_err(|e| format!("unexpected output `{}`: {e}", line.trim()))?;
+    let call = report["call_median_ns"]
+        .as_u64()
+        .map(Duration::from_nanos)
+        .ok_or_else(|| format!("no call_median_ns in `{}`", line.trim()))?;
+    let fresh = report["new_from_compiled_and_call_median_ns"]
+        .as_u64()
+        .map(Duration::from_nanos);
+    Ok((call, fresh))
+}
+
 fn context(dir: &Path, locks: LockService) -> PluginContext {
     PluginContext {
         plan_id: "bench".into(),
@@ -245,6 +287,50 @@ async fn main() {
         baseline: Some(("bare wasmtime harness".into(), bare)),
         goal: "≤ 2×, ≤ 50 µs".into(),
     });
+
+    // Plugin call overhead beside the extism crate calling an equivalent
+    // Extism plugin. Extism keeps one instance across calls, so the like for
+    // like figure is a call on an instance this host keeps too (a manifest
+    // with `reuse_instance = true` over the same component); the default
+    // fresh instance per call is shown beside it.
+    let reuse_dir = dir.path().join("reuse");
+    std::fs::create_dir_all(&reuse_dir).unwrap();
+    std::fs::copy(dist.join("noop.wasm"), reuse_dir.join("noop.wasm")).unwrap();
+    let manifest = std::fs::read_to_string(dist.join("noop.toml")).unwrap();
+    std::fs::write(
+        reuse_dir.join("noop.toml"),
+        manifest.replace("[limits]", "reuse_instance = true\n\n[limits]"),
+    )
+    .unwrap();
+    let reuse_engine =
+        PluginEngine::with_options(vec![reuse_dir], PluginsConfig::default()).unwrap();
+    let warm_executor = reuse_engine.executor("noop", dir.path()).unwrap();
+    let reused = time(20_000, || async {
+        warm_executor.execute(&ctx, &step).await.unwrap();
+    })
+    .await;
+    match extism_baseline(&dist, 20_000) {
+        Ok((call, fresh)) => {
+            rows.push(Row {
+                figure: "plugin call, instance kept (noop)".into(),
+                value: reused,
+                baseline: Some(("extism: call on a loaded plugin".into(), call)),
+                goal: "≤ 1.0×".into(),
+            });
+            if let Some(fresh) = fresh {
+                rows.push(Row {
+                    figure: "plugin instantiate + call (noop, the default)".into(),
+                    value: ours,
+                    baseline: Some((
+                        "extism: new plugin from the compiled module + call".into(),
+                        fresh,
+                    )),
+                    goal: "≤ 1.0×".into(),
+                });
+            }
+        }
+        Err(e) => eprintln!("skipping the extism comparison: {e}"),
+    }
 
     // Full lifecycle, SQLite, one-step no-op plugins.
     let project = dir.path().join("project");

@@ -2,12 +2,14 @@
 
 //! Plugin and lifecycle costs with the real `noop` component:
 //! instantiate + call through lockstep (a fresh instance per call), and one
-//! full four-phase lifecycle on SQLite with one-step no-op plugins.
-//! Needs `plugins/build.sh` (run by `just bench`).
+//! full four-phase lifecycle on SQLite with one-step no-op plugins, and a
+//! Python / JavaScript plugin loaded from the compiled-component cache by a
+//! fresh engine and called once.
+//! Needs the example plugins built (`just plugins`, run by `just bench`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use lockstep::lifecycle::{Action, PluginContext, PluginProvider, Step};
@@ -88,9 +90,70 @@ fn lifecycle(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a new host process pays for a Python or JavaScript plugin whose
+/// compiled form is already in the disk cache: look it up (map and verify
+/// the artifact, link) and make the first call.
+fn load_from_cache(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = rt
+        .block_on(Db::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("b.db").display()
+        )))
+        .unwrap();
+    let ctx = PluginContext {
+        plan_id: "bench".into(),
+        project: Arc::new(ProjectView::new(dir.path()).unwrap()),
+        locks: ScopedLocks::new(LockService::new(db), Owner::new_session(), "bench", "bench"),
+        cancel: CancellationToken::new(),
+        progress: None,
+    };
+    let options = PluginsConfig {
+        cache_dir: Some(dir.path().join("cache")),
+        pooling: false,
+        ..Default::default()
+    };
+    let mut group = c.benchmark_group("plugin/load_from_cache_and_first_call");
+    group.sample_size(10);
+    for name in ["json-format", "trailing-whitespace"] {
+        if !dist().join(format!("{name}.wasm")).is_file() {
+            eprintln!("skipping {name}: not built");
+            continue;
+        }
+        let action = Action {
+            name: name.into(),
+            strategy: name.into(),
+            executor: name.into(),
+            params: Default::default(),
+        };
+        // Fill the cache once.
+        let engine = PluginEngine::with_options(vec![dist()], options.clone()).unwrap();
+        engine.strategist(name, dir.path()).unwrap();
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_custom(|iterations| {
+                let (options, ctx, action) = (options.clone(), &ctx, &action);
+                async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        let engine =
+                            PluginEngine::with_options(vec![dist()], options.clone()).unwrap();
+                        let started = Instant::now();
+                        let strategist = engine.strategist(name, ctx.project.root()).unwrap();
+                        let _ = strategist.strategize(ctx, action).await;
+                        total += started.elapsed();
+                    }
+                    total
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(5));
-    targets = plugin_call, lifecycle
+    targets = plugin_call, lifecycle, load_from_cache
 }
 criterion_main!(benches);
