@@ -15,10 +15,12 @@ use super::manifest::{self, Manifest, ManifestError};
 /// added or removed is seen at once) without re-reading every manifest.
 #[derive(Debug, Default)]
 pub struct ManifestCache {
-    parsed: Mutex<HashMap<PathBuf, (Stamp, Result<Manifest, ManifestError>)>>,
+    parsed: Mutex<HashMap<PathBuf, (Stamp, Parsed)>>,
 }
 
+/// Size, modification time and inode of a manifest file.
 type Stamp = (u64, Option<SystemTime>, u64);
+type Parsed = Result<Manifest, ManifestError>;
 
 impl ManifestCache {
     fn read(&self, path: &Path, meta: &std::fs::Metadata) -> Result<Manifest, ManifestError> {
@@ -203,5 +205,45 @@ mod tests {
             "{msg}"
         );
         assert!(unknown("x", &[], &[]).contains("no plugins were found"));
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn an_edited_or_removed_manifest_is_seen_at_the_next_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = vec![dir.path().to_path_buf()];
+        let cache = ManifestCache::default();
+        std::fs::write(dir.path().join("p.wasm"), b"\0asm").unwrap();
+        let manifest = dir.path().join("p.toml");
+        std::fs::write(
+            &manifest,
+            "name = \"first\"\nversion = \"0.1.0\"\nkind = \"plugin\"\napi = \"0.1.0\"\n",
+        )
+        .unwrap();
+        assert!(find(&discover(&dirs, &cache), "first").is_some());
+        // Rewritten in place (same inode), another length.
+        std::fs::write(
+            &manifest,
+            "name = \"second-name\"\nversion = \"0.1.0\"\nkind = \"plugin\"\napi = \"0.1.0\"\n",
+        )
+        .unwrap();
+        let entries = discover(&dirs, &cache);
+        assert!(find(&entries, "first").is_none());
+        assert!(find(&entries, "second-name").is_some());
+        // Broken, then gone: each reported, nothing stale served.
+        std::fs::write(&manifest, "name = ").unwrap();
+        assert!(discover(&dirs, &cache)[0].manifest.is_err());
+        std::fs::remove_file(&manifest).unwrap();
+        let entries = discover(&dirs, &cache);
+        assert!(entries[0]
+            .manifest
+            .as_ref()
+            .unwrap_err()
+            .message
+            .contains("missing"));
     }
 }
