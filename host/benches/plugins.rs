@@ -7,7 +7,7 @@
 //! fresh engine and called once.
 //! Needs the example plugins built (`just plugins`, run by `just bench`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,23 +38,28 @@ fn noop_action() -> Action {
     }
 }
 
+/// A plugin context on a SQLite database in `dir`, with `dir` as the project.
+fn context(rt: &tokio::runtime::Runtime, dir: &Path) -> PluginContext {
+    let db = rt
+        .block_on(Db::connect(&format!(
+            "sqlite://{}",
+            dir.join("b.db").display()
+        )))
+        .unwrap();
+    PluginContext {
+        plan_id: "bench".into(),
+        project: Arc::new(ProjectView::new(dir).unwrap()),
+        locks: ScopedLocks::new(LockService::new(db), Owner::new_session(), "bench", "bench"),
+        cancel: CancellationToken::new(),
+        progress: None,
+    }
+}
+
 fn plugin_call(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let engine = PluginEngine::with_options(vec![dist()], PluginsConfig::default()).unwrap();
-    let db = rt
-        .block_on(Db::connect(&format!(
-            "sqlite://{}",
-            dir.path().join("b.db").display()
-        )))
-        .unwrap();
-    let ctx = PluginContext {
-        plan_id: "bench".into(),
-        project: Arc::new(ProjectView::new(dir.path()).unwrap()),
-        locks: ScopedLocks::new(LockService::new(db), Owner::new_session(), "bench", "bench"),
-        cancel: CancellationToken::new(),
-        progress: None,
-    };
+    let ctx = context(&rt, dir.path());
     let executor = engine.executor("noop", dir.path()).unwrap();
     let step = Step {
         id: "noop".into(),
@@ -96,19 +101,7 @@ fn lifecycle(c: &mut Criterion) {
 fn load_from_cache(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let db = rt
-        .block_on(Db::connect(&format!(
-            "sqlite://{}",
-            dir.path().join("b.db").display()
-        )))
-        .unwrap();
-    let ctx = PluginContext {
-        plan_id: "bench".into(),
-        project: Arc::new(ProjectView::new(dir.path()).unwrap()),
-        locks: ScopedLocks::new(LockService::new(db), Owner::new_session(), "bench", "bench"),
-        cancel: CancellationToken::new(),
-        progress: None,
-    };
+    let ctx = context(&rt, dir.path());
     let options = PluginsConfig {
         cache_dir: Some(dir.path().join("cache")),
         pooling: false,
