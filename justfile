@@ -24,9 +24,13 @@ test: plugins
 
 # Everything, at full size (long-running reliability runs included; the
 # PostgreSQL restart test runs alone at the end since it stops the server).
+# The criterion benches run once each in test mode, without libtest's flags
+# (their harness rejects `--include-ignored`).
 test-full: plugins
     bash scripts/ensure-postgres.sh
-    LOCKSTEP_CRASH_TRIALS=200 cargo test --workspace --all-targets -- --include-ignored --skip postgres_server_restarted_mid_phase
+    LOCKSTEP_CRASH_TRIALS=200 cargo test --workspace --lib --bins --tests --examples -- --include-ignored --skip postgres_server_restarted_mid_phase
+    cargo test --workspace --doc
+    cargo test --workspace --benches
     cargo test -p lockstep-tests --test faults postgres_server_restarted_mid_phase -- --ignored
 
 # Criterion benchmarks.
