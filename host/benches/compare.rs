@@ -247,11 +247,7 @@ async fn main() {
         println!("compare: run with `just compare` (cargo bench --bench compare)");
         return;
     }
-    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
-    assert!(
-        dist.join("noop.wasm").is_file(),
-        "run plugins/build.sh first"
-    );
+    let dist = lockstep_test_artifacts::dist();
     let dir = tempfile::tempdir().unwrap();
     let mut rows = Vec::new();
 

@@ -21,12 +21,7 @@ use lockstep::{Config, Container};
 use tokio_util::sync::CancellationToken;
 
 fn dist() -> PathBuf {
-    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
-    assert!(
-        dist.join("noop.wasm").is_file(),
-        "run plugins/build.sh first"
-    );
-    dist
+    lockstep_test_artifacts::dist()
 }
 
 fn noop_action() -> Action {

@@ -104,7 +104,7 @@ async fn main() {
         return;
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dist = root.join("plugins/dist");
+    let dist = lockstep_test_artifacts::dist();
     let out = root.join("docs/perf");
     std::fs::create_dir_all(&out).unwrap();
     let dir = tempfile::tempdir().unwrap();

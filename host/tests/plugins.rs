@@ -1,5 +1,5 @@
 //! Plans driven through the container and the lifecycle with real plugin
-//! components from `plugins/dist` (built by `plugins/build.sh`).
+//! components from `plugins/dist` (built by the test-artifacts crate).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -10,13 +10,7 @@ use lockstep::plugins::{PluginEngine, PluginsConfig};
 use lockstep::{Config, Container};
 
 fn dist() -> PathBuf {
-    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
-    assert!(
-        dist.join("license-header.wasm").is_file() && dist.join("hostile.wasm").is_file(),
-        "the example plugins are missing from {}: run plugins/build.sh first",
-        dist.display()
-    );
-    dist
+    lockstep_test_artifacts::dist()
 }
 
 async fn container(project: &Path) -> Container {

@@ -131,9 +131,9 @@ fn toml_string(s: &str) -> String {
     )
 }
 
-/// Where the tests crate's build script put the example plugins.
+/// Where the test-artifacts crate put the example plugins.
 pub fn plugins_dist() -> PathBuf {
-    PathBuf::from(env!("LOCKSTEP_PLUGINS_DIST"))
+    lockstep_test_artifacts::dist()
 }
 
 /// A `Command` for the real `lockstep` binary with the example plugins on

@@ -260,15 +260,9 @@ mod tests {
     use super::*;
     use crate::authoring::DifferenceKind;
 
-    /// The built example plugins (`plugins/build.sh`).
+    /// The built example plugins (the test-artifacts crate builds them).
     fn dist() -> PathBuf {
-        let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
-        assert!(
-            dist.join("replace.wasm").is_file(),
-            "the example plugins are missing from {}: run plugins/build.sh first",
-            dist.display()
-        );
-        dist
+        lockstep_test_artifacts::dist()
     }
 
     struct Setup {

@@ -357,11 +357,7 @@ mod tests {
         let engine = Engine::default();
         let dir = tempfile::tempdir().unwrap();
         let wasm = dir.path().join("noop.wasm");
-        std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/noop.wasm"),
-            &wasm,
-        )
-        .expect("run plugins/build.sh first");
+        std::fs::copy(lockstep_test_artifacts::NOOP, &wasm).unwrap();
         let cache = ComponentCache::new(&dir.path().join("cache"), &engine, DEFAULT_CACHE_BYTES);
         assert_eq!(
             cache.load_or_compile(&engine, &wasm).unwrap().1,

@@ -1,5 +1,5 @@
-//! Tests that run the example plugins from `plugins/dist` (built by
-//! `plugins/build.sh`). Each breaks one thing, checks the typed error, and
+//! Tests that run the example plugins from `plugins/dist` (built by the
+//! `lockstep-test-artifacts` crate before the tests compile). Each breaks one thing, checks the typed error, and
 //! then checks that the engine still serves calls.
 
 use std::path::{Path, PathBuf};
@@ -17,25 +17,9 @@ use crate::workspace::ProjectView;
 
 mod versions;
 
-/// The folder of built example plugins.
+/// The folder of built example plugins (built by the test-artifacts crate).
 fn dist() -> PathBuf {
-    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
-    for name in [
-        "hostile",
-        "license-header",
-        "lock-probe",
-        "noop",
-        "slow",
-        "wrong-world",
-    ] {
-        assert!(
-            dist.join(format!("{name}.wasm")).is_file()
-                && dist.join(format!("{name}.toml")).is_file(),
-            "the example plugin `{name}` is missing from {}: run plugins/build.sh first",
-            dist.display()
-        );
-    }
-    dist
+    lockstep_test_artifacts::dist()
 }
 
 /// A project directory, a lock service on a fresh database, and a context.
