@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lockstep::lifecycle::{LifecycleError, Phase, State, Status};
+use lockstep::lifecycle::{Command, LifecycleError, Phase, State, Status};
 use lockstep::locks::{LockService, Owner, MIN_TTL};
 use lockstep::store::{StateWrite, StoreError};
 use lockstep::{Config, Container};
@@ -139,6 +139,42 @@ async fn invalid_transitions_name_from_and_to(backend: Backend) {
         s.strategize_plan(&plan.id).await,
         Err(LifecycleError::InvalidTransition(_))
     ));
+}
+
+async fn retrying_a_plan_that_is_not_errored_names_retry_and_the_status(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[]);
+    let c = container(&db).await;
+    let s = c.lifecycle();
+    let plan = s
+        .new_plan(action("files", "files", &[("files", "x")]), &project)
+        .await
+        .unwrap();
+    let refused = |from: &'static str| {
+        let s = &s;
+        let id = plan.id.clone();
+        async move {
+            match s.retry(&id).await {
+                Err(LifecycleError::InvalidTransition(e)) => {
+                    assert_eq!(e.command, Command::Retry, "{e}");
+                    assert_eq!(e.from, from);
+                    assert!(
+                        e.to_string()
+                            .starts_with(&format!("cannot retry a plan in {from}")),
+                        "{e}"
+                    );
+                }
+                other => panic!("retry from {from}: {other:?}"),
+            }
+        }
+    };
+    refused("strategize/queued").await;
+    s.strategize_plan(&plan.id).await.unwrap();
+    refused("strategize/complete").await;
+    s.execute_plan(&plan.id).await.unwrap();
+    refused("execute/complete").await;
+    s.apply_plan(&plan.id).await.unwrap();
+    refused("apply/applied").await;
 }
 
 async fn drift_refuses_apply_and_revert_recovers(backend: Backend) {
@@ -406,6 +442,7 @@ async fn graceful_shutdown_interrupts_the_phase(backend: Backend) {
 on_both_backends!(
     full_lifecycle_with_overlay,
     invalid_transitions_name_from_and_to,
+    retrying_a_plan_that_is_not_errored_names_retry_and_the_status,
     drift_refuses_apply_and_revert_recovers,
     failures_error_the_phase_and_release,
     dropped_future_releases_and_recovers,

@@ -4,14 +4,14 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// The phase a plan is in.
+/// The phase a plan is in. The action itself (DESIGN §2's first phase) is
+/// what `plan new` reads: a plan exists only from strategize/queued on, so
+/// no plan is ever in an "action" phase.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
-    /// The action as the user wrote it (before any plan exists).
-    Action,
     /// A strategist proposes steps.
     Strategize,
     /// An executor runs the steps into a changeset.
@@ -41,12 +41,7 @@ pub enum State {
 }
 
 /// Every phase, in order.
-pub const PHASES: [Phase; 4] = [
-    Phase::Action,
-    Phase::Strategize,
-    Phase::Execute,
-    Phase::Apply,
-];
+pub const PHASES: [Phase; 3] = [Phase::Strategize, Phase::Execute, Phase::Apply];
 /// Every state.
 pub const STATES: [State; 6] = [
     State::Queued,
@@ -90,6 +85,8 @@ pub enum Command {
     Execute,
     /// Run Apply.
     Apply,
+    /// Run the phase of an errored plan again (strategize, execute or apply).
+    Retry,
     /// Discard the changeset and go back to strategize/queued.
     Revert,
     /// Give up on the plan.
@@ -99,11 +96,12 @@ pub enum Command {
 }
 
 /// Every command.
-pub const COMMANDS: [Command; 7] = [
+pub const COMMANDS: [Command; 8] = [
     Command::New,
     Command::Strategize,
     Command::Execute,
     Command::Apply,
+    Command::Retry,
     Command::Revert,
     Command::Cancel,
     Command::Recover,
@@ -197,6 +195,17 @@ pub fn transition(from: Option<Status>, command: Command) -> Result<Transition, 
             "execute/complete or apply/errored",
             phase_run(Apply, Applied),
         ),
+        Command::Retry => allowed(
+            st == Errored,
+            "strategize/errored, execute/errored or apply/errored",
+            phase_run(
+                p,
+                match p {
+                    Apply => Applied,
+                    Strategize | Execute => Complete,
+                },
+            ),
+        ),
         Command::Revert => allowed(
             (p == Execute && !matches!(st, Applied | Cancelled)) || (p == Apply && st == Errored),
             "execute/* or apply/errored",
@@ -230,7 +239,6 @@ pub fn transition(from: Option<Status>, command: Command) -> Result<Transition, 
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Phase::Action => "action",
             Phase::Strategize => "strategize",
             Phase::Execute => "execute",
             Phase::Apply => "apply",
@@ -264,6 +272,7 @@ impl fmt::Display for Command {
             Command::Strategize => "strategize",
             Command::Execute => "execute",
             Command::Apply => "apply",
+            Command::Retry => "retry",
             Command::Revert => "revert",
             Command::Cancel => "cancel",
             Command::Recover => "recover",
@@ -314,6 +323,12 @@ mod tests {
             Command::Apply if (p, s) == (Execute, Complete) || (p, s) == (Apply, Errored) => {
                 Some(Status::new(Apply, Processing))
             }
+            Command::Retry
+                if [(Strategize, Errored), (Execute, Errored), (Apply, Errored)]
+                    .contains(&(p, s)) =>
+            {
+                Some(Status::new(p, Processing))
+            }
             Command::Revert
                 if (p == Execute && [Queued, Processing, Complete, Errored].contains(&s))
                     || (p, s) == (Apply, Errored) =>
@@ -348,12 +363,37 @@ mod tests {
                 }
             }
         }
-        // strategize 2 + execute 2 + apply 2 + revert 5 + cancel 16 + recover 4
-        assert_eq!(allowed, 31);
+        // strategize 2 + execute 2 + apply 2 + retry 3 + revert 5 + cancel 12 + recover 3
+        assert_eq!(allowed, 29);
         assert!(transition(None, Command::New).is_ok());
         for command in COMMANDS.into_iter().filter(|c| *c != Command::New) {
             assert_eq!(transition(None, command).unwrap_err().from, "(new)");
         }
+    }
+
+    #[test]
+    fn retry_runs_the_errored_phase_and_names_itself_when_refused() {
+        for (phase, done) in [
+            (Phase::Strategize, State::Complete),
+            (Phase::Execute, State::Complete),
+            (Phase::Apply, State::Applied),
+        ] {
+            let t = transition(Some(Status::new(phase, State::Errored)), Command::Retry).unwrap();
+            assert_eq!(t.start, Status::new(phase, State::Processing));
+            assert_eq!(t.success, Status::new(phase, done));
+            assert_eq!(t.failure, Some(Status::new(phase, State::Errored)));
+        }
+        let e = transition(
+            Some(Status::new(Phase::Execute, State::Complete)),
+            Command::Retry,
+        )
+        .unwrap_err();
+        assert_eq!(e.command, Command::Retry);
+        assert!(
+            e.to_string()
+                .starts_with("cannot retry a plan in execute/complete"),
+            "{e}"
+        );
     }
 
     #[test]

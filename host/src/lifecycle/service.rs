@@ -217,24 +217,10 @@ impl PlanLifecycleService {
         })
     }
 
-    /// Re-run the phase of an errored (or interrupted) plan.
+    /// Re-run the phase of an errored (or interrupted) plan. The plan is
+    /// read and the command decided under the plan lock, like every phase.
     pub async fn retry(&self, id: &str) -> Result<PlanRecord, LifecycleError> {
-        let plan = self.status(id).await?.plan;
-        let command = match (plan.status.phase, plan.status.state) {
-            (Phase::Strategize, State::Errored) => Command::Strategize,
-            (Phase::Execute, State::Errored) => Command::Execute,
-            (Phase::Apply, State::Errored) => Command::Apply,
-            _ => {
-                return Err(super::InvalidTransition {
-                    from: plan.status.to_string(),
-                    to: format!("{}/processing", plan.status.phase),
-                    command: Command::Strategize,
-                    allowed: "strategize/errored, execute/errored or apply/errored",
-                }
-                .into())
-            }
-        };
-        self.run_phase(id, command).await
+        self.run_phase(id, Command::Retry).await
     }
 
     /// Discard the changeset and go back to strategize/queued.
@@ -433,6 +419,14 @@ impl PlanLifecycleService {
         guard: &LockGuard,
     ) -> Result<(PlanRecord, usize), LifecycleError> {
         let plan = self.load_locked(id, guard).await?;
+        let command = match command {
+            // `retry` runs whichever phase the plan is errored in.
+            Command::Retry => {
+                transition(Some(plan.status), Command::Retry)?;
+                phase_command(plan.status.phase)
+            }
+            other => other,
+        };
         let t = transition(Some(plan.status), command)?;
         let project_guard = match command {
             Command::Apply => Some(
@@ -662,6 +656,15 @@ impl PlanLifecycleService {
             }
             other => unreachable!("{other} is not a phase"),
         }
+    }
+}
+
+/// The command that runs `phase`.
+fn phase_command(phase: Phase) -> Command {
+    match phase {
+        Phase::Strategize => Command::Strategize,
+        Phase::Execute => Command::Execute,
+        Phase::Apply => Command::Apply,
     }
 }
 
