@@ -3,6 +3,7 @@
 //! middle of an apply rolled forward, force-release fencing a live holder,
 //! and SIGTERM releasing everything.
 
+use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -242,6 +243,87 @@ async fn force_release_fences_a_live_holder(backend: Backend) {
     assert_eq!(status["plan"]["status"]["state"], "errored", "{status}");
 }
 
+/// Sends `signal` to a process with kill(1).
+fn signal(pid: u32, signal: &str) {
+    assert!(Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// A stopped process, continued on drop (also when the test fails).
+struct Stopped(u32);
+
+impl Stopped {
+    fn new(pid: u32) -> Stopped {
+        signal(pid, "STOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+async fn a_session_stopped_past_its_lease_reports_the_takeover(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[]);
+    // A runs a 3 s execute on a 5 s lease and is stopped mid-step.
+    let act = action_file(
+        db.dir.path(),
+        "slow",
+        "slow",
+        "slow",
+        &[("steps", "1"), ("ms", "3000")],
+    );
+    let id = plan_new(&db, &project, &act);
+    assert!(plan(&db, &project, &["strategize", &id]).status.success());
+    let mut a = host_command(&db.url, &project);
+    a.args(["--lock-ttl", "5s", "plan", "execute", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut a = a.spawn().unwrap();
+    // Stop A once the phase has started (its first progress line).
+    let mut lines = std::io::BufReader::new(a.stdout.take().unwrap()).lines();
+    let (started, phase) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let first = lines.next();
+        let _ = started.send(first);
+        for _ in lines {}
+    });
+    let first = phase.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(first.unwrap().unwrap(), "▸ execute");
+    let stopped = Stopped::new(a.id());
+    // B is refused while A's lease runs, then takes the plan over (recovering
+    // it to execute/errored) and completes the phase.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let b = loop {
+        let out = plan(&db, &project, &["execute", &id]);
+        if out.status.code() != Some(3) || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(b.status.success(), "{}", stderr(&b));
+    // A wakes up: its write is refused, and it says why.
+    drop(stopped);
+    let a = a.wait_with_output().unwrap();
+    let said = stderr(&a);
+    assert_eq!(a.status.code(), Some(1), "{said}");
+    assert!(said.contains("lost to another session"), "{said}");
+    assert!(said.contains("the plan is now execute/complete"), "{said}");
+    assert!(!said.contains("The plan is errored"), "{said}");
+    let mut cmd = host_command(&db.url, &project);
+    cmd.args(["--json", "plan", "status", &id]);
+    let status = json(&run(cmd));
+    assert_eq!(status["plan"]["status"]["phase"], "execute", "{status}");
+    assert_eq!(status["plan"]["status"]["state"], "complete", "{status}");
+    assert_eq!(status["changes"], 1, "B's changeset stands: {status}");
+}
+
 async fn sigterm_releases_and_leaves_the_plan_retryable(backend: Backend) {
     let db = TestDb::new(backend).await;
     let project = db.project("p", &[]);
@@ -281,5 +363,6 @@ on_both_backends!(
     malformed_actions_name_line_and_field,
     crash_mid_apply_rolls_forward,
     force_release_fences_a_live_holder,
+    a_session_stopped_past_its_lease_reports_the_takeover,
     sigterm_releases_and_leaves_the_plan_retryable,
 );

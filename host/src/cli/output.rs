@@ -107,14 +107,19 @@ pub fn print_error(e: &anyhow::Error, as_json: bool) {
         Some(LifecycleError::NotFound(_)) => "not_found",
         Some(LifecycleError::Plugin { .. }) => "plugin",
         Some(LifecycleError::LockExpired { .. }) => "lock_expired",
+        Some(LifecycleError::LeaseLost { .. }) => "lease_lost",
         Some(LifecycleError::InvalidAction(_)) => "invalid_action",
         Some(LifecycleError::InvalidChange(_)) => "invalid_change",
         _ => "error",
     };
     if as_json {
         let mut body = json!({ "kind": kind, "message": message(e) });
-        if let Some(LifecycleError::ApplyDrift(d)) = e.downcast_ref::<LifecycleError>() {
-            body["files"] = json!(d);
+        match e.downcast_ref::<LifecycleError>() {
+            Some(LifecycleError::ApplyDrift(d)) => body["files"] = json!(d),
+            Some(LifecycleError::LeaseLost { current, .. }) => {
+                body["status"] = json!(current.to_string())
+            }
+            _ => {}
         }
         println!("{}", json!({ "error": body }));
     } else {
@@ -126,6 +131,9 @@ pub fn print_error(e: &anyhow::Error, as_json: bool) {
             "plugin" | "lock_expired" => {
                 eprintln!("The plan is errored; `lockstep plan retry ID` runs the phase again.")
             }
+            "lease_lost" => eprintln!(
+                "Another session carried the plan on and this session's result was not recorded; `lockstep plan status ID` shows the plan and its history."
+            ),
             "invalid_change" => eprintln!(
                 "Nothing was stored. The plan is errored; fix the plugin or the action, then `lockstep plan retry ID`."
             ),

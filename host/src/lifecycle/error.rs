@@ -1,7 +1,7 @@
 //! The lifecycle's error: what failed, named so callers (and the CLI's exit
 //! codes) can tell a lock conflict from a drift from a bad transition.
 
-use super::{InvalidTransition, PluginError};
+use super::{InvalidTransition, PluginError, Status};
 use crate::locks::{LockConflict, LockError};
 use crate::store::StoreError;
 use crate::workspace::{ChangeError, Drift};
@@ -19,6 +19,22 @@ pub enum LifecycleError {
         resource: String,
         /// The lost token.
         token: i64,
+    },
+    /// This session's lease ran out (the process was stopped, or could not
+    /// reach the database) and another session took the plan over and
+    /// wrote it: the database refused this session's result. The plan is
+    /// the other session's now; `current` is where it is.
+    #[error("the lease on `{resource}` (token {token}) was lost to another session, which has since moved the plan on: this session's result was refused; the plan is now {current}")]
+    LeaseLost {
+        /// The resource.
+        resource: String,
+        /// The lost token.
+        token: i64,
+        /// The plan's status as the other session left it.
+        current: Status,
+        /// The refused write.
+        #[source]
+        source: StoreError,
     },
     /// The command is not allowed from the plan's status.
     #[error(transparent)]

@@ -22,7 +22,9 @@ use super::{
     PluginProvider, State, Status,
 };
 use crate::locks::{LockGuard, LockService, Owner, ScopedLocks, DEFAULT_TTL};
-use crate::store::{ChangeRecord, EventRecord, PlanRecord, StateWrite, StepResult, Store};
+use crate::store::{
+    ChangeRecord, EventRecord, PlanRecord, StateWrite, StepResult, Store, StoreError,
+};
 use crate::workspace::{
     apply, project_id, ApplyError, ChangeLimits, ChangesetBuilder, ProjectView,
 };
@@ -447,7 +449,7 @@ impl PlanLifecycleService {
             error,
         };
         let start_reason = format!("{command} started");
-        let version = self
+        let version = match self
             .store
             .transition(&write(
                 plan.status,
@@ -456,8 +458,11 @@ impl PlanLifecycleService {
                 &start_reason,
                 None,
             ))
-            .await?
-            .version;
+            .await
+        {
+            Ok(started) => started.version,
+            Err(refused) => return Err(self.refused(id, guard, plan.version, refused).await),
+        };
         self.report(Progress::PhaseStarted {
             plan_id: id.to_string(),
             phase: t.start.phase,
@@ -487,7 +492,7 @@ impl PlanLifecycleService {
         let result = match outcome {
             Ok(output) => {
                 let w = write(t.start, t.success, version, &done_reason, None);
-                match output {
+                let written = match output {
                     PhaseOutput::Proposal(p) => {
                         self.store.complete_strategize(&w, &p).await.map(|p| (p, 0))
                     }
@@ -499,8 +504,11 @@ impl PlanLifecycleService {
                     PhaseOutput::Applied(files) => {
                         self.store.finish_apply(&w).await.map(|p| (p, files))
                     }
+                };
+                match written {
+                    Ok(done) => Ok(done),
+                    Err(refused) => Err(self.refused(id, guard, version, refused).await),
                 }
-                .map_err(LifecycleError::from)
             }
             Err(e) => {
                 let message = match &e {
@@ -511,7 +519,7 @@ impl PlanLifecycleService {
                 };
                 let failure = t.failure.unwrap_or(t.start);
                 let failed_reason = format!("{command} failed");
-                if let Err(write_err) = self
+                match self
                     .store
                     .transition(&write(
                         t.start,
@@ -522,10 +530,19 @@ impl PlanLifecycleService {
                     ))
                     .await
                 {
-                    // A lost lease means we are fenced out: the next command recovers the plan.
-                    tracing::warn!("could not record the failure of plan {id}: {write_err}");
+                    Ok(_) => Err(e),
+                    Err(refused) => {
+                        // A lost lease means we are fenced out: if nobody
+                        // took the plan over, the next command recovers it.
+                        tracing::warn!(
+                            "could not record the failure of plan {id} ({e}): {refused}"
+                        );
+                        match self.refused(id, guard, version, refused).await {
+                            lost @ LifecycleError::LeaseLost { .. } => Err(lost),
+                            _ => Err(e),
+                        }
+                    }
                 }
-                Err(e)
             }
         };
         if let Some(g) = project_guard {
@@ -534,6 +551,38 @@ impl PlanLifecycleService {
             }
         }
         result
+    }
+
+    /// The error for a write of this session's phase (made under `guard`,
+    /// after this session last wrote the plan at `version`) that the
+    /// database refused. If another session has written the plan since,
+    /// the lease was lost to it: [`LifecycleError::LeaseLost`] with the
+    /// plan's status now. Otherwise the refusal itself.
+    async fn refused(
+        &self,
+        id: &str,
+        guard: &LockGuard,
+        version: i64,
+        refused: StoreError,
+    ) -> LifecycleError {
+        if matches!(
+            refused,
+            StoreError::Fenced { .. } | StoreError::VersionConflict { .. }
+        ) {
+            match self.store.plan(id).await {
+                Ok(now) if now.version != version => {
+                    return LifecycleError::LeaseLost {
+                        resource: guard.resource().to_string(),
+                        token: guard.token(),
+                        current: now.status,
+                        source: refused,
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("reading plan {id} after a refused write: {e}"),
+            }
+        }
+        refused.into()
     }
 
     fn context(
