@@ -57,6 +57,8 @@ async fn full_lifecycle_with_overlay(backend: Backend) {
     );
     // The third step saw the first step's change through the overlay.
     assert_eq!(changes[0].contents.as_deref(), Some(&b"A\n+x\n+x\n"[..]));
+    // The status counts the stored changeset (in the database).
+    assert_eq!(s.status(&plan.id).await.unwrap().changes, 2);
     let report = s.apply_plan(&plan.id).await.unwrap();
     assert_eq!(report.files, 2);
     assert_eq!(

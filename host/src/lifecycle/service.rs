@@ -260,7 +260,7 @@ impl PlanLifecycleService {
         Ok(PlanView {
             events: self.store.events(id).await?,
             steps: self.store.step_results(id).await?,
-            changes: self.store.changes(id).await?.len(),
+            changes: self.store.change_count(id).await?,
             plan,
         })
     }

@@ -358,6 +358,16 @@ impl Store {
             .collect()
     }
 
+    /// How many entries the plan's stored changeset has, counted by the
+    /// database (no contents are read).
+    pub async fn change_count(&self, plan_id: &str) -> Result<usize, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM changes WHERE plan_id = $1")
+            .bind(plan_id)
+            .fetch_one(&self.db.pool)
+            .await?;
+        usize::try_from(n).map_err(|_| StoreError::Corrupt(format!("change count {n}")))
+    }
+
     /// The executed steps' summaries, in order.
     pub async fn step_results(&self, plan_id: &str) -> Result<Vec<StepResult>, StoreError> {
         let rows = sqlx::query(
