@@ -106,6 +106,31 @@ async fn run_show_and_exit_codes(backend: Backend) {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
     assert!(!project.join("b.txt").exists());
+
+    // `plan run --yes` and `plan apply` print the same JSON document (run
+    // adds the paths).
+    let mut cmd = host_command(&db.url, &project);
+    cmd.args(["--json", "plan", "run", act.to_str().unwrap(), "--yes"]);
+    let ran = json(&run(cmd));
+    assert_eq!(ran["status"], "apply/applied", "{ran}");
+    assert_eq!(ran["files"], 1, "{ran}");
+    assert_eq!(ran["changes"], serde_json::json!(["b.txt"]), "{ran}");
+    let act = action_file(
+        db.dir.path(),
+        "again",
+        "files",
+        "files",
+        &[("files", "b.txt"), ("content", "c")],
+    );
+    let id = plan_new(&db, &project, &act);
+    assert!(plan(&db, &project, &["strategize", &id]).status.success());
+    assert!(plan(&db, &project, &["execute", &id]).status.success());
+    let mut cmd = host_command(&db.url, &project);
+    cmd.args(["--json", "plan", "apply", &id]);
+    assert_eq!(
+        json(&run(cmd)),
+        serde_json::json!({ "plan_id": id, "status": "apply/applied", "files": 1 })
+    );
 }
 
 async fn malformed_actions_name_line_and_field(backend: Backend) {

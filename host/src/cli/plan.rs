@@ -1,7 +1,7 @@
 //! `lockstep plan …`
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +11,9 @@ use serde_json::json;
 use super::output::{colour, diff};
 use super::Cli;
 use crate::lifecycle::progress::Progress;
-use crate::lifecycle::{parse_action, LifecycleError, PlanLifecycleService};
+use crate::lifecycle::{
+    parse_action, ApplyReport, LifecycleError, Phase, PlanLifecycleService, State, Status,
+};
 use crate::locks::format_ms;
 use crate::store::PlanRecord;
 use crate::Container;
@@ -184,7 +186,7 @@ fn print_progress(p: &Progress) {
     }
 }
 
-fn read_action(path: &PathBuf) -> Result<crate::lifecycle::Action, LifecycleError> {
+fn read_action(path: &Path) -> Result<crate::lifecycle::Action, LifecycleError> {
     let source = std::fs::read_to_string(path).map_err(|e| {
         LifecycleError::InvalidAction(format!("cannot read `{}`: {e}", path.display()))
     })?;
@@ -214,10 +216,7 @@ async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> any
         PlanCommand::Apply { id, .. } => {
             let report = s.apply_plan(id).await?;
             if json {
-                println!(
-                    "{}",
-                    json!({ "plan_id": report.plan_id, "status": "apply/applied", "files": report.files })
-                );
+                println!("{}", applied_json(&report));
             } else {
                 println!(
                     "plan {} applied: {} file(s) written",
@@ -312,6 +311,15 @@ fn print_plan(plan: &PlanRecord, json: bool) {
     }
 }
 
+/// The JSON document of an applied plan, for `plan apply` and `plan run`.
+fn applied_json(report: &ApplyReport) -> serde_json::Value {
+    json!({
+        "plan_id": report.plan_id,
+        "status": Status::new(Phase::Apply, State::Applied).to_string(),
+        "files": report.files,
+    })
+}
+
 fn print_proposal(plan: &PlanRecord) {
     if let Some(p) = &plan.proposal {
         println!("proposal: {}", p.summary);
@@ -324,7 +332,7 @@ fn print_proposal(plan: &PlanRecord) {
 async fn run_all(
     cli: &Cli,
     s: &PlanLifecycleService,
-    action: &PathBuf,
+    action: &Path,
     yes: bool,
 ) -> anyhow::Result<()> {
     let json = cli.json;
@@ -371,11 +379,9 @@ async fn run_all(
     }
     let report = s.apply_plan(&plan.id).await?;
     if json {
-        println!(
-            "{}",
-            json!({ "plan_id": plan.id, "status": "apply/applied", "files": report.files,
-                     "changes": changes.iter().map(|c| &c.path).collect::<Vec<_>>() })
-        );
+        let mut body = applied_json(&report);
+        body["changes"] = json!(changes.iter().map(|c| &c.path).collect::<Vec<_>>());
+        println!("{body}");
     } else {
         println!(
             "✓ plan {} applied: {} file(s) written",
