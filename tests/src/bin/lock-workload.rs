@@ -8,7 +8,7 @@
 //!
 //! `run` starts the worker processes, SIGSTOPs one of them past its TTL and
 //! SIGCONTs it, waits for all, then checks the history: it exits 1 if the
-//! checker finds a violation.
+//! checker finds a violation or a worker failed.
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -198,20 +198,29 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                 eprintln!("SIGCONT worker {victim}");
             }
             let limit = Instant::now() + common.duration + common.ttl * 4 + Duration::from_secs(60);
-            for child in &mut children {
-                loop {
-                    if child.try_wait()?.is_some() {
-                        break;
+            let mut failed = Vec::new();
+            for (id, child) in children.iter_mut().enumerate() {
+                let status = loop {
+                    if let Some(status) = child.try_wait()? {
+                        break status;
                     }
                     if Instant::now() > limit {
                         let _ = child.kill();
-                        anyhow::bail!("a worker did not finish in time");
+                        anyhow::bail!("worker {id} did not finish in time");
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
+                };
+                if !status.success() {
+                    failed.push(format!("worker {id} {status}"));
                 }
             }
+            // A worker that died wrote only part of its history: the check
+            // below still runs, but the run fails.
             let ok = check_and_print(&common.database_url, &common.history).await?;
-            Ok(if ok {
+            for f in &failed {
+                eprintln!("WORKER FAILED: {f}");
+            }
+            Ok(if ok && failed.is_empty() {
                 std::process::ExitCode::SUCCESS
             } else {
                 std::process::ExitCode::FAILURE
