@@ -4,6 +4,11 @@
 //! is left in processing, no project is half-applied (untouched, or complete
 //! after roll-forward), and every plan can be finished by retry or revert.
 //!
+//! One trial in five is killed as soon as its apply has renamed a first file
+//! (the test polls the project for it), so some kills are sure to land in
+//! the middle of an apply: the run fails unless a half-applied project was
+//! seen after a kill and every such project was rolled forward.
+//!
 //! `LOCKSTEP_CRASH_TRIALS` sets the number of trials per backend (default 50).
 
 use std::collections::BTreeMap;
@@ -61,25 +66,41 @@ async fn crash_trials(backend: Backend) {
         started.elapsed()
     };
     let batch = 10;
+    let mut killed_mid_apply = 0;
     for start in (0..trials).step_by(batch) {
         // Start a batch of runs and kill each at a random moment.
         let mut running = Vec::new();
+        let mut mid_apply = Vec::new();
         for t in start..(start + batch).min(trials) {
             let project = db.project(&format!("trial-{t}"), &FILES.map(|f| (f, "old\n")));
             let (mut cmd, _) = trial_command(&db, &project, &format!("trial-{t}"));
             let child = cmd.spawn().unwrap();
-            let kill_after = span.mul_f64(rand::thread_rng().gen_range(0.05..1.0));
-            running.push((project, child, Instant::now() + kill_after));
+            if t % 5 == 0 {
+                let (pid, dir) = (child.id(), project.clone());
+                mid_apply.push(std::thread::spawn(move || kill_once_applying(pid, &dir)));
+                running.push((project, child, None));
+            } else {
+                let kill_after = span.mul_f64(rand::thread_rng().gen_range(0.05..1.0));
+                running.push((project, child, Some(Instant::now() + kill_after)));
+            }
         }
         for (_, child, at) in running.iter_mut() {
+            let Some(at) = at else { continue };
             tokio::time::sleep(at.saturating_duration_since(Instant::now())).await;
-            let _ = Command::new("kill")
-                .args(["-KILL", &child.id().to_string()])
-                .status();
+            kill(child.id());
         }
-        for (_, child, _) in running.iter_mut() {
+        for killer in mid_apply {
+            killer.join().unwrap();
+        }
+        let mut half_applied = Vec::new();
+        for (project, child, _) in running.iter_mut() {
             let _ = child.wait();
+            let files = contents(project);
+            if files.iter().any(|f| f == "new\n") && files.iter().any(|f| f == "old\n") {
+                half_applied.push(project.clone());
+            }
         }
+        killed_mid_apply += half_applied.len();
         // The killed sessions' leases run out; then the next command recovers.
         tokio::time::sleep(TTL + Duration::from_millis(500)).await;
         for (project, _, _) in &running {
@@ -113,6 +134,11 @@ async fn crash_trials(backend: Backend) {
                 .unwrap()
                 .iter()
                 .any(|e| e["reason"].as_str().unwrap().contains("rolled forward"));
+            assert!(
+                rolled || !half_applied.contains(project),
+                "trial {}: killed mid-apply but not rolled forward ({state})",
+                project.display()
+            );
             *outcomes
                 .entry(if rolled {
                     "apply rolled forward".into()
@@ -133,6 +159,44 @@ async fn crash_trials(backend: Backend) {
     eprintln!("{trials} crash trials on {backend:?} (kills within {span:?}):");
     for (outcome, n) in &outcomes {
         eprintln!("  {n:>3}  {outcome}");
+    }
+    eprintln!("  {killed_mid_apply:>3}  left half-applied by the kill");
+    assert!(
+        killed_mid_apply > 0,
+        "no kill landed in the middle of an apply: the trials proved nothing about roll-forward"
+    );
+}
+
+fn kill(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+}
+
+/// Kill `pid` as soon as its apply has renamed a first file of `project`
+/// (applies sleep 30 ms before each file, so three are still to come).
+fn kill_once_applying(pid: u32, project: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let new = |f: &&&str| std::fs::read_to_string(project.join(f)).is_ok_and(|c| c == "new\n");
+    // A process that exited (a zombie until it is waited for) is left alone.
+    let exited = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true)
+    };
+    while Instant::now() < deadline && !exited() {
+        let done = FILES.iter().filter(new).count();
+        if done > 0 {
+            if done < FILES.len() {
+                kill(pid);
+            }
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
