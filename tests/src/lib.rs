@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod db;
 pub mod fixtures;
+pub mod poll;
 pub mod process;
 pub mod workload;
 

@@ -5,12 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use lockstep::lifecycle::progress::Progress;
 use lockstep::lifecycle::{Command, LifecycleError, Phase, State, Status};
-use lockstep::locks::{LockService, Owner, MIN_TTL};
+use lockstep::locks::{LockError, LockService, Owner, MIN_TTL};
 use lockstep::store::{StateWrite, StoreError};
 use lockstep::{Config, Container};
 use lockstep_tests::fixtures::{action, strategized};
-use lockstep_tests::{on_both_backends, Backend, TestDb, TestPlugins};
+use lockstep_tests::{on_both_backends, poll, Backend, TestDb, TestPlugins};
+use tokio::sync::Notify;
 
 async fn container(db: &TestDb) -> Container {
     let mut config = Config::for_project(db.dir.path());
@@ -268,34 +270,41 @@ async fn failures_error_the_phase_and_release(backend: Backend) {
     assert!(!project.parent().unwrap().join("escaped.txt").exists());
 }
 
+/// Notified when a step of `s`'s running phase starts.
+fn step_started(s: &mut lockstep::lifecycle::PlanLifecycleService) -> Arc<Notify> {
+    let started = Arc::new(Notify::new());
+    let notify = started.clone();
+    s.set_progress(Arc::new(move |p: &Progress| {
+        if matches!(p, Progress::StepStarted { .. }) {
+            notify.notify_one();
+        }
+    }));
+    started
+}
+
 async fn dropped_future_releases_and_recovers(backend: Backend) {
     let db = TestDb::new(backend).await;
     let project = db.project("p", &[]);
     let c = container(&db).await;
-    let s = c.lifecycle();
+    let mut s = c.lifecycle();
     let plan = strategized(
         &s,
         action("slow", "slow", &[("steps", "1"), ("ms", "60000")]),
         &project,
     )
     .await;
-    assert!(
-        tokio::time::timeout(Duration::from_millis(500), s.execute_plan(&plan.id))
-            .await
-            .is_err()
-    );
-    let mut released = false;
-    for _ in 0..60 {
-        if c.locks().list().await.unwrap().is_empty() {
-            released = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // Drop the execute future once its step is running.
+    let step_started = step_started(&mut s);
+    tokio::select! {
+        r = s.execute_plan(&plan.id) => panic!("the 60 s step finished: {r:?}"),
+        _ = step_started.notified() => {}
     }
-    assert!(
-        released,
-        "the dropped future's guard released the plan lock"
-    );
+    poll::until(
+        "the dropped future's guard released the plan lock",
+        Duration::from_secs(5),
+        || async { c.locks().list().await.unwrap().is_empty() },
+    )
+    .await;
     // The plan was left in execute/processing; the next command recovers it.
     let other = c.lifecycle();
     let view = other.status(&plan.id).await.unwrap();
@@ -322,7 +331,16 @@ async fn sessions_and_containers_exclude_each_other(backend: Backend) {
     a.strategize_plan(&plan.id).await.unwrap();
     let id = plan.id.clone();
     let running = tokio::spawn(async move { a.execute_plan(&id).await.map(|p| p.status) });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let resource = format!("plan:{}", plan.id);
+    poll::until("A holds the plan lock", Duration::from_secs(10), || async {
+        c1.locks()
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .any(|l| l.resource == resource)
+    })
+    .await;
     let b_same = c1.lifecycle();
     let b_other = c2.lifecycle();
     for (who, session) in [("same container", &b_same), ("other container", &b_other)] {
@@ -369,12 +387,27 @@ async fn stale_holder_is_fenced_out(backend: Backend) {
         .try_acquire(&resource, &a, "strategize", MIN_TTL)
         .await
         .unwrap();
-    tokio::time::sleep(MIN_TTL + Duration::from_millis(300)).await;
-    // B takes over the expired lease and writes.
-    let b_grant = locks
-        .try_acquire(&resource, &b, "strategize", MIN_TTL)
-        .await
-        .unwrap();
+    // B takes over the lease as soon as it has expired, and writes.
+    let b_grant = std::cell::RefCell::new(None);
+    poll::until(
+        "B takes over A's expired lease",
+        MIN_TTL + Duration::from_secs(5),
+        || async {
+            match locks
+                .try_acquire(&resource, &b, "strategize", MIN_TTL)
+                .await
+            {
+                Ok(grant) => {
+                    *b_grant.borrow_mut() = Some(grant);
+                    true
+                }
+                Err(LockError::Conflict(_)) => false,
+                Err(e) => panic!("{e}"),
+            }
+        },
+    )
+    .await;
+    let b_grant = b_grant.into_inner().unwrap();
     assert!(b_grant.token > a_grant.token);
     let queued = status(Phase::Strategize, State::Queued);
     let cancelled = status(Phase::Strategize, State::Cancelled);
@@ -419,16 +452,18 @@ async fn graceful_shutdown_interrupts_the_phase(backend: Backend) {
     let db = TestDb::new(backend).await;
     let project = db.project("p", &[]);
     let c = container(&db).await;
-    let s = c.lifecycle();
+    let mut s = c.lifecycle();
     let plan = strategized(
         &s,
         action("slow", "slow", &[("steps", "1"), ("ms", "60000")]),
         &project,
     )
     .await;
+    // Shut down once the step is running.
     let token = s.shutdown_token();
+    let step_started = step_started(&mut s);
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        step_started.notified().await;
         token.cancel();
     });
     assert!(matches!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lockstep::locks::{LockError, LockService, Owner, MIN_TTL};
 use lockstep::store::Db;
-use lockstep_tests::{on_both_backends, Backend, TestDb};
+use lockstep_tests::{on_both_backends, poll, Backend, TestDb};
 
 async fn service(backend: Backend) -> (TestDb, LockService) {
     let db = TestDb::new(backend).await;
@@ -81,9 +81,17 @@ async fn expired_leases_are_taken_over_and_fenced(backend: Backend) {
         .await
         .unwrap();
     assert!(locks.is_current("plan:p2", &a, old.token).await.unwrap());
-    tokio::time::sleep(MIN_TTL + Duration::from_millis(300)).await;
-    let listed = locks.list().await.unwrap();
-    assert!(listed[0].stale, "an expired lease is listed as stale");
+    assert!(
+        !locks.list().await.unwrap()[0].stale,
+        "a live lease is not stale"
+    );
+    // The lease runs out on the database's clock; until then B is refused.
+    poll::until(
+        "the lease is listed as stale",
+        MIN_TTL + Duration::from_secs(5),
+        || async { locks.list().await.unwrap()[0].stale },
+    )
+    .await;
     let new = locks
         .try_acquire("plan:p2", &b, "execute", MIN_TTL)
         .await
@@ -133,7 +141,7 @@ async fn release_all_for_owner_and_waiting(backend: Backend) {
     }
     let other = locks.try_acquire("r:4", &b, "hold", MIN_TTL).await.unwrap();
     // B waits for r:1 while A still holds it, and gets it once A lets go.
-    let waiter = {
+    let mut waiter = {
         let locks = locks.clone();
         let b = b.clone();
         tokio::spawn(async move {
@@ -142,7 +150,13 @@ async fn release_all_for_owner_and_waiting(backend: Backend) {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // While A holds r:1 the waiter does not finish.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiter)
+            .await
+            .is_err(),
+        "the waiter got r:1 while A held it"
+    );
     assert_eq!(locks.release_all_for_owner(&a.id).await.unwrap(), 3);
     waiter
         .await
@@ -166,8 +180,15 @@ async fn guard_renews_and_detects_loss(backend: Backend) {
         .lock("plan:g", &a, "execute", MIN_TTL, Duration::ZERO)
         .await
         .unwrap();
-    // Held past its TTL thanks to the heartbeat.
-    tokio::time::sleep(MIN_TTL + Duration::from_secs(1)).await;
+    // The heartbeat renews it (every TTL/3) past the first expiry.
+    let first_expiry = locks.list().await.unwrap()[0].expires_at;
+    let ttl = MIN_TTL.as_millis() as i64;
+    poll::until(
+        "the heartbeat renewed the lease past its first expiry",
+        MIN_TTL * 2,
+        || async { locks.list().await.unwrap()[0].expires_at > first_expiry + ttl / 6 },
+    )
+    .await;
     assert!(locks.is_current("plan:g", &a, guard.token()).await.unwrap());
     assert!(!guard.lost().is_cancelled());
     // An operator force-releases it: the heartbeat notices within TTL/3.
@@ -189,21 +210,26 @@ async fn dropped_guard_releases(backend: Backend) {
         .lock("plan:d", &a, "nested", MIN_TTL, Duration::ZERO)
         .await
         .unwrap();
+    assert_eq!(locks.list().await.unwrap()[0].holds, 2);
     drop(nested);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    poll::until(
+        "dropping the nested guard released its hold",
+        Duration::from_secs(5),
+        || async { locks.list().await.unwrap()[0].holds == 1 },
+    )
+    .await;
     assert_eq!(
         locks.list().await.unwrap().len(),
         1,
         "dropping the nested guard keeps the outer hold"
     );
     drop(guard);
-    for _ in 0..50 {
-        if locks.list().await.unwrap().is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("dropping the guard did not release the lock");
+    poll::until(
+        "dropping the guard released the lock",
+        Duration::from_secs(5),
+        || async { locks.list().await.unwrap().is_empty() },
+    )
+    .await;
 }
 
 on_both_backends!(
