@@ -70,6 +70,57 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Captured {
     }
 }
 
+/// A global subscriber that is interested in every callsite but enables
+/// nothing (events go to the thread's own subscriber, if any).
+///
+/// `tracing` caches each callsite's interest process-wide. While only one
+/// dispatcher exists, a callsite first hit on *another* thread has its
+/// interest computed from that thread's default (none: "never"), and a
+/// scoped subscriber on the test's thread would then never see it. With this
+/// global dispatcher always registered, no callsite is ever cached as
+/// "never", so a scoped subscriber sees every event on its thread whatever
+/// the other tests running in parallel do.
+struct Undecided;
+
+impl tracing::Subscriber for Undecided {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+impl Captured {
+    /// Capture this thread's plugin log events until the guard is dropped.
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            // Fails only if another global subscriber exists, which is as good.
+            let _ = tracing::subscriber::set_global_default(Undecided);
+        });
+        let guard =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(self.clone()));
+        // Callsites registered before the global dispatcher existed.
+        tracing::callsite::rebuild_interest_cache();
+        guard
+    }
+}
+
 #[tokio::test]
 async fn a_plugin_built_against_0_1_0_runs_through_its_own_bindings() {
     let fx = Fixture::new().await;
@@ -114,11 +165,7 @@ async fn progress_reports_reach_the_callback_and_the_log() {
         ..fx.ctx()
     };
     let captured = Captured::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(captured.clone()));
-    // Other tests in this process may have cached callsite interest (or the
-    // global level hint) while no subscriber wanted these events.
-    tracing::callsite::rebuild_interest_cache();
+    let _guard = captured.install();
 
     let (result, report) = execute(&engine, "slow", &ctx, &[("ms", "40")]).await;
     assert_eq!(result.unwrap().summary, "slept 40 ms");
