@@ -233,7 +233,31 @@ async fn an_expired_tree_lock_does_not_block(backend: Backend) {
     ));
 }
 
+async fn racing_nested_acquisitions_admit_one(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let locks = LockService::new(Db::connect(&db.url).await.unwrap());
+    // Outer and inner acquired at the same moment, on two connections: the
+    // overlap check of each must see the other's insert, or both would win.
+    for round in 0..30 {
+        let (a, b) = (Owner::new_session(), Owner::new_session());
+        let outer = format!("/race/{round}");
+        let inner = format!("/race/{round}/sub");
+        let (ro, ri) = (format!("project:o{round}"), format!("project:i{round}"));
+        let (ra, rb) = tokio::join!(
+            locks.try_acquire_tree(&ro, &outer, &a, "apply", MIN_TTL),
+            locks.try_acquire_tree(&ri, &inner, &b, "apply", MIN_TTL),
+        );
+        let won = [ra.is_ok(), rb.is_ok()];
+        assert_eq!(
+            won.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: exactly one of the nested acquisitions wins: {ra:?} {rb:?}"
+        );
+    }
+}
+
 on_both_backends!(
+    racing_nested_acquisitions_admit_one,
     two_applies_in_one_session_do_not_write_one_project_at_once,
     applies_on_nested_projects_exclude_each_other,
     sibling_projects_apply_in_parallel,
