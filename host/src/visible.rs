@@ -173,16 +173,18 @@ mod tests {
         assert_eq!(line("del\u{7f}"), "del␡");
         assert_eq!(line("csi\u{9b}31m"), "csi\\u{9b}31m");
         assert_eq!(line("two\nlines\tand a tab"), "two␊lines␉and a tab");
-        assert_eq!(block("two\nlines\tand a tab\u{1b}"), "two\nlines\tand a tab␛");
+        assert_eq!(
+            block("two\nlines\tand a tab\u{1b}"),
+            "two\nlines\tand a tab␛"
+        );
     }
 
     #[test]
     fn bidi_and_invisible_format_characters_are_named() {
-        assert_eq!(
-            line("abc\u{202e}fed\u{202c}"),
-            "abc\\u{202e}fed\\u{202c}"
-        );
-        for c in ['\u{202a}', '\u{2066}', '\u{2069}', '\u{200b}', '\u{feff}', '\u{2028}'] {
+        assert_eq!(line("abc\u{202e}fed\u{202c}"), "abc\\u{202e}fed\\u{202c}");
+        for c in [
+            '\u{202a}', '\u{2066}', '\u{2069}', '\u{200b}', '\u{feff}', '\u{2028}',
+        ] {
             let shown = line(&c.to_string()).into_owned();
             assert_eq!(shown, format!("\\u{{{:x}}}", c as u32));
         }

@@ -101,7 +101,10 @@ async fn two_applies_in_one_session_do_not_write_one_project_at_once(backend: Ba
         std::fs::read_to_string(project.join("a.txt")).unwrap(),
         "A\n+x\n"
     );
-    assert!(c.locks().list().await.unwrap().is_empty(), "every lock released");
+    assert!(
+        c.locks().list().await.unwrap().is_empty(),
+        "every lock released"
+    );
 }
 
 async fn applies_on_nested_projects_exclude_each_other(backend: Backend) {
@@ -122,13 +125,22 @@ async fn applies_on_nested_projects_exclude_each_other(backend: Backend) {
     let held = hold_apply_lock(c.locks(), other.owner(), &inner_plan).await;
     assert_conflict_with(s.apply_plan(&outer_plan.id).await, other.owner());
     held.release().await.unwrap();
-    assert_eq!(std::fs::read_to_string(outer.join("a.txt")).unwrap(), "outer\n");
-    assert_eq!(std::fs::read_to_string(inner.join("a.txt")).unwrap(), "inner\n");
+    assert_eq!(
+        std::fs::read_to_string(outer.join("a.txt")).unwrap(),
+        "outer\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(inner.join("a.txt")).unwrap(),
+        "inner\n"
+    );
 
     // The same on the lock service, whichever is taken first.
     let locks = c.locks();
     let (a, b) = (Owner::new_session(), Owner::new_session());
-    for (first, second) in [("/srv/repo", "/srv/repo/sub/deeper"), ("/srv/repo/sub", "/srv/repo")] {
+    for (first, second) in [
+        ("/srv/repo", "/srv/repo/sub/deeper"),
+        ("/srv/repo/sub", "/srv/repo"),
+    ] {
         let g = locks
             .try_acquire_tree("project:first", first, &a, "apply first", MIN_TTL)
             .await
@@ -154,7 +166,10 @@ async fn applies_on_nested_projects_exclude_each_other(backend: Backend) {
 
 async fn sibling_projects_apply_in_parallel(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let root = db.project("mono", &[("a/a.txt", "a\n"), ("ab/a.txt", "ab\n"), ("b/a.txt", "b\n")]);
+    let root = db.project(
+        "mono",
+        &[("a/a.txt", "a\n"), ("ab/a.txt", "ab\n"), ("b/a.txt", "b\n")],
+    );
     let c = container(&db).await;
     let (s, other) = (c.lifecycle(), c.lifecycle());
     let a = executed(&s, &root.join("a")).await;
@@ -165,8 +180,14 @@ async fn sibling_projects_apply_in_parallel(backend: Backend) {
     let held = hold_apply_lock(c.locks(), other.owner(), &a).await;
     s.apply_plan(&b.id).await.unwrap();
     s.apply_plan(&ab.id).await.unwrap();
-    assert_eq!(std::fs::read_to_string(root.join("b/a.txt")).unwrap(), "b\n+x\n");
-    assert_eq!(std::fs::read_to_string(root.join("ab/a.txt")).unwrap(), "ab\n+x\n");
+    assert_eq!(
+        std::fs::read_to_string(root.join("b/a.txt")).unwrap(),
+        "b\n+x\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("ab/a.txt")).unwrap(),
+        "ab\n+x\n"
+    );
     // Two sibling tree locks held at the same time, in both orders.
     let locks = c.locks();
     let owner = Owner::new_session();
@@ -214,8 +235,14 @@ async fn an_expired_tree_lock_does_not_block(backend: Backend) {
         .unwrap();
     assert!(taken.token > dead.token);
     assert_eq!(taken.holds, 1);
-    assert!(!locks.is_current("project:repo", &a, dead.token).await.unwrap());
-    assert!(locks.is_current("project:repo", &b, taken.token).await.unwrap());
+    assert!(!locks
+        .is_current("project:repo", &a, dead.token)
+        .await
+        .unwrap());
+    assert!(locks
+        .is_current("project:repo", &b, taken.token)
+        .await
+        .unwrap());
     assert!(matches!(
         locks.renew("project:repo", &a, dead.token, MIN_TTL).await,
         Err(LockError::Expired { .. })

@@ -497,7 +497,8 @@ on_both_backends!(
 
 /// What the `escape-sequences` mode puts in every string and in the
 /// contents it writes (plugins/rust/hostile: `TRICKS`).
-const TRICKS: &str = "\u{1b}[1A\u{1b}[2K\u{1b}[32mall good\u{1b}[0m\u{1b}]0;owned\u{7}\rfake\u{202e}txt.exe";
+const TRICKS: &str =
+    "\u{1b}[1A\u{1b}[2K\u{1b}[32mall good\u{1b}[0m\u{1b}]0;owned\u{7}\rfake\u{202e}txt.exe";
 
 /// How lockstep shows [`TRICKS`].
 const TRICKS_SHOWN: &str = "␛[1A␛[2K␛[32mall good␛[0m␛]0;owned␇␍fake\\u{202e}txt.exe";
@@ -603,7 +604,10 @@ async fn escape_sequences_from_a_plugin_never_reach_the_terminal() {
     );
     // What was reviewed is what was written.
     let readme = std::fs::read_to_string(p.file("README.md")).unwrap();
-    assert!(readme.ends_with(&format!("harmless\n{TRICKS}\n")), "{readme:?}");
+    assert!(
+        readme.ends_with(&format!("harmless\n{TRICKS}\n")),
+        "{readme:?}"
+    );
     let lib = std::fs::read(p.file("src/lib.rs")).unwrap();
     assert!(lib.windows(2).any(|w| w == b"\r\n"));
 }

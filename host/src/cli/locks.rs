@@ -67,7 +67,9 @@ pub async fn run(cli: &Cli, container: &Container, cmd: &LocksCommand) -> anyhow
             if cli.json {
                 println!(
                     "{}",
-                    crate::visible::json(&json!({ "resource": resource, "released": removed.as_ref().map(|(o, t)| json!({"owner": o, "token": t})) }))
+                    crate::visible::json(
+                        &json!({ "resource": resource, "released": removed.as_ref().map(|(o, t)| json!({"owner": o, "token": t})) })
+                    )
                 );
             } else {
                 match removed {

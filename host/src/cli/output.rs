@@ -349,7 +349,9 @@ mod tests {
             text, "warning: `config.toml` will be emptied (8 bytes → 0 bytes)\n",
             "only the emptied file, not a new empty one"
         );
-        let many: Vec<_> = (0..MANY_DELETES).map(|i| delete(&format!("f{i}"))).collect();
+        let many: Vec<_> = (0..MANY_DELETES)
+            .map(|i| delete(&format!("f{i}")))
+            .collect();
         let text = callouts(&many, false);
         assert_eq!(
             text,
@@ -357,7 +359,10 @@ mod tests {
         );
         assert_eq!(callouts(&many[1..], false), "", "below the threshold");
         let painted = callouts(&changes, true);
-        assert!(painted.starts_with("\x1b[33mwarning: `config.toml`"), "{painted:?}");
+        assert!(
+            painted.starts_with("\x1b[33mwarning: `config.toml`"),
+            "{painted:?}"
+        );
         let hostile = [write("a\x1b[2K", Some(b"x"), b"")];
         assert!(foreign_escapes(&callouts(&hostile, true)).is_empty());
     }
@@ -365,7 +370,11 @@ mod tests {
     #[test]
     fn binary_files_are_shown_by_size() {
         let d = diff(
-            &[write("logo.png", Some(b"\x89PNG\x00\x1b[2K"), b"\x89PNG\x00\x00\x01\x1b[1A\x07")],
+            &[write(
+                "logo.png",
+                Some(b"\x89PNG\x00\x1b[2K"),
+                b"\x89PNG\x00\x00\x01\x1b[1A\x07",
+            )],
             false,
         );
         assert_eq!(
@@ -386,9 +395,18 @@ mod tests {
             true,
         );
         assert!(foreign_escapes(&d).is_empty(), "{d:?}");
-        assert!(!d.contains('\u{9b}') && !d.contains('\r') && !d.contains('\x07'), "{d:?}");
-        assert!(d.contains("\x1b[32m+␛[1A␛[2K␛]0;owned␇␛[31m\\u{9b}2K␍\x1b[0m"), "{d:?}");
-        assert_eq!(foreign_escapes("\x1b[32mok\x1b[0m\x1b[1;33m"), Vec::<String>::new());
+        assert!(
+            !d.contains('\u{9b}') && !d.contains('\r') && !d.contains('\x07'),
+            "{d:?}"
+        );
+        assert!(
+            d.contains("\x1b[32m+␛[1A␛[2K␛]0;owned␇␛[31m\\u{9b}2K␍\x1b[0m"),
+            "{d:?}"
+        );
+        assert_eq!(
+            foreign_escapes("\x1b[32mok\x1b[0m\x1b[1;33m"),
+            Vec::<String>::new()
+        );
         assert_eq!(foreign_escapes("\x1b[2K"), vec!["[2K".to_string()]);
     }
 

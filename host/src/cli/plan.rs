@@ -221,7 +221,9 @@ async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> any
             if json {
                 println!(
                     "{}",
-                    crate::visible::json(&json!({ "plan_id": report.plan_id, "status": "apply/applied", "files": report.files }))
+                    crate::visible::json(
+                        &json!({ "plan_id": report.plan_id, "status": "apply/applied", "files": report.files })
+                    )
                 );
             } else {
                 println!(
@@ -265,7 +267,9 @@ async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> any
             if json {
                 println!(
                     "{}",
-                    crate::visible::json(&json!({ "plan": view.plan, "steps": view.steps, "changes": changes, "diff": with_diff.then(|| diff(&changes, false)) }))
+                    crate::visible::json(
+                        &json!({ "plan": view.plan, "steps": view.steps, "changes": changes, "diff": with_diff.then(|| diff(&changes, false)) })
+                    )
                 );
             } else {
                 print_plan(&view.plan, false);
@@ -311,7 +315,9 @@ fn print_plan(plan: &PlanRecord, json: bool) {
     if json {
         println!(
             "{}",
-            crate::visible::json(&json!({ "plan_id": plan.id, "status": plan.status.to_string(), "version": plan.version, "error": plan.error }))
+            crate::visible::json(
+                &json!({ "plan_id": plan.id, "status": plan.status.to_string(), "version": plan.version, "error": plan.error })
+            )
         );
     } else {
         println!(
@@ -394,8 +400,10 @@ async fn run_all(
     if json {
         println!(
             "{}",
-            crate::visible::json(&json!({ "plan_id": plan.id, "status": "apply/applied", "files": report.files,
-                     "changes": changes.iter().map(|c| &c.path).collect::<Vec<_>>() }))
+            crate::visible::json(
+                &json!({ "plan_id": plan.id, "status": "apply/applied", "files": report.files,
+                     "changes": changes.iter().map(|c| &c.path).collect::<Vec<_>>() })
+            )
         );
     } else {
         println!(

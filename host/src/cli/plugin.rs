@@ -8,9 +8,9 @@ use serde_json::json;
 
 use super::output::{colour, diff, paint, Reported, EXIT_FAILURE};
 use super::Cli;
-use crate::visible::line;
 use crate::authoring::harness::{self, HarnessOptions, HarnessReport};
 use crate::authoring::{new_plugin, DifferenceKind, Lang, TreeComparison};
+use crate::visible::line;
 
 /// The languages `plugin new` writes.
 #[derive(Debug, Clone, Copy, ValueEnum)]

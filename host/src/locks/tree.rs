@@ -36,7 +36,10 @@ pub fn tree_key(path: &str) -> String {
     format!("{trimmed}/")
 }
 
-fn conflict_from(row: &sqlx::any::AnyRow, resource: Option<&str>) -> Result<LockConflict, sqlx::Error> {
+fn conflict_from(
+    row: &sqlx::any::AnyRow,
+    resource: Option<&str>,
+) -> Result<LockConflict, sqlx::Error> {
     Ok(LockConflict {
         resource: match resource {
             Some(r) => r.to_string(),

@@ -188,7 +188,10 @@ mod tests {
         assert_eq!(d, "--- x/f\n+++ y/f\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n");
         assert_eq!(unified_diff(b"same\n", b"same\n", "x", "y"), "");
         let d = unified_diff(b"", b"new", "/dev/null", "b/n");
-        assert!(d.contains("@@ -0,0 +1 @@\n+new\n\\ No newline at end of file"), "{d}");
+        assert!(
+            d.contains("@@ -0,0 +1 @@\n+new\n\\ No newline at end of file"),
+            "{d}"
+        );
         let d = unified_diff(b"old\n", b"", "a/g", "/dev/null");
         assert!(d.ends_with("@@ -1 +0,0 @@\n-old\n"), "{d}");
     }
@@ -205,7 +208,10 @@ mod tests {
             .collect();
         let d = unified_diff(old.as_bytes(), new.as_bytes(), "a", "b");
         assert!(d.contains("@@ -1,5 +1,5 @@\n 1\n-2\n+two\n 3\n"), "{d}");
-        assert!(d.contains("@@ -16,5 +16,5 @@\n 16\n 17\n 18\n-19\n+nineteen\n 20\n"), "{d}");
+        assert!(
+            d.contains("@@ -16,5 +16,5 @@\n 16\n 17\n 18\n-19\n+nineteen\n 20\n"),
+            "{d}"
+        );
     }
 
     #[test]
