@@ -492,3 +492,122 @@ on_both_backends!(
     released_handles_are_capped,
     a_lease_does_not_outlive_its_call,
 );
+
+// ---- terminal tricks ----------------------------------------------------
+
+/// What the `escape-sequences` mode puts in every string and in the
+/// contents it writes (plugins/rust/hostile: `TRICKS`).
+const TRICKS: &str =
+    "\u{1b}[1A\u{1b}[2K\u{1b}[32mall good\u{1b}[0m\u{1b}]0;owned\u{7}\rfake\u{202e}txt.exe";
+
+/// How lockstep shows [`TRICKS`].
+const TRICKS_SHOWN: &str = "␛[1A␛[2K␛[32mall good␛[0m␛]0;owned␇␍fake\\u{202e}txt.exe";
+
+/// Everything in `bytes` that could rewrite a terminal and is not one of
+/// lockstep's own colours (`ESC [` digits and `;` then `m`): other escape
+/// sequences, carriage returns, BEL, C1 controls and bidi overrides.
+fn foreign_controls(bytes: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (i, &b) in bytes.iter().enumerate() {
+        let rest = &bytes[i + 1..];
+        let bad = match b {
+            0x1b => {
+                let params = rest
+                    .iter()
+                    .skip(1)
+                    .take_while(|c| c.is_ascii_digit() || **c == b';')
+                    .count();
+                !(rest.first() == Some(&b'[') && rest.get(1 + params) == Some(&b'm'))
+            }
+            b'\r' | 0x07 | 0x08 | 0x7f => true,
+            // C1 controls (U+0080–U+009F) in UTF-8.
+            0xc2 => rest.first().is_some_and(|c| (0x80..=0x9f).contains(c)),
+            // U+202A–U+202E and U+2066–U+2069 in UTF-8.
+            0xe2 => matches!(rest, [0x80, 0xaa..=0xae, ..] | [0x81, 0xa6..=0xa9, ..]),
+            _ => false,
+        };
+        if bad {
+            found.push(String::from_utf8_lossy(&bytes[i..(i + 12).min(bytes.len())]).into_owned());
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escape_sequences_from_a_plugin_never_reach_the_terminal() {
+    let p = Project::new(Backend::Sqlite).await;
+    let action = action_file(
+        p.db.dir.path(),
+        "tricks",
+        "hostile",
+        "hostile",
+        &[("mode", "escape-sequences")],
+    );
+    let run = p.lockstep(&["plan", "run", action.to_str().unwrap(), "--yes"]);
+    assert!(run.status.success(), "{}\n{}", stdout(&run), stderr(&run));
+    let text = stdout(&run);
+    let id = text
+        .split_whitespace()
+        .nth(1)
+        .expect("`plan ID created …` comes first")
+        .to_string();
+    let show = p.lockstep(&["plan", "show", &id, "--diff"]);
+    let status = p.lockstep(&["plan", "status", &id]);
+    let json = p.lockstep(&["--json", "plan", "show", &id, "--diff"]);
+    for (what, out) in [
+        ("plan run", &run),
+        ("plan show --diff", &show),
+        ("plan status", &status),
+        ("--json plan show", &json),
+    ] {
+        for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            let foreign = foreign_controls(bytes);
+            assert!(
+                foreign.is_empty(),
+                "{what} sent {foreign:?} to {stream}:\n{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+    // Shown, not sent: the proposal, the step title and summary, the
+    // progress message, the plugin's log line and the diff line.
+    for shown in [
+        format!("proposal: proposal {TRICKS_SHOWN}\n"),
+        format!("title {TRICKS_SHOWN}\n"),
+        format!("summary {TRICKS_SHOWN} (3 changes)\n"),
+        format!("+{TRICKS_SHOWN}\n"),
+        // Log lines and progress messages are flattened to one line by the
+        // plugin log first, which writes Rust escapes (`\u{1b}`, `\r`).
+        format!("progress {}", TRICKS.escape_default()),
+    ] {
+        assert!(text.contains(&shown), "{shown:?} not in:\n{text}");
+    }
+    assert!(
+        stderr(&run).contains(&format!("log {}", TRICKS.escape_default())),
+        "{}",
+        stderr(&run)
+    );
+    let diff = stdout(&show);
+    assert!(diff.contains(&format!("+{TRICKS_SHOWN}\n")), "{diff}");
+    // A change of line endings and trailing whitespace are visible.
+    assert!(diff.contains("line endings only: LF → CRLF"), "{diff}");
+    assert!(diff.contains("+trailing·␉\n"), "{diff}");
+    // The JSON stays exact: it decodes to the plugin's own strings.
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        doc["plan"]["proposal"]["summary"].as_str(),
+        Some(format!("proposal {TRICKS}").as_str())
+    );
+    assert_eq!(
+        doc["steps"][0]["summary"].as_str(),
+        Some(format!("summary {TRICKS}").as_str())
+    );
+    // What was reviewed is what was written.
+    let readme = std::fs::read_to_string(p.file("README.md")).unwrap();
+    assert!(
+        readme.ends_with(&format!("harmless\n{TRICKS}\n")),
+        "{readme:?}"
+    );
+    let lib = std::fs::read(p.file("src/lib.rs")).unwrap();
+    assert!(lib.windows(2).any(|w| w == b"\r\n"));
+}

@@ -122,11 +122,29 @@ pub fn main_with(plugins: Option<Arc<dyn PluginProvider>>) -> ExitCode {
     }
 }
 
+/// Log lines go to stderr with every field made visible
+/// ([`crate::visible::line`]): a plugin's log message is plugin text, and a
+/// carriage return or escape sequence in it must not rewrite the screen.
 fn init_tracing(default: &str) {
+    use tracing_subscriber::field::MakeExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKSTEP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let fields = tracing_subscriber::fmt::format::debug_fn(
+        |w: &mut tracing_subscriber::fmt::format::Writer<'_>,
+         field: &tracing::field::Field,
+         value: &dyn std::fmt::Debug| {
+            let text = format!("{value:?}");
+            if field.name() == "message" {
+                write!(w, "{}", crate::visible::line(&text))
+            } else {
+                write!(w, "{}={}", field.name(), crate::visible::line(&text))
+            }
+        },
+    )
+    .delimited(" ");
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .fmt_fields(fields)
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -190,7 +208,7 @@ async fn init(
     if cli.json {
         println!(
             "{}",
-            serde_json::json!({ "project": dir, "database_url": url })
+            crate::visible::json(&serde_json::json!({ "project": dir, "database_url": url }))
         );
     } else {
         println!("initialised {} (database {url})", dir.display());

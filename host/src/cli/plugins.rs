@@ -4,12 +4,13 @@
 use std::path::Path;
 
 use crate::plugins::{ComponentInfo, PluginEngine, PluginInfo};
+use crate::visible::{block, line};
 
 /// `plugins list`: every plugin found, in search order, with its problems.
 pub(crate) fn list(engine: &PluginEngine, json: bool) -> anyhow::Result<()> {
     let plugins = engine.list();
     if json {
-        println!("{}", serde_json::to_string(&plugins)?);
+        println!("{}", crate::visible::json(&plugins));
         return Ok(());
     }
     if plugins.is_empty() {
@@ -38,11 +39,11 @@ fn table(plugins: &[PluginInfo]) -> String {
         .iter()
         .map(|p| {
             [
-                p.name.clone(),
-                dash(Some(p.version.clone())),
+                line(&p.name).into_owned(),
+                line(&dash(Some(p.version.clone()))).into_owned(),
                 dash(p.kind.map(|k| k.to_string())),
-                dash(p.api.clone()),
-                p.path.display().to_string(),
+                line(&dash(p.api.clone())).into_owned(),
+                line(&p.path.display().to_string()).into_owned(),
             ]
         })
         .collect();
@@ -53,7 +54,7 @@ fn table(plugins: &[PluginInfo]) -> String {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |row: &[String; 5]| {
+    let render = |row: &[String; 5]| {
         let mut out = String::new();
         for (i, cell) in row.iter().enumerate() {
             if i + 1 == row.len() {
@@ -65,14 +66,17 @@ fn table(plugins: &[PluginInfo]) -> String {
         out.push('\n');
         out
     };
-    let mut out = line(&header);
+    let mut out = render(&header);
     for (row, p) in rows.iter().zip(plugins) {
-        out.push_str(&line(row));
+        out.push_str(&render(row));
         if let Some(by) = &p.shadowed_by {
-            out.push_str(&format!("  shadowed by {}\n", by.display()));
+            out.push_str(&format!(
+                "  shadowed by {}\n",
+                line(&by.display().to_string())
+            ));
         }
         if let Some(problem) = &p.problem {
-            for (i, l) in problem.lines().enumerate() {
+            for (i, l) in block(problem).lines().enumerate() {
                 out.push_str(if i == 0 { "  problem: " } else { "           " });
                 out.push_str(l);
                 out.push('\n');
@@ -86,7 +90,7 @@ fn table(plugins: &[PluginInfo]) -> String {
 pub(crate) fn precompile(engine: &PluginEngine, json: bool) -> anyhow::Result<()> {
     let done = engine.precompile();
     if json {
-        println!("{}", serde_json::to_string(&done)?);
+        println!("{}", crate::visible::json(&done));
     } else {
         match engine.cache_dir() {
             Some(dir) => println!("cache: {}", dir.display()),
@@ -98,7 +102,12 @@ pub(crate) fn precompile(engine: &PluginEngine, json: bool) -> anyhow::Result<()
                 (None, Some(e)) => format!("error: {e}"),
                 (None, None) => "?".into(),
             };
-            println!("{:>9.1} ms  {:<9}  {}", p.millis, what, p.path.display());
+            println!(
+                "{:>9.1} ms  {:<9}  {}",
+                p.millis,
+                block(&what),
+                line(&p.path.display().to_string())
+            );
         }
     }
     if done.iter().any(|p| p.error.is_some()) {
@@ -112,9 +121,9 @@ pub(crate) fn precompile(engine: &PluginEngine, json: bool) -> anyhow::Result<()
 pub(crate) fn inspect(engine: &PluginEngine, path: &Path, json: bool) -> anyhow::Result<()> {
     let info = engine.inspect(path)?;
     if json {
-        println!("{}", serde_json::to_string(&info)?);
+        println!("{}", crate::visible::json(&info));
     } else {
-        print!("{}", describe(&info));
+        print!("{}", block(&describe(&info)));
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! [`PlanLifecycleService`]: one session's handle on the lifecycle.
 //!
 //! Every command that changes a plan takes the plan lock first (apply also
-//! the project lock), reads the plan only under it, moves an interrupted
+//! the project's apply lock, a tree lock that no other apply on the same,
+//! an enclosing or a nested project can share), reads the plan only under it, moves an interrupted
 //! `*/processing` plan to `*/errored` (or rolls an interrupted apply
 //! forward), validates the transition, and writes each status change
 //! versioned and fenced by the lease's token. The lease is released on
@@ -301,6 +302,27 @@ impl PlanLifecycleService {
             .await?)
     }
 
+    /// The apply lock on the plan's project: a tree lock, so it excludes
+    /// every other apply (or roll-forward) on the same project, on a project
+    /// nested in it or on one containing it — this session's own included.
+    async fn lock_apply(
+        &self,
+        plan: &PlanRecord,
+        operation: &str,
+    ) -> Result<LockGuard, LifecycleError> {
+        Ok(self
+            .locks
+            .lock_tree(
+                &project_resource(&plan.project_id),
+                &plan.project_root,
+                &self.owner,
+                &format!("{operation} in {}", plan.project_root),
+                self.options.lock_ttl,
+                self.options.lock_wait,
+            )
+            .await?)
+    }
+
     /// Load a plan under its lock, recovering it if a dead session left it
     /// in `*/processing`.
     async fn load_locked(&self, id: &str, guard: &LockGuard) -> Result<PlanRecord, LifecycleError> {
@@ -312,10 +334,7 @@ impl PlanLifecycleService {
         let fence = Some((guard.resource(), guard.token()));
         if plan.status.phase == Phase::Apply && self.store.has_apply_journal(id).await? {
             let project = self
-                .lock(
-                    &project_resource(&plan.project_id),
-                    &format!("roll forward plan {id}"),
-                )
+                .lock_apply(&plan, &format!("roll forward plan {id}"))
                 .await?;
             let changes = self.store.changes(id).await?;
             let outcome = apply::roll_forward(Path::new(&plan.project_root), &changes);
@@ -435,10 +454,7 @@ impl PlanLifecycleService {
         let plan = self.load_locked(id, guard).await?;
         let t = transition(Some(plan.status), command)?;
         let project_guard = match command {
-            Command::Apply => Some(
-                self.lock(&project_resource(&plan.project_id), operation)
-                    .await?,
-            ),
+            Command::Apply => Some(self.lock_apply(&plan, operation).await?),
             _ => None,
         };
         let fence = Some((guard.resource(), guard.token()));

@@ -35,6 +35,14 @@
 //!   host to copy `count` × `mb` MiB.
 //! - `huge-log`: logs 100 000 lines of 1 KiB each, then succeeds.
 //!
+//! Terminal tricks (the host must show them, not send them):
+//! - `escape-sequences`: the proposal summary, the step title, the step
+//!   summary, a warning log line, a progress message and the contents it
+//!   writes carry ANSI escape sequences (cursor up, erase line, colours, an
+//!   OSC title), carriage returns and bidi overrides. It appends a line to
+//!   `README.md` that erases the line above it, rewrites `src/lib.rs` with
+//!   CRLF line endings, and writes `notes.txt` with trailing whitespace.
+//!
 //! Reads:
 //! - `read-file`: reads `path` and reports `read <n> bytes` or
 //!   `error <fs-error>` in its summary.
@@ -70,6 +78,7 @@ use std::time::Duration;
 use exports::lockstep::plugin::{execution, strategy};
 use lockstep::plugin::locks;
 use lockstep::plugin::log::{log, Level};
+use lockstep::plugin::progress;
 use lockstep::plugin::types::{
     Action, Change, FileWrite, LockError, Param, PlanProposal, PluginError, Step, StepOutcome,
 };
@@ -129,6 +138,42 @@ fn report(summary: String) -> StepOutcome {
         changes: Vec::new(),
         summary,
     }
+}
+
+/// Text that would rewrite a terminal if printed raw: cursor up and erase
+/// line, a colour, an OSC window title, a carriage return and a
+/// right-to-left override.
+const TRICKS: &str = "\u{1b}[1A\u{1b}[2K\u{1b}[32mall good\u{1b}[0m\u{1b}]0;owned\u{7}\rfake\u{202e}txt.exe";
+
+/// The `escape-sequences` step: every string it returns or reports, and the
+/// contents it writes, carry [`TRICKS`].
+fn escape_sequences() -> Result<StepOutcome, PluginError> {
+    log(Level::Warn, &format!("log {TRICKS}"));
+    progress::report(1, 2, &format!("progress {TRICKS}"));
+    let readme = workspace::read("README.md")
+        .map_err(|e| PluginError::Permanent(format!("reading README.md: {e:?}")))?;
+    let lib = workspace::read("src/lib.rs")
+        .map_err(|e| PluginError::Permanent(format!("reading src/lib.rs: {e:?}")))?;
+    let mut appended = readme;
+    appended.extend_from_slice(format!("harmless\n{TRICKS}\n").as_bytes());
+    let crlf = String::from_utf8_lossy(&lib).replace('\n', "\r\n");
+    Ok(StepOutcome {
+        changes: vec![
+            Change::Write(FileWrite {
+                path: "README.md".into(),
+                contents: appended,
+            }),
+            Change::Write(FileWrite {
+                path: "src/lib.rs".into(),
+                contents: crlf.into_bytes(),
+            }),
+            Change::Write(FileWrite {
+                path: "notes.txt".into(),
+                contents: b"trailing \t\n".to_vec(),
+            }),
+        ],
+        summary: format!("summary {TRICKS}"),
+    })
 }
 
 /// Spins forever in a way the optimiser cannot remove.
@@ -278,6 +323,7 @@ fn misbehave(mode: &str, params: &[Param]) -> Result<StepOutcome, PluginError> {
             }
             Ok(report("logged 100000 lines of 1 KiB".into()))
         }
+        "escape-sequences" => escape_sequences(),
         "read-file" => {
             let path = param(params, "path")
                 .ok_or_else(|| PluginError::InvalidInput("param `path` is required".into()))?;
@@ -344,9 +390,13 @@ fn step(id: String, mode: &str, params: &[Param]) -> Step {
         .cloned()
         .collect();
     step_params.push(("mode".into(), mode.into()));
+    let title = match mode {
+        "escape-sequences" => format!("title {TRICKS}"),
+        _ => format!("Misbehave: {mode}"),
+    };
     Step {
         id,
-        title: format!("Misbehave: {mode}"),
+        title,
         params: step_params,
         targets: Vec::new(),
     }
@@ -373,10 +423,11 @@ impl strategy::Guest for Hostile {
                 .map(|(i, m)| step(format!("h{}", i + 1), m, &action.params))
                 .collect()
         };
-        Ok(PlanProposal {
-            summary: format!("Misbehave: {mode}"),
-            steps,
-        })
+        let summary = match mode {
+            "escape-sequences" => format!("proposal {TRICKS}"),
+            _ => format!("Misbehave: {mode}"),
+        };
+        Ok(PlanProposal { summary, steps })
     }
 }
 
