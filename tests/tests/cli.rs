@@ -320,7 +320,8 @@ async fn a_failed_apply_leaves_the_old_tree_or_the_new_tree(backend: Backend) {
         cmd.args(["--json", "plan", "apply", &id]).env(fault, k);
         let out = run(cmd);
         assert!(!out.status.success(), "{name}: the apply failed");
-        let err = stderr(&out);
+        // The JSON error on stdout.
+        let err = stdout(&out);
         assert!(err.contains("injected fault"), "{name}: {err}");
         let contents = || ["a", "b"].map(|f| std::fs::read_to_string(project.join(f)).unwrap());
         if fault == FAULT_FAIL_STAGE_ENV {
