@@ -282,9 +282,10 @@ impl ProjectView {
 fn fs_error(rel: &str, e: TreeError) -> FsError {
     match e {
         TreeError::Path(e) => e.into(),
-        TreeError::NotAFile { found, .. } if found == "a directory" => {
-            FsError::Invalid(format!("`{rel}` is a directory"))
-        }
+        TreeError::NotAFile {
+            found: "a directory",
+            ..
+        } => FsError::Invalid(format!("`{rel}` is a directory")),
         TreeError::NotAFile { found, .. } => {
             FsError::Invalid(format!("`{rel}` is {found}, not a regular file"))
         }
