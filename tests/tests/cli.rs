@@ -351,6 +351,57 @@ async fn a_failed_apply_leaves_the_old_tree_or_the_new_tree(backend: Backend) {
     }
 }
 
+/// A crash mid-apply, then `src/` is swapped for a symlink out of the
+/// project before the next command: the roll-forward validates the paths
+/// it reads back from the database and refuses to write through the link;
+/// once the folder is back, retrying finishes the apply.
+async fn roll_forward_does_not_follow_a_directory_replaced_by_a_symlink(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[("a", "a"), ("src/b", "b")]);
+    let outside = db.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let act = action_file(
+        db.dir.path(),
+        "ab",
+        "files",
+        "files",
+        &[("files", "a,src/b"), ("content", "NEW")],
+    );
+    let id = plan_new(&db, &project, &act);
+    assert!(plan(&db, &project, &["strategize", &id]).status.success());
+    assert!(plan(&db, &project, &["execute", &id]).status.success());
+    let mut cmd = host_command(&db.url, &project);
+    cmd.args(["--lock-ttl", "5s", "plan", "apply", &id])
+        .env(lockstep::workspace::apply::FAULT_STOP_AFTER_ENV, "1");
+    assert!(!run(cmd).status.success(), "the process died mid-apply");
+    assert_eq!(std::fs::read_to_string(project.join("a")).unwrap(), "NEW");
+    std::fs::rename(project.join("src"), project.join("src.moved")).unwrap();
+    std::os::unix::fs::symlink(&outside, project.join("src")).unwrap();
+    tokio::time::sleep(lockstep::locks::MIN_TTL + Duration::from_millis(500)).await;
+    let mut cmd = host_command(&db.url, &project);
+    cmd.args(["--json", "plan", "status", &id]);
+    let status = json(&run(cmd));
+    assert_eq!(status["plan"]["status"]["state"], "errored", "{status}");
+    let error = status["plan"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("roll-forward failed") && error.contains("goes through a symlink"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing was written through the symlink"
+    );
+    std::fs::remove_file(project.join("src")).unwrap();
+    std::fs::rename(project.join("src.moved"), project.join("src")).unwrap();
+    let out = plan(&db, &project, &["retry", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(project.join("src/b")).unwrap(),
+        "NEW"
+    );
+}
+
 on_both_backends!(
     run_show_and_exit_codes,
     malformed_actions_name_line_and_field,
@@ -358,4 +409,5 @@ on_both_backends!(
     force_release_fences_a_live_holder,
     sigterm_releases_and_leaves_the_plan_retryable,
     a_failed_apply_leaves_the_old_tree_or_the_new_tree,
+    roll_forward_does_not_follow_a_directory_replaced_by_a_symlink,
 );
