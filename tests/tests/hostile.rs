@@ -611,3 +611,91 @@ async fn escape_sequences_from_a_plugin_never_reach_the_terminal() {
     let lib = std::fs::read(p.file("src/lib.rs")).unwrap();
     assert!(lib.windows(2).any(|w| w == b"\r\n"));
 }
+
+// ---- project tree: nesting and VCS directories --------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changeset_with_a_file_and_its_child_is_refused_before_any_write() {
+    let p = Project::new(Backend::Sqlite).await;
+    refused_path(
+        &p,
+        "file-and-child",
+        "change to `a/b` refused: the changeset also changes `a`, and one of the two lies inside the other",
+    );
+    assert!(!p.file("a").exists(), "nothing was written");
+    p.assert_still_works();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_into_a_nested_git_directory_is_refused() {
+    let p = Project::new(Backend::Sqlite).await;
+    std::fs::create_dir_all(p.file("vendor/x/.git")).unwrap();
+    std::fs::write(p.file("vendor/x/.git/config"), "[core]\n").unwrap();
+    refused_path(
+        &p,
+        "nested-git-write",
+        "change to `vendor/x/.git/config` refused: `vendor/x/.git/config` is inside `.git/`, which belongs to the host or to version control",
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.file("vendor/x/.git/config")).unwrap(),
+        "[core]\n"
+    );
+    p.assert_still_works();
+}
+
+/// The `replace` example plugin over every file (`globs = "**/*"`) of a
+/// project holding vendored repositories: it changes their files, and
+/// neither sees nor changes their VCS directories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_git_directories_are_neither_read_nor_written() {
+    let p = Project::new(Backend::Sqlite).await;
+    let greeting = "Hello, world\n";
+    let vcs = [
+        "vendor/x/.git/config",
+        "vendor/x/.git/hooks/pre-commit",
+        "vendor/x/.GIT/description",
+        "vendor/y/.hg/hgrc",
+        "vendor/z/.svn/entries",
+        "vendor/j/.jj/repo/config",
+        "nested/.lockstep/config",
+    ];
+    for path in vcs.iter().chain(&["vendor/x/lib.rs"]) {
+        std::fs::create_dir_all(p.file(path).parent().unwrap()).unwrap();
+        std::fs::write(p.file(path), greeting).unwrap();
+    }
+    let action = action_file(
+        p.db.dir.path(),
+        "replace-everywhere",
+        "replace",
+        "replace",
+        &[
+            ("globs", "**/*"),
+            ("find", "Hello, world"),
+            ("replace", "Hi there, world"),
+        ],
+    );
+    let created = p.json(&["plan", "new", action.to_str().unwrap()]);
+    let id = created["plan_id"].as_str().unwrap().to_string();
+    p.ok(&["plan", "strategize", &id]);
+    let proposal = p.json(&["plan", "show", &id]);
+    let targets = proposal.to_string();
+    assert!(targets.contains("vendor/x/lib.rs"), "{proposal}");
+    for path in vcs {
+        assert!(!targets.contains(path), "{path} was proposed: {proposal}");
+    }
+    let out = p.execute(&id, "replace over **/* with nested VCS directories");
+    assert!(out.status.success(), "{}", stderr(&out));
+    p.ok(&["plan", "apply", &id]);
+    assert_eq!(p.status(&id), "apply/applied");
+    assert_eq!(
+        std::fs::read_to_string(p.file("vendor/x/lib.rs")).unwrap(),
+        "Hi there, world\n"
+    );
+    for path in vcs {
+        assert_eq!(
+            std::fs::read_to_string(p.file(path)).unwrap(),
+            greeting,
+            "{path} was changed"
+        );
+    }
+}

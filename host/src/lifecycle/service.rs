@@ -25,7 +25,7 @@ use super::{
 use crate::locks::{LockGuard, LockService, Owner, ScopedLocks, DEFAULT_TTL};
 use crate::store::{ChangeRecord, EventRecord, PlanRecord, StateWrite, StepResult, Store};
 use crate::workspace::{
-    apply, project_id, ApplyError, ChangeLimits, ChangesetBuilder, ProjectView,
+    apply, project_id, ApplyError, ChangeLimits, ChangesetBuilder, ProjectTree, ProjectView,
 };
 
 /// Most steps a proposal may have.
@@ -38,7 +38,8 @@ pub struct LifecycleOptions {
     pub lock_ttl: Duration,
     /// How long to wait for a held lock (zero: fail fast).
     pub lock_wait: Duration,
-    /// Changeset caps.
+    /// Changeset caps, the cap on originals read from the project
+    /// (`max_original_bytes`) included.
     pub change_limits: ChangeLimits,
     /// Read cap of the workspace view plugins see.
     pub read_cap: u64,
@@ -337,7 +338,12 @@ impl PlanLifecycleService {
                 .lock_apply(&plan, &format!("roll forward plan {id}"))
                 .await?;
             let changes = self.store.changes(id).await?;
-            let outcome = apply::roll_forward(Path::new(&plan.project_root), &changes);
+            let outcome = roll_forward(
+                Path::new(&plan.project_root),
+                Arc::new(changes),
+                self.options.change_limits,
+            )
+            .await;
             let to = if outcome.is_ok() {
                 Status::new(Phase::Apply, State::Applied)
             } else {
@@ -627,7 +633,8 @@ impl PlanLifecycleService {
                         source,
                     })?;
                 let mut view = view()?;
-                let mut builder = ChangesetBuilder::new(&root, self.options.change_limits);
+                let tree = view.tree().clone();
+                let mut builder = ChangesetBuilder::new(&tree, self.options.change_limits);
                 let mut results = Vec::with_capacity(proposal.steps.len());
                 let total = proposal.steps.len();
                 for (index, step) in proposal.steps.iter().enumerate() {
@@ -659,26 +666,77 @@ impl PlanLifecycleService {
                 Ok(PhaseOutput::Changes(builder.finish(), results))
             }
             Command::Apply => {
-                let changes = self.store.changes(&plan.id).await?;
-                match apply::check(&root, &changes) {
-                    Ok(()) => {}
-                    Err(ApplyError::Drift(d)) => return Err(LifecycleError::ApplyDrift(d)),
-                    Err(e) => return Err(LifecycleError::Io(e.to_string())),
-                }
-                self.store
-                    .journal_apply(&plan.id, &self.owner.id, (&plan_resource(&plan.id), token))
-                    .await?;
+                let changes = Arc::new(self.store.changes(&plan.id).await?);
                 let files = changes.len();
-                // File I/O runs off the async workers so lease renewal keeps going.
-                tokio::task::spawn_blocking(move || apply::write_all(&root, &changes))
+                let limits = self.options.change_limits;
+                if self.store.has_apply_journal(&plan.id).await? {
+                    // An earlier apply of this plan renamed files and then
+                    // failed: finish it (the drift check would see its own
+                    // writes).
+                    roll_forward(&root, changes, limits).await?;
+                    return Ok(PhaseOutput::Applied(files));
+                }
+                let tree = open_tree(&root).await?;
+                // File I/O runs off the async workers so lease renewal keeps
+                // going. Everything is validated and staged before the
+                // journal: a failure up to here leaves the old tree.
+                let staged = {
+                    let changes = changes.clone();
+                    blocking(move || apply::prepare(tree, &changes, &limits)).await?
+                }
+                .map_err(|e| match e {
+                    ApplyError::Drift(d) => LifecycleError::ApplyDrift(d),
+                    e => LifecycleError::Io(e.to_string()),
+                })?;
+                if let Err(e) = self
+                    .store
+                    .journal_apply(&plan.id, &self.owner.id, (&plan_resource(&plan.id), token))
                     .await
-                    .map_err(|e| LifecycleError::Io(format!("apply task failed: {e}")))?
+                {
+                    blocking(move || staged.discard()).await?;
+                    return Err(e.into());
+                }
+                blocking(move || apply::commit(staged, &changes, &limits))
+                    .await?
                     .map_err(|e| LifecycleError::Io(e.to_string()))?;
                 Ok(PhaseOutput::Applied(files))
             }
             other => unreachable!("{other} is not a phase"),
         }
     }
+}
+
+/// Run blocking file work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, LifecycleError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| LifecycleError::Io(format!("apply task failed: {e}")))
+}
+
+/// Open the project's directory handles.
+async fn open_tree(root: &Path) -> Result<Arc<ProjectTree>, LifecycleError> {
+    let root = root.to_path_buf();
+    blocking(move || {
+        ProjectTree::open(&root)
+            .map(Arc::new)
+            .map_err(|e| LifecycleError::Io(format!("project `{}`: {e}", root.display())))
+    })
+    .await?
+}
+
+/// Finish an interrupted apply of `changes` to the project at `root`,
+/// every path validated again (they come back from the database).
+async fn roll_forward(
+    root: &Path,
+    changes: Arc<Vec<ChangeRecord>>,
+    limits: ChangeLimits,
+) -> Result<usize, LifecycleError> {
+    let tree = open_tree(root).await?;
+    blocking(move || apply::roll_forward(&tree, &changes, &limits))
+        .await?
+        .map_err(|e| LifecycleError::Io(e.to_string()))
 }
 
 fn phase_name(command: Command) -> &'static str {

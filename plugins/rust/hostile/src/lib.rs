@@ -25,6 +25,10 @@
 //! - `write-case-collision`: writes both `A.txt` and `a.txt`.
 //! - `write-nfc-nfd`: writes `café.txt` twice, once with a precomposed `é`
 //!   (NFC) and once as `e` + combining acute accent (NFD).
+//! - `file-and-child`: writes both `a` and `a/b` (one name would have to be
+//!   a file and a directory at once).
+//! - `nested-git-write`: writes `vendor/x/.git/config` (a vendored
+//!   repository's VCS directory).
 //!
 //! Huge outputs:
 //! - `many-changes`: returns `count` (default 100 000) small writes to
@@ -310,6 +314,8 @@ fn misbehave(mode: &str, params: &[Param]) -> Result<StepOutcome, PluginError> {
         "write-long-name" => Ok(write(&[&"n".repeat(5000)])),
         "write-case-collision" => Ok(write(&["A.txt", "a.txt"])),
         "write-nfc-nfd" => Ok(write(&["caf\u{e9}.txt", "cafe\u{301}.txt"])),
+        "file-and-child" => Ok(write(&["a", "a/b"])),
+        "nested-git-write" => Ok(write(&["vendor/x/.git/config"])),
         "many-changes" => Ok(many_changes(number(params, "count", 100_000)?)),
         "giant-file" => Ok(giant_file(number(params, "mb", 64)?)),
         "alias" => Ok(alias(
