@@ -46,7 +46,7 @@ pub use cache::{CacheOutcome, ComponentCache, DEFAULT_CACHE_BYTES};
 pub use limits::{Grant, Limits, LimitsPolicy, RequestedLimits};
 pub use log::LOG_TARGET;
 pub use manifest::{ApiVersion, Manifest, ManifestError, PluginKind, Role};
-pub use policy::{Policy, PolicyError, RawChangeCaps, POLICY_FILE};
+pub use policy::{ChangeCaps, Policy, PolicyError, POLICY_FILE};
 pub use world::{HOST_API, SUPPORTED_APIS};
 
 /// Environment variable naming the compiled-component cache directory.

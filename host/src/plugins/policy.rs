@@ -99,14 +99,14 @@ pub struct Policy {
     pub allow: Vec<String>,
     /// Caps on changesets, when the file sets any (each only lowers the
     /// host's own).
-    pub changes: Option<RawChangeCaps>,
+    pub changes: Option<ChangeCaps>,
     /// The file it was read from.
     pub source: PathBuf,
 }
 
 /// The `[changeset]` caps a policy file sets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RawChangeCaps {
+pub struct ChangeCaps {
     /// `max_files`: most files one plan may change.
     pub max_files: Option<u64>,
     /// `max_file_bytes`: largest file one change may write.
@@ -115,7 +115,7 @@ pub struct RawChangeCaps {
     pub max_total_bytes: Option<u64>,
 }
 
-impl RawChangeCaps {
+impl ChangeCaps {
     /// `caps` lowered to these values (never raised).
     pub fn clamp(&self, caps: ChangeLimits) -> ChangeLimits {
         ChangeLimits {
@@ -311,7 +311,7 @@ impl Policy {
         ]
         .iter()
         .any(|v| v.is_some())
-        .then(|| RawChangeCaps {
+        .then(|| ChangeCaps {
             max_files: get(&changeset.max_files),
             max_file_bytes: get(&changeset.max_file_bytes),
             max_total_bytes: get(&changeset.max_total_bytes),
