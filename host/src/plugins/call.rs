@@ -358,8 +358,8 @@ fn find<E: std::error::Error + 'static>(err: &wasmtime::Error) -> Option<&E> {
 
 /// Whether `err` is wasi's refusal of a `get-random-bytes` call over the
 /// context's maximum. wasi's error for it is a plain message, so the
-/// message is matched; `random_bytes_per_call_are_bounded` in the plugin
-/// tests catches a wasmtime-wasi upgrade that rewords it.
+/// message is matched; `random_bytes_per_call_are_bounded` in
+/// `tests/tests/hostile.rs` catches a wasmtime-wasi upgrade that rewords it.
 fn is_random_limit(err: &wasmtime::Error) -> bool {
     err.chain().any(|e| {
         let m = e.to_string();
