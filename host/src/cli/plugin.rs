@@ -101,6 +101,8 @@ pub(crate) async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<()> {
         // cache in its `.lockstep/`.
         plugins: crate::plugins::PluginsConfig {
             limits: config.plugins.limits,
+            allow: config.plugins.allow,
+            policy_source: config.plugins.policy_source,
             ..crate::plugins::PluginsConfig::for_user()
         },
     })

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::plugins::{ComponentInfo, PluginEngine, PluginInfo};
+use crate::plugins::{ComponentInfo, Grant, PluginEngine, PluginInfo};
 use crate::visible::{block, line};
 
 /// `plugins list`: every plugin found, in search order, with its problems.
@@ -158,6 +158,11 @@ fn describe(info: &ComponentInfo) -> String {
         s
     });
     field("manifest", &[dash(manifest)]);
+    if let Some(m) = &info.manifest {
+        if !m.limits.is_empty() {
+            field("limits", &grants(&m.limits));
+        }
+    }
     field("imports", &info.imports);
     field("exports", &info.exports);
     if !info.unprovided_imports.is_empty() {
@@ -169,6 +174,30 @@ fn describe(info: &ComponentInfo) -> String {
         field("problems", &info.problems);
     }
     out
+}
+
+/// One line per limit: `name  requested → granted`, and the ceiling that
+/// clamped it.
+fn grants(grants: &[Grant]) -> Vec<String> {
+    let width = grants.iter().map(|g| g.limit.len()).max().unwrap_or(0);
+    grants
+        .iter()
+        .map(|g| {
+            let requested = match g.requested {
+                Some(r) => format!("{r} requested"),
+                None => "default".into(),
+            };
+            let granted = match g.granted {
+                Some(v) => v.to_string(),
+                None => "off".into(),
+            };
+            let mut line = format!("{:<width$}  {requested} → {granted}", g.limit);
+            if let Some(ceiling) = g.clamped_by {
+                line.push_str(&format!(" (clamped by the policy's ceiling {ceiling})"));
+            }
+            line
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -194,6 +223,7 @@ mod tests {
             timeout_ms: Some(10_000),
             memory_bytes: Some(256 << 20),
             fuel: None,
+            limits: Vec::new(),
             shadowed_by: None,
             problem: problem.map(String::from),
         }
@@ -225,5 +255,30 @@ mod tests {
         assert!(d.contains("imports    a\n           b\n"), "{d}");
         assert!(d.contains("exports    -\n"), "{d}");
         assert!(d.contains("problems   not a plugin\n"), "{d}");
+    }
+
+    #[test]
+    fn grants_show_requested_granted_and_the_clamping_ceiling() {
+        let lines = grants(&[
+            Grant {
+                limit: "timeout_ms",
+                requested: Some(600_000),
+                granted: Some(300_000),
+                clamped_by: Some(300_000),
+            },
+            Grant {
+                limit: "fuel",
+                requested: None,
+                granted: None,
+                clamped_by: None,
+            },
+        ]);
+        assert_eq!(
+            lines,
+            vec![
+                "timeout_ms  600000 requested → 300000 (clamped by the policy's ceiling 300000)",
+                "fuel        default → off",
+            ]
+        );
     }
 }

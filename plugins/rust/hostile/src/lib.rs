@@ -64,6 +64,21 @@
 //! - `reacquire`: acquires `marker`, waits `wait_ms` (default 1500), then
 //!   acquires `kept` and reports its token.
 //!
+//! Plugin text and host calls (`floods.rs`):
+//! - `stdout-newline-flood`: one `wasi:cli/stdout` `write` of `mb` (default
+//!   8) MiB of newlines, ignoring the `check-write` permit; with
+//!   `chunked = "true"`, as many writes as the permit asks for.
+//! - `log-control-flood`: one `log` line of `mb` (default 100) MiB of
+//!   `\x01`.
+//! - `huge-summaries`: the strategist proposes `steps` (default 10 000)
+//!   steps, each returning a summary of `bytes` (default 1 MiB).
+//! - `huge-title`: the strategist proposes one step whose title is `bytes`
+//!   (default 1 MiB) long.
+//! - `random-bytes-flood`: one `get-random-bytes` of `bytes` (default
+//!   64 MiB).
+//! - `resource-table-flood`: `count` (default 1 000 000) `get-stdout`
+//!   handles, none dropped.
+//!
 //! Normally the strategist proposes one step `h` carrying the mode and the
 //! executor misbehaves. A comma-separated `mode` (`keep-lease,reacquire`)
 //! proposes one step per mode, `h1`, `h2`, … A mode written as
@@ -71,9 +86,12 @@
 //! misbehaves in the strategist instead.
 
 wit_bindgen::generate!({
-    path: "../../../wit/v0.2.0",
-    world: "plugin",
+    path: ["../../../wit/v0.2.0", "wit"],
+    world: "lockstep:hostile/hostile",
+    generate_all,
 });
+
+mod floods;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -132,7 +150,9 @@ fn write(paths: &[&str]) -> StepOutcome {
                 })
             })
             .collect(),
-        summary: format!("wrote {paths:?}"),
+        // Not the paths themselves: a 5000-byte name would put the summary
+        // over the host's summary cap before the path is checked.
+        summary: format!("wrote {} file(s)", paths.len()),
     }
 }
 
@@ -384,6 +404,14 @@ fn misbehave(mode: &str, params: &[Param]) -> Result<StepOutcome, PluginError> {
             drop((kept, marker));
             Ok(report(summary))
         }
+        "stdout-newline-flood" => Ok(report(floods::stdout_newlines(
+            number(params, "mb", 8)?,
+            param(params, "chunked") == Some("true"),
+        ))),
+        "log-control-flood" => Ok(report(floods::log_control(number(params, "mb", 100)?))),
+        "huge-summaries" => Ok(report(floods::summary(number(params, "bytes", 1 << 20)?))),
+        "random-bytes-flood" => Ok(report(floods::random(number(params, "bytes", 64 << 20)?))),
+        "resource-table-flood" => Ok(report(floods::handles(number(params, "count", 1_000_000)?))),
         other => Err(PluginError::InvalidInput(format!("unknown mode {other:?}"))),
     }
 }
@@ -418,6 +446,9 @@ impl strategy::Guest for Hostile {
                 summary: outcome.summary,
                 steps: Vec::new(),
             });
+        }
+        if let Some(proposal) = floods::proposal(mode, &action.params)? {
+            return Ok(proposal);
         }
         let modes: Vec<&str> = mode.split(',').map(str::trim).collect();
         let steps = if modes.len() == 1 {
