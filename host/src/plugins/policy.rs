@@ -113,6 +113,9 @@ pub struct ChangeCaps {
     pub max_file_bytes: Option<u64>,
     /// `max_total_bytes`: most bytes one changeset may write.
     pub max_total_bytes: Option<u64>,
+    /// `max_original_bytes`: largest project file the host reads as the
+    /// original of a change (at Execute and in the drift check).
+    pub max_original_bytes: Option<u64>,
 }
 
 impl ChangeCaps {
@@ -129,6 +132,9 @@ impl ChangeCaps {
             max_total_bytes: self
                 .max_total_bytes
                 .map_or(caps.max_total_bytes, |n| caps.max_total_bytes.min(n)),
+            max_original_bytes: self
+                .max_original_bytes
+                .map_or(caps.max_original_bytes, |n| caps.max_original_bytes.min(n)),
         }
     }
 }
@@ -174,6 +180,7 @@ struct RawChangeset {
     max_files: Value,
     max_file_bytes: Value,
     max_total_bytes: Value,
+    max_original_bytes: Value,
 }
 
 #[derive(Deserialize, Default)]
@@ -280,6 +287,7 @@ impl Policy {
             ("max_files", &raw.changeset.max_files),
             ("max_file_bytes", &raw.changeset.max_file_bytes),
             ("max_total_bytes", &raw.changeset.max_total_bytes),
+            ("max_original_bytes", &raw.changeset.max_original_bytes),
         ] {
             if let Some(v) = value.as_ref().filter(|v| *v.get_ref() == 0) {
                 return Err(err(
@@ -308,6 +316,7 @@ impl Policy {
             &changeset.max_files,
             &changeset.max_file_bytes,
             &changeset.max_total_bytes,
+            &changeset.max_original_bytes,
         ]
         .iter()
         .any(|v| v.is_some())
@@ -315,6 +324,7 @@ impl Policy {
             max_files: get(&changeset.max_files),
             max_file_bytes: get(&changeset.max_file_bytes),
             max_total_bytes: get(&changeset.max_total_bytes),
+            max_original_bytes: get(&changeset.max_original_bytes),
         });
         Ok(Policy {
             limits: LimitsPolicy { default, max },
@@ -442,7 +452,7 @@ mod tests {
 
     #[test]
     fn the_policy_is_applied_to_a_config() {
-        let p = parse("[limits]\nmemory_mb = 32\n[plugins]\nallow = [\"replace\"]\n[changeset]\nmax_total_bytes = 1000\n").unwrap();
+        let p = parse("[limits]\nmemory_mb = 32\n[plugins]\nallow = [\"replace\"]\n[changeset]\nmax_total_bytes = 1000\nmax_original_bytes = 2000\n").unwrap();
         let mut config = Config::for_project("/nonexistent");
         p.apply(&mut config);
         assert_eq!(config.plugins.limits.max.memory_bytes, 32 * MIB);
@@ -452,5 +462,6 @@ mod tests {
             Some(Path::new("/etc/lockstep.toml"))
         );
         assert_eq!(config.lifecycle.change_limits.max_total_bytes, 1000);
+        assert_eq!(config.lifecycle.change_limits.max_original_bytes, 2000);
     }
 }
