@@ -1,8 +1,9 @@
 //! Sequences of writes and deletes fed through `ChangesetBuilder::add`
-//! against a small fixed project holding symlinks in and out of it and a
-//! `.lockstep/` folder. Nothing panics; every path the builder accepts,
-//! resolved on the real filesystem, stays inside the project and outside
-//! its reserved folders; every refusal is a `ChangeError`.
+//! against a small fixed project holding symlinks in and out of it, a
+//! `.lockstep/` folder and a vendored `.git/`. Nothing panics; every path
+//! the builder accepts goes through no symlink, stays inside the project
+//! and enters no host or VCS directory at any depth; every refusal is a
+//! `ChangeError`.
 
 #![no_main]
 
@@ -12,8 +13,11 @@ use std::sync::OnceLock;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use lockstep::lifecycle::FileChange;
-use lockstep::workspace::path::RESERVED_DIRS;
-use lockstep::workspace::{ChangeError, ChangeLimits, ChangesetBuilder};
+use lockstep::workspace::{ChangeError, ChangeLimits, ChangesetBuilder, ProjectTree};
+
+/// Directories no accepted path may enter (compared ignoring ASCII case;
+/// the Unicode spellings are `path_normalize`'s concern).
+const FORBIDDEN: [&str; 5] = [".git", ".hg", ".svn", ".jj", ".lockstep"];
 
 /// Names the fixture holds, so generated paths reach its symlinks often.
 const NAMES: &[&str] = &[
@@ -34,6 +38,9 @@ const NAMES: &[&str] = &[
     "config",
     "new",
     "x",
+    "vendor",
+    ".hg",
+    ".Jj",
 ];
 
 #[derive(Debug, Arbitrary)]
@@ -78,6 +85,7 @@ enum Change {
 
 struct Fixture {
     root: PathBuf,
+    tree: ProjectTree,
     _project: tempfile::TempDir,
     _outside: tempfile::TempDir,
 }
@@ -98,6 +106,8 @@ fn fixture() -> &'static Fixture {
         std::fs::write(root.join(".lockstep/lockstep.db"), "db").unwrap();
         std::fs::create_dir_all(root.join(".git")).unwrap();
         std::fs::write(root.join(".git/config"), "[core]\n").unwrap();
+        std::fs::create_dir_all(root.join("vendor/x/.git")).unwrap();
+        std::fs::write(root.join("vendor/x/.git/config"), "[core]\n").unwrap();
         symlink(outside.path(), root.join("out")).unwrap();
         symlink("src", root.join("in")).unwrap();
         symlink(".", root.join("self")).unwrap();
@@ -105,8 +115,10 @@ fn fixture() -> &'static Fixture {
         symlink(".git", root.join("git")).unwrap();
         symlink("missing/target", root.join("dangling")).unwrap();
         symlink("loop", root.join("loop")).unwrap();
+        let tree = ProjectTree::open(&root).unwrap();
         Fixture {
             root,
+            tree,
             _project: project,
             _outside: outside,
         }
@@ -143,8 +155,9 @@ fuzz_target!(|steps: Vec<Vec<Change>>| {
         max_file_bytes: 64,
         max_total_bytes: 256,
         max_changes: 16,
+        max_original_bytes: 64,
     };
-    let mut builder = ChangesetBuilder::new(&fx.root, limits);
+    let mut builder = ChangesetBuilder::new(&fx.tree, limits);
     for step in steps {
         let changes: Vec<FileChange> = step
             .into_iter()
@@ -165,11 +178,27 @@ fuzz_target!(|steps: Vec<Vec<Change>>| {
                 | ChangeError::FileTooLarge { .. }
                 | ChangeError::TotalTooLarge { .. }
                 | ChangeError::TooMany { .. }
+                | ChangeError::Collision { .. }
+                | ChangeError::NotAFile { .. }
+                | ChangeError::ParentNotADirectory { .. }
+                | ChangeError::OriginalTooLarge { .. }
+                | ChangeError::Nested { .. }
                 | ChangeError::Io { .. },
             ) => continue,
         };
         for change in &accepted {
             let rel = change.path();
+            let mut walked = fx.root.clone();
+            for part in rel.split('/') {
+                assert!(
+                    !FORBIDDEN.iter().any(|f| part.eq_ignore_ascii_case(f)),
+                    "accepted {rel:?}, which enters {part:?}"
+                );
+                walked.push(part);
+                let is_symlink =
+                    std::fs::symlink_metadata(&walked).is_ok_and(|m| m.file_type().is_symlink());
+                assert!(!is_symlink, "accepted {rel:?}, which goes through a symlink");
+            }
             let landed = resolve(&fx.root, rel)
                 .unwrap_or_else(|| panic!("accepted {rel:?}, which cannot be resolved"));
             let inner = landed
@@ -185,7 +214,7 @@ fuzz_target!(|steps: Vec<Vec<Change>>| {
                 "accepted {rel:?}, which is the project root itself"
             );
             assert!(
-                !RESERVED_DIRS.iter().any(|r| first.eq_ignore_ascii_case(r)),
+                !FORBIDDEN.iter().any(|r| first.eq_ignore_ascii_case(r)),
                 "accepted {rel:?}, which lands in {landed:?}"
             );
         }

@@ -10,6 +10,22 @@ use crate::store::default_sqlite_url;
 /// Environment variable with extra plugin directories (colon-separated).
 pub const PLUGIN_PATH_ENV: &str = "LOCKSTEP_PLUGIN_PATH";
 
+/// Environment variable naming the user's lockstep config directory.
+pub const CONFIG_DIR_ENV: &str = "LOCKSTEP_CONFIG_DIR";
+
+/// The user's lockstep config directory (the operator's policy file lives
+/// there): `$LOCKSTEP_CONFIG_DIR` if set, else `$XDG_CONFIG_HOME/lockstep`,
+/// else `~/.config/lockstep`.
+pub fn user_config_dir() -> Option<PathBuf> {
+    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    non_empty(CONFIG_DIR_ENV).map(PathBuf::from).or_else(|| {
+        non_empty("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| non_empty("HOME").map(|h| PathBuf::from(h).join(".config")))
+            .map(|d| d.join("lockstep"))
+    })
+}
+
 /// What [`Container::build`](crate::Container::build) needs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -22,7 +38,9 @@ pub struct Config {
     pub plugin_dirs: Vec<PathBuf>,
     /// Lock and changeset tunables.
     pub lifecycle: LifecycleOptions,
-    /// Plugin limits policy, compiled-component cache, instance allocation.
+    /// Plugin limits policy and allow-list, compiled-component cache,
+    /// instance allocation. The CLI fills the policy from `lockstep.toml`
+    /// ([`crate::plugins::Policy`]); embedders set it here.
     pub plugins: PluginsConfig,
 }
 

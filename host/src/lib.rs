@@ -28,6 +28,7 @@ pub mod lifecycle;
 pub mod locks;
 pub mod plugins;
 pub mod store;
+pub mod visible;
 pub mod workspace;
 
 pub use config::Config;

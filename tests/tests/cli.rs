@@ -383,6 +383,132 @@ async fn sigterm_releases_and_leaves_the_plan_retryable(backend: Backend) {
         .contains("interrupted"));
 }
 
+/// Every name in `dir` (not recursive), sorted.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// An apply that fails while staging leaves the old tree (no temp file, no
+/// new directory) and a plan that applies on retry; one that fails after
+/// its first rename is journaled, and the retry rolls it forward to the
+/// new tree.
+async fn a_failed_apply_leaves_the_old_tree_or_the_new_tree(backend: Backend) {
+    use lockstep::workspace::apply::{FAULT_FAIL_COMMIT_ENV, FAULT_FAIL_STAGE_ENV};
+    let db = TestDb::new(backend).await;
+    for (fault, name) in [
+        (FAULT_FAIL_STAGE_ENV, "stage"),
+        (FAULT_FAIL_COMMIT_ENV, "commit"),
+    ] {
+        let project = db.project(name, &[("a", "old"), ("b", "old")]);
+        let act = action_file(
+            db.dir.path(),
+            name,
+            "files",
+            "files",
+            &[("files", "a,n/m/new,b"), ("content", "NEW")],
+        );
+        let id = plan_new(&db, &project, &act);
+        assert!(plan(&db, &project, &["strategize", &id]).status.success());
+        assert!(plan(&db, &project, &["execute", &id]).status.success());
+        let before = names(&project);
+        let mut cmd = host_command(&db.url, &project);
+        // Staging fails at `b`, after `n/m/` was created for `n/m/new`;
+        // the rename of `n/m/new` fails after `a` was renamed.
+        let k = if fault == FAULT_FAIL_STAGE_ENV {
+            "3"
+        } else {
+            "2"
+        };
+        cmd.args(["--json", "plan", "apply", &id]).env(fault, k);
+        let out = run(cmd);
+        assert!(!out.status.success(), "{name}: the apply failed");
+        // The JSON error on stdout.
+        let err = stdout(&out);
+        assert!(err.contains("injected fault"), "{name}: {err}");
+        let contents = || ["a", "b"].map(|f| std::fs::read_to_string(project.join(f)).unwrap());
+        if fault == FAULT_FAIL_STAGE_ENV {
+            assert!(err.contains("nothing was written"), "{err}");
+            assert_eq!(names(&project), before, "no temp file, no new directory");
+            assert_eq!(contents(), ["old", "old"]);
+        } else {
+            assert!(err.contains("apply stopped after 1 of 3 file(s)"), "{err}");
+            assert!(err.contains("lockstep plan retry"), "{err}");
+        }
+        let mut cmd = host_command(&db.url, &project);
+        cmd.args(["--json", "plan", "status", &id]);
+        let status = json(&run(cmd));
+        assert_eq!(status["plan"]["status"]["state"], "errored", "{status}");
+        let out = plan(&db, &project, &["retry", &id]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        assert_eq!(contents(), ["NEW", "NEW"], "{name}");
+        assert_eq!(
+            std::fs::read_to_string(project.join("n/m/new")).unwrap(),
+            "NEW"
+        );
+        assert_eq!(names(&project), ["a", "b", "n"], "{name}: no temp file");
+        let mut cmd = host_command(&db.url, &project);
+        cmd.args(["--json", "plan", "status", &id]);
+        let status = json(&run(cmd));
+        assert_eq!(status["plan"]["status"]["state"], "applied", "{status}");
+    }
+}
+
+/// A crash mid-apply, then `src/` is swapped for a symlink out of the
+/// project before the next command: the roll-forward validates the paths
+/// it reads back from the database and refuses to write through the link;
+/// once the folder is back, retrying finishes the apply.
+async fn roll_forward_does_not_follow_a_directory_replaced_by_a_symlink(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[("a", "a"), ("src/b", "b")]);
+    let outside = db.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let act = action_file(
+        db.dir.path(),
+        "ab",
+        "files",
+        "files",
+        &[("files", "a,src/b"), ("content", "NEW")],
+    );
+    let id = plan_new(&db, &project, &act);
+    assert!(plan(&db, &project, &["strategize", &id]).status.success());
+    assert!(plan(&db, &project, &["execute", &id]).status.success());
+    let mut cmd = host_command(&db.url, &project);
+    cmd.args(["--lock-ttl", "5s", "plan", "apply", &id])
+        .env(lockstep::workspace::apply::FAULT_STOP_AFTER_ENV, "1");
+    assert!(!run(cmd).status.success(), "the process died mid-apply");
+    assert_eq!(std::fs::read_to_string(project.join("a")).unwrap(), "NEW");
+    std::fs::rename(project.join("src"), project.join("src.moved")).unwrap();
+    std::os::unix::fs::symlink(&outside, project.join("src")).unwrap();
+    tokio::time::sleep(lockstep::locks::MIN_TTL + Duration::from_millis(500)).await;
+    let mut cmd = host_command(&db.url, &project);
+    cmd.args(["--json", "plan", "status", &id]);
+    let status = json(&run(cmd));
+    assert_eq!(status["plan"]["status"]["state"], "errored", "{status}");
+    let error = status["plan"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("roll-forward failed") && error.contains("goes through a symlink"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing was written through the symlink"
+    );
+    std::fs::remove_file(project.join("src")).unwrap();
+    std::fs::rename(project.join("src.moved"), project.join("src")).unwrap();
+    let out = plan(&db, &project, &["retry", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(project.join("src/b")).unwrap(),
+        "NEW"
+    );
+}
+
 on_both_backends!(
     run_show_and_exit_codes,
     malformed_actions_name_line_and_field,
@@ -390,4 +516,6 @@ on_both_backends!(
     force_release_fences_a_live_holder,
     a_session_stopped_past_its_lease_reports_the_takeover,
     sigterm_releases_and_leaves_the_plan_retryable,
+    a_failed_apply_leaves_the_old_tree_or_the_new_tree,
+    roll_forward_does_not_follow_a_directory_replaced_by_a_symlink,
 );

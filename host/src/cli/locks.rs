@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::Cli;
 use crate::locks::format_ms;
+use crate::visible::line;
 use crate::Container;
 
 /// `locks` subcommands.
@@ -38,20 +39,20 @@ pub async fn run(cli: &Cli, container: &Container, cmd: &LocksCommand) -> anyhow
                 .filter(|l| !stale || l.stale)
                 .collect();
             if cli.json {
-                println!("{}", serde_json::to_string(&locks)?);
+                println!("{}", crate::visible::json(&locks));
             } else if locks.is_empty() {
                 println!("no locks held");
             } else {
                 for l in locks {
                     println!(
                         "{}{}\n  owner {} ({}) token {} holds {}\n  {} since {} until {}",
-                        l.resource,
+                        line(&l.resource),
                         if l.stale { "  [stale]" } else { "" },
-                        l.owner,
-                        l.holder,
+                        line(&l.owner),
+                        line(&l.holder.to_string()),
                         l.token,
                         l.holds,
-                        l.operation,
+                        line(&l.operation),
                         format_ms(l.acquired_at),
                         format_ms(l.expires_at)
                     );
@@ -66,7 +67,9 @@ pub async fn run(cli: &Cli, container: &Container, cmd: &LocksCommand) -> anyhow
             if cli.json {
                 println!(
                     "{}",
-                    json!({ "resource": resource, "released": removed.as_ref().map(|(o, t)| json!({"owner": o, "token": t})) })
+                    crate::visible::json(
+                        &json!({ "resource": resource, "released": removed.as_ref().map(|(o, t)| json!({"owner": o, "token": t})) })
+                    )
                 );
             } else {
                 match removed {

@@ -18,6 +18,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::lifecycle::PluginProvider;
+use crate::plugins::Policy;
 use crate::{Config, Container};
 
 pub use output::{
@@ -45,6 +46,15 @@ pub struct Cli {
     /// Lease length of plan and project locks (renewed every third).
     #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "5m")]
     pub lock_ttl: Duration,
+    /// The operator's policy file (plugin limit ceilings, allow-list,
+    /// changeset caps) [default: lockstep.toml in $LOCKSTEP_CONFIG_DIR,
+    /// else $XDG_CONFIG_HOME/lockstep, else ~/.config/lockstep, if present]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The policy read from `--policy` or the default file (filled by
+    /// [`run`]).
+    #[arg(skip)]
+    pub loaded_policy: Option<Policy>,
     /// The command.
     #[command(subcommand)]
     pub command: Commands,
@@ -122,17 +132,49 @@ pub fn main_with(plugins: Option<Arc<dyn PluginProvider>>) -> ExitCode {
     }
 }
 
+/// Log lines go to stderr with every field made visible
+/// ([`crate::visible::line`]): a plugin's log message is plugin text, and a
+/// carriage return or escape sequence in it must not rewrite the screen.
 fn init_tracing(default: &str) {
+    use tracing_subscriber::field::MakeExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKSTEP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let fields = tracing_subscriber::fmt::format::debug_fn(
+        |w: &mut tracing_subscriber::fmt::format::Writer<'_>,
+         field: &tracing::field::Field,
+         value: &dyn std::fmt::Debug| {
+            let text = format!("{value:?}");
+            if field.name() == "message" {
+                write!(w, "{}", crate::visible::line(&text))
+            } else {
+                write!(w, "{}={}", field.name(), crate::visible::line(&text))
+            }
+        },
+    )
+    .delimited(" ");
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .fmt_fields(fields)
         .with_writer(std::io::stderr)
         .try_init();
 }
 
+/// The policy named by `--policy`, else the one in the user's config
+/// directory, if there is one. A file named explicitly must exist.
+fn read_policy(path: Option<&std::path::Path>) -> anyhow::Result<Option<Policy>> {
+    Ok(match path {
+        Some(path) => Some(Policy::read(path)?),
+        None => Policy::read_default()?,
+    })
+}
+
 /// Run one parsed command.
-pub async fn run(cli: Cli, plugins: Option<Arc<dyn PluginProvider>>) -> anyhow::Result<()> {
+pub async fn run(mut cli: Cli, plugins: Option<Arc<dyn PluginProvider>>) -> anyhow::Result<()> {
+    if cli.loaded_policy.is_none() {
+        let path = cli.policy.clone();
+        cli.loaded_policy =
+            tokio::task::spawn_blocking(move || read_policy(path.as_deref())).await??;
+    }
     if let Commands::Init { dir } = &cli.command {
         let dir = dir.clone().unwrap_or_else(|| cli.project.clone());
         return init(&cli, &dir, plugins).await;
@@ -176,6 +218,9 @@ fn config(cli: &Cli, project: &std::path::Path) -> Config {
     config.database_url = cli.database_url.clone();
     config.plugin_dirs.extend(cli.plugin_dirs.iter().cloned());
     config.lifecycle.lock_ttl = crate::locks::clamp_ttl(cli.lock_ttl);
+    if let Some(policy) = &cli.loaded_policy {
+        policy.apply(&mut config);
+    }
     config
 }
 
@@ -190,7 +235,7 @@ async fn init(
     if cli.json {
         println!(
             "{}",
-            serde_json::json!({ "project": dir, "database_url": url })
+            crate::visible::json(&serde_json::json!({ "project": dir, "database_url": url }))
         );
     } else {
         println!("initialised {} (database {url})", dir.display());

@@ -1,4 +1,10 @@
 //! Rendering: errors (with exit codes), diffs, tables.
+//!
+//! Every string a plugin, an action file or a project controls is printed
+//! through [`crate::visible`]: control characters, escape sequences and
+//! invisible format characters are shown, not sent, so the only escape
+//! sequences that reach the terminal are lockstep's own colours
+//! ([`paint`], [`callouts`]). JSON goes through [`crate::visible::json`].
 
 use std::io::IsTerminal;
 
@@ -7,6 +13,7 @@ use serde_json::json;
 use crate::lifecycle::{LifecycleError, PluginError, PluginLockError};
 use crate::locks::{format_ms, LockConflict, LockError};
 use crate::store::{ChangeKind, ChangeRecord};
+use crate::visible;
 use crate::workspace::unified_diff;
 
 /// Generic failure.
@@ -65,7 +72,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 pub fn print_error(e: &anyhow::Error, as_json: bool) {
     if let Some(r) = e.downcast_ref::<Reported>() {
         if !as_json {
-            eprintln!("error: {}", r.message);
+            eprintln!("error: {}", visible::block(&r.message));
         }
         return;
     }
@@ -73,7 +80,7 @@ pub fn print_error(e: &anyhow::Error, as_json: bool) {
         if as_json {
             println!(
                 "{}",
-                json!({ "error": {
+                crate::visible::json(&json!({ "error": {
                     "kind": "lock_conflict",
                     "resource": c.resource,
                     "owner": c.owner,
@@ -83,20 +90,20 @@ pub fn print_error(e: &anyhow::Error, as_json: bool) {
                     "expires_at": format_ms(c.expires_at),
                     "acquired_at_ms": c.acquired_at,
                     "expires_at_ms": c.expires_at,
-                }})
+                }}))
             );
         } else {
             eprintln!(
                 "error: `{}` is locked by another session.\n  owner:     {}\n  holder:    {}\n  operation: {}\n  since:     {}\n  until:     {} (renewed while the holder is alive)\n\
                  Wait for it to finish, or retry with --lock-timeout 5m to wait.\n\
                  If the holder is gone for good, release the lock (its holder will be fenced out):\n  lockstep locks release {} --force",
-                c.resource,
-                c.owner,
-                c.holder,
-                c.operation,
+                visible::line(&c.resource),
+                visible::line(&c.owner),
+                visible::line(&c.holder.to_string()),
+                visible::line(&c.operation),
                 format_ms(c.acquired_at),
                 format_ms(c.expires_at),
-                c.resource
+                visible::line(&c.resource)
             );
         }
         return;
@@ -121,9 +128,9 @@ pub fn print_error(e: &anyhow::Error, as_json: bool) {
             }
             _ => {}
         }
-        println!("{}", json!({ "error": body }));
+        println!("{}", crate::visible::json(&json!({ "error": body })));
     } else {
-        eprintln!("error: {}", message(e));
+        eprintln!("error: {}", visible::block(&message(e)));
         match kind {
             "apply_drift" => eprintln!(
                 "Nothing was written. Run `lockstep plan revert ID` and run the plan again."
@@ -164,7 +171,52 @@ pub fn colour() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-/// A unified diff of a changeset, base → new.
+/// A changeset that deletes at least this many files is called out before
+/// the confirmation prompt.
+pub const MANY_DELETES: usize = 10;
+
+/// What a reviewer must not miss in a changeset, one line each: every write
+/// that empties a non-empty file, and deleting [`MANY_DELETES`] files or
+/// more. Printed after the diff, right before the confirmation prompt.
+pub fn callouts(changes: &[ChangeRecord], colour: bool) -> String {
+    let mut lines = Vec::new();
+    for c in changes {
+        let base = c.base_contents.as_deref().unwrap_or_default();
+        let emptied = c.kind == ChangeKind::Write
+            && c.contents.as_deref().unwrap_or_default().is_empty()
+            && !base.is_empty();
+        if emptied {
+            lines.push(format!(
+                "warning: `{}` will be emptied ({} bytes → 0 bytes)",
+                visible::line(&c.path),
+                base.len()
+            ));
+        }
+    }
+    let deletes = changes
+        .iter()
+        .filter(|c| c.kind == ChangeKind::Delete)
+        .count();
+    if deletes >= MANY_DELETES {
+        lines.push(format!(
+            "warning: this changeset deletes {deletes} files (of {} changes)",
+            changes.len()
+        ));
+    }
+    let mut out = String::new();
+    for l in lines {
+        if colour {
+            out.push_str(&format!("\x1b[33m{l}\x1b[0m\n"));
+        } else {
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A unified diff of a changeset, base → new, safe to print (see
+/// [`unified_diff`]).
 pub fn diff(changes: &[ChangeRecord], colour: bool) -> String {
     let mut out = String::new();
     for c in changes {
@@ -189,6 +241,8 @@ pub fn diff(changes: &[ChangeRecord], colour: bool) -> String {
 }
 
 /// `diff` with added lines green, removed ones red and hunk headers cyan.
+/// `diff` must already be safe to print ([`unified_diff`] output): these
+/// colours are the only escape sequences added.
 pub fn paint(diff: &str, colour: bool) -> String {
     let mut out = String::with_capacity(diff.len());
     for line in diff.lines() {
@@ -237,6 +291,139 @@ mod tests {
         assert!(
             d.contains("--- a/g\n+++ /dev/null\n") && d.contains("-old\n"),
             "{d}"
+        );
+    }
+
+    fn write(path: &str, base: Option<&[u8]>, new: &[u8]) -> ChangeRecord {
+        ChangeRecord {
+            path: path.into(),
+            kind: ChangeKind::Write,
+            contents: Some(new.to_vec()),
+            base_contents: base.map(<[u8]>::to_vec),
+            base_hash: base.map(|_| "h".into()),
+            new_hash: None,
+        }
+    }
+
+    fn delete(path: &str) -> ChangeRecord {
+        ChangeRecord {
+            path: path.into(),
+            kind: ChangeKind::Delete,
+            contents: None,
+            base_contents: Some(b"gone\n".to_vec()),
+            base_hash: Some("h".into()),
+            new_hash: None,
+        }
+    }
+
+    /// Escape sequences other than `ESC [ digits/; m` (lockstep's colours).
+    fn foreign_escapes(text: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for (i, _) in text.match_indices('\x1b') {
+            let rest = &text[i + 1..];
+            let sgr = rest.strip_prefix('[').is_some_and(|r| {
+                let params = r.bytes().take_while(|b| b.is_ascii_digit() || *b == b';');
+                r.as_bytes().get(params.count()) == Some(&b'm')
+            });
+            if !sgr {
+                found.push(rest.chars().take(8).collect());
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_crlf_to_lf_change_is_visible_in_the_diff() {
+        let d = diff(
+            &[write("w.txt", Some(b"one\r\ntwo\r\n"), b"one\ntwo\n")],
+            false,
+        );
+        assert!(d.contains("line endings only: CRLF → LF"), "{d}");
+        assert!(
+            d.contains("-one␍\n-two␍\n+one\n+two\n"),
+            "the removed lines are not identical to the added ones: {d}"
+        );
+    }
+
+    #[test]
+    fn an_emptied_file_is_called_out() {
+        let changes = [
+            write("config.toml", Some(b"key = 1\n"), b""),
+            write("new.txt", None, b""),
+            write("kept.txt", Some(b"a\n"), b"b\n"),
+        ];
+        let text = callouts(&changes, false);
+        assert_eq!(
+            text, "warning: `config.toml` will be emptied (8 bytes → 0 bytes)\n",
+            "only the emptied file, not a new empty one"
+        );
+        let many: Vec<_> = (0..MANY_DELETES)
+            .map(|i| delete(&format!("f{i}")))
+            .collect();
+        let text = callouts(&many, false);
+        assert_eq!(
+            text,
+            format!("warning: this changeset deletes {MANY_DELETES} files (of {MANY_DELETES} changes)\n")
+        );
+        assert_eq!(callouts(&many[1..], false), "", "below the threshold");
+        let painted = callouts(&changes, true);
+        assert!(
+            painted.starts_with("\x1b[33mwarning: `config.toml`"),
+            "{painted:?}"
+        );
+        let hostile = [write("a\x1b[2K", Some(b"x"), b"")];
+        assert!(foreign_escapes(&callouts(&hostile, true)).is_empty());
+    }
+
+    #[test]
+    fn binary_files_are_shown_by_size() {
+        let d = diff(
+            &[write(
+                "logo.png",
+                Some(b"\x89PNG\x00\x1b[2K"),
+                b"\x89PNG\x00\x00\x01\x1b[1A\x07",
+            )],
+            false,
+        );
+        assert_eq!(
+            d,
+            "--- a/logo.png\n+++ b/logo.png\nbinary, 9 bytes → 12 bytes\n"
+        );
+    }
+
+    #[test]
+    fn only_lockstep_colours_reach_the_terminal_with_colour_on() {
+        let tricks = "\x1b[1A\x1b[2K\x1b]0;owned\x07\x1b[31m\u{9b}2K\r\n";
+        let d = diff(
+            &[write(
+                "a\x1b[1A.txt",
+                Some(b"keep\n"),
+                format!("keep\n{tricks}").as_bytes(),
+            )],
+            true,
+        );
+        assert!(foreign_escapes(&d).is_empty(), "{d:?}");
+        assert!(
+            !d.contains('\u{9b}') && !d.contains('\r') && !d.contains('\x07'),
+            "{d:?}"
+        );
+        assert!(
+            d.contains("\x1b[32m+␛[1A␛[2K␛]0;owned␇␛[31m\\u{9b}2K␍\x1b[0m"),
+            "{d:?}"
+        );
+        assert_eq!(
+            foreign_escapes("\x1b[32mok\x1b[0m\x1b[1;33m"),
+            Vec::<String>::new()
+        );
+        assert_eq!(foreign_escapes("\x1b[2K"), vec!["[2K".to_string()]);
+    }
+
+    #[test]
+    fn error_messages_keep_lines_and_show_controls() {
+        let e = anyhow::anyhow!("plugin said: \x1b[2Kok\r").context("execute failed");
+        assert_eq!(
+            visible::block(&message(&e)),
+            "execute failed: plugin said: ␛[2Kok␍"
         );
     }
 

@@ -8,14 +8,16 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::output::{colour, diff};
+use super::output::{callouts, colour, diff};
 use super::Cli;
 use crate::lifecycle::progress::Progress;
 use crate::lifecycle::{
-    parse_action, ApplyReport, LifecycleError, Phase, PlanLifecycleService, State, Status,
+    parse_action, ApplyReport, LifecycleError, Phase, PlanLifecycleService, PlanProposal, State,
+    Status,
 };
 use crate::locks::format_ms;
 use crate::store::PlanRecord;
+use crate::visible::{block, line};
 use crate::Container;
 
 /// Options of commands that take the plan lock.
@@ -159,29 +161,33 @@ async fn wait_for_signal() {
 }
 
 fn print_progress(p: &Progress) {
+    println!("{}", progress_line(p));
+}
+
+/// One line of progress, plugin text made visible.
+fn progress_line(p: &Progress) -> String {
     match p {
-        Progress::PhaseStarted { phase, .. } => println!("▸ {phase}"),
+        Progress::PhaseStarted { phase, .. } => format!("▸ {phase}"),
         Progress::StepStarted {
             index,
             total,
             title,
-        } => println!("  [{}/{}] {title}", index + 1, total),
+        } => format!("  [{}/{}] {}", index + 1, total, line(title)),
         Progress::StepFinished {
             summary, changes, ..
-        } => {
-            println!(
-                "        {summary} ({changes} change{})",
-                if *changes == 1 { "" } else { "s" }
-            )
-        }
+        } => format!(
+            "        {} ({changes} change{})",
+            line(summary),
+            if *changes == 1 { "" } else { "s" }
+        ),
         Progress::PluginProgress {
             done,
             total,
             message,
             ..
         } => match total {
-            0 => println!("        … {message} ({done})"),
-            total => println!("        … {message} ({done}/{total})"),
+            0 => format!("        … {} ({done})", line(message)),
+            total => format!("        … {} ({done}/{total})", line(message)),
         },
     }
 }
@@ -200,7 +206,7 @@ async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> any
         PlanCommand::New { action } => {
             let plan = s.new_plan(read_action(action)?, &cli.project).await?;
             if json {
-                println!("{}", json!({ "plan_id": plan.id }));
+                println!("{}", crate::visible::json(&json!({ "plan_id": plan.id })));
             } else {
                 println!("{}", plan.id);
             }
@@ -216,7 +222,7 @@ async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> any
         PlanCommand::Apply { id, .. } => {
             let report = s.apply_plan(id).await?;
             if json {
-                println!("{}", applied_json(&report));
+                println!("{}", crate::visible::json(&applied_json(&report)));
             } else {
                 println!(
                     "plan {} applied: {} file(s) written",
@@ -230,11 +236,11 @@ async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> any
         PlanCommand::Status { id } => {
             let view = s.status(id).await?;
             if json {
-                println!("{}", serde_json::to_string(&view)?);
+                println!("{}", crate::visible::json(&view));
             } else {
                 print_plan(&view.plan, false);
                 if let Some(e) = &view.plan.error {
-                    println!("error:   {e}");
+                    println!("error:   {}", block(e));
                 }
                 println!("changes: {}", view.changes);
                 println!("history:");
@@ -244,8 +250,8 @@ async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> any
                         format_ms(e.at),
                         e.from.as_deref().unwrap_or("(new)"),
                         e.to,
-                        e.reason,
-                        e.actor
+                        line(&e.reason),
+                        line(&e.actor)
                     );
                 }
             }
@@ -259,27 +265,30 @@ async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> any
             if json {
                 println!(
                     "{}",
-                    json!({ "plan": view.plan, "steps": view.steps, "changes": changes, "diff": with_diff.then(|| diff(&changes, false)) })
+                    crate::visible::json(
+                        &json!({ "plan": view.plan, "steps": view.steps, "changes": changes, "diff": with_diff.then(|| diff(&changes, false)) })
+                    )
                 );
             } else {
                 print_plan(&view.plan, false);
                 print_proposal(&view.plan);
                 for step in &view.steps {
-                    println!("  {}: {}", step.step_id, step.summary);
+                    println!("  {}: {}", line(&step.step_id), line(&step.summary));
                 }
                 if *with_diff {
                     print!("{}", diff(&changes, colour()));
                 } else {
                     for c in &changes {
-                        println!("  {:?} {}", c.kind, c.path);
+                        println!("  {:?} {}", c.kind, line(&c.path));
                     }
                 }
+                print!("{}", callouts(&changes, colour()));
             }
         }
         PlanCommand::List => {
             let plans = s.list().await?;
             if json {
-                println!("{}", serde_json::to_string(&plans)?);
+                println!("{}", crate::visible::json(&plans));
             } else if plans.is_empty() {
                 println!("no plans");
             } else {
@@ -289,7 +298,7 @@ async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> any
                         "{:<12}  {:<22}  {:<24}  {}",
                         p.id,
                         p.status.to_string(),
-                        p.action.name,
+                        line(&p.action.name),
                         format_ms(p.created_at)
                     );
                 }
@@ -304,10 +313,17 @@ fn print_plan(plan: &PlanRecord, json: bool) {
     if json {
         println!(
             "{}",
-            json!({ "plan_id": plan.id, "status": plan.status.to_string(), "version": plan.version, "error": plan.error })
+            crate::visible::json(
+                &json!({ "plan_id": plan.id, "status": plan.status.to_string(), "version": plan.version, "error": plan.error })
+            )
         );
     } else {
-        println!("plan {}  {}  ({})", plan.id, plan.status, plan.action.name);
+        println!(
+            "plan {}  {}  ({})",
+            plan.id,
+            plan.status,
+            line(&plan.action.name)
+        );
     }
 }
 
@@ -322,11 +338,18 @@ fn applied_json(report: &ApplyReport) -> serde_json::Value {
 
 fn print_proposal(plan: &PlanRecord) {
     if let Some(p) = &plan.proposal {
-        println!("proposal: {}", p.summary);
-        for (i, step) in p.steps.iter().enumerate() {
-            println!("  {}. {}", i + 1, step.title);
-        }
+        print!("{}", proposal_text(p));
     }
+}
+
+/// The proposal's summary and numbered step titles, plugin text made
+/// visible.
+fn proposal_text(p: &PlanProposal) -> String {
+    let mut out = format!("proposal: {}\n", line(&p.summary));
+    for (i, step) in p.steps.iter().enumerate() {
+        out.push_str(&format!("  {}. {}\n", i + 1, line(&step.title)));
+    }
+    out
 }
 
 async fn run_all(
@@ -340,7 +363,9 @@ async fn run_all(
     if !json {
         println!(
             "plan {} created for `{}` in {}",
-            plan.id, plan.action.name, plan.project_root
+            plan.id,
+            line(&plan.action.name),
+            line(&plan.project_root)
         );
     }
     let plan = s.strategize_plan(&plan.id).await?;
@@ -354,6 +379,7 @@ async fn run_all(
             println!("nothing to change");
         } else {
             print!("{}", diff(&changes, colour()));
+            print!("{}", callouts(&changes, colour()));
         }
     }
     if !yes && !changes.is_empty() {
@@ -367,7 +393,7 @@ async fn run_all(
         print!(
             "apply {} change(s) to {}? [y/N] ",
             changes.len(),
-            plan.project_root
+            line(&plan.project_root)
         );
         std::io::stdout().flush()?;
         let mut answer = String::new();
@@ -381,7 +407,7 @@ async fn run_all(
     if json {
         let mut body = applied_json(&report);
         body["changes"] = json!(changes.iter().map(|c| &c.path).collect::<Vec<_>>());
-        println!("{body}");
+        println!("{}", crate::visible::json(&body));
     } else {
         println!(
             "✓ plan {} applied: {} file(s) written",
@@ -389,4 +415,53 @@ async fn run_all(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::Step;
+
+    fn step(title: &str) -> Step {
+        Step {
+            id: "s".into(),
+            title: title.into(),
+            params: Default::default(),
+            targets: vec![],
+        }
+    }
+
+    #[test]
+    fn bidi_controls_in_titles_are_made_visible() {
+        // "Update docs" that a right-to-left override would show reversed
+        // (or hide the tail of), and an isolate that reorders what follows.
+        let p = PlanProposal {
+            summary: "safe \u{2066}change\u{2069}".into(),
+            steps: vec![step("Update \u{202e}sdoc\u{202c} and \u{2067}x")],
+        };
+        let text = proposal_text(&p);
+        for c in ['\u{202e}', '\u{202c}', '\u{2066}', '\u{2067}', '\u{2069}'] {
+            assert!(!text.contains(c), "{c:?} reached the terminal: {text:?}");
+        }
+        assert_eq!(
+            text,
+            "proposal: safe \\u{2066}change\\u{2069}\n  1. Update \\u{202e}sdoc\\u{202c} and \\u{2067}x\n"
+        );
+    }
+
+    #[test]
+    fn progress_lines_show_escape_sequences_and_newlines() {
+        let line = progress_line(&Progress::StepStarted {
+            index: 0,
+            total: 1,
+            title: "ok\u{1b}[1A\u{1b}[2K\nfake line".into(),
+        });
+        assert_eq!(line, "  [1/1] ok␛[1A␛[2K␊fake line");
+        let line = progress_line(&Progress::StepFinished {
+            index: 0,
+            summary: "done\r".into(),
+            changes: 1,
+        });
+        assert_eq!(line, "        done␍ (1 change)");
+    }
 }

@@ -10,6 +10,7 @@ use super::output::{colour, diff, paint, Reported, EXIT_FAILURE};
 use super::Cli;
 use crate::authoring::harness::{self, HarnessOptions, HarnessReport};
 use crate::authoring::{new_plugin, DifferenceKind, Lang, TreeComparison};
+use crate::visible::line;
 
 /// The languages `plugin new` writes.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -67,7 +68,7 @@ pub(crate) fn new(args: &NewArgs, json: bool) -> anyhow::Result<()> {
     let lang = Lang::from(args.lang);
     let created = new_plugin(&args.name, lang, &args.dir)?;
     if json {
-        println!("{}", serde_json::to_string(&created)?);
+        println!("{}", crate::visible::json(&created));
         return Ok(());
     }
     let dir = created.dir.display();
@@ -100,12 +101,14 @@ pub(crate) async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<()> {
         // cache in its `.lockstep/`.
         plugins: crate::plugins::PluginsConfig {
             limits: config.plugins.limits,
+            allow: config.plugins.allow,
+            policy_source: config.plugins.policy_source,
             ..crate::plugins::PluginsConfig::for_user()
         },
     })
     .await?;
     if cli.json {
-        println!("{}", to_json(&report, args));
+        println!("{}", crate::visible::json(&to_json(&report, args)));
     } else {
         print!("{}", describe(&report, args, colour()));
     }
@@ -117,7 +120,7 @@ pub(crate) async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<()> {
                 files(c.differences.len()),
                 c.differences
                     .iter()
-                    .map(|d| format!("{} ({})", d.path, d.kind.as_str()))
+                    .map(|d| format!("{} ({})", line(&d.path), d.kind.as_str()))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -155,9 +158,9 @@ fn describe(report: &HarnessReport, args: &TestArgs, colour: bool) -> String {
     if let Some(p) = &report.plugin {
         out.push_str(&format!(
             "plugin {} {} ({}) as {}\n",
-            p.name,
-            p.version,
-            p.path.display(),
+            line(&p.name),
+            line(&p.version),
+            line(&p.path.display().to_string()),
             match p.kind {
                 crate::plugins::PluginKind::Plugin => "strategist and executor",
                 crate::plugins::PluginKind::Strategist => "strategist",
@@ -167,22 +170,29 @@ fn describe(report: &HarnessReport, args: &TestArgs, colour: bool) -> String {
     }
     out.push_str(&format!(
         "action `{}`: strategy {}, executor {}\n",
-        report.action.name, report.action.strategy, report.action.executor
+        line(&report.action.name),
+        line(&report.action.strategy),
+        line(&report.action.executor)
     ));
-    out.push_str(&format!("proposal: {}\n", report.proposal.summary));
+    out.push_str(&format!("proposal: {}\n", line(&report.proposal.summary)));
     for (i, step) in report.proposal.steps.iter().enumerate() {
-        out.push_str(&format!("  {}. {}\n", i + 1, step.title));
+        out.push_str(&format!("  {}. {}\n", i + 1, line(&step.title)));
     }
     if !report.steps.is_empty() {
         out.push_str("executed:\n");
     }
     for step in &report.steps {
-        out.push_str(&format!("  {}: {}\n", step.step_id, step.summary));
+        out.push_str(&format!(
+            "  {}: {}\n",
+            line(&step.step_id),
+            line(&step.summary)
+        ));
     }
     if report.changes.is_empty() {
         out.push_str("no changes\n");
     } else {
         out.push_str(&diff(&report.changes, colour));
+        out.push_str(&super::output::callouts(&report.changes, colour));
     }
     if let (Some(c), Some(dir)) = (&report.comparison, &args.expect) {
         out.push_str(&comparison(c, &dir.display().to_string(), colour));
@@ -199,15 +209,16 @@ fn comparison(c: &TreeComparison, dir: &str, colour: bool) -> String {
         c.differences.len(),
         files(c.files)
     );
-    let width = c.differences.iter().map(|d| d.path.chars().count()).max();
-    for d in &c.differences {
+    let paths: Vec<_> = c.differences.iter().map(|d| line(&d.path)).collect();
+    let width = paths.iter().map(|p| p.chars().count()).max();
+    for (d, path) in c.differences.iter().zip(&paths) {
         let what = match d.kind {
             DifferenceKind::Missing => "missing (expected, not in the result)",
             DifferenceKind::Extra => "extra (in the result, not expected)",
             DifferenceKind::Different => "different",
         };
         let width = width.unwrap_or(0);
-        out.push_str(&format!("  {:<width$}  {what}\n", d.path));
+        out.push_str(&format!("  {path:<width$}  {what}\n"));
     }
     for d in &c.differences {
         out.push_str(&paint(&d.diff, colour));

@@ -3,13 +3,14 @@
 
 use std::path::Path;
 
-use crate::plugins::{ComponentInfo, PluginEngine, PluginInfo};
+use crate::plugins::{ComponentInfo, Grant, PluginEngine, PluginInfo};
+use crate::visible::{block, line};
 
 /// `plugins list`: every plugin found, in search order, with its problems.
 pub(crate) fn list(engine: &PluginEngine, json: bool) -> anyhow::Result<()> {
     let plugins = engine.list();
     if json {
-        println!("{}", serde_json::to_string(&plugins)?);
+        println!("{}", crate::visible::json(&plugins));
         return Ok(());
     }
     if plugins.is_empty() {
@@ -38,11 +39,11 @@ fn table(plugins: &[PluginInfo]) -> String {
         .iter()
         .map(|p| {
             [
-                p.name.clone(),
-                dash(Some(p.version.clone())),
+                line(&p.name).into_owned(),
+                line(&dash(Some(p.version.clone()))).into_owned(),
                 dash(p.kind.map(|k| k.to_string())),
-                dash(p.api.clone()),
-                p.path.display().to_string(),
+                line(&dash(p.api.clone())).into_owned(),
+                line(&p.path.display().to_string()).into_owned(),
             ]
         })
         .collect();
@@ -53,7 +54,7 @@ fn table(plugins: &[PluginInfo]) -> String {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |row: &[String; 5]| {
+    let render = |row: &[String; 5]| {
         let mut out = String::new();
         for (i, cell) in row.iter().enumerate() {
             if i + 1 == row.len() {
@@ -65,14 +66,17 @@ fn table(plugins: &[PluginInfo]) -> String {
         out.push('\n');
         out
     };
-    let mut out = line(&header);
+    let mut out = render(&header);
     for (row, p) in rows.iter().zip(plugins) {
-        out.push_str(&line(row));
+        out.push_str(&render(row));
         if let Some(by) = &p.shadowed_by {
-            out.push_str(&format!("  shadowed by {}\n", by.display()));
+            out.push_str(&format!(
+                "  shadowed by {}\n",
+                line(&by.display().to_string())
+            ));
         }
         if let Some(problem) = &p.problem {
-            for (i, l) in problem.lines().enumerate() {
+            for (i, l) in block(problem).lines().enumerate() {
                 out.push_str(if i == 0 { "  problem: " } else { "           " });
                 out.push_str(l);
                 out.push('\n');
@@ -86,7 +90,7 @@ fn table(plugins: &[PluginInfo]) -> String {
 pub(crate) fn precompile(engine: &PluginEngine, json: bool) -> anyhow::Result<()> {
     let done = engine.precompile();
     if json {
-        println!("{}", serde_json::to_string(&done)?);
+        println!("{}", crate::visible::json(&done));
     } else {
         match engine.cache_dir() {
             Some(dir) => println!("cache: {}", dir.display()),
@@ -98,7 +102,12 @@ pub(crate) fn precompile(engine: &PluginEngine, json: bool) -> anyhow::Result<()
                 (None, Some(e)) => format!("error: {e}"),
                 (None, None) => "?".into(),
             };
-            println!("{:>9.1} ms  {:<9}  {}", p.millis, what, p.path.display());
+            println!(
+                "{:>9.1} ms  {:<9}  {}",
+                p.millis,
+                block(&what),
+                line(&p.path.display().to_string())
+            );
         }
     }
     if done.iter().any(|p| p.error.is_some()) {
@@ -112,9 +121,9 @@ pub(crate) fn precompile(engine: &PluginEngine, json: bool) -> anyhow::Result<()
 pub(crate) fn inspect(engine: &PluginEngine, path: &Path, json: bool) -> anyhow::Result<()> {
     let info = engine.inspect(path)?;
     if json {
-        println!("{}", serde_json::to_string(&info)?);
+        println!("{}", crate::visible::json(&info));
     } else {
-        print!("{}", describe(&info));
+        print!("{}", block(&describe(&info)));
     }
     Ok(())
 }
@@ -149,6 +158,11 @@ fn describe(info: &ComponentInfo) -> String {
         s
     });
     field("manifest", &[dash(manifest)]);
+    if let Some(m) = &info.manifest {
+        if !m.limits.is_empty() {
+            field("limits", &grants(&m.limits));
+        }
+    }
     field("imports", &info.imports);
     field("exports", &info.exports);
     if !info.unprovided_imports.is_empty() {
@@ -160,6 +174,30 @@ fn describe(info: &ComponentInfo) -> String {
         field("problems", &info.problems);
     }
     out
+}
+
+/// One line per limit: `name  requested → granted`, and the ceiling that
+/// clamped it.
+fn grants(grants: &[Grant]) -> Vec<String> {
+    let width = grants.iter().map(|g| g.limit.len()).max().unwrap_or(0);
+    grants
+        .iter()
+        .map(|g| {
+            let requested = match g.requested {
+                Some(r) => format!("{r} requested"),
+                None => "default".into(),
+            };
+            let granted = match g.granted {
+                Some(v) => v.to_string(),
+                None => "off".into(),
+            };
+            let mut line = format!("{:<width$}  {requested} → {granted}", g.limit);
+            if let Some(ceiling) = g.clamped_by {
+                line.push_str(&format!(" (clamped by the policy's ceiling {ceiling})"));
+            }
+            line
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -185,6 +223,7 @@ mod tests {
             timeout_ms: Some(10_000),
             memory_bytes: Some(256 << 20),
             fuel: None,
+            limits: Vec::new(),
             shadowed_by: None,
             problem: problem.map(String::from),
         }
@@ -216,5 +255,30 @@ mod tests {
         assert!(d.contains("imports    a\n           b\n"), "{d}");
         assert!(d.contains("exports    -\n"), "{d}");
         assert!(d.contains("problems   not a plugin\n"), "{d}");
+    }
+
+    #[test]
+    fn grants_show_requested_granted_and_the_clamping_ceiling() {
+        let lines = grants(&[
+            Grant {
+                limit: "timeout_ms",
+                requested: Some(600_000),
+                granted: Some(300_000),
+                clamped_by: Some(300_000),
+            },
+            Grant {
+                limit: "fuel",
+                requested: None,
+                granted: None,
+                clamped_by: None,
+            },
+        ]);
+        assert_eq!(
+            lines,
+            vec![
+                "timeout_ms  600000 requested → 300000 (clamped by the policy's ceiling 300000)",
+                "fuel        default → off",
+            ]
+        );
     }
 }

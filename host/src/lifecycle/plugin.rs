@@ -139,6 +139,20 @@ pub enum PluginError {
         /// The limit that was enforced, in bytes.
         limit_bytes: u64,
     },
+    /// The plugin went past one of the host's limits on what it may hand
+    /// over or ask for: a title, a summary, steps or text per proposal, one
+    /// stdout/stderr write, WASI handles held, random bytes per call.
+    #[error("plugin `{plugin}` exceeded the limit `{limit}` ({max}): {detail}")]
+    OverLimit {
+        /// Plugin name.
+        plugin: String,
+        /// The limit, as the operator's policy file names it.
+        limit: &'static str,
+        /// Its value for this call.
+        max: u64,
+        /// What the plugin did, and what to do about it.
+        detail: String,
+    },
     /// The plugin trapped (panicked, hit `unreachable`, …).
     #[error("plugin `{plugin}` trapped: {message}\n{backtrace}")]
     Trap {
@@ -152,6 +166,16 @@ pub enum PluginError {
     /// The plugin could not be found, loaded or instantiated.
     #[error("plugin could not be loaded: {0}")]
     Load(String),
+    /// The operator's policy has an allow-list and this plugin is not on it.
+    #[error("plugin `{plugin}` is not allowed by the operator's policy ({policy}), which allows only: {allowed}; ask the operator to add it to `allow` under `[plugins]`, or use an allowed plugin")]
+    NotAllowed {
+        /// Plugin name.
+        plugin: String,
+        /// Where the policy came from (its file, or the embedding's config).
+        policy: String,
+        /// The allowed names, comma-separated.
+        allowed: String,
+    },
     /// The phase was cancelled (lease lost, shutdown) while the plugin ran.
     #[error("plugin call cancelled: {0}")]
     Cancelled(String),

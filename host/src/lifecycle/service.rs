@@ -1,7 +1,8 @@
 //! [`PlanLifecycleService`]: one session's handle on the lifecycle.
 //!
 //! Every command that changes a plan takes the plan lock first (apply also
-//! the project lock), reads the plan only under it, moves an interrupted
+//! the project's apply lock, a tree lock that no other apply on the same,
+//! an enclosing or a nested project can share), reads the plan only under it, moves an interrupted
 //! `*/processing` plan to `*/errored` (or rolls an interrupted apply
 //! forward), validates the transition, and writes each status change
 //! versioned and fenced by the lease's token. The lease is released on
@@ -26,7 +27,7 @@ use crate::store::{
     ChangeRecord, EventRecord, PlanRecord, StateWrite, StepResult, Store, StoreError,
 };
 use crate::workspace::{
-    apply, project_id, ApplyError, ChangeLimits, ChangesetBuilder, ProjectView,
+    apply, project_id, ApplyError, ChangeLimits, ChangesetBuilder, ProjectTree, ProjectView,
 };
 
 /// Most steps a proposal may have.
@@ -39,7 +40,8 @@ pub struct LifecycleOptions {
     pub lock_ttl: Duration,
     /// How long to wait for a held lock (zero: fail fast).
     pub lock_wait: Duration,
-    /// Changeset caps.
+    /// Changeset caps, the cap on originals read from the project
+    /// (`max_original_bytes`) included.
     pub change_limits: ChangeLimits,
     /// Read cap of the workspace view plugins see.
     pub read_cap: u64,
@@ -289,6 +291,27 @@ impl PlanLifecycleService {
             .await?)
     }
 
+    /// The apply lock on the plan's project: a tree lock, so it excludes
+    /// every other apply (or roll-forward) on the same project, on a project
+    /// nested in it or on one containing it — this session's own included.
+    async fn lock_apply(
+        &self,
+        plan: &PlanRecord,
+        operation: &str,
+    ) -> Result<LockGuard, LifecycleError> {
+        Ok(self
+            .locks
+            .lock_tree(
+                &project_resource(&plan.project_id),
+                &plan.project_root,
+                &self.owner,
+                &format!("{operation} in {}", plan.project_root),
+                self.options.lock_ttl,
+                self.options.lock_wait,
+            )
+            .await?)
+    }
+
     /// Load a plan under its lock, recovering it if a dead session left it
     /// in `*/processing`.
     async fn load_locked(&self, id: &str, guard: &LockGuard) -> Result<PlanRecord, LifecycleError> {
@@ -300,13 +323,15 @@ impl PlanLifecycleService {
         let fence = Some((guard.resource(), guard.token()));
         if plan.status.phase == Phase::Apply && self.store.has_apply_journal(id).await? {
             let project = self
-                .lock(
-                    &project_resource(&plan.project_id),
-                    &format!("roll forward plan {id}"),
-                )
+                .lock_apply(&plan, &format!("roll forward plan {id}"))
                 .await?;
             let changes = self.store.changes(id).await?;
-            let outcome = apply::roll_forward(Path::new(&plan.project_root), &changes);
+            let outcome = roll_forward(
+                Path::new(&plan.project_root),
+                Arc::new(changes),
+                self.options.change_limits,
+            )
+            .await;
             let to = if outcome.is_ok() {
                 Status::new(Phase::Apply, State::Applied)
             } else {
@@ -431,10 +456,7 @@ impl PlanLifecycleService {
         };
         let t = transition(Some(plan.status), command)?;
         let project_guard = match command {
-            Command::Apply => Some(
-                self.lock(&project_resource(&plan.project_id), operation)
-                    .await?,
-            ),
+            Command::Apply => Some(self.lock_apply(&plan, operation).await?),
             _ => None,
         };
         let fence = Some((guard.resource(), guard.token()));
@@ -654,7 +676,8 @@ impl PlanLifecycleService {
                         source,
                     })?;
                 let mut view = view()?;
-                let mut builder = ChangesetBuilder::new(&root, self.options.change_limits);
+                let tree = view.tree().clone();
+                let mut builder = ChangesetBuilder::new(&tree, self.options.change_limits);
                 let mut results = Vec::with_capacity(proposal.steps.len());
                 let total = proposal.steps.len();
                 for (index, step) in proposal.steps.iter().enumerate() {
@@ -686,20 +709,38 @@ impl PlanLifecycleService {
                 Ok(PhaseOutput::Changes(builder.finish(), results))
             }
             Command::Apply => {
-                let changes = self.store.changes(&plan.id).await?;
-                match apply::check(&root, &changes) {
-                    Ok(()) => {}
-                    Err(ApplyError::Drift(d)) => return Err(LifecycleError::ApplyDrift(d)),
-                    Err(e) => return Err(LifecycleError::Io(e.to_string())),
-                }
-                self.store
-                    .journal_apply(&plan.id, &self.owner.id, (&plan_resource(&plan.id), token))
-                    .await?;
+                let changes = Arc::new(self.store.changes(&plan.id).await?);
                 let files = changes.len();
-                // File I/O runs off the async workers so lease renewal keeps going.
-                tokio::task::spawn_blocking(move || apply::write_all(&root, &changes))
+                let limits = self.options.change_limits;
+                if self.store.has_apply_journal(&plan.id).await? {
+                    // An earlier apply of this plan renamed files and then
+                    // failed: finish it (the drift check would see its own
+                    // writes).
+                    roll_forward(&root, changes, limits).await?;
+                    return Ok(PhaseOutput::Applied(files));
+                }
+                let tree = open_tree(&root).await?;
+                // File I/O runs off the async workers so lease renewal keeps
+                // going. Everything is validated and staged before the
+                // journal: a failure up to here leaves the old tree.
+                let staged = {
+                    let changes = changes.clone();
+                    blocking(move || apply::prepare(tree, &changes, &limits)).await?
+                }
+                .map_err(|e| match e {
+                    ApplyError::Drift(d) => LifecycleError::ApplyDrift(d),
+                    e => LifecycleError::Io(e.to_string()),
+                })?;
+                if let Err(e) = self
+                    .store
+                    .journal_apply(&plan.id, &self.owner.id, (&plan_resource(&plan.id), token))
                     .await
-                    .map_err(|e| LifecycleError::Io(format!("apply task failed: {e}")))?
+                {
+                    blocking(move || staged.discard()).await?;
+                    return Err(e.into());
+                }
+                blocking(move || apply::commit(staged, &changes, &limits))
+                    .await?
                     .map_err(|e| LifecycleError::Io(e.to_string()))?;
                 Ok(PhaseOutput::Applied(files))
             }
@@ -715,6 +756,39 @@ fn phase_command(phase: Phase) -> Command {
         Phase::Execute => Command::Execute,
         Phase::Apply => Command::Apply,
     }
+}
+
+/// Run blocking file work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, LifecycleError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| LifecycleError::Io(format!("apply task failed: {e}")))
+}
+
+/// Open the project's directory handles.
+async fn open_tree(root: &Path) -> Result<Arc<ProjectTree>, LifecycleError> {
+    let root = root.to_path_buf();
+    blocking(move || {
+        ProjectTree::open(&root)
+            .map(Arc::new)
+            .map_err(|e| LifecycleError::Io(format!("project `{}`: {e}", root.display())))
+    })
+    .await?
+}
+
+/// Finish an interrupted apply of `changes` to the project at `root`,
+/// every path validated again (they come back from the database).
+async fn roll_forward(
+    root: &Path,
+    changes: Arc<Vec<ChangeRecord>>,
+    limits: ChangeLimits,
+) -> Result<usize, LifecycleError> {
+    let tree = open_tree(root).await?;
+    blocking(move || apply::roll_forward(&tree, &changes, &limits))
+        .await?
+        .map_err(|e| LifecycleError::Io(e.to_string()))
 }
 
 fn phase_name(command: Command) -> &'static str {

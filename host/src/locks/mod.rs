@@ -13,6 +13,7 @@ mod error;
 mod guard;
 mod scoped;
 mod sql;
+mod tree;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use sqlx::Row;
 pub use error::{format_ms, local_now_ms, Holder, LockConflict, LockError};
 pub use guard::LockGuard;
 pub use scoped::{Lease, ScopedLocks};
+pub use tree::tree_key;
 
 use crate::store::Db;
 use sql::LockSql;
@@ -255,27 +257,7 @@ impl LockService {
         ttl: Duration,
         wait: Duration,
     ) -> Result<Grant, LockError> {
-        let start = tokio::time::Instant::now();
-        let mut backoff = Duration::from_millis(20);
-        loop {
-            match self.try_acquire(resource, owner, operation, ttl).await {
-                Err(LockError::Conflict(conflict)) => {
-                    let waited = start.elapsed();
-                    if waited >= wait {
-                        return Err(if wait.is_zero() {
-                            LockError::Conflict(conflict)
-                        } else {
-                            LockError::Timeout { waited, conflict }
-                        });
-                    }
-                    let jitter = rand::thread_rng().gen_range(0.5..1.5);
-                    let sleep = backoff.mul_f64(jitter).min(wait - waited);
-                    tokio::time::sleep(sleep).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-                other => return other,
-            }
-        }
+        wait_through_conflicts(wait, || self.try_acquire(resource, owner, operation, ttl)).await
     }
 
     /// Take `resource` and wrap the lease in a [`LockGuard`] that renews it
@@ -414,6 +396,38 @@ impl LockService {
     /// Append it to the `WHERE` of a state write to fence it.
     pub fn fence_condition(&self, r: usize, o: usize, t: usize) -> String {
         LockSql::fence_condition(&self.inner.db, r, o, t)
+    }
+}
+
+/// Call `attempt` until it does not fail with a conflict, waiting up to
+/// `wait` with jittered exponential backoff between attempts. `wait = 0`
+/// fails fast with the conflict; a longer wait ends in [`LockError::Timeout`]
+/// carrying the last conflict.
+async fn wait_through_conflicts<F, Fut>(wait: Duration, mut attempt: F) -> Result<Grant, LockError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Grant, LockError>>,
+{
+    let start = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match attempt().await {
+            Err(LockError::Conflict(conflict)) => {
+                let waited = start.elapsed();
+                if waited >= wait {
+                    return Err(if wait.is_zero() {
+                        LockError::Conflict(conflict)
+                    } else {
+                        LockError::Timeout { waited, conflict }
+                    });
+                }
+                let jitter = rand::thread_rng().gen_range(0.5..1.5);
+                let sleep = backoff.mul_f64(jitter).min(wait - waited);
+                tokio::time::sleep(sleep).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
     }
 }
 

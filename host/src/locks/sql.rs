@@ -16,6 +16,15 @@ pub(crate) struct LockSql {
     pub force_release: &'static str,
     pub bump_counter: &'static str,
     pub check: String,
+    /// The oldest live tree lock whose path is an ancestor of, equal to, or
+    /// a descendant of `$1` (a [`tree_key`](super::tree_key)).
+    pub tree_overlap: String,
+    /// Insert a tree lock, or take over an expired row of the same
+    /// resource; never re-entrant. $1–$7 as `acquire`, $8 the tree key.
+    pub tree_acquire: String,
+    /// Serialise tree-lock acquisitions (PostgreSQL only): two different
+    /// rows would otherwise both pass the overlap check.
+    pub tree_serialise: Option<&'static str>,
 }
 
 impl LockSql {
@@ -49,7 +58,41 @@ impl LockSql {
              WHERE locks.owner = excluded.owner OR locks.expires_at <= excluded.acquired_at
              RETURNING token, holds, acquired_at, expires_at, {now} AS granted_at"
         );
+        // Overlap without LIKE (paths may hold `%` and `_`): one key is a
+        // prefix of the other. Keys end in `/`, so `/a/` never matches `/ab/`.
+        let tree_overlap = format!(
+            "SELECT resource, owner, operation, holder_host, holder_pid, holder_user, acquired_at, expires_at
+             FROM locks
+             WHERE tree_path IS NOT NULL AND expires_at > {now}
+               AND (substr($1, 1, length(tree_path)) = tree_path OR substr(tree_path, 1, length($1)) = $1)
+             ORDER BY acquired_at LIMIT 1"
+        );
+        let tree_acquire = format!(
+            "INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at, tree_path)
+             VALUES ($1, $2, {token}, $3, $4, $5, $6, 1, {now}, {now} + $7, $8)
+             ON CONFLICT (resource) DO UPDATE SET
+               token       = excluded.token,
+               holds       = 1,
+               acquired_at = excluded.acquired_at,
+               expires_at  = excluded.expires_at,
+               operation   = excluded.operation,
+               owner       = excluded.owner,
+               holder_host = excluded.holder_host,
+               holder_pid  = excluded.holder_pid,
+               holder_user = excluded.holder_user,
+               tree_path   = excluded.tree_path
+             WHERE locks.expires_at <= excluded.acquired_at
+             RETURNING token, holds, acquired_at, expires_at, {now} AS granted_at"
+        );
         LockSql {
+            tree_overlap,
+            tree_acquire,
+            // A transaction-scoped advisory lock on one constant key
+            // ("locktree" in ASCII): released by the commit or rollback.
+            tree_serialise: match db.backend {
+                Backend::Sqlite => None,
+                Backend::Postgres => Some("SELECT 1 AS serialised FROM pg_advisory_xact_lock(7813573191677404517)"),
+            },
             acquire,
             holder: format!(
                 "SELECT owner, operation, holder_host, holder_pid, holder_user, acquired_at, expires_at, {now} AS now

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::Instance;
+use wasmtime::component::{Instance, ResourceTableError};
 use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
 use super::bindings::latest::lockstep::plugin::types as wit;
@@ -23,7 +23,7 @@ use super::convert;
 use super::engine::{file_name, Loaded, Runtime};
 use super::host::{LeaseLedger, PluginState};
 use super::limits::Limits;
-use super::log::{LogStats, PluginLog, StdioLog};
+use super::log::{LogStats, PluginLog, StdioLog, WriteOverPermit};
 use crate::lifecycle::{Action, PlanProposal, PluginContext, PluginError, Step, StepOutcome};
 use crate::locks::LockConflict;
 
@@ -80,8 +80,14 @@ enum Failure {
     Call(wasmtime::Error),
 }
 
+/// What the plugin answered, before it is checked and converted.
+enum RawResponse {
+    Proposal(wit::PlanProposal),
+    Outcome(wit::StepOutcome),
+}
+
 struct Finished {
-    result: Result<Result<Response, wit::PluginError>, Failure>,
+    result: Result<Result<RawResponse, wit::PluginError>, Failure>,
     memory_refused: bool,
     conflicts: HashMap<(String, String), LockConflict>,
     /// The store and instance, when they are to be kept for the next call.
@@ -227,10 +233,18 @@ pub async fn run(
         ))),
         Some(Err(_elapsed)) => Err(timeout(callee.name, &limits)),
         Some(Ok(Finished {
-            result: Ok(Ok(response)),
+            result: Ok(Ok(raw)),
             kept,
             ..
         })) => {
+            let response = match raw {
+                RawResponse::Proposal(p) => {
+                    convert::proposal_from_wit(p, callee.name, &limits).map(Response::Proposal)
+                }
+                RawResponse::Outcome(o) => {
+                    convert::outcome_from_wit(o, callee.name, &limits).map(Response::Outcome)
+                }
+            };
             if let (Some(slot), Some((store, instance))) = (slot.as_mut(), kept) {
                 **slot = Some(Warm {
                     store,
@@ -239,7 +253,7 @@ pub async fn run(
                     stderr_log: stderr_log.clone(),
                 });
             }
-            Ok(response)
+            response
         }
         Some(Ok(Finished {
             result: Ok(Err(e)),
@@ -286,7 +300,7 @@ async fn invoke(
     (strategy, execution): (Option<StrategyIndices>, Option<ExecutionIndices>),
     plan_id: &str,
     request: Request,
-) -> Result<Result<Response, wit::PluginError>, Failure> {
+) -> Result<Result<RawResponse, wit::PluginError>, Failure> {
     let instance = *instance;
     let missing = |what: &str| {
         Failure::Instantiate(wasmtime::format_err!(
@@ -303,7 +317,7 @@ async fn invoke(
                 .call_strategize(&mut *store, plan_id, &convert::action_to_wit(&action))
                 .await
                 .map_err(Failure::Call)?;
-            Ok(r.map(|p| Response::Proposal(convert::proposal_from_wit(p))))
+            Ok(r.map(RawResponse::Proposal))
         }
         Request::Execute(step) => {
             let guest = execution
@@ -314,7 +328,7 @@ async fn invoke(
                 .call_execute(&mut *store, plan_id, &convert::step_to_wit(&step))
                 .await
                 .map_err(Failure::Call)?;
-            Ok(r.map(|o| Response::Outcome(convert::outcome_from_wit(o))))
+            Ok(r.map(RawResponse::Outcome))
         }
     }
 }
@@ -335,6 +349,68 @@ fn is_transfer_limit(err: &wasmtime::Error) -> bool {
         e.to_string()
             .contains("fuel allocated for hostcalls has been exhausted")
     })
+}
+
+/// The first error of type `E` in `err`'s chain.
+fn find<E: std::error::Error + 'static>(err: &wasmtime::Error) -> Option<&E> {
+    err.chain().find_map(|e| e.downcast_ref::<E>())
+}
+
+/// Whether `err` is wasi's refusal of a `get-random-bytes` call over the
+/// context's maximum. wasi's error for it is a plain message, so the
+/// message is matched; `random_bytes_per_call_are_bounded` in
+/// `tests/tests/hostile.rs` catches a wasmtime-wasi upgrade that rewords it.
+fn is_random_limit(err: &wasmtime::Error) -> bool {
+    err.chain().any(|e| {
+        let m = e.to_string();
+        m.starts_with("requested len") && m.contains("exceeds limit")
+    })
+}
+
+/// A failure that is the plugin going past one of the host's limits on
+/// host calls: one stdout/stderr write over its permit, a full resource
+/// table, a random-bytes request over the maximum.
+fn over_limit(err: &wasmtime::Error, callee: Callee<'_>) -> Option<PluginError> {
+    let plugin = callee.name.to_string();
+    let limits = &callee.limits;
+    if let Some(w) = find::<WriteOverPermit>(err) {
+        return Some(PluginError::OverLimit {
+            plugin,
+            limit: "stdio_write_bytes",
+            max: w.permit as u64,
+            detail: format!(
+                "{w}; write at most what `check-write` returns at a time (or use `blocking-write-and-flush`)"
+            ),
+        });
+    }
+    if matches!(
+        find::<ResourceTableError>(err),
+        Some(ResourceTableError::Full)
+    ) {
+        return Some(PluginError::OverLimit {
+            plugin,
+            limit: "resource_handles",
+            max: limits.resource_handles as u64,
+            detail: format!(
+                "the plugin held more WASI handles (streams, pollables, …) at once than its resource table of {} entries allows ({} for WASI handles and {} for leases); drop handles it no longer needs",
+                limits.resource_handles + limits.lease_handles,
+                limits.resource_handles,
+                limits.lease_handles
+            ),
+        });
+    }
+    if is_random_limit(err) {
+        return Some(PluginError::OverLimit {
+            plugin,
+            limit: "random_bytes",
+            max: limits.random_bytes,
+            detail: format!(
+                "one `get-random-bytes` call asked for more than {} bytes; ask for less at a time",
+                limits.random_bytes
+            ),
+        });
+    }
+    None
 }
 
 /// Map a trap or instantiation failure into the plugin error taxonomy.
@@ -365,6 +441,9 @@ fn map_failure(
             plugin,
             limit_bytes: callee.limits.transfer_bytes,
         };
+    }
+    if let Some(over) = over_limit(&err, callee) {
+        return over;
     }
     if memory_refused {
         return PluginError::OutOfMemory {

@@ -5,10 +5,18 @@
 //!
 //! Strings a plugin hands back in errors are cut to [`MAX_MESSAGE_BYTES`] so
 //! that a plugin cannot make the host store or print megabytes.
+//!
+//! What a plugin returns is checked against the call's [`Limits`] as it is
+//! converted: steps per proposal, title and summary lengths, and the text of
+//! a whole proposal. A result over a limit is refused whole with
+//! [`PluginError::OverLimit`] naming the limit; it is never stored or
+//! printed in part (a cut summary or a proposal missing steps would mislead
+//! the reviewer more than a clear refusal).
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::bindings::latest::lockstep::plugin::types as wit;
+use super::limits::Limits;
 use super::log::truncate;
 use crate::lifecycle::{
     Action, FileChange, PlanProposal, PluginError, PluginLockError, Step, StepOutcome,
@@ -62,17 +70,112 @@ fn step_from_wit(step: wit::Step) -> Step {
     }
 }
 
-/// A strategist's proposal. Repeated parameter keys keep the last value.
-pub fn proposal_from_wit(p: wit::PlanProposal) -> PlanProposal {
-    PlanProposal {
-        summary: p.summary,
-        steps: p.steps.into_iter().map(step_from_wit).collect(),
+/// A result over one of the call's limits, for `plugin`.
+fn over(plugin: &str, limit: &'static str, max: u64, detail: String) -> PluginError {
+    PluginError::OverLimit {
+        plugin: plugin.to_string(),
+        limit,
+        max,
+        detail: format!(
+            "{detail}; return less, or ask the operator to raise `{limit}` in the policy (lockstep.toml)"
+        ),
     }
 }
 
-/// An executor's outcome.
-pub fn outcome_from_wit(o: wit::StepOutcome) -> StepOutcome {
-    StepOutcome {
+/// Refuse `text` (`what`, for the message) if it is longer than `max`.
+fn check_len(
+    plugin: &str,
+    limit: &'static str,
+    max: u64,
+    what: impl FnOnce() -> String,
+    text: &str,
+) -> Result<(), PluginError> {
+    if text.len() as u64 > max {
+        return Err(over(
+            plugin,
+            limit,
+            max,
+            format!("{} is {} bytes", what(), text.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// A strategist's proposal from `plugin`, within `limits`: at most
+/// [`Limits::steps`] steps, a summary of at most [`Limits::summary_bytes`],
+/// titles of at most [`Limits::title_bytes`], and at most
+/// [`Limits::proposal_bytes`] of text in all. Repeated parameter keys keep
+/// the last value.
+pub fn proposal_from_wit(
+    p: wit::PlanProposal,
+    plugin: &str,
+    limits: &Limits,
+) -> Result<PlanProposal, PluginError> {
+    let steps = p.steps.len() as u64;
+    if steps > limits.steps {
+        return Err(over(
+            plugin,
+            "steps",
+            limits.steps,
+            format!("the proposal has {steps} steps"),
+        ));
+    }
+    check_len(
+        plugin,
+        "summary_bytes",
+        limits.summary_bytes,
+        || "the proposal's summary".into(),
+        &p.summary,
+    )?;
+    let mut total = p.summary.len() as u64;
+    for (i, step) in p.steps.iter().enumerate() {
+        check_len(
+            plugin,
+            "title_bytes",
+            limits.title_bytes,
+            || format!("the title of step {}", i + 1),
+            &step.title,
+        )?;
+        total = total
+            .saturating_add((step.id.len() + step.title.len()) as u64)
+            .saturating_add(
+                step.params
+                    .iter()
+                    .map(|(k, v)| (k.len() + v.len()) as u64)
+                    .sum(),
+            )
+            .saturating_add(step.targets.iter().map(|t| t.len() as u64).sum());
+    }
+    if total > limits.proposal_bytes {
+        return Err(over(
+            plugin,
+            "proposal_bytes",
+            limits.proposal_bytes,
+            format!("the proposal holds {total} bytes of text (summary, step ids, titles, parameters and targets)"),
+        ));
+    }
+    Ok(PlanProposal {
+        summary: p.summary,
+        steps: p.steps.into_iter().map(step_from_wit).collect(),
+    })
+}
+
+/// An executor's outcome from `plugin`, its summary within
+/// [`Limits::summary_bytes`]. Its changes are checked by the changeset
+/// builder (paths, sizes, counts).
+pub fn outcome_from_wit(
+    o: wit::StepOutcome,
+    plugin: &str,
+    limits: &Limits,
+) -> Result<StepOutcome, PluginError> {
+    check_len(
+        plugin,
+        "summary_bytes",
+        limits.summary_bytes,
+        || "the step's summary".into(),
+        &o.summary,
+    )?;
+    Ok(StepOutcome {
         summary: o.summary,
         changes: o
             .changes
@@ -85,7 +188,7 @@ pub fn outcome_from_wit(o: wit::StepOutcome) -> StepOutcome {
                 wit::Change::Delete(path) => FileChange::Delete { path },
             })
             .collect(),
-    }
+    })
 }
 
 /// A workspace refusal as the plugin sees it.
@@ -259,15 +362,125 @@ mod tests {
             action_to_wit(&action).params,
             vec![("k".to_string(), "v".to_string())]
         );
-        let p = proposal_from_wit(wit::PlanProposal {
-            summary: "s".into(),
-            steps: vec![wit::Step {
-                id: "1".into(),
-                title: "t".into(),
-                params: vec![("k".into(), "a".into()), ("k".into(), "b".into())],
-                targets: vec![],
-            }],
-        });
+        let p = proposal_from_wit(
+            wit::PlanProposal {
+                summary: "s".into(),
+                steps: vec![wit::Step {
+                    id: "1".into(),
+                    title: "t".into(),
+                    params: vec![("k".into(), "a".into()), ("k".into(), "b".into())],
+                    targets: vec![],
+                }],
+            },
+            "p",
+            &Limits::DEFAULT,
+        )
+        .unwrap();
         assert_eq!(p.steps[0].params["k"], "b");
+    }
+
+    fn step(title: String) -> wit::Step {
+        wit::Step {
+            id: "s".into(),
+            title,
+            params: vec![],
+            targets: vec![],
+        }
+    }
+
+    fn proposal(summary: String, steps: Vec<wit::Step>) -> wit::PlanProposal {
+        wit::PlanProposal { summary, steps }
+    }
+
+    /// The limit named by a refusal.
+    fn refused(r: Result<impl std::fmt::Debug, PluginError>) -> &'static str {
+        match r {
+            Err(PluginError::OverLimit { limit, .. }) => limit,
+            other => panic!("expected an over-limit refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn titles_are_capped_at_the_limit() {
+        let l = Limits::DEFAULT;
+        let at = proposal(
+            String::new(),
+            vec![step("t".repeat(l.title_bytes as usize))],
+        );
+        assert!(proposal_from_wit(at, "p", &l).is_ok());
+        let over = proposal(
+            String::new(),
+            vec![step("t".repeat(l.title_bytes as usize + 1))],
+        );
+        assert_eq!(refused(proposal_from_wit(over, "p", &l)), "title_bytes");
+    }
+
+    #[test]
+    fn summaries_over_the_cap_are_refused() {
+        let l = Limits::DEFAULT;
+        let n = l.summary_bytes as usize;
+        assert!(proposal_from_wit(proposal("s".repeat(n), vec![]), "p", &l).is_ok());
+        assert_eq!(
+            refused(proposal_from_wit(
+                proposal("s".repeat(n + 1), vec![]),
+                "p",
+                &l
+            )),
+            "summary_bytes"
+        );
+        let outcome = |summary: String| wit::StepOutcome {
+            changes: vec![],
+            summary,
+        };
+        assert!(outcome_from_wit(outcome("s".repeat(n)), "p", &l).is_ok());
+        let e = outcome_from_wit(outcome("s".repeat(n + 1)), "hostile", &l).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "plugin `hostile` exceeded the limit `summary_bytes` (4096): the step's summary is 4097 bytes; \
+             return less, or ask the operator to raise `summary_bytes` in the policy (lockstep.toml)"
+        );
+    }
+
+    #[test]
+    fn steps_per_proposal_are_capped() {
+        let l = Limits {
+            steps: 3,
+            ..Limits::DEFAULT
+        };
+        let steps = |n| (0..n).map(|_| step("t".into())).collect::<Vec<_>>();
+        assert!(proposal_from_wit(proposal(String::new(), steps(3)), "p", &l).is_ok());
+        assert_eq!(
+            refused(proposal_from_wit(
+                proposal(String::new(), steps(4)),
+                "p",
+                &l
+            )),
+            "steps"
+        );
+    }
+
+    #[test]
+    fn the_text_of_a_whole_proposal_is_capped() {
+        let l = Limits {
+            proposal_bytes: 10,
+            ..Limits::DEFAULT
+        };
+        // summary 2 + id 1 + title 3 + param 2 + target 2 = 10 bytes.
+        let with = |target: &str| {
+            proposal(
+                "ab".into(),
+                vec![wit::Step {
+                    id: "i".into(),
+                    title: "ttt".into(),
+                    params: vec![("k".into(), "v".into())],
+                    targets: vec![target.into()],
+                }],
+            )
+        };
+        assert!(proposal_from_wit(with("xy"), "p", &l).is_ok());
+        assert_eq!(
+            refused(proposal_from_wit(with("xyz"), "p", &l)),
+            "proposal_bytes"
+        );
     }
 }

@@ -127,7 +127,9 @@ pub struct PluginState {
 impl PluginState {
     /// State for one call: no preopens, no environment, no arguments, no
     /// network; stdout and stderr go to the given [`StdioLog`]s, progress
-    /// reports to `log` and `progress`.
+    /// reports to `log` and `progress`. The resource table holds at most
+    /// [`Limits::resource_handles`] + [`Limits::lease_handles`] entries and
+    /// one random-bytes call returns at most [`Limits::random_bytes`].
     pub fn new(
         project: Arc<ProjectView>,
         locks: ScopedLocks,
@@ -143,10 +145,15 @@ impl PluginState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .max_random_size(limits.random_bytes)
             .build();
+        // WASI's handles and the plugin's lease handles share the table;
+        // lease handles are counted (and refused as a value) on their own.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.resource_handles.saturating_add(limits.lease_handles));
         PluginState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: MemoryLimiter::new(limits),
             project,
             locks,

@@ -38,11 +38,29 @@ pub struct Limits {
     /// path). Counted as the host's copy: list elements at their host size,
     /// strings and byte lists at their length.
     pub transfer_bytes: u64,
+    /// Longest step title a strategist may propose, in bytes.
+    pub title_bytes: u64,
+    /// Longest summary a plugin may return (of a proposal or of a step's
+    /// outcome), in bytes.
+    pub summary_bytes: u64,
+    /// Most steps in one proposal.
+    pub steps: u64,
+    /// Most bytes of text in one proposal: its summary and every step's id,
+    /// title, parameters and targets together.
+    pub proposal_bytes: u64,
+    /// Most WASI handles (streams, pollables, …) a plugin may hold at once,
+    /// besides its lease handles: the size of its resource table.
+    pub resource_handles: usize,
+    /// Most bytes one `get-random-bytes` (or `get-insecure-random-bytes`)
+    /// call may ask for.
+    pub random_bytes: u64,
 }
 
 impl Limits {
     /// The built-in defaults: 10 s, 256 MiB, no fuel, 1000 log lines / 1 MiB,
-    /// 64 leases in 1024 handles, 128 MiB per crossing.
+    /// 64 leases in 1024 handles, 128 MiB per crossing; titles 1 KiB,
+    /// summaries 4 KiB, 10 000 steps and 4 MiB per proposal; 1024 WASI
+    /// handles, 1 MiB of random bytes per call.
     pub const DEFAULT: Limits = Limits {
         timeout: Duration::from_secs(10),
         memory_bytes: 256 * MIB,
@@ -53,10 +71,18 @@ impl Limits {
         leases: 64,
         lease_handles: 1024,
         transfer_bytes: 128 * MIB,
+        title_bytes: 1024,
+        summary_bytes: 4096,
+        steps: 10_000,
+        proposal_bytes: 4 * MIB,
+        resource_handles: 1024,
+        random_bytes: MIB,
     };
 
     /// The built-in ceilings: 5 min, 4 GiB, no fuel, 100 000 log lines / 64 MiB,
-    /// 1024 leases in 16 384 handles, 1 GiB per crossing.
+    /// 1024 leases in 16 384 handles, 1 GiB per crossing; titles 64 KiB,
+    /// summaries 1 MiB, 100 000 steps and 64 MiB per proposal; 65 536 WASI
+    /// handles, 64 MiB of random bytes per call.
     pub const MAX: Limits = Limits {
         timeout: Duration::from_secs(300),
         memory_bytes: 4096 * MIB,
@@ -67,6 +93,12 @@ impl Limits {
         leases: 1024,
         lease_handles: 16_384,
         transfer_bytes: 1024 * MIB,
+        title_bytes: 64 * 1024,
+        summary_bytes: MIB,
+        steps: 100_000,
+        proposal_bytes: 64 * MIB,
+        resource_handles: 65_536,
+        random_bytes: 64 * MIB,
     };
 
     /// The timeout in whole milliseconds.
@@ -157,9 +189,144 @@ impl LimitsPolicy {
     }
 }
 
+/// One limit of a plugin's calls as `lockstep plugins inspect` shows it:
+/// what the manifest asked for, what the policy grants, and whether a
+/// ceiling cut it down.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Grant {
+    /// The limit's name, as in the policy file (`timeout_ms`, `memory_mb`, …).
+    pub limit: &'static str,
+    /// What the manifest asked for (manifests may ask for `timeout_ms`,
+    /// `memory_mb` and `fuel` only).
+    pub requested: Option<u64>,
+    /// What each call gets; `None` for fuel when it is not metered.
+    pub granted: Option<u64>,
+    /// The ceiling, when it cut the request or the default down.
+    pub clamped_by: Option<u64>,
+}
+
+impl LimitsPolicy {
+    /// Every limit a plugin asking for `requested` gets, with the ceiling
+    /// that clamped it, in the policy file's names and units.
+    pub fn grants(&self, requested: &RequestedLimits) -> Vec<Grant> {
+        let got = self.resolve(requested);
+        let d = self.default;
+        let m = self.max;
+        let ms = |t: Duration| u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+        let mut out = vec![
+            clamp(
+                "timeout_ms",
+                requested.timeout_ms.filter(|v| *v > 0),
+                ms(d.timeout),
+                ms(got.timeout),
+                ms(m.timeout),
+            ),
+            clamp(
+                "memory_mb",
+                requested.memory_mb.filter(|v| *v > 0),
+                d.memory_bytes / MIB,
+                got.memory_bytes / MIB,
+                m.memory_bytes / MIB,
+            ),
+        ];
+        out.push(match (got.fuel, m.fuel) {
+            (Some(f), Some(max)) => clamp(
+                "fuel",
+                requested.fuel.filter(|v| *v > 0),
+                d.fuel.unwrap_or(max),
+                f,
+                max,
+            ),
+            _ => Grant {
+                limit: "fuel",
+                requested: requested.fuel,
+                granted: None,
+                clamped_by: None,
+            },
+        });
+        let fixed: [(&'static str, u64, u64, u64); 12] = [
+            ("log_lines", d.log_lines, got.log_lines, m.log_lines),
+            ("log_bytes", d.log_bytes, got.log_bytes, m.log_bytes),
+            (
+                "table_elements",
+                d.table_elements,
+                got.table_elements,
+                m.table_elements,
+            ),
+            (
+                "leases",
+                d.leases as u64,
+                got.leases as u64,
+                m.leases as u64,
+            ),
+            (
+                "lease_handles",
+                d.lease_handles as u64,
+                got.lease_handles as u64,
+                m.lease_handles as u64,
+            ),
+            (
+                "transfer_bytes",
+                d.transfer_bytes,
+                got.transfer_bytes,
+                m.transfer_bytes,
+            ),
+            ("title_bytes", d.title_bytes, got.title_bytes, m.title_bytes),
+            (
+                "summary_bytes",
+                d.summary_bytes,
+                got.summary_bytes,
+                m.summary_bytes,
+            ),
+            ("steps", d.steps, got.steps, m.steps),
+            (
+                "proposal_bytes",
+                d.proposal_bytes,
+                got.proposal_bytes,
+                m.proposal_bytes,
+            ),
+            (
+                "resource_handles",
+                d.resource_handles as u64,
+                got.resource_handles as u64,
+                m.resource_handles as u64,
+            ),
+            (
+                "random_bytes",
+                d.random_bytes,
+                got.random_bytes,
+                m.random_bytes,
+            ),
+        ];
+        out.extend(
+            fixed
+                .into_iter()
+                .map(|(limit, default, granted, max)| clamp(limit, None, default, granted, max)),
+        );
+        out
+    }
+}
+
+/// A grant of `granted` for a request (or else the default) against `max`.
+fn clamp(
+    limit: &'static str,
+    requested: Option<u64>,
+    default: u64,
+    granted: u64,
+    max: u64,
+) -> Grant {
+    let wanted = requested.unwrap_or(default);
+    Grant {
+        limit,
+        requested,
+        granted: Some(granted),
+        clamped_by: (wanted > max).then_some(max),
+    }
+}
+
 impl Limits {
     /// Every value clamped to `max`.
-    fn clamp_to(&self, max: &Limits) -> Limits {
+    pub fn clamp_to(&self, max: &Limits) -> Limits {
         Limits {
             timeout: self.timeout.min(max.timeout),
             memory_bytes: self.memory_bytes.min(max.memory_bytes),
@@ -173,6 +340,12 @@ impl Limits {
             leases: self.leases.min(max.leases),
             lease_handles: self.lease_handles.min(max.lease_handles),
             transfer_bytes: self.transfer_bytes.min(max.transfer_bytes),
+            title_bytes: self.title_bytes.min(max.title_bytes),
+            summary_bytes: self.summary_bytes.min(max.summary_bytes),
+            steps: self.steps.min(max.steps),
+            proposal_bytes: self.proposal_bytes.min(max.proposal_bytes),
+            resource_handles: self.resource_handles.min(max.resource_handles),
+            random_bytes: self.random_bytes.min(max.random_bytes),
         }
     }
 }
@@ -293,6 +466,31 @@ mod tests {
                 .fuel,
             Some(1_000)
         );
+    }
+
+    #[test]
+    fn grants_say_which_ceiling_clamped() {
+        let mut policy = LimitsPolicy::default();
+        policy.max.timeout = Duration::from_secs(2);
+        let grants = policy.grants(&RequestedLimits {
+            timeout_ms: Some(60_000),
+            memory_mb: Some(64),
+            fuel: None,
+        });
+        let of = |name: &str| grants.iter().find(|g| g.limit == name).unwrap().clone();
+        assert_eq!(
+            of("timeout_ms"),
+            Grant {
+                limit: "timeout_ms",
+                requested: Some(60_000),
+                granted: Some(2_000),
+                clamped_by: Some(2_000)
+            }
+        );
+        assert_eq!(of("memory_mb").granted, Some(64));
+        assert_eq!(of("memory_mb").clamped_by, None);
+        assert_eq!(of("fuel").granted, None);
+        assert_eq!(of("summary_bytes").granted, Some(4096));
     }
 
     #[test]

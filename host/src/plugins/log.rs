@@ -5,6 +5,14 @@
 //! Past the budget further lines are dropped and one warning says so. The
 //! last few stderr lines are also kept (even past the budget) so that a trap
 //! can be reported with the panic message that preceded it.
+//!
+//! Every path through here costs time and memory linear in what the plugin
+//! handed over, and that is bounded before any work is done: a stdout or
+//! stderr `write` may carry at most the [`STDIO_WRITE_PERMIT`] that
+//! `check-write` advertises (a larger one traps, as WASI specifies), a line
+//! is cut at [`MAX_LINE_BYTES`] and charged to the budget by its raw bytes
+//! before its control characters are escaped, and only what is kept is
+//! escaped. So no log call can hold the host past the plugin's deadline.
 
 use std::collections::VecDeque;
 use std::io;
@@ -15,15 +23,21 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
 use super::limits::Limits;
 
 /// The `tracing` target of every plugin log event.
 pub const LOG_TARGET: &str = "lockstep::plugin";
 
+/// Most bytes one `write` to the plugin's stdout or stderr may carry: the
+/// permit `check-write` advertises. WASI makes a larger write a trap.
+pub const STDIO_WRITE_PERMIT: usize = 64 * 1024;
+/// Longest log line kept, in the plugin's raw bytes; the rest of a longer
+/// line is cut (before escaping) and the cut is marked.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
 /// Longest partial stdout/stderr line buffered before it is logged anyway.
-const MAX_PARTIAL_LINE: usize = 16 * 1024;
+const MAX_PARTIAL_LINE: usize = MAX_LINE_BYTES;
 /// How many stderr lines are kept for trap reports.
 const STDERR_TAIL_LINES: usize = 8;
 /// Longest stderr line kept for trap reports.
@@ -131,19 +145,33 @@ impl PluginLog {
 
     /// Log one line from `stream` (`log`, `stdout`, `stderr` or
     /// `progress`). Returns whether it was within the budget and logged.
+    ///
+    /// The line is cut at [`MAX_LINE_BYTES`] and charged by its raw bytes
+    /// first; only a line that is kept has its control characters escaped.
     pub fn line(&self, level: LogLevel, stream: &'static str, message: &str) -> bool {
-        let message = one_line(message.trim_end_matches(['\r', '\n']));
-        let message = message.as_ref();
-        let len = message.len() as u64;
+        let kept = truncate(message, MAX_LINE_BYTES);
+        let cut = message.len() - kept.len();
+        self.kept_line(level, stream, kept, cut)
+    }
+
+    /// Log `kept`, the first bytes of a line whose last `cut` bytes were
+    /// cut off.
+    fn kept_line(&self, level: LogLevel, stream: &'static str, kept: &str, cut: usize) -> bool {
+        let kept = if cut == 0 {
+            kept.trim_end_matches(['\r', '\n'])
+        } else {
+            kept
+        };
+        let len = kept.len() as u64;
         {
             let mut state = self.state();
-            if stream == "stderr" && !message.trim().is_empty() {
+            if stream == "stderr" && !kept.trim().is_empty() {
                 if state.stderr_tail.len() == STDERR_TAIL_LINES {
                     state.stderr_tail.pop_front();
                 }
                 state
                     .stderr_tail
-                    .push_back(truncate(message, STDERR_TAIL_LINE_BYTES).to_string());
+                    .push_back(one_line(truncate(kept, STDERR_TAIL_LINE_BYTES)).into_owned());
             }
             if state.lines_left == 0 || state.bytes_left < len {
                 state.stats.dropped += 1;
@@ -165,6 +193,13 @@ impl PluginLog {
             state.stats.emitted += 1;
             state.stats.bytes += len;
         }
+        let mut message = one_line(kept);
+        if cut > 0 {
+            message.to_mut().push_str(&format!(
+                " … [{cut} more bytes cut: lines are kept up to {MAX_LINE_BYTES} bytes]"
+            ));
+        }
+        let message = message.as_ref();
         match level {
             LogLevel::Trace => plugin_event!(tracing::Level::TRACE, self.inner, stream, message),
             LogLevel::Debug => plugin_event!(tracing::Level::DEBUG, self.inner, stream, message),
@@ -262,29 +297,58 @@ impl StdioLog {
         }
     }
 
+    /// Split `bytes` into lines in one pass and log each; keep the
+    /// unfinished last line for the next write. Linear in `bytes`.
     fn write_bytes(&self, bytes: &[u8]) {
         let mut partial = self.partial.lock().unwrap_or_else(|e| e.into_inner());
-        partial.extend_from_slice(bytes);
-        while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = partial.drain(..=pos).collect();
-            self.log
-                .line(self.level, self.stream, &String::from_utf8_lossy(&line));
+        let mut rest = bytes;
+        while let Some(pos) = rest.iter().position(|b| *b == b'\n') {
+            let (line, tail) = rest.split_at(pos + 1);
+            if partial.is_empty() {
+                self.emit(line);
+            } else {
+                partial.extend_from_slice(line);
+                let whole = std::mem::take(&mut *partial);
+                self.emit(&whole);
+            }
+            rest = tail;
         }
+        partial.extend_from_slice(rest);
         if partial.len() > MAX_PARTIAL_LINE {
             let line = std::mem::take(&mut *partial);
-            self.log
-                .line(self.level, self.stream, &String::from_utf8_lossy(&line));
+            self.emit(&line);
         }
+    }
+
+    /// Log one line of raw bytes: cut first, then decoded.
+    fn emit(&self, line: &[u8]) {
+        let kept = &line[..line.len().min(MAX_LINE_BYTES)];
+        let text = String::from_utf8_lossy(kept);
+        self.log
+            .kept_line(self.level, self.stream, &text, line.len() - kept.len());
     }
 
     /// Log whatever partial line is left (at the end of the call).
     pub fn flush_partial(&self) {
         let line = std::mem::take(&mut *self.partial.lock().unwrap_or_else(|e| e.into_inner()));
         if !line.is_empty() {
-            self.log
-                .line(self.level, self.stream, &String::from_utf8_lossy(&line));
+            self.emit(&line);
         }
     }
+}
+
+/// A plugin wrote more to its stdout or stderr at once than `check-write`
+/// permitted. WASI makes this a trap; the call fails with
+/// [`PluginError::OverLimit`](crate::lifecycle::PluginError::OverLimit).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("one write of {len} bytes to {stream} exceeds the {permit} bytes `check-write` permitted")]
+pub struct WriteOverPermit {
+    /// `stdout` or `stderr`.
+    pub stream: &'static str,
+    /// The bytes the plugin tried to write.
+    pub len: usize,
+    /// The permit.
+    pub permit: usize,
 }
 
 impl IsTerminal for StdioLog {
@@ -311,6 +375,13 @@ impl Pollable for StdioLog {
 #[async_trait::async_trait]
 impl OutputStream for StdioLog {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        if bytes.len() > STDIO_WRITE_PERMIT {
+            return Err(StreamError::Trap(wasmtime::Error::new(WriteOverPermit {
+                stream: self.stream,
+                len: bytes.len(),
+                permit: STDIO_WRITE_PERMIT,
+            })));
+        }
         self.write_bytes(&bytes);
         Ok(())
     }
@@ -320,7 +391,7 @@ impl OutputStream for StdioLog {
     }
 
     fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(64 * 1024)
+        Ok(STDIO_WRITE_PERMIT)
     }
 }
 
@@ -330,8 +401,10 @@ impl AsyncWrite for StdioLog {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.write_bytes(buf);
-        Poll::Ready(Ok(buf.len()))
+        // A short write is allowed here: take at most one permit's worth.
+        let n = buf.len().min(STDIO_WRITE_PERMIT);
+        self.write_bytes(&buf[..n]);
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -389,5 +462,87 @@ mod tests {
             vec!["thread panicked", "at src/lib.rs:3", "no newline"]
         );
         assert_eq!(log.stats().emitted, 3);
+    }
+
+    #[test]
+    fn a_write_over_the_permit_is_refused() {
+        let log = PluginLog::new("p", "1.0.0", "plan", &Limits::DEFAULT);
+        let mut out = StdioLog::stdout(&log);
+        assert_eq!(
+            OutputStream::check_write(&mut out).unwrap(),
+            STDIO_WRITE_PERMIT
+        );
+        let at = Bytes::from(vec![b'\n'; STDIO_WRITE_PERMIT]);
+        OutputStream::write(&mut out, at).unwrap();
+        let over = Bytes::from(vec![b'\n'; STDIO_WRITE_PERMIT + 1]);
+        let Err(StreamError::Trap(e)) = OutputStream::write(&mut out, over) else {
+            panic!("a write over the permit must trap")
+        };
+        assert_eq!(
+            e.downcast_ref::<WriteOverPermit>(),
+            Some(&WriteOverPermit {
+                stream: "stdout",
+                len: STDIO_WRITE_PERMIT + 1,
+                permit: STDIO_WRITE_PERMIT
+            })
+        );
+        // The permitted write was split into its lines (all but the budget
+        // dropped); the refused one was not looked at.
+        let stats = log.finish();
+        assert_eq!(stats.emitted + stats.dropped, STDIO_WRITE_PERMIT as u64);
+    }
+
+    #[test]
+    fn lines_are_split_across_writes() {
+        let log = PluginLog::new("p", "1.0.0", "plan", &Limits::DEFAULT);
+        let mut out = StdioLog::stdout(&log);
+        OutputStream::write(&mut out, Bytes::from_static(b"a\nb")).unwrap();
+        OutputStream::write(&mut out, Bytes::from_static(b"c\n\nd")).unwrap();
+        out.flush_partial();
+        // "a", "bc", "", "d": four lines, three bytes.
+        assert_eq!(
+            log.stats(),
+            LogStats {
+                emitted: 4,
+                dropped: 0,
+                bytes: 4
+            }
+        );
+    }
+
+    #[test]
+    fn log_control_characters_are_charged_before_escaping() {
+        // Room for one cut line of raw bytes, not for its escaped form
+        // (six bytes per `\x01`).
+        let limits = Limits {
+            log_bytes: MAX_LINE_BYTES as u64,
+            ..Limits::DEFAULT
+        };
+        let log = PluginLog::new("p", "1.0.0", "plan", &limits);
+        let flood = "\x01".repeat(4 * MAX_LINE_BYTES);
+        assert!(log.line(LogLevel::Info, "log", &flood), "kept, cut");
+        assert!(!log.line(LogLevel::Info, "log", "x"), "the budget is spent");
+        assert_eq!(
+            log.finish(),
+            LogStats {
+                emitted: 1,
+                dropped: 1,
+                bytes: MAX_LINE_BYTES as u64
+            }
+        );
+    }
+
+    #[test]
+    fn long_stdio_lines_are_cut_before_they_are_decoded() {
+        let log = PluginLog::new("p", "1.0.0", "plan", &Limits::DEFAULT);
+        let mut err = StdioLog::stderr(&log);
+        let mut long = vec![0x01u8; STDIO_WRITE_PERMIT - 1];
+        long.push(b'\n');
+        OutputStream::write(&mut err, Bytes::from(long)).unwrap();
+        assert_eq!(log.stats().bytes, MAX_LINE_BYTES as u64);
+        assert_eq!(
+            log.stderr_tail()[0],
+            "\\u{1}".repeat(STDERR_TAIL_LINE_BYTES)
+        );
     }
 }

@@ -215,7 +215,7 @@ impl ManifestError {
 }
 
 /// Line, column (1-based) and a one-line snippet with a caret for `span`.
-fn locate(text: &str, span: Range<usize>) -> (usize, usize, String) {
+pub(super) fn locate(text: &str, span: Range<usize>) -> (usize, usize, String) {
     let start = span.start.min(text.len());
     let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
     let line_end = text[start..]

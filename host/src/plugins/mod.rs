@@ -22,6 +22,7 @@ mod host;
 pub mod limits;
 mod log;
 pub mod manifest;
+mod policy;
 mod progress;
 mod world;
 
@@ -42,9 +43,10 @@ use call::{CallReport, Callee, Request, Response, WarmSlot};
 use engine::{file_name, Loaded, Runtime};
 
 pub use cache::{CacheOutcome, ComponentCache, DEFAULT_CACHE_BYTES};
-pub use limits::{Limits, LimitsPolicy, RequestedLimits};
+pub use limits::{Grant, Limits, LimitsPolicy, RequestedLimits};
 pub use log::LOG_TARGET;
 pub use manifest::{ApiVersion, Manifest, ManifestError, PluginKind, Role};
+pub use policy::{ChangeCaps, Policy, PolicyError, POLICY_FILE};
 pub use world::{HOST_API, SUPPORTED_APIS};
 
 /// Environment variable naming the compiled-component cache directory.
@@ -55,6 +57,11 @@ pub const CACHE_DIR_ENV: &str = "LOCKSTEP_CACHE_DIR";
 pub struct PluginsConfig {
     /// Default and maximum limits of a plugin call.
     pub limits: LimitsPolicy,
+    /// The plugin names allowed to run; empty allows every plugin.
+    pub allow: Vec<String>,
+    /// The policy file `limits` and `allow` came from, for messages
+    /// (`None`: built-in defaults, or set by the embedding application).
+    pub policy_source: Option<PathBuf>,
     /// Where compiled components are cached (keyed by content, engine version
     /// and settings); `None` compiles on every start.
     pub cache_dir: Option<PathBuf>,
@@ -72,6 +79,8 @@ impl Default for PluginsConfig {
     fn default() -> Self {
         PluginsConfig {
             limits: LimitsPolicy::default(),
+            allow: Vec::new(),
+            policy_source: None,
             cache_dir: None,
             cache_bytes: cache::DEFAULT_CACHE_BYTES,
             pooling: true,
@@ -158,6 +167,9 @@ pub struct PluginInfo {
     pub memory_bytes: Option<u64>,
     /// Fuel of one call, when metered.
     pub fuel: Option<u64>,
+    /// Every limit of one call: what the manifest asked for, what the
+    /// policy grants, and whether a ceiling cut it down.
+    pub limits: Vec<Grant>,
     /// An earlier plugin of the same name that hides this one.
     pub shadowed_by: Option<PathBuf>,
     /// Why the plugin cannot be used (broken or missing manifest).
@@ -191,6 +203,8 @@ pub struct PluginEngine {
     runtime: Arc<Runtime>,
     dirs: Vec<PathBuf>,
     limits: LimitsPolicy,
+    allow: Vec<String>,
+    policy_source: Option<PathBuf>,
     /// A component that answers to its name ahead of the directories.
     pinned: Option<discover::Entry>,
     manifests: Arc<discover::ManifestCache>,
@@ -220,6 +234,8 @@ impl PluginEngine {
             runtime,
             dirs,
             limits: options.limits,
+            allow: options.allow,
+            policy_source: options.policy_source,
             pinned: None,
             manifests: Arc::default(),
         })
@@ -278,6 +294,26 @@ impl PluginEngine {
         &self.limits
     }
 
+    /// Where the policy came from, for messages.
+    fn policy_name(&self) -> String {
+        match &self.policy_source {
+            Some(path) => path.display().to_string(),
+            None => "set by the embedding application".into(),
+        }
+    }
+
+    /// `Err` unless the operator's allow-list (if any) names `name`.
+    pub fn check_allowed(&self, name: &str) -> Result<(), PluginError> {
+        if self.allow.is_empty() || self.allow.iter().any(|a| a == name) {
+            return Ok(());
+        }
+        Err(PluginError::NotAllowed {
+            plugin: name.to_string(),
+            policy: self.policy_name(),
+            allowed: self.allow.join(", "),
+        })
+    }
+
     /// Every plugin in the plugin directories, in search order, including
     /// broken and shadowed ones (see [`PluginInfo::problem`]).
     pub fn list(&self) -> Vec<PluginInfo> {
@@ -326,9 +362,14 @@ impl PluginEngine {
                     timeout_ms: Some(limits.timeout_ms()),
                     memory_bytes: Some(limits.memory_bytes),
                     fuel: limits.fuel,
+                    limits: self.limits.grants(&m.limits),
                     shadowed_by: e.shadowed_by.clone(),
-                    problem: (!world::supports(&m.api))
-                        .then(|| unsupported_api(m, &e.manifest_path)),
+                    problem: match self.check_allowed(&m.name) {
+                        Err(refused) => Some(refused.to_string()),
+                        Ok(()) => {
+                            (!world::supports(&m.api)).then(|| unsupported_api(m, &e.manifest_path))
+                        }
+                    },
                 }
             }
             Err(err) => PluginInfo {
@@ -342,6 +383,7 @@ impl PluginEngine {
                 timeout_ms: None,
                 memory_bytes: None,
                 fuel: None,
+                limits: Vec::new(),
                 shadowed_by: e.shadowed_by.clone(),
                 problem: Some(err.to_string()),
             },
@@ -439,6 +481,7 @@ impl PluginEngine {
             .manifest
             .clone()
             .map_err(|e| PluginError::Load(format!("plugin `{name}` cannot be used: {e}")))?;
+        self.check_allowed(&manifest.name)?;
         if !manifest.kind.allows(role) {
             return Err(PluginError::Load(format!(
                 "plugin `{name}` is a {kind} (kind = \"{kind}\" in {file}); it cannot be used as {a} {role}",

@@ -37,7 +37,8 @@ impl ProgressSink {
 
     /// One report: `done` of `total` units (`total` 0: unknown).
     pub fn report(&self, done: u64, total: u64, message: &str) {
-        let message = one_line(truncate(message.trim(), MAX_PROGRESS_MESSAGE)).into_owned();
+        // Cut first: trimming or escaping never looks past the kept part.
+        let message = one_line(truncate(message, MAX_PROGRESS_MESSAGE).trim()).into_owned();
         let line = match total {
             0 => format!("progress {done}: {message}"),
             total => format!("progress {done}/{total}: {message}"),

@@ -1,22 +1,57 @@
-//! Writing a changeset to the project: all-or-nothing from the user's point
-//! of view. A drift check comes first (nothing is written if any target
-//! changed since Execute read it); the lifecycle journals the intent in the
-//! database; then each file is written to a temp file beside its target,
-//! fsynced and renamed over it. An apply interrupted part-way is completed
-//! by [`roll_forward`], which is idempotent.
+//! Writing a changeset to the project: the old tree or the new tree,
+//! nothing in between that the next command does not finish.
+//!
+//! 1. [`prepare`] validates the whole changeset against the disk before
+//!    anything is written: every path again (path rules, no symlink, every
+//!    parent a directory, every target a regular file or absent), no path
+//!    inside another, and every target's hash against the one recorded at
+//!    Execute (any difference: [`ApplyError::Drift`], nothing written).
+//!    Then it stages every new file: a temp file with a random name,
+//!    created `O_EXCL | O_NOFOLLOW` in the handle of its target's
+//!    directory, written and fsynced. A failure removes the temp files and
+//!    the directories staging created: the old tree.
+//! 2. The lifecycle journals the intent in the database.
+//! 3. [`commit`] renames each temp file over its target within the
+//!    directory handle and unlinks deleted files, then fsyncs every
+//!    directory touched. A failure before the first rename removes the
+//!    temp files (the old tree); after it, the rest is rolled forward at
+//!    once and, if that fails too, by the next command from the journal.
+//!
+//! [`roll_forward`] finishes an interrupted apply: it validates every path
+//! read back from the database again, skips files that already hold their
+//! new contents, and writes the rest the same way. It is idempotent.
+//! Nothing here follows a symlink: see [`super::tree`].
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io::{self, Write};
+use std::sync::Arc;
 
-use super::changeset::{content_hash, file_hash, validate_path, ChangeError};
+use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt};
+use cap_std::fs::{Dir, OpenOptions};
+
+use super::changeset::{content_hash, tree_error, validate_path, ChangeError, ChangeLimits};
+use super::path::shown;
+use super::tree::{lstat, split, sync_dir, Created, ProjectTree, TreeError};
 use crate::store::{ChangeKind, ChangeRecord};
 
 /// Environment variable for fault-injection tests: abort the process after
-/// this many files of an apply were written (simulates a crash).
+/// this many files of an apply were renamed or deleted (simulates a crash).
 pub const FAULT_STOP_AFTER_ENV: &str = "LOCKSTEP_FAULT_APPLY_STOP_AFTER";
 /// Environment variable for fault-injection tests: sleep this many
-/// milliseconds before each file of an apply (widens the crash window).
+/// milliseconds before each file of an apply is renamed or deleted (widens
+/// the crash window).
 pub const FAULT_DELAY_ENV: &str = "LOCKSTEP_FAULT_APPLY_DELAY_MS";
+/// Environment variable for fault-injection tests: staging the k-th file
+/// (1-based) of an apply fails with an I/O error.
+pub const FAULT_FAIL_STAGE_ENV: &str = "LOCKSTEP_FAULT_APPLY_FAIL_STAGE";
+/// Environment variable for fault-injection tests: renaming the k-th file
+/// (1-based) of an apply fails once with an I/O error.
+pub const FAULT_FAIL_COMMIT_ENV: &str = "LOCKSTEP_FAULT_APPLY_FAIL_COMMIT";
+
+/// Temp files are named this followed by 16 random hex digits.
+pub const TEMP_PREFIX: &str = ".lockstep-tmp-";
+/// Most directory handles kept open at once while writing.
+const OPEN_DIRS: usize = 128;
 
 /// A target that changed since Execute read it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -35,31 +70,211 @@ pub enum ApplyError {
     /// Targets changed underneath; nothing was written.
     #[error("{} file(s) changed since the plan was executed; nothing was written: {}", .0.len(), .0.iter().map(|d| d.path.as_str()).collect::<Vec<_>>().join(", "))]
     Drift(Vec<Drift>),
-    /// A path is no longer safe (e.g. a symlink appeared); nothing was written.
-    #[error("{0}")]
+    /// A path is no longer safe (a symlink or a directory appeared, a
+    /// path lies inside another); nothing was written.
+    #[error("{0}; nothing was written")]
     Path(#[from] ChangeError),
-    /// Writing failed part-way; the journal lets the next command finish it.
-    #[error("writing `{path}` failed: {source}")]
+    /// Staging failed, or the first rename did: the temp files were
+    /// removed and nothing was written.
+    #[error("writing `{path}` failed: {source}; nothing was written")]
     Io {
         /// The file.
         path: String,
         /// The error.
-        source: std::io::Error,
+        #[source]
+        source: io::Error,
+    },
+    /// Some files were renamed and then one failed, and finishing at once
+    /// failed too. The journal keeps the apply: the plan's next command
+    /// (`lockstep plan retry`) rolls it forward.
+    #[error("apply stopped after {done} of {total} file(s): {source}; run `lockstep plan retry` on the plan to finish it (the rest is written from the journal)")]
+    Partial {
+        /// Files renamed or deleted before the failure.
+        done: usize,
+        /// Files in the changeset.
+        total: usize,
+        /// Why finishing failed.
+        #[source]
+        source: Box<ApplyError>,
     },
 }
 
-/// Check every change's path and recorded hash against the disk.
-pub fn check(root: &Path, changes: &[ChangeRecord]) -> Result<(), ApplyError> {
-    let mut drift = Vec::new();
-    for c in changes {
-        validate_path(root, &c.path)?;
-        let found = file_hash(&root.join(&c.path)).map_err(|source| ApplyError::Io {
-            path: c.path.clone(),
+impl ApplyError {
+    fn io(path: &str, source: io::Error) -> Self {
+        ApplyError::Io {
+            path: shown(path),
             source,
-        })?;
+        }
+    }
+}
+
+/// Fault injection read from the environment (tests only set these).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Faults {
+    stop_after: Option<usize>,
+    delay_ms: Option<u64>,
+    fail_stage: Option<usize>,
+    fail_commit: Option<usize>,
+}
+
+impl Faults {
+    fn from_env() -> Self {
+        let var = |name| std::env::var(name).ok().and_then(|v| v.parse().ok());
+        Faults {
+            stop_after: var(FAULT_STOP_AFTER_ENV),
+            delay_ms: std::env::var(FAULT_DELAY_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok()),
+            fail_stage: var(FAULT_FAIL_STAGE_ENV),
+            fail_commit: var(FAULT_FAIL_COMMIT_ENV),
+        }
+    }
+
+    fn injected(what: &str, k: usize) -> io::Error {
+        io::Error::other(format!("injected fault: {what} of file {k} failed"))
+    }
+}
+
+/// Directory handles by project-relative path, opened without following
+/// symlinks and kept for a while so that many files in one directory
+/// cost one walk.
+struct Dirs<'t> {
+    tree: &'t ProjectTree,
+    open: HashMap<String, Dir>,
+}
+
+impl<'t> Dirs<'t> {
+    fn new(tree: &'t ProjectTree) -> Self {
+        Dirs {
+            tree,
+            open: HashMap::new(),
+        }
+    }
+
+    /// The handle of `dirs` (on the way to `rel`); created if missing and
+    /// `created` is given; `None` if missing otherwise.
+    fn get(
+        &mut self,
+        dirs: &str,
+        rel: &str,
+        created: Option<&mut Created>,
+    ) -> Result<Option<&Dir>, TreeError> {
+        if !self.open.contains_key(dirs) {
+            let Some(dir) = self.tree.walk(dirs, rel, created)? else {
+                return Ok(None);
+            };
+            if self.open.len() >= OPEN_DIRS {
+                self.open.clear();
+            }
+            self.open.insert(dirs.to_string(), dir);
+        }
+        Ok(self.open.get(dirs))
+    }
+}
+
+/// What commit does for one entry.
+#[derive(Debug)]
+enum Step {
+    /// Rename the temp file `temp` over the target.
+    Rename { temp: String },
+    /// Unlink the target.
+    Delete,
+    /// The target already holds its new contents (roll-forward).
+    Skip,
+}
+
+/// Every change of a changeset validated and staged, ready to [`commit`].
+/// Dropped without committing, it removes its temp files and the
+/// directories it created.
+#[derive(Debug)]
+pub struct Staged {
+    tree: Arc<ProjectTree>,
+    /// (normalised path, what to do) in changeset order.
+    steps: Vec<(String, Step)>,
+    created: Created,
+    /// How many steps were carried out.
+    done: usize,
+    /// How many of them changed the project (renames, unlinks).
+    changed: usize,
+    faults: Faults,
+}
+
+impl Staged {
+    /// Remove the temp files not yet renamed and, if nothing was changed,
+    /// the directories staging created (innermost first, only if empty).
+    pub fn discard(mut self) {
+        self.clean_up();
+    }
+
+    fn clean_up(&mut self) {
+        let mut dirs = Dirs::new(&self.tree);
+        for (path, step) in self.steps.iter().skip(self.done) {
+            if let Step::Rename { temp } = step {
+                if let Ok(Some(dir)) = dirs.get(split(path).0, path, None) {
+                    let _ = dir.remove_file(temp);
+                }
+            }
+        }
+        self.steps.clear();
+        if self.changed == 0 {
+            for created in self.created.dirs.drain(..).rev() {
+                if let Ok(Some((dir, name))) = self.tree.parent(&created, None) {
+                    let _ = dir.remove_dir(name);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        self.clean_up();
+    }
+}
+
+/// The changeset's paths, normalised, with no path inside another.
+fn validate_all(changes: &[ChangeRecord]) -> Result<Vec<String>, ChangeError> {
+    let paths = changes
+        .iter()
+        .map(|c| validate_path(&c.path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let set: HashSet<&str> = paths.iter().map(String::as_str).collect();
+    for path in &paths {
+        for (i, _) in path.match_indices('/') {
+            if set.contains(&path[..i]) {
+                return Err(ChangeError::Nested {
+                    path: shown(path),
+                    other: shown(&path[..i]),
+                });
+            }
+        }
+    }
+    Ok(paths)
+}
+
+/// Largest file read to compare contents: no recorded original and no new
+/// file can be larger.
+fn read_cap(limits: &ChangeLimits) -> u64 {
+    limits.max_original_bytes.max(limits.max_file_bytes)
+}
+
+/// Check every change's path and recorded hash against the disk; nothing
+/// is written.
+pub fn check(
+    tree: &ProjectTree,
+    changes: &[ChangeRecord],
+    limits: &ChangeLimits,
+) -> Result<(), ApplyError> {
+    let paths = validate_all(changes)?;
+    let mut drift = Vec::new();
+    for (c, path) in changes.iter().zip(&paths) {
+        let found = tree
+            .read_file(path, limits.max_original_bytes)
+            .map_err(|e| tree_error(path, e))?
+            .map(|bytes| content_hash(&bytes));
         if found != c.base_hash {
             drift.push(Drift {
-                path: c.path.clone(),
+                path: path.clone(),
                 expected: c.base_hash.clone(),
                 found,
             });
@@ -72,150 +287,270 @@ pub fn check(root: &Path, changes: &[ChangeRecord]) -> Result<(), ApplyError> {
     }
 }
 
-/// Write every change. Files that already hold their new contents are
-/// skipped, so this both applies and rolls forward.
-pub fn write_all(root: &Path, changes: &[ChangeRecord]) -> Result<usize, ApplyError> {
-    let stop_after: Option<usize> = std::env::var(FAULT_STOP_AFTER_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok());
-    let delay: Option<u64> = std::env::var(FAULT_DELAY_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok());
+/// Validate the whole changeset, check it for drift, and stage every new
+/// file; nothing in the project is replaced yet.
+pub fn prepare(
+    tree: Arc<ProjectTree>,
+    changes: &[ChangeRecord],
+    limits: &ChangeLimits,
+) -> Result<Staged, ApplyError> {
+    prepare_with(tree, changes, limits, Faults::from_env())
+}
+
+pub(crate) fn prepare_with(
+    tree: Arc<ProjectTree>,
+    changes: &[ChangeRecord],
+    limits: &ChangeLimits,
+    faults: Faults,
+) -> Result<Staged, ApplyError> {
+    check(&tree, changes, limits)?;
+    stage(tree, changes, |_| Ok(false), faults)
+}
+
+/// Stage `changes` (validated): a temp file for every write that
+/// `already_done` does not skip.
+fn stage(
+    tree: Arc<ProjectTree>,
+    changes: &[ChangeRecord],
+    mut already_done: impl FnMut(&str) -> Result<bool, ApplyError>,
+    faults: Faults,
+) -> Result<Staged, ApplyError> {
+    let paths = validate_all(changes)?;
+    let mut staged = Staged {
+        tree: tree.clone(),
+        steps: Vec::with_capacity(changes.len()),
+        created: Created::default(),
+        done: 0,
+        changed: 0,
+        faults,
+    };
+    remove_stale_temps(&tree, &paths);
+    let mut dirs = Dirs::new(&tree);
+    for (k, (c, path)) in changes.iter().zip(paths).enumerate() {
+        let step = match c.kind {
+            ChangeKind::Delete => Step::Delete,
+            ChangeKind::Write if already_done(&path)? => Step::Skip,
+            ChangeKind::Write => {
+                if faults.fail_stage == Some(k + 1) {
+                    return Err(ApplyError::io(&path, Faults::injected("staging", k + 1)));
+                }
+                let (parent, name) = split(&path);
+                let dir = dirs
+                    .get(parent, &path, Some(&mut staged.created))
+                    .map_err(|e| tree_error(&path, e))?
+                    .ok_or_else(|| ApplyError::io(&path, io::ErrorKind::NotFound.into()))?;
+                let contents = c.contents.as_deref().unwrap_or_default();
+                let temp = write_temp(dir, name, contents).map_err(|e| ApplyError::io(&path, e))?;
+                Step::Rename { temp }
+            }
+        };
+        staged.steps.push((path, step));
+    }
+    Ok(staged)
+}
+
+/// Write `contents` to a new temp file in `dir` (beside `name`, whose
+/// permissions it takes) and fsync it; returns the temp file's name. The
+/// name is random and the file is created `O_EXCL | O_NOFOLLOW`, so
+/// nothing planted in the tree can stand in for it.
+fn write_temp(dir: &Dir, name: &str, contents: &[u8]) -> io::Result<String> {
+    let mut options = OpenOptions::new();
+    options
+        .write(true)
+        .create_new(true)
+        .follow(FollowSymlinks::No);
+    let (temp, file) = loop {
+        let temp = format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>());
+        match dir.open_with(&temp, &options) {
+            Ok(file) => break (temp, file),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    let written = (|| {
+        let mut file = file;
+        file.write_all(contents)?;
+        if let Some(meta) = lstat(dir, name)? {
+            if meta.is_file() {
+                // Keep the permissions (e.g. the executable bit) of the file replaced.
+                file.set_permissions(meta.permissions())?;
+            }
+        }
+        file.sync_all()
+    })();
+    match written {
+        Ok(()) => Ok(temp),
+        Err(e) => {
+            let _ = dir.remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+/// Remove temp files an earlier, interrupted apply left in the directories
+/// of `paths` (never a path of the changeset itself).
+fn remove_stale_temps(tree: &ProjectTree, paths: &[String]) {
+    let targets: HashSet<&str> = paths.iter().map(String::as_str).collect();
+    let parents: BTreeSet<&str> = paths.iter().map(|p| split(p).0).collect();
+    for parent in parents {
+        let Ok(Some(dir)) = tree.open_dir(parent) else {
+            continue;
+        };
+        let Ok(entries) = dir.entries() else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let is_temp = name.len() == TEMP_PREFIX.len() + 16
+                && name
+                    .strip_prefix(TEMP_PREFIX)
+                    .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()));
+            let path = if parent.is_empty() {
+                name.clone()
+            } else {
+                format!("{parent}/{name}")
+            };
+            if is_temp && !targets.contains(path.as_str()) {
+                // `unlinkat`: removes a symlink itself, never its target.
+                let _ = dir.remove_file(&name);
+            }
+        }
+    }
+}
+
+/// Carry out `staged`: rename every temp file over its target and unlink
+/// every deleted file, then fsync the directories. If a step fails after
+/// the first rename, the rest is rolled forward at once from `changes`.
+/// Returns how many files were written or deleted.
+pub fn commit(
+    mut staged: Staged,
+    changes: &[ChangeRecord],
+    limits: &ChangeLimits,
+) -> Result<usize, ApplyError> {
+    let total = staged.steps.len();
+    match carry_out(&mut staged) {
+        Ok(written) => Ok(written),
+        Err(e) if staged.changed == 0 => Err(e),
+        Err(e) => {
+            let done = staged.changed;
+            let tree = staged.tree.clone();
+            drop(staged);
+            tracing::warn!("apply stopped after {done} of {total} file(s) ({e}); rolling forward");
+            roll_forward(&tree, changes, limits)
+                .map(|rest| done + rest)
+                .map_err(|source| ApplyError::Partial {
+                    done,
+                    total,
+                    source: Box::new(source),
+                })
+        }
+    }
+}
+
+fn carry_out(staged: &mut Staged) -> Result<usize, ApplyError> {
+    let faults = staged.faults;
+    let tree = staged.tree.clone();
+    let mut dirs = Dirs::new(&tree);
+    let mut touched: BTreeSet<String> = staged
+        .created
+        .dirs
+        .iter()
+        .map(|d| split(d).0.to_string())
+        .collect();
     let mut written = 0;
-    for c in changes {
-        if let Some(ms) = delay {
+    for (k, (path, step)) in staged.steps.iter().enumerate() {
+        if matches!(step, Step::Skip) {
+            staged.done = k + 1;
+            continue;
+        }
+        if let Some(ms) = faults.delay_ms {
             std::thread::sleep(std::time::Duration::from_millis(ms));
         }
-        let target = root.join(&c.path);
-        let io = |source| ApplyError::Io {
-            path: c.path.clone(),
-            source,
-        };
-        match c.kind {
-            ChangeKind::Write => {
-                let contents = c.contents.as_deref().unwrap_or_default();
-                let current = file_hash(&target).map_err(io)?;
-                if current.as_deref() == Some(content_hash(contents).as_str()) {
-                    cleanup_temp(&target);
+        let (parent, name) = split(path);
+        let dir = dirs
+            .get(parent, path, None)
+            .map_err(|e| tree_error(path, e))?;
+        match (step, dir) {
+            (Step::Rename { temp }, Some(dir)) => {
+                if faults.fail_commit == Some(k + 1) {
+                    return Err(ApplyError::io(path, Faults::injected("renaming", k + 1)));
+                }
+                dir.rename(temp, dir, name)
+                    .map_err(|e| ApplyError::io(path, e))?;
+            }
+            (Step::Rename { .. }, None) => {
+                return Err(ApplyError::io(path, io::ErrorKind::NotFound.into()));
+            }
+            (Step::Delete, Some(dir)) => match dir.remove_file(name) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    staged.done = k + 1;
                     continue;
                 }
-                write_atomic(&target, contents).map_err(io)?;
-            }
-            ChangeKind::Delete => match std::fs::remove_file(&target) {
-                Ok(()) => sync_parent(&target).map_err(io)?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io(e)),
+                Err(e) => return Err(ApplyError::io(path, e)),
             },
+            (Step::Delete, None) | (Step::Skip, _) => {
+                staged.done = k + 1;
+                continue;
+            }
         }
+        staged.done = k + 1;
+        staged.changed += 1;
+        touched.insert(parent.to_string());
         written += 1;
-        if stop_after == Some(written) {
+        if faults.stop_after == Some(written) {
             eprintln!("{FAULT_STOP_AFTER_ENV}: stopping after {written} file(s)");
             std::process::abort();
+        }
+    }
+    for parent in &touched {
+        if let Some(dir) = dirs.get(parent, parent, None).ok().flatten() {
+            sync_dir(dir).map_err(|e| ApplyError::io(parent, e))?;
         }
     }
     Ok(written)
 }
 
-/// Finish an interrupted apply: same as [`write_all`], which skips what is
-/// already done.
-pub fn roll_forward(root: &Path, changes: &[ChangeRecord]) -> Result<usize, ApplyError> {
-    write_all(root, changes)
+/// Finish an interrupted apply: validate every path again (they come back
+/// from the database), skip the files that already hold their new
+/// contents, and write and delete the rest without following any symlink.
+/// Idempotent. Returns how many files were written or deleted.
+pub fn roll_forward(
+    tree: &Arc<ProjectTree>,
+    changes: &[ChangeRecord],
+    limits: &ChangeLimits,
+) -> Result<usize, ApplyError> {
+    roll_forward_with(tree, changes, limits, Faults::from_env())
 }
 
-fn temp_path(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    target.with_file_name(format!(".{name}.lockstep-tmp"))
-}
-
-fn cleanup_temp(target: &Path) {
-    let _ = std::fs::remove_file(temp_path(target));
-}
-
-fn write_atomic(target: &Path, contents: &[u8]) -> std::io::Result<()> {
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let tmp = temp_path(target);
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(contents)?;
-    if let Ok(meta) = std::fs::metadata(target) {
-        // Keep the permissions (e.g. the executable bit) of the file replaced.
-        let _ = file.set_permissions(meta.permissions());
-    }
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, target)?;
-    sync_parent(target)
-}
-
-fn sync_parent(target: &Path) -> std::io::Result<()> {
-    if let Some(parent) = target.parent() {
-        std::fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(())
+pub(crate) fn roll_forward_with(
+    tree: &Arc<ProjectTree>,
+    changes: &[ChangeRecord],
+    limits: &ChangeLimits,
+    faults: Faults,
+) -> Result<usize, ApplyError> {
+    let cap = read_cap(limits);
+    let new_hash: HashMap<&str, Option<&str>> = changes
+        .iter()
+        .map(|c| (c.path.as_str(), c.new_hash.as_deref()))
+        .collect();
+    let mut staged = stage(
+        tree.clone(),
+        changes,
+        |path| match tree.read_file(path, cap) {
+            Ok(Some(bytes)) => {
+                let expected = new_hash.get(path).copied().flatten();
+                Ok(expected == Some(content_hash(&bytes).as_str()))
+            }
+            Ok(None) | Err(TreeError::TooLarge { .. }) => Ok(false),
+            Err(e) => Err(tree_error(path, e).into()),
+        },
+        faults,
+    )?;
+    carry_out(&mut staged)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(root: &Path, path: &str, contents: Option<&str>) -> ChangeRecord {
-        ChangeRecord {
-            path: path.into(),
-            kind: if contents.is_some() {
-                ChangeKind::Write
-            } else {
-                ChangeKind::Delete
-            },
-            contents: contents.map(|c| c.as_bytes().to_vec()),
-            base_contents: None,
-            base_hash: file_hash(&root.join(path)).unwrap(),
-            new_hash: contents.map(|c| content_hash(c.as_bytes())),
-        }
-    }
-
-    #[test]
-    fn drift_is_detected_and_nothing_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(dir.path()).unwrap();
-        std::fs::write(root.join("a"), "a").unwrap();
-        let changes = vec![
-            record(&root, "a", Some("A")),
-            record(&root, "new/b", Some("B")),
-        ];
-        std::fs::write(root.join("a"), "edited").unwrap();
-        match check(&root, &changes) {
-            Err(ApplyError::Drift(d)) => {
-                assert_eq!(d.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(), ["a"])
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(std::fs::read_to_string(root.join("a")).unwrap(), "edited");
-        assert!(!root.join("new").exists());
-    }
-
-    #[test]
-    fn writes_deletes_and_rolls_forward_idempotently() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(dir.path()).unwrap();
-        std::fs::write(root.join("a"), "a").unwrap();
-        std::fs::write(root.join("gone"), "x").unwrap();
-        let changes = vec![
-            record(&root, "a", Some("A")),
-            record(&root, "d/b", Some("B")),
-            record(&root, "gone", None),
-        ];
-        check(&root, &changes).unwrap();
-        // Simulate a crash after the first file: write only it.
-        write_all(&root, &changes[..1]).unwrap();
-        assert_eq!(roll_forward(&root, &changes).unwrap(), 2);
-        assert_eq!(std::fs::read_to_string(root.join("a")).unwrap(), "A");
-        assert_eq!(std::fs::read_to_string(root.join("d/b")).unwrap(), "B");
-        assert!(!root.join("gone").exists());
-        assert_eq!(roll_forward(&root, &changes).unwrap(), 0);
-        assert!(!root.join(".a.lockstep-tmp").exists());
-    }
-}
+mod tests;

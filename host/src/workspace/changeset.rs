@@ -1,11 +1,19 @@
 //! Building and validating a changeset from the executor's step outcomes.
+//!
+//! Every path is normalised ([`normalize`]), checked on disk through the
+//! project's directory handles ([`ProjectTree`]: no symlink, every parent a
+//! directory, the target a regular file or absent, its original under
+//! [`ChangeLimits::max_original_bytes`]), checked against the other paths
+//! of the changeset (no two spellings of one name, no path that is both a
+//! file and a directory), and only then recorded with the hash its target
+//! had when first seen.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::path::{normalize, resolve_in_root, shown, spelling_key, PathError};
+use super::path::{normalize, shown, spelling_key, PathError};
+use super::tree::{ProjectTree, TreeError};
 use crate::lifecycle::FileChange;
 use crate::store::{ChangeKind, ChangeRecord};
 
@@ -15,24 +23,13 @@ pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 256 * 1024 * 1024;
 /// Most entries a changeset may have, by default.
 pub const DEFAULT_MAX_CHANGES: usize = 50_000;
+/// Largest original (a target's contents on disk before the change) the
+/// host reads, hashes and keeps for the diff, by default (bytes).
+pub const DEFAULT_MAX_ORIGINAL_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Hex SHA-256 of `bytes`.
 pub fn content_hash(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-/// Hash of the file at `path` now, `None` if it does not exist.
-pub fn file_hash(path: &Path) -> std::io::Result<Option<String>> {
-    Ok(read_if_exists(path)?.map(|bytes| content_hash(&bytes)))
-}
-
-/// The file's contents, `None` if it does not exist.
-pub fn read_if_exists(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// A change the host refuses to store.
@@ -80,6 +77,44 @@ pub enum ChangeError {
         /// The spelling already in the changeset or on disk (escaped).
         other: String,
     },
+    /// The target on disk is not a regular file (a directory, a FIFO, a
+    /// device, a socket).
+    #[error("change to `{path}` refused: it is {found} on disk, not a regular file; lockstep writes and deletes only regular files")]
+    NotAFile {
+        /// The path (escaped).
+        path: String,
+        /// What is there.
+        found: &'static str,
+    },
+    /// A directory on the way to the target is something else on disk.
+    #[error("change to `{path}` refused: `{parent}` is {found} on disk, not a directory")]
+    ParentNotADirectory {
+        /// The path (escaped).
+        path: String,
+        /// The component in the way (escaped).
+        parent: String,
+        /// What is there.
+        found: &'static str,
+    },
+    /// The target's current contents are over the cap on originals.
+    #[error("change to `{path}` refused: the file on disk is {size} bytes, over the cap of {limit} bytes on originals the host reads and keeps for the diff (`max_original_bytes`); change that file by hand or leave it out of the plan")]
+    OriginalTooLarge {
+        /// The path (escaped).
+        path: String,
+        /// Its size on disk.
+        size: u64,
+        /// The cap.
+        limit: u64,
+    },
+    /// Two paths of the changeset where one is a directory of the other
+    /// (`a` and `a/b`): one name cannot be a file and a directory at once.
+    #[error("change to `{path}` refused: the changeset also changes `{other}`, and one of the two lies inside the other, so one name would have to be both a file and a directory; change them in separate plans")]
+    Nested {
+        /// The path refused (escaped).
+        path: String,
+        /// The path already in the changeset (escaped).
+        other: String,
+    },
     /// The target cannot be read to record its hash.
     #[error("cannot read `{path}` to record its hash: {message}")]
     Io {
@@ -99,6 +134,9 @@ pub struct ChangeLimits {
     pub max_total_bytes: u64,
     /// Entry cap.
     pub max_changes: usize,
+    /// Cap on each original the host reads (bytes): the target's contents
+    /// before the change, read at Execute and again by the drift check.
+    pub max_original_bytes: u64,
 }
 
 impl Default for ChangeLimits {
@@ -107,6 +145,7 @@ impl Default for ChangeLimits {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
             max_changes: DEFAULT_MAX_CHANGES,
+            max_original_bytes: DEFAULT_MAX_ORIGINAL_BYTES,
         }
     }
 }
@@ -120,9 +159,14 @@ impl Default for ChangeLimits {
 /// of the changeset and a name already on disk, whose [`spelling_key`]s
 /// are equal while the paths are not. Spellings that both exist already
 /// are left alone: the changeset does not create that collision.
+///
+/// It also refuses a path that is a directory of another path in the
+/// changeset (`a` and `a/b`, see [`ChangeError::Nested`]), and any target
+/// that is not a regular file on disk, lies beyond a symlink or a file, or
+/// whose original is over [`ChangeLimits::max_original_bytes`].
 #[derive(Debug)]
 pub struct ChangesetBuilder<'a> {
-    root: &'a Path,
+    tree: &'a ProjectTree,
     limits: ChangeLimits,
     entries: Vec<ChangeRecord>,
     index: HashMap<String, usize>,
@@ -133,20 +177,58 @@ pub struct ChangesetBuilder<'a> {
     /// Per directory (project-relative, "" for the root): spelling key of
     /// each entry on disk → its name.
     listings: HashMap<String, HashMap<String, String>>,
+    /// Every directory on the way to a path of the changeset → one such
+    /// path (to name it when another path wants that name for a file).
+    parents: HashMap<String, String>,
 }
 
 impl<'a> ChangesetBuilder<'a> {
-    /// A builder for the project at canonical `root`.
-    pub fn new(root: &'a Path, limits: ChangeLimits) -> Self {
+    /// A builder for the project opened as `tree`.
+    pub fn new(tree: &'a ProjectTree, limits: ChangeLimits) -> Self {
         ChangesetBuilder {
-            root,
+            tree,
             limits,
             entries: Vec::new(),
             index: HashMap::new(),
             total: 0,
             spellings: HashMap::new(),
             listings: HashMap::new(),
+            parents: HashMap::new(),
         }
+    }
+
+    /// Whether `name` exists on disk (not followed). Errors count as
+    /// absent here: the target's own check reports them.
+    fn exists(&self, rel: &str) -> bool {
+        matches!(self.tree.entry(rel), Ok(Some(_)))
+    }
+
+    /// Refuse `rel` (a new entry) if a directory on its way is a path of
+    /// the changeset, or if it is a directory on the way of one.
+    fn check_nesting(&mut self, rel: &str) -> Result<(), ChangeError> {
+        if let Some(child) = self.parents.get(rel) {
+            return Err(ChangeError::Nested {
+                path: shown(rel),
+                other: shown(child),
+            });
+        }
+        let mut parents = Vec::new();
+        for (i, _) in rel.match_indices('/') {
+            let parent = &rel[..i];
+            if self.index.contains_key(parent) {
+                return Err(ChangeError::Nested {
+                    path: shown(rel),
+                    other: shown(parent),
+                });
+            }
+            parents.push(parent);
+        }
+        for parent in parents {
+            self.parents
+                .entry(parent.to_string())
+                .or_insert_with(|| rel.to_string());
+        }
+        Ok(())
     }
 
     /// Refuse `rel` (a new entry) if it, or one of its parent directories,
@@ -167,7 +249,7 @@ impl<'a> ChangesetBuilder<'a> {
                     on_disk = *exists;
                     continue;
                 }
-                if !(*exists && self.root.join(&prefix).symlink_metadata().is_ok()) {
+                if !(*exists && self.exists(&prefix)) {
                     return Err(ChangeError::Collision {
                         path: shown(&prefix),
                         other: shown(spelling),
@@ -176,7 +258,7 @@ impl<'a> ChangesetBuilder<'a> {
                 on_disk = true;
                 continue;
             }
-            let exists = on_disk && self.root.join(&prefix).symlink_metadata().is_ok();
+            let exists = on_disk && self.exists(&prefix);
             if on_disk && !exists {
                 let parent = prefix[..parent_len].to_string();
                 if let Some(name) = self.listing(&parent).get(&spelling_key(component)) {
@@ -200,9 +282,12 @@ impl<'a> ChangesetBuilder<'a> {
     /// The names in directory `dir` on disk by spelling key (empty if it
     /// cannot be read), read once per changeset.
     fn listing(&mut self, dir: &str) -> &HashMap<String, String> {
-        let root = self.root;
+        let tree = self.tree;
         self.listings.entry(dir.to_string()).or_insert_with(|| {
-            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            let Ok(Some(handle)) = tree.open_dir(dir) else {
+                return HashMap::new();
+            };
+            let Ok(entries) = handle.entries() else {
                 return HashMap::new();
             };
             entries
@@ -218,7 +303,7 @@ impl<'a> ChangesetBuilder<'a> {
     pub fn add(&mut self, changes: Vec<FileChange>) -> Result<Vec<FileChange>, ChangeError> {
         let mut normalised = Vec::with_capacity(changes.len());
         for change in changes {
-            let rel = validate_path(self.root, change.path())?;
+            let rel = validate_path(change.path())?;
             let (kind, contents) = match change {
                 FileChange::Write { contents, .. } => {
                     let size = contents.len() as u64;
@@ -260,12 +345,12 @@ impl<'a> ChangesetBuilder<'a> {
                             limit: self.limits.max_changes,
                         });
                     }
+                    let base_contents = self
+                        .tree
+                        .read_file(&rel, self.limits.max_original_bytes)
+                        .map_err(|e| tree_error(&rel, e))?;
                     self.check_spelling(&rel)?;
-                    let abs = self.root.join(&rel);
-                    let base_contents = read_if_exists(&abs).map_err(|e| ChangeError::Io {
-                        path: rel.clone(),
-                        message: e.to_string(),
-                    })?;
+                    self.check_nesting(&rel)?;
                     let base_hash = base_contents.as_deref().map(content_hash);
                     self.index.insert(rel.clone(), self.entries.len());
                     self.entries.push(ChangeRecord {
@@ -292,23 +377,47 @@ impl<'a> ChangesetBuilder<'a> {
     }
 }
 
-/// Normalise `path` and check it stays in the project on the real
-/// filesystem (no symlink out). Returns the normalised relative path.
-pub fn validate_path(root: &Path, path: &str) -> Result<String, ChangeError> {
-    let rel = normalize(path).map_err(|reason| ChangeError::Path {
+/// Normalise `path` by the path rules ([`normalize`]). Returns the
+/// normalised relative path; what it names on disk is checked by
+/// [`ProjectTree`] when it is read or written.
+pub fn validate_path(path: &str) -> Result<String, ChangeError> {
+    normalize(path).map_err(|reason| ChangeError::Path {
         path: shown(path),
         reason,
-    })?;
-    resolve_in_root(root, &rel).map_err(|reason| ChangeError::Path {
-        path: shown(&rel),
-        reason,
-    })?;
-    Ok(rel)
+    })
+}
+
+/// The change to `rel` refused for what the tree found on disk.
+pub(crate) fn tree_error(rel: &str, e: TreeError) -> ChangeError {
+    match e {
+        TreeError::Path(reason) => ChangeError::Path {
+            path: shown(rel),
+            reason,
+        },
+        TreeError::NotAFile { path, found } => ChangeError::NotAFile { path, found },
+        TreeError::NotADirectory {
+            path,
+            parent,
+            found,
+        } => ChangeError::ParentNotADirectory {
+            path,
+            parent,
+            found,
+        },
+        TreeError::TooLarge { path, size, limit } => {
+            ChangeError::OriginalTooLarge { path, size, limit }
+        }
+        TreeError::Io { path, source } => ChangeError::Io {
+            path,
+            message: source.to_string(),
+        },
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn write(path: &str, contents: &str) -> FileChange {
         FileChange::Write {
@@ -322,7 +431,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(dir.path()).unwrap();
         std::fs::write(root.join("a.txt"), "old").unwrap();
-        let mut b = ChangesetBuilder::new(&root, ChangeLimits::default());
+        let tree = ProjectTree::open(&root).unwrap();
+        let mut b = ChangesetBuilder::new(&tree, ChangeLimits::default());
         b.add(vec![write("a.txt", "one"), write("./b.txt", "b")])
             .unwrap();
         std::fs::write(root.join("a.txt"), "changed meanwhile").unwrap();
@@ -350,8 +460,10 @@ mod tests {
             max_file_bytes: 4,
             max_total_bytes: 6,
             max_changes: 2,
+            max_original_bytes: 4,
         };
-        let err = |c: Vec<FileChange>| ChangesetBuilder::new(&root, limits).add(c).unwrap_err();
+        let tree = ProjectTree::open(&root).unwrap();
+        let err = |c: Vec<FileChange>| ChangesetBuilder::new(&tree, limits).add(c).unwrap_err();
         assert!(matches!(
             err(vec![write("../x", "")]),
             ChangeError::Path {
@@ -416,7 +528,8 @@ mod tests {
         }
         std::fs::write(root.join("README.md"), "readme").unwrap();
         std::fs::create_dir(root.join("src")).unwrap();
-        let add = |c: Vec<FileChange>| ChangesetBuilder::new(&root, ChangeLimits::default()).add(c);
+        let tree = ProjectTree::open(&root).unwrap();
+        let add = |c: Vec<FileChange>| ChangesetBuilder::new(&tree, ChangeLimits::default()).add(c);
         let collision = |c: Vec<FileChange>| match add(c) {
             Err(ChangeError::Collision { path, other }) => (path, other),
             other => panic!("expected a collision, got {other:?}"),
@@ -475,7 +588,8 @@ mod tests {
     fn long_and_nul_paths_are_refused_with_short_messages() {
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(dir.path()).unwrap();
-        let mut b = ChangesetBuilder::new(&root, ChangeLimits::default());
+        let tree = ProjectTree::open(&root).unwrap();
+        let mut b = ChangesetBuilder::new(&tree, ChangeLimits::default());
         let err = b.add(vec![write(&"n".repeat(5000), "")]).unwrap_err();
         assert!(matches!(
             err,
@@ -497,7 +611,8 @@ mod tests {
         std::fs::create_dir(root.join(".lockstep")).unwrap();
         std::fs::write(root.join(".lockstep/lockstep.db"), "db").unwrap();
         std::os::unix::fs::symlink(".", root.join("self")).unwrap();
-        let mut b = ChangesetBuilder::new(&root, ChangeLimits::default());
+        let tree = ProjectTree::open(&root).unwrap();
+        let mut b = ChangesetBuilder::new(&tree, ChangeLimits::default());
         for path in ["self/.lockstep/lockstep.db", "self/.LockStep/self/config"] {
             assert!(
                 matches!(

@@ -1,13 +1,13 @@
 //! Project-relative path rules shared by reads, changesets and apply.
 //!
 //! A path a plugin names must be relative, use `/` separators, contain no
-//! `..`, no NUL, no backslash, and must not name host-private state
-//! (`.lockstep/`) or the VCS directory (`.git/`). Symlinks are checked
-//! against the real filesystem by [`resolve_in_root`]. [`spelling_key`]
-//! says which names one case-insensitive, normalising filesystem would
-//! take for the same file.
-
-use std::path::{Component, Path, PathBuf};
+//! `..`, no NUL, no backslash, and no component that names host-private
+//! state (`.lockstep`) or a version-control directory (`.git`, `.hg`,
+//! `.svn`, `.jj`), at any depth and in any spelling (see [`is_reserved`]).
+//! Symlinks are refused on the real filesystem by the directory handles of
+//! [`super::tree`], which never follow one. [`spelling_key`] says which
+//! names one case-insensitive, normalising filesystem would take for the
+//! same file.
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -15,8 +15,10 @@ use unicode_normalization::UnicodeNormalization;
 pub const MAX_PATH_LEN: usize = 4096;
 /// Longest accepted single path component, in bytes.
 pub const MAX_COMPONENT_LEN: usize = 255;
-/// Top-level directories no plugin may read or change.
-pub const RESERVED_DIRS: &[&str] = &[".lockstep", ".git"];
+/// Directory names no plugin may read, list or change, at any depth of the
+/// project: the host's own state and every version-control directory
+/// (a vendored `vendor/x/.git/` holds hooks that run on the next commit).
+pub const RESERVED_DIRS: &[&str] = &[".lockstep", ".git", ".hg", ".svn", ".jj"];
 /// Longest rendering of a path in an error message, in characters.
 const SHOWN_PATH_CHARS: usize = 160;
 
@@ -62,11 +64,14 @@ pub enum PathError {
         "path of {0} bytes is too long (max {MAX_PATH_LEN}, {MAX_COMPONENT_LEN} per component)"
     )]
     TooLong(usize),
-    /// Names `.lockstep/` or `.git/`.
-    #[error("`{0}` is inside `{1}/`, which belongs to the host")]
+    /// Has a component reserved for the host or version control
+    /// ([`RESERVED_DIRS`], at any depth, in any spelling).
+    #[error("`{0}` is inside `{1}/`, which belongs to the host or to version control; no plugin may read or change it")]
     Reserved(String, String),
-    /// A symlink on the way leads outside the project.
-    #[error("`{0}` goes through a symlink that leads outside the project")]
+    /// A component is a symlink on disk. Symlinks in a project are never
+    /// followed: one could lead outside the project or into a reserved
+    /// directory.
+    #[error("`{0}` goes through a symlink; lockstep never follows symlinks in a project, so that no read or write can leave it (name the file the link points to instead)")]
     SymlinkEscape(String),
 }
 
@@ -106,61 +111,23 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
     if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
         return Err(PathError::Absolute(shown(path)));
     }
-    if let Some(reserved) = RESERVED_DIRS.iter().find(|r| first.eq_ignore_ascii_case(r)) {
-        return Err(PathError::Reserved(shown(path), (*reserved).to_string()));
+    if let Some(reserved) = parts.iter().find_map(|p| is_reserved(p)) {
+        return Err(PathError::Reserved(shown(path), reserved.to_string()));
     }
     Ok(parts.join("/"))
 }
 
-/// Resolve a normalised relative path under `root` (which must be
-/// canonical), refusing any symlink along the way that leads outside `root`,
-/// and any walk that ends up inside a reserved folder (through a symlink to
-/// the root, say). The final component need not exist.
-pub fn resolve_in_root(root: &Path, rel: &str) -> Result<PathBuf, PathError> {
-    let mut current = root.to_path_buf();
-    for part in rel.split('/') {
-        current.push(part);
-        let exists = match std::fs::symlink_metadata(&current) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                let target = std::fs::canonicalize(&current)
-                    .map_err(|_| PathError::SymlinkEscape(rel.to_string()))?;
-                if !target.starts_with(root) {
-                    return Err(PathError::SymlinkEscape(rel.to_string()));
-                }
-                current = target;
-                true
-            }
-            Ok(_) => true,
-            Err(_) => false,
-        };
-        // Checked at every step, not only at the first component: a symlink
-        // to the root (or to any folder above a reserved one) must not lead
-        // into host-private state.
-        if let Some(reserved) = reserved_dir_of(root, &current) {
-            return Err(PathError::Reserved(rel.to_string(), reserved.to_string()));
-        }
-        if !exists {
-            // Missing from here on: nothing further can be a symlink, and
-            // the top-level folder is already decided.
-            break;
-        }
-    }
-    let mut out = root.to_path_buf();
-    out.push(rel);
-    Ok(out)
-}
-
-/// The reserved top-level folder `path` (under `root`) lies in, if any.
-fn reserved_dir_of(root: &Path, path: &Path) -> Option<&'static str> {
-    let inner = path.strip_prefix(root).ok()?;
-    let Some(Component::Normal(first)) = inner.components().next() else {
+/// The entry of [`RESERVED_DIRS`] that the single path component `name` is
+/// a spelling of, if any: compared after NFC normalisation and case
+/// folding (as [`spelling_key`] does), so `.GIT`, `.Git` and `.LockStep`
+/// are reserved too — on macOS and Windows they are the same directory.
+pub fn is_reserved(name: &str) -> Option<&'static str> {
+    // Cheap filter first: every reserved name starts with a dot and is short.
+    if !name.starts_with('.') || name.len() > 64 {
         return None;
-    };
-    let first = first.to_string_lossy();
-    RESERVED_DIRS
-        .iter()
-        .find(|r| first.eq_ignore_ascii_case(r))
-        .copied()
+    }
+    let key = spelling_key(name);
+    RESERVED_DIRS.iter().find(|r| key == **r).copied()
 }
 
 #[cfg(test)]
@@ -235,45 +202,48 @@ mod tests {
         assert_eq!(normalize(&clean).unwrap(), clean);
     }
 
-    #[cfg(unix)]
     #[test]
-    fn symlinks_out_of_the_root_are_refused() {
-        let outside = tempfile::tempdir().unwrap();
-        let project = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(project.path()).unwrap();
-        std::fs::create_dir(root.join("src")).unwrap();
-        std::os::unix::fs::symlink(outside.path(), root.join("out")).unwrap();
-        std::os::unix::fs::symlink(root.join("src"), root.join("in")).unwrap();
-        assert!(matches!(
-            resolve_in_root(&root, "out/x"),
-            Err(PathError::SymlinkEscape(_))
-        ));
-        assert!(resolve_in_root(&root, "in/x").is_ok());
-        assert!(resolve_in_root(&root, "src/new/file").is_ok());
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn symlinks_to_the_root_do_not_reach_reserved_folders() {
-        let project = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(project.path()).unwrap();
-        std::fs::create_dir(root.join(".lockstep")).unwrap();
-        std::fs::create_dir(root.join("src")).unwrap();
-        std::os::unix::fs::symlink(".", root.join("self")).unwrap();
-        std::os::unix::fs::symlink(".lockstep", root.join("priv")).unwrap();
-        for rel in [
-            "self/.lockstep/lockstep.db",
-            "self/self/.lockstep",
-            "self/.LockStep/self/config",
-            "self/.git/config",
-            "priv/x",
+    fn reserved_names_are_refused_at_every_depth_in_any_case() {
+        for path in [
+            ".git/config",
+            "vendor/x/.git/config",
+            "vendor/x/.git/hooks/pre-commit",
+            "a/.GIT/HEAD",
+            "a/b/.Git",
+            "deep/.lockstep/lockstep.db",
+            "x/.LockStep/y",
+            "sub/.hg/hgrc",
+            "sub/.HG",
+            "old/.svn/entries",
+            "j/.jj/repo/store",
+            "j/.JJ",
+            // U+212A KELVIN SIGN folds to `k`: on a case-insensitive
+            // filesystem this is `.lockstep`.
+            "x/.loc\u{212a}step/db",
+            "./a//.git/./config",
         ] {
             assert!(
-                matches!(resolve_in_root(&root, rel), Err(PathError::Reserved(..))),
-                "{rel}"
+                matches!(normalize(path), Err(PathError::Reserved(..))),
+                "{path:?} was accepted"
             );
         }
-        assert!(resolve_in_root(&root, "self/src/lib.rs").is_ok());
-        assert!(resolve_in_root(&root, "self/new/file").is_ok());
+        assert_eq!(
+            normalize("vendor/x/.git/config").unwrap_err(),
+            PathError::Reserved("vendor/x/.git/config".into(), ".git".into())
+        );
+        // Names that only look alike are ordinary files.
+        for path in [
+            ".gitignore",
+            "a/.github/workflows/ci.yml",
+            "git/config",
+            "x/.git.bak",
+            "x/.lockstep-notes",
+            "x/.hgignore",
+            "x/.jjx",
+        ] {
+            assert_eq!(normalize(path).unwrap(), path);
+        }
+        assert_eq!(is_reserved(".Svn"), Some(".svn"));
+        assert_eq!(is_reserved("svn"), None);
     }
 }

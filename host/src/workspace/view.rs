@@ -1,12 +1,21 @@
 //! The read-only project view that plugins see through the `workspace` import.
+//!
+//! Every read and listing goes through the project's directory handles
+//! ([`ProjectTree`]): no symlink is followed or listed, no component
+//! reserved for the host or version control is read or listed at any
+//! depth, and only regular files are opened, so a FIFO or device in the
+//! project cannot hang or flood a plugin's read.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
+use cap_fs_ext::DirExt;
+use cap_std::fs::Dir;
 use globset::GlobBuilder;
 
-use super::path::{normalize, resolve_in_root, PathError, RESERVED_DIRS};
+use super::path::{is_reserved, normalize, PathError, MAX_PATH_LEN};
+use super::tree::{kind_name, ProjectTree, TreeError};
 use crate::lifecycle::FileChange;
 
 /// Largest file a plugin may read in one call (bytes), by default.
@@ -60,7 +69,7 @@ pub struct EntryInfo {
 /// changes of earlier steps (`None` = deleted).
 #[derive(Debug, Clone)]
 pub struct ProjectView {
-    root: PathBuf,
+    tree: Arc<ProjectTree>,
     overlay: BTreeMap<String, Option<Arc<Vec<u8>>>>,
     read_cap: u64,
     list_cap: usize,
@@ -69,12 +78,17 @@ pub struct ProjectView {
 impl ProjectView {
     /// A view of `root` (canonicalised) with the default caps.
     pub fn new(root: &Path) -> std::io::Result<Self> {
-        Ok(Self {
-            root: std::fs::canonicalize(root)?,
+        Ok(Self::of_tree(Arc::new(ProjectTree::open(root)?)))
+    }
+
+    /// A view of the project opened as `tree`, with the default caps.
+    pub fn of_tree(tree: Arc<ProjectTree>) -> Self {
+        Self {
+            tree,
             overlay: BTreeMap::new(),
             read_cap: DEFAULT_READ_CAP,
             list_cap: DEFAULT_LIST_CAP,
-        })
+        }
     }
 
     /// Set the read cap in bytes.
@@ -85,7 +99,12 @@ impl ProjectView {
 
     /// The canonical project root.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.tree.root()
+    }
+
+    /// The project's directory handles.
+    pub fn tree(&self) -> &Arc<ProjectTree> {
+        &self.tree
     }
 
     /// The read cap in bytes.
@@ -108,15 +127,9 @@ impl ProjectView {
         }
     }
 
-    fn resolve(&self, path: &str) -> Result<(String, PathBuf), FsError> {
-        let rel = normalize(path)?;
-        let abs = resolve_in_root(&self.root, &rel)?;
-        Ok((rel, abs))
-    }
-
     /// Read a whole file, refusing files over the cap.
     pub fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
-        let (rel, abs) = self.resolve(path)?;
+        let rel = normalize(path)?;
         if let Some(entry) = self.overlay.get(&rel) {
             return match entry {
                 Some(bytes) if bytes.len() as u64 > self.read_cap => {
@@ -126,23 +139,17 @@ impl ProjectView {
                 None => Err(FsError::NotFound(rel)),
             };
         }
-        let meta = std::fs::metadata(&abs).map_err(|e| io_error(&rel, e))?;
-        if meta.is_dir() {
-            return Err(FsError::Invalid(format!("`{rel}` is a directory")));
+        match self.tree.read_file(&rel, self.read_cap) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(FsError::NotFound(rel)),
+            Err(TreeError::TooLarge { .. }) => Err(FsError::TooLarge(self.read_cap)),
+            Err(e) => Err(fs_error(&rel, e)),
         }
-        if meta.len() > self.read_cap {
-            return Err(FsError::TooLarge(self.read_cap));
-        }
-        let bytes = std::fs::read(&abs).map_err(|e| io_error(&rel, e))?;
-        if bytes.len() as u64 > self.read_cap {
-            return Err(FsError::TooLarge(self.read_cap));
-        }
-        Ok(bytes)
     }
 
     /// Metadata of a file or directory.
     pub fn metadata(&self, path: &str) -> Result<EntryInfo, FsError> {
-        let (rel, abs) = self.resolve(path)?;
+        let rel = normalize(path)?;
         if let Some(entry) = self.overlay.get(&rel) {
             return match entry {
                 Some(bytes) => Ok(EntryInfo {
@@ -153,7 +160,21 @@ impl ProjectView {
                 None => Err(FsError::NotFound(rel)),
             };
         }
-        let meta = std::fs::metadata(&abs).map_err(|e| io_error(&rel, e))?;
+        let meta = match self.tree.entry(&rel) {
+            Ok(Some(meta)) => meta,
+            Ok(None) => return Err(FsError::NotFound(rel)),
+            Err(e) => return Err(fs_error(&rel, e)),
+        };
+        let file_type = meta.file_type();
+        if file_type.is_symlink() {
+            return Err(PathError::SymlinkEscape(rel).into());
+        }
+        if !file_type.is_dir() && !file_type.is_file() {
+            return Err(FsError::Invalid(format!(
+                "`{rel}` is {}, not a regular file",
+                kind_name(file_type)
+            )));
+        }
         Ok(EntryInfo {
             path: rel,
             is_dir: meta.is_dir(),
@@ -185,7 +206,12 @@ impl ProjectView {
             Box::new(move |p: &str| glob.is_match(p))
         };
         let mut out = std::collections::BTreeSet::new();
-        self.walk(&self.root, "", &*matcher, &mut out)?;
+        let root = self
+            .tree
+            .open_dir("")
+            .map_err(|e| fs_error("", e))?
+            .ok_or_else(|| FsError::NotFound(".".into()))?;
+        self.walk(&root, "", &*matcher, &mut out)?;
         for (path, entry) in &self.overlay {
             match entry {
                 Some(_) if matcher(path) => {
@@ -205,19 +231,22 @@ impl ProjectView {
 
     fn walk(
         &self,
-        dir: &Path,
+        dir: &Dir,
         prefix: &str,
         matcher: &dyn Fn(&str) -> bool,
         out: &mut std::collections::BTreeSet<String>,
     ) -> Result<(), FsError> {
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| FsError::Io(format!("{}: {e}", dir.display())))?;
+        let shown = if prefix.is_empty() { "." } else { prefix };
+        let entries = dir
+            .entries()
+            .map_err(|e| FsError::Io(format!("{shown}: {e}")))?;
         for entry in entries {
-            let entry = entry.map_err(|e| FsError::Io(e.to_string()))?;
+            let entry = entry.map_err(|e| FsError::Io(format!("{shown}: {e}")))?;
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            if prefix.is_empty() && RESERVED_DIRS.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+            // Host state and version control, at every depth.
+            if is_reserved(&name).is_some() {
                 continue;
             }
             let rel = if prefix.is_empty() {
@@ -225,18 +254,46 @@ impl ProjectView {
             } else {
                 format!("{prefix}/{name}")
             };
+            if rel.len() > MAX_PATH_LEN {
+                // No plugin could name it.
+                continue;
+            }
+            // The entry's own type: a symlink is not followed.
             let file_type = entry.file_type().map_err(|e| FsError::Io(e.to_string()))?;
             if file_type.is_dir() {
-                self.walk(&entry.path(), &rel, matcher, out)?;
+                let Ok(child) = dir.open_dir_nofollow(&name) else {
+                    // Replaced (by a symlink, say) since it was listed.
+                    continue;
+                };
+                self.walk(&child, &rel, matcher, out)?;
             } else if file_type.is_file() && matcher(&rel) {
                 out.insert(rel);
                 if out.len() > self.list_cap {
                     return Err(FsError::TooLarge(self.list_cap as u64));
                 }
             }
-            // Symlinks are not listed: reading through one is checked on read.
+            // Symlinks, FIFOs, sockets and devices are not listed.
         }
         Ok(())
+    }
+}
+
+/// The view's answer for what the tree refused.
+fn fs_error(rel: &str, e: TreeError) -> FsError {
+    match e {
+        TreeError::Path(e) => e.into(),
+        TreeError::NotAFile {
+            found: "a directory",
+            ..
+        } => FsError::Invalid(format!("`{rel}` is a directory")),
+        TreeError::NotAFile { found, .. } => {
+            FsError::Invalid(format!("`{rel}` is {found}, not a regular file"))
+        }
+        TreeError::NotADirectory { parent, found, .. } => {
+            FsError::Invalid(format!("`{parent}` is {found}, not a directory"))
+        }
+        TreeError::TooLarge { limit, .. } => FsError::TooLarge(limit),
+        TreeError::Io { source, .. } => io_error(rel, source),
     }
 }
 

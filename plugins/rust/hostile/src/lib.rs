@@ -25,6 +25,10 @@
 //! - `write-case-collision`: writes both `A.txt` and `a.txt`.
 //! - `write-nfc-nfd`: writes `café.txt` twice, once with a precomposed `é`
 //!   (NFC) and once as `e` + combining acute accent (NFD).
+//! - `file-and-child`: writes both `a` and `a/b` (one name would have to be
+//!   a file and a directory at once).
+//! - `nested-git-write`: writes `vendor/x/.git/config` (a vendored
+//!   repository's VCS directory).
 //!
 //! Huge outputs:
 //! - `many-changes`: returns `count` (default 100 000) small writes to
@@ -34,6 +38,14 @@
 //!   at one buffer of `mb` (default 1) MiB, so that a small plugin asks the
 //!   host to copy `count` × `mb` MiB.
 //! - `huge-log`: logs 100 000 lines of 1 KiB each, then succeeds.
+//!
+//! Terminal tricks (the host must show them, not send them):
+//! - `escape-sequences`: the proposal summary, the step title, the step
+//!   summary, a warning log line, a progress message and the contents it
+//!   writes carry ANSI escape sequences (cursor up, erase line, colours, an
+//!   OSC title), carriage returns and bidi overrides. It appends a line to
+//!   `README.md` that erases the line above it, rewrites `src/lib.rs` with
+//!   CRLF line endings, and writes `notes.txt` with trailing whitespace.
 //!
 //! Reads:
 //! - `read-file`: reads `path` and reports `read <n> bytes` or
@@ -52,6 +64,21 @@
 //! - `reacquire`: acquires `marker`, waits `wait_ms` (default 1500), then
 //!   acquires `kept` and reports its token.
 //!
+//! Plugin text and host calls (`floods.rs`):
+//! - `stdout-newline-flood`: one `wasi:cli/stdout` `write` of `mb` (default
+//!   8) MiB of newlines, ignoring the `check-write` permit; with
+//!   `chunked = "true"`, as many writes as the permit asks for.
+//! - `log-control-flood`: one `log` line of `mb` (default 100) MiB of
+//!   `\x01`.
+//! - `huge-summaries`: the strategist proposes `steps` (default 10 000)
+//!   steps, each returning a summary of `bytes` (default 1 MiB).
+//! - `huge-title`: the strategist proposes one step whose title is `bytes`
+//!   (default 1 MiB) long.
+//! - `random-bytes-flood`: one `get-random-bytes` of `bytes` (default
+//!   64 MiB).
+//! - `resource-table-flood`: `count` (default 1 000 000) `get-stdout`
+//!   handles, none dropped.
+//!
 //! Normally the strategist proposes one step `h` carrying the mode and the
 //! executor misbehaves. A comma-separated `mode` (`keep-lease,reacquire`)
 //! proposes one step per mode, `h1`, `h2`, … A mode written as
@@ -59,9 +86,12 @@
 //! misbehaves in the strategist instead.
 
 wit_bindgen::generate!({
-    path: "../../../wit/v0.2.0",
-    world: "plugin",
+    path: ["../../../wit/v0.2.0", "wit"],
+    world: "lockstep:hostile/hostile",
+    generate_all,
 });
+
+mod floods;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,6 +100,7 @@ use std::time::Duration;
 use exports::lockstep::plugin::{execution, strategy};
 use lockstep::plugin::locks;
 use lockstep::plugin::log::{log, Level};
+use lockstep::plugin::progress;
 use lockstep::plugin::types::{
     Action, Change, FileWrite, LockError, Param, PlanProposal, PluginError, Step, StepOutcome,
 };
@@ -119,7 +150,9 @@ fn write(paths: &[&str]) -> StepOutcome {
                 })
             })
             .collect(),
-        summary: format!("wrote {paths:?}"),
+        // Not the paths themselves: a 5000-byte name would put the summary
+        // over the host's summary cap before the path is checked.
+        summary: format!("wrote {} file(s)", paths.len()),
     }
 }
 
@@ -129,6 +162,42 @@ fn report(summary: String) -> StepOutcome {
         changes: Vec::new(),
         summary,
     }
+}
+
+/// Text that would rewrite a terminal if printed raw: cursor up and erase
+/// line, a colour, an OSC window title, a carriage return and a
+/// right-to-left override.
+const TRICKS: &str = "\u{1b}[1A\u{1b}[2K\u{1b}[32mall good\u{1b}[0m\u{1b}]0;owned\u{7}\rfake\u{202e}txt.exe";
+
+/// The `escape-sequences` step: every string it returns or reports, and the
+/// contents it writes, carry [`TRICKS`].
+fn escape_sequences() -> Result<StepOutcome, PluginError> {
+    log(Level::Warn, &format!("log {TRICKS}"));
+    progress::report(1, 2, &format!("progress {TRICKS}"));
+    let readme = workspace::read("README.md")
+        .map_err(|e| PluginError::Permanent(format!("reading README.md: {e:?}")))?;
+    let lib = workspace::read("src/lib.rs")
+        .map_err(|e| PluginError::Permanent(format!("reading src/lib.rs: {e:?}")))?;
+    let mut appended = readme;
+    appended.extend_from_slice(format!("harmless\n{TRICKS}\n").as_bytes());
+    let crlf = String::from_utf8_lossy(&lib).replace('\n', "\r\n");
+    Ok(StepOutcome {
+        changes: vec![
+            Change::Write(FileWrite {
+                path: "README.md".into(),
+                contents: appended,
+            }),
+            Change::Write(FileWrite {
+                path: "src/lib.rs".into(),
+                contents: crlf.into_bytes(),
+            }),
+            Change::Write(FileWrite {
+                path: "notes.txt".into(),
+                contents: b"trailing \t\n".to_vec(),
+            }),
+        ],
+        summary: format!("summary {TRICKS}"),
+    })
 }
 
 /// Spins forever in a way the optimiser cannot remove.
@@ -265,6 +334,8 @@ fn misbehave(mode: &str, params: &[Param]) -> Result<StepOutcome, PluginError> {
         "write-long-name" => Ok(write(&[&"n".repeat(5000)])),
         "write-case-collision" => Ok(write(&["A.txt", "a.txt"])),
         "write-nfc-nfd" => Ok(write(&["caf\u{e9}.txt", "cafe\u{301}.txt"])),
+        "file-and-child" => Ok(write(&["a", "a/b"])),
+        "nested-git-write" => Ok(write(&["vendor/x/.git/config"])),
         "many-changes" => Ok(many_changes(number(params, "count", 100_000)?)),
         "giant-file" => Ok(giant_file(number(params, "mb", 64)?)),
         "alias" => Ok(alias(
@@ -278,6 +349,7 @@ fn misbehave(mode: &str, params: &[Param]) -> Result<StepOutcome, PluginError> {
             }
             Ok(report("logged 100000 lines of 1 KiB".into()))
         }
+        "escape-sequences" => escape_sequences(),
         "read-file" => {
             let path = param(params, "path")
                 .ok_or_else(|| PluginError::InvalidInput("param `path` is required".into()))?;
@@ -332,6 +404,14 @@ fn misbehave(mode: &str, params: &[Param]) -> Result<StepOutcome, PluginError> {
             drop((kept, marker));
             Ok(report(summary))
         }
+        "stdout-newline-flood" => Ok(report(floods::stdout_newlines(
+            number(params, "mb", 8)?,
+            param(params, "chunked") == Some("true"),
+        ))),
+        "log-control-flood" => Ok(report(floods::log_control(number(params, "mb", 100)?))),
+        "huge-summaries" => Ok(report(floods::summary(number(params, "bytes", 1 << 20)?))),
+        "random-bytes-flood" => Ok(report(floods::random(number(params, "bytes", 64 << 20)?))),
+        "resource-table-flood" => Ok(report(floods::handles(number(params, "count", 1_000_000)?))),
         other => Err(PluginError::InvalidInput(format!("unknown mode {other:?}"))),
     }
 }
@@ -344,9 +424,13 @@ fn step(id: String, mode: &str, params: &[Param]) -> Step {
         .cloned()
         .collect();
     step_params.push(("mode".into(), mode.into()));
+    let title = match mode {
+        "escape-sequences" => format!("title {TRICKS}"),
+        _ => format!("Misbehave: {mode}"),
+    };
     Step {
         id,
-        title: format!("Misbehave: {mode}"),
+        title,
         params: step_params,
         targets: Vec::new(),
     }
@@ -363,6 +447,9 @@ impl strategy::Guest for Hostile {
                 steps: Vec::new(),
             });
         }
+        if let Some(proposal) = floods::proposal(mode, &action.params)? {
+            return Ok(proposal);
+        }
         let modes: Vec<&str> = mode.split(',').map(str::trim).collect();
         let steps = if modes.len() == 1 {
             vec![step("h".into(), mode, &action.params)]
@@ -373,10 +460,11 @@ impl strategy::Guest for Hostile {
                 .map(|(i, m)| step(format!("h{}", i + 1), m, &action.params))
                 .collect()
         };
-        Ok(PlanProposal {
-            summary: format!("Misbehave: {mode}"),
-            steps,
-        })
+        let summary = match mode {
+            "escape-sequences" => format!("proposal {TRICKS}"),
+            _ => format!("Misbehave: {mode}"),
+        };
+        Ok(PlanProposal { summary, steps })
     }
 }
 

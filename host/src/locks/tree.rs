@@ -1,0 +1,178 @@
+//! Tree locks: a lease on a directory tree, held by exactly one acquisition.
+//!
+//! Apply writes a whole project tree, so its lock must exclude every other
+//! apply that could write any of the same files — a second apply in the same
+//! session as much as one in another process, and an apply on a project
+//! nested inside this one (or containing it) as much as one on the same
+//! directory. A tree lock is a row in `locks` like any other lease (same
+//! token, TTL, renewal, release, listing and force-release) that also
+//! records the canonical path it covers (`tree_path`, see [`tree_key`]).
+//! Acquiring one is never re-entrant and fails with
+//! [`LockError::Conflict`] while any live tree lock covers an ancestor, a
+//! descendant or the same path, naming that lock's holder. Expired tree
+//! locks block nothing and are taken over with a fresh token.
+//!
+//! The overlap check and the insert run in one write transaction: `BEGIN
+//! IMMEDIATE` on SQLite (one writer at a time), and on PostgreSQL a
+//! transaction-scoped advisory lock on one constant key taken first, because
+//! two acquisitions of different rows (`/repo` and `/repo/sub`) would
+//! otherwise both find no overlap and both insert.
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use super::{
+    check_resource, wait_through_conflicts, Grant, Holder, LockConflict, LockError, LockGuard,
+    LockService, Owner,
+};
+
+/// The key a tree lock stores for `path`: the path with exactly one trailing
+/// `/`, so that one key is a prefix of another exactly when one tree
+/// contains the other (`/a/` contains `/a/b/`, not `/ab/`). `path` should be
+/// canonical (absolute, symlinks resolved): the service compares strings.
+pub fn tree_key(path: &str) -> String {
+    let trimmed = path.trim_end_matches('/');
+    format!("{trimmed}/")
+}
+
+fn conflict_from(
+    row: &sqlx::any::AnyRow,
+    resource: Option<&str>,
+) -> Result<LockConflict, sqlx::Error> {
+    Ok(LockConflict {
+        resource: match resource {
+            Some(r) => r.to_string(),
+            None => row.try_get("resource")?,
+        },
+        owner: row.try_get("owner")?,
+        operation: row.try_get("operation")?,
+        holder: Holder {
+            host: row.try_get("holder_host")?,
+            pid: row.try_get("holder_pid")?,
+            user: row.try_get("holder_user")?,
+        },
+        acquired_at: row.try_get("acquired_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+impl LockService {
+    /// Try once to take a tree lock named `resource` on the directory tree
+    /// at `path` (canonical). Fails fast with [`LockError::Conflict`] naming
+    /// the holder while a live tree lock covers `path`, an ancestor or a
+    /// descendant of it — whoever holds it, this owner included — or while
+    /// `resource` is held as an ordinary lease.
+    pub async fn try_acquire_tree(
+        &self,
+        resource: &str,
+        path: &str,
+        owner: &Owner,
+        operation: &str,
+        ttl: Duration,
+    ) -> Result<Grant, LockError> {
+        check_resource(resource)?;
+        let key = tree_key(path);
+        let ttl_ms = self.clamp_ttl(ttl).as_millis() as i64;
+        let sql = &self.inner.sql;
+        let sent_at = std::time::Instant::now();
+        let mut tx = self.inner.db.begin_write().await?;
+        if let Some(serialise) = sql.tree_serialise {
+            sqlx::query(serialise).execute(&mut *tx).await?;
+        }
+        let overlap = sqlx::query(&sql.tree_overlap)
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = overlap {
+            let conflict = conflict_from(&row, None)?;
+            tx.rollback().await?;
+            return Err(LockError::Conflict(Box::new(conflict)));
+        }
+        let granted = sqlx::query(&sql.tree_acquire)
+            .bind(resource)
+            .bind(&owner.id)
+            .bind(operation)
+            .bind(&owner.holder.host)
+            .bind(owner.holder.pid)
+            .bind(&owner.holder.user)
+            .bind(ttl_ms)
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = granted else {
+            // The name is held live as an ordinary (non-tree) lease.
+            let holder = sqlx::query(&sql.holder)
+                .bind(resource)
+                .fetch_one(&mut *tx)
+                .await?;
+            let conflict = conflict_from(&holder, Some(resource))?;
+            tx.rollback().await?;
+            return Err(LockError::Conflict(Box::new(conflict)));
+        };
+        let grant = Grant {
+            resource: resource.to_string(),
+            token: row.try_get("token")?,
+            holds: row.try_get("holds")?,
+            acquired_at: row.try_get("acquired_at")?,
+            expires_at: row.try_get("expires_at")?,
+            granted_at: row.try_get("granted_at")?,
+            sent_at,
+        };
+        tx.commit().await?;
+        Ok(grant)
+    }
+
+    /// [`LockService::try_acquire_tree`], waiting up to `wait` with jittered
+    /// backoff while the tree is held. `wait = 0` fails fast.
+    pub async fn acquire_tree(
+        &self,
+        resource: &str,
+        path: &str,
+        owner: &Owner,
+        operation: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<Grant, LockError> {
+        wait_through_conflicts(wait, || {
+            self.try_acquire_tree(resource, path, owner, operation, ttl)
+        })
+        .await
+    }
+
+    /// Take a tree lock and wrap it in a [`LockGuard`] that renews it every
+    /// TTL/3 and releases it when dropped.
+    pub async fn lock_tree(
+        &self,
+        resource: &str,
+        path: &str,
+        owner: &Owner,
+        operation: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<LockGuard, LockError> {
+        let grant = self
+            .acquire_tree(resource, path, owner, operation, ttl, wait)
+            .await?;
+        Ok(LockGuard::start(
+            self.clone(),
+            owner.clone(),
+            grant,
+            self.clamp_ttl(ttl),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_keys_contain_each_other_only_along_a_path() {
+        assert_eq!(tree_key("/repo"), "/repo/");
+        assert_eq!(tree_key("/repo/"), "/repo/");
+        assert_eq!(tree_key("/"), "/");
+        assert!(tree_key("/repo/sub").starts_with(&tree_key("/repo")));
+        assert!(!tree_key("/repository").starts_with(&tree_key("/repo")));
+    }
+}

@@ -1,0 +1,292 @@
+//! Two applies never write one project tree at once, both backends: the
+//! apply lock is a tree lock, exclusive per acquisition (even within one
+//! session) and over nesting (an apply on `/repo` excludes one on
+//! `/repo/sub`, and the other way round), while siblings apply in parallel
+//! and an expired tree lock blocks nothing.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lockstep::lifecycle::{LifecycleError, Phase, State};
+use lockstep::locks::{LockError, LockGuard, LockService, Owner, MIN_TTL};
+use lockstep::store::{Db, PlanRecord};
+use lockstep::{Config, Container, PlanLifecycleService};
+use lockstep_tests::fixtures::{action, strategized};
+use lockstep_tests::{on_both_backends, Backend, TestDb, TestPlugins};
+
+async fn container(db: &TestDb) -> Container {
+    let mut config = Config::for_project(db.dir.path());
+    config.database_url = Some(db.url.clone());
+    Container::build_with_plugins(config, Arc::new(TestPlugins))
+        .await
+        .unwrap()
+}
+
+/// A plan on `project` that appends a line to `a.txt`, executed and ready
+/// to apply.
+async fn executed(s: &PlanLifecycleService, project: &Path) -> PlanRecord {
+    let act = action(
+        "files",
+        "files",
+        &[("files", "a.txt"), ("content", "+x\n"), ("mode", "append")],
+    );
+    let plan = strategized(s, act, project).await;
+    s.execute_plan(&plan.id).await.unwrap()
+}
+
+/// The apply lock `plan`'s apply takes, held by `owner` (as an apply in
+/// progress holds it).
+async fn hold_apply_lock(locks: &LockService, owner: &Owner, plan: &PlanRecord) -> LockGuard {
+    locks
+        .lock_tree(
+            &format!("project:{}", plan.project_id),
+            &plan.project_root,
+            owner,
+            &format!("apply plan {} in {}", plan.id, plan.project_root),
+            MIN_TTL,
+            Duration::ZERO,
+        )
+        .await
+        .unwrap()
+}
+
+fn assert_conflict_with(result: Result<impl std::fmt::Debug, LifecycleError>, holder: &Owner) {
+    match result {
+        Err(LifecycleError::LockConflict(c)) => {
+            assert_eq!(c.owner, holder.id, "the conflict names the holder");
+            assert!(c.operation.starts_with("apply plan"), "{}", c.operation);
+        }
+        other => panic!("expected a lock conflict, got {other:?}"),
+    }
+}
+
+async fn two_applies_in_one_session_do_not_write_one_project_at_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[("a.txt", "A\n")]);
+    let c = container(&db).await;
+    let s = c.lifecycle();
+    let first = executed(&s, &project).await;
+    let second = executed(&s, &project).await;
+    // The first apply of this session is writing the project...
+    let writing = hold_apply_lock(c.locks(), s.owner(), &first).await;
+    // ...so the second apply of the same session must not start.
+    assert_conflict_with(s.apply_plan(&second.id).await, s.owner());
+    assert_eq!(
+        std::fs::read_to_string(project.join("a.txt")).unwrap(),
+        "A\n",
+        "nothing written"
+    );
+    let plan = s.status(&second.id).await.unwrap().plan;
+    assert_eq!(
+        (plan.status.phase, plan.status.state),
+        (Phase::Execute, State::Complete),
+        "the refused plan can still be applied"
+    );
+    // A tree lock is never re-entrant, not even for its own owner.
+    let again = c
+        .locks()
+        .try_acquire_tree(
+            &format!("project:{}", first.project_id),
+            &first.project_root,
+            s.owner(),
+            "apply again",
+            MIN_TTL,
+        )
+        .await;
+    assert!(matches!(again, Err(LockError::Conflict(_))), "{again:?}");
+    writing.release().await.unwrap();
+    s.apply_plan(&second.id).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(project.join("a.txt")).unwrap(),
+        "A\n+x\n"
+    );
+    assert!(
+        c.locks().list().await.unwrap().is_empty(),
+        "every lock released"
+    );
+}
+
+async fn applies_on_nested_projects_exclude_each_other(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let outer = db.project("repo", &[("a.txt", "outer\n"), ("sub/a.txt", "inner\n")]);
+    let inner = outer.join("sub");
+    let c = container(&db).await;
+    let (s, other) = (c.lifecycle(), c.lifecycle());
+    let outer_plan = executed(&s, &outer).await;
+    let inner_plan = executed(&s, &inner).await;
+    assert_ne!(outer_plan.project_id, inner_plan.project_id);
+
+    // An apply on the outer project excludes one on the nested project...
+    let held = hold_apply_lock(c.locks(), other.owner(), &outer_plan).await;
+    assert_conflict_with(s.apply_plan(&inner_plan.id).await, other.owner());
+    held.release().await.unwrap();
+    // ...and one on the nested project excludes one on the outer project.
+    let held = hold_apply_lock(c.locks(), other.owner(), &inner_plan).await;
+    assert_conflict_with(s.apply_plan(&outer_plan.id).await, other.owner());
+    held.release().await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(outer.join("a.txt")).unwrap(),
+        "outer\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(inner.join("a.txt")).unwrap(),
+        "inner\n"
+    );
+
+    // The same on the lock service, whichever is taken first.
+    let locks = c.locks();
+    let (a, b) = (Owner::new_session(), Owner::new_session());
+    for (first, second) in [
+        ("/srv/repo", "/srv/repo/sub/deeper"),
+        ("/srv/repo/sub", "/srv/repo"),
+    ] {
+        let g = locks
+            .try_acquire_tree("project:first", first, &a, "apply first", MIN_TTL)
+            .await
+            .unwrap();
+        match locks
+            .try_acquire_tree("project:second", second, &b, "apply second", MIN_TTL)
+            .await
+        {
+            Err(LockError::Conflict(conflict)) => {
+                assert_eq!(conflict.resource, "project:first");
+                assert_eq!(conflict.owner, a.id);
+                assert_eq!(conflict.holder, a.holder);
+                assert_eq!(conflict.operation, "apply first");
+            }
+            other => panic!("{first} held, {second}: expected a conflict, got {other:?}"),
+        }
+        locks.release("project:first", &a, g.token).await.unwrap();
+    }
+    // Once released, both applies run.
+    s.apply_plan(&inner_plan.id).await.unwrap();
+    s.apply_plan(&outer_plan.id).await.unwrap();
+}
+
+async fn sibling_projects_apply_in_parallel(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let root = db.project(
+        "mono",
+        &[("a/a.txt", "a\n"), ("ab/a.txt", "ab\n"), ("b/a.txt", "b\n")],
+    );
+    let c = container(&db).await;
+    let (s, other) = (c.lifecycle(), c.lifecycle());
+    let a = executed(&s, &root.join("a")).await;
+    let ab = executed(&s, &root.join("ab")).await;
+    let b = executed(&s, &root.join("b")).await;
+    // While `mono/a` is being applied, its siblings `mono/b` and `mono/ab`
+    // (a longer name with the same prefix) apply.
+    let held = hold_apply_lock(c.locks(), other.owner(), &a).await;
+    s.apply_plan(&b.id).await.unwrap();
+    s.apply_plan(&ab.id).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(root.join("b/a.txt")).unwrap(),
+        "b\n+x\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("ab/a.txt")).unwrap(),
+        "ab\n+x\n"
+    );
+    // Two sibling tree locks held at the same time, in both orders.
+    let locks = c.locks();
+    let owner = Owner::new_session();
+    let g1 = locks
+        .try_acquire_tree("project:one", "/srv/one", &owner, "apply one", MIN_TTL)
+        .await
+        .unwrap();
+    let g2 = locks
+        .try_acquire_tree("project:two", "/srv/one-two", &owner, "apply two", MIN_TTL)
+        .await
+        .unwrap();
+    assert!(g2.token > g1.token);
+    held.release().await.unwrap();
+    s.apply_plan(&a.id).await.unwrap();
+}
+
+async fn an_expired_tree_lock_does_not_block(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let short = Duration::from_millis(200);
+    let locks = LockService::with_min_ttl(Db::connect(&db.url).await.unwrap(), short);
+    let (a, b) = (Owner::new_session(), Owner::new_session());
+    // A holds /srv/repo and stops renewing (a crashed apply).
+    let dead = locks
+        .try_acquire_tree("project:repo", "/srv/repo", &a, "apply plan dead", short)
+        .await
+        .unwrap();
+    assert!(matches!(
+        locks
+            .try_acquire_tree("project:sub", "/srv/repo/sub", &b, "apply", short)
+            .await,
+        Err(LockError::Conflict(_))
+    ));
+    tokio::time::sleep(short * 2).await;
+    // Expired: a nested tree is free...
+    let sub = locks
+        .try_acquire_tree("project:sub", "/srv/repo/sub", &b, "apply sub", MIN_TTL)
+        .await
+        .unwrap();
+    locks.release("project:sub", &b, sub.token).await.unwrap();
+    // ...and the same tree is taken over with a higher token, which fences
+    // the old holder out.
+    let taken = locks
+        .try_acquire_tree("project:repo", "/srv/repo", &b, "apply plan live", MIN_TTL)
+        .await
+        .unwrap();
+    assert!(taken.token > dead.token);
+    assert_eq!(taken.holds, 1);
+    assert!(!locks
+        .is_current("project:repo", &a, dead.token)
+        .await
+        .unwrap());
+    assert!(locks
+        .is_current("project:repo", &b, taken.token)
+        .await
+        .unwrap());
+    assert!(matches!(
+        locks.renew("project:repo", &a, dead.token, MIN_TTL).await,
+        Err(LockError::Expired { .. })
+    ));
+    // The live lock renews and blocks as before.
+    locks
+        .renew("project:repo", &b, taken.token, MIN_TTL)
+        .await
+        .unwrap();
+    assert!(matches!(
+        locks
+            .try_acquire_tree("project:repo", "/srv/repo/", &a, "apply", MIN_TTL)
+            .await,
+        Err(LockError::Conflict(_))
+    ));
+}
+
+async fn racing_nested_acquisitions_admit_one(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let locks = LockService::new(Db::connect(&db.url).await.unwrap());
+    // Outer and inner acquired at the same moment, on two connections: the
+    // overlap check of each must see the other's insert, or both would win.
+    for round in 0..30 {
+        let (a, b) = (Owner::new_session(), Owner::new_session());
+        let outer = format!("/race/{round}");
+        let inner = format!("/race/{round}/sub");
+        let (ro, ri) = (format!("project:o{round}"), format!("project:i{round}"));
+        let (ra, rb) = tokio::join!(
+            locks.try_acquire_tree(&ro, &outer, &a, "apply", MIN_TTL),
+            locks.try_acquire_tree(&ri, &inner, &b, "apply", MIN_TTL),
+        );
+        let won = [ra.is_ok(), rb.is_ok()];
+        assert_eq!(
+            won.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: exactly one of the nested acquisitions wins: {ra:?} {rb:?}"
+        );
+    }
+}
+
+on_both_backends!(
+    racing_nested_acquisitions_admit_one,
+    two_applies_in_one_session_do_not_write_one_project_at_once,
+    applies_on_nested_projects_exclude_each_other,
+    sibling_projects_apply_in_parallel,
+    an_expired_tree_lock_does_not_block,
+);
