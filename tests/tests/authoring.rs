@@ -199,10 +199,85 @@ fn a_rust_plugin_from_the_template() {
 
 #[test]
 fn a_python_plugin_from_the_template() {
-    author_flow("python", "Ran 2 tests");
+    author_flow("python", "Ran 3 tests");
 }
 
 #[test]
 fn a_javascript_plugin_from_the_template() {
-    author_flow("js", "# pass 2");
+    author_flow("js", "# pass 3");
+}
+
+/// Every file under `dir` with its contents.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let contents = std::fs::read(&path).unwrap();
+                files.insert(path.strip_prefix(dir).unwrap().to_path_buf(), contents);
+            }
+        }
+    }
+    files
+}
+
+/// componentize-js from `plugins/js` when it was installed there, so the
+/// build skips `npm ci`.
+fn installed_componentize_js() -> Option<PathBuf> {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/js/node_modules/.bin/componentize-js");
+    bin.exists().then_some(bin)
+}
+
+/// The mistake reported by an author: an executor returning the new text
+/// as a string where the WIT type is `list<u8>`. The bindings lower a
+/// string as zero bytes, so without a check the files were emptied.
+#[test]
+fn a_string_returned_as_contents_by_a_javascript_executor_is_refused_and_writes_nothing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let parent = tempfile::tempdir().unwrap();
+    let out = lockstep(
+        parent.path(),
+        &["plugin", "new", "strings", "--lang", "js", "--dir", "."],
+    );
+    check("plugin new", &out);
+    let project = parent.path().join("strings");
+    let source = project.join("plugin.js");
+    let right = std::fs::read_to_string(&source).unwrap();
+    let encoded = "contents: new TextEncoder().encode(result)";
+    assert!(right.contains(encoded), "{right}");
+    std::fs::write(&source, right.replace(encoded, "contents: result")).unwrap();
+
+    let mut build = command("bash", &project);
+    build.arg("build.sh");
+    if let Some(bin) = installed_componentize_js() {
+        build.env("COMPONENTIZE_JS", bin);
+    }
+    check("build.sh", &build.output().unwrap());
+
+    let fixture = project.join("tests/fixture");
+    let before = tree(&fixture);
+    let harness: Vec<&str> = HARNESS
+        .iter()
+        .map(|a| if *a == "PLUGIN" { "dist/strings.wasm" } else { a })
+        .collect();
+    let out = lockstep(&project, &harness);
+    let (text, log) = (stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "{text}\n{log}");
+    assert!(
+        log.contains(
+            "step `file-1`: change `notes.md`: `contents` must be a Uint8Array (got a string); \
+             use new TextEncoder().encode(text)"
+        ),
+        "{text}\n{log}"
+    );
+    assert!(
+        !text.contains("the result"),
+        "nothing was applied or compared: {text}"
+    );
+    assert_eq!(tree(&fixture), before);
 }
