@@ -244,10 +244,62 @@ async fn changes_leaving_the_project_are_refused(backend: Backend) {
     );
 }
 
+/// A plugin that fails its step on a held lease: the message says whose
+/// lease it is and until when, that the plugin chose to fail, and what the
+/// user can do; it does not offer `--lock-timeout`, which does not wait for
+/// plugin leases.
+async fn a_plugin_lease_conflict_is_explained_without_a_useless_lock_timeout(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = sample(&db);
+    let cli = CliProject::new(&db, &project);
+    let holder = cli.action(
+        "probe-a",
+        "lock-probe",
+        &[("resource", "R"), ("hold_ms", "4000")],
+    );
+    let asker = cli.action(
+        "probe-b",
+        "lock-probe",
+        &[("resource", "R"), ("on_conflict", "fail")],
+    );
+    let a_id = cli.new_plan(&holder);
+    let b_id = cli.new_plan(&asker);
+    cli.ok(&["plan", "strategize", &a_id]);
+    cli.ok(&["plan", "strategize", &b_id]);
+    let a = cli.spawn(&["plan", "execute", &a_id]);
+    cli.wait_for_lock("/res:R");
+    let out = cli.run(&["plan", "execute", &b_id, "--lock-timeout", "30s"]);
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{message}");
+    assert!(
+        message.contains("error: the plugin's lease `R` (`project:")
+            && message.contains("/res:R`) is held by another session"),
+        "{message}"
+    );
+    assert!(message.contains(&format!("pid {}", a.id())), "{message}");
+    assert!(
+        message.contains("(unless its holder renews it)"),
+        "{message}"
+    );
+    assert!(message.contains("decided how to react"), "{message}");
+    assert!(
+        message.contains("lockstep locks release project:"),
+        "{message}"
+    );
+    assert!(!message.contains("retry with --lock-timeout"), "{message}");
+    assert!(
+        !message.contains("renewed while the holder is alive"),
+        "{message}"
+    );
+    let a = a.wait_with_output().unwrap();
+    assert!(a.status.success(), "{}", stderr(&a));
+}
+
 on_both_backends!(
     license_header_end_to_end,
     replace_end_to_end,
     second_session_is_refused,
     lock_conflict_reaches_the_plugin,
+    a_plugin_lease_conflict_is_explained_without_a_useless_lock_timeout,
     changes_leaving_the_project_are_refused,
 );

@@ -4,6 +4,7 @@
 //! Exit codes: 0 ok, 1 failure, 2 usage, 3 lock conflict, 4 invalid
 //! transition, 5 apply drift.
 
+mod conflict;
 mod locks;
 mod output;
 mod plan;

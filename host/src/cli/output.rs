@@ -93,18 +93,7 @@ pub fn print_error(e: &anyhow::Error, as_json: bool) {
                 }}))
             );
         } else {
-            eprintln!(
-                "error: `{}` is locked by another session.\n  owner:     {}\n  holder:    {}\n  operation: {}\n  since:     {}\n  until:     {} (renewed while the holder is alive)\n\
-                 Wait for it to finish, or retry with --lock-timeout 5m to wait.\n\
-                 If the holder is gone for good, release the lock (its holder will be fenced out):\n  lockstep locks release {} --force",
-                visible::line(&c.resource),
-                visible::line(&c.owner),
-                visible::line(&c.holder.to_string()),
-                visible::line(&c.operation),
-                format_ms(c.acquired_at),
-                format_ms(c.expires_at),
-                visible::line(&c.resource)
-            );
+            eprintln!("error: {}", super::conflict::conflict_message(c));
         }
         return;
     }
