@@ -263,7 +263,13 @@ fn a_string_returned_as_contents_by_a_javascript_executor_is_refused_and_writes_
     let before = tree(&fixture);
     let harness: Vec<&str> = HARNESS
         .iter()
-        .map(|a| if *a == "PLUGIN" { "dist/strings.wasm" } else { a })
+        .map(|a| {
+            if *a == "PLUGIN" {
+                "dist/strings.wasm"
+            } else {
+                a
+            }
+        })
         .collect();
     let out = lockstep(&project, &harness);
     let (text, log) = (stdout(&out), stderr(&out));
