@@ -295,11 +295,122 @@ async fn a_plugin_lease_conflict_is_explained_without_a_useless_lock_timeout(bac
     assert!(a.status.success(), "{}", stderr(&a));
 }
 
+/// `locks hold R` holds the plugin lease `R` of the project: a plugin asking
+/// for it meets the conflict, named with the given reason; SIGTERM releases
+/// it.
+async fn an_operator_hold_makes_a_plugin_meet_a_conflict_and_sigterm_releases_it(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = sample(&db);
+    let cli = CliProject::new(&db, &project);
+    let holding = cli.spawn(&[
+        "locks",
+        "hold",
+        "R",
+        "--for",
+        "60s",
+        "--reason",
+        "maintenance window",
+    ]);
+    cli.wait_for_lock("/res:R");
+    let asker = cli.action("probe", "lock-probe", &[("resource", "R")]);
+    let id = cli.new_plan(&asker);
+    cli.ok(&["plan", "strategize", &id]);
+    cli.ok(&["plan", "execute", &id]);
+    let show: serde_json::Value =
+        serde_json::from_str(cli.ok(&["--json", "plan", "show", &id]).trim()).unwrap();
+    let summary = show["steps"][0]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("conflict owner=") && summary.contains("operation=maintenance window"),
+        "{summary}"
+    );
+    let sent = std::time::Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &holding.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = holding.wait_with_output().unwrap();
+    assert!(sent.elapsed() < std::time::Duration::from_secs(5));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("holding `project:") && text.contains("/res:R` as "),
+        "{text}"
+    );
+    assert!(text.contains("released `project:"), "{text}");
+    assert_eq!(
+        cli.ok(&["--json", "locks", "list"]).trim(),
+        "[]",
+        "released on SIGTERM"
+    );
+}
+
+/// `plugin test --hold R` holds the lease while the plugin runs: the report
+/// says so, and shows what the plugin did (here: reported the conflict, or
+/// failed its step with it).
+async fn plugin_test_hold_makes_the_plugin_meet_a_held_lease(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = sample(&db);
+    let cli = CliProject::new(&db, &project);
+    let report = cli.action("report", "lock-probe", &[("resource", "R")]);
+    let fail = cli.action(
+        "fail",
+        "lock-probe",
+        &[("resource", "R"), ("on_conflict", "fail")],
+    );
+    let test = |action: &PathBuf| {
+        cli.run(&[
+            "plugin",
+            "test",
+            "lock-probe",
+            "--action",
+            action.to_str().unwrap(),
+            "--hold",
+            "R",
+        ])
+    };
+    let out = test(&report);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("held `project:") && text.contains("/res:R` under owner "),
+        "{text}"
+    );
+    assert!(
+        text.contains("probe: conflict owner=")
+            && text.contains("operation=held by `lockstep plugin test --hold`"),
+        "{text}"
+    );
+    let out = test(&fail);
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{message}");
+    assert!(message.contains("/res:R` under owner "), "{message}");
+    assert!(
+        message.contains("error: the plugin's lease `R`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("decided how to react: it failed the step"),
+        "{message}"
+    );
+    // Without --hold the lease is free.
+    let out = cli.run(&[
+        "plugin",
+        "test",
+        "lock-probe",
+        "--action",
+        report.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("probe: acquired project:"));
+}
+
 on_both_backends!(
     license_header_end_to_end,
     replace_end_to_end,
     second_session_is_refused,
     lock_conflict_reaches_the_plugin,
     a_plugin_lease_conflict_is_explained_without_a_useless_lock_timeout,
+    an_operator_hold_makes_a_plugin_meet_a_conflict_and_sigterm_releases_it,
+    plugin_test_hold_makes_the_plugin_meet_a_held_lease,
     changes_leaving_the_project_are_refused,
 );

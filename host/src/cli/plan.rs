@@ -136,7 +136,8 @@ pub async fn run(cli: &Cli, container: &Container, cmd: &PlanCommand) -> anyhow:
     result
 }
 
-async fn wait_for_signal() {
+/// Wait for SIGTERM or SIGINT (Ctrl-C).
+pub(super) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
