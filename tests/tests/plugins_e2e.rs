@@ -404,6 +404,68 @@ async fn plugin_test_hold_makes_the_plugin_meet_a_held_lease(backend: Backend) {
     assert!(String::from_utf8_lossy(&out.stdout).contains("probe: acquired project:"));
 }
 
+/// After a plugin failure the hint names the plan to retry; after input the
+/// plugin refused, it does not suggest a retry (the same input would be
+/// refused again).
+async fn the_retry_hint_names_the_plan_and_is_not_given_for_invalid_input(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = sample(&db);
+    let cli = CliProject::new(&db, &project);
+    let bad = cli.action(
+        "bad",
+        "lock-probe",
+        &[("resource", "R"), ("hold_ms", "soon")],
+    );
+    let id = cli.new_plan(&bad);
+    let out = cli.run(&["plan", "strategize", &id]);
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("`hold_ms` must be a whole number"),
+        "{message}"
+    );
+    assert!(!message.contains("plan retry"), "{message}");
+    assert!(
+        message.contains("Fix the params in the action file"),
+        "{message}"
+    );
+
+    let trap = cli.action("trap", "hostile", &[("mode", "trap")]);
+    let id = cli.new_plan(&trap);
+    cli.ok(&["plan", "strategize", &id]);
+    let out = cli.run(&["plan", "execute", &id]);
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains(&format!("`lockstep plan retry {id}` runs the phase again")),
+        "{message}"
+    );
+    assert!(!message.contains("retry ID"), "{message}");
+    assert!(
+        message.contains("error: execute failed: plugin `hostile` trapped")
+            && !message.contains(&format!("plan {id}: execute failed")),
+        "the id is not part of the message: {message}"
+    );
+
+    assert!(
+        message.contains("WARN") && !message.contains('\u{1b}'),
+        "log lines on a pipe carry no colour: {message:?}"
+    );
+
+    // `plan run` names the plan it created.
+    let out = cli.run(&["plan", "run", trap.to_str().unwrap(), "--yes"]);
+    let message = stderr(&out);
+    let created = String::from_utf8_lossy(&out.stdout);
+    let run_id = created
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("plan id printed: {created}"));
+    assert!(
+        message.contains(&format!("`lockstep plan retry {run_id}`")),
+        "{created}\n{message}"
+    );
+}
+
 on_both_backends!(
     license_header_end_to_end,
     replace_end_to_end,
@@ -412,5 +474,6 @@ on_both_backends!(
     a_plugin_lease_conflict_is_explained_without_a_useless_lock_timeout,
     an_operator_hold_makes_a_plugin_meet_a_conflict_and_sigterm_releases_it,
     plugin_test_hold_makes_the_plugin_meet_a_held_lease,
+    the_retry_hint_names_the_plan_and_is_not_given_for_invalid_input,
     changes_leaving_the_project_are_refused,
 );

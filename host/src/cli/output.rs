@@ -10,6 +10,7 @@ use std::io::IsTerminal;
 
 use serde_json::json;
 
+use super::plan::PlanId;
 use crate::lifecycle::{LifecycleError, PluginError, PluginLockError};
 use crate::locks::{format_ms, LockConflict, LockError};
 use crate::store::{ChangeKind, ChangeRecord};
@@ -115,15 +116,31 @@ pub fn print_error(e: &anyhow::Error, as_json: bool) {
         println!("{}", crate::visible::json(&json!({ "error": body })));
     } else {
         eprintln!("error: {}", visible::block(&message(e)));
+        let id = e
+            .downcast_ref::<PlanId>()
+            .map_or("ID (`lockstep plan list` shows it)".to_string(), |p| {
+                p.0.clone()
+            });
+        let invalid_input = matches!(
+            e.downcast_ref::<LifecycleError>(),
+            Some(LifecycleError::Plugin {
+                source: PluginError::InvalidInput(_),
+                ..
+            })
+        );
         match kind {
             "apply_drift" => eprintln!(
-                "Nothing was written. Run `lockstep plan revert ID` and run the plan again."
+                "Nothing was written. Run `lockstep plan revert {id}` and run the plan again."
+            ),
+            // The same input would be refused again: no retry.
+            "plugin" if invalid_input => eprintln!(
+                "The plugin refused the action's input; nothing was changed. Fix the params in the action file and create a new plan from it."
             ),
             "plugin" | "lock_expired" => {
-                eprintln!("The plan is errored; `lockstep plan retry ID` runs the phase again.")
+                eprintln!("The plan is errored; `lockstep plan retry {id}` runs the phase again.")
             }
             "invalid_change" => eprintln!(
-                "Nothing was stored. The plan is errored; fix the plugin or the action, then `lockstep plan retry ID`."
+                "Nothing was stored. The plan is errored; fix the plugin or the action, then `lockstep plan retry {id}`."
             ),
             _ => {}
         }
@@ -135,7 +152,9 @@ pub fn print_error(e: &anyhow::Error, as_json: bool) {
 /// whose text is already there adds nothing.
 pub fn message(e: &anyhow::Error) -> String {
     let mut text = String::new();
-    for cause in e.chain() {
+    // The plan's id is context for the hints, not part of the message.
+    let skip = usize::from(e.downcast_ref::<PlanId>().is_some());
+    for cause in e.chain().skip(skip) {
         let cause = cause.to_string();
         if text.is_empty() {
             text = cause;
