@@ -234,23 +234,29 @@ fn installed_componentize_js() -> Option<PathBuf> {
 }
 
 /// The mistake reported by an author: an executor returning the new text
-/// as a string where the WIT type is `list<u8>`. The bindings lower a
-/// string as zero bytes, so without a check the files were emptied.
-#[test]
-fn a_string_returned_as_contents_by_a_javascript_executor_is_refused_and_writes_nothing() {
+/// as a string where the WIT type is `list<u8>`. `source` is the file of
+/// the `lang` template to break, `encoded` the right expression there and
+/// `wrong` the mistake. The step must fail with `message`, and nothing be
+/// applied.
+fn a_string_for_bytes_is_refused(
+    lang: &str,
+    source: &str,
+    encoded: &str,
+    wrong: &str,
+    message: &str,
+) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let parent = tempfile::tempdir().unwrap();
     let out = lockstep(
         parent.path(),
-        &["plugin", "new", "strings", "--lang", "js", "--dir", "."],
+        &["plugin", "new", "strings", "--lang", lang, "--dir", "."],
     );
     check("plugin new", &out);
     let project = parent.path().join("strings");
-    let source = project.join("plugin.js");
+    let source = project.join(source);
     let right = std::fs::read_to_string(&source).unwrap();
-    let encoded = "contents: new TextEncoder().encode(result)";
     assert!(right.contains(encoded), "{right}");
-    std::fs::write(&source, right.replace(encoded, "contents: result")).unwrap();
+    std::fs::write(&source, right.replace(encoded, wrong)).unwrap();
 
     let mut build = command("bash", &project);
     build.arg("build.sh");
@@ -274,16 +280,36 @@ fn a_string_returned_as_contents_by_a_javascript_executor_is_refused_and_writes_
     let out = lockstep(&project, &harness);
     let (text, log) = (stdout(&out), stderr(&out));
     assert!(!out.status.success(), "{text}\n{log}");
-    assert!(
-        log.contains(
-            "step `file-1`: change `notes.md`: `contents` must be a Uint8Array (got a string); \
-             use new TextEncoder().encode(text)"
-        ),
-        "{text}\n{log}"
-    );
+    assert!(log.contains(message), "{text}\n{log}");
     assert!(
         !text.contains("the result"),
         "nothing was applied or compared: {text}"
     );
     assert_eq!(tree(&fixture), before);
+}
+
+/// componentize-js lowers a string given for `list<u8>` as zero bytes: the
+/// files were emptied before the template checked the outcome.
+#[test]
+fn a_string_returned_as_contents_by_a_javascript_executor_is_refused_and_writes_nothing() {
+    a_string_for_bytes_is_refused(
+        "js",
+        "plugin.js",
+        "contents: new TextEncoder().encode(result)",
+        "contents: result",
+        "step `file-1`: change `notes.md`: `contents` must be a Uint8Array (got a string); \
+         use new TextEncoder().encode(text)",
+    );
+}
+
+#[test]
+fn a_str_returned_as_contents_by_a_python_executor_is_refused_and_writes_nothing() {
+    a_string_for_bytes_is_refused(
+        "python",
+        "app.py",
+        "contents=new.encode(\"utf-8\")",
+        "contents=new",
+        "step `file-1`: change `notes.md`: `contents` must be bytes (got str); \
+         use text.encode('utf-8')",
+    );
 }

@@ -10,6 +10,7 @@ use super::output::{colour, diff, paint, Reported, EXIT_FAILURE};
 use super::Cli;
 use crate::authoring::harness::{self, HarnessError, HarnessOptions, HarnessReport, HeldLease};
 use crate::authoring::{new_plugin, DifferenceKind, Lang, TreeComparison};
+use crate::lifecycle::{LifecycleError, PluginError, PluginLockError};
 use crate::visible::line;
 
 /// The languages `plugin new` writes.
@@ -139,8 +140,9 @@ pub(crate) async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<()> {
 }
 
 /// A failure while a lease was held: says so (on stderr), then the failure
-/// itself, a lifecycle error as such so that a conflict is shown (and exits)
-/// as one.
+/// itself. A lock conflict is passed on as the lifecycle error it is, so
+/// that it is shown (and exits) as one; other failures stay harness errors,
+/// without the hints about retrying a plan (the scratch plan is gone).
 fn unwrap_held(e: HarnessError, json: bool) -> anyhow::Error {
     match e {
         HarnessError::WhileHolding { held, source } => {
@@ -149,7 +151,13 @@ fn unwrap_held(e: HarnessError, json: bool) -> anyhow::Error {
             }
             unwrap_held(*source, json)
         }
-        HarnessError::Plan(e) => e.into(),
+        HarnessError::Plan(
+            e @ (LifecycleError::LockConflict(_)
+            | LifecycleError::Plugin {
+                source: PluginError::Lock(PluginLockError::Conflict(_)),
+                ..
+            }),
+        ) => e.into(),
         e => e.into(),
     }
 }
