@@ -199,10 +199,117 @@ fn a_rust_plugin_from_the_template() {
 
 #[test]
 fn a_python_plugin_from_the_template() {
-    author_flow("python", "Ran 2 tests");
+    author_flow("python", "Ran 3 tests");
 }
 
 #[test]
 fn a_javascript_plugin_from_the_template() {
-    author_flow("js", "# pass 2");
+    author_flow("js", "# pass 3");
+}
+
+/// Every file under `dir` with its contents.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let contents = std::fs::read(&path).unwrap();
+                files.insert(path.strip_prefix(dir).unwrap().to_path_buf(), contents);
+            }
+        }
+    }
+    files
+}
+
+/// componentize-js from `plugins/js` when it was installed there, so the
+/// build skips `npm ci`.
+fn installed_componentize_js() -> Option<PathBuf> {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/js/node_modules/.bin/componentize-js");
+    bin.exists().then_some(bin)
+}
+
+/// The mistake reported by an author: an executor returning the new text
+/// as a string where the WIT type is `list<u8>`. `source` is the file of
+/// the `lang` template to break, `encoded` the right expression there and
+/// `wrong` the mistake. The step must fail with `message`, and nothing be
+/// applied.
+fn a_string_for_bytes_is_refused(
+    lang: &str,
+    source: &str,
+    encoded: &str,
+    wrong: &str,
+    message: &str,
+) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let parent = tempfile::tempdir().unwrap();
+    let out = lockstep(
+        parent.path(),
+        &["plugin", "new", "strings", "--lang", lang, "--dir", "."],
+    );
+    check("plugin new", &out);
+    let project = parent.path().join("strings");
+    let source = project.join(source);
+    let right = std::fs::read_to_string(&source).unwrap();
+    assert!(right.contains(encoded), "{right}");
+    std::fs::write(&source, right.replace(encoded, wrong)).unwrap();
+
+    let mut build = command("bash", &project);
+    build.arg("build.sh");
+    if let Some(bin) = installed_componentize_js() {
+        build.env("COMPONENTIZE_JS", bin);
+    }
+    check("build.sh", &build.output().unwrap());
+
+    let fixture = project.join("tests/fixture");
+    let before = tree(&fixture);
+    let harness: Vec<&str> = HARNESS
+        .iter()
+        .map(|a| {
+            if *a == "PLUGIN" {
+                "dist/strings.wasm"
+            } else {
+                a
+            }
+        })
+        .collect();
+    let out = lockstep(&project, &harness);
+    let (text, log) = (stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "{text}\n{log}");
+    assert!(log.contains(message), "{text}\n{log}");
+    assert!(
+        !text.contains("the result"),
+        "nothing was applied or compared: {text}"
+    );
+    assert_eq!(tree(&fixture), before);
+}
+
+/// componentize-js lowers a string given for `list<u8>` as zero bytes: the
+/// files were emptied before the template checked the outcome.
+#[test]
+fn a_string_returned_as_contents_by_a_javascript_executor_is_refused_and_writes_nothing() {
+    a_string_for_bytes_is_refused(
+        "js",
+        "plugin.js",
+        "contents: new TextEncoder().encode(result)",
+        "contents: result",
+        "step `file-1`: change `notes.md`: `contents` must be a Uint8Array (got a string); \
+         use new TextEncoder().encode(text)",
+    );
+}
+
+#[test]
+fn a_str_returned_as_contents_by_a_python_executor_is_refused_and_writes_nothing() {
+    a_string_for_bytes_is_refused(
+        "python",
+        "app.py",
+        "contents=new.encode(\"utf-8\")",
+        "contents=new",
+        "step `file-1`: change `notes.md`: `contents` must be bytes (got str); \
+         use text.encode('utf-8')",
+    );
 }

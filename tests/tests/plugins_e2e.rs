@@ -244,10 +244,236 @@ async fn changes_leaving_the_project_are_refused(backend: Backend) {
     );
 }
 
+/// A plugin that fails its step on a held lease: the message says whose
+/// lease it is and until when, that the plugin chose to fail, and what the
+/// user can do; it does not offer `--lock-timeout`, which does not wait for
+/// plugin leases.
+async fn a_plugin_lease_conflict_is_explained_without_a_useless_lock_timeout(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = sample(&db);
+    let cli = CliProject::new(&db, &project);
+    let holder = cli.action(
+        "probe-a",
+        "lock-probe",
+        &[("resource", "R"), ("hold_ms", "4000")],
+    );
+    let asker = cli.action(
+        "probe-b",
+        "lock-probe",
+        &[("resource", "R"), ("on_conflict", "fail")],
+    );
+    let a_id = cli.new_plan(&holder);
+    let b_id = cli.new_plan(&asker);
+    cli.ok(&["plan", "strategize", &a_id]);
+    cli.ok(&["plan", "strategize", &b_id]);
+    let a = cli.spawn(&["plan", "execute", &a_id]);
+    cli.wait_for_lock("/res:R");
+    let out = cli.run(&["plan", "execute", &b_id, "--lock-timeout", "30s"]);
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{message}");
+    assert!(
+        message.contains("error: the plugin's lease `R` (`project:")
+            && message.contains("/res:R`) is held by another session"),
+        "{message}"
+    );
+    assert!(message.contains(&format!("pid {}", a.id())), "{message}");
+    assert!(
+        message.contains("(unless its holder renews it)"),
+        "{message}"
+    );
+    assert!(message.contains("decided how to react"), "{message}");
+    assert!(
+        message.contains("lockstep locks release project:"),
+        "{message}"
+    );
+    assert!(!message.contains("retry with --lock-timeout"), "{message}");
+    assert!(
+        !message.contains("renewed while the holder is alive"),
+        "{message}"
+    );
+    let a = a.wait_with_output().unwrap();
+    assert!(a.status.success(), "{}", stderr(&a));
+}
+
+/// `locks hold R` holds the plugin lease `R` of the project: a plugin asking
+/// for it meets the conflict, named with the given reason; SIGTERM releases
+/// it.
+async fn an_operator_hold_makes_a_plugin_meet_a_conflict_and_sigterm_releases_it(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = sample(&db);
+    let cli = CliProject::new(&db, &project);
+    let holding = cli.spawn(&[
+        "locks",
+        "hold",
+        "R",
+        "--for",
+        "60s",
+        "--reason",
+        "maintenance window",
+    ]);
+    cli.wait_for_lock("/res:R");
+    let asker = cli.action("probe", "lock-probe", &[("resource", "R")]);
+    let id = cli.new_plan(&asker);
+    cli.ok(&["plan", "strategize", &id]);
+    cli.ok(&["plan", "execute", &id]);
+    let show: serde_json::Value =
+        serde_json::from_str(cli.ok(&["--json", "plan", "show", &id]).trim()).unwrap();
+    let summary = show["steps"][0]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("conflict owner=") && summary.contains("operation=maintenance window"),
+        "{summary}"
+    );
+    let sent = std::time::Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &holding.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = holding.wait_with_output().unwrap();
+    assert!(sent.elapsed() < std::time::Duration::from_secs(5));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("holding `project:") && text.contains("/res:R` as "),
+        "{text}"
+    );
+    assert!(text.contains("released `project:"), "{text}");
+    assert_eq!(
+        cli.ok(&["--json", "locks", "list"]).trim(),
+        "[]",
+        "released on SIGTERM"
+    );
+}
+
+/// `plugin test --hold R` holds the lease while the plugin runs: the report
+/// says so, and shows what the plugin did (here: reported the conflict, or
+/// failed its step with it).
+async fn plugin_test_hold_makes_the_plugin_meet_a_held_lease(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = sample(&db);
+    let cli = CliProject::new(&db, &project);
+    let report = cli.action("report", "lock-probe", &[("resource", "R")]);
+    let fail = cli.action(
+        "fail",
+        "lock-probe",
+        &[("resource", "R"), ("on_conflict", "fail")],
+    );
+    let test = |action: &PathBuf| {
+        cli.run(&[
+            "plugin",
+            "test",
+            "lock-probe",
+            "--action",
+            action.to_str().unwrap(),
+            "--hold",
+            "R",
+        ])
+    };
+    let out = test(&report);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("held `project:") && text.contains("/res:R` under owner "),
+        "{text}"
+    );
+    assert!(
+        text.contains("probe: conflict owner=")
+            && text.contains("operation=held by `lockstep plugin test --hold`"),
+        "{text}"
+    );
+    let out = test(&fail);
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{message}");
+    assert!(message.contains("/res:R` under owner "), "{message}");
+    assert!(
+        message.contains("error: the plugin's lease `R`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("decided how to react: it failed the step"),
+        "{message}"
+    );
+    // Without --hold the lease is free.
+    let out = cli.run(&[
+        "plugin",
+        "test",
+        "lock-probe",
+        "--action",
+        report.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("probe: acquired project:"));
+}
+
+/// After a plugin failure the hint names the plan to retry; after input the
+/// plugin refused, it does not suggest a retry (the same input would be
+/// refused again).
+async fn the_retry_hint_names_the_plan_and_is_not_given_for_invalid_input(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = sample(&db);
+    let cli = CliProject::new(&db, &project);
+    let bad = cli.action(
+        "bad",
+        "lock-probe",
+        &[("resource", "R"), ("hold_ms", "soon")],
+    );
+    let id = cli.new_plan(&bad);
+    let out = cli.run(&["plan", "strategize", &id]);
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("`hold_ms` must be a whole number"),
+        "{message}"
+    );
+    assert!(!message.contains("plan retry"), "{message}");
+    assert!(
+        message.contains("Fix the params in the action file"),
+        "{message}"
+    );
+
+    let trap = cli.action("trap", "hostile", &[("mode", "trap")]);
+    let id = cli.new_plan(&trap);
+    cli.ok(&["plan", "strategize", &id]);
+    let out = cli.run(&["plan", "execute", &id]);
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains(&format!("`lockstep plan retry {id}` runs the phase again")),
+        "{message}"
+    );
+    assert!(!message.contains("retry ID"), "{message}");
+    assert!(
+        message.contains("error: execute failed: plugin `hostile` trapped")
+            && !message.contains(&format!("plan {id}: execute failed")),
+        "the id is not part of the message: {message}"
+    );
+
+    assert!(
+        message.contains("WARN") && !message.contains('\u{1b}'),
+        "log lines on a pipe carry no colour: {message:?}"
+    );
+
+    // `plan run` names the plan it created.
+    let out = cli.run(&["plan", "run", trap.to_str().unwrap(), "--yes"]);
+    let message = stderr(&out);
+    let created = String::from_utf8_lossy(&out.stdout);
+    let run_id = created
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("plan id printed: {created}"));
+    assert!(
+        message.contains(&format!("`lockstep plan retry {run_id}`")),
+        "{created}\n{message}"
+    );
+}
+
 on_both_backends!(
     license_header_end_to_end,
     replace_end_to_end,
     second_session_is_refused,
     lock_conflict_reaches_the_plugin,
+    a_plugin_lease_conflict_is_explained_without_a_useless_lock_timeout,
+    an_operator_hold_makes_a_plugin_meet_a_conflict_and_sigterm_releases_it,
+    plugin_test_hold_makes_the_plugin_meet_a_held_lease,
+    the_retry_hint_names_the_plan_and_is_not_given_for_invalid_input,
     changes_leaving_the_project_are_refused,
 );

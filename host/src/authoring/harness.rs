@@ -10,12 +10,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use super::tree::{self, TreeComparison};
 use crate::config::Config;
 use crate::lifecycle::{parse_action, Action, LifecycleError, PlanProposal, PluginError};
+use crate::locks::{LockError, LockGuard, LockService, Owner, ScopedLocks};
 use crate::plugins::{PluginEngine, PluginKind, PluginsConfig, Role};
 use crate::store::{ChangeRecord, StepResult};
 use crate::Container;
@@ -39,7 +41,27 @@ pub struct HarnessOptions {
     pub plugin_dirs: Vec<PathBuf>,
     /// Limits, compiled-component cache, instance allocation.
     pub plugins: PluginsConfig,
+    /// A plugin lease name (`R` for `project:<id>/res:R`) to hold under
+    /// another owner while the plugin runs, so that the plugin meets a
+    /// held lease: how it reacts to a conflict can be tested.
+    pub hold: Option<String>,
 }
+
+/// The lease the harness held while the plugin ran (`--hold`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldLease {
+    /// The full resource name (`project:<id>/res:<name>`).
+    pub resource: String,
+    /// The owner it was held under (not the plugin's session).
+    pub owner: String,
+    /// The operation recorded with it.
+    pub operation: String,
+    /// Its fencing token.
+    pub token: i64,
+}
+
+/// The operation recorded with a lease held by `--hold`.
+pub const HOLD_OPERATION: &str = "held by `lockstep plugin test --hold`";
 
 /// The plugin given on the command line, as it was resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -69,6 +91,8 @@ pub struct HarnessReport {
     pub changes: Vec<ChangeRecord>,
     /// The result compared with the expected tree, when one was given.
     pub comparison: Option<TreeComparison>,
+    /// The lease held while the plugin ran (`--hold`).
+    pub held: Option<HeldLease>,
 }
 
 impl HarnessReport {
@@ -115,6 +139,25 @@ pub enum HarnessError {
     /// plugin that cannot be loaded.
     #[error(transparent)]
     Plan(#[from] LifecycleError),
+    /// The lease to hold (`--hold`) could not be taken.
+    #[error("cannot hold `{resource}`: {source}")]
+    Hold {
+        /// The full resource name.
+        resource: String,
+        /// Why.
+        #[source]
+        source: LockError,
+    },
+    /// A phase failed while the harness held a lease (`--hold`): `source`
+    /// is the failure, `held` says what was held.
+    #[error("{source}")]
+    WhileHolding {
+        /// The lease that was held.
+        held: HeldLease,
+        /// What failed.
+        #[source]
+        source: Box<HarnessError>,
+    },
 }
 
 /// Run the plugin against a copy of the fixture: Strategize and Execute,
@@ -165,12 +208,38 @@ pub async fn run(options: HarnessOptions) -> Result<HarnessReport, HarnessError>
     let session = container.lifecycle();
 
     let plan = session.new_plan(action.clone(), &project).await?;
-    let plan = session.strategize_plan(&plan.id).await?;
+    let hold = match &options.hold {
+        Some(name) => Some(hold(container.locks(), &plan.project_id, name).await?),
+        None => None,
+    };
+    let ran = async {
+        let plan = session.strategize_plan(&plan.id).await?;
+        session.execute_plan(&plan.id).await?;
+        Ok::<_, LifecycleError>(plan)
+    }
+    .await;
+    let held = match hold {
+        Some((guard, held)) => {
+            // Released now: Apply does not need it, and the report says it was held.
+            let _ = guard.release().await;
+            Some(held)
+        }
+        None => None,
+    };
+    let plan = match (ran, &held) {
+        (Ok(plan), _) => plan,
+        (Err(e), None) => return Err(e.into()),
+        (Err(e), Some(held)) => {
+            return Err(HarnessError::WhileHolding {
+                held: held.clone(),
+                source: Box::new(e.into()),
+            })
+        }
+    };
     let proposal = plan.proposal.clone().unwrap_or(PlanProposal {
         summary: String::new(),
         steps: Vec::new(),
     });
-    session.execute_plan(&plan.id).await?;
     let changes = session.changes(&plan.id).await?;
     let steps = session.status(&plan.id).await?.steps;
     let comparison = match &options.expect {
@@ -196,7 +265,40 @@ pub async fn run(options: HarnessOptions) -> Result<HarnessReport, HarnessError>
         steps,
         changes,
         comparison,
+        held,
     })
+}
+
+/// Take the plugin lease `name` of project `project_id` under an owner of
+/// its own (renewed until released), as another session would.
+async fn hold(
+    locks: &LockService,
+    project_id: &str,
+    name: &str,
+) -> Result<(LockGuard, HeldLease), HarnessError> {
+    let owner = Owner::new_session();
+    let resource = ScopedLocks::new(locks.clone(), owner.clone(), project_id, HOLD_OPERATION)
+        .resource_for(name);
+    let guard = locks
+        .lock(
+            &resource,
+            &owner,
+            HOLD_OPERATION,
+            Duration::from_secs(60),
+            Duration::ZERO,
+        )
+        .await
+        .map_err(|source| HarnessError::Hold {
+            resource: resource.clone(),
+            source,
+        })?;
+    let held = HeldLease {
+        resource,
+        owner: owner.id,
+        operation: HOLD_OPERATION.into(),
+        token: guard.token(),
+    };
+    Ok((guard, held))
 }
 
 fn read_action(path: &Path) -> Result<Action, HarnessError> {
@@ -297,6 +399,7 @@ mod tests {
                 expect: Some(self.dir.path().join("expected")),
                 plugin_dirs: Vec::new(),
                 plugins: PluginsConfig::default(),
+                hold: None,
             }
         }
     }

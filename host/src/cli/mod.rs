@@ -4,6 +4,7 @@
 //! Exit codes: 0 ok, 1 failure, 2 usage, 3 lock conflict, 4 invalid
 //! transition, 5 apply drift.
 
+mod conflict;
 mod locks;
 mod output;
 mod plan;
@@ -135,6 +136,11 @@ pub fn main_with(plugins: Option<Arc<dyn PluginProvider>>) -> ExitCode {
 /// Log lines go to stderr with every field made visible
 /// ([`crate::visible::line`]): a plugin's log message is plugin text, and a
 /// carriage return or escape sequence in it must not rewrite the screen.
+/// Whether log lines (on stderr) are coloured.
+fn log_colour(stderr_is_terminal: bool) -> bool {
+    stderr_is_terminal && std::env::var_os("NO_COLOR").is_none()
+}
+
 fn init_tracing(default: &str) {
     use tracing_subscriber::field::MakeExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKSTEP_LOG")
@@ -156,6 +162,11 @@ fn init_tracing(default: &str) {
         .with_env_filter(filter)
         .fmt_fields(fields)
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: not in a file, a pipe or
+        // a CI log, and not with NO_COLOR.
+        .with_ansi(log_colour(std::io::IsTerminal::is_terminal(
+            &std::io::stderr(),
+        )))
         .try_init();
 }
 

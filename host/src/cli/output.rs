@@ -10,6 +10,7 @@ use std::io::IsTerminal;
 
 use serde_json::json;
 
+use super::plan::PlanId;
 use crate::lifecycle::{LifecycleError, PluginError, PluginLockError};
 use crate::locks::{format_ms, LockConflict, LockError};
 use crate::store::{ChangeKind, ChangeRecord};
@@ -93,18 +94,7 @@ pub fn print_error(e: &anyhow::Error, as_json: bool) {
                 }}))
             );
         } else {
-            eprintln!(
-                "error: `{}` is locked by another session.\n  owner:     {}\n  holder:    {}\n  operation: {}\n  since:     {}\n  until:     {} (renewed while the holder is alive)\n\
-                 Wait for it to finish, or retry with --lock-timeout 5m to wait.\n\
-                 If the holder is gone for good, release the lock (its holder will be fenced out):\n  lockstep locks release {} --force",
-                visible::line(&c.resource),
-                visible::line(&c.owner),
-                visible::line(&c.holder.to_string()),
-                visible::line(&c.operation),
-                format_ms(c.acquired_at),
-                format_ms(c.expires_at),
-                visible::line(&c.resource)
-            );
+            eprintln!("error: {}", super::conflict::conflict_message(c));
         }
         return;
     }
@@ -131,18 +121,34 @@ pub fn print_error(e: &anyhow::Error, as_json: bool) {
         println!("{}", crate::visible::json(&json!({ "error": body })));
     } else {
         eprintln!("error: {}", visible::block(&message(e)));
+        let id = e
+            .downcast_ref::<PlanId>()
+            .map_or("ID (`lockstep plan list` shows it)".to_string(), |p| {
+                p.0.clone()
+            });
+        let invalid_input = matches!(
+            e.downcast_ref::<LifecycleError>(),
+            Some(LifecycleError::Plugin {
+                source: PluginError::InvalidInput(_),
+                ..
+            })
+        );
         match kind {
             "apply_drift" => eprintln!(
-                "Nothing was written. Run `lockstep plan revert ID` and run the plan again."
+                "Nothing was written. Run `lockstep plan revert {id}` and run the plan again."
+            ),
+            // The same input would be refused again: no retry.
+            "plugin" if invalid_input => eprintln!(
+                "The plugin refused the action's input; nothing was changed. Fix the params in the action file and create a new plan from it."
             ),
             "plugin" | "lock_expired" => {
-                eprintln!("The plan is errored; `lockstep plan retry ID` runs the phase again.")
+                eprintln!("The plan is errored; `lockstep plan retry {id}` runs the phase again.")
             }
             "lease_lost" => eprintln!(
                 "Another session carried the plan on and this session's result was not recorded; `lockstep plan status ID` shows the plan and its history."
             ),
             "invalid_change" => eprintln!(
-                "Nothing was stored. The plan is errored; fix the plugin or the action, then `lockstep plan retry ID`."
+                "Nothing was stored. The plan is errored; fix the plugin or the action, then `lockstep plan retry {id}`."
             ),
             _ => {}
         }
@@ -154,7 +160,9 @@ pub fn print_error(e: &anyhow::Error, as_json: bool) {
 /// whose text is already there adds nothing.
 pub fn message(e: &anyhow::Error) -> String {
     let mut text = String::new();
-    for cause in e.chain() {
+    // The plan's id is context for the hints, not part of the message.
+    let skip = usize::from(e.downcast_ref::<PlanId>().is_some());
+    for cause in e.chain().skip(skip) {
         let cause = cause.to_string();
         if text.is_empty() {
             text = cause;

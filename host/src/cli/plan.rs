@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -19,6 +20,30 @@ use crate::locks::format_ms;
 use crate::store::PlanRecord;
 use crate::visible::{block, line};
 use crate::Container;
+
+/// The plan a command worked on, attached to its error (as `anyhow`
+/// context) so that the hints printed with it can name the plan.
+#[derive(Debug, Clone)]
+pub struct PlanId(pub String);
+
+impl std::fmt::Display for PlanId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "plan {}", self.0)
+    }
+}
+
+/// The plan `cmd` names, if it names one.
+fn plan_of(cmd: &PlanCommand) -> Option<&str> {
+    match cmd {
+        PlanCommand::Strategize { id, .. }
+        | PlanCommand::Execute { id, .. }
+        | PlanCommand::Apply { id, .. }
+        | PlanCommand::Retry { id, .. }
+        | PlanCommand::Revert { id, .. }
+        | PlanCommand::Cancel { id, .. } => Some(id),
+        _ => None,
+    }
+}
 
 /// Options of commands that take the plan lock.
 #[derive(Debug, Clone, Args)]
@@ -131,7 +156,12 @@ pub async fn run(cli: &Cli, container: &Container, cmd: &PlanCommand) -> anyhow:
         wait_for_signal().await;
         shutdown.cancel();
     });
-    let result = dispatch(cli, &session, cmd).await;
+    let result = dispatch(cli, &session, cmd)
+        .await
+        .map_err(|e| match plan_of(cmd) {
+            Some(id) if e.downcast_ref::<PlanId>().is_none() => e.context(PlanId(id.to_string())),
+            _ => e,
+        });
     signals.abort();
     if let Err(e) = session.close().await {
         tracing::warn!("releasing this session's locks: {e}");
@@ -139,7 +169,8 @@ pub async fn run(cli: &Cli, container: &Container, cmd: &PlanCommand) -> anyhow:
     result
 }
 
-async fn wait_for_signal() {
+/// Wait for SIGTERM or SIGINT (Ctrl-C).
+pub(super) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -368,11 +399,12 @@ async fn run_all(
             line(&plan.project_root)
         );
     }
-    let plan = s.strategize_plan(&plan.id).await?;
+    let in_plan = || PlanId(plan.id.clone());
+    let plan = s.strategize_plan(&plan.id).await.with_context(in_plan)?;
     if !json {
         print_proposal(&plan);
     }
-    let plan = s.execute_plan(&plan.id).await?;
+    let plan = s.execute_plan(&plan.id).await.with_context(in_plan)?;
     let changes = s.changes(&plan.id).await?;
     if !json {
         if changes.is_empty() {
@@ -403,7 +435,7 @@ async fn run_all(
             return Ok(());
         }
     }
-    let report = s.apply_plan(&plan.id).await?;
+    let report = s.apply_plan(&plan.id).await.with_context(in_plan)?;
     if json {
         let mut body = applied_json(&report);
         body["changes"] = json!(changes.iter().map(|c| &c.path).collect::<Vec<_>>());

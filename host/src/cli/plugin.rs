@@ -8,8 +8,9 @@ use serde_json::json;
 
 use super::output::{colour, diff, paint, Reported, EXIT_FAILURE};
 use super::Cli;
-use crate::authoring::harness::{self, HarnessOptions, HarnessReport};
+use crate::authoring::harness::{self, HarnessError, HarnessOptions, HarnessReport, HeldLease};
 use crate::authoring::{new_plugin, DifferenceKind, Lang, TreeComparison};
+use crate::lifecycle::{LifecycleError, PluginError, PluginLockError};
 use crate::visible::line;
 
 /// The languages `plugin new` writes.
@@ -61,6 +62,11 @@ pub struct TestArgs {
     /// with this directory, every file both ways; exit 1 if they differ.
     #[arg(long)]
     pub expect: Option<PathBuf>,
+    /// Hold the plugin lease RESOURCE (`project:<id>/res:RESOURCE` of the
+    /// copy) under another owner while the plugin runs, so that it meets a
+    /// held lease: tests how the plugin reacts to a conflict.
+    #[arg(long, value_name = "RESOURCE")]
+    pub hold: Option<String>,
 }
 
 /// `plugin new`: write the project and say what to do next.
@@ -105,8 +111,10 @@ pub(crate) async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<()> {
             policy_source: config.plugins.policy_source,
             ..crate::plugins::PluginsConfig::for_user()
         },
+        hold: args.hold.clone(),
     })
-    .await?;
+    .await
+    .map_err(|e| unwrap_held(e, cli.json))?;
     if cli.json {
         println!("{}", crate::visible::json(&to_json(&report, args)));
     } else {
@@ -131,6 +139,38 @@ pub(crate) async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<()> {
     }
 }
 
+/// A failure while a lease was held: says so (on stderr), then the failure
+/// itself. A lock conflict is passed on as the lifecycle error it is, so
+/// that it is shown (and exits) as one; other failures stay harness errors,
+/// without the hints about retrying a plan (the scratch plan is gone).
+fn unwrap_held(e: HarnessError, json: bool) -> anyhow::Error {
+    match e {
+        HarnessError::WhileHolding { held, source } => {
+            if !json {
+                eprintln!("{}", held_line(&held));
+            }
+            unwrap_held(*source, json)
+        }
+        HarnessError::Plan(
+            e @ (LifecycleError::LockConflict(_)
+            | LifecycleError::Plugin {
+                source: PluginError::Lock(PluginLockError::Conflict(_)),
+                ..
+            }),
+        ) => e.into(),
+        e => e.into(),
+    }
+}
+
+fn held_line(held: &HeldLease) -> String {
+    format!(
+        "held `{}` under owner {} (token {}) while the plugin ran",
+        line(&held.resource),
+        line(&held.owner),
+        held.token
+    )
+}
+
 fn files(n: usize) -> String {
     format!("{n} file{}", if n == 1 { "" } else { "s" })
 }
@@ -140,6 +180,7 @@ fn to_json(report: &HarnessReport, args: &TestArgs) -> serde_json::Value {
         "passed": report.passed(),
         "plugin": report.plugin,
         "action": report.action,
+        "held": report.held,
         "proposal": report.proposal,
         "steps": report.steps,
         "changes": report.changes,
@@ -174,6 +215,10 @@ fn describe(report: &HarnessReport, args: &TestArgs, colour: bool) -> String {
         line(&report.action.strategy),
         line(&report.action.executor)
     ));
+    if let Some(held) = &report.held {
+        out.push_str(&held_line(held));
+        out.push('\n');
+    }
     out.push_str(&format!("proposal: {}\n", line(&report.proposal.summary)));
     for (i, step) in report.proposal.steps.iter().enumerate() {
         out.push_str(&format!("  {}. {}\n", i + 1, line(&step.title)));

@@ -144,8 +144,8 @@ pub fn unknown(name: &str, dirs: &[PathBuf], entries: &[Entry]) -> String {
         .collect();
     if found.is_empty() {
         format!(
-            "no plugin named `{name}`: no plugins were found ({searched}); put NAME.wasm and NAME.toml in one of them \
-             or add a directory to {}",
+            "no plugin named `{name}`: no plugins were found ({searched}); put NAME.wasm and NAME.toml in one of them, \
+             or name the directory that has them with --plugin-dir DIR (or in {})",
             crate::config::PLUGIN_PATH_ENV
         )
     } else {
@@ -205,6 +205,13 @@ mod tests {
             "{msg}"
         );
         assert!(unknown("x", &[], &[]).contains("no plugins were found"));
+    }
+
+    #[test]
+    fn no_plugins_found_names_both_ways_to_add_a_directory() {
+        let msg = unknown("x", &[], &[]);
+        assert!(msg.contains("--plugin-dir DIR"), "{msg}");
+        assert!(msg.contains("LOCKSTEP_PLUGIN_PATH"), "{msg}");
     }
 }
 

@@ -56,3 +56,57 @@ export function upperCaseMarkers(text, markers) {
 export function files(n) {
   return `${n} file${n === 1 ? '' : 's'}`;
 }
+
+/** How a value is described in a message: `a string`, `null`, `an Array`. */
+function kindOf(value) {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'string') return 'a string';
+  if (typeof value !== 'object') return `a ${typeof value}`;
+  const name = value.constructor && value.constructor.name;
+  return name ? `${/^[AEIOU]/.test(name) ? 'an' : 'a'} ${name}` : 'an object';
+}
+
+/**
+ * What is wrong with the outcome `execute` returns for step `stepId`, or
+ * null. The component bindings do not check types: a string given where
+ * the WIT type is `list<u8>` is lowered as zero bytes, so the file would be
+ * silently emptied. Checking here turns that into an error naming the field.
+ */
+export function outcomeProblem(stepId, outcome) {
+  const at = `step \`${stepId}\``;
+  if (outcome === null || typeof outcome !== 'object') {
+    return `${at}: the outcome must be an object { changes, summary } (got ${kindOf(outcome)})`;
+  }
+  if (typeof outcome.summary !== 'string') {
+    return `${at}: \`summary\` must be a string (got ${kindOf(outcome.summary)})`;
+  }
+  if (!Array.isArray(outcome.changes)) {
+    return `${at}: \`changes\` must be an Array (got ${kindOf(outcome.changes)})`;
+  }
+  for (const [i, change] of outcome.changes.entries()) {
+    if (change === null || typeof change !== 'object') {
+      return `${at}: change ${i + 1} must be { tag, val } (got ${kindOf(change)})`;
+    }
+    if (change.tag === 'delete') {
+      if (typeof change.val !== 'string') {
+        return `${at}: change ${i + 1}: a delete's \`val\` must be the path as a string (got ${kindOf(change.val)})`;
+      }
+    } else if (change.tag === 'write') {
+      const write = change.val;
+      if (write === null || typeof write !== 'object') {
+        return `${at}: change ${i + 1}: a write's \`val\` must be { path, contents } (got ${kindOf(write)})`;
+      }
+      if (typeof write.path !== 'string') {
+        return `${at}: change ${i + 1}: \`path\` must be a string (got ${kindOf(write.path)})`;
+      }
+      if (!(write.contents instanceof Uint8Array)) {
+        const hint = typeof write.contents === 'string' ? '; use new TextEncoder().encode(text)' : '';
+        return `${at}: change \`${write.path}\`: \`contents\` must be a Uint8Array (got ${kindOf(write.contents)})${hint}`;
+      }
+    } else {
+      return `${at}: change ${i + 1}: \`tag\` must be 'write' or 'delete' (got ${JSON.stringify(String(change.tag))})`;
+    }
+  }
+  return null;
+}

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { ParamError, parseMarkers, splitGlobs, upperCaseMarkers } from './markers.js';
+import { ParamError, outcomeProblem, parseMarkers, splitGlobs, upperCaseMarkers } from './markers.js';
 
 test('markers in another case are upper-cased', () => {
   const defaults = parseMarkers(undefined);
@@ -22,4 +22,14 @@ test('params are checked', () => {
   assert.throws(() => parseMarkers(' , '), ParamError);
   assert.deepEqual(splitGlobs('*.md, src/**'), ['*.md', 'src/**']);
   assert.deepEqual(splitGlobs(undefined), ['**/*']);
+});
+
+test('a string given as contents is refused, naming the field', () => {
+  const outcome = { changes: [{ tag: 'write', val: { path: 'a.txt', contents: 'text' } }], summary: 's' };
+  assert.equal(
+    outcomeProblem('x', outcome),
+    'step `x`: change `a.txt`: `contents` must be a Uint8Array (got a string); use new TextEncoder().encode(text)',
+  );
+  outcome.changes[0].val.contents = new TextEncoder().encode('text');
+  assert.equal(outcomeProblem('x', outcome), null);
 });

@@ -15,7 +15,15 @@
 import { list, read } from 'lockstep:plugin/workspace@0.2.0';
 import { log } from 'lockstep:plugin/log@0.2.0';
 
-import { ParamError, files, param, parseMarkers, splitGlobs, upperCaseMarkers } from './markers.js';
+import {
+  ParamError,
+  files,
+  outcomeProblem,
+  param,
+  parseMarkers,
+  splitGlobs,
+  upperCaseMarkers,
+} from './markers.js';
 
 /**
  * A `plugin-error` to return from an export: the bindings return the
@@ -164,6 +172,16 @@ export const strategy = {
   strategize: (planId, action) => guard('strategize', () => strategize(planId, action)),
 };
 
+/**
+ * The outcome, once its types are checked: the bindings would lower a
+ * wrongly typed field (a string for `contents`) without complaint.
+ */
+function checked(step, outcome) {
+  const problem = outcomeProblem(step.id, outcome);
+  if (problem !== null) throw new PluginFailure('permanent', problem);
+  return outcome;
+}
+
 export const execution = {
-  execute: (planId, step) => guard('execute', () => execute(planId, step)),
+  execute: (planId, step) => guard('execute', () => checked(step, execute(planId, step))),
 };

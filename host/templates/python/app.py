@@ -156,6 +156,16 @@ class Strategy(exports.Strategy):
         return _guard(lambda: _strategize(action))
 
 
+def _checked(step: Step, outcome: StepOutcome) -> StepOutcome:
+    """The outcome, once the contents of its writes are checked to be bytes."""
+    for change in outcome.changes:
+        if isinstance(change, Change_Write):
+            problem = markers.contents_problem(step.id, change.value.path, change.value.contents)
+            if problem is not None:
+                raise Err(PluginError_Permanent(problem))
+    return outcome
+
+
 class Execution(exports.Execution):
     def execute(self, plan_id: str, step: Step) -> StepOutcome:
-        return _guard(lambda: _execute(step))
+        return _guard(lambda: _checked(step, _execute(step)))

@@ -60,3 +60,18 @@ def upper_case_markers(text: str, markers: Sequence[str]) -> str | None:
 def files(n: int) -> str:
     """"1 file", "2 files"."""
     return f"{n} file{'' if n == 1 else 's'}"
+
+
+def contents_problem(step_id: str, path: str, contents: object) -> str | None:
+    """What is wrong with the `contents` of a write to `path`, or None.
+
+    The WIT type is `list<u8>`: give `bytes`. The bindings would not say
+    which field of which change was wrong, so the executor checks first.
+    """
+    if isinstance(contents, (bytes, bytearray)):
+        return None
+    hint = "; use text.encode('utf-8')" if isinstance(contents, str) else ""
+    return (
+        f"step `{step_id}`: change `{path}`: `contents` must be bytes "
+        f"(got {type(contents).__name__}){hint}"
+    )

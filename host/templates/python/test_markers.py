@@ -2,7 +2,13 @@
 
 import unittest
 
-from markers import ParamError, parse_markers, split_globs, upper_case_markers
+from markers import (
+    ParamError,
+    contents_problem,
+    parse_markers,
+    split_globs,
+    upper_case_markers,
+)
 
 
 class UpperCaseMarkers(unittest.TestCase):
@@ -24,6 +30,16 @@ class UpperCaseMarkers(unittest.TestCase):
             parse_markers(" , ")
         self.assertEqual(split_globs("*.md, src/**"), ["*.md", "src/**"])
         self.assertEqual(split_globs(None), ["**/*"])
+
+
+class ContentsProblem(unittest.TestCase):
+    def test_a_str_given_as_contents_is_refused_naming_the_field(self):
+        self.assertEqual(
+            contents_problem("file-1", "a.txt", "text"),
+            "step `file-1`: change `a.txt`: `contents` must be bytes (got str); "
+            "use text.encode('utf-8')",
+        )
+        self.assertIsNone(contents_problem("file-1", "a.txt", b"text"))
 
 
 if __name__ == "__main__":

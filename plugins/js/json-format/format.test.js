@@ -12,6 +12,7 @@ import {
   formatBytes,
   formatText,
   param,
+  outcomeProblem,
   parseOptions,
   printJson,
   printNative,
@@ -338,5 +339,25 @@ describe('compareCodePoints', () => {
     const keys = ['b', '😀', '\uffff', 'a', '', 'ab', 'B'];
     assert.deepEqual(keys.sort(compareCodePoints), ['', 'B', 'a', 'ab', 'b', '\uffff', '😀']);
     assert.equal(compareCodePoints('x', 'x'), 0);
+  });
+});
+
+describe('outcomeProblem', () => {
+  it('refuses a string given as contents, naming the step, the file and the field', () => {
+    const outcome = { changes: [{ tag: 'write', val: { path: 'a.json', contents: '{}' } }], summary: 's' };
+    assert.equal(
+      outcomeProblem('file-1', outcome),
+      'step `file-1`: change `a.json`: `contents` must be a Uint8Array (got a string); use new TextEncoder().encode(text)',
+    );
+  });
+  it('accepts bytes and deletes', () => {
+    const outcome = {
+      changes: [
+        { tag: 'write', val: { path: 'a.json', contents: new Uint8Array([123, 125]) } },
+        { tag: 'delete', val: 'b.json' },
+      ],
+      summary: 's',
+    };
+    assert.equal(outcomeProblem('file-1', outcome), null);
   });
 });

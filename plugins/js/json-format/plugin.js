@@ -29,6 +29,7 @@ import {
   ParamError,
   compareCodePoints,
   formatBytes,
+  outcomeProblem,
   param,
   parseOptions,
   selects,
@@ -277,6 +278,16 @@ export const strategy = {
   strategize: (planId, action) => guard('strategize', () => strategize(planId, action)),
 };
 
+/**
+ * The outcome, once its types are checked: the bindings would lower a
+ * wrongly typed field (a string for `contents`) without complaint.
+ */
+function checked(step, outcome) {
+  const problem = outcomeProblem(step.id, outcome);
+  if (problem !== null) throw new PluginFailure('permanent', problem);
+  return outcome;
+}
+
 export const execution = {
-  execute: (planId, step) => guard('execute', () => execute(planId, step)),
+  execute: (planId, step) => guard('execute', () => checked(step, execute(planId, step))),
 };

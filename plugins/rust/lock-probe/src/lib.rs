@@ -3,6 +3,9 @@
 //! Action params:
 //! - `resource` (required): the lock name passed to `locks.acquire`.
 //! - `hold_ms` (default 0): how long to hold the lease before dropping it.
+//! - `on_conflict` (default `report`): `fail` returns a conflict as the
+//!   step's error (`plugin-error::lock`) instead of reporting it in the
+//!   summary, as a plugin that cannot work without its lease does.
 //!
 //! The single step `probe` changes no files; its summary says what happened:
 //! - `acquired <lease name> token <fencing token>`,
@@ -66,6 +69,10 @@ impl strategy::Guest for LockProbe {
                 params: vec![
                     ("resource".into(), resource.into()),
                     ("hold_ms".into(), hold.to_string()),
+                    (
+                        "on_conflict".into(),
+                        param(&action.params, "on_conflict").unwrap_or("report").into(),
+                    ),
                 ],
                 targets: Vec::new(),
             }],
@@ -84,6 +91,10 @@ impl execution::Guest for LockProbe {
                 std::thread::sleep(Duration::from_millis(hold));
                 drop(lease);
                 summary
+            }
+            Err(LockError::Conflict(c)) if param(&step.params, "on_conflict") == Some("fail") => {
+                log(Level::Warn, &format!("lease {} is held by {}: failing the step", c.resource, c.owner));
+                return Err(PluginError::Lock(LockError::Conflict(c)));
             }
             Err(LockError::Conflict(c)) => format!(
                 "conflict owner={} operation={} resource={}",
