@@ -31,7 +31,9 @@ pub(crate) fn trust(store: &TrustStore, project: &Path, json: bool) -> anyhow::R
         for (name, hash) in &record.files {
             println!("  {hash}  {name}");
         }
-        println!("A plugin added or changed there later is refused until you trust the project again.");
+        println!(
+            "A plugin added or changed there later is refused until you trust the project again."
+        );
     }
     Ok(())
 }

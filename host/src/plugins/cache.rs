@@ -198,7 +198,10 @@ impl ComponentCache {
             Ok(key) => key,
             Err(problem) => {
                 self.warn_once(&problem);
-                return Ok((compile_uncached(engine, path, expected)?, CacheOutcome::Uncached));
+                return Ok((
+                    compile_uncached(engine, path, expected)?,
+                    CacheOutcome::Uncached,
+                ));
             }
         };
         let known = match expected {
@@ -281,7 +284,8 @@ impl ComponentCache {
     fn write_index(&self, key: &CacheKey, path: &Path, stamp: &str, content: &str) {
         let (entry, canonical) = self.index_entry(path);
         let tag = self.index_tag(key, &canonical, stamp, content);
-        let _ = userdir::write_private_file(&entry, format!("{stamp} {content} {tag}\n").as_bytes());
+        let _ =
+            userdir::write_private_file(&entry, format!("{stamp} {content} {tag}\n").as_bytes());
     }
 
     fn artifact_mac(&self, key: &CacheKey, content: &str, len: u64) -> blake3::Hasher {
@@ -510,7 +514,10 @@ mod tests {
         assert_eq!(mode(&dir.path().join("cache")), 0o700);
         assert_eq!(mode(cache.dir()), 0o700);
         assert_eq!(mode(&artifact), 0o600);
-        assert_eq!(mode(&dir.path().join("cache").join(userdir::KEY_FILE)), 0o600);
+        assert_eq!(
+            mode(&dir.path().join("cache").join(userdir::KEY_FILE)),
+            0o600
+        );
         // A truncated artifact, or one without its tag, is recompiled.
         let bytes = std::fs::read(&artifact).unwrap();
         std::fs::write(&artifact, &bytes[..bytes.len() / 2]).unwrap();
@@ -636,8 +643,14 @@ mod tests {
         let before = std::fs::metadata(&artifact).unwrap().modified().unwrap();
         let fresh = ComponentCache::new(&root, &engine, DEFAULT_CACHE_BYTES);
         assert_eq!(outcome(&fresh, &engine, &wasm), CacheOutcome::Uncached);
-        assert!(matches!(fresh.open(), Err(UserDirError::OpenToOthers { .. })));
-        assert_eq!(std::fs::metadata(&artifact).unwrap().modified().unwrap(), before);
+        assert!(matches!(
+            fresh.open(),
+            Err(UserDirError::OpenToOthers { .. })
+        ));
+        assert_eq!(
+            std::fs::metadata(&artifact).unwrap().modified().unwrap(),
+            before
+        );
         // The engine's subdirectory is checked too.
         chmod(&root, 0o700);
         chmod(cache.dir(), 0o770);
@@ -655,7 +668,10 @@ mod tests {
             std::os::unix::fs::chown(&root, Some(65534), None).unwrap();
             let other = ComponentCache::new(&root, &engine, DEFAULT_CACHE_BYTES);
             assert_eq!(outcome(&other, &engine, &wasm), CacheOutcome::Uncached);
-            assert!(matches!(other.open(), Err(UserDirError::NotOwned { owner: 65534, .. })));
+            assert!(matches!(
+                other.open(),
+                Err(UserDirError::NotOwned { owner: 65534, .. })
+            ));
         }
     }
 }

@@ -217,8 +217,9 @@ impl Runtime {
         let name = file_name(path);
         let loaded = match &self.disk {
             Some(cache) => cache.load_or_compile(&self.engine, path, expected),
-            None => compile_uncached(&self.engine, path, expected)
-                .map(|c| (c, CacheOutcome::Uncached)),
+            None => {
+                compile_uncached(&self.engine, path, expected).map(|c| (c, CacheOutcome::Uncached))
+            }
         };
         loaded.map_err(|e| {
             PluginError::Load(format!(
@@ -250,7 +251,8 @@ impl Runtime {
         let stamp = FileStamp::of(path)
             .map_err(|e| PluginError::Load(format!("cannot read `{}`: {e}", path.display())))?;
         if let Some(loaded) = self.cached(path) {
-            if loaded.stamp == stamp && (expected.is_none() || loaded.content.as_deref() == expected)
+            if loaded.stamp == stamp
+                && (expected.is_none() || loaded.content.as_deref() == expected)
             {
                 return Ok(loaded);
             }

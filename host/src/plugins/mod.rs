@@ -44,11 +44,11 @@ use call::{CallReport, Callee, Request, Response, WarmSlot};
 use engine::{file_name, Loaded, Runtime};
 
 pub use cache::{CacheOutcome, ComponentCache, DEFAULT_CACHE_BYTES};
-pub use trust::{project_plugin_dir, TrustError, TrustStore, TrustedProject};
-pub use userdir::{CACHE_DIR_ENV, CONFIG_DIR_ENV};
 pub use limits::{Limits, LimitsPolicy, RequestedLimits};
 pub use log::LOG_TARGET;
 pub use manifest::{ApiVersion, Manifest, ManifestError, PluginKind, Role};
+pub use trust::{project_plugin_dir, TrustError, TrustStore, TrustedProject};
+pub use userdir::{CACHE_DIR_ENV, CONFIG_DIR_ENV};
 pub use world::{HOST_API, SUPPORTED_APIS};
 
 /// Operator settings of the plugin runtime.
@@ -511,6 +511,7 @@ impl PluginEngine {
             )));
         }
         let loaded = self.runtime.load(&entry.wasm, content.as_deref())?;
+        tracing::debug!(plugin = name, compiled = ?loaded.outcome, "plugin looked up");
         if !loaded.serves(role) {
             let problem = loaded
                 .shape

@@ -254,9 +254,7 @@ impl TrustStore {
                 for entry in entries {
                     let entry = entry.map_err(io(&dir))?;
                     let file = entry.path();
-                    let plugin_file = file
-                        .extension()
-                        .is_some_and(|x| x == "wasm" || x == "toml");
+                    let plugin_file = file.extension().is_some_and(|x| x == "wasm" || x == "toml");
                     if plugin_file && file.is_file() {
                         let name = entry.file_name().to_string_lossy().into_owned();
                         files.insert(name, self.sha256(&file)?);
@@ -379,7 +377,11 @@ mod tests {
         let dir = project_plugin_dir(project);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{name}.wasm")), body).unwrap();
-        std::fs::write(dir.join(format!("{name}.toml")), format!("name = \"{name}\"")).unwrap();
+        std::fs::write(
+            dir.join(format!("{name}.toml")),
+            format!("name = \"{name}\""),
+        )
+        .unwrap();
     }
 
     fn check(store: &TrustStore, project: &Path, name: &str) -> Result<String, TrustError> {
@@ -413,10 +415,32 @@ mod tests {
 
         plugin(project.path(), "b", "two");
         let err = check(&store, project.path(), "b").unwrap_err();
-        assert!(matches!(err, TrustError::Changed { change: Change::Added, .. }), "{err}");
-        std::fs::write(project_plugin_dir(project.path()).join("a.toml"), "name = \"x\"").unwrap();
+        assert!(
+            matches!(
+                err,
+                TrustError::Changed {
+                    change: Change::Added,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        std::fs::write(
+            project_plugin_dir(project.path()).join("a.toml"),
+            "name = \"x\"",
+        )
+        .unwrap();
         let err = check(&store, project.path(), "a").unwrap_err();
-        assert!(matches!(err, TrustError::Changed { change: Change::Edited, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                TrustError::Changed {
+                    change: Change::Edited,
+                    ..
+                }
+            ),
+            "{err}"
+        );
 
         store.trust(project.path()).unwrap();
         check(&store, project.path(), "a").unwrap();
@@ -437,6 +461,9 @@ mod tests {
             check(&none, project.path(), "a"),
             Err(TrustError::NotTrusted { .. })
         ));
-        assert!(matches!(none.trust(project.path()), Err(TrustError::NoConfigDir)));
+        assert!(matches!(
+            none.trust(project.path()),
+            Err(TrustError::NoConfigDir)
+        ));
     }
 }

@@ -330,7 +330,10 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = load_or_create_key(tmp.path()).unwrap_err();
-        assert!(matches!(err, UserDirError::BadKey { mode: 0o644, .. }), "{err}");
+        assert!(
+            matches!(err, UserDirError::BadKey { mode: 0o644, .. }),
+            "{err}"
+        );
         // A key planted through a symbolic link is not followed.
         std::fs::remove_file(&path).unwrap();
         let elsewhere = tmp.path().join("elsewhere");
