@@ -31,6 +31,13 @@ fn main() {
     );
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     println!("cargo:rustc-env=LOCKSTEP_PLUGINS_DIST={}", dist.display());
+    // The tests' own user directories (compiled-component cache, config),
+    // so that no test reads or writes the real ~/.cache or ~/.config.
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    println!(
+        "cargo:rustc-env=LOCKSTEP_TESTS_USER_DIR={}",
+        out.join("user").display()
+    );
 
     let mut cmd = Command::new("bash");
     cmd.arg(plugins.join("build.sh"))

@@ -21,6 +21,13 @@ pub fn dist() -> PathBuf {
     PathBuf::from(DIST)
 }
 
+/// A folder the tests use as the user's cache and config directories (in
+/// this crate's build output, so shared by every test of one build and
+/// never the real `~/.cache` or `~/.config`).
+pub fn user_dir() -> PathBuf {
+    PathBuf::from(env!("LOCKSTEP_TESTS_USER_DIR"))
+}
+
 /// The component of plugin `name` in [`DIST`].
 pub fn component(name: &str) -> PathBuf {
     dist().join(format!("{name}.wasm"))

@@ -33,9 +33,14 @@ pub struct Config {
     pub project: PathBuf,
     /// `sqlite://PATH` or `postgres://…`; default `<project>/.lockstep/lockstep.db`.
     pub database_url: Option<String>,
-    /// Plugin directories searched in order; default `<project>/.lockstep/plugins`,
-    /// then those of `LOCKSTEP_PLUGIN_PATH`.
+    /// Plugin directories the operator chose, searched in order (after the
+    /// project's own, see `project_plugins`); default: those of
+    /// `LOCKSTEP_PLUGIN_PATH`. Plugins here are trusted as they are.
     pub plugin_dirs: Vec<PathBuf>,
+    /// Also search `<project>/.lockstep/plugins` first, for plugins the user
+    /// has trusted with `lockstep trust` (default `true`). A checkout's own
+    /// plugins are never run without that consent.
+    pub project_plugins: bool,
     /// Lock and changeset tunables.
     pub lifecycle: LifecycleOptions,
     /// Plugin limits policy and allow-list, compiled-component cache,
@@ -49,7 +54,8 @@ impl Config {
     pub fn for_project(project: impl AsRef<Path>) -> Self {
         let project = project.as_ref().to_path_buf();
         Config {
-            plugin_dirs: default_plugin_dirs(&project),
+            plugin_dirs: operator_plugin_dirs(),
+            project_plugins: true,
             plugins: PluginsConfig::for_project(&project),
             project,
             database_url: None,
@@ -65,9 +71,12 @@ impl Config {
     }
 }
 
-/// `<project>/.lockstep/plugins` followed by the entries of `LOCKSTEP_PLUGIN_PATH`.
-pub fn default_plugin_dirs(project: &Path) -> Vec<PathBuf> {
-    let mut dirs = vec![project.join(".lockstep").join("plugins")];
+/// The entries of `LOCKSTEP_PLUGIN_PATH`: plugin directories the operator
+/// names, trusted as they are. (A project's own `.lockstep/plugins` is
+/// searched first, subject to the user's trust: see
+/// [`Config::project_plugins`].)
+pub fn operator_plugin_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
     if let Ok(extra) = std::env::var(PLUGIN_PATH_ENV) {
         dirs.extend(
             extra

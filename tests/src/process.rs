@@ -136,15 +136,26 @@ pub fn plugins_dist() -> PathBuf {
     lockstep_test_artifacts::dist()
 }
 
+/// The tests' stand-in for the user's cache and config directories (in
+/// the build's output folder, shared by every test of this build): the
+/// compiled-component cache is `cache/` and the trust records `config/`.
+/// A test that trusts projects gives itself a config directory of its own.
+pub fn test_user_dir() -> PathBuf {
+    lockstep_test_artifacts::user_dir()
+}
+
 /// A `Command` for the real `lockstep` binary with the example plugins on
-/// its plugin path and `--database-url` / `--project` set.
+/// its plugin path, `--database-url` / `--project` set, and the tests' own
+/// cache and config directories ([`test_user_dir`]).
 pub fn lockstep_command(db_url: &str, project: &Path) -> Command {
     let mut cmd = Command::new(workspace_bin("lockstep"));
     cmd.arg("--database-url")
         .arg(db_url)
         .arg("--project")
         .arg(project);
-    cmd.env("LOCKSTEP_PLUGIN_PATH", plugins_dist());
+    cmd.env("LOCKSTEP_PLUGIN_PATH", plugins_dist())
+        .env("LOCKSTEP_CACHE_DIR", test_user_dir().join("cache"))
+        .env("LOCKSTEP_CONFIG_DIR", test_user_dir().join("config"));
     cmd
 }
 

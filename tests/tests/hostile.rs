@@ -38,8 +38,8 @@ impl Project {
         copy_dir(&repo_root().join("examples/sample-project"), &root);
         let root = std::fs::canonicalize(root).unwrap();
         let project = Project { db, root, backend };
-        // `.lockstep/` turns on the compiled-component cache: each process
-        // after the first loads the plugins instead of compiling them.
+        // Each process after the first loads the plugins from the
+        // compiled-component cache instead of compiling them.
         project.ok(&["init"]);
         project
     }

@@ -37,8 +37,11 @@ pub struct HarnessOptions {
     /// A directory the result must equal: the changes are applied to the
     /// copy, which is then compared with it.
     pub expect: Option<PathBuf>,
-    /// Where plugins are found by name.
+    /// Where plugins are found by name (the operator's directories).
     pub plugin_dirs: Vec<PathBuf>,
+    /// Also search the fixture's own `FIXTURE/.lockstep/plugins` first, for
+    /// plugins the user has trusted there (`lockstep trust FIXTURE`).
+    pub fixture_plugins: bool,
     /// Limits, compiled-component cache, instance allocation.
     pub plugins: PluginsConfig,
     /// A plugin lease name (`R` for `project:<id>/res:R`) to hold under
@@ -171,6 +174,9 @@ pub async fn run(options: HarnessOptions) -> Result<HarnessReport, HarnessError>
     let mut engine =
         PluginEngine::with_options(options.plugin_dirs.clone(), options.plugins.clone())
             .map_err(|e| HarnessError::Setup(format!("{e:#}")))?;
+    if options.fixture_plugins {
+        engine = engine.with_project_plugins(&options.fixture);
+    }
     let plugin = match &options.plugin {
         Some(given) => {
             let plugin = resolve(&mut engine, given)?;
@@ -201,6 +207,7 @@ pub async fn run(options: HarnessOptions) -> Result<HarnessReport, HarnessError>
         scratch.path().join("lockstep.db").display()
     ));
     config.plugin_dirs = options.plugin_dirs;
+    config.project_plugins = options.fixture_plugins;
     config.plugins = options.plugins;
     let container = Container::build_with_plugins(config, Arc::new(engine))
         .await
@@ -398,6 +405,7 @@ mod tests {
                 action: self.dir.path().join("action.toml"),
                 expect: Some(self.dir.path().join("expected")),
                 plugin_dirs: Vec::new(),
+                fixture_plugins: false,
                 plugins: PluginsConfig::default(),
                 hold: None,
             }

@@ -10,6 +10,7 @@ mod output;
 mod plan;
 mod plugin;
 mod plugins;
+mod trust;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,9 +65,22 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Commands {
-    /// Create `.lockstep/` (database and plugin directory) in a project.
+    /// Create `.lockstep/` (database, plugin directory, .gitignore) in a project.
     Init {
         /// The project directory.
+        dir: Option<PathBuf>,
+    },
+    /// Trust a project's own plugins (DIR/.lockstep/plugins) as they are now.
+    Trust {
+        /// The project directory [default: --project].
+        dir: Option<PathBuf>,
+        /// List the trusted projects instead.
+        #[arg(long, conflicts_with = "dir")]
+        list: bool,
+    },
+    /// Stop trusting a project's own plugins.
+    Untrust {
+        /// The project directory [default: --project].
         dir: Option<PathBuf>,
     },
     /// Create and drive plans.
@@ -190,6 +204,21 @@ pub async fn run(mut cli: Cli, plugins: Option<Arc<dyn PluginProvider>>) -> anyh
         let dir = dir.clone().unwrap_or_else(|| cli.project.clone());
         return init(&cli, &dir, plugins).await;
     }
+    match &cli.command {
+        Commands::Trust { dir, list } => {
+            let store = user_trust_store();
+            return if *list {
+                trust::list(&store, cli.json)
+            } else {
+                trust::trust(&store, dir.as_ref().unwrap_or(&cli.project), cli.json)
+            };
+        }
+        Commands::Untrust { dir } => {
+            let store = user_trust_store();
+            return trust::untrust(&store, dir.as_ref().unwrap_or(&cli.project), cli.json);
+        }
+        _ => {}
+    }
     if let Commands::Plugins(cmd) = &cli.command {
         match cmd {
             PluginsCommand::New(args) => return plugin::new(args, cli.json),
@@ -206,7 +235,10 @@ pub async fn run(mut cli: Cli, plugins: Option<Arc<dyn PluginProvider>>) -> anyh
     }
     let container = build_container(&cli, &cli.project, plugins).await?;
     match &cli.command {
-        Commands::Init { .. } | Commands::Plugins(_) => unreachable!("handled above"),
+        Commands::Init { .. }
+        | Commands::Trust { .. }
+        | Commands::Untrust { .. }
+        | Commands::Plugins(_) => unreachable!("handled above"),
         Commands::Plan(cmd) => plan::run(&cli, &container, cmd).await,
         Commands::Locks(cmd) => locks::run(&cli, &container, cmd).await,
     }
@@ -222,6 +254,12 @@ async fn build_container(
         Some(p) => Ok(Container::build_with_plugins(config, p).await?),
         None => Container::build(config).await,
     }
+}
+
+/// The user's trust records (`$LOCKSTEP_CONFIG_DIR`, else
+/// `$XDG_CONFIG_HOME/lockstep`, else `~/.config/lockstep`).
+fn user_trust_store() -> crate::plugins::TrustStore {
+    crate::plugins::TrustStore::new(crate::plugins::userdir::user_config_dir())
 }
 
 fn config(cli: &Cli, project: &std::path::Path) -> Config {
@@ -240,7 +278,19 @@ async fn init(
     dir: &std::path::Path,
     plugins: Option<Arc<dyn PluginProvider>>,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir.join(".lockstep").join("plugins"))?;
+    let state = dir.join(".lockstep");
+    std::fs::create_dir_all(state.join("plugins"))?;
+    // The database and its WAL files must not be committed by accident; a
+    // .gitignore the user already has is left as it is.
+    match std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(state.join(".gitignore"))
+    {
+        Ok(mut file) => std::io::Write::write_all(&mut file, trust::GITIGNORE.as_bytes())?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e.into()),
+    }
     let container = build_container(cli, dir, plugins).await?;
     let url = crate::store::redact(&container.config().database_url());
     if cli.json {

@@ -103,14 +103,8 @@ pub(crate) async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<()> {
         action: args.action.clone(),
         expect: args.expect.clone(),
         plugin_dirs: config.plugin_dirs,
-        // The fixture is never written to, not even a compiled-component
-        // cache in its `.lockstep/`.
-        plugins: crate::plugins::PluginsConfig {
-            limits: config.plugins.limits,
-            allow: config.plugins.allow,
-            policy_source: config.plugins.policy_source,
-            ..crate::plugins::PluginsConfig::for_user()
-        },
+        fixture_plugins: config.project_plugins,
+        plugins: config.plugins,
         hold: args.hold.clone(),
     })
     .await

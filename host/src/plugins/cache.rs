@@ -1,47 +1,67 @@
 //! The on-disk cache of compiled components.
 //!
 //! Compiling a component is slow (seconds for a Python or JavaScript one);
-//! loading its compiled form is a few milliseconds. Artifacts live at
-//! `<dir>/<engine>/<content>.cwasm` where `<content>` is the SHA-256 of the
-//! `.wasm` file and `<engine>` a hash of wasmtime's version and every engine
-//! setting that affects compiled code (`Engine::precompile_compatibility_hash`),
-//! so an artifact from another engine configuration is never even looked at.
+//! loading its compiled form is a few milliseconds. But a compiled artifact
+//! is native code that wasmtime maps and runs without re-checking it, so
+//! the cache is only ever used from a place nobody else can write, and only
+//! artifacts this user's own lockstep wrote are believed:
 //!
-//! An artifact is exactly what `Component::serialize` produced, so that it can
-//! be mapped into memory (`Component::deserialize_file`) instead of read and
-//! copied: the code is used in place and a plugin's initial linear memory is
-//! mapped copy-on-write straight from the file, which is what makes a 36 MB
-//! Python or JavaScript component load in a few milliseconds. Beside it,
-//! `<content>.sum` holds a magic string, the artifact's length and a CRC-32 of
-//! its bytes; an artifact is only handed to wasmtime after its bytes matched
-//! that checksum, so a truncated or corrupted file is recompiled, never
-//! loaded. CRC-32 (carry-less multiplication, ~2 ms for 36 MB here) guards
-//! against torn writes and storage corruption, which is what this check is
-//! for; the directory is as trusted as the host's own binary, so it is not
-//! a defence against someone who can write there.
+//! - The directory is the user's (`$LOCKSTEP_CACHE_DIR`, else
+//!   `$XDG_CACHE_HOME/lockstep`, else `~/.cache/lockstep`; never a project),
+//!   created `0700`. Before every load it and its engine subdirectory must
+//!   belong to the effective user and be closed to writers in group and
+//!   others ([`super::userdir`]); if not, components are compiled in memory
+//!   and a warning says once why and how to fix it.
+//! - Every artifact carries a tag: BLAKE3 in keyed mode under a per-user
+//!   secret (`key`, 32 random bytes, mode `0600`, in the cache directory)
+//!   over the engine key, the content hash the artifact was compiled from,
+//!   its length and every byte of it. The tag is checked over a mapping of
+//!   the file just before wasmtime maps the same file; a copied, planted or
+//!   tampered artifact, or one whose tag was made with another key, is
+//!   recompiled, never loaded.
 //!
-//! So that a hit does not have to hash the `.wasm` itself, a small index entry
-//! per component path records its size, modification time and content hash.
-//! Writers write a temporary file, fsync it and rename it into place (the
-//! artifact first, then its checksum), so several processes (or hosts sharing
-//! the directory) can fill the cache at once and readers only ever see whole
+//! Artifacts live at `<dir>/<engine>/<content>.cwasm` with the tag in
+//! `<content>.tag`, where `<content>` is the SHA-256 of the `.wasm` file and
+//! `<engine>` a hash of wasmtime's version and every engine setting that
+//! affects compiled code (`Engine::precompile_compatibility_hash`), so an
+//! artifact from another engine configuration is never even looked at. An
+//! artifact is exactly what `Component::serialize` produced, mapped in place
+//! (`Component::deserialize_file`) so that a 36 MB Python or JavaScript
+//! component loads in a few milliseconds.
+//!
+//! So that a hit does not have to hash the `.wasm` itself, a small index
+//! entry per component path records its size, modification time and content
+//! hash, tagged like an artifact; an entry is only believed when its tag
+//! matches and its content hash is 64 hex digits (no path is ever built from
+//! text read from a file). Writers write a private temporary file, fsync it
+//! and rename it into place (the artifact first, then its tag), so several
+//! processes can fill the cache at once and readers only ever see whole
 //! files. The directory is bounded: after each insertion the least recently
 //! used artifacts are removed until the total is under the limit (a hit
 //! refreshes the file's modification time).
 
 use std::hash::Hasher;
-use std::io::Write;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::{Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
-const MAGIC: &[u8; 8] = b"LKSTCRC1";
-const SUM: usize = 4;
-/// Bytes of a `.sum` file: magic, artifact length (u64 LE), checksum.
-const SUM_FILE: usize = MAGIC.len() + 8 + SUM;
+use super::userdir::{self, CacheKey, UserDirError};
+
+const MAGIC: &[u8; 8] = b"LKSTTAG1";
+const TAG: usize = blake3::OUT_LEN;
+/// Bytes of a `.tag` file: magic, artifact length (u64 LE), tag.
+const TAG_FILE: usize = MAGIC.len() + 8 + TAG;
+/// Domain separation of the two things the key authenticates.
+const ARTIFACT_DOMAIN: &[u8] = b"lockstep compiled component v1\0";
+const INDEX_DOMAIN: &[u8] = b"lockstep cache index v1\0";
+/// Artifacts at least this large are hashed on several threads.
+const PARALLEL_ABOVE: usize = 1 << 20;
 /// Default bound of the cache directory, in bytes.
 pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
 
@@ -49,19 +69,23 @@ pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CacheOutcome {
-    /// Loaded from a verified artifact.
+    /// Loaded from an artifact whose tag checked out.
     Hit,
     /// Compiled, and the artifact stored.
     Compiled,
-    /// Compiled; there is no cache (or storing failed).
+    /// Compiled; there is no cache, it cannot be trusted, or storing failed.
     Uncached,
 }
 
-/// A bounded, integrity-checked directory of compiled components.
-#[derive(Debug, Clone)]
+/// A bounded, authenticated directory of compiled components.
+#[derive(Debug)]
 pub struct ComponentCache {
+    root: PathBuf,
+    engine: String,
     dir: PathBuf,
     max_bytes: u64,
+    key: OnceLock<CacheKey>,
+    warned: AtomicBool,
 }
 
 struct ShaHasher(Sha256);
@@ -83,13 +107,24 @@ pub fn engine_key(engine: &Engine) -> String {
     hex::encode(&hasher.0.finalize()[..12])
 }
 
+/// Whether `s` is a lowercase hex SHA-256 (the only text from a cache file
+/// that ever becomes part of a path).
+fn is_content_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 impl ComponentCache {
-    /// A cache in `dir` (created on first store) bounded to `max_bytes`,
-    /// for components compiled by `engine`.
+    /// A cache in `dir` (created `0700` on first use) bounded to
+    /// `max_bytes`, for components compiled by `engine`.
     pub fn new(dir: &Path, engine: &Engine, max_bytes: u64) -> ComponentCache {
+        let key = engine_key(engine);
         ComponentCache {
-            dir: dir.join(engine_key(engine)),
+            root: dir.to_path_buf(),
+            dir: dir.join(&key),
+            engine: key,
             max_bytes,
+            key: OnceLock::new(),
+            warned: AtomicBool::new(false),
         }
     }
 
@@ -102,78 +137,97 @@ impl ComponentCache {
         self.dir.join(format!("{content}.cwasm"))
     }
 
-    fn sum_file(artifact: &Path) -> PathBuf {
-        artifact.with_extension("sum")
+    fn tag_file(artifact: &Path) -> PathBuf {
+        artifact.with_extension("tag")
     }
 
-    /// The index entry of the component at `path`: `size mtime-ns content`.
-    fn index_entry(&self, path: &Path) -> PathBuf {
-        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let key = Sha256::digest(canonical.to_string_lossy().as_bytes());
-        self.dir.join("index").join(hex::encode(&key[..16]))
+    /// Check the directories and read the key: `Err` means the cache must
+    /// not be used. Run before every load (a few `stat`s); the key is read
+    /// once.
+    pub fn open(&self) -> Result<CacheKey, UserDirError> {
+        userdir::ensure_private_dir(&self.root, true)?;
+        let key = match self.key.get() {
+            Some(key) => *key,
+            None => {
+                let key = userdir::load_or_create_key(&self.root)?;
+                *self.key.get_or_init(|| key)
+            }
+        };
+        userdir::ensure_private_dir(&self.dir, false)?;
+        userdir::ensure_private_dir(&self.dir.join("index"), false)?;
+        Ok(key)
     }
 
-    fn stamp(path: &Path) -> Option<String> {
-        let meta = std::fs::metadata(path).ok()?;
-        let mtime = meta
-            .modified()
-            .ok()?
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .ok()?
-            .as_nanos();
-        Some(format!("{} {mtime}", meta.len()))
-    }
-
-    /// The content hash of `path` from the index, if its size and
-    /// modification time still match.
-    fn indexed_content(&self, path: &Path) -> Option<String> {
-        let entry = std::fs::read_to_string(self.index_entry(path)).ok()?;
-        let (stamp, content) = entry.trim().rsplit_once(' ')?;
-        (Some(stamp.to_string()) == Self::stamp(path)).then(|| content.to_string())
-    }
-
-    fn write_index(&self, path: &Path, stamp: &str, content: &str) {
-        let entry = self.index_entry(path);
-        let dir = entry.parent().unwrap_or(&self.dir);
-        let tmp = dir.join(format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        let ok = std::fs::create_dir_all(dir).is_ok()
-            && std::fs::write(&tmp, format!("{stamp} {content}\n")).is_ok()
-            && std::fs::rename(&tmp, &entry).is_ok();
-        if !ok {
-            let _ = std::fs::remove_file(&tmp);
+    fn warn_once(&self, problem: &UserDirError) {
+        if self.warned.swap(true, Ordering::Relaxed) {
+            return;
         }
+        let fix = match problem {
+            UserDirError::BadKey { path, .. } => format!(
+                "remove {} and lockstep writes a new one (every component is compiled once more)",
+                path.display()
+            ),
+            UserDirError::NotOwned { path, .. } => format!(
+                "make it yours (`chown $(id -u) {}`) and closed (`chmod 700 {}`)",
+                path.display(),
+                path.display()
+            ),
+            other => format!("`chmod 700 {}`", other.path().display()),
+        };
+        tracing::warn!(
+            "not using the compiled-component cache {}: {problem}. Someone else could have put compiled \
+             native code there, so plugins are compiled in memory on every start instead (seconds for a \
+             Python or JavaScript plugin). To fix: {fix}, or set {} to a directory of your own.",
+            self.root.display(),
+            userdir::CACHE_DIR_ENV
+        );
     }
 
-    /// The compiled component for the `.wasm` at `path`: from the cache if a
-    /// verified artifact is there, else compiled and stored.
+    /// The compiled component for the `.wasm` at `path`: from the cache if
+    /// an artifact with a good tag is there, else compiled and stored. With
+    /// `expected`, the component must have that SHA-256 (one the caller
+    /// already checked, e.g. against the user's trust record): the index is
+    /// not consulted and different bytes are an error.
     pub fn load_or_compile(
         &self,
         engine: &Engine,
         path: &Path,
+        expected: Option<&str>,
     ) -> anyhow::Result<(Component, CacheOutcome)> {
-        if let Some(content) = self.indexed_content(path) {
-            if let Some(component) = self.load(engine, &self.artifact(&content)) {
+        let key = match self.open() {
+            Ok(key) => key,
+            Err(problem) => {
+                self.warn_once(&problem);
+                return Ok((
+                    compile_uncached(engine, path, expected)?,
+                    CacheOutcome::Uncached,
+                ));
+            }
+        };
+        let known = match expected {
+            Some(content) => Some(content.to_string()),
+            None => self.indexed_content(&key, path),
+        };
+        if let Some(content) = known.as_deref().filter(|c| is_content_hash(c)) {
+            if let Some(component) = self.load(engine, &key, content) {
                 return Ok((component, CacheOutcome::Hit));
             }
         }
-        let stamp = Self::stamp(path);
+        let stamp = stamp(path);
         let wasm = std::fs::read(path)?;
-        let content = hex::encode(Sha256::digest(&wasm));
+        let content = verified_content(path, &wasm, expected)?;
         if let Some(stamp) = &stamp {
-            self.write_index(path, stamp, &content);
+            self.write_index(&key, path, stamp, &content);
         }
-        let artifact = self.artifact(&content);
-        if let Some(component) = self.load(engine, &artifact) {
-            return Ok((component, CacheOutcome::Hit));
+        if known.as_deref() != Some(content.as_str()) {
+            if let Some(component) = self.load(engine, &key, &content) {
+                return Ok((component, CacheOutcome::Hit));
+            }
         }
         let started = Instant::now();
         let component = Component::new(engine, &wasm).map_err(super::engine::wasm_error)?;
         tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "compiled component");
-        let outcome = match self.store(&component, &artifact) {
+        let outcome = match self.store(&key, &component, &content) {
             Ok(()) => CacheOutcome::Compiled,
             Err(e) => {
                 tracing::warn!("could not cache the compiled `{}`: {e}", path.display());
@@ -183,25 +237,95 @@ impl ComponentCache {
         Ok((component, outcome))
     }
 
-    /// Verify an artifact against its checksum file and map it; a bad or
-    /// incompatible one is left for the next store to replace.
-    fn load(&self, engine: &Engine, artifact: &Path) -> Option<Component> {
-        let sum = std::fs::read(Self::sum_file(artifact)).ok()?;
-        let verified = sum.len() == SUM_FILE
-            && &sum[..MAGIC.len()] == MAGIC
-            && file_sum(artifact).is_some_and(|(len, checksum)| {
-                sum[MAGIC.len()..MAGIC.len() + 8] == len.to_le_bytes()
-                    && sum[MAGIC.len() + 8..] == checksum
-            });
+    /// The index entry of the component at `path` (a name derived from its
+    /// canonical path, never from file text).
+    fn index_entry(&self, path: &Path) -> (PathBuf, Vec<u8>) {
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let bytes = canonical.as_os_str().as_encoded_bytes().to_vec();
+        let name = hex::encode(&Sha256::digest(&bytes)[..16]);
+        (self.dir.join("index").join(name), bytes)
+    }
+
+    fn index_tag(&self, key: &CacheKey, canonical: &[u8], stamp: &str, content: &str) -> String {
+        let mut mac = blake3::Hasher::new_keyed(&key.0);
+        mac.update(INDEX_DOMAIN)
+            .update(self.engine.as_bytes())
+            .update(b"\0")
+            .update(canonical)
+            .update(b"\0")
+            .update(stamp.as_bytes())
+            .update(b"\0")
+            .update(content.as_bytes());
+        mac.finalize().to_hex().to_string()
+    }
+
+    /// The content hash of `path` from the index, if the entry's tag
+    /// checks out and the file's size and modification time still match.
+    fn indexed_content(&self, key: &CacheKey, path: &Path) -> Option<String> {
+        let (entry, canonical) = self.index_entry(path);
+        let mut text = String::new();
+        std::fs::File::open(entry)
+            .ok()?
+            .take(512)
+            .read_to_string(&mut text)
+            .ok()?;
+        let fields: Vec<&str> = text.split_ascii_whitespace().collect();
+        let [len, mtime, content, tag] = fields[..] else {
+            return None;
+        };
+        let stamp = format!("{len} {mtime}");
+        let expected = self.index_tag(key, &canonical, &stamp, content);
+        let tag = blake3::Hash::from_hex(tag).ok()?;
+        let good = blake3::Hash::from_hex(&expected).ok()? == tag; // constant time
+        (good && is_content_hash(content) && Some(&stamp) == self::stamp(path).as_ref())
+            .then(|| content.to_string())
+    }
+
+    fn write_index(&self, key: &CacheKey, path: &Path, stamp: &str, content: &str) {
+        let (entry, canonical) = self.index_entry(path);
+        let tag = self.index_tag(key, &canonical, stamp, content);
+        let _ =
+            userdir::write_private_file(&entry, format!("{stamp} {content} {tag}\n").as_bytes());
+    }
+
+    fn artifact_mac(&self, key: &CacheKey, content: &str, len: u64) -> blake3::Hasher {
+        let mut mac = blake3::Hasher::new_keyed(&key.0);
+        mac.update(ARTIFACT_DOMAIN)
+            .update(self.engine.as_bytes())
+            .update(b"\0")
+            .update(content.as_bytes())
+            .update(&len.to_le_bytes());
+        mac
+    }
+
+    /// Check an artifact's tag and map it; anything else is left for the
+    /// next store to replace.
+    fn load(&self, engine: &Engine, key: &CacheKey, content: &str) -> Option<Component> {
+        let artifact = self.artifact(content);
+        let recorded = std::fs::read(Self::tag_file(&artifact)).ok()?;
+        let verified = recorded.len() == TAG_FILE
+            && &recorded[..MAGIC.len()] == MAGIC
+            && mapped_tag(&artifact, |len| self.artifact_mac(key, content, len)).is_some_and(
+                |(len, tag)| {
+                    recorded[MAGIC.len()..MAGIC.len() + 8] == len.to_le_bytes()
+                        // `blake3::Hash` compares in constant time.
+                        && blake3::Hash::from_bytes(
+                            recorded[MAGIC.len() + 8..].try_into().unwrap_or([0; TAG]),
+                        ) == tag
+                },
+            );
         if !verified {
             if artifact.exists() {
-                tracing::warn!("discarding corrupt cached component {}", artifact.display());
+                tracing::warn!(
+                    "discarding cached component {}: its tag does not match (corrupt, or not written by your lockstep)",
+                    artifact.display()
+                );
             }
             return None;
         }
-        match deserialize_file(engine, artifact) {
+        match deserialize_file(engine, &artifact) {
             Ok(component) => {
-                if let Ok(file) = std::fs::File::options().append(true).open(artifact) {
+                if let Ok(file) = std::fs::File::options().append(true).open(&artifact) {
                     let _ = file.set_modified(SystemTime::now());
                 }
                 Some(component)
@@ -216,37 +340,22 @@ impl ComponentCache {
         }
     }
 
-    fn store(&self, component: &Component, artifact: &Path) -> anyhow::Result<()> {
+    fn store(&self, key: &CacheKey, component: &Component, content: &str) -> anyhow::Result<()> {
         let payload = component.serialize().map_err(super::engine::wasm_error)?;
-        std::fs::create_dir_all(&self.dir)?;
-        let mut sum = Vec::with_capacity(SUM_FILE);
-        sum.extend_from_slice(MAGIC);
-        sum.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        sum.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        // The artifact goes in first: a reader that finds the new checksum
-        // then also finds the bytes it describes.
-        self.write_atomically(artifact, &payload)?;
-        self.write_atomically(&Self::sum_file(artifact), &sum)?;
+        let len = payload.len() as u64;
+        let mut mac = self.artifact_mac(key, content, len);
+        hash_into(&mut mac, &payload);
+        let mut tag = Vec::with_capacity(TAG_FILE);
+        tag.extend_from_slice(MAGIC);
+        tag.extend_from_slice(&len.to_le_bytes());
+        tag.extend_from_slice(mac.finalize().as_bytes());
+        // The artifact goes in first: a reader that finds the new tag then
+        // also finds the bytes it describes.
+        let artifact = self.artifact(content);
+        userdir::write_private_file(&artifact, &payload)?;
+        userdir::write_private_file(&Self::tag_file(&artifact), &tag)?;
         self.evict();
         Ok(())
-    }
-
-    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-        let tmp = self.dir.join(format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        let result = (|| {
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
     }
 
     /// Remove least recently used artifacts until the total fits.
@@ -272,126 +381,144 @@ impl ComponentCache {
                 break;
             }
             if std::fs::remove_file(&path).is_ok() {
-                let _ = std::fs::remove_file(Self::sum_file(&path));
+                let _ = std::fs::remove_file(Self::tag_file(&path));
+                // The checksum of the cache format before tags.
+                let _ = std::fs::remove_file(path.with_extension("sum"));
                 total -= len;
             }
         }
     }
 }
 
-/// The length and CRC-32 of a file, computed through a read-only mapping
-/// (no copy of the 40 MB into our memory).
+/// `size mtime-ns` of a file.
+fn stamp(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    let mtime = meta
+        .modified()
+        .ok()?
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    Some(format!("{} {mtime}", meta.len()))
+}
+
+/// The SHA-256 of `wasm`, which must be `expected` when one is given.
+fn verified_content(path: &Path, wasm: &[u8], expected: Option<&str>) -> anyhow::Result<String> {
+    let content = hex::encode(Sha256::digest(wasm));
+    match expected {
+        Some(expected) if expected != content => anyhow::bail!(
+            "`{}` changed while it was being loaded (its SHA-256 is now {content}, {expected} was checked); try again",
+            path.display()
+        ),
+        _ => Ok(content),
+    }
+}
+
+/// Compile without a cache (none configured, or one that cannot be trusted).
+pub fn compile_uncached(
+    engine: &Engine,
+    path: &Path,
+    expected: Option<&str>,
+) -> anyhow::Result<Component> {
+    let wasm = std::fs::read(path)?;
+    verified_content(path, &wasm, expected)?;
+    Component::new(engine, &wasm).map_err(super::engine::wasm_error)
+}
+
+/// Feed `bytes` to `mac`, on several threads when there are many.
+fn hash_into(mac: &mut blake3::Hasher, bytes: &[u8]) {
+    if bytes.len() >= PARALLEL_ABOVE {
+        mac.update_rayon(bytes);
+    } else {
+        mac.update(bytes);
+    }
+}
+
+/// The length and tag of a file, computed through a read-only mapping (no
+/// copy of the 40 MB into our memory); `mac` starts the tag for a length.
 #[allow(unsafe_code)]
-fn file_sum(path: &Path) -> Option<(u64, [u8; SUM])> {
+fn mapped_tag(path: &Path, mac: impl FnOnce(u64) -> blake3::Hasher) -> Option<(u64, blake3::Hash)> {
     let file = std::fs::File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
-    if len == 0 {
-        return Some((0, crc32fast::hash(&[]).to_le_bytes()));
+    let mut mac = mac(len);
+    if len > 0 {
+        // SAFETY: a read-only private mapping of a cache artifact in a
+        // directory only we can write (checked just before). Artifacts are
+        // never modified or truncated in place (writers rename a new file
+        // over the name; the mapping keeps the old inode), the same
+        // guarantee `Component::deserialize_file` relies on for the mapping
+        // it runs code from.
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.ok()?;
+        hash_into(&mut mac, &map);
     }
-    // SAFETY: a read-only private mapping of a cache artifact. Artifacts are
-    // never modified or truncated in place (writers rename a new file over
-    // the name; the mapping keeps the old inode), the same guarantee
-    // `Component::deserialize_file` relies on for the mapping it runs code
-    // from.
-    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.ok()?;
-    Some((len, crc32(&map).to_le_bytes()))
+    Some((len, mac.finalize()))
 }
 
-/// CRC-32 of `bytes`; a large input is split across the available cores
-/// and the partial checksums combined.
-fn crc32(bytes: &[u8]) -> u32 {
-    const PARALLEL_ABOVE: usize = 4 << 20;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get().min(4))
-        .unwrap_or(1);
-    if bytes.len() < PARALLEL_ABOVE || threads == 1 {
-        return crc32fast::hash(bytes);
-    }
-    let chunk = bytes.len().div_ceil(threads);
-    let parts: Vec<(u32, u64)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = bytes
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || (crc32fast::hash(part), part.len() as u64)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or((0, 0)))
-            .collect()
-    });
-    let mut whole = crc32fast::Hasher::new();
-    for (sum, len) in parts {
-        whole.combine(&crc32fast::Hasher::new_with_initial_len(sum, len));
-    }
-    whole.finalize()
-}
-
-/// Map a verified artifact and turn it back into a component.
+/// Map an artifact whose tag checked out and turn it back into a component.
 #[allow(unsafe_code)]
 fn deserialize_file(engine: &Engine, artifact: &Path) -> wasmtime::Result<Component> {
     // SAFETY: `Component::deserialize_file` trusts the file to be a component
     // serialized by a compatible wasmtime and not to change while mapped.
-    // Artifacts come from our own cache directory, were written by
-    // `Component::serialize` in `store`, and matched their checksum just
-    // before; the directory is keyed by the engine's compatibility hash and
-    // wasmtime re-checks compatibility. Files there are never modified in
-    // place: a writer renames a whole new file over the name (the old inode,
-    // which a mapping keeps, is untouched), and eviction only unlinks.
+    // The artifact is in a directory owned by us and closed to group and
+    // others (checked before this load), and its bytes matched a tag under
+    // our secret key just before: only our own lockstep, through `store`
+    // (`Component::serialize`), writes such files. The directory is keyed by
+    // the engine's compatibility hash and wasmtime re-checks compatibility.
+    // Files there are never modified in place: a writer renames a whole new
+    // file over the name (the old inode, which a mapping keeps, is
+    // untouched), and eviction only unlinks.
     unsafe { Component::deserialize_file(engine, artifact) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-    #[test]
-    fn split_checksum_equals_the_whole() {
-        let bytes: Vec<u8> = (0..(9u32 << 20) + 12345)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
-        assert_eq!(crc32(&bytes), crc32fast::hash(&bytes));
-        assert_eq!(crc32(&bytes[..100]), crc32fast::hash(&bytes[..100]));
+    /// A copy of a fixture component in `dir`.
+    fn component(dir: &Path, name: &str) -> PathBuf {
+        let wasm = dir.join(format!("{name}.wasm"));
+        std::fs::copy(lockstep_test_artifacts::component(name), &wasm).unwrap();
+        wasm
+    }
+
+    fn content(wasm: &Path) -> String {
+        hex::encode(Sha256::digest(std::fs::read(wasm).unwrap()))
+    }
+
+    fn outcome(cache: &ComponentCache, engine: &Engine, wasm: &Path) -> CacheOutcome {
+        cache.load_or_compile(engine, wasm, None).unwrap().1
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
 
     #[test]
     fn hits_verifies_and_evicts() {
         let engine = Engine::default();
         let dir = tempfile::tempdir().unwrap();
-        let wasm = dir.path().join("noop.wasm");
-        std::fs::copy(lockstep_test_artifacts::NOOP, &wasm).unwrap();
+        let wasm = component(dir.path(), "noop");
         let cache = ComponentCache::new(&dir.path().join("cache"), &engine, DEFAULT_CACHE_BYTES);
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Compiled);
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Hit);
+        // Everything written is private to the user.
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+        let artifact = cache.artifact(&content(&wasm));
+        assert_eq!(mode(&dir.path().join("cache")), 0o700);
+        assert_eq!(mode(cache.dir()), 0o700);
+        assert_eq!(mode(&artifact), 0o600);
         assert_eq!(
-            cache.load_or_compile(&engine, &wasm).unwrap().1,
-            CacheOutcome::Compiled
+            mode(&dir.path().join("cache").join(userdir::KEY_FILE)),
+            0o600
         );
-        assert_eq!(
-            cache.load_or_compile(&engine, &wasm).unwrap().1,
-            CacheOutcome::Hit
-        );
-        // Corrupt the artifact: it is discarded and recompiled.
-        let artifact = cache.artifact(&hex::encode(Sha256::digest(std::fs::read(&wasm).unwrap())));
-        let mut bytes = std::fs::read(&artifact).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
-        std::fs::write(&artifact, &bytes).unwrap();
-        assert_eq!(
-            cache.load_or_compile(&engine, &wasm).unwrap().1,
-            CacheOutcome::Compiled
-        );
-        // A truncated artifact, or one without its checksum file, too.
+        // A truncated artifact, or one without its tag, is recompiled.
+        let bytes = std::fs::read(&artifact).unwrap();
         std::fs::write(&artifact, &bytes[..bytes.len() / 2]).unwrap();
-        assert_eq!(
-            cache.load_or_compile(&engine, &wasm).unwrap().1,
-            CacheOutcome::Compiled
-        );
-        std::fs::remove_file(ComponentCache::sum_file(&artifact)).unwrap();
-        assert_eq!(
-            cache.load_or_compile(&engine, &wasm).unwrap().1,
-            CacheOutcome::Compiled
-        );
-        assert_eq!(
-            cache.load_or_compile(&engine, &wasm).unwrap().1,
-            CacheOutcome::Hit
-        );
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Compiled);
+        std::fs::remove_file(ComponentCache::tag_file(&artifact)).unwrap();
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Compiled);
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Hit);
         // Another engine configuration uses another directory.
         let mut config = wasmtime::Config::new();
         config.consume_fuel(true);
@@ -399,13 +526,10 @@ mod tests {
         let other_cache =
             ComponentCache::new(&dir.path().join("cache"), &other, DEFAULT_CACHE_BYTES);
         assert_ne!(other_cache.dir(), cache.dir());
-        assert_eq!(
-            other_cache.load_or_compile(&other, &wasm).unwrap().1,
-            CacheOutcome::Compiled
-        );
+        assert_eq!(outcome(&other_cache, &other, &wasm), CacheOutcome::Compiled);
         // A bound smaller than one artifact keeps the directory from growing.
         let tiny = ComponentCache::new(&dir.path().join("tiny"), &engine, 1);
-        tiny.load_or_compile(&engine, &wasm).unwrap();
+        tiny.load_or_compile(&engine, &wasm, None).unwrap();
         let artifacts = std::fs::read_dir(tiny.dir()).unwrap().flatten();
         assert_eq!(
             artifacts
@@ -415,6 +539,133 @@ mod tests {
         );
         // A changed file is noticed through its size and modification time.
         std::fs::write(&wasm, b"not a component").unwrap();
-        assert!(cache.load_or_compile(&engine, &wasm).is_err());
+        assert!(cache.load_or_compile(&engine, &wasm, None).is_err());
+    }
+
+    /// An attacker without the key copies a real artifact (and every file
+    /// beside it) from another cache — under its own name, and under the
+    /// name of another component, with an index entry pointing there.
+    #[test]
+    fn a_copied_artifact_without_our_tag_is_recompiled() {
+        let engine = Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let noop = component(dir.path(), "noop");
+        let header = component(dir.path(), "license-header");
+        let theirs = ComponentCache::new(&dir.path().join("theirs"), &engine, DEFAULT_CACHE_BYTES);
+        let ours = ComponentCache::new(&dir.path().join("ours"), &engine, DEFAULT_CACHE_BYTES);
+        assert_eq!(outcome(&theirs, &engine, &noop), CacheOutcome::Compiled);
+        ours.open().unwrap();
+        let (noop_sum, header_sum) = (content(&noop), content(&header));
+        let planted = std::fs::read(theirs.artifact(&noop_sum)).unwrap();
+        for target in [&noop_sum, &header_sum] {
+            for entry in std::fs::read_dir(theirs.dir()).unwrap().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(ext) = name.strip_prefix(&format!("{noop_sum}.")) {
+                    std::fs::copy(entry.path(), ours.dir().join(format!("{target}.{ext}")))
+                        .unwrap();
+                }
+            }
+        }
+        // Their index entry for the license-header path, naming noop.
+        let (entry, canonical) = ours.index_entry(&header);
+        let stamp = stamp(&header).unwrap();
+        let foreign = theirs.index_tag(&theirs.open().unwrap(), &canonical, &stamp, &noop_sum);
+        std::fs::write(&entry, format!("{stamp} {noop_sum} {foreign}\n")).unwrap();
+
+        assert_eq!(outcome(&ours, &engine, &noop), CacheOutcome::Compiled);
+        assert_eq!(outcome(&ours, &engine, &header), CacheOutcome::Compiled);
+        // License-header's own compiled code replaced the planted one.
+        assert_ne!(std::fs::read(ours.artifact(&header_sum)).unwrap(), planted);
+        // From now on our own artifacts are hits.
+        assert_eq!(outcome(&ours, &engine, &header), CacheOutcome::Hit);
+        assert_eq!(outcome(&ours, &engine, &noop), CacheOutcome::Hit);
+    }
+
+    #[test]
+    fn a_tampered_artifact_is_refused() {
+        let engine = Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = component(dir.path(), "noop");
+        let cache = ComponentCache::new(&dir.path().join("cache"), &engine, DEFAULT_CACHE_BYTES);
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Compiled);
+        let artifact = cache.artifact(&content(&wasm));
+        let good = std::fs::read(&artifact).unwrap();
+        // One byte changed, same length, and every checksum anyone can
+        // compute made to match (the CRC-32 file of the format before tags).
+        let mut bytes = good.clone();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x55;
+        std::fs::write(&artifact, &bytes).unwrap();
+        let mut sum = b"LKSTCRC1".to_vec();
+        sum.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        sum.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
+        std::fs::write(artifact.with_extension("sum"), sum).unwrap();
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Compiled);
+        assert_eq!(std::fs::read(&artifact).unwrap(), good);
+        // A changed tag is refused the same way.
+        let tag_file = ComponentCache::tag_file(&artifact);
+        let mut tag = std::fs::read(&tag_file).unwrap();
+        let last = tag.len() - 1;
+        tag[last] ^= 1;
+        std::fs::write(&tag_file, tag).unwrap();
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Compiled);
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Hit);
+        // An index entry whose text is not a content hash builds no path.
+        let (entry, canonical) = cache.index_entry(&wasm);
+        let stamp = stamp(&wasm).unwrap();
+        let key = cache.open().unwrap();
+        let evil = "../../../../tmp/evil";
+        let tag = cache.index_tag(&key, &canonical, &stamp, evil);
+        std::fs::write(&entry, format!("{stamp} {evil} {tag}\n")).unwrap();
+        assert_eq!(cache.indexed_content(&key, &wasm), None);
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Hit);
+    }
+
+    #[test]
+    fn a_cache_dir_open_to_others_is_not_used() {
+        let engine = Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = component(dir.path(), "noop");
+        let root = dir.path().join("cache");
+        let cache = ComponentCache::new(&root, &engine, DEFAULT_CACHE_BYTES);
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Compiled);
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Hit);
+        // Writable by others: even a good artifact there is not loaded, and
+        // nothing is written.
+        chmod(&root, 0o777);
+        let artifact = cache.artifact(&content(&wasm));
+        let before = std::fs::metadata(&artifact).unwrap().modified().unwrap();
+        let fresh = ComponentCache::new(&root, &engine, DEFAULT_CACHE_BYTES);
+        assert_eq!(outcome(&fresh, &engine, &wasm), CacheOutcome::Uncached);
+        assert!(matches!(
+            fresh.open(),
+            Err(UserDirError::OpenToOthers { .. })
+        ));
+        assert_eq!(
+            std::fs::metadata(&artifact).unwrap().modified().unwrap(),
+            before
+        );
+        // The engine's subdirectory is checked too.
+        chmod(&root, 0o700);
+        chmod(cache.dir(), 0o770);
+        assert_eq!(outcome(&fresh, &engine, &wasm), CacheOutcome::Uncached);
+        chmod(cache.dir(), 0o700);
+        assert_eq!(outcome(&fresh, &engine, &wasm), CacheOutcome::Hit);
+        // A key file others could read is refused.
+        let key = root.join(userdir::KEY_FILE);
+        chmod(&key, 0o644);
+        let other = ComponentCache::new(&root, &engine, DEFAULT_CACHE_BYTES);
+        assert_eq!(outcome(&other, &engine, &wasm), CacheOutcome::Uncached);
+        chmod(&key, 0o600);
+        // Owned by someone else (only root can arrange that).
+        if userdir::euid() == 0 {
+            std::os::unix::fs::chown(&root, Some(65534), None).unwrap();
+            let other = ComponentCache::new(&root, &engine, DEFAULT_CACHE_BYTES);
+            assert_eq!(outcome(&other, &engine, &wasm), CacheOutcome::Uncached);
+            assert!(matches!(
+                other.open(),
+                Err(UserDirError::NotOwned { owner: 65534, .. })
+            ));
+        }
     }
 }

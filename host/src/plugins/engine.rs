@@ -18,7 +18,7 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmBacktraceDetails};
 
 use super::bindings::{self, ExecutionIndices, StrategyIndices};
-use super::cache::{CacheOutcome, ComponentCache};
+use super::cache::{compile_uncached, CacheOutcome, ComponentCache};
 use super::host::PluginState;
 use super::manifest::Role;
 use super::world::{RoleExport, Shape};
@@ -31,6 +31,10 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// A compiled, linked component, ready to instantiate once per call.
 pub struct Loaded {
     stamp: FileStamp,
+    /// The SHA-256 the caller required of the file, if any.
+    content: Option<String>,
+    /// Whether the compiled form came from the disk cache.
+    pub outcome: CacheOutcome,
     /// The component's imports and exports.
     pub shape: Shape,
     /// Imports resolved against the host's linker.
@@ -199,17 +203,23 @@ impl Runtime {
 
     /// Compile `path`, or load its compiled form from the disk cache.
     pub fn compile(&self, path: &Path) -> Result<Component, PluginError> {
-        self.compile_cached(path).map(|(component, _)| component)
+        self.compile_cached(path, None)
+            .map(|(component, _)| component)
     }
 
-    /// Like [`Runtime::compile`], saying whether the cache was hit.
-    pub fn compile_cached(&self, path: &Path) -> Result<(Component, CacheOutcome), PluginError> {
+    /// Like [`Runtime::compile`], saying whether the cache was hit. With
+    /// `expected`, the file must have that SHA-256.
+    pub fn compile_cached(
+        &self,
+        path: &Path,
+        expected: Option<&str>,
+    ) -> Result<(Component, CacheOutcome), PluginError> {
         let name = file_name(path);
         let loaded = match &self.disk {
-            Some(cache) => cache.load_or_compile(&self.engine, path),
-            None => Component::from_file(&self.engine, path)
-                .map(|c| (c, CacheOutcome::Uncached))
-                .map_err(wasm_error),
+            Some(cache) => cache.load_or_compile(&self.engine, path, expected),
+            None => {
+                compile_uncached(&self.engine, path, expected).map(|c| (c, CacheOutcome::Uncached))
+            }
         };
         loaded.map_err(|e| {
             PluginError::Load(format!(
@@ -234,17 +244,22 @@ impl Runtime {
     /// The pre-instantiated component at `path`, compiled and linked on
     /// first use and again whenever the file changes. Compilation blocks;
     /// on a multi-threaded runtime it runs with
-    /// [`tokio::task::block_in_place`].
-    pub fn load(&self, path: &Path) -> Result<Arc<Loaded>, PluginError> {
+    /// [`tokio::task::block_in_place`]. With `expected`, the file must have
+    /// that SHA-256 (see [`ComponentCache::load_or_compile`]).
+    pub fn load(&self, path: &Path, expected: Option<&str>) -> Result<Arc<Loaded>, PluginError> {
         let name = file_name(path);
         let stamp = FileStamp::of(path)
             .map_err(|e| PluginError::Load(format!("cannot read `{}`: {e}", path.display())))?;
         if let Some(loaded) = self.cached(path) {
-            if loaded.stamp == stamp {
+            if loaded.stamp == stamp
+                && (expected.is_none() || loaded.content.as_deref() == expected)
+            {
                 return Ok(loaded);
             }
         }
-        let loaded = Arc::new(blocking_section(|| self.link(path, &name, stamp))?);
+        let loaded = Arc::new(blocking_section(|| {
+            self.link(path, &name, stamp, expected)
+        })?);
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -260,9 +275,15 @@ impl Runtime {
             .cloned()
     }
 
-    fn link(&self, path: &Path, name: &str, stamp: FileStamp) -> Result<Loaded, PluginError> {
+    fn link(
+        &self,
+        path: &Path,
+        name: &str,
+        stamp: FileStamp,
+        expected: Option<&str>,
+    ) -> Result<Loaded, PluginError> {
         let started = std::time::Instant::now();
-        let component = self.compile(path)?;
+        let (component, outcome) = self.compile_cached(path, expected)?;
         let shape = Shape::of(&self.engine, &component);
         // Version first: a plugin built for another major also fails to link,
         // and the version is what the user must fix.
@@ -296,6 +317,8 @@ impl Runtime {
         tracing::debug!(plugin = name, elapsed = ?started.elapsed(), "compiled and linked plugin component");
         Ok(Loaded {
             stamp,
+            content: expected.map(str::to_string),
+            outcome,
             shape,
             pre,
             strategy,
@@ -311,9 +334,9 @@ pub fn file_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// Run blocking work (compilation) without stalling a multi-threaded
-/// runtime's other tasks.
-fn blocking_section<T>(f: impl FnOnce() -> T) -> T {
+/// Run blocking work (compilation, hashing) without stalling a
+/// multi-threaded runtime's other tasks.
+pub(super) fn blocking_section<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)

@@ -24,6 +24,8 @@ mod log;
 pub mod manifest;
 mod policy;
 mod progress;
+pub mod trust;
+pub mod userdir;
 mod world;
 
 #[cfg(test)]
@@ -47,10 +49,9 @@ pub use limits::{Grant, Limits, LimitsPolicy, RequestedLimits};
 pub use log::LOG_TARGET;
 pub use manifest::{ApiVersion, Manifest, ManifestError, PluginKind, Role};
 pub use policy::{ChangeCaps, Policy, PolicyError, POLICY_FILE};
+pub use trust::{project_plugin_dir, TrustError, TrustStore, TrustedProject};
+pub use userdir::{CACHE_DIR_ENV, CONFIG_DIR_ENV};
 pub use world::{HOST_API, SUPPORTED_APIS};
-
-/// Environment variable naming the compiled-component cache directory.
-pub const CACHE_DIR_ENV: &str = "LOCKSTEP_CACHE_DIR";
 
 /// Operator settings of the plugin runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +64,12 @@ pub struct PluginsConfig {
     /// (`None`: built-in defaults, or set by the embedding application).
     pub policy_source: Option<PathBuf>,
     /// Where compiled components are cached (keyed by content, engine version
-    /// and settings); `None` compiles on every start.
+    /// and settings); `None` compiles on every start. It must be the user's
+    /// and closed to others, or it is not used (see [`ComponentCache`]).
     pub cache_dir: Option<PathBuf>,
+    /// The user's lockstep config directory, where trusted projects are
+    /// recorded (`trusted.toml`); `None` trusts no project's own plugins.
+    pub config_dir: Option<PathBuf>,
     /// Bound of the cache directory in bytes (least recently used
     /// artifacts are evicted past it).
     pub cache_bytes: u64,
@@ -82,6 +87,7 @@ impl Default for PluginsConfig {
             allow: Vec::new(),
             policy_source: None,
             cache_dir: None,
+            config_dir: None,
             cache_bytes: cache::DEFAULT_CACHE_BYTES,
             pooling: true,
             max_instances: 32,
@@ -90,45 +96,25 @@ impl Default for PluginsConfig {
 }
 
 impl PluginsConfig {
-    /// Defaults for the project at `project`. Compiled components are cached
-    /// in `$LOCKSTEP_CACHE_DIR` if set, else in `<project>/.lockstep/cache`
-    /// once the project has a `.lockstep/` (nothing is created in a project
-    /// that was never initialised), else in the user's cache directory
-    /// (`$XDG_CACHE_HOME/lockstep` or `~/.cache/lockstep`).
-    pub fn for_project(project: &Path) -> Self {
-        let state = project.join(".lockstep");
-        let cache_dir = std::env::var_os(CACHE_DIR_ENV)
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| state.is_dir().then(|| state.join("cache")))
-            .or_else(user_cache_dir);
-        PluginsConfig {
-            cache_dir,
-            ..Default::default()
-        }
+    /// Defaults for the project at `project`: the same as
+    /// [`PluginsConfig::for_user`], since nothing of a project's — a
+    /// checkout anyone may have written — is ever used as a cache.
+    pub fn for_project(_project: &Path) -> Self {
+        Self::for_user()
     }
 
-    /// Defaults that write nothing into any project: compiled components
-    /// are cached in `$LOCKSTEP_CACHE_DIR` if set, else in the user's cache
-    /// directory (as [`PluginsConfig::for_project`] does outside a project).
+    /// Defaults from the user's environment: compiled components cached in
+    /// `$LOCKSTEP_CACHE_DIR`, else `$XDG_CACHE_HOME/lockstep`, else
+    /// `~/.cache/lockstep`; trusted projects recorded in
+    /// `$LOCKSTEP_CONFIG_DIR`, else `$XDG_CONFIG_HOME/lockstep`, else
+    /// `~/.config/lockstep`.
     pub fn for_user() -> Self {
         PluginsConfig {
-            cache_dir: std::env::var_os(CACHE_DIR_ENV)
-                .filter(|d| !d.is_empty())
-                .map(PathBuf::from)
-                .or_else(user_cache_dir),
+            cache_dir: userdir::user_cache_dir(),
+            config_dir: userdir::user_config_dir(),
             ..Default::default()
         }
     }
-}
-
-/// `$XDG_CACHE_HOME/lockstep`, else `~/.cache/lockstep`.
-fn user_cache_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .map(|d| d.join("lockstep"))
 }
 
 /// What `lockstep plugins precompile` did for one component.
@@ -208,6 +194,17 @@ pub struct PluginEngine {
     /// A component that answers to its name ahead of the directories.
     pinned: Option<discover::Entry>,
     manifests: Arc<discover::ManifestCache>,
+    /// The project whose own plugin directory is searched (first), for
+    /// plugins the user has trusted.
+    project: Option<ProjectPlugins>,
+    trust: Arc<TrustStore>,
+}
+
+/// A project's own plugin directory: `dir` is `<root>/.lockstep/plugins`.
+#[derive(Debug, Clone)]
+struct ProjectPlugins {
+    root: PathBuf,
+    dir: PathBuf,
 }
 
 impl std::fmt::Debug for PluginEngine {
@@ -215,19 +212,27 @@ impl std::fmt::Debug for PluginEngine {
         f.debug_struct("PluginEngine")
             .field("dirs", &self.dirs)
             .field("pinned", &self.pinned.as_ref().map(|e| &e.wasm))
+            .field("project", &self.project.as_ref().map(|p| &p.root))
             .field("runtime", &self.runtime)
             .finish()
     }
 }
 
 impl PluginEngine {
-    /// An engine searching `config.plugin_dirs`, with the default plugin
-    /// settings for `config.project`.
+    /// An engine searching `<project>/.lockstep/plugins` (when
+    /// `config.project_plugins`, for plugins the user trusted) and then
+    /// `config.plugin_dirs`, with `config.plugins`.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
-        Self::with_options(config.plugin_dirs.clone(), config.plugins.clone())
+        let engine = Self::with_options(config.plugin_dirs.clone(), config.plugins.clone())?;
+        Ok(if config.project_plugins {
+            engine.with_project_plugins(&config.project)
+        } else {
+            engine
+        })
     }
 
-    /// An engine searching `dirs` with `options`.
+    /// An engine searching `dirs` with `options`. Every directory in `dirs`
+    /// is the operator's choice and trusted as it is.
     pub fn with_options(dirs: Vec<PathBuf>, options: PluginsConfig) -> anyhow::Result<Self> {
         let runtime = Arc::new(Runtime::new(&options)?);
         Ok(PluginEngine {
@@ -238,7 +243,45 @@ impl PluginEngine {
             policy_source: options.policy_source,
             pinned: None,
             manifests: Arc::default(),
+            project: None,
+            trust: Arc::new(TrustStore::new(options.config_dir)),
         })
+    }
+
+    /// Also search `<project>/.lockstep/plugins`, ahead of the other
+    /// directories. A plugin there is only loaded when the user has
+    /// trusted the project (`lockstep trust`) and its files are unchanged
+    /// since; otherwise looking it up fails with how to trust it.
+    pub fn with_project_plugins(mut self, project: &Path) -> Self {
+        let dir = project_plugin_dir(project);
+        self.dirs.insert(0, dir.clone());
+        self.project = Some(ProjectPlugins {
+            root: project.to_path_buf(),
+            dir,
+        });
+        self
+    }
+
+    /// The user's trust records this engine checks project plugins against.
+    pub fn trust_store(&self) -> &TrustStore {
+        &self.trust
+    }
+
+    /// For a plugin from the project's own directory, check the user
+    /// trusted it as it is and return the component's SHA-256; `None` for
+    /// plugins from the operator's directories.
+    fn trusted(&self, entry: &discover::Entry, name: &str) -> Result<Option<String>, TrustError> {
+        let Some(project) = &self.project else {
+            return Ok(None);
+        };
+        if entry.wasm.parent() != Some(project.dir.as_path()) {
+            return Ok(None);
+        }
+        engine::blocking_section(|| {
+            self.trust
+                .check(&project.root, name, &entry.wasm, &entry.manifest_path)
+        })
+        .map(Some)
     }
 
     /// Make the component at `wasm` (with its manifest beside it, as in a
@@ -331,7 +374,7 @@ impl PluginEngine {
             .filter(|e| e.shadowed_by.is_none())
             .map(|e| {
                 let started = std::time::Instant::now();
-                let result = self.runtime.compile_cached(&e.wasm);
+                let result = self.runtime.compile_cached(&e.wasm, None);
                 Precompiled {
                     path: e.wasm.clone(),
                     outcome: result.as_ref().ok().map(|(_, o)| *o),
@@ -348,6 +391,16 @@ impl PluginEngine {
     }
 
     fn info(&self, e: &discover::Entry) -> PluginInfo {
+        let mut info = self.manifest_info(e);
+        if info.problem.is_none() {
+            if let Err(untrusted) = self.trusted(e, &info.name) {
+                info.problem = Some(untrusted.to_string());
+            }
+        }
+        info
+    }
+
+    fn manifest_info(&self, e: &discover::Entry) -> PluginInfo {
         match &e.manifest {
             Ok(m) => {
                 let limits = self.limits.resolve(&m.limits);
@@ -477,6 +530,9 @@ impl PluginEngine {
             None => discover::find(&entries, name)
                 .ok_or_else(|| PluginError::Load(discover::unknown(name, &self.dirs, &entries)))?,
         };
+        let content = self
+            .trusted(entry, name)
+            .map_err(|e| PluginError::Load(e.to_string()))?;
         let manifest = entry
             .manifest
             .clone()
@@ -497,7 +553,8 @@ impl PluginEngine {
                 &entry.manifest_path,
             )));
         }
-        let loaded = self.runtime.load(&entry.wasm)?;
+        let loaded = self.runtime.load(&entry.wasm, content.as_deref())?;
+        tracing::debug!(plugin = name, compiled = ?loaded.outcome, "plugin looked up");
         if !loaded.serves(role) {
             let problem = loaded
                 .shape
