@@ -10,21 +10,7 @@ use crate::store::default_sqlite_url;
 /// Environment variable with extra plugin directories (colon-separated).
 pub const PLUGIN_PATH_ENV: &str = "LOCKSTEP_PLUGIN_PATH";
 
-/// Environment variable naming the user's lockstep config directory.
-pub const CONFIG_DIR_ENV: &str = "LOCKSTEP_CONFIG_DIR";
-
-/// The user's lockstep config directory (the operator's policy file lives
-/// there): `$LOCKSTEP_CONFIG_DIR` if set, else `$XDG_CONFIG_HOME/lockstep`,
-/// else `~/.config/lockstep`.
-pub fn user_config_dir() -> Option<PathBuf> {
-    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    non_empty(CONFIG_DIR_ENV).map(PathBuf::from).or_else(|| {
-        non_empty("XDG_CONFIG_HOME")
-            .map(PathBuf::from)
-            .or_else(|| non_empty("HOME").map(|h| PathBuf::from(h).join(".config")))
-            .map(|d| d.join("lockstep"))
-    })
-}
+pub use crate::plugins::userdir::{user_cache_dir, user_config_dir, CONFIG_DIR_ENV};
 
 /// What [`Container::build`](crate::Container::build) needs.
 #[derive(Debug, Clone)]
