@@ -75,16 +75,7 @@ async fn run_show_and_exit_codes(backend: Backend) {
     assert_eq!(json(&run(cmd))["error"]["kind"], "invalid_transition");
 
     // Exit 5: drift.
-    let act = action_file(
-        db.dir.path(),
-        "write",
-        "files",
-        "files",
-        &[("files", "a.txt"), ("content", "x")],
-    );
-    let id = plan_new(&db, &project, &act);
-    assert!(plan(&db, &project, &["strategize", &id]).status.success());
-    assert!(plan(&db, &project, &["execute", &id]).status.success());
+    let id = executed_files_plan(&db, &project, "write", "a.txt", "x");
     std::fs::write(project.join("a.txt"), "edited\n").unwrap();
     let out = plan(&db, &project, &["apply", &id]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
@@ -115,16 +106,7 @@ async fn run_show_and_exit_codes(backend: Backend) {
     assert_eq!(ran["status"], "apply/applied", "{ran}");
     assert_eq!(ran["files"], 1, "{ran}");
     assert_eq!(ran["changes"], serde_json::json!(["b.txt"]), "{ran}");
-    let act = action_file(
-        db.dir.path(),
-        "again",
-        "files",
-        "files",
-        &[("files", "b.txt"), ("content", "c")],
-    );
-    let id = plan_new(&db, &project, &act);
-    assert!(plan(&db, &project, &["strategize", &id]).status.success());
-    assert!(plan(&db, &project, &["execute", &id]).status.success());
+    let id = executed_files_plan(&db, &project, "again", "b.txt", "c");
     let mut cmd = host_command(&db.url, &project);
     cmd.args(["--json", "plan", "apply", &id]);
     assert_eq!(
@@ -158,19 +140,32 @@ async fn malformed_actions_name_line_and_field(backend: Backend) {
     assert!(stderr(&out).contains("no-such-plan"));
 }
 
+/// A plan of the `files` plugin writing `content` to each of `files`
+/// (comma-separated), created as `name`, strategized and executed.
+fn executed_files_plan(
+    db: &TestDb,
+    project: &std::path::Path,
+    name: &str,
+    files: &str,
+    content: &str,
+) -> String {
+    let act = action_file(
+        db.dir.path(),
+        name,
+        "files",
+        "files",
+        &[("files", files), ("content", content)],
+    );
+    let id = plan_new(db, project, &act);
+    assert!(plan(db, project, &["strategize", &id]).status.success());
+    assert!(plan(db, project, &["execute", &id]).status.success());
+    id
+}
+
 async fn crash_mid_apply_rolls_forward(backend: Backend) {
     let db = TestDb::new(backend).await;
     let project = db.project("p", &[("a", "a"), ("b", "b"), ("c", "c")]);
-    let act = action_file(
-        db.dir.path(),
-        "abc",
-        "files",
-        "files",
-        &[("files", "a,b,c"), ("content", "NEW")],
-    );
-    let id = plan_new(&db, &project, &act);
-    assert!(plan(&db, &project, &["strategize", &id]).status.success());
-    assert!(plan(&db, &project, &["execute", &id]).status.success());
+    let id = executed_files_plan(&db, &project, "abc", "a,b,c", "NEW");
     let mut cmd = host_command(&db.url, &project);
     cmd.args(["--lock-ttl", "5s", "plan", "apply", &id])
         .env(lockstep::workspace::apply::FAULT_STOP_AFTER_ENV, "1");
@@ -405,16 +400,7 @@ async fn a_failed_apply_leaves_the_old_tree_or_the_new_tree(backend: Backend) {
         (FAULT_FAIL_COMMIT_ENV, "commit"),
     ] {
         let project = db.project(name, &[("a", "old"), ("b", "old")]);
-        let act = action_file(
-            db.dir.path(),
-            name,
-            "files",
-            "files",
-            &[("files", "a,n/m/new,b"), ("content", "NEW")],
-        );
-        let id = plan_new(&db, &project, &act);
-        assert!(plan(&db, &project, &["strategize", &id]).status.success());
-        assert!(plan(&db, &project, &["execute", &id]).status.success());
+        let id = executed_files_plan(&db, &project, name, "a,n/m/new,b", "NEW");
         let before = names(&project);
         let mut cmd = host_command(&db.url, &project);
         // Staging fails at `b`, after `n/m/` was created for `n/m/new`;
@@ -467,16 +453,7 @@ async fn roll_forward_does_not_follow_a_directory_replaced_by_a_symlink(backend:
     let project = db.project("p", &[("a", "a"), ("src/b", "b")]);
     let outside = db.dir.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
-    let act = action_file(
-        db.dir.path(),
-        "ab",
-        "files",
-        "files",
-        &[("files", "a,src/b"), ("content", "NEW")],
-    );
-    let id = plan_new(&db, &project, &act);
-    assert!(plan(&db, &project, &["strategize", &id]).status.success());
-    assert!(plan(&db, &project, &["execute", &id]).status.success());
+    let id = executed_files_plan(&db, &project, "ab", "a,src/b", "NEW");
     let mut cmd = host_command(&db.url, &project);
     cmd.args(["--lock-ttl", "5s", "plan", "apply", &id])
         .env(lockstep::workspace::apply::FAULT_STOP_AFTER_ENV, "1");
