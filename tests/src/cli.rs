@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process::{action_file, lockstep_command, stderr, stdout};
+use crate::process::{action_file, lockstep_command, succeeded};
 use crate::TestDb;
 
 /// A project directory and the database the binary is pointed at.
@@ -34,14 +34,7 @@ impl<'a> CliProject<'a> {
 
     /// Run `lockstep ARGS`, panicking with its output unless it succeeds.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "lockstep {args:?}: {}\n{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
+        succeeded(args, &self.run(args))
     }
 
     /// Run `lockstep --json ARGS` and parse what it printed.

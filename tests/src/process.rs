@@ -103,6 +103,18 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The stdout of `lockstep ARGS`, panicking with both outputs unless it
+/// succeeded.
+pub fn succeeded(args: &[&str], out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "lockstep {args:?}: {}\n{}",
+        stdout(out),
+        stderr(out)
+    );
+    stdout(out)
+}
+
 /// Write an action file into `dir` and return its path.
 pub fn action_file(
     dir: &Path,

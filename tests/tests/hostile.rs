@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use lockstep_tests::process::{
     action_file, copy_dir, lockstep_command, output_with_peak_rss, repo_root, stderr, stdout,
+    succeeded,
 };
 use lockstep_tests::{on_both_backends, Backend, TestDb};
 
@@ -52,14 +53,7 @@ impl Project {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.lockstep(args);
-        assert!(
-            out.status.success(),
-            "lockstep {args:?}: {}\n{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
+        succeeded(args, &self.lockstep(args))
     }
 
     fn json(&self, args: &[&str]) -> serde_json::Value {

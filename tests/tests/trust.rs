@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use lockstep_tests::process::{
-    action_file, copy_dir, lockstep_command, plugins_dist, repo_root, stderr, stdout,
+    action_file, copy_dir, lockstep_command, plugins_dist, repo_root, stderr, stdout, succeeded,
 };
 use lockstep_tests::{Backend, TestDb};
 
@@ -58,14 +58,7 @@ impl Project {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "lockstep {args:?}: {}\n{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
+        succeeded(args, &self.run(args))
     }
 
     /// Create a plan of `plugin` (as strategy and executor) and strategize

@@ -236,13 +236,30 @@ fn read_key(path: &Path) -> Result<CacheKey, UserDirError> {
 }
 
 fn create_key(dir: &Path, path: &Path) -> Result<(), UserDirError> {
+    let mut key = [0u8; KEY_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    let written = private_temp(dir, ".key", &key).and_then(|tmp| {
+        // A link, unlike a rename, never replaces a key another process
+        // created in the meantime: the first one wins and everyone reads it.
+        let linked = match std::fs::hard_link(&tmp, path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        };
+        let _ = std::fs::remove_file(&tmp);
+        linked
+    });
+    written.map_err(UserDirError::io(path))
+}
+
+/// A new file in `dir` (named `PREFIX-<pid>-<random>`, created exclusively,
+/// never through a symlink, mode `0600`) holding `bytes`, fsynced. Removed
+/// again if writing it failed.
+fn private_temp(dir: &Path, prefix: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
     let tmp = dir.join(format!(
-        ".key-{}-{}",
+        "{prefix}-{}-{}",
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     ));
-    let mut key = [0u8; KEY_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut key);
     let written = (|| {
         let mut file = std::fs::File::options()
             .write(true)
@@ -250,43 +267,28 @@ fn create_key(dir: &Path, path: &Path) -> Result<(), UserDirError> {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
-        file.write_all(&key)?;
-        file.sync_all()?;
-        // A link, unlike a rename, never replaces a key another process
-        // created in the meantime: the first one wins and everyone reads it.
-        match std::fs::hard_link(&tmp, path) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
-            _ => Ok(()),
-        }
+        file.write_all(bytes)?;
+        file.sync_all()
     })();
-    let _ = std::fs::remove_file(&tmp);
-    written.map_err(UserDirError::io(path))
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 /// Write `bytes` to `path` atomically with mode `0600`: a private
 /// temporary file beside it, fsynced, renamed over the name.
 pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let result = (|| {
-        let mut file = std::fs::File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
+    let tmp = private_temp(dir, ".tmp", bytes)?;
+    let renamed = std::fs::rename(&tmp, path);
+    if renamed.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result
+    renamed
 }
 
 #[cfg(test)]
