@@ -130,26 +130,36 @@ async fn second_session_is_refused(backend: Backend) {
     assert!(a.status.success(), "{}", stderr(&a));
 }
 
-async fn lock_conflict_reaches_the_plugin(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let project = sample(&db);
-    let cli = CliProject::new(&db, &project);
+/// A `lock-probe` plan executing in a child process that holds lease `R`
+/// for 4 s (returned once the lease is held), and a strategized
+/// `lock-probe` plan asking for `R` with `params`: the child and the two
+/// plans' ids.
+fn lease_held_by_a_running_plan(
+    cli: &CliProject<'_>,
+    params: &[(&str, &str)],
+) -> (std::process::Child, String, String) {
     let holder = cli.action(
         "probe-a",
         "lock-probe",
         &[("resource", "R"), ("hold_ms", "4000")],
     );
-    let asker = cli.action(
-        "probe-b",
-        "lock-probe",
-        &[("resource", "R"), ("hold_ms", "0")],
-    );
+    let mut asked = vec![("resource", "R")];
+    asked.extend_from_slice(params);
+    let asker = cli.action("probe-b", "lock-probe", &asked);
     let a_id = cli.new_plan(&holder);
     let b_id = cli.new_plan(&asker);
     cli.ok(&["plan", "strategize", &a_id]);
     cli.ok(&["plan", "strategize", &b_id]);
     let a = cli.spawn(&["plan", "execute", &a_id]);
     cli.wait_for_lock("/res:R");
+    (a, a_id, b_id)
+}
+
+async fn lock_conflict_reaches_the_plugin(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = sample(&db);
+    let cli = CliProject::new(&db, &project);
+    let (a, a_id, b_id) = lease_held_by_a_running_plan(&cli, &[("hold_ms", "0")]);
     // B's own plan lock is free: B runs, and its plugin gets the conflict as a WIT value.
     cli.ok(&["plan", "execute", &b_id]);
     let a = a.wait_with_output().unwrap();
@@ -252,22 +262,7 @@ async fn a_plugin_lease_conflict_is_explained_without_a_useless_lock_timeout(bac
     let db = TestDb::new(backend).await;
     let project = sample(&db);
     let cli = CliProject::new(&db, &project);
-    let holder = cli.action(
-        "probe-a",
-        "lock-probe",
-        &[("resource", "R"), ("hold_ms", "4000")],
-    );
-    let asker = cli.action(
-        "probe-b",
-        "lock-probe",
-        &[("resource", "R"), ("on_conflict", "fail")],
-    );
-    let a_id = cli.new_plan(&holder);
-    let b_id = cli.new_plan(&asker);
-    cli.ok(&["plan", "strategize", &a_id]);
-    cli.ok(&["plan", "strategize", &b_id]);
-    let a = cli.spawn(&["plan", "execute", &a_id]);
-    cli.wait_for_lock("/res:R");
+    let (a, _, b_id) = lease_held_by_a_running_plan(&cli, &[("on_conflict", "fail")]);
     let out = cli.run(&["plan", "execute", &b_id, "--lock-timeout", "30s"]);
     let message = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "{message}");
