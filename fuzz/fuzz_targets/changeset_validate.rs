@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use lockstep::lifecycle::FileChange;
+use lockstep::model::FileChange;
 use lockstep::workspace::{ChangeError, ChangeLimits, ChangesetBuilder, ProjectTree};
 
 /// Directories no accepted path may enter (compared ignoring ASCII case;

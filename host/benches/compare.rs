@@ -22,10 +22,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lockstep::lifecycle::{Action, PluginContext, PluginProvider, Step};
+use lockstep::db::{Backend, Db};
+use lockstep::lifecycle::{PluginContext, PluginProvider};
 use lockstep::locks::{LockService, Owner, ScopedLocks};
+use lockstep::model::{Action, Step};
 use lockstep::plugins::{PluginEngine, PluginsConfig};
-use lockstep::store::{Backend, Db};
 use lockstep::workspace::ProjectView;
 use lockstep::{Config, Container};
 use tokio_util::sync::CancellationToken;
@@ -96,6 +97,7 @@ async fn lock_rows(url: &str, name: &str, rows: &mut Vec<Row>) {
             return;
         }
     };
+    let raw = raw_locks::raw_pool(url, db.backend).await;
     let service = LockService::new(db.clone());
     let owner = Owner::new_session();
     let ours = time(2000, || async {
@@ -109,14 +111,14 @@ async fn lock_rows(url: &str, name: &str, rows: &mut Vec<Row>) {
     let (baseline_name, baseline, goal) = match db.backend {
         Backend::Sqlite => (
             "the same SQL through sqlx",
-            time(2000, || raw_locks::acquire_release(&db, &owner, "cmp:raw")).await,
+            time(2000, || raw_locks::acquire_release(&raw, &owner, "cmp:raw")).await,
             "≤ 1.3×",
         ),
         Backend::Postgres => (
             "two raw SELECT 1 round trips",
             time(2000, || async {
                 for _ in 0..2 {
-                    sqlx::query("SELECT 1").execute(&db.pool).await.unwrap();
+                    sqlx::query("SELECT 1").execute(&raw.pool).await.unwrap();
                 }
             })
             .await,

@@ -9,8 +9,8 @@ use std::time::Duration;
 mod raw_locks;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use lockstep::db::Db;
 use lockstep::locks::{LockService, Owner};
-use lockstep::store::Db;
 
 const TTL: Duration = Duration::from_secs(60);
 
@@ -23,6 +23,7 @@ fn bench_backend(c: &mut Criterion, name: &str, url: &str) {
             return;
         }
     };
+    let raw = rt.block_on(raw_locks::raw_pool(url, db.backend));
     let service = LockService::new(db.clone());
     let owner = Owner::new_session();
     let mut group = c.benchmark_group(format!("lock_acquire_release/{name}"));
@@ -37,7 +38,7 @@ fn bench_backend(c: &mut Criterion, name: &str, url: &str) {
     });
     group.bench_function("raw_sqlx", |b| {
         b.to_async(&rt)
-            .iter(|| raw_locks::acquire_release(&db, &owner, "bench:raw"))
+            .iter(|| raw_locks::acquire_release(&raw, &owner, "bench:raw"))
     });
     group.finish();
 }

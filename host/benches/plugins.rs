@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use lockstep::lifecycle::{Action, PluginContext, PluginProvider, Step};
+use lockstep::db::Db;
+use lockstep::lifecycle::{PluginContext, PluginProvider};
 use lockstep::locks::{LockService, Owner, ScopedLocks};
+use lockstep::model::{Action, Step};
 use lockstep::plugins::{PluginEngine, PluginsConfig};
-use lockstep::store::Db;
 use lockstep::workspace::ProjectView;
 use lockstep::{Config, Container};
 use tokio_util::sync::CancellationToken;

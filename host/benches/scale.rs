@@ -12,9 +12,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lockstep::lifecycle::Action;
+use lockstep::db::{Backend, Db};
+
+#[path = "support/raw_locks.rs"]
+#[allow(dead_code)]
+mod raw_locks;
 use lockstep::locks::{LockService, Owner};
-use lockstep::store::{Backend, Db};
+use lockstep::model::Action;
 use lockstep::{Config, Container};
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -22,7 +26,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-async fn fill_locks(db: &Db, rows: i64) {
+async fn fill_locks(db: &raw_locks::Raw, rows: i64) {
     sqlx::query("DELETE FROM locks WHERE resource LIKE 'fill:%'")
         .execute(&db.pool)
         .await
@@ -52,10 +56,11 @@ async fn locks_scale(url: &str, name: &str, csv: &mut String) {
         eprintln!("skipping {name}");
         return;
     };
+    let raw = raw_locks::raw_pool(url, db.backend).await;
     let service = LockService::new(db.clone());
     let owner = Owner::new_session();
     for rows in [10i64, 10_000, 1_000_000] {
-        fill_locks(&db, rows).await;
+        fill_locks(&raw, rows).await;
         let mut samples = Vec::new();
         for i in 0..600 {
             let started = Instant::now();
@@ -72,7 +77,7 @@ async fn locks_scale(url: &str, name: &str, csv: &mut String) {
         println!("locks {name} rows={rows}: {m:?}");
         writeln!(csv, "{name},{rows},{}", m.as_secs_f64() * 1e6).unwrap();
     }
-    fill_locks(&db, 0).await;
+    fill_locks(&raw, 0).await;
 }
 
 async fn container(project: &Path, dist: &Path) -> Container {

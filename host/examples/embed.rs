@@ -12,7 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lockstep::lifecycle::{Action, LifecycleError};
+use lockstep::lifecycle::LifecycleError;
+use lockstep::model::Action;
 use lockstep::{Config, Container};
 
 #[tokio::main]

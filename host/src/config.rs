@@ -3,12 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::db::default_sqlite_url;
 use crate::lifecycle::LifecycleOptions;
-use crate::plugins::PluginsConfig;
-use crate::store::default_sqlite_url;
+use crate::plugins::{PluginEngine, PluginsConfig, Policy};
 
-/// Environment variable with extra plugin directories (colon-separated).
-pub const PLUGIN_PATH_ENV: &str = "LOCKSTEP_PLUGIN_PATH";
+pub use crate::plugins::PLUGIN_PATH_ENV;
 
 pub use crate::plugins::userdir::{user_cache_dir, user_config_dir, CONFIG_DIR_ENV};
 
@@ -47,6 +46,26 @@ impl Config {
             database_url: None,
             lifecycle: LifecycleOptions::default(),
         }
+    }
+
+    /// The plugin engine this configuration describes: it searches
+    /// `<project>/.lockstep/plugins` (when [`Config::project_plugins`], for
+    /// plugins the user trusted) and then [`Config::plugin_dirs`], with
+    /// [`Config::plugins`].
+    pub fn plugin_engine(&self) -> anyhow::Result<PluginEngine> {
+        let engine = PluginEngine::with_options(self.plugin_dirs.clone(), self.plugins.clone())?;
+        Ok(if self.project_plugins {
+            engine.with_project_plugins(&self.project)
+        } else {
+            engine
+        })
+    }
+
+    /// Put an operator's policy into this configuration: its limits and
+    /// allow-list replace the plugin settings, its changeset caps lower the
+    /// lifecycle's.
+    pub fn apply_policy(&mut self, policy: &Policy) {
+        policy.apply(&mut self.plugins, &mut self.lifecycle.change_limits);
     }
 
     /// The database URL in effect.

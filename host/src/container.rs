@@ -6,9 +6,10 @@
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::db::Db;
 use crate::lifecycle::{PlanLifecycleService, PluginProvider};
 use crate::locks::LockService;
-use crate::store::{Db, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// The wired singletons. Cheap to share behind an `Arc`.
 pub struct Container {
@@ -31,7 +32,7 @@ impl Container {
     /// Connect to the configured database, run migrations, and build the
     /// lock service, the store and the WebAssembly plugin engine.
     pub async fn build(config: Config) -> anyhow::Result<Container> {
-        let plugins = Arc::new(crate::plugins::PluginEngine::new(&config)?);
+        let plugins = Arc::new(config.plugin_engine()?);
         Ok(Self::build_with_plugins(config, plugins).await?)
     }
 
@@ -43,7 +44,7 @@ impl Container {
     ) -> Result<Container, StoreError> {
         let db = Db::connect(&config.database_url()).await?;
         let locks = LockService::new(db.clone());
-        let store = Store::new(db, locks.clone());
+        let store = Store::new(db);
         Ok(Container {
             config,
             locks,

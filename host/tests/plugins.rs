@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use lockstep::lifecycle::progress::Progress;
-use lockstep::lifecycle::{Action, LifecycleError, PluginError, State};
+use lockstep::lifecycle::{LifecycleError, PluginError};
+use lockstep::model::{Action, State};
 use lockstep::plugins::{PluginEngine, PluginsConfig};
 use lockstep::{Config, Container};
 

@@ -128,3 +128,41 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// Direct SQL access to a lockstep database, for checks and fixtures that
+/// look at tables the library keeps to itself. Opens its own pool after
+/// [`lockstep::db::Db::connect`] has created and migrated the database.
+#[derive(Debug, Clone)]
+pub struct RawDb {
+    /// A pool of its own on the same database.
+    pub pool: sqlx::AnyPool,
+    /// The backend behind it.
+    pub backend: lockstep::db::Backend,
+}
+
+impl RawDb {
+    /// Connect (creating and migrating the database first).
+    pub async fn connect(url: &str) -> anyhow::Result<RawDb> {
+        let db = lockstep::db::Db::connect(url).await?;
+        let backend = db.backend;
+        db.close().await;
+        let url = match backend {
+            lockstep::db::Backend::Sqlite => format!("{url}?mode=rw"),
+            lockstep::db::Backend::Postgres => url.to_string(),
+        };
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(4)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == lockstep::db::Backend::Sqlite {
+                        conn.execute(lockstep::db::sqlite_pragmas().as_str())
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        Ok(RawDb { pool, backend })
+    }
+}

@@ -15,10 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lockstep::lifecycle::{
-    Action, Executor, FileChange, PlanProposal, PluginContext, PluginError, PluginProvider, Step,
-    StepOutcome, Strategist,
-};
+use lockstep::lifecycle::{Executor, PluginContext, PluginError, PluginProvider, Strategist};
+use lockstep::model::{Action, FileChange, PlanProposal, Step, StepOutcome};
 
 /// The provider of every fixture.
 #[derive(Debug, Default, Clone, Copy)]
@@ -237,7 +235,7 @@ pub async fn strategized(
     session: &lockstep::PlanLifecycleService,
     action: Action,
     project: &Path,
-) -> lockstep::store::PlanRecord {
+) -> lockstep::model::PlanRecord {
     let plan = session.new_plan(action, project).await.unwrap();
     session.strategize_plan(&plan.id).await.unwrap()
 }

@@ -15,8 +15,10 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use lockstep::locks::{LockError, LockService, Owner};
-use lockstep::store::Db;
+use lockstep::db::Db;
+use lockstep::locks::{Fence, LockError, LockService, Owner};
+
+use crate::db::RawDb;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -91,7 +93,7 @@ pub struct WorkerConfig {
 }
 
 /// Create the counter table (idempotent).
-pub async fn prepare(db: &Db, resources: usize) -> anyhow::Result<()> {
+pub async fn prepare(db: &RawDb, resources: usize) -> anyhow::Result<()> {
     sqlx::query("CREATE TABLE IF NOT EXISTS workload_counters (resource TEXT PRIMARY KEY, value BIGINT NOT NULL)")
         .execute(&db.pool)
         .await?;
@@ -121,11 +123,12 @@ pub fn resource_name(i: usize) -> String {
 pub async fn run_worker(config: WorkerConfig, history: &Path) -> anyhow::Result<()> {
     let db = Db::connect(&config.url).await?;
     let locks = LockService::with_min_ttl(db.clone(), config.ttl);
+    let raw = RawDb::connect(&config.url).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let deadline = tokio::time::Instant::now() + config.duration;
     let mut handles = Vec::new();
     for _ in 0..config.tasks {
-        let (locks, db, tx, config) = (locks.clone(), db.clone(), tx.clone(), config.clone());
+        let (locks, db, tx, config) = (locks.clone(), raw.clone(), tx.clone(), config.clone());
         handles.push(tokio::spawn(async move {
             task(locks, db, tx, config, deadline).await
         }));
@@ -145,17 +148,14 @@ pub async fn run_worker(config: WorkerConfig, history: &Path) -> anyhow::Result<
 
 async fn task(
     locks: LockService,
-    db: Db,
+    db: RawDb,
     tx: tokio::sync::mpsc::UnboundedSender<Event>,
     config: WorkerConfig,
     deadline: tokio::time::Instant,
 ) {
     let owner = Owner::new_session();
-    let fence = locks.fence_condition(2, 3, 4);
-    let write_sql = format!(
-        "UPDATE workload_counters SET value = value + 1 WHERE resource = $1 AND {fence} RETURNING {}",
-        db.now_ms()
-    );
+    let now_ms = db.backend.now_ms();
+    let now_sql = format!("SELECT {now_ms}");
     let ttl_ms = config.ttl.as_millis() as u64;
     for _ in 0..config.max_ops_per_task {
         if tokio::time::Instant::now() >= deadline {
@@ -182,11 +182,15 @@ async fn task(
                     expires_at: grant.expires_at,
                 });
                 tokio::time::sleep(Duration::from_millis(hold_ms)).await;
-                let written: Result<Option<i64>, sqlx::Error> = sqlx::query(&write_sql)
-                    .bind(&resource)
-                    .bind(&resource)
-                    .bind(&owner.id)
-                    .bind(grant.token)
+                // The fenced write: the database accepts it only while the
+                // lease is current.
+                let fence = Fence::new(resource.as_str(), owner.id.as_str(), grant.token);
+                let write_sql = format!(
+                    "UPDATE workload_counters SET value = value + 1 WHERE resource = $1 AND {} RETURNING {now_ms}",
+                    fence.condition(db.backend, 2)
+                );
+                let written: Result<Option<i64>, sqlx::Error> = fence
+                    .bind(sqlx::query(&write_sql).bind(&resource))
                     .fetch_optional(&db.pool)
                     .await
                     .and_then(|row| row.map(|r| r.try_get::<i64, _>(0)).transpose());
@@ -205,7 +209,10 @@ async fn task(
                         });
                     }
                 }
-                match db.now().await {
+                match sqlx::query_scalar::<_, i64>(&now_sql)
+                    .fetch_one(&db.pool)
+                    .await
+                {
                     Ok(before) => {
                         let _ = tx.send(Event::Release {
                             resource: resource.clone(),
@@ -409,7 +416,7 @@ pub fn check(events: &[Event], counters: Option<&BTreeMap<String, i64>>) -> Repo
 }
 
 /// Read the final counters.
-pub async fn counters(db: &Db) -> anyhow::Result<BTreeMap<String, i64>> {
+pub async fn counters(db: &RawDb) -> anyhow::Result<BTreeMap<String, i64>> {
     let rows = sqlx::query("SELECT resource, value FROM workload_counters")
         .fetch_all(&db.pool)
         .await?;

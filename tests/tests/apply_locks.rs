@@ -8,9 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lockstep::lifecycle::{LifecycleError, Phase, State};
+use lockstep::db::Db;
+use lockstep::lifecycle::LifecycleError;
 use lockstep::locks::{LockError, LockGuard, LockService, Owner, MIN_TTL};
-use lockstep::store::{Db, PlanRecord};
+use lockstep::model::PlanRecord;
+use lockstep::model::{Phase, State};
 use lockstep::{Config, Container, PlanLifecycleService};
 use lockstep_tests::fixtures::{action, strategized};
 use lockstep_tests::{on_both_backends, Backend, TestDb, TestPlugins};

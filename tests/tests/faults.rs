@@ -7,7 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lockstep::lifecycle::{LifecycleError, Phase, State, Status};
+use lockstep::lifecycle::LifecycleError;
+use lockstep::model::{Phase, State, Status};
 use lockstep::{Config, Container};
 use lockstep_tests::fixtures::{action, strategized};
 use lockstep_tests::{Backend, TestDb, TestPlugins};
@@ -93,7 +94,7 @@ async fn sqlite_file_locked_longer_than_busy_timeout() {
         .unwrap();
     blocker.execute("BEGIN IMMEDIATE").await.unwrap();
     let held =
-        lockstep::store::SQLITE_BUSY_TIMEOUT + lockstep::locks::MIN_TTL + Duration::from_secs(1);
+        lockstep::db::SQLITE_BUSY_TIMEOUT + lockstep::locks::MIN_TTL + Duration::from_secs(1);
     let (s, result) = tokio::time::timeout(held + Duration::from_secs(30), async {
         tokio::time::sleep(held).await;
         blocker.execute("ROLLBACK").await.unwrap();

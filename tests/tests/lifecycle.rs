@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lockstep::lifecycle::progress::Progress;
-use lockstep::lifecycle::{Command, LifecycleError, Phase, State, Status};
-use lockstep::locks::{LockError, LockService, Owner, MIN_TTL};
+use lockstep::lifecycle::{Command, LifecycleError};
+use lockstep::locks::{Fence, LockError, LockService, Owner, MIN_TTL};
+use lockstep::model::{Phase, State, Status};
 use lockstep::store::{StateWrite, StoreError};
 use lockstep::{Config, Container};
 use lockstep_tests::fixtures::{action, strategized};
@@ -73,7 +74,7 @@ async fn full_lifecycle_with_overlay(backend: Backend) {
     );
     let view = s.status(&plan.id).await.unwrap();
     assert_eq!(view.plan.status, status(Phase::Apply, State::Applied));
-    let path: Vec<_> = view.events.iter().map(|e| e.to.as_str()).collect();
+    let path: Vec<_> = view.events.iter().map(|e| e.to.to_string()).collect();
     assert_eq!(
         path,
         [
@@ -420,7 +421,7 @@ async fn stale_holder_is_fenced_out(backend: Backend) {
             from: queued,
             to: cancelled,
             actor: &a.id,
-            fence: Some((&resource, a_grant.token)),
+            fence: Some(&Fence::new(resource.as_str(), a.id.as_str(), a_grant.token)),
             reason: "stale writer",
             error: None,
         })
@@ -437,7 +438,7 @@ async fn stale_holder_is_fenced_out(backend: Backend) {
             from: queued,
             to: cancelled,
             actor: &b.id,
-            fence: Some((&resource, b_grant.token)),
+            fence: Some(&Fence::new(resource.as_str(), b.id.as_str(), b_grant.token)),
             reason: "current writer",
             error: None,
         })

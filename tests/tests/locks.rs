@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use lockstep::db::Db;
 use lockstep::locks::{LockError, LockService, Owner, MIN_TTL};
-use lockstep::store::Db;
 use lockstep_tests::{on_both_backends, poll, Backend, TestDb};
 
 async fn service(backend: Backend) -> (TestDb, LockService) {

@@ -2,16 +2,16 @@
 //! out by hand and sent straight through sqlx: the baseline the lock
 //! benchmarks compare against.
 
+use lockstep::db::Backend;
 use lockstep::locks::Owner;
-use lockstep::store::{Backend, Db};
 use sqlx::Row;
 
 /// Lease length used by the baselines, in milliseconds.
 const TTL_MS: i64 = 60_000;
 
 /// Acquire and release `resource` for `owner` with raw SQL.
-pub async fn acquire_release(db: &Db, owner: &Owner, resource: &str) {
-    let n = db.now_ms();
+pub async fn acquire_release(db: &Raw, owner: &Owner, resource: &str) {
+    let n = db.backend.now_ms();
     let token = match db.backend {
         Backend::Sqlite => "(SELECT value + 1 FROM lock_counter WHERE id = 1)",
         Backend::Postgres => "nextval('lock_token_seq')",
@@ -52,4 +52,38 @@ pub async fn acquire_release(db: &Db, owner: &Owner, resource: &str) {
         .execute(&db.pool)
         .await
         .unwrap();
+}
+
+/// A pool of the benchmark's own on lockstep's database.
+pub struct Raw {
+    /// The pool.
+    pub pool: sqlx::AnyPool,
+    /// Its backend.
+    pub backend: Backend,
+}
+
+/// A pool of the benchmark's own on lockstep's database, configured as
+/// lockstep configures its connections (the SQLite pragmas), for baselines
+/// that send SQL directly.
+pub async fn raw_pool(url: &str, backend: Backend) -> Raw {
+    use sqlx::Executor;
+    let url = match backend {
+        Backend::Sqlite => format!("{url}?mode=rw"),
+        Backend::Postgres => url.to_string(),
+    };
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(4)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    conn.execute(lockstep::db::sqlite_pragmas().as_str())
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await
+        .expect("raw pool");
+    Raw { pool, backend }
 }

@@ -16,10 +16,11 @@ use serde::Serialize;
 
 use super::tree::{self, TreeComparison};
 use crate::config::Config;
-use crate::lifecycle::{parse_action, Action, LifecycleError, PlanProposal, PluginError};
+use crate::lifecycle::{parse_action, LifecycleError, PluginError};
 use crate::locks::{LockError, LockGuard, LockService, Owner, ScopedLocks};
+use crate::model::{Action, PlanProposal};
+use crate::model::{ChangeRecord, StepResult};
 use crate::plugins::{PluginEngine, PluginKind, PluginsConfig, Role};
-use crate::store::{ChangeRecord, StepResult};
 use crate::Container;
 
 /// What [`run`] runs.

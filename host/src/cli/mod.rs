@@ -225,7 +225,7 @@ pub async fn run(mut cli: Cli, plugins: Option<Arc<dyn PluginProvider>>) -> anyh
             PluginsCommand::Test(args) => return plugin::test(&cli, args).await,
             _ => {}
         }
-        let engine = crate::plugins::PluginEngine::new(&config(&cli, &cli.project))?;
+        let engine = config(&cli, &cli.project).plugin_engine()?;
         return match cmd {
             PluginsCommand::List => plugins::list(&engine, cli.json),
             PluginsCommand::Precompile => plugins::precompile(&engine, cli.json),
@@ -268,7 +268,7 @@ fn config(cli: &Cli, project: &std::path::Path) -> Config {
     config.plugin_dirs.extend(cli.plugin_dirs.iter().cloned());
     config.lifecycle.lock_ttl = crate::locks::clamp_ttl(cli.lock_ttl);
     if let Some(policy) = &cli.loaded_policy {
-        policy.apply(&mut config);
+        config.apply_policy(&policy);
     }
     config
 }
@@ -292,7 +292,7 @@ async fn init(
         Err(e) => return Err(e.into()),
     }
     let container = build_container(cli, dir, plugins).await?;
-    let url = crate::store::redact(&container.config().database_url());
+    let url = crate::db::redact(&container.config().database_url());
     if cli.json {
         println!(
             "{}",

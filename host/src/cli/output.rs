@@ -13,7 +13,7 @@ use serde_json::json;
 use super::plan::PlanId;
 use crate::lifecycle::{LifecycleError, PluginError, PluginLockError};
 use crate::locks::{format_ms, LockConflict, LockError};
-use crate::store::{ChangeKind, ChangeRecord};
+use crate::model::{ChangeKind, ChangeRecord};
 use crate::visible;
 use crate::workspace::unified_diff;
 

@@ -12,12 +12,10 @@ use serde_json::json;
 use super::output::{callouts, colour, diff};
 use super::Cli;
 use crate::lifecycle::progress::Progress;
-use crate::lifecycle::{
-    parse_action, ApplyReport, LifecycleError, Phase, PlanLifecycleService, PlanProposal, State,
-    Status,
-};
+use crate::lifecycle::{parse_action, ApplyReport, LifecycleError, PlanLifecycleService};
 use crate::locks::format_ms;
-use crate::store::PlanRecord;
+use crate::model::PlanRecord;
+use crate::model::{Phase, PlanProposal, State, Status};
 use crate::visible::{block, line};
 use crate::Container;
 
@@ -223,7 +221,7 @@ fn progress_line(p: &Progress) -> String {
     }
 }
 
-fn read_action(path: &Path) -> Result<crate::lifecycle::Action, LifecycleError> {
+fn read_action(path: &Path) -> Result<crate::model::Action, LifecycleError> {
     let source = std::fs::read_to_string(path).map_err(|e| {
         LifecycleError::InvalidAction(format!("cannot read `{}`: {e}", path.display()))
     })?;
@@ -279,8 +277,8 @@ async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> any
                     println!(
                         "  {}  {:<22} → {:<22} {} ({})",
                         format_ms(e.at),
-                        e.from.as_deref().unwrap_or("(new)"),
-                        e.to,
+                        e.from.map_or("(new)".to_string(), |s| s.to_string()),
+                        e.to.to_string(),
                         line(&e.reason),
                         line(&e.actor)
                     );
@@ -452,7 +450,7 @@ async fn run_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lifecycle::Step;
+    use crate::model::Step;
 
     fn step(title: &str) -> Step {
         Step {

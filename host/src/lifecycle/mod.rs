@@ -6,19 +6,19 @@
 
 mod action;
 mod error;
-mod model;
 mod plugin;
 pub mod progress;
 mod service;
+mod transition;
 
+/// The plan vocabulary the lifecycle speaks, defined in [`crate::model`].
+pub use crate::model::{
+    Action, FileChange, Phase, PlanProposal, State, Status, Step, StepOutcome, PHASES, STATES,
+};
 pub use action::parse_action;
 pub use error::LifecycleError;
-pub use model::{
-    transition, Command, InvalidTransition, Phase, State, Status, Transition, COMMANDS, PHASES,
-    STATES,
-};
 pub use plugin::{
-    Action, Executor, FileChange, PlanProposal, PluginContext, PluginError, PluginLockError,
-    PluginProvider, Step, StepOutcome, Strategist,
+    Executor, PluginContext, PluginError, PluginLockError, PluginProvider, Strategist,
 };
 pub use service::{ApplyReport, LifecycleOptions, PlanLifecycleService, PlanView};
+pub use transition::{transition, Command, InvalidTransition, Transition, COMMANDS};

@@ -22,10 +22,9 @@ use super::{
     transition, Action, Command, LifecycleError, Phase, PlanProposal, PluginContext,
     PluginProvider, State, Status,
 };
-use crate::locks::{LockGuard, LockService, Owner, ScopedLocks, DEFAULT_TTL};
-use crate::store::{
-    ChangeRecord, EventRecord, PlanRecord, StateWrite, StepResult, Store, StoreError,
-};
+use crate::locks::{Fence, LockGuard, LockService, Owner, ScopedLocks, DEFAULT_TTL};
+use crate::model::{ChangeRecord, EventRecord, PlanRecord, StepResult};
+use crate::store::{StateWrite, Store, StoreError};
 use crate::workspace::{
     apply, project_id, ApplyError, ChangeLimits, ChangesetBuilder, ProjectTree, ProjectView,
 };
@@ -320,7 +319,8 @@ impl PlanLifecycleService {
             return Ok(plan);
         }
         // We hold the plan lock, so whoever was processing is gone.
-        let fence = Some((guard.resource(), guard.token()));
+        let fence = guard.fence();
+        let fence = Some(&fence);
         if plan.status.phase == Phase::Apply && self.store.has_apply_journal(id).await? {
             let project = self
                 .lock_apply(&plan, &format!("roll forward plan {id}"))
@@ -397,7 +397,7 @@ impl PlanLifecycleService {
                 from: plan.status,
                 to: t.success,
                 actor: &self.owner.id,
-                fence: Some((guard.resource(), guard.token())),
+                fence: Some(&guard.fence()),
                 reason: if command == Command::Revert {
                     "reverted: changeset discarded"
                 } else {
@@ -459,7 +459,8 @@ impl PlanLifecycleService {
             Command::Apply => Some(self.lock_apply(&plan, operation).await?),
             _ => None,
         };
-        let fence = Some((guard.resource(), guard.token()));
+        let fence = guard.fence();
+        let fence = Some(&fence);
         let write = |from, to, seen_version, reason, error| StateWrite {
             plan_id: id,
             seen_version,
@@ -497,7 +498,7 @@ impl PlanLifecycleService {
             command,
             operation,
             lost.clone(),
-            guard.token(),
+            guard.fence(),
         ))
         .catch_unwind();
         let outcome = tokio::select! {
@@ -634,7 +635,7 @@ impl PlanLifecycleService {
         command: Command,
         operation: &str,
         cancel: CancellationToken,
-        token: i64,
+        fence: Fence,
     ) -> Result<PhaseOutput, LifecycleError> {
         let root = PathBuf::from(&plan.project_root);
         let view = || {
@@ -733,7 +734,7 @@ impl PlanLifecycleService {
                 })?;
                 if let Err(e) = self
                     .store
-                    .journal_apply(&plan.id, &self.owner.id, (&plan_resource(&plan.id), token))
+                    .journal_apply(&plan.id, &self.owner.id, &fence)
                     .await
                 {
                     blocking(move || staged.discard()).await?;

@@ -93,6 +93,16 @@ pub enum LockError {
         /// The holder at the last attempt.
         conflict: Box<LockConflict>,
     },
+    /// The lock changed hands between our attempt and our look at its
+    /// holder, several times in a row.
+    #[error("the lock on `{resource}` kept changing hands; try again")]
+    Contended {
+        /// The resource.
+        resource: String,
+    },
+    /// A background lock task (a detached release) failed to run.
+    #[error("a background lock task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     /// The database failed.
     #[error("lock service database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -63,6 +63,11 @@ impl LockGuard {
         &self.owner
     }
 
+    /// The fence for writes made under this lease.
+    pub fn fence(&self) -> super::Fence {
+        super::Fence::new(self.resource.as_str(), self.owner.id.as_str(), self.token)
+    }
+
     /// Cancelled when the heartbeat finds the lease lost. Race the phase
     /// against it and abort with [`LockError::Expired`] when it fires.
     pub fn lost(&self) -> CancellationToken {

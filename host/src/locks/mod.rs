@@ -6,10 +6,11 @@
 //! owner already holds (re-entrant, counted in `holds`). Expiry is computed
 //! from the database clock. Every new lease gets a fencing token from a
 //! monotonic counter; state writes made under a lease check that token
-//! (see [`LockService::fence_condition`]), so a holder that lost its lease can
+//! (see [`Fence`]), so a holder that lost its lease can
 //! no longer write.
 
 mod error;
+mod fence;
 mod guard;
 mod scoped;
 mod sql;
@@ -22,11 +23,12 @@ use rand::Rng;
 use sqlx::Row;
 
 pub use error::{format_ms, local_now_ms, Holder, LockConflict, LockError};
+pub use fence::Fence;
 pub use guard::LockGuard;
 pub use scoped::{Lease, ScopedLocks};
 pub use tree::tree_key;
 
-use crate::store::Db;
+use crate::db::Db;
 use sql::LockSql;
 
 /// Default lease length.
@@ -242,9 +244,9 @@ impl LockService {
                 })));
             }
         }
-        Err(LockError::Database(sqlx::Error::Protocol(format!(
-            "lock on `{resource}` kept changing hands; try again"
-        ))))
+        Err(LockError::Contended {
+            resource: resource.to_string(),
+        })
     }
 
     /// Take `resource`, waiting up to `wait` with jittered exponential
@@ -389,13 +391,6 @@ impl LockService {
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .transpose()
             .map_err(LockError::Database)
-    }
-
-    /// A SQL condition that holds only while the lease bound at
-    /// placeholders `$r` (resource), `$o` (owner id), `$t` (token) is current.
-    /// Append it to the `WHERE` of a state write to fence it.
-    pub fn fence_condition(&self, r: usize, o: usize, t: usize) -> String {
-        LockSql::fence_condition(&self.inner.db, r, o, t)
     }
 }
 

@@ -2,7 +2,7 @@
 //! PostgreSQL accept them) and specialised per backend for the clock, the
 //! token source and `GREATEST`.
 
-use crate::store::{Backend, Db};
+use crate::db::{Backend, Db};
 
 /// Prepared SQL text for one backend.
 #[derive(Debug, Clone)]
@@ -132,15 +132,5 @@ impl LockSql {
                 "SELECT expires_at FROM locks WHERE resource = $1 AND owner = $2 AND token = $3 AND expires_at > {now}"
             ),
         }
-    }
-
-    /// A SQL condition (for a `WHERE`) that is true only while the lease
-    /// `(resource, owner, token)` bound at `$r, $o, $t` is current. Used to
-    /// fence state writes.
-    pub(crate) fn fence_condition(db: &Db, r: usize, o: usize, t: usize) -> String {
-        format!(
-            "EXISTS (SELECT 1 FROM locks WHERE resource = ${r} AND owner = ${o} AND token = ${t} AND expires_at > {})",
-            db.now_ms()
-        )
     }
 }

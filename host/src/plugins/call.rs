@@ -24,8 +24,9 @@ use super::engine::{file_name, Loaded, Runtime};
 use super::host::{LeaseLedger, PluginState};
 use super::limits::Limits;
 use super::log::{LogStats, PluginLog, StdioLog, WriteOverPermit};
-use crate::lifecycle::{Action, PlanProposal, PluginContext, PluginError, Step, StepOutcome};
+use crate::lifecycle::{PluginContext, PluginError};
 use crate::locks::LockConflict;
+use crate::model::{Action, PlanProposal, Step, StepOutcome};
 
 /// Extra time the `tokio` timeout allows past the epoch deadline, so that a
 /// busy plugin is stopped by its trap (which reports where it was).

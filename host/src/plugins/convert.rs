@@ -18,10 +18,9 @@ use std::collections::{BTreeMap, HashMap};
 use super::bindings::latest::lockstep::plugin::types as wit;
 use super::limits::Limits;
 use super::log::truncate;
-use crate::lifecycle::{
-    Action, FileChange, PlanProposal, PluginError, PluginLockError, Step, StepOutcome,
-};
+use crate::lifecycle::{PluginError, PluginLockError};
 use crate::locks::{Holder, LockConflict, LockError};
+use crate::model::{Action, FileChange, PlanProposal, Step, StepOutcome};
 use crate::workspace::{EntryInfo, FsError};
 
 /// Longest message kept from a plugin error.
@@ -239,7 +238,9 @@ pub fn lock_error_to_wit(e: &LockError) -> wit::LockError {
             token: (*token).max(0) as u64,
         }),
         LockError::InvalidResource(_) => wit::LockError::Invalid(e.to_string()),
-        LockError::Database(_) => wit::LockError::Unavailable(e.to_string()),
+        LockError::Database(_) | LockError::Contended { .. } | LockError::Task(_) => {
+            wit::LockError::Unavailable(e.to_string())
+        }
     }
 }
 

@@ -9,6 +9,9 @@ use std::time::SystemTime;
 
 use super::manifest::{self, Manifest, ManifestError};
 
+/// Environment variable with extra plugin directories (colon-separated).
+pub const PLUGIN_PATH_ENV: &str = "LOCKSTEP_PLUGIN_PATH";
+
 /// Parsed manifests by path, parsed again only when a file's size,
 /// modification time or inode changes: a plan looks its plugins up several
 /// times, and each lookup lists the plugin directories afresh (so a plugin
@@ -146,7 +149,7 @@ pub fn unknown(name: &str, dirs: &[PathBuf], entries: &[Entry]) -> String {
         format!(
             "no plugin named `{name}`: no plugins were found ({searched}); put NAME.wasm and NAME.toml in one of them, \
              or name the directory that has them with --plugin-dir DIR (or in {})",
-            crate::config::PLUGIN_PATH_ENV
+            PLUGIN_PATH_ENV
         )
     } else {
         format!(

@@ -98,12 +98,7 @@ impl LeaseLedger {
 /// Release `lease` in a task of its own, so that it completes even if the
 /// call that asked for it is abandoned.
 async fn release_detached(lease: Lease) -> Result<bool, crate::locks::LockError> {
-    match tokio::spawn(async move { lease.release().await }).await {
-        Ok(r) => r,
-        Err(e) => Err(crate::locks::LockError::Database(sqlx::Error::Protocol(
-            format!("release task failed: {e}"),
-        ))),
-    }
+    tokio::spawn(async move { lease.release().await }).await?
 }
 
 /// Everything one plugin call's [`wasmtime::Store`] holds.

@@ -36,15 +36,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::Config;
-use crate::lifecycle::{
-    Action, Executor, PlanProposal, PluginContext, PluginError, PluginProvider, Step, StepOutcome,
-    Strategist,
-};
+use crate::lifecycle::{Executor, PluginContext, PluginError, PluginProvider, Strategist};
+use crate::model::{Action, PlanProposal, Step, StepOutcome};
 use call::{CallReport, Callee, Request, Response, WarmSlot};
 use engine::{file_name, Loaded, Runtime};
 
 pub use cache::{CacheOutcome, ComponentCache, DEFAULT_CACHE_BYTES};
+pub use discover::PLUGIN_PATH_ENV;
 pub use limits::{Grant, Limits, LimitsPolicy, RequestedLimits};
 pub use log::LOG_TARGET;
 pub use manifest::{ApiVersion, Manifest, ManifestError, PluginKind, Role};
@@ -219,18 +217,6 @@ impl std::fmt::Debug for PluginEngine {
 }
 
 impl PluginEngine {
-    /// An engine searching `<project>/.lockstep/plugins` (when
-    /// `config.project_plugins`, for plugins the user trusted) and then
-    /// `config.plugin_dirs`, with `config.plugins`.
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let engine = Self::with_options(config.plugin_dirs.clone(), config.plugins.clone())?;
-        Ok(if config.project_plugins {
-            engine.with_project_plugins(&config.project)
-        } else {
-            engine
-        })
-    }
-
     /// An engine searching `dirs` with `options`. Every directory in `dirs`
     /// is the operator's choice and trusted as it is.
     pub fn with_options(dirs: Vec<PathBuf>, options: PluginsConfig) -> anyhow::Result<Self> {

@@ -35,7 +35,7 @@ use toml::Spanned;
 
 use super::limits::{Limits, LimitsPolicy};
 use super::manifest::{is_valid_name, locate};
-use crate::config::Config;
+use super::PluginsConfig;
 use crate::workspace::ChangeLimits;
 
 /// The policy file's name in the user's config directory.
@@ -250,7 +250,7 @@ impl Policy {
     /// The policy file in the user's config directory, if there is one
     /// (`Ok(None)` when there is no such file).
     pub fn read_default() -> Result<Option<Policy>, PolicyError> {
-        match crate::config::user_config_dir().map(|d| d.join(POLICY_FILE)) {
+        match super::userdir::user_config_dir().map(|d| d.join(POLICY_FILE)) {
             Some(path) if path.exists() => Policy::read(&path).map(Some),
             _ => Ok(None),
         }
@@ -339,14 +339,15 @@ impl Policy {
         })
     }
 
-    /// Put this policy into `config`: its limits and allow-list replace the
-    /// plugin settings, its changeset caps lower the lifecycle's.
-    pub fn apply(&self, config: &mut Config) {
-        config.plugins.limits = self.limits;
-        config.plugins.allow = self.allow.clone();
-        config.plugins.policy_source = Some(self.source.clone());
-        if let Some(changes) = &self.changes {
-            config.lifecycle.change_limits = changes.clamp(config.lifecycle.change_limits);
+    /// Put this policy into a configuration: its limits and allow-list
+    /// replace the plugin settings, its changeset caps lower `changes`
+    /// (see [`Config::apply_policy`](crate::Config::apply_policy)).
+    pub fn apply(&self, plugins: &mut PluginsConfig, changes: &mut ChangeLimits) {
+        plugins.limits = self.limits;
+        plugins.allow = self.allow.clone();
+        plugins.policy_source = Some(self.source.clone());
+        if let Some(caps) = &self.changes {
+            *changes = caps.clamp(*changes);
         }
     }
 }
@@ -453,15 +454,15 @@ mod tests {
     #[test]
     fn the_policy_is_applied_to_a_config() {
         let p = parse("[limits]\nmemory_mb = 32\n[plugins]\nallow = [\"replace\"]\n[changeset]\nmax_total_bytes = 1000\nmax_original_bytes = 2000\n").unwrap();
-        let mut config = Config::for_project("/nonexistent");
-        p.apply(&mut config);
-        assert_eq!(config.plugins.limits.max.memory_bytes, 32 * MIB);
-        assert_eq!(config.plugins.allow, vec!["replace".to_string()]);
+        let (mut plugins, mut changes) = (PluginsConfig::default(), ChangeLimits::default());
+        p.apply(&mut plugins, &mut changes);
+        assert_eq!(plugins.limits.max.memory_bytes, 32 * MIB);
+        assert_eq!(plugins.allow, vec!["replace".to_string()]);
         assert_eq!(
-            config.plugins.policy_source.as_deref(),
+            plugins.policy_source.as_deref(),
             Some(Path::new("/etc/lockstep.toml"))
         );
-        assert_eq!(config.lifecycle.change_limits.max_total_bytes, 1000);
-        assert_eq!(config.lifecycle.change_limits.max_original_bytes, 2000);
+        assert_eq!(changes.max_total_bytes, 1000);
+        assert_eq!(changes.max_original_bytes, 2000);
     }
 }

@@ -10,9 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::call::{CallReport, Request, Response};
 use super::*;
-use crate::lifecycle::{FileChange, PluginContext};
+use crate::db::Db;
+use crate::lifecycle::PluginContext;
 use crate::locks::{LockService, Owner, ScopedLocks};
-use crate::store::Db;
+use crate::model::FileChange;
 use crate::workspace::ProjectView;
 
 mod versions;

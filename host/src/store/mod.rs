@@ -5,35 +5,28 @@
 //! under a lease, fenced (the lease's token must still be current); it is
 //! recorded in the append-only `plan_events` table in the same transaction.
 
-mod db;
 mod plans;
 
-pub use db::{default_sqlite_url, redact, Backend, Db, SQLITE_BUSY_TIMEOUT};
-pub use plans::{ChangeKind, ChangeRecord, EventRecord, PlanRecord, StateWrite, StepResult, Store};
+pub use plans::{StateWrite, Store};
 
 /// A persistence failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The URL names no supported backend.
-    #[error("unsupported database url `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
-    UnsupportedUrl(String),
-    /// Connecting failed.
-    #[error("cannot connect to {url}: {source}")]
-    Connect {
-        /// The URL (password redacted).
-        url: String,
-        /// The driver's error.
-        source: sqlx::Error,
-    },
-    /// Running the embedded migrations failed.
-    #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Opening the database failed.
+    #[error(transparent)]
+    Open(#[from] crate::db::DbError),
     /// A query failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// A stored value could not be decoded.
-    #[error("corrupt stored value: {0}")]
-    Corrupt(String),
+    #[error("corrupt stored {what}: {source}")]
+    Corrupt {
+        /// Which value, e.g. `action of plan p1`.
+        what: String,
+        /// What was wrong with it.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The plan changed since it was read (someone else wrote it).
     #[error("plan `{plan_id}` changed underneath (expected version {expected}, found {found})")]
     VersionConflict {
@@ -57,7 +50,26 @@ pub enum StoreError {
     /// No such plan.
     #[error("no plan with id `{0}`")]
     NotFound(String),
-    /// Filesystem failure while preparing the database.
-    #[error("{0}")]
-    Io(String),
+}
+
+impl StoreError {
+    /// The write to `plan_id` under `fence` was refused: the lease is gone.
+    pub fn fenced(plan_id: &str, fence: &crate::locks::Fence) -> Self {
+        StoreError::Fenced {
+            plan_id: plan_id.to_string(),
+            resource: fence.resource().to_string(),
+            token: fence.token(),
+        }
+    }
+
+    /// A stored (or to-be-stored) value that does not decode.
+    pub fn corrupt(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError::Corrupt {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
 }

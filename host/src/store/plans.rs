@@ -3,90 +3,10 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Backend, Db, StoreError};
-use crate::lifecycle::{Action, Phase, PlanProposal, State, Status};
-use crate::locks::LockService;
-
-/// A plan as stored.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PlanRecord {
-    /// Plan id.
-    pub id: String,
-    /// Canonical project root.
-    pub project_root: String,
-    /// Stable id of the project (lock scope).
-    pub project_id: String,
-    /// The action.
-    pub action: Action,
-    /// Phase and state.
-    pub status: Status,
-    /// Optimistic-concurrency version, bumped by every write.
-    pub version: i64,
-    /// Token of the lease under which the last write was made.
-    pub lock_token: Option<i64>,
-    /// The strategist's proposal, once strategized.
-    pub proposal: Option<PlanProposal>,
-    /// The last error, for errored plans.
-    pub error: Option<String>,
-    /// Creation time (ms since the epoch, database clock).
-    pub created_at: i64,
-    /// Last update (ms since the epoch, database clock).
-    pub updated_at: i64,
-}
-
-/// One event of the append-only history.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct EventRecord {
-    /// When (ms since the epoch, database clock).
-    pub at: i64,
-    /// The session that made the change.
-    pub actor: String,
-    /// Status before (none for creation).
-    pub from: Option<String>,
-    /// Status after.
-    pub to: String,
-    /// Why.
-    pub reason: String,
-}
-
-/// Write or delete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeKind {
-    /// Write the contents.
-    Write,
-    /// Delete the file.
-    Delete,
-}
-
-/// One entry of a stored changeset.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ChangeRecord {
-    /// Normalised project-relative path.
-    pub path: String,
-    /// Write or delete.
-    pub kind: ChangeKind,
-    /// New contents (writes only).
-    #[serde(skip)]
-    pub contents: Option<Vec<u8>>,
-    /// The target's contents when Execute read it (`None` = absent); kept
-    /// for diffs after apply.
-    #[serde(skip)]
-    pub base_contents: Option<Vec<u8>>,
-    /// Hash the target had when Execute read it; `None` = absent.
-    pub base_hash: Option<String>,
-    /// Hash of the new contents (writes only).
-    pub new_hash: Option<String>,
-}
-
-/// What one executed step reported.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct StepResult {
-    /// Step id.
-    pub step_id: String,
-    /// The executor's summary line.
-    pub summary: String,
-}
+use super::StoreError;
+use crate::db::{Backend, Db};
+use crate::locks::Fence;
+use crate::model::{ChangeRecord, EventRecord, PlanProposal, PlanRecord, Status, StepResult};
 
 /// A versioned, optionally fenced status change.
 #[derive(Debug, Clone)]
@@ -101,8 +21,8 @@ pub struct StateWrite<'a> {
     pub to: Status,
     /// The writing session's owner id.
     pub actor: &'a str,
-    /// The lease `(resource, token)` the write is made under.
-    pub fence: Option<(&'a str, i64)>,
+    /// The lease the write is made under.
+    pub fence: Option<&'a Fence>,
     /// Why (goes into the event).
     pub reason: &'a str,
     /// New value for the error column.
@@ -121,43 +41,48 @@ enum Proposal<'a> {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
-    locks: LockService,
 }
 
 const PLAN_COLUMNS: &str =
     "id, project_root, project_id, action_json, phase, state, version, lock_token, proposal_json, error, created_at, updated_at";
 
 fn plan_from_row(row: &AnyRow) -> Result<PlanRecord, StoreError> {
-    let corrupt = |e: String| StoreError::Corrupt(e);
+    let id: String = row.try_get(0)?;
+    let what = |what: &str| format!("{what} of plan `{id}`");
     let action_json: String = row.try_get(3)?;
     let proposal_json: Option<String> = row.try_get(8)?;
     let phase: String = row.try_get(4)?;
     let state: String = row.try_get(5)?;
     Ok(PlanRecord {
-        id: row.try_get(0)?,
         project_root: row.try_get(1)?,
         project_id: row.try_get(2)?,
-        action: serde_json::from_str(&action_json).map_err(|e| corrupt(e.to_string()))?,
+        action: serde_json::from_str(&action_json)
+            .map_err(|e| StoreError::corrupt(what("action"), e))?,
         status: Status::new(
-            phase.parse::<Phase>().map_err(corrupt)?,
-            state.parse::<State>().map_err(corrupt)?,
+            phase
+                .parse()
+                .map_err(|e| StoreError::corrupt(what("phase"), e))?,
+            state
+                .parse()
+                .map_err(|e| StoreError::corrupt(what("state"), e))?,
         ),
         version: row.try_get(6)?,
         lock_token: row.try_get(7)?,
         proposal: proposal_json
             .map(|p| serde_json::from_str(&p))
             .transpose()
-            .map_err(|e| corrupt(e.to_string()))?,
+            .map_err(|e| StoreError::corrupt(what("proposal"), e))?,
         error: row.try_get(9)?,
         created_at: row.try_get(10)?,
         updated_at: row.try_get(11)?,
+        id,
     })
 }
 
 impl Store {
-    /// A store on `db`; `locks` supplies the fencing condition.
-    pub fn new(db: Db, locks: LockService) -> Self {
-        Store { db, locks }
+    /// A store on `db`.
+    pub fn new(db: Db) -> Self {
+        Store { db }
     }
 
     /// The database.
@@ -181,7 +106,7 @@ impl Store {
         .bind(&plan.id)
         .bind(&plan.project_root)
         .bind(&plan.project_id)
-        .bind(serde_json::to_string(&plan.action).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(serde_json::to_string(&plan.action).map_err(|e| StoreError::corrupt("action", e))?)
         .bind(plan.status.phase.to_string())
         .bind(plan.status.state.to_string())
         .fetch_one(&mut *tx)
@@ -223,17 +148,24 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let from_phase: Option<String> = r.try_get(2)?;
-                let from_state: Option<String> = r.try_get(3)?;
+                let status = |p: Option<String>, s: Option<String>| -> Result<_, StoreError> {
+                    let bad = |e| StoreError::corrupt(format!("event status of plan `{id}`"), e);
+                    match p.zip(s) {
+                        Some((p, s)) => Ok(Some(Status::new(
+                            p.parse().map_err(bad)?,
+                            s.parse().map_err(bad)?,
+                        ))),
+                        None => Ok(None),
+                    }
+                };
+                let to = status(r.try_get(4)?, r.try_get(5)?)?;
                 Ok(EventRecord {
                     at: r.try_get(0)?,
                     actor: r.try_get(1)?,
-                    from: from_phase.zip(from_state).map(|(p, s)| format!("{p}/{s}")),
-                    to: format!(
-                        "{}/{}",
-                        r.try_get::<String, _>(4)?,
-                        r.try_get::<String, _>(5)?
-                    ),
+                    from: status(r.try_get(2)?, r.try_get(3)?)?,
+                    to: to.ok_or_else(|| {
+                        StoreError::corrupt(format!("event of plan `{id}`"), "no status")
+                    })?,
                     reason: r.try_get(6)?,
                 })
             })
@@ -255,7 +187,7 @@ impl Store {
         proposal: &PlanProposal,
     ) -> Result<PlanRecord, StoreError> {
         let json =
-            serde_json::to_string(proposal).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            serde_json::to_string(proposal).map_err(|e| StoreError::corrupt("proposal", e))?;
         let mut tx = self.db.begin_write().await?;
         let plan = self
             .write_state(&mut tx, write, Proposal::Set(&json))
@@ -282,10 +214,7 @@ impl Store {
             .bind(write.plan_id)
             .bind(seq as i64)
             .bind(&c.path)
-            .bind(match c.kind {
-                ChangeKind::Write => "write",
-                ChangeKind::Delete => "delete",
-            })
+            .bind(c.kind.to_string())
             .bind(c.contents.clone())
             .bind(c.base_contents.clone())
             .bind(c.base_hash.clone())
@@ -343,12 +272,10 @@ impl Store {
             .map(|r| {
                 let kind: String = r.try_get(1)?;
                 Ok(ChangeRecord {
+                    kind: kind.parse().map_err(|e| {
+                        StoreError::corrupt(format!("change kind of plan `{plan_id}`"), e)
+                    })?,
                     path: r.try_get(0)?,
-                    kind: if kind == "delete" {
-                        ChangeKind::Delete
-                    } else {
-                        ChangeKind::Write
-                    },
                     contents: r.try_get(2)?,
                     base_contents: r.try_get(3)?,
                     base_hash: r.try_get(4)?,
@@ -365,7 +292,7 @@ impl Store {
             .bind(plan_id)
             .fetch_one(&self.db.pool)
             .await?;
-        usize::try_from(n).map_err(|_| StoreError::Corrupt(format!("change count {n}")))
+        usize::try_from(n).map_err(|e| StoreError::corrupt("change count", e))
     }
 
     /// The executed steps' summaries, in order.
@@ -386,34 +313,31 @@ impl Store {
             .collect()
     }
 
-    /// Journal the intent to apply (fenced by the plan lease in `write`'s
-    /// fence, without a status change).
+    /// Journal the intent to apply, fenced by the plan lease, without a
+    /// status change.
     pub async fn journal_apply(
         &self,
         plan_id: &str,
         actor: &str,
-        fence: (&str, i64),
+        fence: &Fence,
     ) -> Result<(), StoreError> {
         let now = self.db.now_ms();
-        let cond = self.locks.fence_condition(4, 2, 5);
-        // One statement: its own transaction.
-        let n = sqlx::query(&format!(
+        let cond = fence.condition(self.db.backend, 4);
+        let sql = format!(
             "INSERT INTO apply_journal (plan_id, owner, token, started_at) SELECT $1, $2, $3, {now} WHERE {cond}"
-        ))
-        .bind(plan_id)
-        .bind(actor)
-        .bind(fence.1)
-        .bind(fence.0)
-        .bind(fence.1)
-        .execute(&self.db.pool)
-        .await?
-        .rows_affected();
+        );
+        // One statement: its own transaction.
+        let query = sqlx::query(&sql)
+            .bind(plan_id)
+            .bind(actor)
+            .bind(fence.token());
+        let n = fence
+            .bind(query)
+            .execute(&self.db.pool)
+            .await?
+            .rows_affected();
         if n == 0 {
-            return Err(StoreError::Fenced {
-                plan_id: plan_id.into(),
-                resource: fence.0.into(),
-                token: fence.1,
-            });
+            return Err(StoreError::fenced(plan_id, fence));
         }
         Ok(())
     }
@@ -447,84 +371,33 @@ impl Store {
         w: &StateWrite<'_>,
         proposal: Proposal<'_>,
     ) -> Result<PlanRecord, StoreError> {
-        let now = self.db.now_ms();
-        let fence = match w.fence {
-            Some(_) => format!(" AND {}", self.locks.fence_condition(8, 9, 6)),
-            None => String::new(),
-        };
-        let (resource, token) = w
-            .fence
-            .map(|(r, t)| (Some(r), Some(t)))
-            .unwrap_or((None, None));
         let (set_proposal, proposal_json) = match proposal {
             Proposal::Keep => (0i64, None),
             Proposal::Set(json) => (1, Some(json)),
             Proposal::Clear => (1, None),
         };
-        // The status update and its event in one round trip: on PostgreSQL
-        // one statement (the event inserted from the update's `RETURNING`),
-        // on SQLite two statements sent together, the event inserted only
-        // if the update changed the row. The caller's transaction makes
-        // both atomic.
-        let update = format!(
-            "UPDATE plans SET phase = $1, state = $2, version = version + 1, lock_token = $6, error = $7, updated_at = {now},
-                    proposal_json = CASE WHEN $11 = 1 THEN $12 ELSE proposal_json END
-             WHERE id = $3 AND version = $4 AND phase = $5 AND state = $10{fence}
-             RETURNING {PLAN_COLUMNS}"
-        );
-        let event = "INSERT INTO plan_events (plan_id, at, actor, from_phase, from_state, to_phase, to_state, reason)";
-        let sql = match self.db.backend {
-            Backend::Sqlite => format!(
-                "{update};\n{event} SELECT $3, {now}, $9, $5, $10, $1, $2, $13 WHERE changes() = 1"
-            ),
-            Backend::Postgres => format!(
-                "WITH updated AS ({update}),
-                      logged AS ({event} SELECT $3, {now}, $9, $5, $10, $1, $2, $13 FROM updated)
-                 SELECT * FROM updated"
-            ),
-        };
-        let rows = sqlx::query(&sql)
+        let sql = state_write_sql(self.db.backend, w.fence);
+        let query = sqlx::query(&sql)
             .bind(w.to.phase.to_string())
             .bind(w.to.state.to_string())
             .bind(w.plan_id)
             .bind(w.seen_version)
             .bind(w.from.phase.to_string())
-            .bind(token)
+            .bind(w.fence.map(Fence::token))
             .bind(w.error)
-            .bind(resource.unwrap_or(""))
             .bind(w.actor)
             .bind(w.from.state.to_string())
             .bind(set_proposal)
             .bind(proposal_json)
-            .bind(w.reason)
-            .fetch_all(&mut **tx)
-            .await?;
-        let row = rows.into_iter().next();
-        let Some(row) = row else {
-            let found: Option<i64> = sqlx::query_scalar("SELECT version FROM plans WHERE id = $1")
-                .bind(w.plan_id)
-                .fetch_optional(&mut **tx)
-                .await?;
-            return Err(match (found, w.fence) {
-                (None, _) => StoreError::NotFound(w.plan_id.to_string()),
-                (Some(found), _) if found != w.seen_version => StoreError::VersionConflict {
-                    plan_id: w.plan_id.to_string(),
-                    expected: w.seen_version,
-                    found,
-                },
-                (Some(_), Some((resource, token))) => StoreError::Fenced {
-                    plan_id: w.plan_id.to_string(),
-                    resource: resource.to_string(),
-                    token,
-                },
-                (Some(found), None) => StoreError::VersionConflict {
-                    plan_id: w.plan_id.to_string(),
-                    expected: w.seen_version,
-                    found,
-                },
-            });
+            .bind(w.reason);
+        let query = match w.fence {
+            Some(fence) => fence.bind(query),
+            None => query,
         };
-        plan_from_row(&row)
+        match query.fetch_all(&mut **tx).await?.into_iter().next() {
+            Some(row) => plan_from_row(&row),
+            None => Err(why_not_written(tx, w).await),
+        }
     }
 
     async fn event(
@@ -551,5 +424,56 @@ impl Store {
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+}
+
+/// The status update and its event in one round trip: on PostgreSQL one
+/// statement (the event inserted from the update's `RETURNING`), on SQLite
+/// two statements sent together, the event inserted only if the update
+/// changed the row. The caller's transaction makes both atomic. $1–$12 are
+/// the write's values, the fence (if any) takes $13–$15.
+fn state_write_sql(backend: Backend, fence: Option<&Fence>) -> String {
+    let now = backend.now_ms();
+    let fence = fence
+        .map(|f| format!(" AND {}", f.condition(backend, 13)))
+        .unwrap_or_default();
+    let update = format!(
+        "UPDATE plans SET phase = $1, state = $2, version = version + 1, lock_token = $6, error = $7, updated_at = {now},
+                proposal_json = CASE WHEN $10 = 1 THEN $11 ELSE proposal_json END
+         WHERE id = $3 AND version = $4 AND phase = $5 AND state = $9{fence}
+         RETURNING {PLAN_COLUMNS}"
+    );
+    let event = "INSERT INTO plan_events (plan_id, at, actor, from_phase, from_state, to_phase, to_state, reason)";
+    match backend {
+        Backend::Sqlite => format!(
+            "{update};\n{event} SELECT $3, {now}, $8, $5, $9, $1, $2, $12 WHERE changes() = 1"
+        ),
+        Backend::Postgres => format!(
+            "WITH updated AS ({update}),
+                  logged AS ({event} SELECT $3, {now}, $8, $5, $9, $1, $2, $12 FROM updated)
+             SELECT * FROM updated"
+        ),
+    }
+}
+
+/// Why a state write changed no row: the plan is gone, its version moved,
+/// or the fence refused the write.
+async fn why_not_written(tx: &mut Transaction<'static, Any>, w: &StateWrite<'_>) -> StoreError {
+    let found: Result<Option<i64>, sqlx::Error> =
+        sqlx::query_scalar("SELECT version FROM plans WHERE id = $1")
+            .bind(w.plan_id)
+            .fetch_optional(&mut **tx)
+            .await;
+    match (found, w.fence) {
+        (Err(e), _) => StoreError::Database(e),
+        (Ok(None), _) => StoreError::NotFound(w.plan_id.to_string()),
+        (Ok(Some(found)), Some(fence)) if found == w.seen_version => {
+            StoreError::fenced(w.plan_id, fence)
+        }
+        (Ok(Some(found)), _) => StoreError::VersionConflict {
+            plan_id: w.plan_id.to_string(),
+            expected: w.seen_version,
+            found,
+        },
     }
 }

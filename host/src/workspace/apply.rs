@@ -32,7 +32,7 @@ use cap_std::fs::{Dir, OpenOptions};
 use super::changeset::{content_hash, tree_error, validate_path, ChangeError, ChangeLimits};
 use super::path::shown;
 use super::tree::{lstat, split, sync_dir, Created, ProjectTree, TreeError};
-use crate::store::{ChangeKind, ChangeRecord};
+use crate::model::{ChangeKind, ChangeRecord};
 
 /// Environment variable for fault-injection tests: abort the process after
 /// this many files of an apply were renamed or deleted (simulates a crash).

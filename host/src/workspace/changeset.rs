@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 
 use super::path::{normalize, shown, spelling_key, PathError};
 use super::tree::{ProjectTree, TreeError};
-use crate::lifecycle::FileChange;
-use crate::store::{ChangeKind, ChangeRecord};
+use crate::model::FileChange;
+use crate::model::{ChangeKind, ChangeRecord};
 
 /// Largest single file a changeset may write, by default (bytes).
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;

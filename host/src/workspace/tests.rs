@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::lifecycle::FileChange;
+use crate::model::FileChange;
 
 fn project() -> (tempfile::TempDir, PathBuf, Arc<ProjectTree>) {
     let dir = tempfile::tempdir().unwrap();

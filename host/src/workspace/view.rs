@@ -16,7 +16,7 @@ use globset::GlobBuilder;
 
 use super::path::{is_reserved, normalize, PathError, MAX_PATH_LEN};
 use super::tree::{kind_name, ProjectTree, TreeError};
-use crate::lifecycle::FileChange;
+use crate::model::FileChange;
 
 /// Largest file a plugin may read in one call (bytes), by default.
 pub const DEFAULT_READ_CAP: u64 = 8 * 1024 * 1024;

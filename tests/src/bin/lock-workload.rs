@@ -15,7 +15,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use lockstep::store::Db;
+use lockstep_tests::db::RawDb;
 use lockstep_tests::workload::{
     check, counters, prepare, read_histories, run_worker, WorkerConfig,
 };
@@ -119,7 +119,7 @@ fn signal(child: &Child, sig: &str) {
 }
 
 async fn check_and_print(url: &str, history: &std::path::Path) -> anyhow::Result<bool> {
-    let db = Db::connect(url).await?;
+    let db = RawDb::connect(url).await?;
     let events = read_histories(history)?;
     let report = check(&events, Some(&counters(&db).await?));
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -166,7 +166,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             pause,
         } => {
             std::fs::create_dir_all(&common.history)?;
-            let db = Db::connect(&common.database_url).await?;
+            let db = RawDb::connect(&common.database_url).await?;
             prepare(&db, common.resources).await?;
             db.pool.close().await;
             let exe = std::env::current_exe()?;

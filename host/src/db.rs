@@ -1,5 +1,7 @@
 //! The database handle: one sqlx pool, the backend it talks to, and the few
-//! SQL fragments that differ between SQLite and PostgreSQL.
+//! SQL fragments that differ between SQLite and PostgreSQL. The pool is
+//! crate-private: everything outside the crate goes through the lock service
+//! and the store.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -8,7 +10,34 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
-use super::StoreError;
+/// Opening the database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL names no supported backend.
+    #[error("unsupported database url `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedUrl(String),
+    /// Connecting failed.
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        /// The URL (password redacted).
+        url: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Running the embedded migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The SQLite file's directory could not be created.
+    #[error("cannot create the database directory {}: {source}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// Which database a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,8 +48,38 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// SQL expression for "now" in milliseconds since the epoch, on the
+    /// database's clock.
+    pub fn now_ms(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
+
+    /// The SQL function that returns the larger of two values.
+    pub fn greatest(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "MAX",
+            Backend::Postgres => "GREATEST",
+        }
+    }
+}
+
 /// How long a SQLite connection waits for another writer before failing.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The settings every SQLite connection gets: the busy timeout, WAL, and
+/// `synchronous = NORMAL` (durable at each WAL checkpoint, safe against
+/// corruption). Public so that tools opening their own connection to the
+/// same file (benchmark baselines, test checkers) behave the same.
+pub fn sqlite_pragmas() -> String {
+    format!(
+        "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+        SQLITE_BUSY_TIMEOUT.as_millis()
+    )
+}
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -28,8 +87,8 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// A connected, migrated database.
 #[derive(Debug, Clone)]
 pub struct Db {
-    /// The connection pool.
-    pub pool: AnyPool,
+    /// The connection pool (crate-private: SQL lives in `locks` and `store`).
+    pub(crate) pool: AnyPool,
     /// The backend behind the pool.
     pub backend: Backend,
 }
@@ -38,21 +97,21 @@ impl Db {
     /// Connect to `url` (`sqlite://PATH` or `postgres://…`), creating a
     /// SQLite file and its directory if needed, and run the embedded
     /// migrations.
-    pub async fn connect(url: &str) -> Result<Db, StoreError> {
+    pub async fn connect(url: &str) -> Result<Db, DbError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Backend::Postgres
         } else {
-            return Err(StoreError::UnsupportedUrl(url.to_string()));
+            return Err(DbError::UnsupportedUrl(url.to_string()));
         };
         let url = match backend {
             Backend::Sqlite => prepare_sqlite_url(url)?,
             Backend::Postgres => url.to_string(),
         };
         let options = AnyConnectOptions::from_str(&url)
-            .map_err(|e| StoreError::Connect {
+            .map_err(|e| DbError::Connect {
                 url: redact(&url),
                 source: e,
             })?
@@ -68,14 +127,7 @@ impl Db {
                 .test_before_acquire(false)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
-                        conn.execute(
-                            format!(
-                                "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
-                                SQLITE_BUSY_TIMEOUT.as_millis()
-                            )
-                            .as_str(),
-                        )
-                        .await?;
+                        conn.execute(sqlite_pragmas().as_str()).await?;
                         Ok(())
                     })
                 }),
@@ -92,7 +144,7 @@ impl Db {
         let pool = pool_options
             .connect_with(options)
             .await
-            .map_err(|e| StoreError::Connect {
+            .map_err(|e| DbError::Connect {
                 url: redact(&url),
                 source: e,
             })?;
@@ -101,7 +153,7 @@ impl Db {
         Ok(db)
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
+    async fn migrate(&self) -> Result<(), DbError> {
         let migrator = match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
@@ -118,7 +170,7 @@ impl Db {
                     tracing::debug!("migration attempt {attempt} failed: {e}; retrying");
                     tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
                 }
-                Err(e) => return Err(StoreError::Migrate(e)),
+                Err(e) => return Err(DbError::Migrate(e)),
             }
         }
     }
@@ -126,18 +178,17 @@ impl Db {
     /// SQL expression for "now" in milliseconds since the epoch, on the
     /// database's clock.
     pub fn now_ms(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite => "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
-            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
-        }
+        self.backend.now_ms()
     }
 
     /// The SQL function that returns the larger of two values.
     pub fn greatest(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite => "MAX",
-            Backend::Postgres => "GREATEST",
-        }
+        self.backend.greatest()
+    }
+
+    /// Close the pool: wait for its connections to finish and close them.
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// Begin a write transaction: `BEGIN IMMEDIATE` on SQLite (takes the
@@ -166,7 +217,7 @@ pub fn default_sqlite_url(project: &Path) -> String {
     )
 }
 
-fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
+fn prepare_sqlite_url(url: &str) -> Result<String, DbError> {
     let rest = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
@@ -177,8 +228,10 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
     if path != ":memory:" && !path.is_empty() {
         if let Some(parent) = Path::new(path).parent() {
             if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| StoreError::Io(format!("{}: {e}", parent.display())))?;
+                std::fs::create_dir_all(parent).map_err(|source| DbError::CreateDir {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
             }
         }
     }

@@ -1,77 +1,9 @@
-//! Phases, states, commands, and the one pure function that decides every
-//! transition (DESIGN §2).
+//! Commands and the one pure function that decides every transition
+//! (DESIGN §2).
 
 use std::fmt;
-use std::str::FromStr;
 
-/// The phase a plan is in. The action itself (DESIGN §2's first phase) is
-/// what `plan new` reads: a plan exists only from strategize/queued on, so
-/// no plan is ever in an "action" phase.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// A strategist proposes steps.
-    Strategize,
-    /// An executor runs the steps into a changeset.
-    Execute,
-    /// The host writes the changeset to the project.
-    Apply,
-}
-
-/// The state within a phase.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    /// Waiting to run.
-    Queued,
-    /// Running under the plan lock.
-    Processing,
-    /// Finished successfully.
-    Complete,
-    /// Failed (or was interrupted); the phase may be retried.
-    Errored,
-    /// The changeset was written to the project (terminal).
-    Applied,
-    /// Cancelled by a user (terminal).
-    Cancelled,
-}
-
-/// Every phase, in order.
-pub const PHASES: [Phase; 3] = [Phase::Strategize, Phase::Execute, Phase::Apply];
-/// Every state.
-pub const STATES: [State; 6] = [
-    State::Queued,
-    State::Processing,
-    State::Complete,
-    State::Errored,
-    State::Applied,
-    State::Cancelled,
-];
-
-/// Where a plan is: a phase and a state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct Status {
-    /// The phase.
-    pub phase: Phase,
-    /// The state within the phase.
-    pub state: State,
-}
-
-impl Status {
-    /// Shorthand constructor.
-    pub const fn new(phase: Phase, state: State) -> Self {
-        Status { phase, state }
-    }
-
-    /// Whether no command can move the plan any more.
-    pub fn is_terminal(self) -> bool {
-        matches!(self.state, State::Applied | State::Cancelled)
-    }
-}
+use crate::model::{Phase, State, Status};
 
 /// A command that changes a plan's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -236,35 +168,6 @@ pub fn transition(from: Option<Status>, command: Command) -> Result<Transition, 
     }
 }
 
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Phase::Strategize => "strategize",
-            Phase::Execute => "execute",
-            Phase::Apply => "apply",
-        })
-    }
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            State::Queued => "queued",
-            State::Processing => "processing",
-            State::Complete => "complete",
-            State::Errored => "errored",
-            State::Applied => "applied",
-            State::Cancelled => "cancelled",
-        })
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.phase, self.state)
-    }
-}
-
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -280,29 +183,10 @@ impl fmt::Display for Command {
     }
 }
 
-impl FromStr for Phase {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        PHASES
-            .into_iter()
-            .find(|p| p.to_string() == s)
-            .ok_or_else(|| format!("unknown phase `{s}`"))
-    }
-}
-
-impl FromStr for State {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        STATES
-            .into_iter()
-            .find(|p| p.to_string() == s)
-            .ok_or_else(|| format!("unknown state `{s}`"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{PHASES, STATES};
 
     /// The transition table of DESIGN §2, written out independently of
     /// `transition` so the test checks one against the other.
