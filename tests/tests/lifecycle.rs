@@ -114,8 +114,8 @@ async fn invalid_transitions_name_from_and_to(backend: Backend) {
         .unwrap();
     match s.apply_plan(&plan.id).await {
         Err(LifecycleError::InvalidTransition(e)) => {
-            assert_eq!(e.from, "strategize/queued");
-            assert_eq!(e.to, "apply/applied");
+            assert_eq!(e.from, Some("strategize/queued".parse().unwrap()));
+            assert_eq!(e.to.to_string(), "apply/applied");
         }
         other => panic!("{other:?}"),
     }
@@ -162,7 +162,7 @@ async fn retrying_a_plan_that_is_not_errored_names_retry_and_the_status(backend:
             match s.retry(&id).await {
                 Err(LifecycleError::InvalidTransition(e)) => {
                     assert_eq!(e.command, Command::Retry, "{e}");
-                    assert_eq!(e.from, from);
+                    assert_eq!(e.from, Some(from.parse().unwrap()));
                     assert!(
                         e.to_string()
                             .starts_with(&format!("cannot retry a plan in {from}")),

@@ -315,7 +315,7 @@ fn read_action(path: &Path) -> Result<Action, HarnessError> {
         message,
     };
     let source = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-    parse_action(&source).map_err(error)
+    parse_action(&source).map_err(|e| error(e.to_string()))
 }
 
 fn check_dir(what: &'static str, path: &Path) -> Result<(), HarnessError> {

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::output::{callouts, colour, diff};
 use super::Cli;
 use crate::lifecycle::progress::Progress;
-use crate::lifecycle::{parse_action, ApplyReport, LifecycleError, PlanLifecycleService};
+use crate::lifecycle::{ApplyReport, LifecycleError, PlanLifecycleService};
 use crate::locks::format_ms;
 use crate::model::PlanRecord;
 use crate::model::{Phase, PlanProposal, State, Status};
@@ -222,11 +222,7 @@ fn progress_line(p: &Progress) -> String {
 }
 
 fn read_action(path: &Path) -> Result<crate::model::Action, LifecycleError> {
-    let source = std::fs::read_to_string(path).map_err(|e| {
-        LifecycleError::InvalidAction(format!("cannot read `{}`: {e}", path.display()))
-    })?;
-    parse_action(&source)
-        .map_err(|e| LifecycleError::InvalidAction(format!("{}: {e}", path.display())))
+    Ok(crate::lifecycle::read_action(path)?)
 }
 
 async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> anyhow::Result<()> {

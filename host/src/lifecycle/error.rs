@@ -1,10 +1,14 @@
 //! The lifecycle's error: what failed, named so callers (and the CLI's exit
 //! codes) can tell a lock conflict from a drift from a bad transition.
 
-use super::{InvalidTransition, PluginError, Status};
+use std::io;
+use std::path::PathBuf;
+
+use super::{ActionError, InvalidTransition, PluginError};
 use crate::locks::{LockConflict, LockError};
+use crate::model::{Phase, Status};
 use crate::store::StoreError;
-use crate::workspace::{ChangeError, Drift};
+use crate::workspace::{ApplyError, ChangeError, Drift};
 
 /// A lifecycle command failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +50,7 @@ pub enum LifecycleError {
     #[error("{phase} failed: {source}")]
     Plugin {
         /// The phase.
-        phase: &'static str,
+        phase: Phase,
         /// The plugin's error.
         source: PluginError,
     },
@@ -56,14 +60,15 @@ pub enum LifecycleError {
     /// The plan is unknown.
     #[error("no plan with id `{0}`")]
     NotFound(String),
-    /// The action is malformed.
+    /// The action cannot become a plan: the file, its contents, the
+    /// project directory or a plugin it names.
     #[error("invalid action: {0}")]
-    InvalidAction(String),
+    InvalidAction(#[from] ActionError),
     /// A step panicked inside the host process.
     #[error("{phase} panicked: {message}")]
     Panicked {
         /// The phase.
-        phase: &'static str,
+        phase: Phase,
         /// The panic payload.
         message: String,
     },
@@ -75,10 +80,34 @@ pub enum LifecycleError {
     Store(StoreError),
     /// Lock service failure other than a conflict.
     #[error("lock service: {0}")]
-    Lock(LockError),
-    /// Filesystem failure while applying.
-    #[error("{0}")]
-    Io(String),
+    Lock(#[source] LockError),
+    /// The plan's project directory could not be opened.
+    #[error("project `{}`: {source}", .root.display())]
+    Project {
+        /// The project root.
+        root: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Apply (or the roll-forward of an interrupted apply) failed: a path
+    /// that is no longer safe (a symlink appeared), a failed write, an
+    /// apply that stopped part-way. A drift is [`LifecycleError::ApplyDrift`].
+    #[error(transparent)]
+    Apply(ApplyError),
+    /// File work handed to the blocking pool did not finish (it panicked,
+    /// or the runtime is shutting down).
+    #[error("file work of the phase did not finish: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl From<ApplyError> for LifecycleError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::Drift(d) => LifecycleError::ApplyDrift(d),
+            other => LifecycleError::Apply(other),
+        }
+    }
 }
 
 impl From<LockError> for LifecycleError {

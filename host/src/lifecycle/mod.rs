@@ -8,6 +8,7 @@ mod action;
 mod error;
 mod plugin;
 pub mod progress;
+mod run;
 mod service;
 mod transition;
 
@@ -15,7 +16,7 @@ mod transition;
 pub use crate::model::{
     Action, FileChange, Phase, PlanProposal, State, Status, Step, StepOutcome, PHASES, STATES,
 };
-pub use action::parse_action;
+pub use action::{parse_action, read_action, ActionError, Location, PluginRole};
 pub use error::LifecycleError;
 pub use plugin::{
     Executor, PluginContext, PluginError, PluginLockError, PluginProvider, Strategist,

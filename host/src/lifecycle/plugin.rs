@@ -22,8 +22,9 @@ pub enum PluginError {
     /// The action or step parameters are wrong; retrying will not help.
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// The plugin could not get a lock it needed.
-    #[error("lock unavailable: {0}")]
+    /// The plugin could not get a lock it needed (each variant says why:
+    /// held by another session, expired, refused, or no lock service).
+    #[error("{0}")]
     Lock(PluginLockError),
     /// A transient failure; retrying the phase may help.
     #[error("retryable failure: {0}")]
@@ -122,8 +123,9 @@ impl PluginError {
 /// A lock failure as a plugin reports it (mirrors WIT `lock-error`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PluginLockError {
-    /// Another session holds the lock.
-    #[error("{0}")]
+    /// Another session holds the lock: says whose lease it is (a plugin
+    /// lease, by its name) and who holds it, until when.
+    #[error("{}", conflict_text(.0))]
     Conflict(LockConflict),
     /// A lease was lost.
     #[error("lease on `{resource}` (token {token}) expired")]
@@ -139,6 +141,18 @@ pub enum PluginLockError {
     /// The lock service could not be reached.
     #[error("lock service unavailable: {0}")]
     Unavailable(String),
+}
+
+/// A conflict on a lock a plugin asked for, in words: the plugin's lease
+/// by its name (a plugin locks only `project:<id>/res:<name>`), then the
+/// holder.
+fn conflict_text(c: &LockConflict) -> String {
+    match c.resource.split_once("/res:") {
+        Some((_, name)) => format!(
+            "the plugin's lease `{name}` is held by another session, which the host does not wait for: {c}"
+        ),
+        None => format!("the lock the plugin asked for is held by another session: {c}"),
+    }
 }
 
 /// Everything a plugin call may touch, handed over by the lifecycle.

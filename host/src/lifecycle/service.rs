@@ -9,24 +9,23 @@
 //! every path: explicitly on the normal path, by the guard's drop on a
 //! panic or a dropped future.
 
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
+use super::action::PluginRole;
 use super::progress::{Progress, ProgressFn};
-use super::{
-    transition, Action, Command, LifecycleError, Phase, PlanProposal, PluginContext,
-    PluginProvider, State, Status,
-};
+use super::run::{PhaseOutput, PhaseRun, Runs};
+use super::{transition, ActionError, Command, LifecycleError, PluginContext, PluginProvider};
 use crate::locks::{Fence, LockGuard, LockService, Owner, ScopedLocks, DEFAULT_TTL};
-use crate::model::{ChangeRecord, EventRecord, PlanRecord, StepResult};
-use crate::store::{StateWrite, Store, StoreError};
+use crate::model::{
+    Action, ChangeRecord, EventRecord, Phase, PlanProposal, PlanRecord, State, Status, StepResult,
+};
+use crate::store::{StateWrite, Store};
 use crate::workspace::{
-    apply, project_id, ApplyError, ChangeLimits, ChangesetBuilder, ProjectTree, ProjectView,
+    apply, project_id, ChangeLimits, ChangesetBuilder, ProjectTree, ProjectView,
 };
 
 /// Most steps a proposal may have.
@@ -84,23 +83,17 @@ pub struct ApplyReport {
 /// own lock owner id; all share the container's lock service, store and
 /// plugin engine.
 pub struct PlanLifecycleService {
-    store: Store,
+    pub(super) store: Store,
     locks: LockService,
     plugins: Arc<dyn PluginProvider>,
-    owner: Owner,
+    pub(super) owner: Owner,
     options: LifecycleOptions,
-    shutdown: CancellationToken,
+    pub(super) shutdown: CancellationToken,
     progress: Option<ProgressFn>,
 }
 
-enum PhaseOutput {
-    Proposal(PlanProposal),
-    Changes(Vec<ChangeRecord>, Vec<StepResult>),
-    /// How many files were written or deleted.
-    Applied(usize),
-}
-
-fn plan_resource(id: &str) -> String {
+/// The plan lock's resource.
+pub(super) fn plan_resource(id: &str) -> String {
     format!("plan:{id}")
 }
 
@@ -152,7 +145,7 @@ impl PlanLifecycleService {
         Ok(self.locks.release_all_for_owner(&self.owner.id).await?)
     }
 
-    fn report(&self, p: Progress) {
+    pub(super) fn report(&self, p: Progress) {
         if let Some(f) = &self.progress {
             f(&p);
         }
@@ -164,24 +157,26 @@ impl PlanLifecycleService {
         action: Action,
         project: &Path,
     ) -> Result<PlanRecord, LifecycleError> {
-        let root = std::fs::canonicalize(project).map_err(|e| {
-            LifecycleError::InvalidAction(format!("project directory `{}`: {e}", project.display()))
+        let root = std::fs::canonicalize(project).map_err(|source| ActionError::Project {
+            path: project.to_path_buf(),
+            source,
         })?;
         if !root.is_dir() {
-            return Err(LifecycleError::InvalidAction(format!(
-                "`{}` is not a directory",
-                root.display()
-            )));
+            return Err(ActionError::NotADirectory(root).into());
         }
         self.plugins
             .strategist(&action.strategy, &root)
-            .map_err(|e| {
-                LifecycleError::InvalidAction(format!("strategy `{}`: {e}", action.strategy))
+            .map_err(|source| ActionError::Plugin {
+                role: PluginRole::Strategy,
+                name: action.strategy.clone(),
+                source,
             })?;
         self.plugins
             .executor(&action.executor, &root)
-            .map_err(|e| {
-                LifecycleError::InvalidAction(format!("executor `{}`: {e}", action.executor))
+            .map_err(|source| ActionError::Plugin {
+                role: PluginRole::Executor,
+                name: action.executor.clone(),
+                source,
             })?;
         let t = transition(None, Command::New)?;
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
@@ -203,17 +198,17 @@ impl PlanLifecycleService {
 
     /// Run Strategize.
     pub async fn strategize_plan(&self, id: &str) -> Result<PlanRecord, LifecycleError> {
-        self.run_phase(id, Command::Strategize).await
+        Ok(self.run_phase(id, Runs::Phase(Phase::Strategize)).await?.0)
     }
 
     /// Run Execute.
     pub async fn execute_plan(&self, id: &str) -> Result<PlanRecord, LifecycleError> {
-        self.run_phase(id, Command::Execute).await
+        Ok(self.run_phase(id, Runs::Phase(Phase::Execute)).await?.0)
     }
 
     /// Run Apply.
     pub async fn apply_plan(&self, id: &str) -> Result<ApplyReport, LifecycleError> {
-        let (_, files) = self.run_phase_counting(id, Command::Apply).await?;
+        let (_, files) = self.run_phase(id, Runs::Phase(Phase::Apply)).await?;
         Ok(ApplyReport {
             plan_id: id.to_string(),
             files,
@@ -223,7 +218,7 @@ impl PlanLifecycleService {
     /// Re-run the phase of an errored (or interrupted) plan. The plan is
     /// read and the command decided under the plan lock, like every phase.
     pub async fn retry(&self, id: &str) -> Result<PlanRecord, LifecycleError> {
-        self.run_phase(id, Command::Retry).await
+        Ok(self.run_phase(id, Runs::Retry).await?.0)
     }
 
     /// Discard the changeset and go back to strategize/queued.
@@ -277,7 +272,11 @@ impl PlanLifecycleService {
         Ok(self.store.changes(id).await?)
     }
 
-    async fn lock(&self, resource: &str, operation: &str) -> Result<LockGuard, LifecycleError> {
+    pub(super) async fn lock(
+        &self,
+        resource: &str,
+        operation: &str,
+    ) -> Result<LockGuard, LifecycleError> {
         Ok(self
             .locks
             .lock(
@@ -293,7 +292,7 @@ impl PlanLifecycleService {
     /// The apply lock on the plan's project: a tree lock, so it excludes
     /// every other apply (or roll-forward) on the same project, on a project
     /// nested in it or on one containing it — this session's own included.
-    async fn lock_apply(
+    pub(super) async fn lock_apply(
         &self,
         plan: &PlanRecord,
         operation: &str,
@@ -313,71 +312,95 @@ impl PlanLifecycleService {
 
     /// Load a plan under its lock, recovering it if a dead session left it
     /// in `*/processing`.
-    async fn load_locked(&self, id: &str, guard: &LockGuard) -> Result<PlanRecord, LifecycleError> {
+    pub(super) async fn load_locked(
+        &self,
+        id: &str,
+        guard: &LockGuard,
+    ) -> Result<PlanRecord, LifecycleError> {
         let plan = self.store.plan(id).await?;
         if plan.status.state != State::Processing {
             return Ok(plan);
         }
         // We hold the plan lock, so whoever was processing is gone.
         let fence = guard.fence();
-        let fence = Some(&fence);
         if plan.status.phase == Phase::Apply && self.store.has_apply_journal(id).await? {
-            let project = self
-                .lock_apply(&plan, &format!("roll forward plan {id}"))
-                .await?;
-            let changes = self.store.changes(id).await?;
-            let outcome = roll_forward(
-                Path::new(&plan.project_root),
-                Arc::new(changes),
-                self.options.change_limits,
-            )
-            .await;
-            let to = if outcome.is_ok() {
-                Status::new(Phase::Apply, State::Applied)
-            } else {
-                Status::new(Phase::Apply, State::Errored)
-            };
-            let message = outcome
-                .as_ref()
-                .err()
-                .map(|e| format!("roll-forward failed: {e}"));
-            let write = StateWrite {
-                plan_id: id,
+            self.roll_forward_interrupted(&plan, &fence).await
+        } else {
+            self.recover_interrupted(&plan, &fence).await
+        }
+    }
+
+    /// Finish the apply a dead session left in `apply/processing` with a
+    /// journal, under the apply lock: `apply/applied`, or `apply/errored`
+    /// if that fails.
+    async fn roll_forward_interrupted(
+        &self,
+        plan: &PlanRecord,
+        fence: &Fence,
+    ) -> Result<PlanRecord, LifecycleError> {
+        let id = plan.id.as_str();
+        let project = self
+            .lock_apply(plan, &format!("roll forward plan {id}"))
+            .await?;
+        let changes = self.store.changes(id).await?;
+        let outcome = roll_forward(
+            Path::new(&plan.project_root),
+            Arc::new(changes),
+            self.options.change_limits,
+        )
+        .await;
+        let to = if outcome.is_ok() {
+            Status::new(Phase::Apply, State::Applied)
+        } else {
+            Status::new(Phase::Apply, State::Errored)
+        };
+        let message = outcome
+            .as_ref()
+            .err()
+            .map(|e| format!("roll-forward failed: {e}"));
+        let write = StateWrite {
+            plan_id: id,
+            seen_version: plan.version,
+            from: plan.status,
+            to,
+            actor: &self.owner.id,
+            fence: Some(fence),
+            reason: "interrupted apply rolled forward from the journal",
+            error: message.as_deref(),
+        };
+        let result = if outcome.is_ok() {
+            self.store.finish_apply(&write).await
+        } else {
+            self.store.transition(&write).await
+        };
+        let _ = project.release().await;
+        Ok(result?)
+    }
+
+    /// Move a plan a dead session left in `*/processing` to `*/errored`.
+    async fn recover_interrupted(
+        &self,
+        plan: &PlanRecord,
+        fence: &Fence,
+    ) -> Result<PlanRecord, LifecycleError> {
+        let t = transition(Some(plan.status), Command::Recover)?;
+        let message = format!(
+            "interrupted: the session running {} stopped before it finished",
+            plan.status.phase
+        );
+        Ok(self
+            .store
+            .transition(&StateWrite {
+                plan_id: &plan.id,
                 seen_version: plan.version,
                 from: plan.status,
-                to,
+                to: t.success,
                 actor: &self.owner.id,
-                fence,
-                reason: "interrupted apply rolled forward from the journal",
-                error: message.as_deref(),
-            };
-            let result = if outcome.is_ok() {
-                self.store.finish_apply(&write).await
-            } else {
-                self.store.transition(&write).await
-            };
-            let _ = project.release().await;
-            Ok(result?)
-        } else {
-            let t = transition(Some(plan.status), Command::Recover)?;
-            let message = format!(
-                "interrupted: the session running {} stopped before it finished",
-                plan.status.phase
-            );
-            Ok(self
-                .store
-                .transition(&StateWrite {
-                    plan_id: id,
-                    seen_version: plan.version,
-                    from: plan.status,
-                    to: t.success,
-                    actor: &self.owner.id,
-                    fence,
-                    reason: "recovered: processing session gone",
-                    error: Some(&message),
-                })
-                .await?)
-        }
+                fence: Some(fence),
+                reason: "recovered: processing session gone",
+                error: Some(&message),
+            })
+            .await?)
     }
 
     async fn simple_command(
@@ -419,344 +442,159 @@ impl PlanLifecycleService {
         result
     }
 
-    async fn run_phase(&self, id: &str, command: Command) -> Result<PlanRecord, LifecycleError> {
-        Ok(self.run_phase_counting(id, command).await?.0)
-    }
-
-    /// Run a phase; also returns how many files an apply wrote or deleted.
-    async fn run_phase_counting(
-        &self,
-        id: &str,
-        command: Command,
-    ) -> Result<(PlanRecord, usize), LifecycleError> {
-        let operation = format!("{command} plan {id}");
-        let guard = self.lock(&plan_resource(id), &operation).await?;
-        let result = self.run_phase_locked(id, command, &operation, &guard).await;
-        if let Err(e) = guard.release().await {
-            tracing::warn!("releasing plan lock: {e}; it will expire");
-        }
-        result
-    }
-
-    async fn run_phase_locked(
-        &self,
-        id: &str,
-        command: Command,
-        operation: &str,
-        guard: &LockGuard,
-    ) -> Result<(PlanRecord, usize), LifecycleError> {
-        let plan = self.load_locked(id, guard).await?;
-        let command = match command {
-            // `retry` runs whichever phase the plan is errored in.
-            Command::Retry => {
-                transition(Some(plan.status), Command::Retry)?;
-                phase_command(plan.status.phase)
-            }
-            other => other,
-        };
-        let t = transition(Some(plan.status), command)?;
-        let project_guard = match command {
-            Command::Apply => Some(self.lock_apply(&plan, operation).await?),
-            _ => None,
-        };
-        let fence = guard.fence();
-        let fence = Some(&fence);
-        let write = |from, to, seen_version, reason, error| StateWrite {
-            plan_id: id,
-            seen_version,
-            from,
-            to,
-            actor: &self.owner.id,
-            fence,
-            reason,
-            error,
-        };
-        let start_reason = format!("{command} started");
-        let version = match self
-            .store
-            .transition(&write(
-                plan.status,
-                t.start,
-                plan.version,
-                &start_reason,
-                None,
-            ))
-            .await
-        {
-            Ok(started) => started.version,
-            Err(refused) => return Err(self.refused(id, guard, plan.version, refused).await),
-        };
-        self.report(Progress::PhaseStarted {
-            plan_id: id.to_string(),
-            phase: t.start.phase,
-        });
-
-        let lost = guard.lost();
-        let project_lost = project_guard.as_ref().map(|g| g.lost()).unwrap_or_default();
-        let work = AssertUnwindSafe(self.phase_work(
-            &plan,
-            command,
-            operation,
-            lost.clone(),
-            guard.fence(),
-        ))
-        .catch_unwind();
-        let outcome = tokio::select! {
-            r = work => r.unwrap_or_else(|panic| Err(LifecycleError::Panicked {
-                phase: phase_name(command),
-                message: panic_message(&panic),
-            })),
-            _ = lost.cancelled() => Err(guard.expired_error().into()),
-            _ = project_lost.cancelled() => Err(project_guard.as_ref().map(|g| g.expired_error().into()).unwrap_or(LifecycleError::Interrupted)),
-            _ = self.shutdown.cancelled() => Err(LifecycleError::Interrupted),
-        };
-
-        let done_reason = format!("{command} finished");
-        let result = match outcome {
-            Ok(output) => {
-                let w = write(t.start, t.success, version, &done_reason, None);
-                let written = match output {
-                    PhaseOutput::Proposal(p) => {
-                        self.store.complete_strategize(&w, &p).await.map(|p| (p, 0))
-                    }
-                    PhaseOutput::Changes(changes, steps) => self
-                        .store
-                        .complete_execute(&w, &changes, &steps)
-                        .await
-                        .map(|p| (p, 0)),
-                    PhaseOutput::Applied(files) => {
-                        self.store.finish_apply(&w).await.map(|p| (p, files))
-                    }
-                };
-                match written {
-                    Ok(done) => Ok(done),
-                    Err(refused) => Err(self.refused(id, guard, version, refused).await),
-                }
-            }
-            Err(e) => {
-                let message = match &e {
-                    LifecycleError::Interrupted => {
-                        "interrupted: the session was shut down during the phase".to_string()
-                    }
-                    other => other.to_string(),
-                };
-                let failure = t.failure.unwrap_or(t.start);
-                let failed_reason = format!("{command} failed");
-                match self
-                    .store
-                    .transition(&write(
-                        t.start,
-                        failure,
-                        version,
-                        &failed_reason,
-                        Some(&message),
-                    ))
-                    .await
-                {
-                    Ok(_) => Err(e),
-                    Err(refused) => {
-                        // A lost lease means we are fenced out: if nobody
-                        // took the plan over, the next command recovers it.
-                        tracing::warn!(
-                            "could not record the failure of plan {id} ({e}): {refused}"
-                        );
-                        match self.refused(id, guard, version, refused).await {
-                            lost @ LifecycleError::LeaseLost { .. } => Err(lost),
-                            _ => Err(e),
-                        }
-                    }
-                }
-            }
-        };
-        if let Some(g) = project_guard {
-            if let Err(e) = g.release().await {
-                tracing::warn!("releasing project lock: {e}; it will expire");
-            }
-        }
-        result
-    }
-
-    /// The error for a write of this session's phase (made under `guard`,
-    /// after this session last wrote the plan at `version`) that the
-    /// database refused. If another session has written the plan since,
-    /// the lease was lost to it: [`LifecycleError::LeaseLost`] with the
-    /// plan's status now. Otherwise the refusal itself.
-    async fn refused(
-        &self,
-        id: &str,
-        guard: &LockGuard,
-        version: i64,
-        refused: StoreError,
-    ) -> LifecycleError {
-        if matches!(
-            refused,
-            StoreError::Fenced { .. } | StoreError::VersionConflict { .. }
-        ) {
-            match self.store.plan(id).await {
-                Ok(now) if now.version != version => {
-                    return LifecycleError::LeaseLost {
-                        resource: guard.resource().to_string(),
-                        token: guard.token(),
-                        current: now.status,
-                        source: refused,
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("reading plan {id} after a refused write: {e}"),
-            }
-        }
-        refused.into()
-    }
-
-    fn context(
-        &self,
-        plan: &PlanRecord,
-        view: ProjectView,
-        operation: &str,
-        cancel: CancellationToken,
-    ) -> PluginContext {
+    /// What a plugin call of `run` gets: the plan, the project `view`, the
+    /// session's leases and the phase's cancellation.
+    fn context(&self, run: &PhaseRun<'_>, view: ProjectView) -> PluginContext {
         PluginContext {
-            plan_id: plan.id.clone(),
+            plan_id: run.plan.id.clone(),
             project: Arc::new(view),
             locks: ScopedLocks::new(
                 self.locks.clone(),
                 self.owner.clone(),
-                &plan.project_id,
-                operation,
+                &run.plan.project_id,
+                run.operation,
             ),
-            cancel,
+            cancel: run.cancel.clone(),
             progress: self.progress.clone(),
         }
     }
 
-    async fn phase_work(
+    /// The read-only view of the project at `root` that plugins see.
+    fn view(&self, root: &Path) -> Result<ProjectView, LifecycleError> {
+        ProjectView::new(root)
+            .map(|v| v.with_read_cap(self.options.read_cap))
+            .map_err(|source| LifecycleError::Project {
+                root: root.to_path_buf(),
+                source,
+            })
+    }
+
+    /// The work of `phase`: one function per phase, each returning what
+    /// its completing write stores ([`PhaseOutput`]).
+    pub(super) async fn phase_work(
         &self,
-        plan: &PlanRecord,
-        command: Command,
-        operation: &str,
-        cancel: CancellationToken,
-        fence: Fence,
+        phase: Phase,
+        run: PhaseRun<'_>,
     ) -> Result<PhaseOutput, LifecycleError> {
-        let root = PathBuf::from(&plan.project_root);
-        let view = || {
-            ProjectView::new(&root)
-                .map(|v| v.with_read_cap(self.options.read_cap))
-                .map_err(|e| LifecycleError::Io(format!("project `{}`: {e}", root.display())))
-        };
-        match command {
-            Command::Strategize => {
-                let strategist = self
-                    .plugins
-                    .strategist(&plan.action.strategy, &root)
-                    .map_err(|source| LifecycleError::Plugin {
-                        phase: "strategize",
-                        source,
-                    })?;
-                let ctx = self.context(plan, view()?, operation, cancel);
-                let proposal =
-                    strategist
-                        .strategize(&ctx, &plan.action)
-                        .await
-                        .map_err(|source| LifecycleError::Plugin {
-                            phase: "strategize",
-                            source,
-                        })?;
-                validate_proposal(&proposal)?;
-                Ok(PhaseOutput::Proposal(proposal))
-            }
-            Command::Execute => {
-                let proposal = plan.proposal.clone().unwrap_or(PlanProposal {
-                    summary: String::new(),
-                    steps: vec![],
-                });
-                let executor = self
-                    .plugins
-                    .executor(&plan.action.executor, &root)
-                    .map_err(|source| LifecycleError::Plugin {
-                        phase: "execute",
-                        source,
-                    })?;
-                let mut view = view()?;
-                let tree = view.tree().clone();
-                let mut builder = ChangesetBuilder::new(&tree, self.options.change_limits);
-                let mut results = Vec::with_capacity(proposal.steps.len());
-                let total = proposal.steps.len();
-                for (index, step) in proposal.steps.iter().enumerate() {
-                    self.report(Progress::StepStarted {
-                        index,
-                        total,
-                        title: step.title.clone(),
-                    });
-                    let ctx = self.context(plan, view.clone(), operation, cancel.clone());
-                    let outcome = executor.execute(&ctx, step).await.map_err(|source| {
-                        LifecycleError::Plugin {
-                            phase: "execute",
-                            source,
-                        }
-                    })?;
-                    let count = outcome.changes.len();
-                    let normalised = builder.add(outcome.changes)?;
-                    view.overlay_changes(normalised);
-                    self.report(Progress::StepFinished {
-                        index,
-                        summary: outcome.summary.clone(),
-                        changes: count,
-                    });
-                    results.push(StepResult {
-                        step_id: step.id.clone(),
-                        summary: outcome.summary,
-                    });
-                }
-                Ok(PhaseOutput::Changes(builder.finish(), results))
-            }
-            Command::Apply => {
-                let changes = Arc::new(self.store.changes(&plan.id).await?);
-                let files = changes.len();
-                let limits = self.options.change_limits;
-                if self.store.has_apply_journal(&plan.id).await? {
-                    // An earlier apply of this plan renamed files and then
-                    // failed: finish it (the drift check would see its own
-                    // writes).
-                    roll_forward(&root, changes, limits).await?;
-                    return Ok(PhaseOutput::Applied(files));
-                }
-                let tree = open_tree(&root).await?;
-                // File I/O runs off the async workers so lease renewal keeps
-                // going. Everything is validated and staged before the
-                // journal: a failure up to here leaves the old tree.
-                let staged = {
-                    let changes = changes.clone();
-                    blocking(move || apply::prepare(tree, &changes, &limits)).await?
-                }
-                .map_err(|e| match e {
-                    ApplyError::Drift(d) => LifecycleError::ApplyDrift(d),
-                    e => LifecycleError::Io(e.to_string()),
-                })?;
-                if let Err(e) = self
-                    .store
-                    .journal_apply(&plan.id, &self.owner.id, &fence)
-                    .await
-                {
-                    blocking(move || staged.discard()).await?;
-                    return Err(e.into());
-                }
-                blocking(move || apply::commit(staged, &changes, &limits))
-                    .await?
-                    .map_err(|e| LifecycleError::Io(e.to_string()))?;
-                Ok(PhaseOutput::Applied(files))
-            }
-            other => unreachable!("{other} is not a phase"),
+        match phase {
+            Phase::Strategize => self.run_strategize(run).await,
+            Phase::Execute => self.run_execute(run).await,
+            Phase::Apply => self.run_apply(run).await,
         }
+    }
+
+    /// Strategize: the strategist proposes steps, read-only.
+    async fn run_strategize(&self, run: PhaseRun<'_>) -> Result<PhaseOutput, LifecycleError> {
+        let failed = plugin_failed(Phase::Strategize);
+        let plan = run.plan;
+        let root = PathBuf::from(&plan.project_root);
+        let strategist = self
+            .plugins
+            .strategist(&plan.action.strategy, &root)
+            .map_err(failed)?;
+        let ctx = self.context(&run, self.view(&root)?);
+        let proposal = strategist
+            .strategize(&ctx, &plan.action)
+            .await
+            .map_err(failed)?;
+        validate_proposal(&proposal)?;
+        Ok(PhaseOutput::Proposal(proposal))
+    }
+
+    /// Execute: the executor runs each step; each step's changes are
+    /// validated and seen by the next step through the overlay.
+    async fn run_execute(&self, run: PhaseRun<'_>) -> Result<PhaseOutput, LifecycleError> {
+        let failed = plugin_failed(Phase::Execute);
+        let plan = run.plan;
+        let root = PathBuf::from(&plan.project_root);
+        let proposal = plan.proposal.clone().unwrap_or(PlanProposal {
+            summary: String::new(),
+            steps: vec![],
+        });
+        let executor = self
+            .plugins
+            .executor(&plan.action.executor, &root)
+            .map_err(failed)?;
+        let mut view = self.view(&root)?;
+        let tree = view.tree().clone();
+        let mut builder = ChangesetBuilder::new(&tree, self.options.change_limits);
+        let mut results = Vec::with_capacity(proposal.steps.len());
+        let total = proposal.steps.len();
+        for (index, step) in proposal.steps.iter().enumerate() {
+            self.report(Progress::StepStarted {
+                index,
+                total,
+                title: step.title.clone(),
+            });
+            let ctx = self.context(&run, view.clone());
+            let outcome = executor.execute(&ctx, step).await.map_err(failed)?;
+            let count = outcome.changes.len();
+            let normalised = builder.add(outcome.changes)?;
+            view.overlay_changes(normalised);
+            self.report(Progress::StepFinished {
+                index,
+                summary: outcome.summary.clone(),
+                changes: count,
+            });
+            results.push(StepResult {
+                step_id: step.id.clone(),
+                summary: outcome.summary,
+            });
+        }
+        Ok(PhaseOutput::Changes(builder.finish(), results))
+    }
+
+    /// Apply: host code only — check, stage, journal, commit (or finish
+    /// the journal of an earlier apply of this plan).
+    async fn run_apply(&self, run: PhaseRun<'_>) -> Result<PhaseOutput, LifecycleError> {
+        let plan = run.plan;
+        let root = PathBuf::from(&plan.project_root);
+        let changes = Arc::new(self.store.changes(&plan.id).await?);
+        let files = changes.len();
+        let limits = self.options.change_limits;
+        if self.store.has_apply_journal(&plan.id).await? {
+            // An earlier apply of this plan renamed files and then
+            // failed: finish it (the drift check would see its own
+            // writes).
+            roll_forward(&root, changes, limits).await?;
+            return Ok(PhaseOutput::Applied(files));
+        }
+        let tree = open_tree(&root).await?;
+        // File I/O runs off the async workers so lease renewal keeps
+        // going. Everything is validated and staged before the
+        // journal: a failure up to here leaves the old tree.
+        let staged = {
+            let changes = changes.clone();
+            blocking(move || apply::prepare(tree, &changes, &limits)).await?
+        }
+        .map_err(LifecycleError::from)?;
+        if let Err(e) = self
+            .store
+            .journal_apply(&plan.id, &self.owner.id, &run.fence)
+            .await
+        {
+            blocking(move || staged.discard()).await?;
+            return Err(e.into());
+        }
+        blocking(move || apply::commit(staged, &changes, &limits))
+            .await?
+            .map_err(LifecycleError::from)?;
+        Ok(PhaseOutput::Applied(files))
     }
 }
 
 /// The command that runs `phase`.
-fn phase_command(phase: Phase) -> Command {
+pub(super) fn phase_command(phase: Phase) -> Command {
     match phase {
         Phase::Strategize => Command::Strategize,
         Phase::Execute => Command::Execute,
         Phase::Apply => Command::Apply,
     }
+}
+
+/// A plugin's failure as the failure of `phase`.
+fn plugin_failed(phase: Phase) -> impl Fn(super::PluginError) -> LifecycleError + Copy {
+    move |source| LifecycleError::Plugin { phase, source }
 }
 
 /// Run blocking file work on the blocking pool.
@@ -765,7 +603,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, LifecycleError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| LifecycleError::Io(format!("apply task failed: {e}")))
+        .map_err(LifecycleError::Task)
 }
 
 /// Open the project's directory handles.
@@ -774,7 +612,7 @@ async fn open_tree(root: &Path) -> Result<Arc<ProjectTree>, LifecycleError> {
     blocking(move || {
         ProjectTree::open(&root)
             .map(Arc::new)
-            .map_err(|e| LifecycleError::Io(format!("project `{}`: {e}", root.display())))
+            .map_err(|source| LifecycleError::Project { root, source })
     })
     .await?
 }
@@ -789,29 +627,12 @@ async fn roll_forward(
     let tree = open_tree(root).await?;
     blocking(move || apply::roll_forward(&tree, &changes, &limits))
         .await?
-        .map_err(|e| LifecycleError::Io(e.to_string()))
-}
-
-fn phase_name(command: Command) -> &'static str {
-    match command {
-        Command::Strategize => "strategize",
-        Command::Execute => "execute",
-        Command::Apply => "apply",
-        _ => "command",
-    }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
+        .map_err(LifecycleError::from)
 }
 
 fn validate_proposal(p: &PlanProposal) -> Result<(), LifecycleError> {
     let invalid = |m: String| LifecycleError::Plugin {
-        phase: "strategize",
+        phase: Phase::Strategize,
         source: super::PluginError::InvalidInput(m),
     };
     if p.steps.len() > MAX_STEPS {

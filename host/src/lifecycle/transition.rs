@@ -41,16 +41,21 @@ pub const COMMANDS: [Command; 8] = [
 
 /// A command that is not allowed from the plan's current status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot {command} a plan in {from}: {command} is allowed only from {allowed}")]
+#[error("cannot {command} a plan in {}: {command} is allowed only from {allowed}", shown(*.from))]
 pub struct InvalidTransition {
-    /// Where the plan is.
-    pub from: String,
-    /// The status the command would lead to (or the command's name).
-    pub to: String,
+    /// Where the plan is; `None` for a plan that does not exist yet.
+    pub from: Option<Status>,
+    /// The status the command would have led to.
+    pub to: Status,
     /// The command.
     pub command: Command,
     /// Where the command is allowed from, for the message.
     pub allowed: &'static str,
+}
+
+/// A status for a message: `phase/state`, or `(new)` for no plan yet.
+fn shown(status: Option<Status>) -> String {
+    status.map_or_else(|| "(new)".to_string(), |s| s.to_string())
 }
 
 /// The result of a valid command: the status it starts in (for the
@@ -65,107 +70,147 @@ pub struct Transition {
     pub failure: Option<Status>,
 }
 
-/// Decide a command from a status: the single source of truth for DESIGN §2.
-/// `from` is `None` for a plan that does not exist yet.
-pub fn transition(from: Option<Status>, command: Command) -> Result<Transition, InvalidTransition> {
+/// The statuses a command may start from.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// Exactly these (phase, state) pairs.
+    Only(&'static [(Phase, State)]),
+    /// These states, in any phase.
+    AnyPhase(&'static [State]),
+}
+
+/// Where a command leads.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// Run a phase (the plan's own phase if `None`): `*/processing`, then
+    /// the phase's finished state, or `*/errored` on failure.
+    Run(Option<Phase>),
+    /// Straight to this status.
+    Goto(Phase, State),
+    /// Straight to this state, the phase kept.
+    Keep(State),
+}
+
+/// One row of the table of DESIGN §2: where `command` may start from (and
+/// how the message says it), and where it leads.
+#[derive(Debug, Clone, Copy)]
+struct Rule {
+    from: Origin,
+    allowed: &'static str,
+    to: Target,
+}
+
+/// The table of DESIGN §2, one row per command.
+const fn rule(command: Command) -> Rule {
     use Phase::*;
     use State::*;
-    let s = Status::new;
-    let allowed = |ok: bool, allowed: &'static str, t: Transition| {
-        if ok {
-            Ok(t)
-        } else {
-            Err(InvalidTransition {
-                from: from
-                    .map(|f| f.to_string())
-                    .unwrap_or_else(|| "(new)".into()),
-                to: t.success.to_string(),
-                command,
-                allowed,
-            })
-        }
-    };
-    let phase_run = |phase: Phase, done: State| Transition {
-        start: s(phase, Processing),
-        success: s(phase, done),
-        failure: Some(s(phase, Errored)),
-    };
-    let Some(f) = from else {
-        return allowed(
-            command == Command::New,
-            "(new)",
-            Transition {
-                start: s(Strategize, Queued),
-                success: s(Strategize, Queued),
-                failure: None,
-            },
-        );
-    };
-    let (p, st) = (f.phase, f.state);
-    match command {
-        Command::New => allowed(
-            false,
-            "(new)",
-            Transition {
-                start: f,
-                success: s(Strategize, Queued),
-                failure: None,
-            },
-        ),
-        Command::Strategize => allowed(
-            p == Strategize && matches!(st, Queued | Errored),
+    let (from, allowed, to) = match command {
+        Command::New => (Origin::Only(&[]), "(new)", Target::Goto(Strategize, Queued)),
+        Command::Strategize => (
+            Origin::Only(&[(Strategize, Queued), (Strategize, Errored)]),
             "strategize/queued or strategize/errored",
-            phase_run(Strategize, Complete),
+            Target::Run(Some(Strategize)),
         ),
-        Command::Execute => allowed(
-            (p == Strategize && st == Complete) || (p == Execute && st == Errored),
+        Command::Execute => (
+            Origin::Only(&[(Strategize, Complete), (Execute, Errored)]),
             "strategize/complete or execute/errored",
-            phase_run(Execute, Complete),
+            Target::Run(Some(Execute)),
         ),
-        Command::Apply => allowed(
-            (p == Execute && st == Complete) || (p == Apply && st == Errored),
+        Command::Apply => (
+            Origin::Only(&[(Execute, Complete), (Apply, Errored)]),
             "execute/complete or apply/errored",
-            phase_run(Apply, Applied),
+            Target::Run(Some(Apply)),
         ),
-        Command::Retry => allowed(
-            st == Errored,
+        Command::Retry => (
+            Origin::AnyPhase(&[Errored]),
             "strategize/errored, execute/errored or apply/errored",
-            phase_run(
-                p,
-                match p {
-                    Apply => Applied,
-                    Strategize | Execute => Complete,
-                },
-            ),
+            Target::Run(None),
         ),
-        Command::Revert => allowed(
-            (p == Execute && !matches!(st, Applied | Cancelled)) || (p == Apply && st == Errored),
+        Command::Revert => (
+            Origin::Only(&[
+                (Execute, Queued),
+                (Execute, Processing),
+                (Execute, Complete),
+                (Execute, Errored),
+                (Apply, Errored),
+            ]),
             "execute/* or apply/errored",
-            Transition {
-                start: s(Strategize, Queued),
-                success: s(Strategize, Queued),
-                failure: None,
-            },
+            Target::Goto(Strategize, Queued),
         ),
-        Command::Cancel => allowed(
-            !f.is_terminal(),
+        Command::Cancel => (
+            Origin::AnyPhase(&[Queued, Processing, Complete, Errored]),
             "any status but applied or cancelled",
-            Transition {
-                start: s(p, Cancelled),
-                success: s(p, Cancelled),
-                failure: None,
-            },
+            Target::Keep(Cancelled),
         ),
-        Command::Recover => allowed(
-            st == Processing,
+        Command::Recover => (
+            Origin::AnyPhase(&[Processing]),
             "*/processing",
-            Transition {
-                start: s(p, Errored),
-                success: s(p, Errored),
-                failure: None,
-            },
+            Target::Keep(Errored),
         ),
+    };
+    Rule { from, allowed, to }
+}
+
+/// The state a phase ends in when it succeeds.
+pub(crate) fn finished(phase: Phase) -> State {
+    match phase {
+        Phase::Apply => State::Applied,
+        Phase::Strategize | Phase::Execute => State::Complete,
     }
+}
+
+impl Rule {
+    fn allows(&self, from: Status) -> bool {
+        match self.from {
+            Origin::Only(pairs) => pairs.contains(&(from.phase, from.state)),
+            Origin::AnyPhase(states) => states.contains(&from.state),
+        }
+    }
+
+    /// Where the command leads from a plan in `phase`.
+    fn transition(&self, phase: Phase) -> Transition {
+        let fixed = |to| Transition {
+            start: to,
+            success: to,
+            failure: None,
+        };
+        match self.to {
+            Target::Run(run) => {
+                let run = run.unwrap_or(phase);
+                Transition {
+                    start: Status::new(run, State::Processing),
+                    success: Status::new(run, finished(run)),
+                    failure: Some(Status::new(run, State::Errored)),
+                }
+            }
+            Target::Goto(phase, state) => fixed(Status::new(phase, state)),
+            Target::Keep(state) => fixed(Status::new(phase, state)),
+        }
+    }
+}
+
+/// Decide a command from a status: the single source of truth for DESIGN §2.
+/// `from` is `None` for a plan that does not exist yet; only
+/// [`Command::New`] is allowed from there.
+pub fn transition(from: Option<Status>, command: Command) -> Result<Transition, InvalidTransition> {
+    let rule = rule(command);
+    let (allowed, t) = match from {
+        None => (command == Command::New, rule.transition(Phase::Strategize)),
+        Some(f) => (rule.allows(f), rule.transition(f.phase)),
+    };
+    if allowed {
+        return Ok(t);
+    }
+    Err(InvalidTransition {
+        from,
+        to: t.success,
+        command,
+        allowed: if from.is_none() {
+            "(new)"
+        } else {
+            rule.allowed
+        },
+    })
 }
 
 impl fmt::Display for Command {
@@ -238,8 +283,8 @@ mod tests {
                             allowed += 1;
                         }
                         (Err(e), None) => {
-                            assert_eq!(e.from, from.to_string());
-                            assert!(!e.to.is_empty());
+                            assert_eq!(e.from, Some(from));
+                            assert!(e.to_string().contains(&command.to_string()), "{e}");
                             assert!(e.to_string().contains(&from.to_string()), "{e}");
                         }
                         (got, want) => panic!("{from} {command}: got {got:?}, want {want:?}"),
@@ -251,7 +296,9 @@ mod tests {
         assert_eq!(allowed, 29);
         assert!(transition(None, Command::New).is_ok());
         for command in COMMANDS.into_iter().filter(|c| *c != Command::New) {
-            assert_eq!(transition(None, command).unwrap_err().from, "(new)");
+            let e = transition(None, command).unwrap_err();
+            assert_eq!(e.from, None);
+            assert!(e.to_string().contains("a plan in (new)"), "{e}");
         }
     }
 
@@ -294,7 +341,7 @@ mod tests {
             Command::Execute,
         )
         .unwrap_err();
-        assert_eq!(e.from, "apply/applied");
-        assert_eq!(e.to, "execute/complete");
+        assert_eq!(e.from, Some(Status::new(Phase::Apply, State::Applied)));
+        assert_eq!(e.to, Status::new(Phase::Execute, State::Complete));
     }
 }

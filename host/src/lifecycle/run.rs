@@ -1,0 +1,312 @@
+//! Running a phase under the plan lock: decide it, write `*/processing`,
+//! race the phase's work against the lease and the session's shutdown,
+//! write the outcome. The work itself is one function per phase
+//! ([`PlanLifecycleService::phase_work`]); this file is the same for all.
+
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
+
+use super::progress::Progress;
+use super::service::{phase_command, plan_resource};
+use super::{transition, Command, LifecycleError, PlanLifecycleService, Transition};
+use crate::locks::{Fence, LockGuard};
+use crate::model::{ChangeRecord, Phase, PlanProposal, PlanRecord, Status, StepResult};
+use crate::store::{StateWrite, Store, StoreError};
+
+/// Which phase a run command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Runs {
+    /// This phase (`strategize`, `execute`, `apply`).
+    Phase(Phase),
+    /// The phase the plan is errored in (`retry`).
+    Retry,
+}
+
+impl Runs {
+    /// The command, for the lock's operation.
+    fn command(self) -> Command {
+        match self {
+            Runs::Phase(phase) => phase_command(phase),
+            Runs::Retry => Command::Retry,
+        }
+    }
+}
+
+/// One run of a phase: the plan as read under its lock and what the
+/// phase's work may use.
+pub(super) struct PhaseRun<'a> {
+    /// The plan, as read under the plan lock.
+    pub plan: &'a PlanRecord,
+    /// The lock operation (`execute plan ID`), also for plugins' leases.
+    pub operation: &'a str,
+    /// Fires when the phase must stop (the plan lease was lost).
+    pub cancel: CancellationToken,
+    /// The plan lease, for writes made during the phase (apply's journal).
+    pub fence: Fence,
+}
+
+/// What a phase produced, stored with its completing write.
+pub(super) enum PhaseOutput {
+    /// Strategize: the proposal.
+    Proposal(PlanProposal),
+    /// Execute: the changeset and each step's summary.
+    Changes(Vec<ChangeRecord>, Vec<StepResult>),
+    /// Apply: how many files were written or deleted.
+    Applied(usize),
+}
+
+impl PhaseOutput {
+    /// Store the output with `write` (the phase's `*/processing` → done);
+    /// also returns how many files an apply wrote or deleted.
+    async fn store(
+        self,
+        store: &Store,
+        write: &StateWrite<'_>,
+    ) -> Result<(PlanRecord, usize), StoreError> {
+        Ok(match self {
+            PhaseOutput::Proposal(p) => (store.complete_strategize(write, &p).await?, 0),
+            PhaseOutput::Changes(changes, steps) => {
+                (store.complete_execute(write, &changes, &steps).await?, 0)
+            }
+            PhaseOutput::Applied(files) => (store.finish_apply(write).await?, files),
+        })
+    }
+}
+
+/// The status writes of one run: the same plan, actor and fence each time.
+struct Writes<'a> {
+    id: &'a str,
+    actor: &'a str,
+    fence: Fence,
+}
+
+impl Writes<'_> {
+    fn write<'w>(
+        &'w self,
+        (from, to): (Status, Status),
+        seen_version: i64,
+        reason: &'w str,
+        error: Option<&'w str>,
+    ) -> StateWrite<'w> {
+        StateWrite {
+            plan_id: self.id,
+            seen_version,
+            from,
+            to,
+            actor: self.actor,
+            fence: Some(&self.fence),
+            reason,
+            error,
+        }
+    }
+}
+
+impl PlanLifecycleService {
+    /// Run a phase under the plan lock; also returns how many files an
+    /// apply wrote or deleted.
+    pub(super) async fn run_phase(
+        &self,
+        id: &str,
+        runs: Runs,
+    ) -> Result<(PlanRecord, usize), LifecycleError> {
+        let operation = format!("{} plan {id}", runs.command());
+        let guard = self.lock(&plan_resource(id), &operation).await?;
+        let result = self.run_phase_locked(id, runs, &operation, &guard).await;
+        if let Err(e) = guard.release().await {
+            tracing::warn!("releasing plan lock: {e}; it will expire");
+        }
+        result
+    }
+
+    /// Read the plan, decide the phase, take the apply lock if the phase
+    /// writes the project, and run it.
+    async fn run_phase_locked(
+        &self,
+        id: &str,
+        runs: Runs,
+        operation: &str,
+        guard: &LockGuard,
+    ) -> Result<(PlanRecord, usize), LifecycleError> {
+        let plan = self.load_locked(id, guard).await?;
+        let phase = match runs {
+            Runs::Phase(phase) => phase,
+            Runs::Retry => {
+                transition(Some(plan.status), Command::Retry)?;
+                plan.status.phase
+            }
+        };
+        let command = phase_command(phase);
+        let t = transition(Some(plan.status), command)?;
+        let project_guard = match phase {
+            Phase::Apply => Some(self.lock_apply(&plan, operation).await?),
+            Phase::Strategize | Phase::Execute => None,
+        };
+        let result = self
+            .run_started(
+                &plan,
+                (command, t),
+                operation,
+                guard,
+                project_guard.as_ref(),
+            )
+            .await;
+        if let Some(g) = project_guard {
+            if let Err(e) = g.release().await {
+                tracing::warn!("releasing project lock: {e}; it will expire");
+            }
+        }
+        result
+    }
+
+    /// Write `*/processing`, run the phase, write its outcome.
+    async fn run_started(
+        &self,
+        plan: &PlanRecord,
+        (command, t): (Command, Transition),
+        operation: &str,
+        guard: &LockGuard,
+        project_guard: Option<&LockGuard>,
+    ) -> Result<(PlanRecord, usize), LifecycleError> {
+        let writes = Writes {
+            id: &plan.id,
+            actor: &self.owner.id,
+            fence: guard.fence(),
+        };
+        let reason = format!("{command} started");
+        let start = writes.write((plan.status, t.start), plan.version, &reason, None);
+        let version = match self.store.transition(&start).await {
+            Ok(started) => started.version,
+            Err(refused) => return Err(self.refused(&plan.id, guard, plan.version, refused).await),
+        };
+        let phase = t.start.phase;
+        self.report(Progress::PhaseStarted {
+            plan_id: plan.id.clone(),
+            phase,
+        });
+        let run = PhaseRun {
+            plan,
+            operation,
+            cancel: guard.lost(),
+            fence: guard.fence(),
+        };
+        let outcome = self.race(phase, run, guard, project_guard).await;
+        let written = match outcome {
+            Ok(output) => {
+                let reason = format!("{command} finished");
+                let done = writes.write((t.start, t.success), version, &reason, None);
+                output.store(&self.store, &done).await
+            }
+            Err(e) => {
+                let failed = (t.start, t.failure.unwrap_or(t.start));
+                return Err(self
+                    .record_failure(&writes, failed, version, e, guard)
+                    .await);
+            }
+        };
+        match written {
+            Ok(done) => Ok(done),
+            Err(refused) => Err(self.refused(&plan.id, guard, version, refused).await),
+        }
+    }
+
+    /// The phase's work, raced against the loss of the plan lease (or the
+    /// apply lock's) and the session's shutdown; a panic in it is caught.
+    async fn race(
+        &self,
+        phase: Phase,
+        run: PhaseRun<'_>,
+        guard: &LockGuard,
+        project_guard: Option<&LockGuard>,
+    ) -> Result<PhaseOutput, LifecycleError> {
+        let lost = guard.lost();
+        let project_lost = project_guard.map(|g| g.lost()).unwrap_or_default();
+        let work = AssertUnwindSafe(self.phase_work(phase, run)).catch_unwind();
+        tokio::select! {
+            r = work => r.unwrap_or_else(|panic| Err(LifecycleError::Panicked {
+                phase,
+                message: panic_message(&panic),
+            })),
+            _ = lost.cancelled() => Err(guard.expired_error().into()),
+            _ = project_lost.cancelled() => Err(project_guard
+                .map(|g| g.expired_error().into())
+                .unwrap_or(LifecycleError::Interrupted)),
+            _ = self.shutdown.cancelled() => Err(LifecycleError::Interrupted),
+        }
+    }
+
+    /// Write the failure `e` of the phase (`*/processing` → `*/errored`)
+    /// and return the error to report: `e`, or [`LifecycleError::LeaseLost`]
+    /// if another session has taken the plan over meanwhile.
+    async fn record_failure(
+        &self,
+        writes: &Writes<'_>,
+        from_to: (Status, Status),
+        version: i64,
+        e: LifecycleError,
+        guard: &LockGuard,
+    ) -> LifecycleError {
+        let message = match &e {
+            LifecycleError::Interrupted => {
+                "interrupted: the session was shut down during the phase".to_string()
+            }
+            other => other.to_string(),
+        };
+        let reason = format!("{} failed", phase_command(from_to.0.phase));
+        let write = writes.write(from_to, version, &reason, Some(&message));
+        let Err(refused) = self.store.transition(&write).await else {
+            return e;
+        };
+        // A lost lease means we are fenced out: if nobody took the plan
+        // over, the next command recovers it.
+        tracing::warn!(
+            "could not record the failure of plan {} ({e}): {refused}",
+            writes.id
+        );
+        match self.refused(writes.id, guard, version, refused).await {
+            lost @ LifecycleError::LeaseLost { .. } => lost,
+            _ => e,
+        }
+    }
+
+    /// The error for a write of this session's phase (made under `guard`,
+    /// after this session last wrote the plan at `version`) that the
+    /// database refused. If another session has written the plan since,
+    /// the lease was lost to it: [`LifecycleError::LeaseLost`] with the
+    /// plan's status now. Otherwise the refusal itself.
+    async fn refused(
+        &self,
+        id: &str,
+        guard: &LockGuard,
+        version: i64,
+        refused: StoreError,
+    ) -> LifecycleError {
+        if matches!(
+            refused,
+            StoreError::Fenced { .. } | StoreError::VersionConflict { .. }
+        ) {
+            match self.store.plan(id).await {
+                Ok(now) if now.version != version => {
+                    return LifecycleError::LeaseLost {
+                        resource: guard.resource().to_string(),
+                        token: guard.token(),
+                        current: now.status,
+                        source: refused,
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("reading plan {id} after a refused write: {e}"),
+            }
+        }
+        refused.into()
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
