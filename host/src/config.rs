@@ -11,6 +11,13 @@ pub use crate::plugins::PLUGIN_PATH_ENV;
 
 pub use crate::plugins::userdir::{user_cache_dir, user_config_dir, CONFIG_DIR_ENV};
 
+/// The WebAssembly plugin engine could not be started (wasmtime refused
+/// the engine's configuration, or its compiled-component cache could not
+/// be set up). The message and the causes are the engine's own.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct PluginEngineError(Box<dyn std::error::Error + Send + Sync>);
+
 /// What [`Container::build`](crate::Container::build) needs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -52,8 +59,9 @@ impl Config {
     /// `<project>/.lockstep/plugins` (when [`Config::project_plugins`], for
     /// plugins the user trusted) and then [`Config::plugin_dirs`], with
     /// [`Config::plugins`].
-    pub fn plugin_engine(&self) -> anyhow::Result<PluginEngine> {
-        let engine = PluginEngine::with_options(self.plugin_dirs.clone(), self.plugins.clone())?;
+    pub fn plugin_engine(&self) -> Result<PluginEngine, PluginEngineError> {
+        let engine = PluginEngine::with_options(self.plugin_dirs.clone(), self.plugins.clone())
+            .map_err(|e| PluginEngineError(e.into()))?;
         Ok(if self.project_plugins {
             engine.with_project_plugins(&self.project)
         } else {

@@ -5,11 +5,22 @@
 
 use std::sync::Arc;
 
-use crate::config::Config;
-use crate::db::Db;
+use crate::config::{Config, PluginEngineError};
+use crate::db::{Db, DbError};
 use crate::lifecycle::{PlanLifecycleService, PluginProvider};
 use crate::locks::LockService;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
+
+/// Why the container could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// The WebAssembly plugin engine could not be started.
+    #[error(transparent)]
+    PluginEngine(#[from] PluginEngineError),
+}
 
 /// The wired singletons. Cheap to share behind an `Arc`.
 pub struct Container {
@@ -31,9 +42,9 @@ impl std::fmt::Debug for Container {
 impl Container {
     /// Connect to the configured database, run migrations, and build the
     /// lock service, the store and the WebAssembly plugin engine.
-    pub async fn build(config: Config) -> anyhow::Result<Container> {
+    pub async fn build(config: Config) -> Result<Container, ContainerError> {
         let plugins = Arc::new(config.plugin_engine()?);
-        Ok(Self::build_with_plugins(config, plugins).await?)
+        Self::build_with_plugins(config, plugins).await
     }
 
     /// Like [`Container::build`], with another source of strategists and
@@ -41,7 +52,7 @@ impl Container {
     pub async fn build_with_plugins(
         config: Config,
         plugins: Arc<dyn PluginProvider>,
-    ) -> Result<Container, StoreError> {
+    ) -> Result<Container, ContainerError> {
         let db = Db::connect(&config.database_url()).await?;
         let locks = LockService::new(db.clone());
         let store = Store::new(db);

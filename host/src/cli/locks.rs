@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use serde_json::json;
 
-use super::Cli;
+use super::{Cli, CliError};
 use crate::locks::{format_ms, local_now_ms, Owner};
 use crate::visible::line;
 use crate::workspace::project_id;
@@ -64,7 +64,7 @@ async fn hold(
     resource: &str,
     duration: Duration,
     reason: &str,
-) -> anyhow::Result<()> {
+) -> Result<(), CliError> {
     let resource = hold_resource(resource, &cli.project);
     let owner = Owner::new_session();
     let ttl = Duration::from_secs(30).min(duration.max(Duration::from_secs(5)));
@@ -103,38 +103,42 @@ async fn hold(
     Ok(())
 }
 
-/// Run a `locks` subcommand.
-pub async fn run(cli: &Cli, container: &Container, cmd: &LocksCommand) -> anyhow::Result<()> {
-    match cmd {
-        LocksCommand::List { stale } => {
-            let locks: Vec<_> = container
-                .locks()
-                .list()
-                .await?
-                .into_iter()
-                .filter(|l| !stale || l.stale)
-                .collect();
-            if cli.json {
-                println!("{}", crate::visible::json(&locks));
-            } else if locks.is_empty() {
-                println!("no locks held");
-            } else {
-                for l in locks {
-                    println!(
-                        "{}{}\n  owner {} ({}) token {} holds {}\n  {} since {} until {}",
-                        line(&l.resource),
-                        if l.stale { "  [stale]" } else { "" },
-                        line(&l.owner),
-                        line(&l.holder.to_string()),
-                        l.token,
-                        l.holds,
-                        line(&l.operation),
-                        format_ms(l.acquired_at),
-                        format_ms(l.expires_at)
-                    );
-                }
-            }
+/// `locks list`: every lease (or only the stale ones), expired ones marked.
+async fn list(cli: &Cli, container: &Container, stale: bool) -> Result<(), CliError> {
+    let locks: Vec<_> = container
+        .locks()
+        .list()
+        .await?
+        .into_iter()
+        .filter(|l| !stale || l.stale)
+        .collect();
+    if cli.json {
+        println!("{}", crate::visible::json(&locks));
+    } else if locks.is_empty() {
+        println!("no locks held");
+    } else {
+        for l in locks {
+            println!(
+                "{}{}\n  owner {} ({}) token {} holds {}\n  {} since {} until {}",
+                line(&l.resource),
+                if l.stale { "  [stale]" } else { "" },
+                line(&l.owner),
+                line(&l.holder.to_string()),
+                l.token,
+                l.holds,
+                line(&l.operation),
+                format_ms(l.acquired_at),
+                format_ms(l.expires_at)
+            );
         }
+    }
+    Ok(())
+}
+
+/// Run a `locks` subcommand.
+pub async fn run(cli: &Cli, container: &Container, cmd: &LocksCommand) -> Result<(), CliError> {
+    match cmd {
+        LocksCommand::List { stale } => list(cli, container, *stale).await?,
         LocksCommand::Hold {
             resource,
             duration,
@@ -142,7 +146,9 @@ pub async fn run(cli: &Cli, container: &Container, cmd: &LocksCommand) -> anyhow
         } => hold(cli, container, resource, *duration, reason).await?,
         LocksCommand::Release { resource, force } => {
             if !force {
-                anyhow::bail!("refusing to release `{resource}` without --force: its holder may still be running");
+                return Err(CliError::ForceRequired {
+                    resource: resource.clone(),
+                });
             }
             let removed = container.locks().force_release(resource).await?;
             if cli.json {

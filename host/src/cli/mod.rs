@@ -5,6 +5,7 @@
 //! transition, 5 apply drift.
 
 mod conflict;
+mod error;
 mod locks;
 mod output;
 mod plan;
@@ -23,6 +24,7 @@ use crate::lifecycle::PluginProvider;
 use crate::plugins::Policy;
 use crate::{Config, Container};
 
+pub use error::CliError;
 pub use output::{
     exit_code, EXIT_APPLY_DRIFT, EXIT_FAILURE, EXIT_INVALID_TRANSITION, EXIT_LOCK_CONFLICT,
     EXIT_USAGE,
@@ -186,7 +188,7 @@ fn init_tracing(default: &str) {
 
 /// The policy named by `--policy`, else the one in the user's config
 /// directory, if there is one. A file named explicitly must exist.
-fn read_policy(path: Option<&std::path::Path>) -> anyhow::Result<Option<Policy>> {
+fn read_policy(path: Option<&std::path::Path>) -> Result<Option<Policy>, CliError> {
     Ok(match path {
         Some(path) => Some(Policy::read(path)?),
         None => Policy::read_default()?,
@@ -194,53 +196,48 @@ fn read_policy(path: Option<&std::path::Path>) -> anyhow::Result<Option<Policy>>
 }
 
 /// Run one parsed command.
-pub async fn run(mut cli: Cli, plugins: Option<Arc<dyn PluginProvider>>) -> anyhow::Result<()> {
+pub async fn run(mut cli: Cli, plugins: Option<Arc<dyn PluginProvider>>) -> Result<(), CliError> {
     if cli.loaded_policy.is_none() {
         let path = cli.policy.clone();
         cli.loaded_policy =
             tokio::task::spawn_blocking(move || read_policy(path.as_deref())).await??;
     }
-    if let Commands::Init { dir } = &cli.command {
-        let dir = dir.clone().unwrap_or_else(|| cli.project.clone());
-        return init(&cli, &dir, plugins).await;
-    }
+    let cli = &cli;
+    let project = cli.project.as_path();
     match &cli.command {
-        Commands::Trust { dir, list } => {
-            let store = user_trust_store();
-            return if *list {
-                trust::list(&store, cli.json)
-            } else {
-                trust::trust(&store, dir.as_ref().unwrap_or(&cli.project), cli.json)
-            };
+        Commands::Init { dir } => init(cli, dir.as_deref().unwrap_or(project), plugins).await,
+        Commands::Trust { list: true, .. } => trust::list(&user_trust_store(), cli.json),
+        Commands::Trust { dir, .. } => trust::trust(
+            &user_trust_store(),
+            dir.as_deref().unwrap_or(project),
+            cli.json,
+        ),
+        Commands::Untrust { dir } => trust::untrust(
+            &user_trust_store(),
+            dir.as_deref().unwrap_or(project),
+            cli.json,
+        ),
+        Commands::Plugins(cmd) => Ok(plugins_command(cli, cmd).await?),
+        Commands::Plan(cmd) => {
+            let container = build_container(cli, project, plugins).await?;
+            plan::run(cli, &container, cmd).await
         }
-        Commands::Untrust { dir } => {
-            let store = user_trust_store();
-            return trust::untrust(&store, dir.as_ref().unwrap_or(&cli.project), cli.json);
+        Commands::Locks(cmd) => {
+            let container = build_container(cli, project, plugins).await?;
+            locks::run(cli, &container, cmd).await
         }
-        _ => {}
     }
-    if let Commands::Plugins(cmd) = &cli.command {
-        match cmd {
-            PluginsCommand::New(args) => return plugin::new(args, cli.json),
-            PluginsCommand::Test(args) => return plugin::test(&cli, args).await,
-            _ => {}
-        }
-        let engine = config(&cli, &cli.project).plugin_engine()?;
-        return match cmd {
-            PluginsCommand::List => plugins::list(&engine, cli.json),
-            PluginsCommand::Precompile => plugins::precompile(&engine, cli.json),
-            PluginsCommand::Inspect { file } => plugins::inspect(&engine, file, cli.json),
-            PluginsCommand::New(_) | PluginsCommand::Test(_) => unreachable!("handled above"),
-        };
-    }
-    let container = build_container(&cli, &cli.project, plugins).await?;
-    match &cli.command {
-        Commands::Init { .. }
-        | Commands::Trust { .. }
-        | Commands::Untrust { .. }
-        | Commands::Plugins(_) => unreachable!("handled above"),
-        Commands::Plan(cmd) => plan::run(&cli, &container, cmd).await,
-        Commands::Locks(cmd) => locks::run(&cli, &container, cmd).await,
+}
+
+/// Run a `plugins` subcommand (they report through `anyhow`).
+async fn plugins_command(cli: &Cli, cmd: &PluginsCommand) -> anyhow::Result<()> {
+    let engine = || config(cli, &cli.project).plugin_engine();
+    match cmd {
+        PluginsCommand::New(args) => plugin::new(args, cli.json),
+        PluginsCommand::Test(args) => plugin::test(cli, args).await,
+        PluginsCommand::List => plugins::list(&engine()?, cli.json),
+        PluginsCommand::Precompile => plugins::precompile(&engine()?, cli.json),
+        PluginsCommand::Inspect { file } => plugins::inspect(&engine()?, file, cli.json),
     }
 }
 
@@ -248,12 +245,12 @@ async fn build_container(
     cli: &Cli,
     project: &std::path::Path,
     plugins: Option<Arc<dyn PluginProvider>>,
-) -> anyhow::Result<Container> {
+) -> Result<Container, CliError> {
     let config = config(cli, project);
-    match plugins {
-        Some(p) => Ok(Container::build_with_plugins(config, p).await?),
-        None => Container::build(config).await,
-    }
+    Ok(match plugins {
+        Some(p) => Container::build_with_plugins(config, p).await?,
+        None => Container::build(config).await?,
+    })
 }
 
 /// The user's trust records (`$LOCKSTEP_CONFIG_DIR`, else
@@ -268,7 +265,7 @@ fn config(cli: &Cli, project: &std::path::Path) -> Config {
     config.plugin_dirs.extend(cli.plugin_dirs.iter().cloned());
     config.lifecycle.lock_ttl = crate::locks::clamp_ttl(cli.lock_ttl);
     if let Some(policy) = &cli.loaded_policy {
-        config.apply_policy(&policy);
+        config.apply_policy(policy);
     }
     config
 }
@@ -277,20 +274,29 @@ async fn init(
     cli: &Cli,
     dir: &std::path::Path,
     plugins: Option<Arc<dyn PluginProvider>>,
-) -> anyhow::Result<()> {
+) -> Result<(), CliError> {
     let state = dir.join(".lockstep");
-    std::fs::create_dir_all(state.join("plugins"))?;
+    let plugin_dir = state.join("plugins");
+    std::fs::create_dir_all(&plugin_dir).map_err(|source| CliError::Create {
+        path: plugin_dir,
+        source,
+    })?;
     // The database and its WAL files must not be committed by accident; a
     // .gitignore the user already has is left as it is.
-    match std::fs::File::options()
+    let gitignore = state.join(".gitignore");
+    let written = match std::fs::File::options()
         .write(true)
         .create_new(true)
-        .open(state.join(".gitignore"))
+        .open(&gitignore)
     {
-        Ok(mut file) => std::io::Write::write_all(&mut file, trust::GITIGNORE.as_bytes())?,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e.into()),
-    }
+        Ok(mut file) => std::io::Write::write_all(&mut file, trust::GITIGNORE.as_bytes()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    };
+    written.map_err(|source| CliError::Create {
+        path: gitignore,
+        source,
+    })?;
     let container = build_container(cli, dir, plugins).await?;
     let url = crate::db::redact(&container.config().database_url());
     if cli.json {

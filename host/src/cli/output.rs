@@ -10,9 +10,9 @@ use std::io::IsTerminal;
 
 use serde_json::json;
 
-use super::plan::PlanId;
-use crate::lifecycle::{LifecycleError, PluginError, PluginLockError};
-use crate::locks::{format_ms, LockConflict, LockError};
+use super::error::CliError;
+use crate::lifecycle::{LifecycleError, PluginError};
+use crate::locks::{format_ms, LockConflict};
 use crate::model::{ChangeKind, ChangeRecord};
 use crate::visible;
 use crate::workspace::unified_diff;
@@ -40,28 +40,15 @@ pub struct Reported {
     pub code: u8,
 }
 
-fn conflict_of(e: &anyhow::Error) -> Option<&LockConflict> {
-    match e.downcast_ref::<LifecycleError>() {
-        Some(LifecycleError::LockConflict(c)) => return Some(c),
-        // A plugin that could not get a sub-resource lock reports the holder too.
-        Some(LifecycleError::Plugin {
-            source: PluginError::Lock(PluginLockError::Conflict(c)),
-            ..
-        }) => return Some(c),
-        _ => {}
-    }
-    e.downcast_ref::<LockError>().and_then(LockError::conflict)
-}
-
 /// The exit code for an error.
-pub fn exit_code(e: &anyhow::Error) -> u8 {
-    if let Some(r) = e.downcast_ref::<Reported>() {
+pub fn exit_code(e: &CliError) -> u8 {
+    if let CliError::Reported(r) = e {
         return r.code;
     }
-    if conflict_of(e).is_some() {
+    if e.conflict().is_some() {
         return EXIT_LOCK_CONFLICT;
     }
-    match e.downcast_ref::<LifecycleError>() {
+    match e.lifecycle() {
         Some(LifecycleError::InvalidTransition(_)) => EXIT_INVALID_TRANSITION,
         Some(LifecycleError::ApplyDrift(_)) => EXIT_APPLY_DRIFT,
         _ => EXIT_FAILURE,
@@ -70,35 +57,54 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 
 /// Print an error: JSON on stdout with `--json`, else a message on stderr
 /// that says what happened and what to do next.
-pub fn print_error(e: &anyhow::Error, as_json: bool) {
-    if let Some(r) = e.downcast_ref::<Reported>() {
-        if !as_json {
-            eprintln!("error: {}", visible::block(&r.message));
+pub fn print_error(e: &CliError, as_json: bool) {
+    match (e, e.conflict()) {
+        (CliError::Reported(_), _) if as_json => {}
+        (CliError::Reported(r), _) => eprintln!("error: {}", visible::block(&r.message)),
+        (_, Some(c)) if as_json => println!("{}", visible::json(&conflict_json(c))),
+        (_, Some(c)) => eprintln!("error: {}", super::conflict::conflict_message(c)),
+        _ if as_json => println!("{}", visible::json(&error_json(e))),
+        _ => {
+            eprintln!("error: {}", visible::block(&message(e)));
+            if let Some(hint) = hint(e) {
+                eprintln!("{hint}");
+            }
         }
-        return;
     }
-    if let Some(c) = conflict_of(e) {
-        if as_json {
-            println!(
-                "{}",
-                crate::visible::json(&json!({ "error": {
-                    "kind": "lock_conflict",
-                    "resource": c.resource,
-                    "owner": c.owner,
-                    "operation": c.operation,
-                    "holder": c.holder,
-                    "acquired_at": format_ms(c.acquired_at),
-                    "expires_at": format_ms(c.expires_at),
-                    "acquired_at_ms": c.acquired_at,
-                    "expires_at_ms": c.expires_at,
-                }}))
-            );
-        } else {
-            eprintln!("error: {}", super::conflict::conflict_message(c));
+}
+
+/// The JSON document of a lock conflict.
+fn conflict_json(c: &LockConflict) -> serde_json::Value {
+    json!({ "error": {
+        "kind": "lock_conflict",
+        "resource": c.resource,
+        "owner": c.owner,
+        "operation": c.operation,
+        "holder": c.holder,
+        "acquired_at": format_ms(c.acquired_at),
+        "expires_at": format_ms(c.expires_at),
+        "acquired_at_ms": c.acquired_at,
+        "expires_at_ms": c.expires_at,
+    }})
+}
+
+/// The JSON document of any other error: its kind, its message, and what
+/// the kind carries (the drifted files, the plan's status now).
+fn error_json(e: &CliError) -> serde_json::Value {
+    let mut body = json!({ "kind": kind(e), "message": message(e) });
+    match e.lifecycle() {
+        Some(LifecycleError::ApplyDrift(d)) => body["files"] = json!(d),
+        Some(LifecycleError::LeaseLost { current, .. }) => {
+            body["status"] = json!(current.to_string())
         }
-        return;
+        _ => {}
     }
-    let kind = match e.downcast_ref::<LifecycleError>() {
+    json!({ "error": body })
+}
+
+/// The error's kind, as `--json` names it.
+fn kind(e: &CliError) -> &'static str {
+    match e.lifecycle() {
         Some(LifecycleError::InvalidTransition(_)) => "invalid_transition",
         Some(LifecycleError::ApplyDrift(_)) => "apply_drift",
         Some(LifecycleError::NotFound(_)) => "not_found",
@@ -108,68 +114,49 @@ pub fn print_error(e: &anyhow::Error, as_json: bool) {
         Some(LifecycleError::InvalidAction(_)) => "invalid_action",
         Some(LifecycleError::InvalidChange(_)) => "invalid_change",
         _ => "error",
-    };
-    if as_json {
-        let mut body = json!({ "kind": kind, "message": message(e) });
-        match e.downcast_ref::<LifecycleError>() {
-            Some(LifecycleError::ApplyDrift(d)) => body["files"] = json!(d),
-            Some(LifecycleError::LeaseLost { current, .. }) => {
-                body["status"] = json!(current.to_string())
-            }
-            _ => {}
-        }
-        println!("{}", crate::visible::json(&json!({ "error": body })));
-    } else {
-        eprintln!("error: {}", visible::block(&message(e)));
-        let id = e
-            .downcast_ref::<PlanId>()
-            .map_or("ID (`lockstep plan list` shows it)".to_string(), |p| {
-                p.0.clone()
-            });
-        let invalid_input = matches!(
-            e.downcast_ref::<LifecycleError>(),
-            Some(LifecycleError::Plugin {
-                source: PluginError::InvalidInput(_),
-                ..
-            })
-        );
-        match kind {
-            "apply_drift" => eprintln!(
-                "Nothing was written. Run `lockstep plan revert {id}` and run the plan again."
-            ),
-            // The same input would be refused again: no retry.
-            "plugin" if invalid_input => eprintln!(
-                "The plugin refused the action's input; nothing was changed. Fix the params in the action file and create a new plan from it."
-            ),
-            "plugin" | "lock_expired" => {
-                eprintln!("The plan is errored; `lockstep plan retry {id}` runs the phase again.")
-            }
-            "lease_lost" => eprintln!(
-                "Another session carried the plan on and this session's result was not recorded; `lockstep plan status ID` shows the plan and its history."
-            ),
-            "invalid_change" => eprintln!(
-                "Nothing was stored. The plan is errored; fix the plugin or the action, then `lockstep plan retry {id}`."
-            ),
-            _ => {}
-        }
     }
+}
+
+/// What to do next, printed under the error (without `--json`).
+fn hint(e: &CliError) -> Option<String> {
+    let id = e
+        .plan()
+        .map_or("ID (`lockstep plan list` shows it)", |id| id);
+    Some(match e.lifecycle()? {
+        LifecycleError::ApplyDrift(_) => format!(
+            "Nothing was written. Run `lockstep plan revert {id}` and run the plan again."
+        ),
+        // The same input would be refused again: no retry.
+        LifecycleError::Plugin {
+            source: PluginError::InvalidInput(_),
+            ..
+        } => "The plugin refused the action's input; nothing was changed. Fix the params in the action file and create a new plan from it.".to_string(),
+        LifecycleError::Plugin { .. } | LifecycleError::LockExpired { .. } => {
+            format!("The plan is errored; `lockstep plan retry {id}` runs the phase again.")
+        }
+        LifecycleError::LeaseLost { .. } => format!(
+            "Another session carried the plan on and this session's result was not recorded; `lockstep plan status {id}` shows the plan and its history."
+        ),
+        LifecycleError::InvalidChange(_) => format!(
+            "Nothing was stored. The plan is errored; fix the plugin or the action, then `lockstep plan retry {id}`."
+        ),
+        _ => return None,
+    })
 }
 
 /// The error and its causes, each cause once: library errors often repeat
 /// their source in their own message (`execute failed: {0}`), and a cause
 /// whose text is already there adds nothing.
-pub fn message(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    // The plan's id is context for the hints, not part of the message.
-    let skip = usize::from(e.downcast_ref::<PlanId>().is_some());
-    for cause in e.chain().skip(skip) {
-        let cause = cause.to_string();
-        if text.is_empty() {
-            text = cause;
-        } else if !text.contains(&cause) {
+pub fn message(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
             text.push_str(": ");
-            text.push_str(&cause);
+            text.push_str(&more);
         }
+        cause = c.source();
     }
     text
 }
@@ -428,21 +415,27 @@ mod tests {
 
     #[test]
     fn error_messages_keep_lines_and_show_controls() {
-        let e = anyhow::anyhow!("plugin said: \x1b[2Kok\r").context("execute failed");
+        let e = CliError::Create {
+            path: "execute failed".into(),
+            source: std::io::Error::other("plugin said: \x1b[2Kok\r"),
+        };
         assert_eq!(
             visible::block(&message(&e)),
-            "execute failed: plugin said: ␛[2Kok␍"
+            "cannot create `execute failed`: plugin said: ␛[2Kok␍"
         );
     }
 
     #[test]
     fn causes_already_in_the_message_are_not_repeated() {
-        let e = anyhow::Error::new(LifecycleError::InvalidChange(ChangeError::TooMany {
+        let e = CliError::from(LifecycleError::InvalidChange(ChangeError::TooMany {
             limit: 3,
         }));
         let text = message(&e);
         assert_eq!(text.matches("more than 3 files").count(), 1, "{text}");
-        let e = anyhow::anyhow!("disk full").context("reading `a.toml`");
-        assert_eq!(message(&e), "reading `a.toml`: disk full");
+        let e = CliError::Create {
+            path: "a.toml".into(),
+            source: std::io::Error::other("disk full"),
+        };
+        assert_eq!(message(&e), "cannot create `a.toml`: disk full");
     }
 }

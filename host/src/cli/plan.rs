@@ -5,30 +5,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::output::{callouts, colour, diff};
-use super::Cli;
+use super::{Cli, CliError};
 use crate::lifecycle::progress::Progress;
-use crate::lifecycle::{ApplyReport, LifecycleError, PlanLifecycleService};
+use crate::lifecycle::{read_action, ApplyReport, PlanLifecycleService};
 use crate::locks::format_ms;
-use crate::model::PlanRecord;
-use crate::model::{Phase, PlanProposal, State, Status};
+use crate::model::{ChangeRecord, Phase, PlanProposal, PlanRecord, State, Status};
 use crate::visible::{block, line};
 use crate::Container;
-
-/// The plan a command worked on, attached to its error (as `anyhow`
-/// context) so that the hints printed with it can name the plan.
-#[derive(Debug, Clone)]
-pub struct PlanId(pub String);
-
-impl std::fmt::Display for PlanId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "plan {}", self.0)
-    }
-}
 
 /// The plan `cmd` names, if it names one.
 fn plan_of(cmd: &PlanCommand) -> Option<&str> {
@@ -105,10 +92,18 @@ pub enum PlanCommand {
     },
     /// List plans, newest first.
     List,
-    /// Re-run the phase of an errored or interrupted plan.
+    /// Re-run the phase of an errored or interrupted plan; with
+    /// --continue, also the phases after it (as `plan run` does).
     Retry {
         /// Plan id.
         id: String,
+        /// Go on with the remaining phases: execute, then show the diff
+        /// and ask before applying.
+        #[arg(long = "continue")]
+        continue_: bool,
+        /// With --continue: apply without asking.
+        #[arg(long, short = 'y', requires = "continue_")]
+        yes: bool,
         #[command(flatten)]
         lock: LockArgs,
     },
@@ -129,7 +124,7 @@ pub enum PlanCommand {
 }
 
 /// Run a `plan` subcommand.
-pub async fn run(cli: &Cli, container: &Container, cmd: &PlanCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &Cli, container: &Container, cmd: &PlanCommand) -> Result<(), CliError> {
     let mut session = container.lifecycle();
     let lock_timeout = match cmd {
         PlanCommand::Strategize { lock, .. }
@@ -157,8 +152,8 @@ pub async fn run(cli: &Cli, container: &Container, cmd: &PlanCommand) -> anyhow:
     let result = dispatch(cli, &session, cmd)
         .await
         .map_err(|e| match plan_of(cmd) {
-            Some(id) if e.downcast_ref::<PlanId>().is_none() => e.context(PlanId(id.to_string())),
-            _ => e,
+            Some(id) => e.in_plan(id),
+            None => e,
         });
     signals.abort();
     if let Err(e) = session.close().await {
@@ -221,11 +216,7 @@ fn progress_line(p: &Progress) -> String {
     }
 }
 
-fn read_action(path: &Path) -> Result<crate::model::Action, LifecycleError> {
-    Ok(crate::lifecycle::read_action(path)?)
-}
-
-async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> anyhow::Result<()> {
+async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> Result<(), CliError> {
     let json = cli.json;
     match cmd {
         PlanCommand::New { action } => {
@@ -244,92 +235,95 @@ async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> any
             }
         }
         PlanCommand::Execute { id, .. } => print_plan(&s.execute_plan(id).await?, json),
-        PlanCommand::Apply { id, .. } => {
-            let report = s.apply_plan(id).await?;
-            if json {
-                println!("{}", crate::visible::json(&applied_json(&report)));
-            } else {
-                println!(
-                    "plan {} applied: {} file(s) written",
-                    report.plan_id, report.files
-                );
-            }
-        }
-        PlanCommand::Retry { id, .. } => print_plan(&s.retry(id).await?, json),
+        PlanCommand::Apply { id, .. } => print_applied(&s.apply_plan(id).await?, None, json),
+        PlanCommand::Retry {
+            id, continue_, yes, ..
+        } => retry(cli, s, id, *continue_, *yes).await?,
         PlanCommand::Revert { id, .. } => print_plan(&s.revert_plan(id).await?, json),
         PlanCommand::Cancel { id, .. } => print_plan(&s.cancel_plan(id).await?, json),
-        PlanCommand::Status { id } => {
-            let view = s.status(id).await?;
-            if json {
-                println!("{}", crate::visible::json(&view));
-            } else {
-                print_plan(&view.plan, false);
-                if let Some(e) = &view.plan.error {
-                    println!("error:   {}", block(e));
-                }
-                println!("changes: {}", view.changes);
-                println!("history:");
-                for e in &view.events {
-                    println!(
-                        "  {}  {:<22} → {:<22} {} ({})",
-                        format_ms(e.at),
-                        e.from.map_or("(new)".to_string(), |s| s.to_string()),
-                        e.to.to_string(),
-                        line(&e.reason),
-                        line(&e.actor)
-                    );
-                }
-            }
-        }
-        PlanCommand::Show {
-            id,
-            diff: with_diff,
-        } => {
-            let view = s.status(id).await?;
-            let changes = s.changes(id).await?;
-            if json {
-                println!(
-                    "{}",
-                    crate::visible::json(
-                        &json!({ "plan": view.plan, "steps": view.steps, "changes": changes, "diff": with_diff.then(|| diff(&changes, false)) })
-                    )
-                );
-            } else {
-                print_plan(&view.plan, false);
-                print_proposal(&view.plan);
-                for step in &view.steps {
-                    println!("  {}: {}", line(&step.step_id), line(&step.summary));
-                }
-                if *with_diff {
-                    print!("{}", diff(&changes, colour()));
-                } else {
-                    for c in &changes {
-                        println!("  {:?} {}", c.kind, line(&c.path));
-                    }
-                }
-                print!("{}", callouts(&changes, colour()));
-            }
-        }
-        PlanCommand::List => {
-            let plans = s.list().await?;
-            if json {
-                println!("{}", crate::visible::json(&plans));
-            } else if plans.is_empty() {
-                println!("no plans");
-            } else {
-                println!("{:<12}  {:<22}  {:<24}  CREATED", "ID", "STATUS", "ACTION");
-                for p in plans {
-                    println!(
-                        "{:<12}  {:<22}  {:<24}  {}",
-                        p.id,
-                        p.status.to_string(),
-                        line(&p.action.name),
-                        format_ms(p.created_at)
-                    );
-                }
-            }
-        }
+        PlanCommand::Status { id } => status(s, id, json).await?,
+        PlanCommand::Show { id, diff } => show(s, id, *diff, json).await?,
+        PlanCommand::List => list(s, json).await?,
         PlanCommand::Run { action, yes, .. } => run_all(cli, s, action, *yes).await?,
+    }
+    Ok(())
+}
+
+/// `plan status`: the plan, its error, its history.
+async fn status(s: &PlanLifecycleService, id: &str, json: bool) -> Result<(), CliError> {
+    let view = s.status(id).await?;
+    if json {
+        println!("{}", crate::visible::json(&view));
+        return Ok(());
+    }
+    print_plan(&view.plan, false);
+    if let Some(e) = &view.plan.error {
+        println!("error:   {}", block(e));
+    }
+    println!("changes: {}", view.changes);
+    println!("history:");
+    for e in &view.events {
+        println!(
+            "  {}  {:<22} → {:<22} {} ({})",
+            format_ms(e.at),
+            e.from.map_or("(new)".to_string(), |s| s.to_string()),
+            e.to.to_string(),
+            line(&e.reason),
+            line(&e.actor)
+        );
+    }
+    Ok(())
+}
+
+/// `plan show`: the proposal, the steps' summaries and the changeset (or
+/// its diff).
+async fn show(
+    s: &PlanLifecycleService,
+    id: &str,
+    with_diff: bool,
+    json: bool,
+) -> Result<(), CliError> {
+    let view = s.status(id).await?;
+    let changes = s.changes(id).await?;
+    if json {
+        let body = json!({ "plan": view.plan, "steps": view.steps, "changes": changes, "diff": with_diff.then(|| diff(&changes, false)) });
+        println!("{}", crate::visible::json(&body));
+        return Ok(());
+    }
+    print_plan(&view.plan, false);
+    print_proposal(&view.plan);
+    for step in &view.steps {
+        println!("  {}: {}", line(&step.step_id), line(&step.summary));
+    }
+    if with_diff {
+        print!("{}", diff(&changes, colour()));
+    } else {
+        for c in &changes {
+            println!("  {:?} {}", c.kind, line(&c.path));
+        }
+    }
+    print!("{}", callouts(&changes, colour()));
+    Ok(())
+}
+
+/// `plan list`: every plan, newest first.
+async fn list(s: &PlanLifecycleService, json: bool) -> Result<(), CliError> {
+    let plans = s.list().await?;
+    if json {
+        println!("{}", crate::visible::json(&plans));
+    } else if plans.is_empty() {
+        println!("no plans");
+    } else {
+        println!("{:<12}  {:<22}  {:<24}  CREATED", "ID", "STATUS", "ACTION");
+        for p in plans {
+            println!(
+                "{:<12}  {:<22}  {:<24}  {}",
+                p.id,
+                p.status.to_string(),
+                line(&p.action.name),
+                format_ms(p.created_at)
+            );
+        }
     }
     Ok(())
 }
@@ -352,13 +346,26 @@ fn print_plan(plan: &PlanRecord, json: bool) {
     }
 }
 
-/// The JSON document of an applied plan, for `plan apply` and `plan run`.
-fn applied_json(report: &ApplyReport) -> serde_json::Value {
-    json!({
-        "plan_id": report.plan_id,
-        "status": Status::new(Phase::Apply, State::Applied).to_string(),
-        "files": report.files,
-    })
+/// What an apply did: with `--json` one document (for `plan run` and
+/// `plan retry --continue` with the paths of `changes`), else one line.
+fn print_applied(report: &ApplyReport, changes: Option<&[ChangeRecord]>, json: bool) {
+    if json {
+        let mut body = json!({
+            "plan_id": report.plan_id,
+            "status": Status::new(Phase::Apply, State::Applied).to_string(),
+            "files": report.files,
+        });
+        if let Some(changes) = changes {
+            body["changes"] = json!(changes.iter().map(|c| &c.path).collect::<Vec<_>>());
+        }
+        println!("{}", crate::visible::json(&body));
+    } else {
+        let mark = if changes.is_some() { "✓ " } else { "" };
+        println!(
+            "{mark}plan {} applied: {} file(s) written",
+            report.plan_id, report.files
+        );
+    }
 }
 
 fn print_proposal(plan: &PlanRecord) {
@@ -377,12 +384,52 @@ fn proposal_text(p: &PlanProposal) -> String {
     out
 }
 
+/// What a plan in `status` still needs after `plan retry`, and the
+/// commands that do it; `None` once it is applied (or cannot go on).
+fn next_steps(id: &str, status: Status) -> Option<String> {
+    let apply = format!("`lockstep plan apply {id}` writes its changes (`lockstep plan show {id} --diff` shows them first)");
+    match (status.phase, status.state) {
+        (Phase::Strategize, State::Complete) => Some(format!(
+            "The plan is strategized, not executed or applied: `lockstep plan execute {id}` runs Execute, then {apply}; or `lockstep plan retry {id} --continue` would have run both."
+        )),
+        (Phase::Execute, State::Complete) => Some(format!(
+            "The plan is executed, not applied: {apply}; or `lockstep plan retry {id} --continue` would have gone on to it."
+        )),
+        _ => None,
+    }
+}
+
+/// `plan retry`: run the errored phase again; with `--continue` also the
+/// phases after it, as `plan run` does; without, say what is left.
+async fn retry(
+    cli: &Cli,
+    s: &PlanLifecycleService,
+    id: &str,
+    continue_: bool,
+    yes: bool,
+) -> Result<(), CliError> {
+    let plan = s.retry(id).await?;
+    if continue_ {
+        if !cli.json {
+            print_plan(&plan, false);
+        }
+        return carry_on(cli, s, plan, yes).await;
+    }
+    print_plan(&plan, cli.json);
+    if !cli.json {
+        if let Some(next) = next_steps(id, plan.status) {
+            println!("{next}");
+        }
+    }
+    Ok(())
+}
+
 async fn run_all(
     cli: &Cli,
     s: &PlanLifecycleService,
     action: &Path,
     yes: bool,
-) -> anyhow::Result<()> {
+) -> Result<(), CliError> {
     let json = cli.json;
     let plan = s.new_plan(read_action(action)?, &cli.project).await?;
     if !json {
@@ -393,14 +440,39 @@ async fn run_all(
             line(&plan.project_root)
         );
     }
-    let in_plan = || PlanId(plan.id.clone());
-    let plan = s.strategize_plan(&plan.id).await.with_context(in_plan)?;
+    let plan = s
+        .strategize_plan(&plan.id)
+        .await
+        .map_err(|e| CliError::from(e).in_plan(&plan.id))?;
     if !json {
         print_proposal(&plan);
     }
-    let plan = s.execute_plan(&plan.id).await.with_context(in_plan)?;
-    let changes = s.changes(&plan.id).await?;
-    if !json {
+    carry_on(cli, s, plan, yes).await
+}
+
+/// Take `plan` on from where it is to applied: execute it if it is
+/// strategized, show the changeset, ask (unless `yes`), apply. A plan in
+/// any other status is left as it is.
+async fn carry_on(
+    cli: &Cli,
+    s: &PlanLifecycleService,
+    plan: PlanRecord,
+    yes: bool,
+) -> Result<(), CliError> {
+    let id = plan.id.clone();
+    let in_plan = |e| CliError::from(e).in_plan(&id);
+    let plan = match plan.status {
+        Status {
+            phase: Phase::Strategize,
+            state: State::Complete,
+        } => s.execute_plan(&id).await.map_err(in_plan)?,
+        _ => plan,
+    };
+    if plan.status != Status::new(Phase::Execute, State::Complete) {
+        return Ok(());
+    }
+    let changes = s.changes(&id).await.map_err(in_plan)?;
+    if !cli.json {
         if changes.is_empty() {
             println!("nothing to change");
         } else {
@@ -408,39 +480,34 @@ async fn run_all(
             print!("{}", callouts(&changes, colour()));
         }
     }
-    if !yes && !changes.is_empty() {
-        if json || !std::io::stdin().is_terminal() {
-            anyhow::bail!(
-                "not applying without confirmation; plan {} is ready: `lockstep plan apply {}` or re-run with --yes",
-                plan.id,
-                plan.id
-            );
-        }
-        print!(
-            "apply {} change(s) to {}? [y/N] ",
-            changes.len(),
-            line(&plan.project_root)
-        );
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("not applied; plan {} stays in {}", plan.id, plan.status);
-            return Ok(());
-        }
+    if !yes && !changes.is_empty() && !confirmed(cli.json, &plan, changes.len())? {
+        println!("not applied; plan {} stays in {}", plan.id, plan.status);
+        return Ok(());
     }
-    let report = s.apply_plan(&plan.id).await.with_context(in_plan)?;
-    if json {
-        let mut body = applied_json(&report);
-        body["changes"] = json!(changes.iter().map(|c| &c.path).collect::<Vec<_>>());
-        println!("{}", crate::visible::json(&body));
-    } else {
-        println!(
-            "✓ plan {} applied: {} file(s) written",
-            plan.id, report.files
-        );
-    }
+    let report = s.apply_plan(&id).await.map_err(in_plan)?;
+    print_applied(&report, Some(&changes), cli.json);
     Ok(())
+}
+
+/// Ask whether to apply `count` changes to the plan's project; an error
+/// when nobody can answer (`--json`, or stdin not a terminal).
+fn confirmed(json: bool, plan: &PlanRecord, count: usize) -> Result<bool, CliError> {
+    if json || !std::io::stdin().is_terminal() {
+        return Err(CliError::NotConfirmed {
+            plan: plan.id.clone(),
+        });
+    }
+    print!(
+        "apply {count} change(s) to {}? [y/N] ",
+        line(&plan.project_root)
+    );
+    std::io::stdout().flush().map_err(CliError::Prompt)?;
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(CliError::Prompt)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 #[cfg(test)]

@@ -4,10 +4,11 @@
 
 use std::path::Path;
 
+use super::CliError;
 use crate::plugins::{project_plugin_dir, TrustStore, TrustedProject};
 
 /// `trust [DIR]`: record the project and the hashes of its plugin files.
-pub(crate) fn trust(store: &TrustStore, project: &Path, json: bool) -> anyhow::Result<()> {
+pub(crate) fn trust(store: &TrustStore, project: &Path, json: bool) -> Result<(), CliError> {
     let record = store.trust(project)?;
     if json {
         println!("{}", serde_json::to_string(&record)?);
@@ -39,7 +40,7 @@ pub(crate) fn trust(store: &TrustStore, project: &Path, json: bool) -> anyhow::R
 }
 
 /// `untrust [DIR]`: forget the project.
-pub(crate) fn untrust(store: &TrustStore, project: &Path, json: bool) -> anyhow::Result<()> {
+pub(crate) fn untrust(store: &TrustStore, project: &Path, json: bool) -> Result<(), CliError> {
     let removed = store.untrust(project)?;
     if json {
         println!(
@@ -58,7 +59,7 @@ pub(crate) fn untrust(store: &TrustStore, project: &Path, json: bool) -> anyhow:
 }
 
 /// `trust --list`: every trusted project.
-pub(crate) fn list(store: &TrustStore, json: bool) -> anyhow::Result<()> {
+pub(crate) fn list(store: &TrustStore, json: bool) -> Result<(), CliError> {
     let records: Vec<TrustedProject> = store.list()?;
     if json {
         println!("{}", serde_json::to_string(&records)?);
