@@ -486,8 +486,84 @@ async fn roll_forward_does_not_follow_a_directory_replaced_by_a_symlink(backend:
     );
 }
 
+/// A `files` plan writing `d/x` in a project where `d` is a file: Execute
+/// refuses the change and the plan is execute/errored; once `d` is gone,
+/// a retry can succeed.
+fn plan_errored_in_execute(db: &TestDb, name: &str) -> (std::path::PathBuf, String) {
+    let project = db.project(name, &[("d", "a file where a directory is needed")]);
+    let act = action_file(
+        db.dir.path(),
+        name,
+        "files",
+        "files",
+        &[("files", "d/x"), ("content", "new\n")],
+    );
+    let id = plan_new(db, &project, &act);
+    assert!(plan(db, &project, &["strategize", &id]).status.success());
+    let out = plan(db, &project, &["execute", &id]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    std::fs::remove_file(project.join("d")).unwrap();
+    (project, id)
+}
+
+/// `plan retry` of a failed Execute stops after Execute and says that the
+/// plan is not applied and how to apply it; `plan retry --continue` goes on
+/// to Apply (here with --yes), and refuses to apply unasked without it.
+async fn retry_says_what_is_left_and_continue_runs_it(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (project, id) = plan_errored_in_execute(&db, "plain");
+    let out = plan(&db, &project, &["retry", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("execute/complete"), "{text}");
+    assert!(
+        text.contains("The plan is executed, not applied")
+            && text.contains(&format!("`lockstep plan apply {id}` writes its changes"))
+            && text.contains(&format!("`lockstep plan retry {id} --continue`")),
+        "{text}"
+    );
+    assert!(!project.join("d").exists(), "nothing applied");
+
+    let (project, id) = plan_errored_in_execute(&db, "unasked");
+    let out = plan(&db, &project, &["retry", &id, "--continue"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "not applying without confirmation; plan {id} is ready"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("+new"),
+        "the diff is shown: {}",
+        stdout(&out)
+    );
+    assert!(!project.join("d").exists(), "nothing applied");
+
+    let (project, id) = plan_errored_in_execute(&db, "continued");
+    let out = plan(&db, &project, &["retry", &id, "--continue", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("✓ plan {id} applied: 1 file(s) written")),
+        "{text}"
+    );
+    assert!(!text.contains("not applied"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(project.join("d/x")).unwrap(),
+        "new\n"
+    );
+    let mut cmd = host_command(&db.url, &project);
+    cmd.args(["--json", "plan", "status", &id]);
+    assert_eq!(json(&run(cmd))["plan"]["status"]["state"], "applied");
+    let out = plan(&db, &project, &["retry", &id, "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "--yes needs --continue");
+}
+
 on_both_backends!(
     run_show_and_exit_codes,
+    retry_says_what_is_left_and_continue_runs_it,
     malformed_actions_name_line_and_field,
     crash_mid_apply_rolls_forward,
     force_release_fences_a_live_holder,

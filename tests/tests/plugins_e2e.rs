@@ -290,6 +290,54 @@ async fn a_plugin_lease_conflict_is_explained_without_a_useless_lock_timeout(bac
     assert!(a.status.success(), "{}", stderr(&a));
 }
 
+/// After a plugin failed its step on a held lease, `plan status` says what
+/// is true: whose lease it is (the plugin's lease `R`), that another session
+/// holds it, who (its operation and pid), and not that a lock was
+/// "unavailable".
+async fn plan_status_names_the_held_plugin_lease_and_its_holder(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = sample(&db);
+    let cli = CliProject::new(&db, &project);
+    let holding = cli.spawn(&[
+        "locks",
+        "hold",
+        "R",
+        "--for",
+        "60s",
+        "--reason",
+        "maintenance window",
+    ]);
+    cli.wait_for_lock("/res:R");
+    let asker = cli.action(
+        "probe",
+        "lock-probe",
+        &[("resource", "R"), ("on_conflict", "fail")],
+    );
+    let id = cli.new_plan(&asker);
+    cli.ok(&["plan", "strategize", &id]);
+    let out = cli.run(&["plan", "execute", &id]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let status = cli.ok(&["plan", "status", &id]);
+    let error = status
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line: {status}"));
+    assert!(
+        error.contains("execute failed: the plugin's lease `R` is held by another session"),
+        "{error}"
+    );
+    assert!(error.contains("/res:R` is locked by session"), "{error}");
+    assert!(error.contains("maintenance window"), "{error}");
+    assert!(error.contains(&format!("pid {}", holding.id())), "{error}");
+    assert!(!status.contains("unavailable"), "{status}");
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &holding.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(holding.wait_with_output().unwrap().status.success());
+}
+
 /// `locks hold R` holds the plugin lease `R` of the project: a plugin asking
 /// for it meets the conflict, named with the given reason; SIGTERM releases
 /// it.
@@ -467,6 +515,7 @@ on_both_backends!(
     second_session_is_refused,
     lock_conflict_reaches_the_plugin,
     a_plugin_lease_conflict_is_explained_without_a_useless_lock_timeout,
+    plan_status_names_the_held_plugin_lease_and_its_holder,
     an_operator_hold_makes_a_plugin_meet_a_conflict_and_sigterm_releases_it,
     plugin_test_hold_makes_the_plugin_meet_a_held_lease,
     the_retry_hint_names_the_plan_and_is_not_given_for_invalid_input,
