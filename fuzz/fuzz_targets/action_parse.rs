@@ -18,6 +18,9 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!value.trim().is_empty(), "accepted an empty `{field}`");
             }
         }
-        Err(message) => assert!(!message.trim().is_empty(), "an empty error for {source:?}"),
+        Err(e) => assert!(
+            !e.to_string().trim().is_empty(),
+            "an empty error for {source:?}"
+        ),
     }
 });
