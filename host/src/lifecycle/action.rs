@@ -77,13 +77,15 @@ pub enum ActionError {
         source: io::Error,
     },
     /// The file is not valid TOML, or a field is missing, unknown or of
-    /// the wrong type. `message` is the TOML reader's own words.
-    #[error("{at}{message}")]
+    /// the wrong type, in the TOML reader's own words. (`error` is not a
+    /// `source`: its own text repeats the line with a caret, which `at`
+    /// already says.)
+    #[error("{at}{}", .error.message())]
     Syntax {
         /// Where.
         at: Location,
-        /// What is wrong.
-        message: String,
+        /// The TOML reader's error.
+        error: toml::de::Error,
     },
     /// A required field is empty.
     #[error("{at}field `{field}` must not be empty")]
@@ -160,7 +162,7 @@ pub fn parse_action(source: &str) -> Result<Action, ActionError> {
                 line,
                 column,
             },
-            message: e.message().to_string(),
+            error: e,
         }
     })?;
     for (field, value) in [

@@ -2,7 +2,8 @@
 //!
 //! [`transition`] decides every status change (DESIGN §2);
 //! [`PlanLifecycleService`] carries commands out under the plan lock, with
-//! versioned, fenced writes and an event for each transition.
+//! versioned, fenced writes and an event for each transition: one function
+//! per phase (`service.rs`), one runner for all of them (`run.rs`).
 
 mod action;
 mod error;

@@ -8,6 +8,10 @@
 //! versioned and fenced by the lease's token. The lease is released on
 //! every path: explicitly on the normal path, by the guard's drop on a
 //! panic or a dropped future.
+//!
+//! Each phase's work is one function here (`run_strategize`, `run_execute`,
+//! `run_apply`, chosen by `phase_work`); running any of them under the lock
+//! is [`super::run`]'s.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
