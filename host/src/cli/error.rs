@@ -157,3 +157,43 @@ impl CliError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::output::{exit_code, message, EXIT_INVALID_TRANSITION};
+    use crate::lifecycle::{transition, Command};
+
+    #[test]
+    fn what_the_plugin_commands_carry_is_taken_back_out_of_anyhow() {
+        let refused = transition(None, Command::Apply).unwrap_err();
+        let e = CliError::from(anyhow::Error::new(LifecycleError::from(refused)));
+        assert!(matches!(
+            e.lifecycle(),
+            Some(LifecycleError::InvalidTransition(_))
+        ));
+        assert_eq!(exit_code(&e), EXIT_INVALID_TRANSITION);
+        let e = CliError::from(anyhow::Error::new(Reported {
+            message: "done".into(),
+            code: 7,
+        }));
+        assert_eq!(exit_code(&e), 7);
+        let e = CliError::from(anyhow::anyhow!("disk full").context("compiling `x`"));
+        assert!(matches!(e, CliError::Plugins(_)));
+        assert_eq!(
+            message(&e),
+            "compiling `x`: disk full",
+            "the causes are kept"
+        );
+    }
+
+    #[test]
+    fn the_plan_is_named_once_and_not_part_of_the_message() {
+        let refused = transition(None, Command::Apply).unwrap_err();
+        let e = CliError::from(LifecycleError::from(refused))
+            .in_plan("p1")
+            .in_plan("p2");
+        assert_eq!(e.plan(), Some("p1"));
+        assert!(!message(&e).contains("p1"), "{}", message(&e));
+    }
+}

@@ -409,7 +409,8 @@ async fn retry(
     yes: bool,
 ) -> Result<(), CliError> {
     let plan = s.retry(id).await?;
-    if continue_ {
+    // Strategize and Execute end in `complete`, with phases after them.
+    if continue_ && plan.status.state == State::Complete {
         if !cli.json {
             print_plan(&plan, false);
         }
@@ -540,6 +541,25 @@ mod tests {
             text,
             "proposal: safe \\u{2066}change\\u{2069}\n  1. Update \\u{202e}sdoc\\u{202c} and \\u{2067}x\n"
         );
+    }
+
+    #[test]
+    fn after_a_retry_the_phases_left_are_named_with_the_plan() {
+        let after = |phase, state| next_steps("p1", Status::new(phase, state));
+        let text = after(Phase::Strategize, State::Complete).unwrap();
+        assert!(
+            text.contains("`lockstep plan execute p1` runs Execute")
+                && text.contains("`lockstep plan apply p1` writes its changes")
+                && text.contains("`lockstep plan retry p1 --continue`"),
+            "{text}"
+        );
+        let text = after(Phase::Execute, State::Complete).unwrap();
+        assert!(
+            text.contains("`lockstep plan apply p1`") && !text.contains("plan execute"),
+            "{text}"
+        );
+        assert_eq!(after(Phase::Apply, State::Applied), None);
+        assert_eq!(after(Phase::Execute, State::Errored), None);
     }
 
     #[test]
