@@ -227,6 +227,63 @@ async fn drift_refuses_apply_and_revert_recovers(backend: Backend) {
     );
 }
 
+/// Errors keep what they are: a symlink that appeared before Apply is the
+/// workspace's path refusal (not an I/O error with its cause dropped), a
+/// plugin's failure names its phase as a `Phase`, and a missing project
+/// directory keeps its `io::Error`.
+async fn errors_are_typed_and_keep_their_cause(backend: Backend) {
+    use lockstep::lifecycle::ActionError;
+    use lockstep::workspace::{ApplyError, ChangeError};
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[("src/b", "b")]);
+    let outside = db.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let c = container(&db).await;
+    let s = c.lifecycle();
+    let act = action("files", "files", &[("files", "src/b"), ("content", "new")]);
+    let plan = strategized(&s, act, &project).await;
+    s.execute_plan(&plan.id).await.unwrap();
+    std::fs::rename(project.join("src"), project.join("src.moved")).unwrap();
+    std::os::unix::fs::symlink(&outside, project.join("src")).unwrap();
+    let err = s.apply_plan(&plan.id).await.unwrap_err();
+    let LifecycleError::Apply(ApplyError::Path(_)) = &err else {
+        panic!("{err:?}");
+    };
+    let cause = std::error::Error::source(&err).expect("the refusal is kept");
+    assert!(cause.downcast_ref::<ChangeError>().is_some(), "{cause:?}");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    let view = s.status(&plan.id).await.unwrap();
+    assert_eq!(view.plan.status, status(Phase::Apply, State::Errored));
+
+    let plan = s
+        .new_plan(action("files", "fail", &[("files", "x")]), &project)
+        .await
+        .unwrap();
+    s.strategize_plan(&plan.id).await.unwrap();
+    let err = s.execute_plan(&plan.id).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LifecycleError::Plugin {
+                phase: Phase::Execute,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().starts_with("execute failed: "), "{err}");
+
+    let missing = db.dir.path().join("no-such-project");
+    let err = s
+        .new_plan(action("files", "files", &[("files", "x")]), &missing)
+        .await
+        .unwrap_err();
+    let LifecycleError::InvalidAction(ActionError::Project { source, .. }) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+}
+
 async fn failures_error_the_phase_and_release(backend: Backend) {
     let db = TestDb::new(backend).await;
     let project = db.project("p", &[]);
@@ -483,6 +540,7 @@ on_both_backends!(
     retrying_a_plan_that_is_not_errored_names_retry_and_the_status,
     drift_refuses_apply_and_revert_recovers,
     failures_error_the_phase_and_release,
+    errors_are_typed_and_keep_their_cause,
     dropped_future_releases_and_recovers,
     sessions_and_containers_exclude_each_other,
     stale_holder_is_fenced_out,
