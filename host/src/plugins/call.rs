@@ -21,7 +21,7 @@ use super::bindings::latest::lockstep::plugin::types as wit;
 use super::bindings::{ExecutionIndices, StrategyIndices};
 use super::convert;
 use super::engine::{file_name, Loaded, Runtime};
-use super::host::{LeaseLedger, PluginState};
+use super::host::{CallScope, LeaseLedger, PluginState};
 use super::limits::Limits;
 use super::log::{LogStats, PluginLog, StdioLog, WriteOverPermit};
 use crate::lifecycle::{PluginContext, PluginError};
@@ -127,28 +127,21 @@ pub async fn run(
         None => None,
     };
     let kept = slot.as_mut().and_then(|s| s.take());
+    let scope = CallScope {
+        project: ctx.project.clone(),
+        locks: ctx.locks.clone(),
+        leases: ledger.clone(),
+        log: log.clone(),
+        progress: ctx.progress.clone(),
+    };
     let (mut store, instance, stdio, stderr_log) = match kept {
         Some(mut w) => {
-            w.store.data_mut().rebind(
-                ctx.project.clone(),
-                ctx.locks.clone(),
-                ledger.clone(),
-                log.clone(),
-                ctx.progress.clone(),
-            );
+            w.store.data_mut().rebind(scope);
             (w.store, Some(w.instance), w.stdio, w.stderr_log)
         }
         None => {
             let stdio = [StdioLog::stdout(&log), StdioLog::stderr(&log)];
-            let state = PluginState::new(
-                ctx.project.clone(),
-                ctx.locks.clone(),
-                ledger.clone(),
-                log.clone(),
-                stdio.clone(),
-                &limits,
-                ctx.progress.clone(),
-            );
+            let state = PluginState::new(scope, stdio.clone(), &limits);
             let mut store = Store::new(runtime.engine(), state);
             store.limiter(|state| &mut state.limiter);
             (store, None, stdio, log.clone())
@@ -203,7 +196,7 @@ pub async fn run(
             ))),
         };
         let memory_refused = store.data().limiter.refused().is_some();
-        let conflicts = store.data().conflicts().clone();
+        let conflicts = store.data().lock_state().conflicts().clone();
         let (result, kept) = match (instance, result) {
             (Err(failure), _) => (Err(failure), None),
             (Ok(instance), result) => {

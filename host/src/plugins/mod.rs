@@ -23,7 +23,6 @@ pub mod limits;
 mod log;
 pub mod manifest;
 mod policy;
-mod progress;
 pub mod trust;
 pub mod userdir;
 mod world;
