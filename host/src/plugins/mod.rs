@@ -591,15 +591,11 @@ fn unsupported_api(m: &Manifest, manifest_path: &Path) -> String {
 }
 
 impl PluginProvider for PluginEngine {
-    fn strategist(
-        &self,
-        name: &str,
-        _project_root: &Path,
-    ) -> Result<Arc<dyn Strategist>, PluginError> {
+    fn strategist(&self, name: &str) -> Result<Arc<dyn Strategist>, PluginError> {
         Ok(self.plugin(name, Role::Strategist)?)
     }
 
-    fn executor(&self, name: &str, _project_root: &Path) -> Result<Arc<dyn Executor>, PluginError> {
+    fn executor(&self, name: &str) -> Result<Arc<dyn Executor>, PluginError> {
         Ok(self.plugin(name, Role::Executor)?)
     }
 }
