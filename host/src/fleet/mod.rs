@@ -136,6 +136,8 @@ pub struct QueueEntry {
     pub cancel_requested: bool,
     /// Applied, cancelled or errored for good.
     pub done: bool,
+    /// Submitted (ms since the epoch, database clock).
+    pub submitted_at: i64,
 }
 
 /// One attempt a worker made at a plan's phase.
@@ -316,7 +318,7 @@ async fn by_key(container: &Container, key: &str) -> Result<Option<String>, Flee
 /// A submitted plan's queue entry.
 pub async fn entry(container: &Container, plan_id: &str) -> Result<QueueEntry, FleetError> {
     let row = sqlx::query(
-        "SELECT plan_id, queue, priority, auto_apply, approved, attempts, max_attempts, cancel_requested, done
+        "SELECT plan_id, queue, priority, auto_apply, approved, attempts, max_attempts, cancel_requested, done, submitted_at
          FROM plan_queue WHERE plan_id = $1",
     )
     .bind(plan_id)
@@ -333,7 +335,17 @@ pub async fn entry(container: &Container, plan_id: &str) -> Result<QueueEntry, F
         max_attempts: row.try_get(6)?,
         cancel_requested: row.try_get::<i64, _>(7)? != 0,
         done: row.try_get::<i64, _>(8)? != 0,
+        submitted_at: row.try_get(9)?,
     })
+}
+
+/// How many submitted plans are not finished yet (queued, running, backing
+/// off or waiting for approval): the queue depth to watch.
+pub async fn pending(container: &Container) -> Result<u64, FleetError> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM plan_queue WHERE done = 0")
+        .fetch_one(&container.store().db().pool)
+        .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Approve a submitted plan for apply (before or after it is executed).
