@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use super::output::Reported;
 use crate::container::ContainerError;
+use crate::fleet::FleetError;
 use crate::lifecycle::{ActionError, LifecycleError, PluginError, PluginLockError};
 use crate::locks::{LockConflict, LockError};
 use crate::plugins::{PolicyError, TrustError};
@@ -31,6 +32,10 @@ pub enum CliError {
     /// The database or the plugin engine could not be set up.
     #[error(transparent)]
     Container(#[from] ContainerError),
+    /// A queue or worker command failed (a lifecycle error is
+    /// [`CliError::Lifecycle`]).
+    #[error(transparent)]
+    Fleet(FleetError),
     /// The operator's policy file is unusable.
     #[error(transparent)]
     Policy(#[from] PolicyError),
@@ -80,6 +85,17 @@ pub enum CliError {
 impl From<LifecycleError> for CliError {
     fn from(source: LifecycleError) -> Self {
         CliError::Lifecycle { plan: None, source }
+    }
+}
+
+/// A fleet error that is a lifecycle error is reported as one (its exit
+/// code, its hints).
+impl From<FleetError> for CliError {
+    fn from(e: FleetError) -> Self {
+        match e {
+            FleetError::Lifecycle(source) => source.into(),
+            other => CliError::Fleet(other),
+        }
     }
 }
 

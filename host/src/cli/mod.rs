@@ -6,6 +6,7 @@
 
 mod conflict;
 mod error;
+mod fleet;
 mod locks;
 mod output;
 mod plan;
@@ -88,6 +89,11 @@ pub enum Commands {
     /// Create and drive plans.
     #[command(subcommand)]
     Plan(plan::PlanCommand),
+    /// Run a worker: claim submitted plans and carry them out until SIGTERM.
+    Worker(fleet::WorkerArgs),
+    /// Inspect the fleet's workers.
+    #[command(subcommand)]
+    Workers(fleet::WorkersCommand),
     /// Inspect and release locks (operators).
     #[command(subcommand)]
     Locks(locks::LocksCommand),
@@ -226,6 +232,11 @@ pub async fn run(mut cli: Cli, plugins: Option<Arc<dyn PluginProvider>>) -> Resu
             let container = build_container(cli, project, plugins).await?;
             locks::run(cli, &container, cmd).await
         }
+        Commands::Worker(args) => fleet::worker(cli, args).await,
+        Commands::Workers(cmd) => {
+            let container = build_container(cli, project, plugins).await?;
+            fleet::workers(cli, &container, cmd).await
+        }
     }
 }
 
@@ -259,7 +270,7 @@ fn user_trust_store() -> crate::plugins::TrustStore {
     crate::plugins::TrustStore::new(crate::plugins::userdir::user_config_dir())
 }
 
-fn config(cli: &Cli, project: &std::path::Path) -> Config {
+pub(crate) fn config(cli: &Cli, project: &std::path::Path) -> Config {
     let mut config = Config::for_project(project);
     config.database_url = cli.database_url.clone();
     config.plugin_dirs.extend(cli.plugin_dirs.iter().cloned());

@@ -25,7 +25,8 @@ fn plan_of(cmd: &PlanCommand) -> Option<&str> {
         | PlanCommand::Apply { id, .. }
         | PlanCommand::Retry { id, .. }
         | PlanCommand::Revert { id, .. }
-        | PlanCommand::Cancel { id, .. } => Some(id),
+        | PlanCommand::Cancel { id, .. }
+        | PlanCommand::Approve { id } => Some(id),
         _ => None,
     }
 }
@@ -41,6 +42,13 @@ pub struct LockArgs {
 /// `plan` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PlanCommand {
+    /// Submit a plan as queued work for workers; prints its id at once.
+    Submit(super::fleet::SubmitArgs),
+    /// Approve a submitted plan for apply.
+    Approve {
+        /// Plan id.
+        id: String,
+    },
     /// Create a plan from an action file (in strategize/queued).
     New {
         /// The action file (TOML).
@@ -125,6 +133,14 @@ pub enum PlanCommand {
 
 /// Run a `plan` subcommand.
 pub async fn run(cli: &Cli, container: &Container, cmd: &PlanCommand) -> Result<(), CliError> {
+    let in_plan = |e: CliError| match plan_of(cmd) {
+        Some(id) => e.in_plan(id),
+        None => e,
+    };
+    // Queue commands, and cancel / retry of a submitted plan.
+    if let Some(result) = super::fleet::plan_command(cli, container, cmd).await {
+        return result.map_err(in_plan);
+    }
     let mut session = container.lifecycle();
     let lock_timeout = match cmd {
         PlanCommand::Strategize { lock, .. }
@@ -149,12 +165,9 @@ pub async fn run(cli: &Cli, container: &Container, cmd: &PlanCommand) -> Result<
         wait_for_signal().await;
         shutdown.cancel();
     });
-    let result = dispatch(cli, &session, cmd)
+    let result = dispatch(cli, container, &session, cmd)
         .await
-        .map_err(|e| match plan_of(cmd) {
-            Some(id) => e.in_plan(id),
-            None => e,
-        });
+        .map_err(in_plan);
     signals.abort();
     if let Err(e) = session.close().await {
         tracing::warn!("releasing this session's locks: {e}");
@@ -216,9 +229,16 @@ fn progress_line(p: &Progress) -> String {
     }
 }
 
-async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> Result<(), CliError> {
+async fn dispatch(
+    cli: &Cli,
+    container: &Container,
+    s: &PlanLifecycleService,
+    cmd: &PlanCommand,
+) -> Result<(), CliError> {
     let json = cli.json;
     match cmd {
+        PlanCommand::Submit(args) => super::fleet::submit(cli, container, args).await?,
+        PlanCommand::Approve { id } => super::fleet::approve(cli, container, id).await?,
         PlanCommand::New { action } => {
             let plan = s.new_plan(read_action(action)?, &cli.project).await?;
             if json {

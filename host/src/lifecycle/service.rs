@@ -169,14 +169,14 @@ impl PlanLifecycleService {
             return Err(ActionError::NotADirectory(root).into());
         }
         self.plugins
-            .strategist(&action.strategy, &root)
+            .strategist(&action.strategy)
             .map_err(|source| ActionError::Plugin {
                 role: PluginRole::Strategy,
                 name: action.strategy.clone(),
                 source,
             })?;
         self.plugins
-            .executor(&action.executor, &root)
+            .executor(&action.executor)
             .map_err(|source| ActionError::Plugin {
                 role: PluginRole::Executor,
                 name: action.executor.clone(),
@@ -494,7 +494,7 @@ impl PlanLifecycleService {
         let root = PathBuf::from(&plan.project_root);
         let strategist = self
             .plugins
-            .strategist(&plan.action.strategy, &root)
+            .strategist(&plan.action.strategy)
             .map_err(failed)?;
         let ctx = self.context(&run, self.view(&root)?);
         let proposal = strategist
@@ -517,7 +517,7 @@ impl PlanLifecycleService {
         });
         let executor = self
             .plugins
-            .executor(&plan.action.executor, &root)
+            .executor(&plan.action.executor)
             .map_err(failed)?;
         let mut view = self.view(&root)?;
         let tree = view.tree().clone();
