@@ -34,11 +34,11 @@ const DEPTH: usize = 20;
 struct Fixtures;
 
 impl PluginProvider for Fixtures {
-    fn strategist(&self, _: &str, _: &Path) -> Result<Arc<dyn Strategist>, PluginError> {
+    fn strategist(&self, _: &str) -> Result<Arc<dyn Strategist>, PluginError> {
         Ok(Arc::new(Fixtures))
     }
 
-    fn executor(&self, _: &str, _: &Path) -> Result<Arc<dyn Executor>, PluginError> {
+    fn executor(&self, _: &str) -> Result<Arc<dyn Executor>, PluginError> {
         Ok(Arc::new(Fixtures))
     }
 }

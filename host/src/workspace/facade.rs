@@ -101,7 +101,7 @@ impl Workspace {
 
     /// The read-only view plugins see, reads capped at `read_cap` bytes.
     /// Its reads are blocking: the plugin host runs them on the blocking
-    /// pool (see `plugins::host`).
+    /// pool (see `plugins::host::workspace`).
     pub fn view(&self, read_cap: u64) -> ProjectView {
         ProjectView::of_tree(self.tree.clone()).with_read_cap(read_cap)
     }
