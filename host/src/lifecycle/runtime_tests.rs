@@ -19,14 +19,14 @@ use crate::store::Store;
 const TTL: Duration = Duration::from_secs(2);
 /// Existing files the large plan deletes: every one is read and hashed at
 /// Execute and again by the drift check at Apply.
-const DELETED: usize = 4_000;
+const DELETED: usize = 5_000;
 /// Files the large plan writes (each staged, fsynced and renamed), and
 /// their size.
 const WRITTEN: usize = 48;
 const WRITTEN_BYTES: usize = 512 * 1024;
 /// Directory levels above the deleted files: every read walks them one
 /// handle at a time.
-const DEPTH: usize = 20;
+const DEPTH: usize = 24;
 
 /// `params.steps` steps; with `params.bulk` each deletes every file under
 /// `old/` and writes [`WRITTEN`] files under `new/`, without it each writes
