@@ -233,7 +233,7 @@ async fn drift_refuses_apply_and_revert_recovers(backend: Backend) {
 /// directory keeps its `io::Error`.
 async fn errors_are_typed_and_keep_their_cause(backend: Backend) {
     use lockstep::lifecycle::ActionError;
-    use lockstep::workspace::{ApplyError, ChangeError};
+    use lockstep::workspace::{ApplyError, ChangeError, ProjectDirError};
     let db = TestDb::new(backend).await;
     let project = db.project("p", &[("src/b", "b")]);
     let outside = db.dir.path().join("outside");
@@ -278,7 +278,11 @@ async fn errors_are_typed_and_keep_their_cause(backend: Backend) {
         .new_plan(action("files", "files", &[("files", "x")]), &missing)
         .await
         .unwrap_err();
-    let LifecycleError::InvalidAction(ActionError::Project { source, .. }) = &err else {
+    let LifecycleError::InvalidAction(ActionError::Project(ProjectDirError::Unresolved {
+        source,
+        ..
+    })) = &err
+    else {
         panic!("{err:?}");
     };
     assert_eq!(source.kind(), std::io::ErrorKind::NotFound);

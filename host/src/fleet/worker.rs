@@ -725,8 +725,7 @@ fn classify(e: &LifecycleError) -> Failure {
         | LifecycleError::Store(_)
         | LifecycleError::Lock(_)
         | LifecycleError::Project { .. }
-        | LifecycleError::Apply(_)
-        | LifecycleError::Task(_) => Failure::Retryable,
+        | LifecycleError::Apply(_) => Failure::Retryable,
         _ => Failure::Final,
     }
 }

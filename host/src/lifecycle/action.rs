@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::PluginError;
 use crate::model::Action;
+use crate::workspace::ProjectDirError;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,18 +96,9 @@ pub enum ActionError {
         /// The field.
         field: &'static str,
     },
-    /// The project directory cannot be resolved.
-    #[error("project directory `{}`: {source}", .path.display())]
-    Project {
-        /// The directory as given.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// The project path is not a directory.
-    #[error("`{}` is not a directory", .0.display())]
-    NotADirectory(PathBuf),
+    /// The project directory cannot be resolved, or is not a directory.
+    #[error(transparent)]
+    Project(#[from] ProjectDirError),
     /// The action names a plugin that cannot be found or loaded.
     #[error("{role} `{name}`: {source}")]
     Plugin {

@@ -95,10 +95,6 @@ pub enum LifecycleError {
     /// apply that stopped part-way. A drift is [`LifecycleError::ApplyDrift`].
     #[error(transparent)]
     Apply(ApplyError),
-    /// File work handed to the blocking pool did not finish (it panicked,
-    /// or the runtime is shutting down).
-    #[error("file work of the phase did not finish: {0}")]
-    Task(#[source] tokio::task::JoinError),
 }
 
 impl From<ApplyError> for LifecycleError {

@@ -28,9 +28,7 @@ use crate::model::{
     Action, ChangeRecord, EventRecord, Phase, PlanProposal, PlanRecord, State, Status, StepResult,
 };
 use crate::store::{StateWrite, Store};
-use crate::workspace::{
-    apply, project_id, ChangeLimits, ChangesetBuilder, ProjectTree, ProjectView,
-};
+use crate::workspace::{project_id, ChangeLimits, ProjectView, Workspace};
 
 /// Most steps a proposal may have.
 pub const MAX_STEPS: usize = 10_000;
@@ -161,13 +159,9 @@ impl PlanLifecycleService {
         action: Action,
         project: &Path,
     ) -> Result<PlanRecord, LifecycleError> {
-        let root = std::fs::canonicalize(project).map_err(|source| ActionError::Project {
-            path: project.to_path_buf(),
-            source,
-        })?;
-        if !root.is_dir() {
-            return Err(ActionError::NotADirectory(root).into());
-        }
+        let root = Workspace::canonical_dir(project)
+            .await
+            .map_err(ActionError::from)?;
         self.plugins
             .strategist(&action.strategy)
             .map_err(|source| ActionError::Plugin {
@@ -463,16 +457,6 @@ impl PlanLifecycleService {
         }
     }
 
-    /// The read-only view of the project at `root` that plugins see.
-    fn view(&self, root: &Path) -> Result<ProjectView, LifecycleError> {
-        ProjectView::new(root)
-            .map(|v| v.with_read_cap(self.options.read_cap))
-            .map_err(|source| LifecycleError::Project {
-                root: root.to_path_buf(),
-                source,
-            })
-    }
-
     /// The work of `phase`: one function per phase, each returning what
     /// its completing write stores ([`PhaseOutput`]).
     pub(super) async fn phase_work(
@@ -496,7 +480,8 @@ impl PlanLifecycleService {
             .plugins
             .strategist(&plan.action.strategy)
             .map_err(failed)?;
-        let ctx = self.context(&run, self.view(&root)?);
+        let view = open_workspace(&root).await?.view(self.options.read_cap);
+        let ctx = self.context(&run, view);
         let proposal = strategist
             .strategize(&ctx, &plan.action)
             .await
@@ -519,9 +504,9 @@ impl PlanLifecycleService {
             .plugins
             .executor(&plan.action.executor)
             .map_err(failed)?;
-        let mut view = self.view(&root)?;
-        let tree = view.tree().clone();
-        let mut builder = ChangesetBuilder::new(&tree, self.options.change_limits);
+        let workspace = open_workspace(&root).await?;
+        let mut view = workspace.view(self.options.read_cap);
+        let mut builder = workspace.changeset(self.options.change_limits);
         let mut results = Vec::with_capacity(proposal.steps.len());
         let total = proposal.steps.len();
         for (index, step) in proposal.steps.iter().enumerate() {
@@ -533,7 +518,7 @@ impl PlanLifecycleService {
             let ctx = self.context(&run, view.clone());
             let outcome = executor.execute(&ctx, step).await.map_err(failed)?;
             let count = outcome.changes.len();
-            let normalised = builder.add(outcome.changes)?;
+            let normalised = builder.add(outcome.changes).await?;
             view.overlay_changes(normalised);
             self.report(Progress::StepFinished {
                 index,
@@ -563,26 +548,22 @@ impl PlanLifecycleService {
             roll_forward(&root, changes, limits).await?;
             return Ok(PhaseOutput::Applied(files));
         }
-        let tree = open_tree(&root).await?;
-        // File I/O runs off the async workers so lease renewal keeps
-        // going. Everything is validated and staged before the
-        // journal: a failure up to here leaves the old tree.
-        let staged = {
-            let changes = changes.clone();
-            blocking(move || apply::prepare(tree, &changes, &limits)).await?
-        }
-        .map_err(LifecycleError::from)?;
+        // Everything is validated and staged before the journal: a
+        // failure up to here leaves the old tree.
+        let staged = open_workspace(&root)
+            .await?
+            .prepare(changes, limits)
+            .await
+            .map_err(LifecycleError::from)?;
         if let Err(e) = self
             .store
             .journal_apply(&plan.id, &self.owner.id, &run.fence)
             .await
         {
-            blocking(move || staged.discard()).await?;
+            staged.discard().await;
             return Err(e.into());
         }
-        blocking(move || apply::commit(staged, &changes, &limits))
-            .await?
-            .map_err(LifecycleError::from)?;
+        staged.commit().await.map_err(LifecycleError::from)?;
         Ok(PhaseOutput::Applied(files))
     }
 }
@@ -601,24 +582,14 @@ fn plugin_failed(phase: Phase) -> impl Fn(super::PluginError) -> LifecycleError 
     move |source| LifecycleError::Plugin { phase, source }
 }
 
-/// Run blocking file work on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, LifecycleError> {
-    tokio::task::spawn_blocking(work)
+/// Open the project at `root` (its file work runs on the blocking pool).
+async fn open_workspace(root: &Path) -> Result<Workspace, LifecycleError> {
+    Workspace::open(root)
         .await
-        .map_err(LifecycleError::Task)
-}
-
-/// Open the project's directory handles.
-async fn open_tree(root: &Path) -> Result<Arc<ProjectTree>, LifecycleError> {
-    let root = root.to_path_buf();
-    blocking(move || {
-        ProjectTree::open(&root)
-            .map(Arc::new)
-            .map_err(|source| LifecycleError::Project { root, source })
-    })
-    .await?
+        .map_err(|source| LifecycleError::Project {
+            root: root.to_path_buf(),
+            source,
+        })
 }
 
 /// Finish an interrupted apply of `changes` to the project at `root`,
@@ -628,9 +599,10 @@ async fn roll_forward(
     changes: Arc<Vec<ChangeRecord>>,
     limits: ChangeLimits,
 ) -> Result<usize, LifecycleError> {
-    let tree = open_tree(root).await?;
-    blocking(move || apply::roll_forward(&tree, &changes, &limits))
+    open_workspace(root)
         .await?
+        .roll_forward(changes, limits)
+        .await
         .map_err(LifecycleError::from)
 }
 
