@@ -18,6 +18,7 @@ mod call;
 mod convert;
 mod discover;
 mod engine;
+mod failure;
 mod host;
 pub mod limits;
 mod log;
