@@ -45,6 +45,10 @@ pub struct Cli {
     /// Machine-readable JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Show the raw details of a failure: a plugin's trap and its wasm
+    /// backtrace.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
     /// Lease length of plan and project locks (renewed every third).
     #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "5m")]
     pub lock_ttl: Duration,
@@ -137,11 +141,11 @@ pub fn main_with(plugins: Option<Arc<dyn PluginProvider>>) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let json = cli.json;
+    let (json, verbose) = (cli.json, cli.verbose);
     match runtime.block_on(run(cli, plugins)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            output::print_error(&e, json);
+            output::print_error(&e, json, verbose);
             ExitCode::from(exit_code(&e))
         }
     }

@@ -69,8 +69,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 }
 
 /// Print an error: JSON on stdout with `--json`, else a message on stderr
-/// that says what happened and what to do next.
-pub fn print_error(e: &anyhow::Error, as_json: bool) {
+/// that says what happened and what to do next (a plugin's raw trap and
+/// wasm backtrace only when `verbose`).
+pub fn print_error(e: &anyhow::Error, as_json: bool, verbose: bool) {
     if let Some(r) = e.downcast_ref::<Reported>() {
         if !as_json {
             eprintln!("error: {}", visible::block(&r.message));
@@ -120,7 +121,11 @@ pub fn print_error(e: &anyhow::Error, as_json: bool) {
         }
         println!("{}", crate::visible::json(&json!({ "error": body })));
     } else {
-        eprintln!("error: {}", visible::block(&message(e)));
+        let text = match verbose {
+            true => message(e),
+            false => without_backtrace(e, message(e)),
+        };
+        eprintln!("error: {}", visible::block(&text));
         let id = e
             .downcast_ref::<PlanId>()
             .map_or("ID (`lockstep plan list` shows it)".to_string(), |p| {
@@ -172,6 +177,39 @@ pub fn message(e: &anyhow::Error) -> String {
         }
     }
     text
+}
+
+/// `text` (the message of `e`) with the raw part of a plugin trap — the
+/// trap itself and the wasm backtrace, which say little to a plugin author
+/// next to the trap's message — replaced by one line saying how to see it.
+pub fn without_backtrace(e: &anyhow::Error, text: String) -> String {
+    let trap = e
+        .chain()
+        .find_map(|c| match c.downcast_ref::<PluginError>() {
+            Some(PluginError::Trap { backtrace, .. }) => Some(backtrace),
+            _ => None,
+        });
+    let Some(backtrace) = trap else {
+        return text;
+    };
+    let (place, raw) = backtrace.split_once('\n').unwrap_or((backtrace, ""));
+    if raw.is_empty() {
+        return text;
+    }
+    let frames = raw
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            let digits = l.bytes().take_while(u8::is_ascii_digit).count();
+            digits > 0 && l[digits..].starts_with(": ")
+        })
+        .count();
+    let place = place.trim_end_matches(':');
+    let hidden = format!(
+        "{place}: --verbose shows the trap and its wasm backtrace ({frames} frame{})",
+        if frames == 1 { "" } else { "s" }
+    );
+    text.replacen(backtrace.as_str(), &hidden, 1)
 }
 
 /// Whether to colour output on stdout.
@@ -433,6 +471,30 @@ mod tests {
             visible::block(&message(&e)),
             "execute failed: plugin said: ␛[2Kok␍"
         );
+    }
+
+    #[test]
+    fn a_trap_shows_its_backtrace_only_when_verbose() {
+        let backtrace = "in plugin `p` (p.wasm):\nwasm trap: wasm `unreachable` instruction executed\n\
+                         error while executing at wasm backtrace:\n    0: 0x1 - <unknown>!<wasm function 1>\n\
+                         \x20   1: 0x2 - <unknown>!lockstep:plugin/execution@0.2.0#execute";
+        let e = anyhow::Error::new(LifecycleError::Plugin {
+            phase: "execute",
+            source: PluginError::Trap {
+                plugin: "p".into(),
+                message: "`execute` (step `s`) threw Error: boom".into(),
+                backtrace: backtrace.into(),
+            },
+        });
+        let full = message(&e);
+        assert!(full.contains("<wasm function 1>"), "{full}");
+        assert_eq!(
+            without_backtrace(&e, full),
+            "execute failed: plugin `p` trapped: `execute` (step `s`) threw Error: boom\n\
+             in plugin `p` (p.wasm): --verbose shows the trap and its wasm backtrace (2 frames)"
+        );
+        let other = anyhow::anyhow!("no trap");
+        assert_eq!(without_backtrace(&other, message(&other)), "no trap");
     }
 
     #[test]

@@ -104,7 +104,7 @@ pub fn map_failure(failure: Failure, failed: &Failed<'_>) -> PluginError {
         plugin: callee.name.to_string(),
         message,
         backtrace: format!(
-            "in plugin `{}` ({}), {reason}:\n{backtrace}",
+            "in plugin `{}` ({}):\n{reason}\n{backtrace}",
             callee.name,
             file_name(callee.path)
         ),
