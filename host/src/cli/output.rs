@@ -78,28 +78,33 @@ pub fn print_error(e: &anyhow::Error, as_json: bool, verbose: bool) {
         }
         return;
     }
-    if let Some(c) = conflict_of(e) {
-        if as_json {
-            println!(
-                "{}",
-                crate::visible::json(&json!({ "error": {
-                    "kind": "lock_conflict",
-                    "resource": c.resource,
-                    "owner": c.owner,
-                    "operation": c.operation,
-                    "holder": c.holder,
-                    "acquired_at": format_ms(c.acquired_at),
-                    "expires_at": format_ms(c.expires_at),
-                    "acquired_at_ms": c.acquired_at,
-                    "expires_at_ms": c.expires_at,
-                }}))
-            );
-        } else {
-            eprintln!("error: {}", super::conflict::conflict_message(c));
-        }
+    if as_json {
+        println!(
+            "{}",
+            crate::visible::json(&json!({ "error": error_json(e) }))
+        );
         return;
     }
-    let kind = match e.downcast_ref::<LifecycleError>() {
+    if let Some(c) = conflict_of(e) {
+        eprintln!("error: {}", super::conflict::conflict_message(c));
+        return;
+    }
+    let text = match verbose {
+        true => message(e),
+        false => without_backtrace(e, message(e)),
+    };
+    eprintln!("error: {}", visible::block(&text));
+    if let Some(hint) = hint(e) {
+        eprintln!("{hint}");
+    }
+}
+
+/// The `kind` of an error in its JSON form.
+fn kind(e: &anyhow::Error) -> &'static str {
+    if conflict_of(e).is_some() {
+        return "lock_conflict";
+    }
+    match e.downcast_ref::<LifecycleError>() {
         Some(LifecycleError::InvalidTransition(_)) => "invalid_transition",
         Some(LifecycleError::ApplyDrift(_)) => "apply_drift",
         Some(LifecycleError::NotFound(_)) => "not_found",
@@ -109,55 +114,64 @@ pub fn print_error(e: &anyhow::Error, as_json: bool, verbose: bool) {
         Some(LifecycleError::InvalidAction(_)) => "invalid_action",
         Some(LifecycleError::InvalidChange(_)) => "invalid_change",
         _ => "error",
-    };
-    if as_json {
-        let mut body = json!({ "kind": kind, "message": message(e) });
-        match e.downcast_ref::<LifecycleError>() {
-            Some(LifecycleError::ApplyDrift(d)) => body["files"] = json!(d),
-            Some(LifecycleError::LeaseLost { current, .. }) => {
-                body["status"] = json!(current.to_string())
-            }
-            _ => {}
-        }
-        println!("{}", crate::visible::json(&json!({ "error": body })));
-    } else {
-        let text = match verbose {
-            true => message(e),
-            false => without_backtrace(e, message(e)),
-        };
-        eprintln!("error: {}", visible::block(&text));
-        let id = e
-            .downcast_ref::<PlanId>()
-            .map_or("ID (`lockstep plan list` shows it)".to_string(), |p| {
-                p.0.clone()
-            });
-        let invalid_input = matches!(
-            e.downcast_ref::<LifecycleError>(),
-            Some(LifecycleError::Plugin {
-                source: PluginError::InvalidInput(_),
-                ..
-            })
-        );
-        match kind {
-            "apply_drift" => eprintln!(
-                "Nothing was written. Run `lockstep plan revert {id}` and run the plan again."
-            ),
-            // The same input would be refused again: no retry.
-            "plugin" if invalid_input => eprintln!(
-                "The plugin refused the action's input; nothing was changed. Fix the params in the action file and create a new plan from it."
-            ),
-            "plugin" | "lock_expired" => {
-                eprintln!("The plan is errored; `lockstep plan retry {id}` runs the phase again.")
-            }
-            "lease_lost" => eprintln!(
-                "Another session carried the plan on and this session's result was not recorded; `lockstep plan status ID` shows the plan and its history."
-            ),
-            "invalid_change" => eprintln!(
-                "Nothing was stored. The plan is errored; fix the plugin or the action, then `lockstep plan retry {id}`."
-            ),
-            _ => {}
-        }
     }
+}
+
+/// The error as the value of `error` in the JSON printed with `--json`.
+pub fn error_json(e: &anyhow::Error) -> serde_json::Value {
+    if let Some(c) = conflict_of(e) {
+        return json!({
+            "kind": "lock_conflict",
+            "resource": c.resource,
+            "owner": c.owner,
+            "operation": c.operation,
+            "holder": c.holder,
+            "acquired_at": format_ms(c.acquired_at),
+            "expires_at": format_ms(c.expires_at),
+            "acquired_at_ms": c.acquired_at,
+            "expires_at_ms": c.expires_at,
+        });
+    }
+    let mut body = json!({ "kind": kind(e), "message": message(e) });
+    match e.downcast_ref::<LifecycleError>() {
+        Some(LifecycleError::ApplyDrift(d)) => body["files"] = json!(d),
+        Some(LifecycleError::LeaseLost { current, .. }) => {
+            body["status"] = json!(current.to_string())
+        }
+        _ => {}
+    }
+    body
+}
+
+/// What to do next after `e`, for the plan it names.
+fn hint(e: &anyhow::Error) -> Option<String> {
+    let id = e
+        .downcast_ref::<PlanId>()
+        .map_or("ID (`lockstep plan list` shows it)".to_string(), |p| {
+            p.0.clone()
+        });
+    let invalid_input = matches!(
+        e.downcast_ref::<LifecycleError>(),
+        Some(LifecycleError::Plugin {
+            source: PluginError::InvalidInput(_),
+            ..
+        })
+    );
+    Some(match kind(e) {
+        "apply_drift" => format!(
+            "Nothing was written. Run `lockstep plan revert {id}` and run the plan again."
+        ),
+        // The same input would be refused again: no retry.
+        "plugin" if invalid_input => "The plugin refused the action's input; nothing was changed. Fix the params in the action file and create a new plan from it.".to_string(),
+        "plugin" | "lock_expired" => {
+            format!("The plan is errored; `lockstep plan retry {id}` runs the phase again.")
+        }
+        "lease_lost" => "Another session carried the plan on and this session's result was not recorded; `lockstep plan status ID` shows the plan and its history.".to_string(),
+        "invalid_change" => format!(
+            "Nothing was stored. The plan is errored; fix the plugin or the action, then `lockstep plan retry {id}`."
+        ),
+        _ => return None,
+    })
 }
 
 /// The error and its causes, each cause once: library errors often repeat
