@@ -274,6 +274,10 @@ fn config(cli: &Cli, project: &std::path::Path) -> Config {
     if let Some(policy) = &cli.loaded_policy {
         config.apply_policy(&policy);
     }
+    config.plugins.on_compile = plugins::compile_progress(
+        cli.json,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
     config
 }
 
