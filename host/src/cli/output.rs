@@ -11,6 +11,7 @@ use std::io::IsTerminal;
 use serde_json::json;
 
 use super::plan::PlanId;
+use crate::authoring::HarnessError;
 use crate::lifecycle::{LifecycleError, PluginError, PluginLockError};
 use crate::locks::{format_ms, LockConflict, LockError};
 use crate::model::{ChangeKind, ChangeRecord};
@@ -99,12 +100,25 @@ pub fn print_error(e: &anyhow::Error, as_json: bool, verbose: bool) {
     }
 }
 
-/// The `kind` of an error in its JSON form.
+/// The first lifecycle error in `e`'s chain, also inside a harness error
+/// (`plugin test`), which forwards its source past it.
+fn lifecycle_error(e: &anyhow::Error) -> Option<&LifecycleError> {
+    e.chain().find_map(|c| {
+        c.downcast_ref::<LifecycleError>()
+            .or_else(|| match c.downcast_ref::<HarnessError>() {
+                Some(HarnessError::Plan(l)) => Some(l),
+                _ => None,
+            })
+    })
+}
+
+/// The `kind` of an error in its JSON form, from the first lifecycle
+/// error in its chain.
 fn kind(e: &anyhow::Error) -> &'static str {
     if conflict_of(e).is_some() {
         return "lock_conflict";
     }
-    match e.downcast_ref::<LifecycleError>() {
+    match lifecycle_error(e) {
         Some(LifecycleError::InvalidTransition(_)) => "invalid_transition",
         Some(LifecycleError::ApplyDrift(_)) => "apply_drift",
         Some(LifecycleError::NotFound(_)) => "not_found",
@@ -143,8 +157,10 @@ pub fn error_json(e: &anyhow::Error) -> serde_json::Value {
     body
 }
 
-/// What to do next after `e`, for the plan it names.
+/// What to do next after `e`, for the plan it names: only for an error of
+/// a plan command (a lifecycle error itself, not one inside another).
 fn hint(e: &anyhow::Error) -> Option<String> {
+    e.downcast_ref::<LifecycleError>()?;
     let id = e
         .downcast_ref::<PlanId>()
         .map_or("ID (`lockstep plan list` shows it)".to_string(), |p| {
