@@ -272,7 +272,7 @@ fn config(cli: &Cli, project: &std::path::Path) -> Config {
     config.plugin_dirs.extend(cli.plugin_dirs.iter().cloned());
     config.lifecycle.lock_ttl = crate::locks::clamp_ttl(cli.lock_ttl);
     if let Some(policy) = &cli.loaded_policy {
-        config.apply_policy(&policy);
+        config.apply_policy(policy);
     }
     config.plugins.on_compile = plugins::compile_progress(
         cli.json,

@@ -82,7 +82,10 @@ pub enum CacheOutcome {
 /// whether the result will be kept in the cache. Compiling a Python or
 /// JavaScript component takes seconds; a front end shows a progress line.
 #[derive(Clone)]
-pub struct CompileHook(Arc<dyn Fn(&Path, bool) + Send + Sync>);
+pub struct CompileHook(Arc<CompileFn>);
+
+/// What a [`CompileHook`] calls: `f(path, cached)`.
+type CompileFn = dyn Fn(&Path, bool) + Send + Sync;
 
 impl CompileHook {
     /// A hook calling `f(path, cached)`.
