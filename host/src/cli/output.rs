@@ -11,6 +11,7 @@ use std::io::IsTerminal;
 use serde_json::json;
 
 use super::plan::PlanId;
+use crate::authoring::HarnessError;
 use crate::lifecycle::{LifecycleError, PluginError, PluginLockError};
 use crate::locks::{format_ms, LockConflict, LockError};
 use crate::model::{ChangeKind, ChangeRecord};
@@ -69,36 +70,55 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 }
 
 /// Print an error: JSON on stdout with `--json`, else a message on stderr
-/// that says what happened and what to do next.
-pub fn print_error(e: &anyhow::Error, as_json: bool) {
+/// that says what happened and what to do next (a plugin's raw trap and
+/// wasm backtrace only when `verbose`).
+pub fn print_error(e: &anyhow::Error, as_json: bool, verbose: bool) {
     if let Some(r) = e.downcast_ref::<Reported>() {
         if !as_json {
             eprintln!("error: {}", visible::block(&r.message));
         }
         return;
     }
-    if let Some(c) = conflict_of(e) {
-        if as_json {
-            println!(
-                "{}",
-                crate::visible::json(&json!({ "error": {
-                    "kind": "lock_conflict",
-                    "resource": c.resource,
-                    "owner": c.owner,
-                    "operation": c.operation,
-                    "holder": c.holder,
-                    "acquired_at": format_ms(c.acquired_at),
-                    "expires_at": format_ms(c.expires_at),
-                    "acquired_at_ms": c.acquired_at,
-                    "expires_at_ms": c.expires_at,
-                }}))
-            );
-        } else {
-            eprintln!("error: {}", super::conflict::conflict_message(c));
-        }
+    if as_json {
+        println!(
+            "{}",
+            crate::visible::json(&json!({ "error": error_json(e) }))
+        );
         return;
     }
-    let kind = match e.downcast_ref::<LifecycleError>() {
+    if let Some(c) = conflict_of(e) {
+        eprintln!("error: {}", super::conflict::conflict_message(c));
+        return;
+    }
+    let text = match verbose {
+        true => message(e),
+        false => without_backtrace(e, message(e)),
+    };
+    eprintln!("error: {}", visible::block(&text));
+    if let Some(hint) = hint(e) {
+        eprintln!("{hint}");
+    }
+}
+
+/// The first lifecycle error in `e`'s chain, also inside a harness error
+/// (`plugin test`), which forwards its source past it.
+fn lifecycle_error(e: &anyhow::Error) -> Option<&LifecycleError> {
+    e.chain().find_map(|c| {
+        c.downcast_ref::<LifecycleError>()
+            .or_else(|| match c.downcast_ref::<HarnessError>() {
+                Some(HarnessError::Plan(l)) => Some(l),
+                _ => None,
+            })
+    })
+}
+
+/// The `kind` of an error in its JSON form, from the first lifecycle
+/// error in its chain.
+fn kind(e: &anyhow::Error) -> &'static str {
+    if conflict_of(e).is_some() {
+        return "lock_conflict";
+    }
+    match lifecycle_error(e) {
         Some(LifecycleError::InvalidTransition(_)) => "invalid_transition",
         Some(LifecycleError::ApplyDrift(_)) => "apply_drift",
         Some(LifecycleError::NotFound(_)) => "not_found",
@@ -108,51 +128,66 @@ pub fn print_error(e: &anyhow::Error, as_json: bool) {
         Some(LifecycleError::InvalidAction(_)) => "invalid_action",
         Some(LifecycleError::InvalidChange(_)) => "invalid_change",
         _ => "error",
-    };
-    if as_json {
-        let mut body = json!({ "kind": kind, "message": message(e) });
-        match e.downcast_ref::<LifecycleError>() {
-            Some(LifecycleError::ApplyDrift(d)) => body["files"] = json!(d),
-            Some(LifecycleError::LeaseLost { current, .. }) => {
-                body["status"] = json!(current.to_string())
-            }
-            _ => {}
-        }
-        println!("{}", crate::visible::json(&json!({ "error": body })));
-    } else {
-        eprintln!("error: {}", visible::block(&message(e)));
-        let id = e
-            .downcast_ref::<PlanId>()
-            .map_or("ID (`lockstep plan list` shows it)".to_string(), |p| {
-                p.0.clone()
-            });
-        let invalid_input = matches!(
-            e.downcast_ref::<LifecycleError>(),
-            Some(LifecycleError::Plugin {
-                source: PluginError::InvalidInput(_),
-                ..
-            })
-        );
-        match kind {
-            "apply_drift" => eprintln!(
-                "Nothing was written. Run `lockstep plan revert {id}` and run the plan again."
-            ),
-            // The same input would be refused again: no retry.
-            "plugin" if invalid_input => eprintln!(
-                "The plugin refused the action's input; nothing was changed. Fix the params in the action file and create a new plan from it."
-            ),
-            "plugin" | "lock_expired" => {
-                eprintln!("The plan is errored; `lockstep plan retry {id}` runs the phase again.")
-            }
-            "lease_lost" => eprintln!(
-                "Another session carried the plan on and this session's result was not recorded; `lockstep plan status ID` shows the plan and its history."
-            ),
-            "invalid_change" => eprintln!(
-                "Nothing was stored. The plan is errored; fix the plugin or the action, then `lockstep plan retry {id}`."
-            ),
-            _ => {}
-        }
     }
+}
+
+/// The error as the value of `error` in the JSON printed with `--json`.
+pub fn error_json(e: &anyhow::Error) -> serde_json::Value {
+    if let Some(c) = conflict_of(e) {
+        return json!({
+            "kind": "lock_conflict",
+            "resource": c.resource,
+            "owner": c.owner,
+            "operation": c.operation,
+            "holder": c.holder,
+            "acquired_at": format_ms(c.acquired_at),
+            "expires_at": format_ms(c.expires_at),
+            "acquired_at_ms": c.acquired_at,
+            "expires_at_ms": c.expires_at,
+        });
+    }
+    let mut body = json!({ "kind": kind(e), "message": message(e) });
+    match e.downcast_ref::<LifecycleError>() {
+        Some(LifecycleError::ApplyDrift(d)) => body["files"] = json!(d),
+        Some(LifecycleError::LeaseLost { current, .. }) => {
+            body["status"] = json!(current.to_string())
+        }
+        _ => {}
+    }
+    body
+}
+
+/// What to do next after `e`, for the plan it names: only for an error of
+/// a plan command (a lifecycle error itself, not one inside another).
+fn hint(e: &anyhow::Error) -> Option<String> {
+    e.downcast_ref::<LifecycleError>()?;
+    let id = e
+        .downcast_ref::<PlanId>()
+        .map_or("ID (`lockstep plan list` shows it)".to_string(), |p| {
+            p.0.clone()
+        });
+    let invalid_input = matches!(
+        e.downcast_ref::<LifecycleError>(),
+        Some(LifecycleError::Plugin {
+            source: PluginError::InvalidInput(_),
+            ..
+        })
+    );
+    Some(match kind(e) {
+        "apply_drift" => format!(
+            "Nothing was written. Run `lockstep plan revert {id}` and run the plan again."
+        ),
+        // The same input would be refused again: no retry.
+        "plugin" if invalid_input => "The plugin refused the action's input; nothing was changed. Fix the params in the action file and create a new plan from it.".to_string(),
+        "plugin" | "lock_expired" => {
+            format!("The plan is errored; `lockstep plan retry {id}` runs the phase again.")
+        }
+        "lease_lost" => "Another session carried the plan on and this session's result was not recorded; `lockstep plan status ID` shows the plan and its history.".to_string(),
+        "invalid_change" => format!(
+            "Nothing was stored. The plan is errored; fix the plugin or the action, then `lockstep plan retry {id}`."
+        ),
+        _ => return None,
+    })
 }
 
 /// The error and its causes, each cause once: library errors often repeat
@@ -172,6 +207,39 @@ pub fn message(e: &anyhow::Error) -> String {
         }
     }
     text
+}
+
+/// `text` (the message of `e`) with the raw part of a plugin trap — the
+/// trap itself and the wasm backtrace, which say little to a plugin author
+/// next to the trap's message — replaced by one line saying how to see it.
+pub fn without_backtrace(e: &anyhow::Error, text: String) -> String {
+    let trap = e
+        .chain()
+        .find_map(|c| match c.downcast_ref::<PluginError>() {
+            Some(PluginError::Trap { backtrace, .. }) => Some(backtrace),
+            _ => None,
+        });
+    let Some(backtrace) = trap else {
+        return text;
+    };
+    let (place, raw) = backtrace.split_once('\n').unwrap_or((backtrace, ""));
+    if raw.is_empty() {
+        return text;
+    }
+    let frames = raw
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            let digits = l.bytes().take_while(u8::is_ascii_digit).count();
+            digits > 0 && l[digits..].starts_with(": ")
+        })
+        .count();
+    let place = place.trim_end_matches(':');
+    let hidden = format!(
+        "{place}: --verbose shows the trap and its wasm backtrace ({frames} frame{})",
+        if frames == 1 { "" } else { "s" }
+    );
+    text.replacen(backtrace.as_str(), &hidden, 1)
 }
 
 /// Whether to colour output on stdout.
@@ -433,6 +501,30 @@ mod tests {
             visible::block(&message(&e)),
             "execute failed: plugin said: ␛[2Kok␍"
         );
+    }
+
+    #[test]
+    fn a_trap_shows_its_backtrace_only_when_verbose() {
+        let backtrace = "in plugin `p` (p.wasm):\nwasm trap: wasm `unreachable` instruction executed\n\
+                         error while executing at wasm backtrace:\n    0: 0x1 - <unknown>!<wasm function 1>\n\
+                         \x20   1: 0x2 - <unknown>!lockstep:plugin/execution@0.2.0#execute";
+        let e = anyhow::Error::new(LifecycleError::Plugin {
+            phase: "execute",
+            source: PluginError::Trap {
+                plugin: "p".into(),
+                message: "`execute` (step `s`) threw Error: boom".into(),
+                backtrace: backtrace.into(),
+            },
+        });
+        let full = message(&e);
+        assert!(full.contains("<wasm function 1>"), "{full}");
+        assert_eq!(
+            without_backtrace(&e, full),
+            "execute failed: plugin `p` trapped: `execute` (step `s`) threw Error: boom\n\
+             in plugin `p` (p.wasm): --verbose shows the trap and its wasm backtrace (2 frames)"
+        );
+        let other = anyhow::anyhow!("no trap");
+        assert_eq!(without_backtrace(&other, message(&other)), "no trap");
     }
 
     #[test]
