@@ -14,13 +14,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::tree::{self, TreeComparison};
+use super::tree::{self, Difference, DifferenceKind, TreeComparison};
 use crate::config::Config;
-use crate::lifecycle::{parse_action, LifecycleError, PluginError};
+use crate::lifecycle::{parse_action, LifecycleError, PlanLifecycleService, PluginError};
 use crate::locks::{LockError, LockGuard, LockService, Owner, ScopedLocks};
 use crate::model::{Action, PlanProposal};
-use crate::model::{ChangeRecord, StepResult};
+use crate::model::{ChangeKind, ChangeRecord, StepResult};
 use crate::plugins::{PluginEngine, PluginKind, PluginsConfig, Role};
+use crate::workspace::unified_diff;
 use crate::Container;
 
 /// What [`run`] runs.
@@ -38,6 +39,11 @@ pub struct HarnessOptions {
     /// A directory the result must equal: the changes are applied to the
     /// copy, which is then compared with it.
     pub expect: Option<PathBuf>,
+    /// Expect no changes: the run does not pass if the plugin changes any
+    /// file (even to the same contents); nothing is applied. For a plugin
+    /// run on a project it has already fixed (idempotency). Takes
+    /// precedence over `expect`.
+    pub expect_unchanged: bool,
     /// Where plugins are found by name (the operator's directories).
     pub plugin_dirs: Vec<PathBuf>,
     /// Also search the fixture's own `FIXTURE/.lockstep/plugins` first, for
@@ -152,6 +158,17 @@ pub enum HarnessError {
         #[source]
         source: LockError,
     },
+    /// A phase failed after the strategist's proposal: `report` has what
+    /// ran before the failure (the proposal; the steps and changes too when
+    /// Apply failed), `source` is the failure.
+    #[error("{source}")]
+    AfterProposal {
+        /// What ran before the failure.
+        report: Box<HarnessReport>,
+        /// What failed.
+        #[source]
+        source: Box<HarnessError>,
+    },
     /// A phase failed while the harness held a lease (`--hold`): `source`
     /// is the failure, `held` says what was held.
     #[error("{source}")]
@@ -165,8 +182,45 @@ pub enum HarnessError {
 }
 
 /// Run the plugin against a copy of the fixture: Strategize and Execute,
-/// and with an expectation also Apply and compare.
+/// and with an expectation also Apply and compare. A phase that fails
+/// after the strategist's proposal keeps what ran in the error
+/// ([`HarnessError::AfterProposal`]).
 pub async fn run(options: HarnessOptions) -> Result<HarnessReport, HarnessError> {
+    let (action, plugin, engine) = prepare(&options)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("lockstep-plugin-test-")
+        .tempdir()
+        .map_err(|e| HarnessError::Setup(format!("scratch directory: {e}")))?;
+    let project = scratch.path().join("project");
+    tree::copy_tree(&options.fixture, &project).map_err(|e| HarnessError::Directory {
+        what: "fixture",
+        path: options.fixture.clone(),
+        message: format!("cannot copy it: {e}"),
+    })?;
+    let container = scratch_container(&options, scratch.path(), &project, engine).await?;
+    let session = container.lifecycle();
+    let mut report = HarnessReport {
+        plugin,
+        action,
+        proposal: PlanProposal {
+            summary: String::new(),
+            steps: Vec::new(),
+        },
+        steps: Vec::new(),
+        changes: Vec::new(),
+        comparison: None,
+        held: None,
+    };
+    let ran = drive(&container, &session, &project, &options, &mut report).await;
+    let _ = session.close().await;
+    ran.map(|()| report)
+}
+
+/// The action with the plugin under test in the roles its kind allows,
+/// the plugin as resolved, and the engine to run it.
+fn prepare(
+    options: &HarnessOptions,
+) -> Result<(Action, Option<PluginUnderTest>, PluginEngine), HarnessError> {
     let mut action = read_action(&options.action)?;
     check_dir("fixture", &options.fixture)?;
     if let Some(expect) = &options.expect {
@@ -178,103 +232,177 @@ pub async fn run(options: HarnessOptions) -> Result<HarnessReport, HarnessError>
     if options.fixture_plugins {
         engine = engine.with_project_plugins(&options.fixture);
     }
-    let plugin = match &options.plugin {
-        Some(given) => {
-            let plugin = resolve(&mut engine, given)?;
-            if plugin.kind.allows(Role::Strategist) {
-                action.strategy = plugin.name.clone();
-            }
-            if plugin.kind.allows(Role::Executor) {
-                action.executor = plugin.name.clone();
-            }
-            Some(plugin)
-        }
-        None => None,
+    let Some(given) = &options.plugin else {
+        return Ok((action, None, engine));
     };
+    let plugin = resolve(&mut engine, given)?;
+    if plugin.kind.allows(Role::Strategist) {
+        action.strategy = plugin.name.clone();
+    }
+    if plugin.kind.allows(Role::Executor) {
+        action.executor = plugin.name.clone();
+    }
+    Ok((action, Some(plugin), engine))
+}
 
-    let scratch = tempfile::Builder::new()
-        .prefix("lockstep-plugin-test-")
-        .tempdir()
-        .map_err(|e| HarnessError::Setup(format!("scratch directory: {e}")))?;
-    let project = scratch.path().join("project");
-    tree::copy_tree(&options.fixture, &project).map_err(|e| HarnessError::Directory {
-        what: "fixture",
-        path: options.fixture.clone(),
-        message: format!("cannot copy it: {e}"),
-    })?;
-    let mut config = Config::for_project(&project);
+/// A container for `project` on a scratch SQLite database in `scratch`.
+async fn scratch_container(
+    options: &HarnessOptions,
+    scratch: &Path,
+    project: &Path,
+    engine: PluginEngine,
+) -> Result<Container, HarnessError> {
+    let mut config = Config::for_project(project);
     config.database_url = Some(format!(
         "sqlite://{}",
-        scratch.path().join("lockstep.db").display()
+        scratch.join("lockstep.db").display()
     ));
-    config.plugin_dirs = options.plugin_dirs;
+    config.plugin_dirs = options.plugin_dirs.clone();
     config.project_plugins = options.fixture_plugins;
-    config.plugins = options.plugins;
-    let container = Container::build_with_plugins(config, Arc::new(engine))
+    config.plugins = options.plugins.clone();
+    Container::build_with_plugins(config, Arc::new(engine))
         .await
-        .map_err(|e| HarnessError::Setup(e.to_string()))?;
-    let session = container.lifecycle();
+        .map_err(|e| HarnessError::Setup(e.to_string()))
+}
 
-    let plan = session.new_plan(action.clone(), &project).await?;
+/// The plan through the phases, filling `report` as each one finishes: the
+/// proposal, the steps and changes, the held lease, the comparison.
+async fn drive(
+    container: &Container,
+    session: &PlanLifecycleService,
+    project: &Path,
+    options: &HarnessOptions,
+    report: &mut HarnessReport,
+) -> Result<(), HarnessError> {
+    let plan = session.new_plan(report.action.clone(), project).await?;
     let hold = match &options.hold {
         Some(name) => Some(hold(container.locks(), &plan.project_id, name).await?),
         None => None,
     };
-    let ran = async {
-        let plan = session.strategize_plan(&plan.id).await?;
-        session.execute_plan(&plan.id).await?;
-        Ok::<_, LifecycleError>(plan)
+    let ran = propose_and_execute(session, &plan.id, report).await;
+    if let Some((guard, held)) = hold {
+        // Released now: Apply does not need it, and the report says it was held.
+        let _ = guard.release().await;
+        report.held = Some(held);
     }
-    .await;
-    let held = match hold {
-        Some((guard, held)) => {
-            // Released now: Apply does not need it, and the report says it was held.
-            let _ = guard.release().await;
-            Some(held)
-        }
-        None => None,
+    let compared = match ran {
+        Ok(()) => compare(session, &plan.id, project, options, report).await,
+        Err(e) => Err(e.into()),
     };
-    let plan = match (ran, &held) {
-        (Ok(plan), _) => plan,
-        (Err(e), None) => return Err(e.into()),
-        (Err(e), Some(held)) => {
-            return Err(HarnessError::WhileHolding {
-                held: held.clone(),
-                source: Box::new(e.into()),
-            })
-        }
+    compared.map_err(|e| failed(e, report))
+}
+
+/// Strategize and Execute, keeping the proposal, the step summaries and
+/// the changes in `report`.
+async fn propose_and_execute(
+    session: &PlanLifecycleService,
+    id: &str,
+    report: &mut HarnessReport,
+) -> Result<(), LifecycleError> {
+    let plan = session.strategize_plan(id).await?;
+    if let Some(proposal) = plan.proposal {
+        report.proposal = proposal;
+    }
+    session.execute_plan(id).await?;
+    report.changes = session.changes(id).await?;
+    report.steps = session.status(id).await?.steps;
+    Ok(())
+}
+
+/// The result compared with the expectation, if there is one: the
+/// changeset applied to the copy and compared with the expected tree, or
+/// (`expect_unchanged`) the changeset itself, which must be empty.
+async fn compare(
+    session: &PlanLifecycleService,
+    id: &str,
+    project: &Path,
+    options: &HarnessOptions,
+    report: &mut HarnessReport,
+) -> Result<(), HarnessError> {
+    if options.expect_unchanged {
+        let files = tree::count_files(&options.fixture).unwrap_or(0);
+        report.comparison = Some(unchanged(&report.changes, files));
+        return Ok(());
+    }
+    let Some(expect) = &options.expect else {
+        return Ok(());
     };
-    let proposal = plan.proposal.clone().unwrap_or(PlanProposal {
-        summary: String::new(),
-        steps: Vec::new(),
-    });
-    let changes = session.changes(&plan.id).await?;
-    let steps = session.status(&plan.id).await?.steps;
-    let comparison = match &options.expect {
-        Some(expect) => {
-            session.apply_plan(&plan.id).await?;
-            Some(
-                tree::compare_trees(&project, expect).map_err(|e| HarnessError::Directory {
-                    what: "expected directory",
-                    path: expect.clone(),
-                    message: format!("cannot compare with it: {e}"),
-                })?,
-            )
-        }
-        None => None,
+    session.apply_plan(id).await?;
+    let compared = tree::compare_trees(project, expect).map_err(|e| HarnessError::Directory {
+        what: "expected directory",
+        path: expect.clone(),
+        message: format!("cannot compare with it: {e}"),
+    })?;
+    report.comparison = Some(compared);
+    Ok(())
+}
+
+/// The changeset against the expectation of no changes: every change is a
+/// difference (a write to an existing file `different`, a new file
+/// `extra`, a deleted one `missing`), with its diff; `files` is the number
+/// of files of the fixture.
+fn unchanged(changes: &[ChangeRecord], files: usize) -> TreeComparison {
+    let differences: Vec<Difference> = changes
+        .iter()
+        .map(|c| {
+            let (kind, from, to) = match (c.kind, &c.base_hash) {
+                (ChangeKind::Delete, _) => (DifferenceKind::Missing, "expected/", None),
+                (ChangeKind::Write, None) => (DifferenceKind::Extra, "", Some("actual/")),
+                (ChangeKind::Write, Some(_)) => {
+                    (DifferenceKind::Different, "expected/", Some("actual/"))
+                }
+            };
+            let label = |prefix: Option<&str>| match prefix {
+                Some(p) if !p.is_empty() => format!("{p}{}", c.path),
+                _ => "/dev/null".to_string(),
+            };
+            let (old, new) = (
+                c.base_contents.as_deref().unwrap_or_default(),
+                c.contents.as_deref().unwrap_or_default(),
+            );
+            let mut diff = unified_diff(old, new, &label(Some(from)), &label(to));
+            if diff.is_empty() {
+                diff = format!(
+                    "--- {}\n+++ {}\nrewritten with the same contents\n",
+                    label(Some(from)),
+                    label(to)
+                );
+            }
+            Difference {
+                path: c.path.clone(),
+                kind,
+                diff,
+            }
+        })
+        .collect();
+    let created = differences
+        .iter()
+        .filter(|d| d.kind == DifferenceKind::Extra)
+        .count();
+    TreeComparison {
+        files: files + created,
+        differences,
+    }
+}
+
+/// A failure of the plan, with what ran before it when the strategist had
+/// made its proposal, and the lease held meanwhile.
+fn failed(e: HarnessError, report: &HarnessReport) -> HarnessError {
+    let proposed = !report.proposal.steps.is_empty() || !report.proposal.summary.is_empty();
+    let e = match proposed {
+        true => HarnessError::AfterProposal {
+            report: Box::new(report.clone()),
+            source: Box::new(e),
+        },
+        false => e,
     };
-    let _ = session.close().await;
-    drop(session);
-    drop(container);
-    Ok(HarnessReport {
-        plugin,
-        action,
-        proposal,
-        steps,
-        changes,
-        comparison,
-        held,
-    })
+    match &report.held {
+        Some(held) => HarnessError::WhileHolding {
+            held: held.clone(),
+            source: Box::new(e),
+        },
+        None => e,
+    }
 }
 
 /// Take the plugin lease `name` of project `project_id` under an owner of
@@ -405,6 +533,7 @@ mod tests {
                 fixture: self.dir.path().join("fixture"),
                 action: self.dir.path().join("action.toml"),
                 expect: Some(self.dir.path().join("expected")),
+                expect_unchanged: false,
                 plugin_dirs: Vec::new(),
                 fixture_plugins: false,
                 plugins: PluginsConfig::default(),
@@ -458,6 +587,102 @@ mod tests {
         let report = run(options).await.unwrap();
         assert!(report.passed() && report.comparison.is_none());
         assert_eq!(report.changes.len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expect_unchanged_passes_only_when_nothing_is_changed() {
+        let setup = Setup::new("");
+        let mut options = setup.options(Some(dist().join("replace.wasm").display().to_string()));
+        options.expect = None;
+        options.expect_unchanged = true;
+        let report = run(options.clone()).await.unwrap();
+        assert!(!report.passed());
+        let c = report.comparison.as_ref().unwrap();
+        assert_eq!(c.files, 2);
+        assert_eq!(c.paths(DifferenceKind::Different), ["a.txt"]);
+        assert_eq!(
+            c.differences[0].diff,
+            "--- expected/a.txt\n+++ actual/a.txt\n@@ -1 +1 @@\n-hello world\n+goodbye world\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(setup.dir.path().join("fixture/a.txt")).unwrap(),
+            "hello world\n"
+        );
+        // Already done: nothing to find, nothing changed.
+        std::fs::write(
+            setup.dir.path().join("action.toml"),
+            "name = \"x\"\nstrategy = \"a\"\nexecutor = \"b\"\n[params]\nfind = \"absent\"\nreplace = \"y\"\n",
+        )
+        .unwrap();
+        let report = run(options).await.unwrap();
+        assert!(report.passed(), "{:?}", report.comparison);
+        assert!(report.changes.is_empty());
+        assert_eq!(report.comparison.unwrap().files, 2);
+    }
+
+    #[test]
+    fn created_deleted_and_rewritten_files_are_changes() {
+        let record = |path: &str, kind, base: Option<&str>, new: Option<&str>| ChangeRecord {
+            path: path.into(),
+            kind,
+            contents: new.map(|s| s.as_bytes().to_vec()),
+            base_contents: base.map(|s| s.as_bytes().to_vec()),
+            base_hash: base.map(|_| "h".into()),
+            new_hash: None,
+        };
+        let c = unchanged(
+            &[
+                record("new", ChangeKind::Write, None, Some("n\n")),
+                record("gone", ChangeKind::Delete, Some("g\n"), None),
+                record("same", ChangeKind::Write, Some("s\n"), Some("s\n")),
+            ],
+            5,
+        );
+        assert_eq!(c.files, 6, "the new file counts");
+        assert_eq!(c.paths(DifferenceKind::Extra), ["new"]);
+        assert_eq!(c.paths(DifferenceKind::Missing), ["gone"]);
+        assert_eq!(c.paths(DifferenceKind::Different), ["same"]);
+        assert!(c.differences[0]
+            .diff
+            .starts_with("--- /dev/null\n+++ actual/new\n"));
+        assert!(c.differences[1]
+            .diff
+            .starts_with("--- expected/gone\n+++ /dev/null\n"));
+        assert_eq!(
+            c.differences[2].diff,
+            "--- expected/same\n+++ actual/same\nrewritten with the same contents\n"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_after_the_proposal_keeps_the_proposal() {
+        let setup = Setup::new("");
+        std::fs::write(
+            setup.dir.path().join("action.toml"),
+            "name = \"x\"\nstrategy = \"a\"\nexecutor = \"b\"\n[params]\nmode = \"trap\"\n",
+        )
+        .unwrap();
+        let wasm = dist().join("hostile.wasm").display().to_string();
+        let e = run(setup.options(Some(wasm))).await.unwrap_err();
+        let HarnessError::AfterProposal { report, source } = e else {
+            panic!("{e:?}");
+        };
+        assert_eq!(report.proposal.summary, "Misbehave: trap");
+        assert_eq!(report.proposal.steps.len(), 1);
+        assert!(report.changes.is_empty() && report.comparison.is_none());
+        assert!(
+            matches!(
+                *source,
+                HarnessError::Plan(LifecycleError::Plugin {
+                    source: PluginError::Trap { .. },
+                    ..
+                })
+            ),
+            "{source:?}"
+        );
+        assert!(source
+            .to_string()
+            .starts_with("execute failed: plugin `hostile` trapped"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::workspace::unified_diff;
+use crate::visible;
+use crate::workspace::{is_binary, unified_diff};
 
 /// The root entry that is never copied or compared.
 const HOST_STATE: &str = ".lockstep";
@@ -141,25 +142,69 @@ pub fn compare_trees(actual: &Path, expected: &Path) -> io::Result<TreeCompariso
             _ => format!("actual/{path}"),
         };
         let (old, new) = (e.unwrap_or_default(), a.unwrap_or_default());
-        let diff = if std::str::from_utf8(&old).is_ok() && std::str::from_utf8(&new).is_ok() {
-            unified_diff(&old, &new, &from, &to)
-        } else {
-            format!(
-                "binary contents differ ({} bytes expected, {} in the result)\n",
-                old.len(),
-                new.len()
-            )
-        };
         differences.push(Difference {
             path: (*path).clone(),
             kind,
-            diff,
+            diff: file_diff(&old, &new, &from, &to),
         });
     }
     Ok(TreeComparison {
         files: paths.len(),
         differences,
     })
+}
+
+/// How many files (and symbolic links) the tree at `root` holds, leaving
+/// out `.lockstep/` at the root.
+pub fn count_files(root: &Path) -> io::Result<usize> {
+    Ok(files(root)?.len())
+}
+
+/// The difference of one file, headed `--- from` / `+++ to` like any
+/// diff. Text is compared by lines, whatever its encoding: bytes that are
+/// not UTF-8 (Latin-1 and other 8-bit text) are shown as `\xNN`, with a
+/// note saying so. A binary file (a NUL byte near its start, as git
+/// decides) is summarised byte by byte: sizes, how many bytes differ, and
+/// where the first difference is.
+fn file_diff(old: &[u8], new: &[u8], from: &str, to: &str) -> String {
+    if !is_binary(old) && !is_binary(new) {
+        let diff = unified_diff(old, new, from, to);
+        if std::str::from_utf8(old).is_ok() && std::str::from_utf8(new).is_ok() {
+            return diff;
+        }
+        // After the two header lines.
+        let at = diff
+            .match_indices('\n')
+            .nth(1)
+            .map_or(diff.len(), |(i, _)| i + 1);
+        let note = "not UTF-8: bytes that are not UTF-8 are shown as \\xNN\n";
+        return format!("{}{note}{}", &diff[..at], &diff[at..]);
+    }
+    let mut out = format!("--- {}\n+++ {}\n", visible::line(from), visible::line(to));
+    out.push_str(&format!(
+        "binary contents differ ({} expected, {} in the result)",
+        bytes(old.len()),
+        new.len()
+    ));
+    let common = old.len().min(new.len());
+    let differing = old.iter().zip(new).filter(|(a, b)| a != b).count();
+    match old.iter().zip(new).position(|(a, b)| a != b) {
+        Some(i) => out.push_str(&format!(
+            "; {differing} of the first {} {}, the first at byte {i} (0x{:02x} expected, 0x{:02x} in the result)",
+            bytes(common),
+            if differing == 1 { "differs" } else { "differ" },
+            old[i],
+            new[i]
+        )),
+        None if common > 0 => out.push_str(&format!("; the first {} are the same", bytes(common))),
+        None => {}
+    }
+    out.push('\n');
+    out
+}
+
+fn bytes(n: usize) -> String {
+    format!("{n} byte{}", if n == 1 { "" } else { "s" })
 }
 
 /// Every file and symbolic link under `root`, by relative path.
@@ -249,13 +294,39 @@ mod tests {
         assert_eq!(c.files, 1, ".lockstep/ is not compared: {c:?}");
         assert_eq!(
             c.differences[0].diff,
-            "binary contents differ (2 bytes expected, 1 in the result)\n"
+            "--- expected/bin\n+++ actual/bin\nbinary contents differ (2 bytes expected, 1 in the result); \
+             1 of the first 1 byte differs, the first at byte 0 (0xff expected, 0x00 in the result)\n"
         );
         // A nested `.lockstep` is project data, compared like any other.
         std::fs::create_dir(expected.path().join("sub")).unwrap();
         std::fs::write(expected.path().join("sub/.lockstep"), "x").unwrap();
         let c = compare_trees(actual.path(), expected.path()).unwrap();
         assert_eq!(c.paths(DifferenceKind::Missing), ["sub/.lockstep"]);
+    }
+
+    #[test]
+    fn latin1_text_is_diffed_by_lines_and_binary_files_are_summarised() {
+        let diff = |old: &[u8], new: &[u8]| file_diff(old, new, "expected/f", "actual/f");
+        // Latin-1: `café` and `cafè`, no NUL.
+        assert_eq!(
+            diff(b"menu\ncaf\xe9\n", b"menu\ncaf\xe8\n"),
+            "--- expected/f\n+++ actual/f\nnot UTF-8: bytes that are not UTF-8 are shown as \\xNN\n\
+             @@ -1,2 +1,2 @@\n menu\n-caf\\xe9\n+caf\\xe8\n"
+        );
+        assert_eq!(
+            diff(b"\x00\x01\x02\x03", b"\x00\x09\x02\x07\x08"),
+            "--- expected/f\n+++ actual/f\nbinary contents differ (4 bytes expected, 5 in the result); \
+             2 of the first 4 bytes differ, the first at byte 1 (0x01 expected, 0x09 in the result)\n"
+        );
+        assert_eq!(
+            diff(b"\x00ab", b"\x00a"),
+            "--- expected/f\n+++ actual/f\nbinary contents differ (3 bytes expected, 2 in the result); \
+             the first 2 bytes are the same\n"
+        );
+        assert!(
+            diff(b"a\n", b"b\n").contains("-a\n+b\n"),
+            "UTF-8 text as before"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::io;
 use std::path::PathBuf;
 
 use super::output::Reported;
+use crate::authoring::HarnessError;
 use crate::container::ContainerError;
 use crate::fleet::FleetError;
 use crate::lifecycle::{ActionError, LifecycleError, PluginError, PluginLockError};
@@ -76,6 +77,10 @@ pub enum CliError {
     /// Reading the policy on the blocking pool did not finish.
     #[error("reading the policy did not finish: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// `plugin test` failed (the harness's own error; a lifecycle error it
+    /// carries is found by the JSON kind and the trap summary).
+    #[error(transparent)]
+    Harness(HarnessError),
     /// The plugin authoring and inspection commands (`plugins …`), whose
     /// errors are their own.
     #[error(transparent)]
@@ -109,7 +114,8 @@ impl From<ActionError> for CliError {
 
 /// The plugin commands (`cli/plugin.rs`, `cli/plugins.rs`) report through
 /// `anyhow`; what they carry that this module knows (a lifecycle error, a
-/// lock error, an outcome already printed) is taken back out, so that it is
+/// lock error, a harness error, an outcome already printed) is taken back
+/// out, so that it is
 /// shown and exits as it would from any other command.
 impl From<anyhow::Error> for CliError {
     fn from(e: anyhow::Error) -> Self {
@@ -121,8 +127,12 @@ impl From<anyhow::Error> for CliError {
             Ok(source) => return source.into(),
             Err(e) => e,
         };
-        match e.downcast::<LockError>() {
-            Ok(l) => CliError::Lock(l),
+        let e = match e.downcast::<LockError>() {
+            Ok(l) => return CliError::Lock(l),
+            Err(e) => e,
+        };
+        match e.downcast::<HarnessError>() {
+            Ok(h) => CliError::Harness(h),
             Err(e) => CliError::Plugins(e.into()),
         }
     }

@@ -48,6 +48,10 @@ pub struct Cli {
     /// Machine-readable JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Show the raw details of a failure: a plugin's trap and its wasm
+    /// backtrace.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
     /// Lease length of plan and project locks (renewed every third).
     #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "5m")]
     pub lock_ttl: Duration,
@@ -145,11 +149,11 @@ pub fn main_with(plugins: Option<Arc<dyn PluginProvider>>) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let json = cli.json;
+    let (json, verbose) = (cli.json, cli.verbose);
     match runtime.block_on(run(cli, plugins)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            output::print_error(&e, json);
+            output::print_error(&e, json, verbose);
             ExitCode::from(exit_code(&e))
         }
     }
@@ -278,6 +282,10 @@ pub(crate) fn config(cli: &Cli, project: &std::path::Path) -> Config {
     if let Some(policy) = &cli.loaded_policy {
         config.apply_policy(policy);
     }
+    config.plugins.on_compile = plugins::compile_progress(
+        cli.json,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
     config
 }
 

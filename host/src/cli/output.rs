@@ -11,8 +11,9 @@ use std::io::IsTerminal;
 use serde_json::json;
 
 use super::error::CliError;
+use crate::authoring::HarnessError;
 use crate::lifecycle::{LifecycleError, PluginError};
-use crate::locks::{format_ms, LockConflict};
+use crate::locks::format_ms;
 use crate::model::{ChangeKind, ChangeRecord};
 use crate::visible;
 use crate::workspace::unified_diff;
@@ -56,16 +57,20 @@ pub fn exit_code(e: &CliError) -> u8 {
 }
 
 /// Print an error: JSON on stdout with `--json`, else a message on stderr
-/// that says what happened and what to do next.
-pub fn print_error(e: &CliError, as_json: bool) {
+/// that says what happened and what to do next (a plugin's raw trap and
+/// wasm backtrace only when `verbose`).
+pub fn print_error(e: &CliError, as_json: bool, verbose: bool) {
     match (e, e.conflict()) {
         (CliError::Reported(_), _) if as_json => {}
         (CliError::Reported(r), _) => eprintln!("error: {}", visible::block(&r.message)),
-        (_, Some(c)) if as_json => println!("{}", visible::json(&conflict_json(c))),
+        _ if as_json => println!("{}", visible::json(&json!({ "error": error_json(e) }))),
         (_, Some(c)) => eprintln!("error: {}", super::conflict::conflict_message(c)),
-        _ if as_json => println!("{}", visible::json(&error_json(e))),
         _ => {
-            eprintln!("error: {}", visible::block(&message(e)));
+            let text = match verbose {
+                true => message(e),
+                false => without_backtrace(e, message(e)),
+            };
+            eprintln!("error: {}", visible::block(&text));
             if let Some(hint) = hint(e) {
                 eprintln!("{hint}");
             }
@@ -73,24 +78,23 @@ pub fn print_error(e: &CliError, as_json: bool) {
     }
 }
 
-/// The JSON document of a lock conflict.
-fn conflict_json(c: &LockConflict) -> serde_json::Value {
-    json!({ "error": {
-        "kind": "lock_conflict",
-        "resource": c.resource,
-        "owner": c.owner,
-        "operation": c.operation,
-        "holder": c.holder,
-        "acquired_at": format_ms(c.acquired_at),
-        "expires_at": format_ms(c.expires_at),
-        "acquired_at_ms": c.acquired_at,
-        "expires_at_ms": c.expires_at,
-    }})
-}
-
-/// The JSON document of any other error: its kind, its message, and what
-/// the kind carries (the drifted files, the plan's status now).
-fn error_json(e: &CliError) -> serde_json::Value {
+/// The error as the value of `error` in the JSON printed with `--json`:
+/// a lock conflict with its holder, else the kind and the message, and
+/// what the kind carries (the drifted files, the plan's status now).
+pub fn error_json(e: &CliError) -> serde_json::Value {
+    if let Some(c) = e.conflict() {
+        return json!({
+            "kind": "lock_conflict",
+            "resource": c.resource,
+            "owner": c.owner,
+            "operation": c.operation,
+            "holder": c.holder,
+            "acquired_at": format_ms(c.acquired_at),
+            "expires_at": format_ms(c.expires_at),
+            "acquired_at_ms": c.acquired_at,
+            "expires_at_ms": c.expires_at,
+        });
+    }
     let mut body = json!({ "kind": kind(e), "message": message(e) });
     match e.lifecycle() {
         Some(LifecycleError::ApplyDrift(d)) => body["files"] = json!(d),
@@ -99,12 +103,31 @@ fn error_json(e: &CliError) -> serde_json::Value {
         }
         _ => {}
     }
-    json!({ "error": body })
+    body
 }
 
-/// The error's kind, as `--json` names it.
+/// The error `e` wraps, where its causes start: the lifecycle error of a
+/// plan command or of `plugin test` (a harness error forwards its source
+/// past it), the error of a plugin command, else `e` itself.
+fn innermost(e: &CliError) -> &(dyn std::error::Error + 'static) {
+    match e {
+        CliError::Lifecycle { source, .. } => source,
+        CliError::Harness(HarnessError::Plan(l)) => l,
+        CliError::Harness(h) => h,
+        CliError::Plugins(p) => p.as_ref(),
+        other => other,
+    }
+}
+
+/// `e`'s causes from [`innermost`] on.
+fn causes(e: &CliError) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(innermost(e)), |c| c.source())
+}
+
+/// The `kind` of an error in its JSON form, from the first lifecycle
+/// error among its causes.
 fn kind(e: &CliError) -> &'static str {
-    match e.lifecycle() {
+    match causes(e).find_map(|c| c.downcast_ref::<LifecycleError>()) {
         Some(LifecycleError::InvalidTransition(_)) => "invalid_transition",
         Some(LifecycleError::ApplyDrift(_)) => "apply_drift",
         Some(LifecycleError::NotFound(_)) => "not_found",
@@ -117,7 +140,9 @@ fn kind(e: &CliError) -> &'static str {
     }
 }
 
-/// What to do next, printed under the error (without `--json`).
+/// What to do next, printed under the error (without `--json`): only for
+/// the error of a plan command (not one of `plugin test`, whose scratch
+/// plan is gone).
 fn hint(e: &CliError) -> Option<String> {
     let id = e
         .plan()
@@ -159,6 +184,37 @@ pub fn message(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+/// `text` (the message of `e`) with the raw part of a plugin trap — the
+/// trap itself and the wasm backtrace, which say little to a plugin author
+/// next to the trap's message — replaced by one line saying how to see it.
+pub fn without_backtrace(e: &CliError, text: String) -> String {
+    let trap = causes(e).find_map(|c| match c.downcast_ref::<PluginError>() {
+        Some(PluginError::Trap { backtrace, .. }) => Some(backtrace),
+        _ => None,
+    });
+    let Some(backtrace) = trap else {
+        return text;
+    };
+    let (place, raw) = backtrace.split_once('\n').unwrap_or((backtrace, ""));
+    if raw.is_empty() {
+        return text;
+    }
+    let frames = raw
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            let digits = l.bytes().take_while(u8::is_ascii_digit).count();
+            digits > 0 && l[digits..].starts_with(": ")
+        })
+        .count();
+    let place = place.trim_end_matches(':');
+    let hidden = format!(
+        "{place}: --verbose shows the trap and its wasm backtrace ({frames} frame{})",
+        if frames == 1 { "" } else { "s" }
+    );
+    text.replacen(backtrace.as_str(), &hidden, 1)
 }
 
 /// Whether to colour output on stdout.
@@ -423,6 +479,30 @@ mod tests {
             visible::block(&message(&e)),
             "cannot create `execute failed`: plugin said: ␛[2Kok␍"
         );
+    }
+
+    #[test]
+    fn a_trap_shows_its_backtrace_only_when_verbose() {
+        let backtrace = "in plugin `p` (p.wasm):\nwasm trap: wasm `unreachable` instruction executed\n\
+                         error while executing at wasm backtrace:\n    0: 0x1 - <unknown>!<wasm function 1>\n\
+                         \x20   1: 0x2 - <unknown>!lockstep:plugin/execution@0.2.0#execute";
+        let e = CliError::from(LifecycleError::Plugin {
+            phase: crate::model::Phase::Execute,
+            source: PluginError::Trap {
+                plugin: "p".into(),
+                message: "`execute` (step `s`) threw Error: boom".into(),
+                backtrace: backtrace.into(),
+            },
+        });
+        let full = message(&e);
+        assert!(full.contains("<wasm function 1>"), "{full}");
+        assert_eq!(
+            without_backtrace(&e, full),
+            "execute failed: plugin `p` trapped: `execute` (step `s`) threw Error: boom\n\
+             in plugin `p` (p.wasm): --verbose shows the trap and its wasm backtrace (2 frames)"
+        );
+        let other = CliError::from(anyhow::anyhow!("no trap"));
+        assert_eq!(without_backtrace(&other, message(&other)), "no trap");
     }
 
     #[test]

@@ -62,6 +62,11 @@ pub struct TestArgs {
     /// with this directory, every file both ways; exit 1 if they differ.
     #[arg(long)]
     pub expect: Option<PathBuf>,
+    /// Expect no changes: exit 1 if the plugin changes any file (even to
+    /// the same contents), showing each change. For a project the plugin
+    /// has already fixed.
+    #[arg(long, conflicts_with = "expect")]
+    pub expect_unchanged: bool,
     /// Hold the plugin lease RESOURCE (`project:<id>/res:RESOURCE` of the
     /// copy) under another owner while the plugin runs, so that it meets a
     /// held lease: tests how the plugin reacts to a conflict.
@@ -94,7 +99,8 @@ pub(crate) fn new(args: &NewArgs, json: bool) -> anyhow::Result<()> {
 }
 
 /// `plugin test`: run the harness, print what the plugin did and how the
-/// result compares; a mismatch exits 1.
+/// result compares; a mismatch exits 1. When a phase fails after the
+/// proposal, what ran is printed before the error.
 pub(crate) async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<()> {
     let config = super::config(cli, &cli.project);
     let report = harness::run(HarnessOptions {
@@ -102,30 +108,22 @@ pub(crate) async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<()> {
         fixture: cli.project.clone(),
         action: args.action.clone(),
         expect: args.expect.clone(),
+        expect_unchanged: args.expect_unchanged,
         plugin_dirs: config.plugin_dirs,
         fixture_plugins: config.project_plugins,
         plugins: config.plugins,
         hold: args.hold.clone(),
     })
     .await
-    .map_err(|e| unwrap_held(e, cli.json))?;
+    .map_err(|e| unwrap_failure(e, args, cli.json))?;
     if cli.json {
         println!("{}", crate::visible::json(&to_json(&report, args)));
     } else {
-        print!("{}", describe(&report, args, colour()));
+        print!("{}", describe(&report, args, colour(), false));
     }
-    match (&report.comparison, &args.expect) {
-        (Some(c), Some(dir)) if !c.matches() => Err(Reported {
-            message: format!(
-                "the result differs from {} in {}: {}",
-                dir.display(),
-                files(c.differences.len()),
-                c.differences
-                    .iter()
-                    .map(|d| format!("{} ({})", line(&d.path), d.kind.as_str()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+    match &report.comparison {
+        Some(c) if !c.matches() => Err(Reported {
+            message: mismatch(c, args),
             code: EXIT_FAILURE,
         }
         .into()),
@@ -133,17 +131,66 @@ pub(crate) async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<()> {
     }
 }
 
-/// A failure while a lease was held: says so (on stderr), then the failure
-/// itself. A lock conflict is passed on as the lifecycle error it is, so
-/// that it is shown (and exits) as one; other failures stay harness errors,
-/// without the hints about retrying a plan (the scratch plan is gone).
-fn unwrap_held(e: HarnessError, json: bool) -> anyhow::Error {
+/// The line on stderr for a result that does not match.
+fn mismatch(c: &TreeComparison, args: &TestArgs) -> String {
+    let names = c
+        .differences
+        .iter()
+        .map(|d| format!("{} ({})", line(&d.path), kind_word(d.kind, args)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let n = files(c.differences.len());
+    match &args.expect {
+        Some(dir) if !args.expect_unchanged => {
+            format!("the result differs from {} in {n}: {names}", dir.display())
+        }
+        _ => format!("expected no changes, but the plugin changes {n}: {names}"),
+    }
+}
+
+/// What a difference is called: against an expected tree `missing`,
+/// `extra`, `different`; against no changes `deleted`, `created`,
+/// `changed`.
+fn kind_word(kind: DifferenceKind, args: &TestArgs) -> &'static str {
+    match (args.expect_unchanged, kind) {
+        (false, kind) => kind.as_str(),
+        (true, DifferenceKind::Missing) => "deleted",
+        (true, DifferenceKind::Extra) => "created",
+        (true, DifferenceKind::Different) => "changed",
+    }
+}
+
+/// The error of a failed run, once what it carries is shown: the lease
+/// held meanwhile (on stderr) and what ran before the failure (the
+/// proposal; on stdout, or with `--json` as the one JSON document, with
+/// the error in it). A lock conflict is passed on as the lifecycle error
+/// it is, so that it is shown (and exits) as one; other failures stay
+/// harness errors, without the hints about retrying a plan (the scratch
+/// plan is gone).
+fn unwrap_failure(e: HarnessError, args: &TestArgs, json: bool) -> anyhow::Error {
     match e {
         HarnessError::WhileHolding { held, source } => {
             if !json {
                 eprintln!("{}", held_line(&held));
             }
-            unwrap_held(*source, json)
+            unwrap_failure(*source, args, json)
+        }
+        HarnessError::AfterProposal { report, source } => {
+            let e = unwrap_failure(*source, args, json);
+            if !json {
+                print!("{}", describe(&report, args, colour(), true));
+                return e;
+            }
+            let e = super::CliError::from(e);
+            let mut document = to_json(&report, args);
+            document["passed"] = json!(false);
+            document["error"] = super::output::error_json(&e);
+            println!("{}", crate::visible::json(&document));
+            Reported {
+                message: super::output::message(&e),
+                code: super::output::exit_code(&e),
+            }
+            .into()
         }
         HarnessError::Plan(
             e @ (LifecycleError::LockConflict(_)
@@ -181,6 +228,7 @@ fn to_json(report: &HarnessReport, args: &TestArgs) -> serde_json::Value {
         "diff": diff(&report.changes, false),
         "expect": report.comparison.as_ref().map(|c| json!({
             "dir": args.expect,
+            "unchanged": args.expect_unchanged,
             "matches": c.matches(),
             "files": c.files,
             "differences": c.differences,
@@ -188,7 +236,45 @@ fn to_json(report: &HarnessReport, args: &TestArgs) -> serde_json::Value {
     })
 }
 
-fn describe(report: &HarnessReport, args: &TestArgs, colour: bool) -> String {
+/// The report as text. A `partial` report (a later phase failed) shows
+/// the changes only when Execute finished.
+fn describe(report: &HarnessReport, args: &TestArgs, colour: bool, partial: bool) -> String {
+    let mut out = header(report);
+    out.push_str(&format!("proposal: {}\n", line(&report.proposal.summary)));
+    for (i, step) in report.proposal.steps.iter().enumerate() {
+        out.push_str(&format!("  {}. {}\n", i + 1, line(&step.title)));
+    }
+    if !report.steps.is_empty() {
+        out.push_str("executed:\n");
+    }
+    for step in &report.steps {
+        out.push_str(&format!(
+            "  {}: {}\n",
+            line(&step.step_id),
+            line(&step.summary)
+        ));
+    }
+    if partial && report.steps.is_empty() {
+        return out;
+    }
+    if report.changes.is_empty() {
+        out.push_str("no changes\n");
+    } else {
+        out.push_str(&diff(&report.changes, colour));
+        out.push_str(&super::output::callouts(&report.changes, colour));
+    }
+    if let Some(c) = &report.comparison {
+        let dir = match (&args.expect, args.expect_unchanged) {
+            (Some(dir), false) => Some(dir.display().to_string()),
+            _ => None,
+        };
+        out.push_str(&comparison(c, dir.as_deref(), colour));
+    }
+    out
+}
+
+/// The plugin under test, the action, and the lease held.
+fn header(report: &HarnessReport) -> String {
     let mut out = String::new();
     if let Some(p) = &report.plugin {
         out.push_str(&format!(
@@ -213,50 +299,30 @@ fn describe(report: &HarnessReport, args: &TestArgs, colour: bool) -> String {
         out.push_str(&held_line(held));
         out.push('\n');
     }
-    out.push_str(&format!("proposal: {}\n", line(&report.proposal.summary)));
-    for (i, step) in report.proposal.steps.iter().enumerate() {
-        out.push_str(&format!("  {}. {}\n", i + 1, line(&step.title)));
-    }
-    if !report.steps.is_empty() {
-        out.push_str("executed:\n");
-    }
-    for step in &report.steps {
-        out.push_str(&format!(
-            "  {}: {}\n",
-            line(&step.step_id),
-            line(&step.summary)
-        ));
-    }
-    if report.changes.is_empty() {
-        out.push_str("no changes\n");
-    } else {
-        out.push_str(&diff(&report.changes, colour));
-        out.push_str(&super::output::callouts(&report.changes, colour));
-    }
-    if let (Some(c), Some(dir)) = (&report.comparison, &args.expect) {
-        out.push_str(&comparison(c, &dir.display().to_string(), colour));
-    }
     out
 }
 
-fn comparison(c: &TreeComparison, dir: &str, colour: bool) -> String {
-    if c.matches() {
-        return format!("✓ the result matches {dir} ({})\n", files(c.files));
-    }
-    let mut out = format!(
-        "✗ the result differs from {dir} in {} of {}:\n",
-        c.differences.len(),
-        files(c.files)
-    );
+/// How the result compares with the expected directory `dir`, or (`None`)
+/// with the expectation of no changes.
+fn comparison(c: &TreeComparison, dir: Option<&str>, colour: bool) -> String {
+    let mut out = match (dir, c.matches()) {
+        (Some(dir), true) => return format!("✓ the result matches {dir} ({})\n", files(c.files)),
+        (None, true) => return format!("✓ no changes, as expected ({})\n", files(c.files)),
+        (Some(dir), false) => format!("✗ the result differs from {dir} in "),
+        (None, false) => "✗ expected no changes, but the plugin changes ".to_string(),
+    };
+    out.push_str(&format!("{} of {}:\n", c.differences.len(), files(c.files)));
     let paths: Vec<_> = c.differences.iter().map(|d| line(&d.path)).collect();
-    let width = paths.iter().map(|p| p.chars().count()).max();
+    let width = paths.iter().map(|p| p.chars().count()).max().unwrap_or(0);
     for (d, path) in c.differences.iter().zip(&paths) {
-        let what = match d.kind {
-            DifferenceKind::Missing => "missing (expected, not in the result)",
-            DifferenceKind::Extra => "extra (in the result, not expected)",
-            DifferenceKind::Different => "different",
+        let what = match (dir.is_some(), d.kind) {
+            (true, DifferenceKind::Missing) => "missing (expected, not in the result)",
+            (true, DifferenceKind::Extra) => "extra (in the result, not expected)",
+            (true, DifferenceKind::Different) => "different",
+            (false, DifferenceKind::Missing) => "deleted",
+            (false, DifferenceKind::Extra) => "created",
+            (false, DifferenceKind::Different) => "changed",
         };
-        let width = width.unwrap_or(0);
         out.push_str(&format!("  {path:<width$}  {what}\n"));
     }
     for d in &c.differences {
@@ -287,7 +353,7 @@ mod tests {
                 },
             ],
         };
-        let text = comparison(&c, "tests/expected", false);
+        let text = comparison(&c, Some("tests/expected"), false);
         assert!(
             text.starts_with("✗ the result differs from tests/expected in 2 of 3 files:\n  a  different\n  b  missing"),
             "{text}"
@@ -301,7 +367,7 @@ mod tests {
             differences: vec![],
         };
         assert_eq!(
-            comparison(&ok, "e", false),
+            comparison(&ok, Some("e"), false),
             "✓ the result matches e (1 file)\n"
         );
     }

@@ -3,8 +3,35 @@
 
 use std::path::Path;
 
-use crate::plugins::{ComponentInfo, Grant, PluginEngine, PluginInfo};
+use crate::plugins::{CompileHook, ComponentInfo, Grant, PluginEngine, PluginInfo};
 use crate::visible::{block, line};
+
+/// The progress line for a component compiled rather than loaded from the
+/// cache (the first use after a build takes seconds for a Python or
+/// JavaScript plugin): on stderr, except with `--json` when stderr is not a
+/// terminal — a program reading the JSON does not want it, a person
+/// watching does, and plain output goes to people and logs.
+pub(crate) fn compile_progress(json: bool, stderr_is_terminal: bool) -> Option<CompileHook> {
+    if json && !stderr_is_terminal {
+        return None;
+    }
+    Some(CompileHook::new(|path, cached| {
+        eprintln!("{}", compile_line(path, cached));
+    }))
+}
+
+/// `compiling NAME (first use, cached afterwards)…`.
+fn compile_line(path: &Path, cached: bool) -> String {
+    let name = path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let when = match cached {
+        true => "first use, cached afterwards",
+        false => "no usable cache: compiled on every run",
+    };
+    format!("compiling {} ({when})…", line(&name))
+}
 
 /// `plugins list`: every plugin found, in search order, with its problems.
 pub(crate) fn list(engine: &PluginEngine, json: bool) -> anyhow::Result<()> {
@@ -158,13 +185,20 @@ fn describe(info: &ComponentInfo) -> String {
         s
     });
     field("manifest", &[dash(manifest)]);
+    if let Some(m) = info.manifest.as_ref().filter(|m| !m.description.is_empty()) {
+        field("about", std::slice::from_ref(&m.description));
+    }
     if let Some(m) = &info.manifest {
         if !m.limits.is_empty() {
             field("limits", &grants(&m.limits));
         }
     }
     field("imports", &info.imports);
-    field("exports", &info.exports);
+    let (ours, others) = exports(&info.exports);
+    field("exports", &ours);
+    if !others.is_empty() {
+        field("ignored", &others);
+    }
     if !info.unprovided_imports.is_empty() {
         field("missing", &info.unprovided_imports);
     }
@@ -174,6 +208,31 @@ fn describe(info: &ComponentInfo) -> String {
         field("problems", &info.problems);
     }
     out
+}
+
+/// The exports of the plugin contract, each with the role it serves, and
+/// the others (componentize-py adds an instance named `exports`), which the
+/// host never calls.
+fn exports(names: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut ours = Vec::new();
+    let mut others = Vec::new();
+    for name in names {
+        let role = if name.starts_with("lockstep:plugin/strategy@") {
+            Some("strategist")
+        } else if name.starts_with("lockstep:plugin/execution@") {
+            Some("executor")
+        } else {
+            None
+        };
+        match role {
+            Some(role) => ours.push(format!("{name} ({role})")),
+            None if name.starts_with("lockstep:plugin/") => ours.push(name.clone()),
+            None => others.push(format!(
+                "{name} (not part of lockstep:plugin; the host does not call it)"
+            )),
+        }
+    }
+    (ours, others)
 }
 
 /// One line per limit: `name  requested → granted`, and the ceiling that
@@ -255,6 +314,51 @@ mod tests {
         assert!(d.contains("imports    a\n           b\n"), "{d}");
         assert!(d.contains("exports    -\n"), "{d}");
         assert!(d.contains("problems   not a plugin\n"), "{d}");
+    }
+
+    #[test]
+    fn the_compile_line_names_the_plugin_and_is_left_out_for_json_to_a_program() {
+        assert_eq!(
+            compile_line(Path::new("/p/trailing-whitespace.wasm"), true),
+            "compiling trailing-whitespace (first use, cached afterwards)…"
+        );
+        assert_eq!(
+            compile_line(Path::new("x\x1b[2K.wasm"), false),
+            "compiling x␛[2K (no usable cache: compiled on every run)…"
+        );
+        assert!(compile_progress(false, false).is_some());
+        assert!(compile_progress(false, true).is_some());
+        assert!(compile_progress(true, true).is_some());
+        assert!(compile_progress(true, false).is_none());
+    }
+
+    #[test]
+    fn a_description_shows_the_manifests_text_and_sets_other_exports_apart() {
+        let mut manifest = info("tw", None);
+        manifest.description = "Trims trailing whitespace.".into();
+        let d = describe(&ComponentInfo {
+            path: "/p/tw.wasm".into(),
+            world: "lockstep:plugin/plugin@0.2.0".into(),
+            api: Some("0.2.0".into()),
+            imports: vec![],
+            exports: vec![
+                "exports".into(),
+                "lockstep:plugin/strategy@0.2.0".into(),
+                "lockstep:plugin/execution@0.2.0".into(),
+            ],
+            unprovided_imports: vec![],
+            manifest: Some(manifest),
+            problems: vec![],
+        });
+        assert!(d.contains("about      Trims trailing whitespace.\n"), "{d}");
+        assert!(
+            d.contains(
+                "exports    lockstep:plugin/strategy@0.2.0 (strategist)\n\
+                 \x20          lockstep:plugin/execution@0.2.0 (executor)\n\
+                 ignored    exports (not part of lockstep:plugin; the host does not call it)\n"
+            ),
+            "{d}"
+        );
     }
 
     #[test]

@@ -44,7 +44,7 @@ use std::hash::Hasher;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
@@ -77,6 +77,43 @@ pub enum CacheOutcome {
     Uncached,
 }
 
+/// Told when a component is about to be compiled — never when its
+/// compiled form is loaded from the cache — with the `.wasm` file and
+/// whether the result will be kept in the cache. Compiling a Python or
+/// JavaScript component takes seconds; a front end shows a progress line.
+#[derive(Clone)]
+pub struct CompileHook(Arc<CompileFn>);
+
+/// What a [`CompileHook`] calls: `f(path, cached)`.
+type CompileFn = dyn Fn(&Path, bool) + Send + Sync;
+
+impl CompileHook {
+    /// A hook calling `f(path, cached)`.
+    pub fn new(f: impl Fn(&Path, bool) + Send + Sync + 'static) -> CompileHook {
+        CompileHook(Arc::new(f))
+    }
+
+    /// Tell the hook that `path` is being compiled.
+    pub fn compiling(&self, path: &Path, cached: bool) {
+        (self.0)(path, cached)
+    }
+}
+
+impl std::fmt::Debug for CompileHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CompileHook(..)")
+    }
+}
+
+/// Two hooks are equal when they are the same hook.
+impl PartialEq for CompileHook {
+    fn eq(&self, other: &CompileHook) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for CompileHook {}
+
 /// A bounded, authenticated directory of compiled components.
 #[derive(Debug)]
 pub struct ComponentCache {
@@ -86,6 +123,7 @@ pub struct ComponentCache {
     max_bytes: u64,
     key: OnceLock<CacheKey>,
     warned: AtomicBool,
+    hook: Option<CompileHook>,
 }
 
 struct ShaHasher(Sha256);
@@ -125,6 +163,19 @@ impl ComponentCache {
             max_bytes,
             key: OnceLock::new(),
             warned: AtomicBool::new(false),
+            hook: None,
+        }
+    }
+
+    /// The same cache, telling `hook` about every compilation.
+    pub fn with_hook(mut self, hook: Option<CompileHook>) -> ComponentCache {
+        self.hook = hook;
+        self
+    }
+
+    fn compiling(&self, path: &Path, cached: bool) {
+        if let Some(hook) = &self.hook {
+            hook.compiling(path, cached);
         }
     }
 
@@ -198,6 +249,7 @@ impl ComponentCache {
             Ok(key) => key,
             Err(problem) => {
                 self.warn_once(&problem);
+                self.compiling(path, false);
                 return Ok((
                     compile_uncached(engine, path, expected)?,
                     CacheOutcome::Uncached,
@@ -224,6 +276,7 @@ impl ComponentCache {
                 return Ok((component, CacheOutcome::Hit));
             }
         }
+        self.compiling(path, true);
         let started = Instant::now();
         let component = Component::new(engine, &wasm).map_err(super::engine::wasm_error)?;
         tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "compiled component");
@@ -540,6 +593,33 @@ mod tests {
         // A changed file is noticed through its size and modification time.
         std::fs::write(&wasm, b"not a component").unwrap();
         assert!(cache.load_or_compile(&engine, &wasm, None).is_err());
+    }
+
+    #[test]
+    fn the_hook_hears_of_compilations_not_of_hits() {
+        let engine = Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = component(dir.path(), "noop");
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let hook = {
+            let heard = heard.clone();
+            CompileHook::new(move |path, cached| {
+                heard.lock().unwrap().push((path.to_path_buf(), cached));
+            })
+        };
+        let cache = ComponentCache::new(&dir.path().join("cache"), &engine, DEFAULT_CACHE_BYTES)
+            .with_hook(Some(hook.clone()));
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Compiled);
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Hit);
+        assert_eq!(*heard.lock().unwrap(), [(wasm.clone(), true)]);
+        // A cache that cannot be trusted compiles every time, uncached.
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        chmod(&open, 0o777);
+        let untrusted =
+            ComponentCache::new(&open, &engine, DEFAULT_CACHE_BYTES).with_hook(Some(hook));
+        assert_eq!(outcome(&untrusted, &engine, &wasm), CacheOutcome::Uncached);
+        assert_eq!(heard.lock().unwrap()[1], (wasm, false));
     }
 
     /// An attacker without the key copies a real artifact (and every file

@@ -14,16 +14,17 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Instance, ResourceTableError};
-use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
+use wasmtime::component::Instance;
+use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::latest::lockstep::plugin::types as wit;
 use super::bindings::{ExecutionIndices, StrategyIndices};
 use super::convert;
-use super::engine::{file_name, Loaded, Runtime};
+use super::engine::{Loaded, Runtime};
+use super::failure::{map_failure, CallSite, Failed};
 use super::host::{CallScope, LeaseLedger, PluginState};
 use super::limits::Limits;
-use super::log::{LogStats, PluginLog, StdioLog, WriteOverPermit};
+use super::log::{LogStats, PluginLog, StdioLog};
 use crate::lifecycle::{PluginContext, PluginError};
 use crate::locks::LockConflict;
 use crate::model::{Action, PlanProposal, Step, StepOutcome};
@@ -76,8 +77,11 @@ pub struct Callee<'a> {
     pub limits: Limits,
 }
 
-enum Failure {
+/// How a call failed before the plugin could answer.
+pub(super) enum Failure {
+    /// The instance could not be created (or its export not found).
     Instantiate(wasmtime::Error),
+    /// The call trapped or failed.
     Call(wasmtime::Error),
 }
 
@@ -162,6 +166,7 @@ pub async fn run(
         return (Err(e), CallReport::default());
     }
     let keep = warm.is_some();
+    let site = CallSite::of(&request);
     let work = attempt(store, instance, callee.loaded, &ctx.plan_id, request, keep);
     let finished = tokio::select! {
         biased;
@@ -169,7 +174,7 @@ pub async fn run(
         r = tokio::time::timeout(limits.timeout + TIMEOUT_GRACE, work) => Some(r),
     };
     stdio.flush_partial();
-    let result = settle(finished, callee, slot.as_deref_mut(), &stdio);
+    let result = settle(finished, callee, &site, slot.as_deref_mut(), &stdio);
     let leases_released = ledger.release_all().await;
     if leases_released > 0 {
         tracing::debug!(plugin = callee.name, plan = %ctx.plan_id, leases_released, "released leases the plugin still held");
@@ -280,6 +285,7 @@ async fn attempt(
 fn settle(
     finished: Option<Result<Finished, tokio::time::error::Elapsed>>,
     callee: Callee<'_>,
+    site: &CallSite,
     slot: Option<&mut Option<Warm>>,
     stdio: &Stdio,
 ) -> Result<Response, PluginError> {
@@ -305,9 +311,12 @@ fn settle(
         Ok(Err(e)) => Err(convert::plugin_error_from_wit(e, &finished.conflicts)),
         Err(failure) => Err(map_failure(
             failure,
-            callee,
-            finished.memory_refused,
-            &stdio.log.stderr_tail(),
+            &Failed {
+                callee,
+                site,
+                memory_refused: finished.memory_refused,
+                stderr_tail: &stdio.log.stderr_tail(),
+            },
         )),
     }
 }
@@ -363,161 +372,10 @@ async fn invoke(
     }
 }
 
-fn timeout(plugin: &str, limits: &Limits) -> PluginError {
+/// The error of a call killed at its deadline.
+pub(super) fn timeout(plugin: &str, limits: &Limits) -> PluginError {
     PluginError::Timeout {
         plugin: plugin.to_string(),
         limit_ms: limits.timeout_ms(),
-    }
-}
-
-/// Whether `err` is wasmtime refusing to copy more than the store's
-/// hostcall fuel out of the plugin. wasmtime's error type for it is
-/// private, so its message is matched; `transfer_limit_is_typed` in the
-/// plugin tests catches a wasmtime upgrade that rewords it.
-fn is_transfer_limit(err: &wasmtime::Error) -> bool {
-    err.chain().any(|e| {
-        e.to_string()
-            .contains("fuel allocated for hostcalls has been exhausted")
-    })
-}
-
-/// The first error of type `E` in `err`'s chain.
-fn find<E: std::error::Error + 'static>(err: &wasmtime::Error) -> Option<&E> {
-    err.chain().find_map(|e| e.downcast_ref::<E>())
-}
-
-/// Whether `err` is wasi's refusal of a `get-random-bytes` call over the
-/// context's maximum. wasi's error for it is a plain message, so the
-/// message is matched; `random_bytes_per_call_are_bounded` in
-/// `tests/tests/hostile.rs` catches a wasmtime-wasi upgrade that rewords it.
-fn is_random_limit(err: &wasmtime::Error) -> bool {
-    err.chain().any(|e| {
-        let m = e.to_string();
-        m.starts_with("requested len") && m.contains("exceeds limit")
-    })
-}
-
-/// A failure that is the plugin going past one of the host's limits on
-/// host calls: one stdout/stderr write over its permit, a full resource
-/// table, a random-bytes request over the maximum.
-fn over_limit(err: &wasmtime::Error, callee: Callee<'_>) -> Option<PluginError> {
-    let plugin = callee.name.to_string();
-    let limits = &callee.limits;
-    if let Some(w) = find::<WriteOverPermit>(err) {
-        return Some(PluginError::OverLimit {
-            plugin,
-            limit: "stdio_write_bytes",
-            max: w.permit as u64,
-            detail: format!(
-                "{w}; write at most what `check-write` returns at a time (or use `blocking-write-and-flush`)"
-            ),
-        });
-    }
-    if matches!(
-        find::<ResourceTableError>(err),
-        Some(ResourceTableError::Full)
-    ) {
-        return Some(PluginError::OverLimit {
-            plugin,
-            limit: "resource_handles",
-            max: limits.resource_handles as u64,
-            detail: format!(
-                "the plugin held more WASI handles (streams, pollables, …) at once than its resource table of {} entries allows ({} for WASI handles and {} for leases); drop handles it no longer needs",
-                limits.resource_handles + limits.lease_handles,
-                limits.resource_handles,
-                limits.lease_handles
-            ),
-        });
-    }
-    if is_random_limit(err) {
-        return Some(PluginError::OverLimit {
-            plugin,
-            limit: "random_bytes",
-            max: limits.random_bytes,
-            detail: format!(
-                "one `get-random-bytes` call asked for more than {} bytes; ask for less at a time",
-                limits.random_bytes
-            ),
-        });
-    }
-    None
-}
-
-/// Map a trap or instantiation failure into the plugin error taxonomy.
-fn map_failure(
-    failure: Failure,
-    callee: Callee<'_>,
-    memory_refused: bool,
-    stderr_tail: &[String],
-) -> PluginError {
-    let (err, instantiating) = match failure {
-        Failure::Instantiate(e) => (e, true),
-        Failure::Call(e) => (e, false),
-    };
-    let plugin = callee.name.to_string();
-    let trap = err.downcast_ref::<Trap>().copied();
-    match trap {
-        Some(Trap::Interrupt) => return timeout(&plugin, &callee.limits),
-        Some(Trap::OutOfFuel) => {
-            return PluginError::OutOfFuel {
-                plugin,
-                fuel: callee.limits.fuel.unwrap_or(0),
-            }
-        }
-        _ => {}
-    }
-    if is_transfer_limit(&err) {
-        return PluginError::TransferLimit {
-            plugin,
-            limit_bytes: callee.limits.transfer_bytes,
-        };
-    }
-    if let Some(over) = over_limit(&err, callee) {
-        return over;
-    }
-    if memory_refused {
-        return PluginError::OutOfMemory {
-            plugin,
-            limit_bytes: callee.limits.memory_bytes,
-        };
-    }
-    if err
-        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
-        .is_some()
-    {
-        return PluginError::Retryable(format!(
-            "too many plugin instances are running at once ({err}); try again"
-        ));
-    }
-    if instantiating && trap.is_none() {
-        return PluginError::Load(format!(
-            "`{}` could not be instantiated: {err}",
-            file_name(callee.path)
-        ));
-    }
-    let mut message = match trap {
-        Some(trap) => trap.to_string(),
-        None => err.root_cause().to_string(),
-    };
-    if !stderr_tail.is_empty() {
-        message.push_str("; stderr: ");
-        message.push_str(&stderr_tail.join(" | "));
-    }
-    let backtrace = match err.downcast_ref::<WasmBacktrace>() {
-        Some(bt) => format!(
-            "in plugin `{}` ({}):\n{bt}",
-            callee.name,
-            file_name(callee.path)
-        ),
-        None => format!(
-            "in plugin `{}` ({}): no wasm backtrace was captured",
-            callee.name,
-            file_name(callee.path)
-        ),
-    };
-    PluginError::Trap {
-        plugin,
-        message,
-        backtrace,
     }
 }

@@ -18,7 +18,7 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmBacktraceDetails};
 
 use super::bindings::{self, ExecutionIndices, StrategyIndices};
-use super::cache::{compile_uncached, CacheOutcome, ComponentCache};
+use super::cache::{compile_uncached, CacheOutcome, CompileHook, ComponentCache};
 use super::host::PluginState;
 use super::manifest::Role;
 use super::world::{RoleExport, Shape};
@@ -112,6 +112,7 @@ pub struct Runtime {
     linker: Linker<PluginState>,
     cache: Mutex<HashMap<PathBuf, Arc<Loaded>>>,
     disk: Option<ComponentCache>,
+    on_compile: Option<CompileHook>,
     pooling: bool,
     fuel: bool,
     _ticker: EpochTicker,
@@ -176,15 +177,16 @@ impl Runtime {
             fuel = options.limits.fuel_enabled(),
             "plugin engine ready"
         );
-        let disk = options
-            .cache_dir
-            .as_ref()
-            .map(|dir| ComponentCache::new(dir, &engine, options.cache_bytes));
+        let disk = options.cache_dir.as_ref().map(|dir| {
+            ComponentCache::new(dir, &engine, options.cache_bytes)
+                .with_hook(options.on_compile.clone())
+        });
         Ok(Runtime {
             engine,
             linker,
             cache: Mutex::default(),
             disk,
+            on_compile: options.on_compile.clone(),
             pooling,
             fuel: options.limits.fuel_enabled(),
             _ticker: ticker,
@@ -218,6 +220,9 @@ impl Runtime {
         let loaded = match &self.disk {
             Some(cache) => cache.load_or_compile(&self.engine, path, expected),
             None => {
+                if let Some(hook) = &self.on_compile {
+                    hook.compiling(path, false);
+                }
                 compile_uncached(&self.engine, path, expected).map(|c| (c, CacheOutcome::Uncached))
             }
         };

@@ -18,6 +18,7 @@ mod call;
 mod convert;
 mod discover;
 mod engine;
+mod failure;
 mod host;
 pub mod limits;
 mod log;
@@ -40,7 +41,7 @@ use crate::model::{Action, PlanProposal, Step, StepOutcome};
 use call::{CallReport, Callee, Request, Response, WarmSlot};
 use engine::{file_name, Loaded, Runtime};
 
-pub use cache::{CacheOutcome, ComponentCache, DEFAULT_CACHE_BYTES};
+pub use cache::{CacheOutcome, CompileHook, ComponentCache, DEFAULT_CACHE_BYTES};
 pub use discover::PLUGIN_PATH_ENV;
 pub use limits::{Grant, Limits, LimitsPolicy, RequestedLimits};
 pub use log::LOG_TARGET;
@@ -75,6 +76,9 @@ pub struct PluginsConfig {
     pub pooling: bool,
     /// Most plugin instances alive at once when pooling.
     pub max_instances: u32,
+    /// Told whenever a component is compiled rather than loaded from the
+    /// cache (the CLI prints a progress line).
+    pub on_compile: Option<CompileHook>,
 }
 
 impl Default for PluginsConfig {
@@ -88,6 +92,7 @@ impl Default for PluginsConfig {
             cache_bytes: cache::DEFAULT_CACHE_BYTES,
             pooling: true,
             max_instances: 32,
+            on_compile: None,
         }
     }
 }

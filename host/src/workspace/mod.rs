@@ -17,7 +17,7 @@ pub use apply::{ApplyError, Drift, Staged};
 pub use changeset::{
     content_hash, ChangeError, ChangeLimits, ChangesetBuilder, DEFAULT_MAX_ORIGINAL_BYTES,
 };
-pub use diff::unified_diff;
+pub use diff::{is_binary, unified_diff};
 pub use facade::{Changeset, ProjectDirError, StagedApply, Workspace};
 pub use path::PathError;
 pub use tree::{ProjectTree, TreeError};
