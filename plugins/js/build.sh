@@ -57,14 +57,8 @@ fi
 # fetch, none of which a plugin may use.)
 no_wasi=(stdio random clocks http fetch-event)
 
-# Copies $1 to $2 unless $2 already has the same contents.
-install_if_changed() {
-    if ! cmp -s "$1" "$2"; then
-        cp "$1" "$2.tmp"
-        mv -f "$2.tmp" "$2"
-        echo "updated $2"
-    fi
-}
+# shellcheck source=plugins/lib.sh
+source "$here/../lib.sh"
 
 # Whether anything a component is built from is newer than $1. Modules of
 # every plugin and of the SDK count, since a plugin may import shared ones
@@ -77,19 +71,10 @@ stale() {
     [[ -n "$(find "$wit" -type f -name '*.wit' -newer "$1" -print -quit)" ]]
 }
 
-count=0
-for manifest in "$here"/*/plugin.toml; do
-    [[ -f "$manifest" ]] || continue
-    dir="$(basename "$(dirname "$manifest")")"
-    name="$(sed -n 's/^name[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$manifest" | head -n 1)"
-    if [[ -z "$name" ]]; then
-        echo "error: $manifest has no name" >&2
-        exit 1
-    fi
-    if [[ ! -f "$here/$dir/plugin.js" ]]; then
-        echo "error: $here/$dir has no plugin.js" >&2
-        exit 1
-    fi
+plugins="$(plugins_in "$here" plugin.js)"
+while read -r dir name; do
+    [[ -n "$dir" ]] || continue
+    dir="$(basename "$dir")"
     out="$dist/$name.wasm"
     if stale "$out"; then
         echo "building $name from $dir/plugin.js"
@@ -103,7 +88,6 @@ for manifest in "$here"/*/plugin.toml; do
         mv -f "$out.tmp" "$out"
         echo "updated $out ($(($(wc -c <"$out") / 1024)) KiB, $((SECONDS - start)) s)"
     fi
-    install_if_changed "$manifest" "$dist/$name.toml"
-    count=$((count + 1))
-done
-echo "$count JavaScript plugins in $dist"
+    install_if_changed "$here/$dir/plugin.toml" "$dist/$name.toml"
+done <<<"$plugins"
+echo "$(grep -c . <<<"$plugins") JavaScript plugins in $dist"

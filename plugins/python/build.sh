@@ -47,14 +47,8 @@ stale() {
     [[ -n "$(find "$@" -type f -newer "$target" ! -path '*/__pycache__/*' -print -quit)" ]]
 }
 
-# Copies $1 to $2 unless $2 already has the same contents.
-install_if_changed() {
-    if ! cmp -s "$1" "$2"; then
-        cp "$1" "$2.tmp"
-        mv -f "$2.tmp" "$2"
-        echo "updated $2"
-    fi
-}
+# shellcheck source=plugins/lib.sh
+source "$here/../lib.sh"
 
 # --- the SDK's stub bindings must be what componentize-py generates --------
 if stale "$sdk/stubs/.checked" "$wit" "$stamp"; then
@@ -71,19 +65,9 @@ if stale "$sdk/stubs/.checked" "$wit" "$stamp"; then
 fi
 
 # --- plugins -----------------------------------------------------------------
-count=0
-for manifest in "$here"/*/plugin.toml; do
-    [[ -e "$manifest" ]] || continue
-    dir="$(dirname "$manifest")"
-    name="$(sed -n 's/^name[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$manifest" | head -n 1)"
-    if [[ -z "$name" ]]; then
-        echo "error: $manifest has no name" >&2
-        exit 1
-    fi
-    if [[ ! -f "$dir/app.py" ]]; then
-        echo "error: $dir has no app.py" >&2
-        exit 1
-    fi
+plugins="$(plugins_in "$here" app.py)"
+while read -r dir name; do
+    [[ -n "$dir" ]] || continue
     out="$dist/$name.wasm"
     # Tests are not part of the component, so they do not make it stale.
     mapfile -t sources < <(find "$dir" "$sdk/lockstep_sdk" -type f -name '*.py' ! -name 'test_*.py' ! -path '*/__pycache__/*')
@@ -96,7 +80,6 @@ for manifest in "$here"/*/plugin.toml; do
         mv -f "$out.tmp" "$out"
         echo "built $out ($(($(stat -c %s "$out") / 1024 / 1024)) MiB, $((SECONDS - start)) s)"
     fi
-    install_if_changed "$manifest" "$dist/$name.toml"
-    count=$((count + 1))
-done
-echo "$count Python plugins in $dist"
+    install_if_changed "$dir/plugin.toml" "$dist/$name.toml"
+done <<<"$plugins"
+echo "$(grep -c . <<<"$plugins") Python plugins in $dist"

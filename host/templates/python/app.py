@@ -30,12 +30,8 @@ class Strategy(sdk.Strategy):
 
         steps = []
         for path in files:
-            try:
-                text = sdk.read_text(path)
-            except sdk.NotText as e:
-                sdk.debug(f"skipping {e}")
-                continue
-            if markers.upper_case_markers(text, wanted) is None:
+            text = sdk.read_text_or_skip(path)
+            if text is None or markers.upper_case_markers(text, wanted) is None:
                 continue
             # The executor only receives the step: copy what it needs.
             steps.append(
@@ -51,7 +47,6 @@ class Strategy(sdk.Strategy):
             f"{len(steps)} of {sdk.count(len(files), 'file', 'files')} have markers "
             f"to upper-case ({', '.join(wanted)})"
         )
-        sdk.info(summary)
         return sdk.PlanProposal(summary=summary, steps=steps)
 
 

@@ -27,7 +27,6 @@ import {
   Permanent,
   count,
   executor,
-  info,
   listFiles,
   readText,
   strategist,
@@ -79,7 +78,6 @@ export const strategy = strategist((_planId, action) => {
   if (skipped > 0) {
     summary += `; skipped ${count(skipped, 'file', 'files')} that could not be read as JSON`;
   }
-  info(summary);
   return { summary, steps };
 });
 
@@ -90,7 +88,7 @@ export const execution = executor((_planId, step) => {
   // The changes are computed under the lease; if it is lost meanwhile,
   // withLease fails the step instead of returning them. A conflict fails it
   // before anything is read.
-  const outcome = withLease(options.lock, LEASE_TTL_MS, () => {
+  return withLease(options.lock, LEASE_TTL_MS, () => {
     let formatted;
     try {
       formatted = formatFile(path, readText(path), options);
@@ -104,6 +102,4 @@ export const execution = executor((_planId, step) => {
       summary: `Formatted ${path} (${describe(options)})`,
     };
   });
-  info(outcome.summary);
-  return outcome;
 });

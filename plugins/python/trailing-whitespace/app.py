@@ -38,13 +38,8 @@ class Strategy(sdk.Strategy):
 
         steps = []
         for path in files:
-            try:
-                text = sdk.read_text(path)
-            except sdk.NotText as e:
-                # Binary files are common, huge ones are not.
-                (sdk.warn if e.too_large else sdk.debug)(f"skipping {e}")
-                continue
-            if not cleanup.needs_cleaning(text, final_newline):
+            text = sdk.read_text_or_skip(path)
+            if text is None or not cleanup.needs_cleaning(text, final_newline):
                 continue
             sdk.debug(f"{path} needs cleaning")
             steps.append(
@@ -61,7 +56,6 @@ class Strategy(sdk.Strategy):
             )
 
         summary = cleanup.summary(len(steps), len(files))
-        sdk.info(summary)
         return sdk.PlanProposal(summary=summary, steps=steps)
 
 
@@ -83,5 +77,4 @@ class Execution(sdk.Execution):
         else:
             summary = f"Cleaned {path}: {report.describe()}"
             changes = [sdk.write_text(path, report.text)]
-        sdk.info(summary)
         return sdk.StepOutcome(changes=changes, summary=summary)

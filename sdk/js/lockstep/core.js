@@ -58,11 +58,18 @@ export class LockFailed extends PluginFailure {
 
 /**
  * `readText` found a file that cannot be edited as text: not UTF-8, or over
- * the host's read cap. The message names the file and says which. A
+ * the host's read cap (then `tooLarge` is true). The message names the file
+ * and says which. A
  * strategist usually logs it and skips the file; thrown out of an export it
  * becomes `permanent`.
  */
-export class NotText extends Error {}
+export class NotText extends Error {
+  /** @param {string} message @param {boolean} tooLarge whether it is over the read cap */
+  constructor(message, tooLarge = false) {
+    super(message);
+    this.tooLarge = tooLarge;
+  }
+}
 
 /** JSON.stringify replacer for u64 fields (BigInts). */
 export function bigints(_key, value) {

@@ -121,6 +121,20 @@ function fromHost(what, call) {
   }
 }
 
+/** Lists `glob`; past the host's cap on entries the whole call is refused. */
+function listGlob(glob) {
+  try {
+    return list(glob);
+  } catch (e) {
+    const err = hostError(e);
+    if (err === null) throw e;
+    if (err.tag === 'too-large') {
+      throw new Permanent(`${glob}: matches more than ${err.val} files, the most one list returns; use narrower globs`);
+    }
+    throw fsFailure(glob, err);
+  }
+}
+
 /**
  * The contents of `path` (a Uint8Array); reads during Execute see the
  * changes of earlier steps. A refusal throws what `fsFailure` names.
@@ -142,7 +156,7 @@ export function readText(path) {
   } catch (e) {
     const err = hostError(e);
     if (err === null) throw e;
-    if (err.tag === 'too-large') throw new NotText(`${path}: larger than the read cap of ${err.val} bytes`);
+    if (err.tag === 'too-large') throw new NotText(`${path}: larger than the read cap of ${err.val} bytes`, true);
     throw fsFailure(path, err);
   }
   try {
@@ -153,14 +167,30 @@ export function readText(path) {
 }
 
 /**
+ * `path` as UTF-8 text, or null when it is not a text file: not UTF-8
+ * (logged at `debug`) or over the host's read cap (logged at `warn`), what a
+ * strategist skips. Other refusals throw as in `readText`.
+ */
+export function readTextOrSkip(path) {
+  try {
+    return readText(path);
+  } catch (e) {
+    if (!(e instanceof NotText)) throw e;
+    (e.tooLarge ? warn : debug)(`skipping ${e.message}`);
+    return null;
+  }
+}
+
+/**
  * The files matching any of `globs`, sorted (by UTF-16 code units, as
  * `Array.prototype.sort`) and without repeats. `keep(glob, path)` may leave
- * some out. A malformed glob throws `InvalidInput`.
+ * some out. A malformed glob throws `InvalidInput`; a glob matching more
+ * files than the host lists at once (100 000 by default) `Permanent`.
  */
 export function listFiles(globs, keep = () => true) {
   const files = new Set();
   for (const glob of globs) {
-    const found = fromHost(glob, () => list(glob));
+    const found = listGlob(glob);
     let kept = 0;
     for (const path of found) {
       if (keep(glob, path)) {

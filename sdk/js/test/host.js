@@ -36,6 +36,7 @@ export const CONFLICT = {
 
 export function list(glob) {
   if (glob.includes('[')) throw fail({ tag: 'invalid', val: 'bad glob' });
+  if (glob === 'huge') throw fail({ tag: 'too-large', val: 100000n });
   const ext = glob.slice(glob.lastIndexOf('.'));
   return [...host.files.keys()].filter((p) => p.endsWith(ext)).sort();
 }

@@ -22,6 +22,7 @@ import {
   listFiles,
   outcomeProblem,
   readText,
+  readTextOrSkip,
   strategist,
   takeLease,
   withLease,
@@ -102,12 +103,31 @@ describe('the workspace', () => {
     assert.throws(() => readText('gone'), (e) => e instanceof Permanent && e.message === 'gone: not found: gone');
   });
 
+  it('skips what is not text, logging why', () => {
+    host.files.set('a.txt', utf8('a'));
+    host.files.set('b.bin', new Uint8Array([0xff]));
+    assert.equal(readTextOrSkip('a.txt'), 'a');
+    assert.equal(readTextOrSkip('b.bin'), null);
+    assert.equal(readTextOrSkip('big'), null);
+    assert.deepEqual(host.lines, [
+      ['debug', 'skipping b.bin: not UTF-8 text'],
+      ['warn', 'skipping big: larger than the read cap of 8 bytes'],
+    ]);
+    assert.throws(() => readTextOrSkip('gone'), Permanent);
+  });
+
   it('lists the files of several globs once, sorted', () => {
     for (const p of ['b.md', 'a.md', 'c.rs']) host.files.set(p, utf8(''));
     assert.deepEqual(listFiles(['*.md', '**/*.md', '*.rs']), ['a.md', 'b.md', 'c.rs']);
     assert.deepEqual(listFiles(['*.md'], (_glob, path) => path !== 'a.md'), ['b.md']);
     assert.match(logged(), /\*\.md: 2 files/);
     assert.throws(() => listFiles(['x[']), (e) => e instanceof InvalidInput && e.message === 'x[: bad glob');
+    assert.throws(
+      () => listFiles(['huge']),
+      (e) =>
+        e instanceof Permanent &&
+        e.message === 'huge: matches more than 100000 files, the most one list returns; use narrower globs',
+    );
   });
 });
 

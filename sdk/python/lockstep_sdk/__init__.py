@@ -364,15 +364,32 @@ def read_text(path: str) -> str:
         raise NotText(f"{path}: not UTF-8 text")
 
 
+def read_text_or_skip(path: str) -> str | None:
+    """`path` as UTF-8 text, or None when it is not a text file: not UTF-8
+    (logged at `debug`) or over the host's read cap (logged at `warn`), what
+    a strategist skips. Other refusals raise as in `read_text`."""
+    try:
+        return read_text(path)
+    except NotText as e:
+        (warn if e.too_large else debug)(f"skipping {e}")
+        return None
+
+
 def list_files(globs: Iterable[str]) -> list[str]:
     """The files matching any of `globs`, sorted and without repeats. A
-    malformed glob raises `InvalidInput`."""
+    malformed glob raises `InvalidInput`; a glob matching more files than the
+    host lists at once (100 000 by default) raises `Permanent`."""
     _host()
     files: set[str] = set()
     for glob in globs:
         try:
             found = _workspace.list(glob)
         except Err as e:
+            if isinstance(e.value, FsError_TooLarge):
+                raise Permanent(
+                    f"{glob}: matches more than {e.value.value} files, the most one list "
+                    "returns; use narrower globs"
+                )
             raise fs_failure(glob, e.value)
         debug(f"{glob}: {count(len(found), 'file', 'files')}")
         files.update(found)

@@ -66,7 +66,7 @@ class FakeHost:
         self.dropped: list[str] = []
         self.lose = False
         for module, attr, fake in [
-            (workspace, "list", lambda glob: sorted(p for p in self.files if p.endswith(glob[-3:]))),
+            (workspace, "list", self.list),
             (workspace, "read", self.read),
             (locks, "acquire", self.acquire),
             (log, "log", lambda level, message: self.lines.append((level, message))),
@@ -74,6 +74,11 @@ class FakeHost:
             patch = mock.patch.object(module, attr, fake)
             patch.start()
             test.addCleanup(patch.stop)
+
+    def list(self, glob):
+        if glob == "huge":
+            raise Err(t.FsError_TooLarge(100_000))
+        return sorted(p for p in self.files if p.endswith(glob[-3:]))
 
     def read(self, path):
         if path == "big":
@@ -120,6 +125,19 @@ class WorkspaceTest(unittest.TestCase):
             sdk.read_text("big")
         self.assertTrue(e.exception.too_large)
 
+    def test_what_is_not_text_is_skipped_and_logged(self):
+        host = FakeHost(self, {"a.txt": b"a", "b.bin": b"\xff"})
+        self.assertEqual(sdk.read_text_or_skip("a.txt"), "a")
+        self.assertIsNone(sdk.read_text_or_skip("b.bin"))
+        self.assertIsNone(sdk.read_text_or_skip("big"))
+        self.assertEqual(
+            [(level, m) for level, m in host.lines],
+            [(log.Level.DEBUG, "skipping b.bin: not UTF-8 text"),
+             (log.Level.WARN, "skipping big: larger than the read cap of 8 bytes")],
+        )
+        with self.assertRaises(sdk.Permanent):
+            sdk.read_text_or_skip("gone")
+
     def test_refusals_become_the_failure_to_raise(self):
         FakeHost(self)
         with self.assertRaisesRegex(sdk.Permanent, "^gone: not found: gone$"):
@@ -133,6 +151,12 @@ class WorkspaceTest(unittest.TestCase):
         host = FakeHost(self, {"b.md": b"", "a.md": b"", "c.rs": b""})
         self.assertEqual(sdk.list_files(["*.md", "**/*.md", "*.rs"]), ["a.md", "b.md", "c.rs"])
         self.assertIn("*.md: 2 files", host.logged())
+        with self.assertRaises(sdk.Permanent) as e:
+            sdk.list_files(["huge"])
+        self.assertEqual(
+            str(e.exception),
+            "huge: matches more than 100000 files, the most one list returns; use narrower globs",
+        )
 
     def test_changes_carry_bytes(self):
         self.assertEqual(sdk.write_text("a", "é"), t.Change_Write(t.FileWrite("a", "é".encode())))

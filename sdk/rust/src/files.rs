@@ -9,11 +9,13 @@ use crate::{Change, FileWrite, FsError, PluginError};
 /// Why [`read_text`] returned no text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TextError {
-    /// The file cannot be edited as text: it is not UTF-8, or it is larger
-    /// than the host's read cap. The message names the file and says which.
-    /// A strategist usually logs it and skips the file; `?` turns it into a
-    /// `permanent` error.
+    /// The file is not UTF-8 text; the message names it. A strategist
+    /// usually skips such a file ([`read_text_or_skip`]); `?` turns it into
+    /// a `permanent` error.
     NotText(String),
+    /// The file is larger than the host's read cap; the message names it
+    /// and the cap. Skipped and turned into an error like `NotText`.
+    TooLarge(String),
     /// The host refused the read for another reason (not found, denied, an
     /// I/O error), already mapped to the plugin error to return.
     Failed(PluginError),
@@ -22,7 +24,7 @@ pub enum TextError {
 impl From<TextError> for PluginError {
     fn from(e: TextError) -> Self {
         match e {
-            TextError::NotText(why) => PluginError::Permanent(why),
+            TextError::NotText(why) | TextError::TooLarge(why) => PluginError::Permanent(why),
             TextError::Failed(e) => e,
         }
     }
@@ -31,7 +33,7 @@ impl From<TextError> for PluginError {
 impl std::fmt::Display for TextError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TextError::NotText(why) => f.write_str(why),
+            TextError::NotText(why) | TextError::TooLarge(why) => f.write_str(why),
             TextError::Failed(e) => write!(f, "{e:?}"),
         }
     }
@@ -44,10 +46,28 @@ impl std::error::Error for TextError {}
 pub fn read_text(path: &str) -> Result<String, TextError> {
     match workspace::read(path) {
         Ok(bytes) => decode(path, bytes),
-        Err(FsError::TooLarge(cap)) => Err(TextError::NotText(format!(
+        Err(FsError::TooLarge(cap)) => Err(TextError::TooLarge(format!(
             "{path}: larger than the read cap of {cap} bytes"
         ))),
         Err(e) => Err(TextError::Failed(PluginError::from_fs(path, e))),
+    }
+}
+
+/// `path` as UTF-8 text, or `None` when it is not a text file: not UTF-8
+/// (logged at `debug`) or over the host's read cap (logged at `warn`), what
+/// a strategist skips. Other refusals are the error to return.
+pub fn read_text_or_skip(path: &str) -> Result<Option<String>, PluginError> {
+    match read_text(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(TextError::NotText(why)) => {
+            crate::debug!("skipping {why}");
+            Ok(None)
+        }
+        Err(TextError::TooLarge(why)) => {
+            crate::warn!("skipping {why}");
+            Ok(None)
+        }
+        Err(TextError::Failed(e)) => Err(e),
     }
 }
 
@@ -62,19 +82,30 @@ pub fn read_bytes(path: &str) -> Result<Vec<u8>, PluginError> {
     workspace::read(path).map_err(|e| PluginError::from_fs(path, e))
 }
 
-/// The files matching any of `globs`, sorted and without repeats (the
-/// host lists at most a capped number of entries per glob: see the guide).
-/// A malformed glob is `invalid-input`.
+/// The files matching any of `globs`, sorted and without repeats. A
+/// malformed glob is `invalid-input`; a glob matching more files than the
+/// host lists at once (100 000 by default) is `permanent`.
 pub fn list_files<'g>(
     globs: impl IntoIterator<Item = &'g str>,
 ) -> Result<BTreeSet<String>, PluginError> {
     let mut files = BTreeSet::new();
     for glob in globs {
-        let found = workspace::list(glob).map_err(|e| PluginError::from_fs(glob, e))?;
+        let found = workspace::list(glob).map_err(|e| list_failure(glob, e))?;
         crate::debug!("{glob}: {}", crate::count(found.len(), "file", "files"));
         files.extend(found);
     }
     Ok(files)
+}
+
+/// The plugin error for a refused `list` of `glob`: past the host's cap on
+/// entries the whole call is refused, which `too-large` says.
+fn list_failure(glob: &str, err: FsError) -> PluginError {
+    match err {
+        FsError::TooLarge(cap) => PluginError::Permanent(format!(
+            "{glob}: matches more than {cap} files, the most one list returns; use narrower globs"
+        )),
+        e => PluginError::from_fs(glob, e),
+    }
 }
 
 /// A change that replaces (or creates) `path` with `text`, as UTF-8.
@@ -107,6 +138,18 @@ mod tests {
         assert_eq!(
             PluginError::from(e),
             PluginError::Permanent("b.bin: not UTF-8 text".into())
+        );
+    }
+
+    #[test]
+    fn a_list_past_the_cap_says_so() {
+        assert_eq!(
+            list_failure("**/*", FsError::TooLarge(100_000)),
+            PluginError::Permanent(
+                "**/*: matches more than 100000 files, the most one list returns; \
+                 use narrower globs"
+                    .into()
+            )
         );
     }
 

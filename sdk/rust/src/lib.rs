@@ -53,7 +53,10 @@ mod lease;
 mod params;
 mod progress;
 
-pub use files::{delete, list_files, read_bytes, read_text, write_bytes, write_text, TextError};
+pub use files::{
+    delete, list_files, read_bytes, read_text, read_text_or_skip, write_bytes, write_text,
+    TextError,
+};
 pub use lease::{acquire, Lease};
 pub use params::Params;
 pub use progress::{report_progress, Progress};
@@ -70,8 +73,9 @@ pub use lockstep::plugin::types::{
 pub mod prelude {
     pub use crate::{
         acquire, count, debug, delete, error, info, list_files, read_bytes, read_text,
-        report_progress, trace, warn, write_bytes, write_text, Action, Change, Execution, Lease,
-        Params, PlanProposal, PluginError, Progress, Step, StepOutcome, Strategy, TextError,
+        read_text_or_skip, report_progress, trace, warn, write_bytes, write_text, Action, Change,
+        Execution, Lease, Params, PlanProposal, PluginError, Progress, Step, StepOutcome, Strategy,
+        TextError,
     };
 }
 

@@ -28,13 +28,8 @@ impl Strategy for Plugin {
 
         let mut steps = Vec::new();
         for path in &files {
-            let text = match read_text(path) {
-                Ok(text) => text,
-                Err(TextError::NotText(why)) => {
-                    debug!("skipping {why}");
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
+            let Some(text) = read_text_or_skip(path)? else {
+                continue;
             };
             if markers::upper_case_markers(&text, &markers).is_none() {
                 continue;
@@ -57,7 +52,6 @@ impl Strategy for Plugin {
             count(files.len(), "file", "files"),
             markers.join(", ")
         );
-        info!("{summary}");
         Ok(PlanProposal { summary, steps })
     }
 }

@@ -104,13 +104,8 @@ impl Strategy for LicenseHeader {
 
         let mut steps = Vec::new();
         for path in &files {
-            let text = match read_text(path) {
-                Ok(text) => text,
-                Err(TextError::NotText(why)) => {
-                    warn!("skipping {why}");
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
+            let Some(text) = read_text_or_skip(path)? else {
+                continue;
             };
             if header.is_in(&text) {
                 continue;
@@ -131,7 +126,6 @@ impl Strategy for LicenseHeader {
             steps.len(),
             files.len()
         );
-        info!("{summary}");
         Ok(PlanProposal { summary, steps })
     }
 }
@@ -139,11 +133,16 @@ impl Strategy for LicenseHeader {
 impl Execution for LicenseHeader {
     fn execute(_plan_id: String, step: Step) -> Result<StepOutcome, PluginError> {
         let params = Params::new(&step.params);
-        let path = params.required("path")?;
-        let header = Header::from_params(&params)?;
-        let text = read_text(path)?;
+        Header::from_params(&params)?.add_to(params.required("path")?)
+    }
+}
 
-        if header.is_in(&text) {
+impl Header {
+    /// The step's outcome: `path` with the header added, or unchanged if it
+    /// has it already (an earlier run, or an earlier step, added it).
+    fn add_to(&self, path: &str) -> Result<StepOutcome, PluginError> {
+        let text = read_text(path)?;
+        if self.is_in(&text) {
             info!("{path} already has the header");
             return Ok(StepOutcome::unchanged(format!(
                 "{path} already has the license header"
@@ -151,7 +150,7 @@ impl Execution for LicenseHeader {
         }
         info!("adding the header to {path}");
         Ok(StepOutcome::new(
-            vec![write_text(path, header.prepend_to(&text))],
+            vec![write_text(path, self.prepend_to(&text))],
             format!("Added the license header to {path}"),
         ))
     }

@@ -90,13 +90,8 @@ impl Strategy for Replace {
         let mut steps = Vec::new();
         let mut total = 0;
         for path in &files {
-            let text = match read_text(path) {
-                Ok(text) => text,
-                Err(TextError::NotText(why)) => {
-                    debug!("skipping {why}");
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
+            let Some(text) = read_text_or_skip(path)? else {
+                continue;
             };
             let n = edit.count(&text);
             if n == 0 {
@@ -121,7 +116,6 @@ impl Strategy for Replace {
             files.len(),
             n_matches(total)
         );
-        info!("{summary}");
         Ok(PlanProposal { summary, steps })
     }
 }
@@ -143,7 +137,6 @@ impl Execution for Replace {
         } else {
             format!("Replaced {} in {path}", n_matches(n))
         };
-        info!("{summary}");
         Ok(StepOutcome::new(changes, summary))
     }
 }
