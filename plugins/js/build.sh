@@ -41,10 +41,11 @@ types="$sdk/lockstep/types"
 if [[ ! -f "$types/.checked" || -n "$(find "$wit" "$installed" -newer "$types/.checked" -print -quit)" ]]; then
     fresh="$(mktemp -d)"
     "$here/node_modules/.bin/jco" guest-types "$wit" --world-name plugin -o "$fresh" >/dev/null
+    # A `**/*` in the WIT's docs would end the generated doc comment.
+    find "$fresh" -name '*.d.ts' -exec sed -i 's#\*\*/\*#**\\/*#g' {} +
     if ! diff -r -x .checked "$fresh" "$types" >/dev/null; then
-        rm -rf "$fresh"
-        echo "error: $types differs from what jco generates; regenerate it:" >&2
-        echo "  rm -r $types && $here/node_modules/.bin/jco guest-types $wit --world-name plugin -o $types" >&2
+        echo "error: $types differs from what jco generates (in $fresh); replace it:" >&2
+        echo "  rm -r $types && mv $fresh $types" >&2
         exit 1
     fi
     rm -rf "$fresh"

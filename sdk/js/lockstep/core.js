@@ -64,7 +64,10 @@ export class LockFailed extends PluginFailure {
  * becomes `permanent`.
  */
 export class NotText extends Error {
-  /** @param {string} message @param {boolean} tooLarge whether it is over the read cap */
+  /**
+   * @param {string} message
+   * @param {boolean} [tooLarge] whether the file is over the read cap
+   */
   constructor(message, tooLarge = false) {
     super(message);
     this.tooLarge = tooLarge;

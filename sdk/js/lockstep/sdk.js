@@ -186,8 +186,11 @@ export function readTextOrSkip(path) {
  * `Array.prototype.sort`) and without repeats. `keep(glob, path)` may leave
  * some out. A malformed glob throws `InvalidInput`; a glob matching more
  * files than the host lists at once (100 000 by default) `Permanent`.
+ * @param {string[]} globs
+ * @param {(glob: string, path: string) => boolean} [keep]
+ * @returns {string[]}
  */
-export function listFiles(globs, keep = () => true) {
+export function listFiles(globs, keep = (_glob, _path) => true) {
   const files = new Set();
   for (const glob of globs) {
     const found = listGlob(glob);

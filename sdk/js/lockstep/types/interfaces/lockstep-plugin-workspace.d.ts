@@ -3,7 +3,7 @@ declare module 'lockstep:plugin/workspace@0.2.0' {
   /**
    * Project-relative paths of the files matching `pattern`, sorted.
    * 
-   * `pattern` is a glob (`**/*.rs`, `src/*.toml`) or a directory prefix
+   * `pattern` is a glob (`**\/*.rs`, `src/*.toml`) or a directory prefix
    * (`src/`); the empty string lists every file. `.lockstep/` is never
    * listed. The host caps the number of entries it returns.
    */
