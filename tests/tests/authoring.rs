@@ -332,3 +332,70 @@ fn a_syntax_error_in_a_javascript_project_is_one_line_before_anything_is_install
         "node_modules",
     );
 }
+
+/// An error while the build runs the module's top level, past the syntax
+/// check: stderr starts with the author's error as `first` (after
+/// `FILE:LINE`, the line `appended` lands on), without the tool's own
+/// backtrace, and says how to see the whole output.
+fn an_error_at_build_time_comes_first(lang: &str, source: &str, appended: &str, first: &str) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let parent = tempfile::tempdir().unwrap();
+    let author = author();
+    check(
+        "plugin new",
+        &author.lockstep(
+            parent.path(),
+            &["plugin", "new", "late", "--lang", lang, "--dir", "."],
+        ),
+    );
+    let project = parent.path().join("late");
+    let file = project.join(source);
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(appended);
+    std::fs::write(&file, &text).unwrap();
+    let line = text.lines().count();
+
+    let mut build = author.command("bash", &project);
+    build
+        .arg("build.sh")
+        .env("PLUGIN_VENV", author.cache("venv"))
+        .env("RUST_BACKTRACE", "1");
+    let bin =
+        lockstep_tests::process::repo_root().join("plugins/js/node_modules/.bin/componentize-js");
+    if bin.exists() {
+        build.env("COMPONENTIZE_JS", bin);
+    }
+    let out = build.output().unwrap();
+    let log = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}\n{log}", stdout(&out));
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines[0], format!("{source}:{line}{first}"), "{log}");
+    assert!(
+        !log.contains("Stack backtrace") && !log.contains("componentize.js:"),
+        "{log}"
+    );
+    assert!(
+        lines.last().unwrap().contains("bash build.sh --verbose"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_python_error_at_build_time_is_reported_as_the_authors_first() {
+    an_error_at_build_time_comes_first(
+        "python",
+        "app.py",
+        "\nboom = sdk.no_such_name\n",
+        ": AttributeError: module 'lockstep_sdk' has no attribute 'no_such_name'",
+    );
+}
+
+#[test]
+fn a_javascript_error_at_build_time_is_reported_as_the_authors_first() {
+    an_error_at_build_time_comes_first(
+        "js",
+        "plugin.js",
+        "\nconst boom = undefined.x;\n",
+        ":14: TypeError: can't access property \"x\" of undefined",
+    );
+}
