@@ -38,6 +38,13 @@ bench: plugins
     bash scripts/ensure-postgres.sh
     cargo bench -p lockstep --bench locks --bench plugins
 
+# The worker fleet: plans/s burn-down for 1, 2, 4 in-process workers and the
+# idle pickup latency, on SQLite and PostgreSQL; writes docs/perf/fleet-*.csv.
+# FLEET_PLANS, FLEET_WORKERS, FLEET_CONCURRENCY, FLEET_BACKENDS change the run.
+bench-fleet: plugins
+    bash scripts/ensure-postgres.sh
+    cargo bench -p lockstep --bench fleet
+
 # Each figure beside its baseline, with the ratio and the goal. Also builds the
 # extism baseline (bench/extism, its own workspace: it brings another wasmtime).
 compare: plugins

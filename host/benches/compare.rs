@@ -272,7 +272,7 @@ async fn main() {
     .unwrap();
     let engine = PluginEngine::with_options(vec![dist.clone()], PluginsConfig::default()).unwrap();
     let ctx = context(dir.path(), LockService::new(db));
-    let executor = engine.executor("noop", dir.path()).unwrap();
+    let executor = engine.executor("noop").unwrap();
     let step = step();
     let ours = time(3000, || async {
         executor.execute(&ctx, &step).await.unwrap();
@@ -302,7 +302,7 @@ async fn main() {
     .unwrap();
     let reuse_engine =
         PluginEngine::with_options(vec![reuse_dir], PluginsConfig::default()).unwrap();
-    let warm_executor = reuse_engine.executor("noop", dir.path()).unwrap();
+    let warm_executor = reuse_engine.executor("noop").unwrap();
     let reused = time(20_000, || async {
         warm_executor.execute(&ctx, &step).await.unwrap();
     })
@@ -380,7 +380,7 @@ async fn main() {
                 };
                 let engine = PluginEngine::with_options(vec![dist], options).unwrap();
                 let started = Instant::now();
-                let strategist = engine.strategist(name, ctx.project.root()).unwrap();
+                let strategist = engine.strategist(name).unwrap();
                 let action = Action {
                     name: name.into(),
                     strategy: name.into(),

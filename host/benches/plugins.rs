@@ -56,7 +56,7 @@ fn plugin_call(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let engine = PluginEngine::with_options(vec![dist()], PluginsConfig::default()).unwrap();
     let ctx = context(&rt, dir.path());
-    let executor = engine.executor("noop", dir.path()).unwrap();
+    let executor = engine.executor("noop").unwrap();
     let step = Step {
         id: "noop".into(),
         title: "noop".into(),
@@ -118,7 +118,7 @@ fn load_from_cache(c: &mut Criterion) {
         };
         // Fill the cache once.
         let engine = PluginEngine::with_options(vec![dist()], options.clone()).unwrap();
-        engine.strategist(name, dir.path()).unwrap();
+        engine.strategist(name).unwrap();
         group.bench_function(name, |b| {
             b.to_async(&rt).iter_custom(|iterations| {
                 let (options, ctx, action) = (options.clone(), &ctx, &action);
@@ -128,7 +128,7 @@ fn load_from_cache(c: &mut Criterion) {
                         let engine =
                             PluginEngine::with_options(vec![dist()], options.clone()).unwrap();
                         let started = Instant::now();
-                        let strategist = engine.strategist(name, ctx.project.root()).unwrap();
+                        let strategist = engine.strategist(name).unwrap();
                         let _ = strategist.strategize(ctx, action).await;
                         total += started.elapsed();
                     }

@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod container;
 pub mod db;
+pub mod fleet;
 pub mod lifecycle;
 pub mod locks;
 pub mod model;

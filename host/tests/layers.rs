@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["plugins"],
     &["config"],
     &["container"],
+    &["fleet"],
     &["authoring"],
     &["cli"],
 ];

@@ -197,7 +197,7 @@ impl Executor for EscapeExecutor {
 }
 
 impl PluginProvider for TestPlugins {
-    fn strategist(&self, name: &str, _root: &Path) -> Result<Arc<dyn Strategist>, PluginError> {
+    fn strategist(&self, name: &str) -> Result<Arc<dyn Strategist>, PluginError> {
         match name {
             "files" => Ok(Arc::new(FilesStrategy)),
             "slow" => Ok(Arc::new(SlowStrategy)),
@@ -205,7 +205,7 @@ impl PluginProvider for TestPlugins {
         }
     }
 
-    fn executor(&self, name: &str, _root: &Path) -> Result<Arc<dyn Executor>, PluginError> {
+    fn executor(&self, name: &str) -> Result<Arc<dyn Executor>, PluginError> {
         match name {
             "files" => Ok(Arc::new(FilesExecutor)),
             "slow" => Ok(Arc::new(SlowExecutor)),

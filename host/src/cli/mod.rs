@@ -5,6 +5,7 @@
 //! transition, 5 apply drift.
 
 mod conflict;
+mod fleet;
 mod locks;
 mod output;
 mod plan;
@@ -86,6 +87,11 @@ pub enum Commands {
     /// Create and drive plans.
     #[command(subcommand)]
     Plan(plan::PlanCommand),
+    /// Run a worker: claim submitted plans and carry them out until SIGTERM.
+    Worker(fleet::WorkerArgs),
+    /// Inspect the fleet's workers.
+    #[command(subcommand)]
+    Workers(fleet::WorkersCommand),
     /// Inspect and release locks (operators).
     #[command(subcommand)]
     Locks(locks::LocksCommand),
@@ -233,12 +239,17 @@ pub async fn run(mut cli: Cli, plugins: Option<Arc<dyn PluginProvider>>) -> anyh
             PluginsCommand::New(_) | PluginsCommand::Test(_) => unreachable!("handled above"),
         };
     }
+    if let Commands::Worker(args) = &cli.command {
+        return fleet::worker(&cli, args).await;
+    }
     let container = build_container(&cli, &cli.project, plugins).await?;
     match &cli.command {
         Commands::Init { .. }
         | Commands::Trust { .. }
         | Commands::Untrust { .. }
+        | Commands::Worker(_)
         | Commands::Plugins(_) => unreachable!("handled above"),
+        Commands::Workers(cmd) => fleet::workers(&cli, &container, cmd).await,
         Commands::Plan(cmd) => plan::run(&cli, &container, cmd).await,
         Commands::Locks(cmd) => locks::run(&cli, &container, cmd).await,
     }
@@ -262,13 +273,13 @@ fn user_trust_store() -> crate::plugins::TrustStore {
     crate::plugins::TrustStore::new(crate::plugins::userdir::user_config_dir())
 }
 
-fn config(cli: &Cli, project: &std::path::Path) -> Config {
+pub(crate) fn config(cli: &Cli, project: &std::path::Path) -> Config {
     let mut config = Config::for_project(project);
     config.database_url = cli.database_url.clone();
     config.plugin_dirs.extend(cli.plugin_dirs.iter().cloned());
     config.lifecycle.lock_ttl = crate::locks::clamp_ttl(cli.lock_ttl);
     if let Some(policy) = &cli.loaded_policy {
-        config.apply_policy(&policy);
+        config.apply_policy(policy);
     }
     config
 }

@@ -38,7 +38,8 @@ fn plan_of(cmd: &PlanCommand) -> Option<&str> {
         | PlanCommand::Apply { id, .. }
         | PlanCommand::Retry { id, .. }
         | PlanCommand::Revert { id, .. }
-        | PlanCommand::Cancel { id, .. } => Some(id),
+        | PlanCommand::Cancel { id, .. }
+        | PlanCommand::Approve { id } => Some(id),
         _ => None,
     }
 }
@@ -54,6 +55,13 @@ pub struct LockArgs {
 /// `plan` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PlanCommand {
+    /// Submit a plan as queued work for workers; prints its id at once.
+    Submit(super::fleet::SubmitArgs),
+    /// Approve a submitted plan for apply.
+    Approve {
+        /// Plan id.
+        id: String,
+    },
     /// Create a plan from an action file (in strategize/queued).
     New {
         /// The action file (TOML).
@@ -130,6 +138,12 @@ pub enum PlanCommand {
 
 /// Run a `plan` subcommand.
 pub async fn run(cli: &Cli, container: &Container, cmd: &PlanCommand) -> anyhow::Result<()> {
+    if let Some(result) = super::fleet::plan_command(cli, container, cmd).await {
+        return result.map_err(|e| match plan_of(cmd) {
+            Some(id) => e.context(PlanId(id.to_string())),
+            None => e,
+        });
+    }
     let mut session = container.lifecycle();
     let lock_timeout = match cmd {
         PlanCommand::Strategize { lock, .. }
@@ -221,7 +235,7 @@ fn progress_line(p: &Progress) -> String {
     }
 }
 
-fn read_action(path: &Path) -> Result<crate::model::Action, LifecycleError> {
+pub(super) fn read_action(path: &Path) -> Result<crate::model::Action, LifecycleError> {
     let source = std::fs::read_to_string(path).map_err(|e| {
         LifecycleError::InvalidAction(format!("cannot read `{}`: {e}", path.display()))
     })?;
@@ -232,6 +246,10 @@ fn read_action(path: &Path) -> Result<crate::model::Action, LifecycleError> {
 async fn dispatch(cli: &Cli, s: &PlanLifecycleService, cmd: &PlanCommand) -> anyhow::Result<()> {
     let json = cli.json;
     match cmd {
+        // Answered by the queue before a session is made (see `run`).
+        PlanCommand::Submit(_) | PlanCommand::Approve { .. } => {
+            anyhow::bail!("queue commands are not session commands")
+        }
         PlanCommand::New { action } => {
             let plan = s.new_plan(read_action(action)?, &cli.project).await?;
             if json {

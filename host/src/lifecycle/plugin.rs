@@ -4,7 +4,6 @@
 //! during Execute. The WebAssembly runtime in [`crate::plugins`] implements
 //! both; tests may implement them in plain Rust.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -176,14 +175,13 @@ pub trait Executor: Send + Sync {
     async fn execute(&self, ctx: &PluginContext, step: &Step) -> Result<StepOutcome, PluginError>;
 }
 
-/// Finds strategists and executors by name for a project.
+/// Finds strategists and executors by name. Where it looks is the
+/// provider's own configuration: the plugin engine, for one, searches the
+/// project plugin directory it was built with
+/// ([`PluginEngine::with_project_plugins`](crate::plugins::PluginEngine::with_project_plugins)).
 pub trait PluginProvider: Send + Sync {
-    /// The strategist called `name`, looked up for the project at `project_root`.
-    fn strategist(
-        &self,
-        name: &str,
-        project_root: &Path,
-    ) -> Result<Arc<dyn Strategist>, PluginError>;
-    /// The executor called `name`, looked up for the project at `project_root`.
-    fn executor(&self, name: &str, project_root: &Path) -> Result<Arc<dyn Executor>, PluginError>;
+    /// The strategist called `name`.
+    fn strategist(&self, name: &str) -> Result<Arc<dyn Strategist>, PluginError>;
+    /// The executor called `name`.
+    fn executor(&self, name: &str) -> Result<Arc<dyn Executor>, PluginError>;
 }

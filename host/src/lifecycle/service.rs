@@ -173,16 +173,12 @@ impl PlanLifecycleService {
                 root.display()
             )));
         }
-        self.plugins
-            .strategist(&action.strategy, &root)
-            .map_err(|e| {
-                LifecycleError::InvalidAction(format!("strategy `{}`: {e}", action.strategy))
-            })?;
-        self.plugins
-            .executor(&action.executor, &root)
-            .map_err(|e| {
-                LifecycleError::InvalidAction(format!("executor `{}`: {e}", action.executor))
-            })?;
+        self.plugins.strategist(&action.strategy).map_err(|e| {
+            LifecycleError::InvalidAction(format!("strategy `{}`: {e}", action.strategy))
+        })?;
+        self.plugins.executor(&action.executor).map_err(|e| {
+            LifecycleError::InvalidAction(format!("executor `{}`: {e}", action.executor))
+        })?;
         let t = transition(None, Command::New)?;
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let plan = PlanRecord {
@@ -645,13 +641,13 @@ impl PlanLifecycleService {
         };
         match command {
             Command::Strategize => {
-                let strategist = self
-                    .plugins
-                    .strategist(&plan.action.strategy, &root)
-                    .map_err(|source| LifecycleError::Plugin {
-                        phase: "strategize",
-                        source,
-                    })?;
+                let strategist =
+                    self.plugins
+                        .strategist(&plan.action.strategy)
+                        .map_err(|source| LifecycleError::Plugin {
+                            phase: "strategize",
+                            source,
+                        })?;
                 let ctx = self.context(plan, view()?, operation, cancel);
                 let proposal =
                     strategist
@@ -671,7 +667,7 @@ impl PlanLifecycleService {
                 });
                 let executor = self
                     .plugins
-                    .executor(&plan.action.executor, &root)
+                    .executor(&plan.action.executor)
                     .map_err(|source| LifecycleError::Plugin {
                         phase: "execute",
                         source,

@@ -21,7 +21,7 @@ use super::bindings::latest::lockstep::plugin::types as wit;
 use super::bindings::{ExecutionIndices, StrategyIndices};
 use super::convert;
 use super::engine::{file_name, Loaded, Runtime};
-use super::host::{LeaseLedger, PluginState};
+use super::host::{CallScope, LeaseLedger, PluginState};
 use super::limits::Limits;
 use super::log::{LogStats, PluginLog, StdioLog, WriteOverPermit};
 use crate::lifecycle::{PluginContext, PluginError};
@@ -95,6 +95,30 @@ struct Finished {
     kept: Option<(Store<PluginState>, Instance)>,
 }
 
+/// The plugin's stdout and stderr, and the log they write to: the first
+/// call's, for a kept instance (it carries the same plugin and plan tags).
+#[derive(Clone)]
+struct Stdio {
+    streams: [StdioLog; 2],
+    log: PluginLog,
+}
+
+impl Stdio {
+    fn new(log: &PluginLog) -> Self {
+        Stdio {
+            streams: [StdioLog::stdout(log), StdioLog::stderr(log)],
+            log: log.clone(),
+        }
+    }
+
+    /// Log the unfinished last lines (at the end of a call).
+    fn flush_partial(&self) {
+        for s in &self.streams {
+            s.flush_partial();
+        }
+    }
+}
+
 /// An instance kept alive between the calls of one phase, for plugins whose
 /// manifest sets `reuse_instance = true` (Python and JavaScript components
 /// cost about a millisecond to instantiate). It is dropped after any trap,
@@ -102,8 +126,7 @@ struct Finished {
 pub struct Warm {
     store: Store<PluginState>,
     instance: Instance,
-    stdio: [StdioLog; 2],
-    stderr_log: PluginLog,
+    stdio: Stdio,
 }
 
 /// Where a [`Warm`] instance waits for the next call of the phase.
@@ -126,163 +149,27 @@ pub async fn run(
         Some(slot) => Some(slot.lock().await),
         None => None,
     };
+    let scope = CallScope {
+        project: ctx.project.clone(),
+        locks: ctx.locks.clone(),
+        leases: ledger.clone(),
+        log: log.clone(),
+        progress: ctx.progress.clone(),
+    };
     let kept = slot.as_mut().and_then(|s| s.take());
-    let (mut store, instance, stdio, stderr_log) = match kept {
-        Some(mut w) => {
-            w.store.data_mut().rebind(
-                ctx.project.clone(),
-                ctx.locks.clone(),
-                ledger.clone(),
-                log.clone(),
-                ctx.progress.clone(),
-            );
-            (w.store, Some(w.instance), w.stdio, w.stderr_log)
-        }
-        None => {
-            let stdio = [StdioLog::stdout(&log), StdioLog::stderr(&log)];
-            let state = PluginState::new(
-                ctx.project.clone(),
-                ctx.locks.clone(),
-                ledger.clone(),
-                log.clone(),
-                stdio.clone(),
-                &limits,
-                ctx.progress.clone(),
-            );
-            let mut store = Store::new(runtime.engine(), state);
-            store.limiter(|state| &mut state.limiter);
-            (store, None, stdio, log.clone())
-        }
-    };
-    // Bounds what the host copies out of the plugin per crossing: without
-    // it a small component could return a list whose elements all point at
-    // the same large buffer, and the host would copy it once per element.
-    store.set_hostcall_fuel(limits.transfer_fuel());
-    // Every epoch tick the running plugin yields to the executor (so that a
-    // busy plugin neither starves other tasks, such as lease renewal, nor
-    // delays cancellation), and past its deadline it is killed.
-    let deadline = started + limits.timeout;
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        Ok(if Instant::now() >= deadline {
-            UpdateDeadline::Interrupt
-        } else {
-            UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
-        })
-    });
-    if runtime.fuel() {
-        if let Err(e) = store.set_fuel(limits.fuel.unwrap_or(u64::MAX)) {
-            return (
-                Err(PluginError::Load(format!(
-                    "cannot set the fuel budget: {e}"
-                ))),
-                CallReport::default(),
-            );
-        }
+    let (mut store, instance, stdio) = open(runtime, kept, scope, &limits);
+    if let Err(e) = arm(&mut store, runtime, &limits, started + limits.timeout) {
+        return (Err(e), CallReport::default());
     }
-
-    let pre = callee.loaded.pre.clone();
-    let exports = (
-        callee.loaded.strategy.clone(),
-        callee.loaded.execution.clone(),
-    );
-    let plan_id = ctx.plan_id.clone();
     let keep = warm.is_some();
-    let work = async move {
-        let instance = match instance {
-            Some(instance) => Ok(instance),
-            None => pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(Failure::Instantiate),
-        };
-        let result = match &instance {
-            Ok(instance) => invoke(&mut store, instance, exports, &plan_id, request).await,
-            Err(_) => Err(Failure::Instantiate(wasmtime::format_err!(
-                "instantiation failed"
-            ))),
-        };
-        let memory_refused = store.data().limiter.refused().is_some();
-        let conflicts = store.data().conflicts().clone();
-        let (result, kept) = match (instance, result) {
-            (Err(failure), _) => (Err(failure), None),
-            (Ok(instance), result) => {
-                let kept = (keep && result.is_ok()).then_some(instance);
-                (result, kept)
-            }
-        };
-        Finished {
-            result,
-            memory_refused,
-            conflicts,
-            kept: kept.map(|instance| (store, instance)),
-        }
-    };
-
+    let work = attempt(store, instance, callee.loaded, &ctx.plan_id, request, keep);
     let finished = tokio::select! {
         biased;
         () = ctx.cancel.cancelled() => None,
         r = tokio::time::timeout(limits.timeout + TIMEOUT_GRACE, work) => Some(r),
     };
-    for s in &stdio {
-        s.flush_partial();
-    }
-    let result = match finished {
-        None => Err(PluginError::Cancelled(format!(
-            "`{}` was stopped because the phase was cancelled",
-            callee.name
-        ))),
-        Some(Err(_elapsed)) => Err(timeout(callee.name, &limits)),
-        Some(Ok(Finished {
-            result: Ok(Ok(raw)),
-            kept,
-            ..
-        })) => {
-            let response = match raw {
-                RawResponse::Proposal(p) => {
-                    convert::proposal_from_wit(p, callee.name, &limits).map(Response::Proposal)
-                }
-                RawResponse::Outcome(o) => {
-                    convert::outcome_from_wit(o, callee.name, &limits).map(Response::Outcome)
-                }
-            };
-            if let (Some(slot), Some((store, instance))) = (slot.as_mut(), kept) {
-                **slot = Some(Warm {
-                    store,
-                    instance,
-                    stdio: stdio.clone(),
-                    stderr_log: stderr_log.clone(),
-                });
-            }
-            response
-        }
-        Some(Ok(Finished {
-            result: Ok(Err(e)),
-            conflicts,
-            kept,
-            ..
-        })) => {
-            if let (Some(slot), Some((store, instance))) = (slot.as_mut(), kept) {
-                **slot = Some(Warm {
-                    store,
-                    instance,
-                    stdio: stdio.clone(),
-                    stderr_log: stderr_log.clone(),
-                });
-            }
-            Err(convert::plugin_error_from_wit(e, &conflicts))
-        }
-        Some(Ok(Finished {
-            result: Err(failure),
-            memory_refused,
-            ..
-        })) => Err(map_failure(
-            failure,
-            callee,
-            memory_refused,
-            &stderr_log.stderr_tail(),
-        )),
-    };
+    stdio.flush_partial();
+    let result = settle(finished, callee, slot.as_deref_mut(), &stdio);
     let leases_released = ledger.release_all().await;
     if leases_released > 0 {
         tracing::debug!(plugin = callee.name, plan = %ctx.plan_id, leases_released, "released leases the plugin still held");
@@ -293,6 +180,148 @@ pub async fn run(
         elapsed: started.elapsed(),
     };
     (result, report)
+}
+
+/// The store (and instance) this call runs in: the `kept` one rebound to
+/// `scope`, or a fresh store with its memory limiter, to be instantiated.
+fn open(
+    runtime: &Runtime,
+    kept: Option<Warm>,
+    scope: CallScope,
+    limits: &Limits,
+) -> (Store<PluginState>, Option<Instance>, Stdio) {
+    match kept {
+        Some(mut w) => {
+            w.store.data_mut().rebind(scope);
+            (w.store, Some(w.instance), w.stdio)
+        }
+        None => {
+            let stdio = Stdio::new(&scope.log);
+            let state = PluginState::new(scope, stdio.streams.clone(), limits);
+            let mut store = Store::new(runtime.engine(), state);
+            store.limiter(|state| &mut state.limiter);
+            (store, None, stdio)
+        }
+    }
+}
+
+/// Arm the per-call limits on `store`: the transfer cap, the epoch deadline
+/// and, when metered, the fuel budget.
+fn arm(
+    store: &mut Store<PluginState>,
+    runtime: &Runtime,
+    limits: &Limits,
+    deadline: Instant,
+) -> Result<(), PluginError> {
+    // Bounds what the host copies out of the plugin per crossing: without
+    // it a small component could return a list whose elements all point at
+    // the same large buffer, and the host would copy it once per element.
+    store.set_hostcall_fuel(limits.transfer_fuel());
+    // Every epoch tick the running plugin yields to the executor (so that a
+    // busy plugin neither starves other tasks, such as lease renewal, nor
+    // delays cancellation), and past its deadline it is killed.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+        })
+    });
+    if runtime.fuel() {
+        store
+            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
+            .map_err(|e| PluginError::Load(format!("cannot set the fuel budget: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Instantiate (unless an `instance` is kept) and call the plugin; the
+/// store and instance come back in [`Finished::kept`] when `keep` asks for
+/// them and the call did not fail.
+async fn attempt(
+    mut store: Store<PluginState>,
+    instance: Option<Instance>,
+    loaded: &Loaded,
+    plan_id: &str,
+    request: Request,
+    keep: bool,
+) -> Finished {
+    let instance = match instance {
+        Some(instance) => Ok(instance),
+        None => loaded
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(Failure::Instantiate),
+    };
+    let exports = (loaded.strategy.clone(), loaded.execution.clone());
+    let (result, instance) = match instance {
+        Ok(instance) => (
+            invoke(&mut store, &instance, exports, plan_id, request).await,
+            Some(instance),
+        ),
+        Err(failure) => (Err(failure), None),
+    };
+    let memory_refused = store.data().limiter.refused().is_some();
+    let conflicts = store.data().lock_state().conflicts().clone();
+    let kept = instance.filter(|_| keep && result.is_ok());
+    Finished {
+        result,
+        memory_refused,
+        conflicts,
+        kept: kept.map(|instance| (store, instance)),
+    }
+}
+
+/// The outcome of a call that `finished` (`None`: it was cancelled; an
+/// elapsed timeout: it was dropped), and the instance kept in `slot` when
+/// the call returned.
+fn settle(
+    finished: Option<Result<Finished, tokio::time::error::Elapsed>>,
+    callee: Callee<'_>,
+    slot: Option<&mut Option<Warm>>,
+    stdio: &Stdio,
+) -> Result<Response, PluginError> {
+    let finished = match finished {
+        None => {
+            return Err(PluginError::Cancelled(format!(
+                "`{}` was stopped because the phase was cancelled",
+                callee.name
+            )))
+        }
+        Some(Err(_elapsed)) => return Err(timeout(callee.name, &callee.limits)),
+        Some(Ok(finished)) => finished,
+    };
+    if let (Some(slot), Some((store, instance))) = (slot, finished.kept) {
+        *slot = Some(Warm {
+            store,
+            instance,
+            stdio: stdio.clone(),
+        });
+    }
+    match finished.result {
+        Ok(Ok(raw)) => checked(raw, callee),
+        Ok(Err(e)) => Err(convert::plugin_error_from_wit(e, &finished.conflicts)),
+        Err(failure) => Err(map_failure(
+            failure,
+            callee,
+            finished.memory_refused,
+            &stdio.log.stderr_tail(),
+        )),
+    }
+}
+
+/// The plugin's answer, checked against the call's limits and converted.
+fn checked(raw: RawResponse, callee: Callee<'_>) -> Result<Response, PluginError> {
+    match raw {
+        RawResponse::Proposal(p) => {
+            convert::proposal_from_wit(p, callee.name, &callee.limits).map(Response::Proposal)
+        }
+        RawResponse::Outcome(o) => {
+            convert::outcome_from_wit(o, callee.name, &callee.limits).map(Response::Outcome)
+        }
+    }
 }
 
 async fn invoke(

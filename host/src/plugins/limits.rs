@@ -210,10 +210,37 @@ impl LimitsPolicy {
     /// that clamped it, in the policy file's names and units.
     pub fn grants(&self, requested: &RequestedLimits) -> Vec<Grant> {
         let got = self.resolve(requested);
-        let d = self.default;
-        let m = self.max;
+        let mut out = Vec::from(self.requestable_grants(requested, &got));
+        let [d, g, m] = [&self.default, &got, &self.max].map(fixed_values);
+        out.extend(d.into_iter().zip(g).zip(m).map(
+            |(((limit, default), (_, granted)), (_, max))| {
+                clamp(limit, None, default, granted, max)
+            },
+        ));
+        out
+    }
+
+    /// The grants of the limits a manifest may ask for: `timeout_ms`,
+    /// `memory_mb` and `fuel` (not granted when fuel is not metered).
+    fn requestable_grants(&self, requested: &RequestedLimits, got: &Limits) -> [Grant; 3] {
+        let (d, m) = (self.default, self.max);
         let ms = |t: Duration| u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
-        let mut out = vec![
+        let fuel = match (got.fuel, m.fuel) {
+            (Some(f), Some(max)) => clamp(
+                "fuel",
+                requested.fuel.filter(|v| *v > 0),
+                d.fuel.unwrap_or(max),
+                f,
+                max,
+            ),
+            _ => Grant {
+                limit: "fuel",
+                requested: requested.fuel,
+                granted: None,
+                clamped_by: None,
+            },
+        };
+        [
             clamp(
                 "timeout_ms",
                 requested.timeout_ms.filter(|v| *v > 0),
@@ -228,83 +255,28 @@ impl LimitsPolicy {
                 got.memory_bytes / MIB,
                 m.memory_bytes / MIB,
             ),
-        ];
-        out.push(match (got.fuel, m.fuel) {
-            (Some(f), Some(max)) => clamp(
-                "fuel",
-                requested.fuel.filter(|v| *v > 0),
-                d.fuel.unwrap_or(max),
-                f,
-                max,
-            ),
-            _ => Grant {
-                limit: "fuel",
-                requested: requested.fuel,
-                granted: None,
-                clamped_by: None,
-            },
-        });
-        let fixed: [(&'static str, u64, u64, u64); 12] = [
-            ("log_lines", d.log_lines, got.log_lines, m.log_lines),
-            ("log_bytes", d.log_bytes, got.log_bytes, m.log_bytes),
-            (
-                "table_elements",
-                d.table_elements,
-                got.table_elements,
-                m.table_elements,
-            ),
-            (
-                "leases",
-                d.leases as u64,
-                got.leases as u64,
-                m.leases as u64,
-            ),
-            (
-                "lease_handles",
-                d.lease_handles as u64,
-                got.lease_handles as u64,
-                m.lease_handles as u64,
-            ),
-            (
-                "transfer_bytes",
-                d.transfer_bytes,
-                got.transfer_bytes,
-                m.transfer_bytes,
-            ),
-            ("title_bytes", d.title_bytes, got.title_bytes, m.title_bytes),
-            (
-                "summary_bytes",
-                d.summary_bytes,
-                got.summary_bytes,
-                m.summary_bytes,
-            ),
-            ("steps", d.steps, got.steps, m.steps),
-            (
-                "proposal_bytes",
-                d.proposal_bytes,
-                got.proposal_bytes,
-                m.proposal_bytes,
-            ),
-            (
-                "resource_handles",
-                d.resource_handles as u64,
-                got.resource_handles as u64,
-                m.resource_handles as u64,
-            ),
-            (
-                "random_bytes",
-                d.random_bytes,
-                got.random_bytes,
-                m.random_bytes,
-            ),
-        ];
-        out.extend(
-            fixed
-                .into_iter()
-                .map(|(limit, default, granted, max)| clamp(limit, None, default, granted, max)),
-        );
-        out
+            fuel,
+        ]
     }
+}
+
+/// The limits a manifest cannot ask for, by their names in the policy file,
+/// with their values in `limits`.
+fn fixed_values(limits: &Limits) -> [(&'static str, u64); 12] {
+    [
+        ("log_lines", limits.log_lines),
+        ("log_bytes", limits.log_bytes),
+        ("table_elements", limits.table_elements),
+        ("leases", limits.leases as u64),
+        ("lease_handles", limits.lease_handles as u64),
+        ("transfer_bytes", limits.transfer_bytes),
+        ("title_bytes", limits.title_bytes),
+        ("summary_bytes", limits.summary_bytes),
+        ("steps", limits.steps),
+        ("proposal_bytes", limits.proposal_bytes),
+        ("resource_handles", limits.resource_handles as u64),
+        ("random_bytes", limits.random_bytes),
+    ]
 }
 
 /// A grant of `granted` for a request (or else the default) against `max`.
@@ -491,6 +463,59 @@ mod tests {
         assert_eq!(of("memory_mb").clamped_by, None);
         assert_eq!(of("fuel").granted, None);
         assert_eq!(of("summary_bytes").granted, Some(4096));
+    }
+
+    #[test]
+    fn grants_name_every_limit_and_the_ceilings_that_cut_defaults() {
+        let mut policy = LimitsPolicy::default();
+        policy.max.log_lines = 10;
+        policy.max.lease_handles = 8;
+        let grants = policy.grants(&RequestedLimits::default());
+        let names: Vec<_> = grants.iter().map(|g| g.limit).collect();
+        assert_eq!(
+            names,
+            [
+                "timeout_ms",
+                "memory_mb",
+                "fuel",
+                "log_lines",
+                "log_bytes",
+                "table_elements",
+                "leases",
+                "lease_handles",
+                "transfer_bytes",
+                "title_bytes",
+                "summary_bytes",
+                "steps",
+                "proposal_bytes",
+                "resource_handles",
+                "random_bytes"
+            ]
+        );
+        let of = |name: &str| grants.iter().find(|g| g.limit == name).unwrap().clone();
+        let cut = |granted| Grant {
+            limit: "",
+            requested: None,
+            granted: Some(granted),
+            clamped_by: Some(granted),
+        };
+        assert_eq!(
+            of("log_lines"),
+            Grant {
+                limit: "log_lines",
+                ..cut(10)
+            }
+        );
+        assert_eq!(
+            of("lease_handles"),
+            Grant {
+                limit: "lease_handles",
+                ..cut(8)
+            }
+        );
+        assert_eq!(of("leases").granted, Some(64));
+        assert_eq!(of("leases").clamped_by, None);
+        assert_eq!(of("random_bytes").granted, Some(MIB));
     }
 
     #[test]

@@ -23,7 +23,6 @@ pub mod limits;
 mod log;
 pub mod manifest;
 mod policy;
-mod progress;
 pub mod trust;
 pub mod userdir;
 mod world;
@@ -433,6 +432,51 @@ impl PluginEngine {
     /// report its world, API version, imports and exports, and whatever
     /// would stop the host from using it. Nothing is instantiated.
     pub fn inspect(&self, path: &Path) -> anyhow::Result<ComponentInfo> {
+        let path = self.component_path(path)?;
+        let component = self.runtime.compile(&path)?;
+        let shape = world::Shape::of(self.runtime.engine(), &component);
+        let manifest_path = path.with_extension("toml");
+        let manifest = manifest_path.is_file().then(|| {
+            let entry = discover::Entry {
+                wasm: path.clone(),
+                manifest: manifest::read(&manifest_path),
+                manifest_path: manifest_path.clone(),
+                shadowed_by: None,
+            };
+            (self.info(&entry), entry.manifest.ok())
+        });
+        let roles: Vec<Role> = match manifest
+            .as_ref()
+            .and_then(|(_, m)| m.as_ref())
+            .map(|m| m.kind)
+        {
+            Some(PluginKind::Strategist) => vec![Role::Strategist],
+            Some(PluginKind::Executor) => vec![Role::Executor],
+            _ => vec![Role::Strategist, Role::Executor],
+        };
+        let mut problems: Vec<String> = roles
+            .into_iter()
+            .filter_map(|role| shape.role_problem(role, &path))
+            .collect();
+        if let Err(e) = self.runtime.check_link(&component) {
+            problems.push(format!("cannot be linked against this host: {e}"));
+        }
+        problems.extend(manifest_problems(manifest.as_ref(), &manifest_path, &shape));
+        Ok(ComponentInfo {
+            world: shape.world_guess(),
+            api: shape.api_version().map(|v| v.to_string()),
+            unprovided_imports: shape.unprovided_imports(),
+            imports: shape.imports,
+            exports: shape.exports,
+            manifest: manifest.map(|(info, _)| info),
+            path,
+            problems,
+        })
+    }
+
+    /// The component file `path` names: the file, or else (when there is
+    /// no such file) the component of the plugin called `path`.
+    fn component_path(&self, path: &Path) -> anyhow::Result<PathBuf> {
         let entries = discover::discover(&self.dirs, &self.manifests);
         let path = match path.to_str().and_then(|name| {
             (!path.exists())
@@ -449,63 +493,7 @@ impl PluginEngine {
                 self.dirs
             );
         }
-        let component = self.runtime.compile(&path)?;
-        let shape = world::Shape::of(self.runtime.engine(), &component);
-        let manifest_path = path.with_extension("toml");
-        let manifest = manifest_path.is_file().then(|| {
-            let entry = discover::Entry {
-                wasm: path.clone(),
-                manifest: manifest::read(&manifest_path),
-                manifest_path: manifest_path.clone(),
-                shadowed_by: None,
-            };
-            (self.info(&entry), entry.manifest.ok())
-        });
-        let mut problems = Vec::new();
-        let roles: Vec<Role> = match manifest
-            .as_ref()
-            .and_then(|(_, m)| m.as_ref())
-            .map(|m| m.kind)
-        {
-            Some(PluginKind::Strategist) => vec![Role::Strategist],
-            Some(PluginKind::Executor) => vec![Role::Executor],
-            _ => vec![Role::Strategist, Role::Executor],
-        };
-        problems.extend(
-            roles
-                .into_iter()
-                .filter_map(|role| shape.role_problem(role, &path)),
-        );
-        if let Err(e) = self.runtime.check_link(&component) {
-            problems.push(format!("cannot be linked against this host: {e}"));
-        }
-        match &manifest {
-            None => problems.push(format!(
-                "no manifest: expected {} beside it",
-                file_name(&manifest_path)
-            )),
-            Some((info, parsed)) => {
-                problems.extend(info.problem.clone());
-                if let (Some(m), Some(found)) = (parsed, shape.api_version()) {
-                    if world::supports(&m.api) && !m.api.is_compatible_with(&found) {
-                        problems.push(format!(
-                            "the manifest declares api = \"{}\" but the component uses {}",
-                            m.api, found
-                        ));
-                    }
-                }
-            }
-        }
-        Ok(ComponentInfo {
-            world: shape.world_guess(),
-            api: shape.api_version().map(|v| v.to_string()),
-            unprovided_imports: shape.unprovided_imports(),
-            imports: shape.imports,
-            exports: shape.exports,
-            manifest: manifest.map(|(info, _)| info),
-            path,
-            problems,
-        })
+        Ok(path)
     }
 
     /// The plugin called `name`, loaded and checked for `role`.
@@ -566,6 +554,32 @@ impl PluginEngine {
     }
 }
 
+/// What stops a component from being used, as far as its manifest says:
+/// no manifest at `manifest_path`, the manifest's own problem, or an API
+/// version the component (of `shape`) does not use.
+fn manifest_problems(
+    manifest: Option<&(PluginInfo, Option<Manifest>)>,
+    manifest_path: &Path,
+    shape: &world::Shape,
+) -> Vec<String> {
+    let Some((info, parsed)) = manifest else {
+        return vec![format!(
+            "no manifest: expected {} beside it",
+            file_name(manifest_path)
+        )];
+    };
+    let mut problems: Vec<String> = info.problem.iter().cloned().collect();
+    if let (Some(m), Some(found)) = (parsed, shape.api_version()) {
+        if world::supports(&m.api) && !m.api.is_compatible_with(&found) {
+            problems.push(format!(
+                "the manifest declares api = \"{}\" but the component uses {}",
+                m.api, found
+            ));
+        }
+    }
+    problems
+}
+
 fn unsupported_api(m: &Manifest, manifest_path: &Path) -> String {
     format!(
         "plugin `{}` declares api = \"{}\" in {}, {}",
@@ -577,15 +591,11 @@ fn unsupported_api(m: &Manifest, manifest_path: &Path) -> String {
 }
 
 impl PluginProvider for PluginEngine {
-    fn strategist(
-        &self,
-        name: &str,
-        _project_root: &Path,
-    ) -> Result<Arc<dyn Strategist>, PluginError> {
+    fn strategist(&self, name: &str) -> Result<Arc<dyn Strategist>, PluginError> {
         Ok(self.plugin(name, Role::Strategist)?)
     }
 
-    fn executor(&self, name: &str, _project_root: &Path) -> Result<Arc<dyn Executor>, PluginError> {
+    fn executor(&self, name: &str) -> Result<Arc<dyn Executor>, PluginError> {
         Ok(self.plugin(name, Role::Executor)?)
     }
 }

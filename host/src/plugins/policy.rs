@@ -190,6 +190,75 @@ struct RawPlugins {
     allow: Vec<Spanned<String>>,
 }
 
+/// A value the policy refuses: where it is and why.
+type Refusal = (Range<usize>, String);
+
+impl RawPolicy {
+    /// The first value out of range, checking `[limits]`, `[defaults]`,
+    /// `[changeset]` and `[plugins]` in that order.
+    fn check(&self) -> Result<(), Refusal> {
+        self.limits.check("limits")?;
+        self.defaults.check("defaults")?;
+        self.changeset.check()?;
+        self.plugins.check()
+    }
+}
+
+impl RawChangeset {
+    /// Every value with its key.
+    fn values(&self) -> [(&'static str, &Value); 4] {
+        [
+            ("max_files", &self.max_files),
+            ("max_file_bytes", &self.max_file_bytes),
+            ("max_total_bytes", &self.max_total_bytes),
+            ("max_original_bytes", &self.max_original_bytes),
+        ]
+    }
+
+    /// No cap may be zero.
+    fn check(&self) -> Result<(), Refusal> {
+        for (key, value) in self.values() {
+            if let Some(v) = value.as_ref().filter(|v| *v.get_ref() == 0) {
+                return Err((
+                    v.span(),
+                    format!("`changeset.{key}` must be greater than 0"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The caps this table sets, if it sets any.
+    fn caps(&self) -> Option<ChangeCaps> {
+        let get = |v: &Value| v.as_ref().map(|v| *v.get_ref());
+        self.values()
+            .iter()
+            .any(|(_, v)| v.is_some())
+            .then(|| ChangeCaps {
+                max_files: get(&self.max_files),
+                max_file_bytes: get(&self.max_file_bytes),
+                max_total_bytes: get(&self.max_total_bytes),
+                max_original_bytes: get(&self.max_original_bytes),
+            })
+    }
+}
+
+impl RawPlugins {
+    /// Every allowed name must be a plugin name.
+    fn check(&self) -> Result<(), Refusal> {
+        match self.allow.iter().find(|name| !is_valid_name(name.get_ref())) {
+            Some(name) => Err((
+                name.span(),
+                format!(
+                    "{:?} in `plugins.allow` is not a plugin name: use 1-64 lowercase letters, digits, `-` or `_`",
+                    name.get_ref()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 impl RawLimitTable {
     /// Every value with its key, for checks.
     fn values(&self) -> [(&'static str, &Value); 15] {
@@ -210,6 +279,27 @@ impl RawLimitTable {
             ("resource_handles", &self.resource_handles),
             ("random_bytes", &self.random_bytes),
         ]
+    }
+
+    /// No value may be zero, and `memory_mb` at most what an instance can
+    /// address; `table` names the table in messages.
+    fn check(&self, table: &str) -> Result<(), Refusal> {
+        for (key, value) in self.values() {
+            let Some(v) = value else { continue };
+            if *v.get_ref() == 0 {
+                return Err((
+                    v.span(),
+                    format!("`{table}.{key}` must be greater than 0 (leave it out to keep the host's value)"),
+                ));
+            }
+            if key == "memory_mb" && *v.get_ref() > MAX_MEMORY_MB {
+                return Err((
+                    v.span(),
+                    format!("`{table}.memory_mb` may be at most {MAX_MEMORY_MB} (a WebAssembly instance addresses at most 4 GiB)"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// `base` with every value this table sets replaced.
@@ -261,71 +351,11 @@ impl Policy {
         let raw: RawPolicy = toml::from_str(text).map_err(|e| {
             PolicyError::invalid(path, text, e.span(), e.message().trim().to_string())
         })?;
-        let err =
-            |span: Range<usize>, msg: String| PolicyError::invalid(path, text, Some(span), msg);
-        for (table, values) in [
-            ("limits", raw.limits.values()),
-            ("defaults", raw.defaults.values()),
-        ] {
-            for (key, value) in values {
-                let Some(v) = value else { continue };
-                if *v.get_ref() == 0 {
-                    return Err(err(
-                        v.span(),
-                        format!("`{table}.{key}` must be greater than 0 (leave it out to keep the host's value)"),
-                    ));
-                }
-                if key == "memory_mb" && *v.get_ref() > MAX_MEMORY_MB {
-                    return Err(err(
-                        v.span(),
-                        format!("`{table}.memory_mb` may be at most {MAX_MEMORY_MB} (a WebAssembly instance addresses at most 4 GiB)"),
-                    ));
-                }
-            }
-        }
-        for (key, value) in [
-            ("max_files", &raw.changeset.max_files),
-            ("max_file_bytes", &raw.changeset.max_file_bytes),
-            ("max_total_bytes", &raw.changeset.max_total_bytes),
-            ("max_original_bytes", &raw.changeset.max_original_bytes),
-        ] {
-            if let Some(v) = value.as_ref().filter(|v| *v.get_ref() == 0) {
-                return Err(err(
-                    v.span(),
-                    format!("`changeset.{key}` must be greater than 0"),
-                ));
-            }
-        }
-        for name in &raw.plugins.allow {
-            if !is_valid_name(name.get_ref()) {
-                return Err(err(
-                    name.span(),
-                    format!(
-                        "{:?} in `plugins.allow` is not a plugin name: use 1-64 lowercase letters, digits, `-` or `_`",
-                        name.get_ref()
-                    ),
-                ));
-            }
-        }
+        raw.check()
+            .map_err(|(span, msg)| PolicyError::invalid(path, text, Some(span), msg))?;
         let max = raw.limits.over(Limits::MAX);
         // A default the operator did not set follows a lowered ceiling.
         let default = raw.defaults.over(Limits::DEFAULT.clamp_to(&max));
-        let get = |v: &Value| v.as_ref().map(|v| *v.get_ref());
-        let changeset = &raw.changeset;
-        let changes = [
-            &changeset.max_files,
-            &changeset.max_file_bytes,
-            &changeset.max_total_bytes,
-            &changeset.max_original_bytes,
-        ]
-        .iter()
-        .any(|v| v.is_some())
-        .then(|| ChangeCaps {
-            max_files: get(&changeset.max_files),
-            max_file_bytes: get(&changeset.max_file_bytes),
-            max_total_bytes: get(&changeset.max_total_bytes),
-            max_original_bytes: get(&changeset.max_original_bytes),
-        });
         Ok(Policy {
             limits: LimitsPolicy { default, max },
             allow: raw
@@ -334,7 +364,7 @@ impl Policy {
                 .into_iter()
                 .map(Spanned::into_inner)
                 .collect(),
-            changes,
+            changes: raw.changeset.caps(),
             source: path.to_path_buf(),
         })
     }
@@ -447,6 +477,28 @@ mod tests {
             .to_string();
         assert!(
             e.starts_with("/etc/lockstep.toml:2:14: invalid type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_zero_changeset_cap_is_refused_and_limit_tables_are_checked_first() {
+        let e = parse("[changeset]\nmax_files = 10\nmax_total_bytes = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "/etc/lockstep.toml:3:19: `changeset.max_total_bytes` must be greater than 0"
+            ),
+            "{e}"
+        );
+        let e = parse(
+            "[changeset]\nmax_files = 0\n[plugins]\nallow = [\"A\"]\n[defaults]\nsteps = 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("/etc/lockstep.toml:6:9: `defaults.steps` must be greater than 0"),
             "{e}"
         );
     }

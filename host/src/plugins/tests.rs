@@ -125,7 +125,7 @@ async fn execute(
 
 /// The engine still loads and runs a plugin after whatever happened before.
 async fn assert_still_works(engine: &PluginEngine, fx: &Fixture) {
-    let strategist = engine.strategist("noop", &fx.project).unwrap();
+    let strategist = engine.strategist("noop").unwrap();
     let proposal = strategist
         .strategize(&fx.ctx(), &action(&[]))
         .await
@@ -148,7 +148,7 @@ async fn license_header_proposes_and_executes() {
     let engine = engine();
     let params = [("header", "Copyright Acme")];
 
-    let strategist = engine.strategist("license-header", &fx.project).unwrap();
+    let strategist = engine.strategist("license-header").unwrap();
     let proposal = strategist
         .strategize(&fx.ctx(), &action(&params))
         .await
@@ -162,7 +162,7 @@ async fn license_header_proposes_and_executes() {
         Some("src/a.rs")
     );
 
-    let executor = engine.executor("license-header", &fx.project).unwrap();
+    let executor = engine.executor("license-header").unwrap();
     let outcome = executor.execute(&fx.ctx(), step).await.unwrap();
     assert_eq!(
         outcome.changes,
@@ -305,7 +305,7 @@ async fn a_command_component_is_refused_before_instantiation() {
     let fx = Fixture::new().await;
     let engine = engine();
     let err = engine
-        .executor("wrong-world", &fx.project)
+        .executor("wrong-world")
         .err()
         .expect("wrong-world must not load");
     let PluginError::Load(message) = &err else {
@@ -321,7 +321,7 @@ async fn a_command_component_is_refused_before_instantiation() {
         message.ends_with("but not lockstep:plugin/execution (0.1.x or 0.2.x)"),
         "{message}"
     );
-    let Err(PluginError::Load(message)) = engine.strategist("wrong-world", &fx.project) else {
+    let Err(PluginError::Load(message)) = engine.strategist("wrong-world") else {
         panic!()
     };
     assert!(
@@ -582,19 +582,19 @@ async fn kinds_and_names_are_checked_at_lookup() {
     )
     .unwrap();
 
-    let Err(PluginError::Load(m)) = engine.executor("only-strategy", &fx.project) else {
+    let Err(PluginError::Load(m)) = engine.executor("only-strategy") else {
         panic!()
     };
     assert!(m.contains("is a strategist"), "{m}");
     let proposal = engine
-        .strategist("only-strategy", &fx.project)
+        .strategist("only-strategy")
         .unwrap()
         .strategize(&fx.ctx(), &action(&[]))
         .await
         .unwrap();
     assert_eq!(proposal.summary, "noop");
 
-    let Err(PluginError::Load(m)) = engine.strategist("future", &fx.project) else {
+    let Err(PluginError::Load(m)) = engine.strategist("future") else {
         panic!()
     };
     assert!(
@@ -605,7 +605,7 @@ async fn kinds_and_names_are_checked_at_lookup() {
         "{m}"
     );
 
-    let Err(PluginError::Load(m)) = engine.strategist("nope", &fx.project) else {
+    let Err(PluginError::Load(m)) = engine.strategist("nope") else {
         panic!()
     };
     assert!(m.starts_with("no plugin named `nope`"), "{m}");
@@ -664,7 +664,7 @@ async fn foreign_imports_and_other_majors_are_named() {
     )
     .unwrap();
 
-    let Err(PluginError::Load(m)) = engine.strategist("unknown-import", &fx.project) else {
+    let Err(PluginError::Load(m)) = engine.strategist("unknown-import") else {
         panic!()
     };
     assert!(
@@ -674,7 +674,7 @@ async fn foreign_imports_and_other_majors_are_named() {
         "{m}"
     );
 
-    let Err(PluginError::Load(m)) = engine.strategist("next-major", &fx.project) else {
+    let Err(PluginError::Load(m)) = engine.strategist("next-major") else {
         panic!()
     };
     assert!(

@@ -5,8 +5,13 @@
 //! supports has a `bindgen!` module of its own here, generated from its
 //! folder in `wit/`: [`v0_1_0`] and [`v0_2_0`]. The rest of the runtime works
 //! with the [`latest`] bindings only. An older version implements its imports
-//! by delegating to the latest implementation and converts its types on the
-//! way (`v0_1_0.rs`, after zed's `wasm_host/wit/since_v0_0_4.rs`).
+//! on the same capability types (`host/`) by delegating to the latest
+//! implementation and converts its types on the way (`v0_1_0.rs`, after
+//! zed's `wasm_host/wit/since_v0_0_4.rs`).
+//!
+//! Each version links its imports one interface at a time, each through an
+//! accessor that hands the capability's `Host` implementation only its own
+//! state ([`v0_2_0::add_to_linker`], [`v0_1_0::add_to_linker`]).
 //!
 //! Every version's imports live in the one linker: their names carry the
 //! version (`lockstep:plugin/log@0.1.0`, `lockstep:plugin/log@0.2.0`), so they
@@ -19,7 +24,7 @@ pub mod v0_2_0;
 
 pub use v0_2_0 as latest;
 
-use wasmtime::component::{HasSelf, Instance, InstancePre, Linker};
+use wasmtime::component::{Instance, InstancePre, Linker};
 use wasmtime::AsContextMut;
 
 use super::host::PluginState;
@@ -75,8 +80,8 @@ impl Api {
 
 /// Add every supported version's imports to `linker`.
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    v0_1_0::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)?;
-    v0_2_0::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)
+    v0_1_0::add_to_linker(linker)?;
+    v0_2_0::add_to_linker(linker)
 }
 
 /// The `strategy` export of a linked component, through the bindings of

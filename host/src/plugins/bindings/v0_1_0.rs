@@ -1,18 +1,20 @@
 //! Host bindings for `lockstep:plugin@0.1.0` (`wit/v0.1.0/` at the repository
 //! root), served beside the latest version.
 //!
-//! The imports of 0.1.0 are implemented by delegating to the latest ones
-//! (`host.rs`); values cross between the two versions through the `From`
-//! conversions below: the host's arguments to 0.1.0's, the plugin's answers
-//! to the latest. Every 0.1.0 type is still shaped exactly like its latest
+//! The imports of 0.1.0 are implemented on the same capability types as the
+//! latest ones (`host/`), by delegating to them; values cross between the
+//! two versions through the `From` conversions below: the host's arguments
+//! to 0.1.0's, the plugin's answers to the latest. Every 0.1.0 type is still shaped exactly like its latest
 //! counterpart (0.2.0 only added the `progress` import), so each conversion
 //! is field by field; a later version that changes a type changes only its
 //! conversion here.
 
-use wasmtime::component::Resource;
+use wasmtime::component::{HasSelf, Linker, Resource};
 
 use super::latest::lockstep::plugin as latest;
-use crate::plugins::host::{LeaseSlot, PluginState};
+use crate::plugins::host::{
+    HasLocks, LeaseSlot, LocksView, LogCtx, PluginState, Types, WorkspaceCtx,
+};
 
 #[allow(missing_docs, clippy::all)]
 mod generated {
@@ -27,12 +29,21 @@ mod generated {
     });
 }
 
+pub use generated::exports;
 use generated::lockstep::plugin::{locks, log, types, workspace};
-pub use generated::{exports, Plugin};
 
-impl types::Host for PluginState {}
+/// Add this version's imports to `linker`, each capability through its
+/// accessor on [`PluginState`].
+pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    types::add_to_linker::<_, Types>(linker, |_| Types)?;
+    workspace::add_to_linker::<_, HasSelf<WorkspaceCtx>>(linker, PluginState::workspace)?;
+    locks::add_to_linker::<_, HasLocks>(linker, PluginState::locks)?;
+    log::add_to_linker::<_, HasSelf<LogCtx>>(linker, PluginState::log)
+}
 
-impl workspace::Host for PluginState {
+impl types::Host for Types {}
+
+impl workspace::Host for WorkspaceCtx {
     async fn list(
         &mut self,
         pattern: String,
@@ -59,7 +70,7 @@ impl workspace::Host for PluginState {
     }
 }
 
-impl locks::Host for PluginState {
+impl locks::Host for LocksView<'_> {
     async fn acquire(
         &mut self,
         name: String,
@@ -71,7 +82,7 @@ impl locks::Host for PluginState {
     }
 }
 
-impl locks::HostLease for PluginState {
+impl locks::HostLease for LocksView<'_> {
     async fn name(&mut self, lease: Resource<LeaseSlot>) -> wasmtime::Result<String> {
         latest::locks::HostLease::name(self, lease).await
     }
@@ -104,7 +115,7 @@ impl locks::HostLease for PluginState {
     }
 }
 
-impl log::Host for PluginState {
+impl log::Host for LogCtx {
     async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         latest::log::Host::log(self, level.into(), message).await
     }
@@ -338,5 +349,74 @@ mod tests {
             latest::log::Level::from(log::Level::Warn),
             latest::log::Level::Warn
         ));
+    }
+
+    /// The 0.1.0 imports, called on the capabilities as a 0.1.0 plugin
+    /// calls them, answer what the latest ones do, in 0.1.0's types.
+    #[tokio::test]
+    async fn the_0_1_0_imports_are_served_by_the_same_capabilities() {
+        use std::sync::Arc;
+
+        use crate::locks::{LockService, Owner, ScopedLocks};
+        use crate::plugins::host::{LeaseLedger, LocksCtx};
+        use crate::plugins::limits::Limits;
+        use crate::plugins::log::PluginLog;
+        use crate::workspace::ProjectView;
+        use locks::{Host as _, HostLease as _};
+        use workspace::Host as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("project");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("a.txt"), "abc").unwrap();
+        let mut ws = WorkspaceCtx::new(Arc::new(ProjectView::new(&root).unwrap()));
+        let info = ws.metadata("a.txt".into()).await.unwrap().unwrap();
+        assert!(matches!(info.kind, types::EntryKind::File) && info.size == 3);
+        let outside = ws.read("../t.db".into()).await.unwrap();
+        assert!(
+            matches!(outside, Err(types::FsError::Denied(_))),
+            "{outside:?}"
+        );
+
+        let log = PluginLog::new("p", "0.1.0", "plan", &Limits::DEFAULT);
+        let mut ctx = LogCtx::new(log.clone());
+        log::Host::log(&mut ctx, log::Level::Warn, "old".into())
+            .await
+            .unwrap();
+        assert_eq!(log.stats().emitted, 1);
+
+        let db = crate::db::Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        let service = LockService::new(db);
+        let scoped = |owner| ScopedLocks::new(service.clone(), owner, "projid", "test");
+        scoped(Owner::new_session())
+            .acquire("held", std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+        let mut ctx = LocksCtx::new(
+            scoped(Owner::new_session()),
+            LeaseLedger::default(),
+            &Limits::DEFAULT,
+        );
+        let mut table = wasmtime::component::ResourceTable::new();
+        let mut view = LocksView {
+            ctx: &mut ctx,
+            table: &mut table,
+        };
+        let held = view.acquire("held".into(), 30_000).await.unwrap();
+        assert!(
+            matches!(&held, Err(types::LockError::Conflict(c)) if c.resource == "project:projid/res:held"),
+            "{held:?}"
+        );
+        let lease = view.acquire("free".into(), 30_000).await.unwrap().unwrap();
+        let name = view.name(Resource::new_borrow(lease.rep())).await.unwrap();
+        assert_eq!(name, "project:projid/res:free");
+        view.drop(lease).await.unwrap();
+        assert_eq!(
+            service.list().await.unwrap().len(),
+            1,
+            "only the other session's lock"
+        );
     }
 }

@@ -145,7 +145,7 @@ async fn a_plugin_built_against_0_1_0_runs_through_its_own_bindings() {
     ));
 
     let proposal = engine
-        .strategist("noop", &fx.project)
+        .strategist("noop")
         .unwrap()
         .strategize(&fx.ctx(), &action(&[]))
         .await
@@ -232,7 +232,7 @@ async fn an_unknown_major_is_refused_naming_both_versions() {
     .unwrap();
 
     // The manifest says so: refused before the component is compiled.
-    let Err(PluginError::Load(m)) = engine.executor("future", &fx.project) else {
+    let Err(PluginError::Load(m)) = engine.executor("future") else {
         panic!("a 1.0.0 plugin loaded")
     };
     assert!(
@@ -245,7 +245,7 @@ async fn an_unknown_major_is_refused_naming_both_versions() {
     );
 
     // The manifest claims 0.1.0; the component's own names say otherwise.
-    let Err(PluginError::Load(m)) = engine.executor("disguised", &fx.project) else {
+    let Err(PluginError::Load(m)) = engine.executor("disguised") else {
         panic!("a 1.0.0 component loaded")
     };
     assert_eq!(
@@ -279,7 +279,7 @@ async fn an_unreleased_minor_is_refused_as_newer_than_the_host() {
     )
     .unwrap();
 
-    let Err(PluginError::Load(m)) = engine.strategist("next-minor", &fx.project) else {
+    let Err(PluginError::Load(m)) = engine.strategist("next-minor") else {
         panic!("a 0.3.0 plugin loaded")
     };
     assert!(
@@ -289,7 +289,7 @@ async fn an_unreleased_minor_is_refused_as_newer_than_the_host() {
             ),
         "{m}"
     );
-    let Err(PluginError::Load(m)) = engine.strategist("next-minor-component", &fx.project) else {
+    let Err(PluginError::Load(m)) = engine.strategist("next-minor-component") else {
         panic!("a 0.3.0 component loaded")
     };
     assert!(

@@ -1,5 +1,5 @@
-//! The `progress` import (since `lockstep:plugin@0.2.0`): a plugin's progress
-//! reports become `info` events on the plugin log (stream `progress`, tagged
+//! The `progress` capability (since `lockstep:plugin@0.2.0`): a plugin's
+//! progress reports become `info` events on the plugin log (stream `progress`, tagged
 //! with plugin, version and plan like its log lines) and, when the lifecycle
 //! listens, [`Progress::PluginProgress`] events on its progress callback.
 //!
@@ -7,13 +7,14 @@
 //! logged nor passed on, so a plugin reporting in a tight loop cannot flood
 //! the log or the terminal.
 
-use super::log::{one_line, truncate, LogLevel, PluginLog};
+use super::super::bindings::latest::lockstep::plugin::progress as wit_progress;
+use super::super::log::{one_line, truncate, LogLevel, PluginLog};
 use crate::lifecycle::progress::{Progress, ProgressFn};
 
 /// Longest progress message kept, in bytes.
 pub const MAX_PROGRESS_MESSAGE: usize = 1024;
 
-/// Where one call's progress reports go.
+/// The `progress` capability's state for one call: where its reports go.
 #[derive(Clone)]
 pub struct ProgressSink {
     log: PluginLog,
@@ -54,6 +55,13 @@ impl ProgressSink {
                 message,
             });
         }
+    }
+}
+
+impl wit_progress::Host for ProgressSink {
+    async fn report(&mut self, done: u64, total: u64, message: String) -> wasmtime::Result<()> {
+        ProgressSink::report(self, done, total, &message);
+        Ok(())
     }
 }
 
@@ -107,5 +115,30 @@ mod tests {
         }
         assert_eq!(seen.lock().unwrap().len(), 3);
         assert_eq!(log.stats().dropped, 97);
+    }
+
+    #[tokio::test]
+    async fn the_import_reports_through_the_sink() {
+        let (mut sink, log, seen) = sink(10);
+        wit_progress::Host::report(&mut sink, 3, 10, "copying".into())
+            .await
+            .unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [Progress::PluginProgress {
+                plugin: "p".into(),
+                done: 3,
+                total: 10,
+                message: "copying".into()
+            }]
+        );
+        assert_eq!(log.stats().emitted, 1);
+        // Without a listener reports are only logged.
+        let mut quiet = ProgressSink::new(log.clone(), None);
+        wit_progress::Host::report(&mut quiet, 4, 10, "copying".into())
+            .await
+            .unwrap();
+        assert_eq!(log.stats().emitted, 2);
+        assert_eq!(seen.lock().unwrap().len(), 1);
     }
 }

@@ -1,0 +1,242 @@
+#![allow(missing_docs)] // a bench binary
+
+//! `just bench-fleet`: the worker fleet, River-style. N `noop` plans
+//! (auto-apply, each on a project of its own so nothing serialises them)
+//! are submitted, then W in-process workers burn the queue down, printing
+//! plans/s every 2 s; then the idle pickup latency (submit → the first
+//! attempt starts, database clock) over 100 single submissions. Writes
+//! `docs/perf/fleet-<backend>.csv`.
+//!
+//! Environment: `FLEET_PLANS` (default 1000), `FLEET_WORKERS` (comma list,
+//! default `1,2,4`), `FLEET_CONCURRENCY` per worker (default 8),
+//! `LOCKSTEP_BENCH_POSTGRES_URL`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lockstep::fleet::{self, Submission, Worker, WorkerOptions};
+use lockstep::model::Action;
+use lockstep::{Config, Container};
+use tokio_util::sync::CancellationToken;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn noop() -> Action {
+    Action {
+        name: "noop".into(),
+        strategy: "noop".into(),
+        executor: "noop".into(),
+        params: Default::default(),
+    }
+}
+
+async fn container(url: &str, root: &Path, dist: &Path) -> Container {
+    let mut config = Config::for_project(root);
+    config.database_url = Some(url.to_string());
+    config.plugin_dirs = vec![dist.to_path_buf()];
+    config.project_plugins = false;
+    config.lifecycle.lock_ttl = Duration::from_secs(30);
+    Container::build(config).await.expect("container")
+}
+
+async fn submit_all(c: &Container, root: &Path, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let project = root.join(format!("p{i}"));
+        std::fs::create_dir_all(&project).unwrap();
+        let s = Submission {
+            auto_apply: true,
+            ..Submission::new(noop(), project)
+        };
+        ids.push(fleet::submit(c, s).await.expect("submit").plan_id);
+    }
+    ids
+}
+
+async fn remaining(c: &Container) -> i64 {
+    fleet::pending(c).await.expect("queue depth") as i64
+}
+
+fn start_workers(
+    c: &Arc<Container>,
+    w: usize,
+    concurrency: usize,
+    root: &Path,
+) -> (CancellationToken, Vec<tokio::task::JoinHandle<()>>) {
+    let stop = CancellationToken::new();
+    let handles = (0..w)
+        .map(|_| {
+            let worker = Worker::new(
+                c.clone(),
+                WorkerOptions {
+                    concurrency,
+                    projects_roots: vec![root.to_path_buf()],
+                    poll: Duration::from_millis(200),
+                    ..WorkerOptions::default()
+                },
+            );
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                worker.run(stop).await.expect("worker");
+            })
+        })
+        .collect();
+    (stop, handles)
+}
+
+/// Burn `n` plans down with `w` workers; plans/s end to end.
+async fn burn_down(c: &Arc<Container>, root: &Path, n: usize, w: usize, concurrency: usize) -> f64 {
+    let t = Instant::now();
+    submit_all(c, root, n).await;
+    eprintln!(
+        "  submitted {n} plans in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    let (stop, handles) = start_workers(c, w, concurrency, root);
+    let start = Instant::now();
+    let mut last = (start, n as i64);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let left = remaining(c).await;
+        if last.0.elapsed() >= Duration::from_secs(2) || left == 0 {
+            let rate = (last.1 - left) as f64 / last.0.elapsed().as_secs_f64();
+            eprintln!(
+                "  {:>5.1} s  {left:>6} left  {rate:>7.1} plans/s",
+                start.elapsed().as_secs_f64()
+            );
+            last = (Instant::now(), left);
+        }
+        if left == 0 {
+            break;
+        }
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    stop.cancel();
+    for h in handles {
+        h.await.unwrap();
+    }
+    rate
+}
+
+/// Idle pickup: one worker waiting; submit one plan at a time.
+async fn pickup(c: &Arc<Container>, root: &Path, trials: usize) -> Vec<Duration> {
+    let (stop, handles) = start_workers(c, 1, 1, root);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut samples = Vec::new();
+    for i in 0..trials {
+        let project = root.join(format!("pickup{i}"));
+        std::fs::create_dir_all(&project).unwrap();
+        let s = Submission {
+            auto_apply: true,
+            ..Submission::new(noop(), project)
+        };
+        let id = fleet::submit(c, s).await.unwrap().plan_id;
+        let submitted = fleet::entry(c, &id).await.unwrap().submitted_at;
+        let started = loop {
+            if let Some(a) = fleet::attempts(c, &id).await.unwrap().first() {
+                break a.started_at;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        samples.push(Duration::from_millis((started - submitted).max(0) as u64));
+        while !fleet::entry(c, &id).await.unwrap().done {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // Idle again: let the worker go back to waiting.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    for h in handles {
+        h.await.unwrap();
+    }
+    samples.sort();
+    samples
+}
+
+/// A fresh database for one run: a SQLite file in `dir`, or a new
+/// PostgreSQL database on the server of `pg` (dropped by [`drop_db`]).
+async fn fresh_db(backend: &str, pg: &str, dir: &Path) -> (String, Option<String>) {
+    use sqlx::{Connection, Executor};
+    if backend == "sqlite" {
+        return (format!("sqlite://{}/fleet.db", dir.display()), None);
+    }
+    let name = format!(
+        "lockstep_fleet_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let mut conn = sqlx::PgConnection::connect(pg).await.expect("PostgreSQL");
+    conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
+        .await
+        .unwrap();
+    let base = pg.rsplit_once('/').map(|(b, _)| b).unwrap_or(pg);
+    (format!("{base}/{name}"), Some(name))
+}
+
+async fn drop_db(pg: &str, name: Option<String>) {
+    use sqlx::{Connection, Executor};
+    if let Some(name) = name {
+        let mut conn = sqlx::PgConnection::connect(pg).await.expect("PostgreSQL");
+        let _ = conn
+            .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+            .await;
+    }
+}
+
+async fn run_backend(name: &str, pg: &str, csv: &mut String, quick: bool) {
+    let dist = lockstep_test_artifacts::dist();
+    let plans: usize = env_or("FLEET_PLANS", if quick { 20 } else { 1000 });
+    let concurrency: usize = env_or("FLEET_CONCURRENCY", 8);
+    let workers: Vec<usize> = std::env::var("FLEET_WORKERS")
+        .unwrap_or_else(|_| if quick { "1" } else { "1,2,4" }.into())
+        .split(',')
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    for w in workers {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, db) = fresh_db(name, pg, dir.path()).await;
+        let c = Arc::new(container(&url, dir.path(), &dist).await);
+        eprintln!("{name}: {plans} plans, {w} worker(s) × {concurrency}");
+        let rate = burn_down(&c, dir.path(), plans, w, concurrency).await;
+        eprintln!("{name}: {rate:.1} plans/s ({:.1} phases/s)", rate * 3.0);
+        writeln!(csv, "{name},burn_down,{w},{concurrency},{plans},{rate:.1}").unwrap();
+        drop(c);
+        drop_db(pg, db).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (url, db) = fresh_db(name, pg, dir.path()).await;
+    let c = Arc::new(container(&url, dir.path(), &dist).await);
+    let s = pickup(&c, dir.path(), if quick { 5 } else { 100 }).await;
+    let (p50, p99) = (s[s.len() / 2], s[s.len() * 99 / 100]);
+    eprintln!("{name}: idle pickup p50 {p50:?}, p99 {p99:?}");
+    writeln!(csv, "{name},pickup_p50_ms,1,1,100,{}", p50.as_millis()).unwrap();
+    writeln!(csv, "{name},pickup_p99_ms,1,1,100,{}", p99.as_millis()).unwrap();
+    drop(c);
+    drop_db(pg, db).await;
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo test --benches` runs bench targets once in test mode: keep it short.
+    let full = std::env::args().any(|a| a == "--bench");
+    let out: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/perf");
+    let pg = std::env::var("LOCKSTEP_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let only = std::env::var("FLEET_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    for name in ["sqlite", "postgres"] {
+        if !only.split(',').any(|b| b == name) {
+            continue;
+        }
+        let mut csv = String::from("backend,figure,workers,concurrency,plans,value\n");
+        run_backend(name, &pg, &mut csv, !full).await;
+        if full {
+            std::fs::write(out.join(format!("fleet-{name}.csv")), csv).unwrap();
+        }
+    }
+}

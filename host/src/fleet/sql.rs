@@ -1,0 +1,78 @@
+//! The fleet's statements, specialised per backend like the lock service's.
+
+use crate::db::Backend;
+
+/// Prepared SQL text for one backend.
+#[derive(Debug, Clone)]
+pub(crate) struct FleetSql {
+    /// Claim the next runnable plan and take its lease in one statement.
+    /// $1 queues (comma-joined), $2 owner, $3 host, $4 pid, $5 user,
+    /// $6 ttl ms. Returns `plan_id, token, expires_at`.
+    pub claim: String,
+    /// Tell listening workers that work arrived (PostgreSQL only).
+    pub notify: Option<&'static str>,
+}
+
+/// The channel workers `LISTEN` on.
+pub(crate) const CHANNEL: &str = "lockstep_queue";
+
+impl FleetSql {
+    pub(crate) fn new(backend: Backend) -> Self {
+        let now = backend.now_ms();
+        let (token, in_queues, lock_rows, where_true) = match backend {
+            Backend::Sqlite => (
+                "(SELECT value + 1 FROM lock_counter WHERE id = 1)",
+                "instr(',' || $1 || ',', ',' || q.queue || ',') > 0",
+                "",
+                " WHERE true",
+            ),
+            Backend::Postgres => (
+                "nextval('lock_token_seq')",
+                "strpos(',' || $1 || ',', ',' || q.queue || ',') > 0",
+                " FOR UPDATE OF q SKIP LOCKED",
+                "",
+            ),
+        };
+        // Runnable: everything unfinished except a plan that waits for its
+        // approval; claimable: runnable, its turn in its project (no earlier
+        // unfinished plan there), not backing off, and nobody's live lease
+        // on it. The lease is then taken as the lock service takes one: a
+        // fresh token, over an expired row only.
+        let claim = format!(
+            "WITH next AS (
+               SELECT q.plan_id FROM plan_queue q JOIN plans p ON p.id = q.plan_id
+               WHERE q.done = 0 AND {in_queues} AND q.run_after <= {now}
+                 AND NOT (p.phase = 'execute' AND p.state = 'complete'
+                          AND q.auto_apply = 0 AND q.approved = 0 AND q.cancel_requested = 0)
+                 AND NOT EXISTS (SELECT 1 FROM plan_queue e
+                                 WHERE e.project_id = q.project_id AND e.done = 0 AND e.seq < q.seq)
+                 AND NOT EXISTS (SELECT 1 FROM locks l
+                                 WHERE l.resource = 'plan:' || q.plan_id AND l.expires_at > {now})
+               ORDER BY q.priority DESC, q.seq
+               LIMIT 1{lock_rows}
+             )
+             INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at)
+             SELECT 'plan:' || next.plan_id, $2, {token}, 'worker', $3, $4, $5, 1, {now}, {now} + $6 FROM next{where_true}
+             ON CONFLICT (resource) DO UPDATE SET
+               token       = excluded.token,
+               holds       = 1,
+               acquired_at = excluded.acquired_at,
+               expires_at  = excluded.expires_at,
+               operation   = excluded.operation,
+               owner       = excluded.owner,
+               holder_host = excluded.holder_host,
+               holder_pid  = excluded.holder_pid,
+               holder_user = excluded.holder_user,
+               tree_path   = NULL
+             WHERE locks.expires_at <= excluded.acquired_at
+             RETURNING resource, token, expires_at"
+        );
+        FleetSql {
+            claim,
+            notify: match backend {
+                Backend::Sqlite => None,
+                Backend::Postgres => Some("SELECT pg_notify('lockstep_queue', $1)"),
+            },
+        }
+    }
+}

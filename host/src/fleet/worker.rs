@@ -1,0 +1,730 @@
+//! A worker: claims runnable plans, runs their phases under the claimed
+//! lease, retries and rescues, and shuts down gracefully.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use sqlx::Row;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::sql::{FleetSql, CHANNEL};
+use super::{read_identity, FleetError};
+use crate::db::Backend;
+use crate::lifecycle::{LifecycleError, PlanLifecycleService};
+use crate::locks::Fence;
+use crate::model::{Phase, PlanRecord, State, Status};
+use crate::store::{StateWrite, StoreError};
+use crate::Container;
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Plans run at once.
+    pub concurrency: usize,
+    /// Queues served.
+    pub queues: Vec<String>,
+    /// Projects this worker may touch: a plan whose project is elsewhere is
+    /// errored with the reason. Empty: any project (embedders that check
+    /// paths themselves).
+    pub projects_roots: Vec<PathBuf>,
+    /// Longest wait between looks at the queue when no notification comes
+    /// (jittered ±20 %).
+    pub poll: Duration,
+    /// On shutdown, how long running phases may take to finish before they
+    /// are interrupted.
+    pub grace: Duration,
+    /// First retry delay; doubled per failed attempt, at most `max_backoff`.
+    pub backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            concurrency: 4,
+            queues: vec![super::DEFAULT_QUEUE.to_string()],
+            projects_roots: Vec::new(),
+            poll: Duration::from_secs(1),
+            grace: Duration::from_secs(30),
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What a worker did before it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerSummary {
+    /// Plans claimed.
+    pub claims: u64,
+    /// Phases run to success.
+    pub phases: u64,
+}
+
+/// A worker of the fleet; see the [module docs](super).
+pub struct Worker {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    container: Arc<Container>,
+    options: WorkerOptions,
+    sql: FleetSql,
+    id: String,
+    roots: Vec<PathBuf>,
+    /// Running plans and the token that interrupts each.
+    running: Mutex<HashMap<String, CancellationToken>>,
+    wake: Notify,
+    stats: Mutex<WorkerSummary>,
+    /// Cancelled when the worker stops claiming: no new phase starts.
+    stopping: CancellationToken,
+}
+
+/// A claimed plan: its lease.
+struct Claim {
+    plan_id: String,
+    fence: Fence,
+}
+
+/// The queue row as a worker reads it after claiming.
+struct Ticket {
+    identity: String,
+    auto_apply: bool,
+    approved: bool,
+    attempts: i64,
+    max_attempts: i64,
+    drift_retries: i64,
+    cancel_requested: bool,
+    done: bool,
+}
+
+/// What to do next with a claimed plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Strategize,
+    Execute,
+    Apply,
+    Retry,
+    Cancel,
+    /// Finished (applied, cancelled, or errored past its attempts).
+    Finish,
+    /// Waits for approval: release the lease, leave it queued.
+    Wait,
+}
+
+impl Worker {
+    /// A worker over `container`'s database, plugins and lock service. The
+    /// lease length is the container's `lifecycle.lock_ttl` (renewed every
+    /// third while a phase runs).
+    pub fn new(container: Arc<Container>, options: WorkerOptions) -> Self {
+        let owner = crate::locks::Owner::new_session();
+        let roots = options
+            .projects_roots
+            .iter()
+            .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()))
+            .collect();
+        let sql = FleetSql::new(container.store().db().backend);
+        Worker {
+            shared: Arc::new(Shared {
+                container,
+                options,
+                sql,
+                id: owner.id,
+                roots,
+                running: Mutex::new(HashMap::new()),
+                wake: Notify::new(),
+                stats: Mutex::new(WorkerSummary::default()),
+                stopping: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// This worker's id (`host:pid:random`).
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// Claim and run plans until `stop` is cancelled; then stop claiming,
+    /// give running phases the grace period, interrupt what is left (the
+    /// plans stay retryable) and release every lease.
+    pub async fn run(&self, stop: CancellationToken) -> Result<WorkerSummary, FleetError> {
+        let shared = &self.shared;
+        shared.register().await?;
+        let background = CancellationToken::new();
+        let heartbeat = tokio::spawn(shared.clone().heartbeat(background.clone()));
+        let listener = (shared.backend() == Backend::Postgres)
+            .then(|| tokio::spawn(shared.clone().listen(background.clone())));
+        let mut tasks = JoinSet::new();
+        let slots = Arc::new(Semaphore::new(shared.options.concurrency.max(1)));
+        shared.claim_loop(&stop, &slots, &mut tasks).await;
+        shared.stopping.cancel();
+        shared.drain(&mut tasks).await;
+        background.cancel();
+        let _ = heartbeat.await;
+        if let Some(l) = listener {
+            let _ = l.await;
+        }
+        shared.unregister().await?;
+        Ok(shared.stats.lock().unwrap().clone())
+    }
+}
+
+impl Shared {
+    fn backend(&self) -> Backend {
+        self.container.store().db().backend
+    }
+
+    fn pool(&self) -> &sqlx::AnyPool {
+        &self.container.store().db().pool
+    }
+
+    fn ttl(&self) -> Duration {
+        self.container.config().lifecycle.lock_ttl
+    }
+
+    async fn claim_loop(
+        self: &Arc<Self>,
+        stop: &CancellationToken,
+        slots: &Arc<Semaphore>,
+        tasks: &mut JoinSet<()>,
+    ) {
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p.expect("semaphore open"),
+                _ = stop.cancelled() => return,
+            };
+            if stop.is_cancelled() {
+                return;
+            }
+            let session = self.container.lifecycle();
+            match self.claim(&session).await {
+                Ok(Some(claim)) => {
+                    self.stats.lock().unwrap().claims += 1;
+                    tasks.spawn(self.clone().run_claim(session, claim, permit));
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("claiming failed: {e}; trying again"),
+            }
+            drop(permit);
+            let jitter = rand::thread_rng().gen_range(0.8..1.2);
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.options.poll.mul_f64(jitter)) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Wait up to the grace period for running plans, then interrupt them.
+    async fn drain(&self, tasks: &mut JoinSet<()>) {
+        let all = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.options.grace, all).await.is_ok() {
+            return;
+        }
+        for token in self.running.lock().unwrap().values() {
+            token.cancel();
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Claim the next runnable plan and take its lease, in one statement.
+    async fn claim(&self, session: &PlanLifecycleService) -> Result<Option<Claim>, FleetError> {
+        let owner = session.owner();
+        let ttl_ms = i64::try_from(self.ttl().as_millis()).unwrap_or(i64::MAX);
+        let query = sqlx::query(&self.sql.claim)
+            .bind(self.options.queues.join(","))
+            .bind(&owner.id)
+            .bind(&owner.holder.host)
+            .bind(owner.holder.pid)
+            .bind(&owner.holder.user)
+            .bind(ttl_ms);
+        let row = match self.backend() {
+            // One write transaction: the claim cannot interleave with
+            // another worker's.
+            Backend::Sqlite => {
+                let mut tx = self.container.store().db().begin_write().await?;
+                let row = query.fetch_optional(&mut *tx).await?;
+                tx.commit().await?;
+                row
+            }
+            Backend::Postgres => query.fetch_optional(self.pool()).await?,
+        };
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let resource: String = row.try_get(0)?;
+        let token: i64 = row.try_get(1)?;
+        Ok(Some(Claim {
+            plan_id: resource.trim_start_matches("plan:").to_string(),
+            fence: Fence::new(resource.as_str(), owner.id.as_str(), token),
+        }))
+    }
+
+    async fn run_claim(
+        self: Arc<Self>,
+        session: PlanLifecycleService,
+        claim: Claim,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        let token = session.shutdown_token();
+        self.running
+            .lock()
+            .unwrap()
+            .insert(claim.plan_id.clone(), token);
+        if let Err(e) = self.drive(&session, &claim).await {
+            tracing::warn!(plan = %claim.plan_id, "worker: {e}");
+        }
+        self.running.lock().unwrap().remove(&claim.plan_id);
+        // Releases the claim's hold and anything the session still holds.
+        if let Err(e) = session.close().await {
+            tracing::warn!(plan = %claim.plan_id, "releasing the lease: {e}");
+        }
+    }
+
+    /// Run the plan's phases while it stays runnable and the lease ours.
+    async fn drive(&self, session: &PlanLifecycleService, claim: &Claim) -> Result<(), FleetError> {
+        let store = self.container.store();
+        let mut checked = false;
+        loop {
+            let plan = store.plan(&claim.plan_id).await?;
+            let ticket = self.ticket(&claim.plan_id).await?;
+            if !checked && !ticket.done && !plan.status.is_terminal() {
+                if let Err(reason) = self.check_project(&plan, &ticket) {
+                    return self.refuse(&plan, claim, &reason).await;
+                }
+                checked = true;
+            }
+            let next = next_step(&plan, &ticket);
+            match next {
+                Next::Wait => return Ok(()),
+                Next::Finish => return self.mark_done(claim).await,
+                Next::Cancel => {
+                    if !plan.status.is_terminal() {
+                        session.cancel_plan(&plan.id).await?;
+                    }
+                    return self.mark_done(claim).await;
+                }
+                _ => {}
+            }
+            if self.stopping.is_cancelled() || session.shutdown_token().is_cancelled() {
+                return Ok(());
+            }
+            let attempt = self.begin_attempt(claim, plan.status.phase).await?;
+            let result = run_next(session, &plan.id, next).await;
+            if !self
+                .after_phase(session, claim, &ticket, attempt, result)
+                .await?
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Record a phase's outcome; `true` to go on with the plan.
+    async fn after_phase(
+        &self,
+        session: &PlanLifecycleService,
+        claim: &Claim,
+        ticket: &Ticket,
+        attempt: i64,
+        result: Result<(), LifecycleError>,
+    ) -> Result<bool, FleetError> {
+        let e = match result {
+            Ok(()) => {
+                self.end_attempt(attempt, "ok", None).await?;
+                self.stats.lock().unwrap().phases += 1;
+                self.queue_update(claim, "attempts = 0").await?;
+                return Ok(true);
+            }
+            Err(e) => e,
+        };
+        let message = e.to_string();
+        match classify(&e) {
+            Failure::Lost => {
+                self.end_attempt(attempt, "lost", Some(&message)).await?;
+                Ok(false)
+            }
+            Failure::Interrupted => {
+                self.end_attempt(attempt, "interrupted", Some(&message))
+                    .await?;
+                // A cancellation goes on (the next step cancels the plan);
+                // a shutdown leaves the plan errored and retryable, for the
+                // next worker at once.
+                Ok(!self.stopping.is_cancelled())
+            }
+            Failure::Drift if ticket.drift_retries == 0 => {
+                self.end_attempt(attempt, "drift", Some(&message)).await?;
+                session.revert_plan(&claim.plan_id).await?;
+                self.queue_update(claim, "drift_retries = drift_retries + 1")
+                    .await?;
+                Ok(true)
+            }
+            Failure::Busy => {
+                self.end_attempt(attempt, "busy", Some(&message)).await?;
+                self.back_off(claim, ticket, false).await?;
+                Ok(false)
+            }
+            Failure::Retryable => {
+                self.end_attempt(attempt, "retry", Some(&message)).await?;
+                self.back_off(claim, ticket, true).await?;
+                Ok(false)
+            }
+            Failure::Drift | Failure::Final => {
+                self.end_attempt(attempt, "failed", Some(&message)).await?;
+                self.mark_done(claim).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Schedule the next attempt (counting this one if `counted`); a plan
+    /// past its attempts is finished as errored.
+    async fn back_off(
+        &self,
+        claim: &Claim,
+        ticket: &Ticket,
+        counted: bool,
+    ) -> Result<(), FleetError> {
+        let failures = ticket.attempts + i64::from(counted);
+        let base = self.options.backoff.as_millis() as f64;
+        let exp = 2f64.powi(i32::try_from(failures.clamp(0, 30)).unwrap_or(30) - 1);
+        let jitter = rand::thread_rng().gen_range(0.75..1.25);
+        let delay = (base * exp * jitter).min(self.options.max_backoff.as_millis() as f64) as i64;
+        let now = self.backend().now_ms();
+        let set = format!(
+            "attempts = attempts + {counted}, run_after = {now} + {delay},
+             done = CASE WHEN attempts + {counted} >= max_attempts THEN 1 ELSE 0 END",
+            counted = i64::from(counted)
+        );
+        self.queue_update(claim, &set).await
+    }
+
+    async fn mark_done(&self, claim: &Claim) -> Result<(), FleetError> {
+        self.queue_update(claim, "done = 1").await
+    }
+
+    /// `UPDATE plan_queue SET {set}` for the claimed plan, fenced by the
+    /// claim's lease: refused (silently: the plan is another worker's now)
+    /// once the lease was taken over.
+    async fn queue_update(&self, claim: &Claim, set: &str) -> Result<(), FleetError> {
+        let cond = claim.fence.condition(self.backend(), 2);
+        let sql = format!("UPDATE plan_queue SET {set} WHERE plan_id = $1 AND {cond}");
+        let n = claim
+            .fence
+            .bind(sqlx::query(&sql).bind(&claim.plan_id))
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if n == 0 {
+            tracing::info!(plan = %claim.plan_id, "the lease was taken over; leaving the plan to its new holder");
+        }
+        Ok(())
+    }
+
+    async fn ticket(&self, plan_id: &str) -> Result<Ticket, FleetError> {
+        let r = sqlx::query(
+            "SELECT identity, auto_apply, approved, attempts, max_attempts, drift_retries, cancel_requested, done
+             FROM plan_queue WHERE plan_id = $1",
+        )
+        .bind(plan_id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| FleetError::NotQueued(plan_id.to_string()))?;
+        Ok(Ticket {
+            identity: r.try_get(0)?,
+            auto_apply: r.try_get::<i64, _>(1)? != 0,
+            approved: r.try_get::<i64, _>(2)? != 0,
+            attempts: r.try_get(3)?,
+            max_attempts: r.try_get(4)?,
+            drift_retries: r.try_get(5)?,
+            cancel_requested: r.try_get::<i64, _>(6)? != 0,
+            done: r.try_get::<i64, _>(7)? != 0,
+        })
+    }
+
+    /// The project is under one of our roots and is the one submitted.
+    fn check_project(&self, plan: &PlanRecord, ticket: &Ticket) -> Result<(), String> {
+        let path = Path::new(&plan.project_root);
+        let shared_path =
+            "every worker must see a project at the path it was submitted with (a shared volume)";
+        let root = std::fs::canonicalize(path).map_err(|e| {
+            format!(
+                "project {} is not reachable on this worker ({e}): {shared_path}",
+                path.display()
+            )
+        })?;
+        if !self.roots.is_empty() && !self.roots.iter().any(|r| root.starts_with(r)) {
+            let roots: Vec<_> = self.roots.iter().map(|r| r.display().to_string()).collect();
+            return Err(format!(
+                "project {} is outside this worker's --projects-root ({}); the worker does not touch it",
+                root.display(),
+                roots.join(", ")
+            ));
+        }
+        match read_identity(&root) {
+            Ok(Some(id)) if id == ticket.identity => Ok(()),
+            Ok(found) => Err(format!(
+                "the project at {} is not the one this plan was submitted for ({} says {}, the plan expects {}): {shared_path}",
+                root.display(),
+                super::IDENTITY_FILE,
+                found.as_deref().unwrap_or("nothing"),
+                ticket.identity
+            )),
+            Err(e) => Err(format!("{}: {e}", root.join(super::IDENTITY_FILE).display())),
+        }
+    }
+
+    /// Error the plan with `reason` (fenced) and finish it.
+    async fn refuse(
+        &self,
+        plan: &PlanRecord,
+        claim: &Claim,
+        reason: &str,
+    ) -> Result<(), FleetError> {
+        let write = StateWrite {
+            plan_id: &plan.id,
+            seen_version: plan.version,
+            from: plan.status,
+            to: Status::new(plan.status.phase, State::Errored),
+            actor: claim.fence.owner(),
+            fence: Some(&claim.fence),
+            reason: "refused by worker",
+            error: Some(reason),
+        };
+        match self.container.store().transition(&write).await {
+            Ok(_) | Err(StoreError::Fenced { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let attempt = self.begin_attempt(claim, plan.status.phase).await?;
+        self.end_attempt(attempt, "refused", Some(reason)).await?;
+        self.mark_done(claim).await
+    }
+
+    async fn begin_attempt(&self, claim: &Claim, phase: Phase) -> Result<i64, FleetError> {
+        let now = self.backend().now_ms();
+        Ok(sqlx::query_scalar(&format!(
+            "INSERT INTO plan_attempts (plan_id, phase, worker, owner, token, started_at)
+             VALUES ($1, $2, $3, $4, $5, {now}) RETURNING id"
+        ))
+        .bind(&claim.plan_id)
+        .bind(phase.to_string())
+        .bind(&self.id)
+        .bind(claim.fence.owner())
+        .bind(claim.fence.token())
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    async fn end_attempt(
+        &self,
+        id: i64,
+        outcome: &str,
+        error: Option<&str>,
+    ) -> Result<(), FleetError> {
+        let now = self.backend().now_ms();
+        sqlx::query(&format!(
+            "UPDATE plan_attempts SET ended_at = {now}, outcome = $2, error = $3 WHERE id = $1"
+        ))
+        .bind(id)
+        .bind(outcome)
+        .bind(error)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn register(&self) -> Result<(), FleetError> {
+        let now = self.backend().now_ms();
+        let owner = crate::locks::Owner::new_session();
+        sqlx::query(&format!(
+            "INSERT INTO workers (id, host, pid, version, queues, concurrency, ttl_ms, running, started_at, heartbeat_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, {now}, {now})"
+        ))
+        .bind(&self.id)
+        .bind(&owner.holder.host)
+        .bind(owner.holder.pid)
+        .bind(env!("CARGO_PKG_VERSION"))
+        .bind(self.options.queues.join(","))
+        .bind(self.options.concurrency as i64)
+        .bind(self.ttl().as_millis() as i64)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn unregister(&self) -> Result<(), FleetError> {
+        let now = self.backend().now_ms();
+        sqlx::query(&format!(
+            "UPDATE workers SET stopped_at = {now}, running = 0 WHERE id = $1"
+        ))
+        .bind(&self.id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Every third of a lease: the worker's heartbeat, and cancellations
+    /// asked for plans it runs (their plugins are interrupted at once).
+    async fn heartbeat(self: Arc<Self>, stop: CancellationToken) {
+        let every = self.ttl() / 3;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => return,
+            }
+            if let Err(e) = self.beat().await {
+                tracing::warn!("worker heartbeat failed: {e}");
+            }
+        }
+    }
+
+    async fn beat(&self) -> Result<(), FleetError> {
+        let now = self.backend().now_ms();
+        let running = self.running.lock().unwrap().len() as i64;
+        sqlx::query(&format!(
+            "UPDATE workers SET heartbeat_at = {now}, running = $2 WHERE id = $1"
+        ))
+        .bind(&self.id)
+        .bind(running)
+        .execute(self.pool())
+        .await?;
+        if running == 0 {
+            return Ok(());
+        }
+        let cancelled: Vec<String> = sqlx::query_scalar(
+            "SELECT plan_id FROM plan_queue WHERE cancel_requested = 1 AND done = 0",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let running = self.running.lock().unwrap();
+        for id in cancelled {
+            if let Some(token) = running.get(&id) {
+                tracing::info!(plan = %id, "cancellation requested: interrupting");
+                token.cancel();
+            }
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL: wake the claim loop on each notification. A lost
+    /// notification costs at most one poll interval.
+    async fn listen(self: Arc<Self>, stop: CancellationToken) {
+        let url = self.container.config().database_url();
+        let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("LISTEN unavailable ({e}); polling only");
+                return;
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            tracing::warn!("LISTEN {CHANNEL} failed ({e}); polling only");
+            return;
+        }
+        loop {
+            tokio::select! {
+                n = listener.recv() => match n {
+                    Ok(_) => self.wake.notify_one(),
+                    Err(e) => {
+                        tracing::debug!("LISTEN connection: {e}; reconnecting");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+}
+
+fn next_step(plan: &PlanRecord, t: &Ticket) -> Next {
+    use {Phase::*, State::*};
+    if t.done || plan.status.is_terminal() {
+        return Next::Finish;
+    }
+    if t.cancel_requested {
+        return Next::Cancel;
+    }
+    match (plan.status.phase, plan.status.state) {
+        (Strategize, Queued) => Next::Strategize,
+        (Strategize, Complete) => Next::Execute,
+        (Execute, Complete) if t.auto_apply || t.approved => Next::Apply,
+        (Execute, Complete) => Next::Wait,
+        (_, Errored) if t.attempts >= t.max_attempts => Next::Finish,
+        // Errored, or left in processing by a worker that died: the
+        // lifecycle recovers it under our lease (an interrupted apply is
+        // rolled forward from its journal, never re-executed), then runs
+        // the phase again.
+        (_, Errored) | (_, Processing) => Next::Retry,
+        _ => Next::Finish,
+    }
+}
+
+async fn run_next(
+    session: &PlanLifecycleService,
+    id: &str,
+    next: Next,
+) -> Result<(), LifecycleError> {
+    let result = match next {
+        Next::Strategize => session.strategize_plan(id).await.map(drop),
+        Next::Execute => session.execute_plan(id).await.map(drop),
+        Next::Apply => session.apply_plan(id).await.map(drop),
+        Next::Retry => session.retry(id).await.map(drop),
+        Next::Cancel | Next::Finish | Next::Wait => Ok(()),
+    };
+    match result {
+        // A rescued apply that the recovery rolled forward is applied: the
+        // retry that followed has nothing to do.
+        Err(LifecycleError::InvalidTransition(t))
+            if next == Next::Retry && t.from.ends_with("/applied") =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// How a failed phase is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Our lease is gone: the plan is another worker's.
+    Lost,
+    /// Shutdown or cancellation stopped it.
+    Interrupted,
+    /// The project changed since execute.
+    Drift,
+    /// Another lock (an enclosing or nested project's apply) is held: try
+    /// later without counting an attempt.
+    Busy,
+    /// Counted, retried with backoff.
+    Retryable,
+    /// Retrying cannot help.
+    Final,
+}
+
+fn classify(e: &LifecycleError) -> Failure {
+    match e {
+        LifecycleError::LeaseLost { .. } | LifecycleError::LockExpired { .. } => Failure::Lost,
+        LifecycleError::Store(StoreError::Fenced { .. } | StoreError::VersionConflict { .. }) => {
+            Failure::Lost
+        }
+        LifecycleError::LockConflict(c) if c.resource.starts_with("plan:") => Failure::Lost,
+        LifecycleError::LockConflict(_) => Failure::Busy,
+        LifecycleError::Interrupted => Failure::Interrupted,
+        LifecycleError::ApplyDrift(_) => Failure::Drift,
+        LifecycleError::Plugin { source, .. } if !source.is_retryable() => Failure::Final,
+        LifecycleError::Plugin { .. }
+        | LifecycleError::Panicked { .. }
+        | LifecycleError::Store(_)
+        | LifecycleError::Lock(_)
+        | LifecycleError::Io(_) => Failure::Retryable,
+        _ => Failure::Final,
+    }
+}
