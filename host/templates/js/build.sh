@@ -14,15 +14,7 @@
 # --verbose (or -v) shows its whole output instead.
 set -euo pipefail
 
-verbose=0
-case "${1:-}" in
-    -v | --verbose) verbose=1 ;;
-    "") ;;
-    *)
-        echo "usage: bash build.sh [--verbose]" >&2
-        exit 2
-        ;;
-esac
+case "${1:-}" in -v | --verbose) verbose=1 ;; "") verbose=0 ;; *) echo "usage: bash build.sh [--verbose]" >&2 && exit 2 ;; esac
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
