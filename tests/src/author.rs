@@ -64,11 +64,13 @@ impl Author {
             .expect("run lockstep")
     }
 
-    /// `bash build.sh` in the project `dir`, with componentize-js from
-    /// `plugins/js` when it was installed there (so the build skips `npm ci`).
+    /// `bash build.sh` in the project `dir`, with one virtualenv for every
+    /// Python project (so componentize-py is installed once) and
+    /// componentize-js from `plugins/js` when it was installed there (so the
+    /// build skips `npm ci`).
     pub fn build(&self, dir: &Path) -> Output {
         let mut build = self.command("bash", dir);
-        build.arg("build.sh");
+        build.arg("build.sh").env("PLUGIN_VENV", self.cache("venv"));
         let bin = repo_root().join("plugins/js/node_modules/.bin/componentize-js");
         if bin.exists() {
             build.env("COMPONENTIZE_JS", bin);

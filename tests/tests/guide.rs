@@ -155,19 +155,7 @@ fn the_example_builds_and_runs(lang: &str) {
     )
     .unwrap();
 
-    let mut build = author.command("bash", &project);
-    build
-        .arg("build.sh")
-        .env("PLUGIN_VENV", author.cache("venv"));
-    if let Ok(bin) = std::env::var("COMPONENTIZE_JS") {
-        build.env("COMPONENTIZE_JS", bin);
-    } else {
-        let bin = repo_root().join("plugins/js/node_modules/.bin/componentize-js");
-        if bin.exists() {
-            build.env("COMPONENTIZE_JS", bin);
-        }
-    }
-    check("build.sh", &build.output().unwrap());
+    check("build.sh", &author.build(&project));
 
     let wasm = format!("dist/{name}.wasm");
     let harness = [
