@@ -35,6 +35,7 @@ unless a test replaces them.
 
 from __future__ import annotations
 
+import builtins
 import traceback
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
@@ -183,14 +184,14 @@ class Params:
             raise InvalidInput(f"param `{key}` must be a whole number, not {value!r}")
         return int(value.strip())
 
-    def list(self, key: str, default: str) -> list[str]:
+    def list(self, key: str, default: str) -> builtins.list[str]:
         """`key` as a comma-separated list (items trimmed, empty ones left
         out); `default` is comma-separated too."""
         value = self.get(key, default)
         assert value is not None
         return [item.strip() for item in value.split(",") if item.strip()]
 
-    def pick(self, *keys: str) -> list[tuple[str, str]]:
+    def pick(self, *keys: str) -> builtins.list[tuple[str, str]]:
         """The params named in `keys` that are present, in their order here:
         what a strategist copies from the action into each step."""
         return [(k, v) for k, v in self._params if k in keys]
