@@ -33,6 +33,11 @@ test-full: plugins
     cargo test --workspace --benches
     cargo test -p lockstep-tests --test faults postgres_server_restarted_mid_phase -- --ignored
 
+# Check that the default (release) build of `lockstep` has no fault-injection
+# hooks; they exist only in the test crate's builds.
+no-fault-hooks:
+    bash scripts/check-no-fault-hooks.sh
+
 # Criterion benchmarks.
 bench: plugins
     bash scripts/ensure-postgres.sh

@@ -8,7 +8,7 @@
 #![no_main]
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
@@ -85,7 +85,7 @@ enum Change {
 
 struct Fixture {
     root: PathBuf,
-    tree: ProjectTree,
+    tree: Arc<ProjectTree>,
     _project: tempfile::TempDir,
     _outside: tempfile::TempDir,
 }
@@ -115,7 +115,7 @@ fn fixture() -> &'static Fixture {
         symlink(".git", root.join("git")).unwrap();
         symlink("missing/target", root.join("dangling")).unwrap();
         symlink("loop", root.join("loop")).unwrap();
-        let tree = ProjectTree::open(&root).unwrap();
+        let tree = Arc::new(ProjectTree::open(&root).unwrap());
         Fixture {
             root,
             tree,
@@ -157,7 +157,7 @@ fuzz_target!(|steps: Vec<Vec<Change>>| {
         max_changes: 16,
         max_original_bytes: 64,
     };
-    let mut builder = ChangesetBuilder::new(&fx.tree, limits);
+    let mut builder = ChangesetBuilder::new(fx.tree.clone(), limits);
     for step in steps {
         let changes: Vec<FileChange> = step
             .into_iter()

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::plan::PlanCommand;
 use super::Cli;
-use crate::fleet::{self, FleetError, Submission, Worker, WorkerOptions};
+use crate::fleet::{self, Submission, Worker, WorkerOptions};
 use crate::locks::format_ms;
 use crate::visible::line;
 use crate::Container;
@@ -228,7 +228,7 @@ pub async fn worker(cli: &Cli, args: &WorkerArgs) -> anyhow::Result<()> {
 /// `lockstep workers list`.
 pub async fn workers(cli: &Cli, container: &Container, cmd: &WorkersCommand) -> anyhow::Result<()> {
     let WorkersCommand::List = cmd;
-    let workers = fleet::workers(container).await.map_err(FleetError::from)?;
+    let workers = fleet::workers(container).await?;
     if cli.json {
         println!("{}", crate::visible::json(&workers));
         return Ok(());

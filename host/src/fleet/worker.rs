@@ -297,7 +297,16 @@ impl Shared {
             let plan = store.plan(&claim.plan_id).await?;
             let ticket = self.ticket(&claim.plan_id).await?;
             if !checked && !ticket.done && !plan.status.is_terminal() {
-                if let Err(reason) = self.check_project(&plan, &ticket) {
+                let (roots, root, identity) = (
+                    self.roots.clone(),
+                    plan.project_root.clone(),
+                    ticket.identity.clone(),
+                );
+                let checked_here =
+                    tokio::task::spawn_blocking(move || check_project(&roots, &root, &identity))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("checking the project failed: {e}")));
+                if let Err(reason) = checked_here {
                     return self.refuse(&plan, claim, &reason).await;
                 }
                 checked = true;
@@ -448,38 +457,6 @@ impl Shared {
             cancel_requested: r.try_get::<i64, _>(6)? != 0,
             done: r.try_get::<i64, _>(7)? != 0,
         })
-    }
-
-    /// The project is under one of our roots and is the one submitted.
-    fn check_project(&self, plan: &PlanRecord, ticket: &Ticket) -> Result<(), String> {
-        let path = Path::new(&plan.project_root);
-        let shared_path =
-            "every worker must see a project at the path it was submitted with (a shared volume)";
-        let root = std::fs::canonicalize(path).map_err(|e| {
-            format!(
-                "project {} is not reachable on this worker ({e}): {shared_path}",
-                path.display()
-            )
-        })?;
-        if !self.roots.is_empty() && !self.roots.iter().any(|r| root.starts_with(r)) {
-            let roots: Vec<_> = self.roots.iter().map(|r| r.display().to_string()).collect();
-            return Err(format!(
-                "project {} is outside this worker's --projects-root ({}); the worker does not touch it",
-                root.display(),
-                roots.join(", ")
-            ));
-        }
-        match read_identity(&root) {
-            Ok(Some(id)) if id == ticket.identity => Ok(()),
-            Ok(found) => Err(format!(
-                "the project at {} is not the one this plan was submitted for ({} says {}, the plan expects {}): {shared_path}",
-                root.display(),
-                super::IDENTITY_FILE,
-                found.as_deref().unwrap_or("nothing"),
-                ticket.identity
-            )),
-            Err(e) => Err(format!("{}: {e}", root.join(super::IDENTITY_FILE).display())),
-        }
     }
 
     /// Error the plan with `reason` (fenced) and finish it.
@@ -641,6 +618,38 @@ impl Shared {
                 _ = stop.cancelled() => return,
             }
         }
+    }
+}
+
+/// The project is under one of our roots and is the one submitted.
+fn check_project(roots: &[PathBuf], project_root: &str, identity: &str) -> Result<(), String> {
+    let path = Path::new(project_root);
+    let shared_path =
+        "every worker must see a project at the path it was submitted with (a shared volume)";
+    let root = std::fs::canonicalize(path).map_err(|e| {
+        format!(
+            "project {} is not reachable on this worker ({e}): {shared_path}",
+            path.display()
+        )
+    })?;
+    if !roots.is_empty() && !roots.iter().any(|r| root.starts_with(r)) {
+        let roots: Vec<_> = roots.iter().map(|r| r.display().to_string()).collect();
+        return Err(format!(
+            "project {} is outside this worker's --projects-root ({}); the worker does not touch it",
+            root.display(),
+            roots.join(", ")
+        ));
+    }
+    match read_identity(&root) {
+        Ok(Some(id)) if id == identity => Ok(()),
+        Ok(found) => Err(format!(
+            "the project at {} is not the one this plan was submitted for ({} says {}, the plan expects {}): {shared_path}",
+            root.display(),
+            super::IDENTITY_FILE,
+            found.as_deref().unwrap_or("nothing"),
+            identity
+        )),
+        Err(e) => Err(format!("{}: {e}", root.join(super::IDENTITY_FILE).display())),
     }
 }
 

@@ -22,3 +22,6 @@ pub use plugin::{
 };
 pub use service::{ApplyReport, LifecycleOptions, PlanLifecycleService, PlanView};
 pub use transition::{transition, Command, InvalidTransition, Transition, COMMANDS};
+
+#[cfg(test)]
+mod runtime_tests;

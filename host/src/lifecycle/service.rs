@@ -25,9 +25,7 @@ use super::{
 use crate::locks::{Fence, LockGuard, LockService, Owner, ScopedLocks, DEFAULT_TTL};
 use crate::model::{ChangeRecord, EventRecord, PlanRecord, StepResult};
 use crate::store::{StateWrite, Store, StoreError};
-use crate::workspace::{
-    apply, project_id, ApplyError, ChangeLimits, ChangesetBuilder, ProjectTree, ProjectView,
-};
+use crate::workspace::{project_id, ApplyError, ChangeLimits, ProjectView, Workspace};
 
 /// Most steps a proposal may have.
 pub const MAX_STEPS: usize = 10_000;
@@ -164,15 +162,9 @@ impl PlanLifecycleService {
         action: Action,
         project: &Path,
     ) -> Result<PlanRecord, LifecycleError> {
-        let root = std::fs::canonicalize(project).map_err(|e| {
-            LifecycleError::InvalidAction(format!("project directory `{}`: {e}", project.display()))
-        })?;
-        if !root.is_dir() {
-            return Err(LifecycleError::InvalidAction(format!(
-                "`{}` is not a directory",
-                root.display()
-            )));
-        }
+        let root = Workspace::canonical_dir(project)
+            .await
+            .map_err(|e| LifecycleError::InvalidAction(e.to_string()))?;
         self.plugins.strategist(&action.strategy).map_err(|e| {
             LifecycleError::InvalidAction(format!("strategy `{}`: {e}", action.strategy))
         })?;
@@ -634,11 +626,7 @@ impl PlanLifecycleService {
         fence: Fence,
     ) -> Result<PhaseOutput, LifecycleError> {
         let root = PathBuf::from(&plan.project_root);
-        let view = || {
-            ProjectView::new(&root)
-                .map(|v| v.with_read_cap(self.options.read_cap))
-                .map_err(|e| LifecycleError::Io(format!("project `{}`: {e}", root.display())))
-        };
+        let read_cap = self.options.read_cap;
         match command {
             Command::Strategize => {
                 let strategist =
@@ -648,7 +636,8 @@ impl PlanLifecycleService {
                             phase: "strategize",
                             source,
                         })?;
-                let ctx = self.context(plan, view()?, operation, cancel);
+                let view = open_workspace(&root).await?.view(read_cap);
+                let ctx = self.context(plan, view, operation, cancel);
                 let proposal =
                     strategist
                         .strategize(&ctx, &plan.action)
@@ -672,9 +661,9 @@ impl PlanLifecycleService {
                         phase: "execute",
                         source,
                     })?;
-                let mut view = view()?;
-                let tree = view.tree().clone();
-                let mut builder = ChangesetBuilder::new(&tree, self.options.change_limits);
+                let workspace = open_workspace(&root).await?;
+                let mut view = workspace.view(read_cap);
+                let mut builder = workspace.changeset(self.options.change_limits);
                 let mut results = Vec::with_capacity(proposal.steps.len());
                 let total = proposal.steps.len();
                 for (index, step) in proposal.steps.iter().enumerate() {
@@ -691,7 +680,7 @@ impl PlanLifecycleService {
                         }
                     })?;
                     let count = outcome.changes.len();
-                    let normalised = builder.add(outcome.changes)?;
+                    let normalised = builder.add(outcome.changes).await?;
                     view.overlay_changes(normalised);
                     self.report(Progress::StepFinished {
                         index,
@@ -716,28 +705,27 @@ impl PlanLifecycleService {
                     roll_forward(&root, changes, limits).await?;
                     return Ok(PhaseOutput::Applied(files));
                 }
-                let tree = open_tree(&root).await?;
-                // File I/O runs off the async workers so lease renewal keeps
-                // going. Everything is validated and staged before the
-                // journal: a failure up to here leaves the old tree.
-                let staged = {
-                    let changes = changes.clone();
-                    blocking(move || apply::prepare(tree, &changes, &limits)).await?
-                }
-                .map_err(|e| match e {
-                    ApplyError::Drift(d) => LifecycleError::ApplyDrift(d),
-                    e => LifecycleError::Io(e.to_string()),
-                })?;
+                // Everything is validated and staged before the journal: a
+                // failure up to here leaves the old tree.
+                let staged = open_workspace(&root)
+                    .await?
+                    .prepare(changes, limits)
+                    .await
+                    .map_err(|e| match e {
+                        ApplyError::Drift(d) => LifecycleError::ApplyDrift(d),
+                        e => LifecycleError::Io(e.to_string()),
+                    })?;
                 if let Err(e) = self
                     .store
                     .journal_apply(&plan.id, &self.owner.id, &fence)
                     .await
                 {
-                    blocking(move || staged.discard()).await?;
+                    staged.discard().await;
                     return Err(e.into());
                 }
-                blocking(move || apply::commit(staged, &changes, &limits))
-                    .await?
+                staged
+                    .commit()
+                    .await
                     .map_err(|e| LifecycleError::Io(e.to_string()))?;
                 Ok(PhaseOutput::Applied(files))
             }
@@ -755,24 +743,11 @@ fn phase_command(phase: Phase) -> Command {
     }
 }
 
-/// Run blocking file work on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, LifecycleError> {
-    tokio::task::spawn_blocking(work)
+/// Open the project at `root` (its file work runs on the blocking pool).
+async fn open_workspace(root: &Path) -> Result<Workspace, LifecycleError> {
+    Workspace::open(root)
         .await
-        .map_err(|e| LifecycleError::Io(format!("apply task failed: {e}")))
-}
-
-/// Open the project's directory handles.
-async fn open_tree(root: &Path) -> Result<Arc<ProjectTree>, LifecycleError> {
-    let root = root.to_path_buf();
-    blocking(move || {
-        ProjectTree::open(&root)
-            .map(Arc::new)
-            .map_err(|e| LifecycleError::Io(format!("project `{}`: {e}", root.display())))
-    })
-    .await?
+        .map_err(|e| LifecycleError::Io(format!("project `{}`: {e}", root.display())))
 }
 
 /// Finish an interrupted apply of `changes` to the project at `root`,
@@ -782,9 +757,10 @@ async fn roll_forward(
     changes: Arc<Vec<ChangeRecord>>,
     limits: ChangeLimits,
 ) -> Result<usize, LifecycleError> {
-    let tree = open_tree(root).await?;
-    blocking(move || apply::roll_forward(&tree, &changes, &limits))
+    open_workspace(root)
         .await?
+        .roll_forward(changes, limits)
+        .await
         .map_err(|e| LifecycleError::Io(e.to_string()))
 }
 

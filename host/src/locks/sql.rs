@@ -31,69 +31,16 @@ impl LockSql {
     pub(crate) fn new(db: &Db) -> Self {
         let now = db.now_ms();
         let greatest = db.greatest();
-        // $1 resource, $2 owner, $3 operation, $4 host, $5 pid, $6 user, $7 ttl ms.
-        // On SQLite the statement is its own write transaction (the write
-        // lock is taken before anything is read), so the counter cannot move
-        // under it; a trigger (migration 2) advances the counter to the
-        // token granted.
-        let token = match db.backend {
-            Backend::Sqlite => "(SELECT value + 1 FROM lock_counter WHERE id = 1)",
-            Backend::Postgres => "nextval('lock_token_seq')",
-        };
-        // "live": the existing row belongs to the same owner and has not expired.
-        let live = "(locks.owner = excluded.owner AND locks.expires_at > excluded.acquired_at)";
-        let acquire = format!(
-            "INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at)
-             VALUES ($1, $2, {token}, $3, $4, $5, $6, 1, {now}, {now} + $7)
-             ON CONFLICT (resource) DO UPDATE SET
-               token       = CASE WHEN {live} THEN locks.token ELSE excluded.token END,
-               holds       = CASE WHEN {live} THEN locks.holds + 1 ELSE 1 END,
-               acquired_at = CASE WHEN {live} THEN locks.acquired_at ELSE excluded.acquired_at END,
-               expires_at  = CASE WHEN {live} THEN {greatest}(locks.expires_at, excluded.expires_at) ELSE excluded.expires_at END,
-               operation   = CASE WHEN {live} THEN locks.operation ELSE excluded.operation END,
-               owner       = excluded.owner,
-               holder_host = excluded.holder_host,
-               holder_pid  = excluded.holder_pid,
-               holder_user = excluded.holder_user
-             WHERE locks.owner = excluded.owner OR locks.expires_at <= excluded.acquired_at
-             RETURNING token, holds, acquired_at, expires_at, {now} AS granted_at"
-        );
-        // Overlap without LIKE (paths may hold `%` and `_`): one key is a
-        // prefix of the other. Keys end in `/`, so `/a/` never matches `/ab/`.
-        let tree_overlap = format!(
-            "SELECT resource, owner, operation, holder_host, holder_pid, holder_user, acquired_at, expires_at
-             FROM locks
-             WHERE tree_path IS NOT NULL AND expires_at > {now}
-               AND (substr($1, 1, length(tree_path)) = tree_path OR substr(tree_path, 1, length($1)) = $1)
-             ORDER BY acquired_at LIMIT 1"
-        );
-        let tree_acquire = format!(
-            "INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at, tree_path)
-             VALUES ($1, $2, {token}, $3, $4, $5, $6, 1, {now}, {now} + $7, $8)
-             ON CONFLICT (resource) DO UPDATE SET
-               token       = excluded.token,
-               holds       = 1,
-               acquired_at = excluded.acquired_at,
-               expires_at  = excluded.expires_at,
-               operation   = excluded.operation,
-               owner       = excluded.owner,
-               holder_host = excluded.holder_host,
-               holder_pid  = excluded.holder_pid,
-               holder_user = excluded.holder_user,
-               tree_path   = excluded.tree_path
-             WHERE locks.expires_at <= excluded.acquired_at
-             RETURNING token, holds, acquired_at, expires_at, {now} AS granted_at"
-        );
         LockSql {
-            tree_overlap,
-            tree_acquire,
+            acquire: acquire(db.backend),
+            tree_overlap: tree_overlap(db.backend),
+            tree_acquire: tree_acquire(db.backend),
             // A transaction-scoped advisory lock on one constant key
             // ("locktree" in ASCII): released by the commit or rollback.
             tree_serialise: match db.backend {
                 Backend::Sqlite => None,
                 Backend::Postgres => Some("SELECT 1 AS serialised FROM pg_advisory_xact_lock(7813573191677404517)"),
             },
-            acquire,
             holder: format!(
                 "SELECT owner, operation, holder_host, holder_pid, holder_user, acquired_at, expires_at, {now} AS now
                  FROM locks WHERE resource = $1"
@@ -103,20 +50,7 @@ impl LockSql {
                  WHERE resource = $1 AND owner = $2 AND token = $3 AND expires_at > {now}
                  RETURNING expires_at"
             ),
-            release: match db.backend {
-                // Count one hold down; a trigger (migration 2) deletes the
-                // row when the last one goes.
-                Backend::Sqlite => "UPDATE locks SET holds = holds - 1 WHERE resource = $1 AND owner = $2 AND token = $3",
-                // One statement, committed without waiting for the WAL flush
-                // (`synchronous_commit = off` for this transaction only). A
-                // release lost in a server crash brings a lease back until it
-                // expires: that delays the next holder, never admits two. And
-                // any later synchronous commit (the next acquire) flushes the
-                // WAL up to and past this release anyway.
-                Backend::Postgres => "WITH gone AS (DELETE FROM locks WHERE resource = $1 AND owner = $2 AND token = $3 AND holds <= 1 RETURNING 1),
-                              down AS (UPDATE locks SET holds = holds - 1 WHERE resource = $1 AND owner = $2 AND token = $3 AND holds > 1 RETURNING 1)
-                         SELECT set_config('synchronous_commit', 'off', true)",
-            },
+            release: release(db.backend),
             release_all: "DELETE FROM locks WHERE owner = $1",
             list: format!(
                 "SELECT resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at,
@@ -132,5 +66,96 @@ impl LockSql {
                 "SELECT expires_at FROM locks WHERE resource = $1 AND owner = $2 AND token = $3 AND expires_at > {now}"
             ),
         }
+    }
+}
+
+/// The SQL expression granting a fresh fencing token.
+fn new_token(backend: Backend) -> &'static str {
+    // On SQLite the statement is its own write transaction (the write lock
+    // is taken before anything is read), so the counter cannot move under
+    // it; a trigger (migration 2) advances the counter to the token granted.
+    match backend {
+        Backend::Sqlite => "(SELECT value + 1 FROM lock_counter WHERE id = 1)",
+        Backend::Postgres => "nextval('lock_token_seq')",
+    }
+}
+
+/// Take a lease: insert, take over an expired row, or extend our own
+/// (re-entrant). $1 resource, $2 owner, $3 operation, $4 host, $5 pid,
+/// $6 user, $7 ttl ms.
+fn acquire(backend: Backend) -> String {
+    let (now, greatest, token) = (backend.now_ms(), backend.greatest(), new_token(backend));
+    // "live": the existing row belongs to the same owner and has not expired.
+    let live = "(locks.owner = excluded.owner AND locks.expires_at > excluded.acquired_at)";
+    format!(
+        "INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at)
+         VALUES ($1, $2, {token}, $3, $4, $5, $6, 1, {now}, {now} + $7)
+         ON CONFLICT (resource) DO UPDATE SET
+           token       = CASE WHEN {live} THEN locks.token ELSE excluded.token END,
+           holds       = CASE WHEN {live} THEN locks.holds + 1 ELSE 1 END,
+           acquired_at = CASE WHEN {live} THEN locks.acquired_at ELSE excluded.acquired_at END,
+           expires_at  = CASE WHEN {live} THEN {greatest}(locks.expires_at, excluded.expires_at) ELSE excluded.expires_at END,
+           operation   = CASE WHEN {live} THEN locks.operation ELSE excluded.operation END,
+           owner       = excluded.owner,
+           holder_host = excluded.holder_host,
+           holder_pid  = excluded.holder_pid,
+           holder_user = excluded.holder_user
+         WHERE locks.owner = excluded.owner OR locks.expires_at <= excluded.acquired_at
+         RETURNING token, holds, acquired_at, expires_at, {now} AS granted_at"
+    )
+}
+
+/// The oldest live tree lock whose path is an ancestor of, equal to, or a
+/// descendant of `$1`. Overlap without LIKE (paths may hold `%` and `_`):
+/// one key is a prefix of the other. Keys end in `/`, so `/a/` never
+/// matches `/ab/`.
+fn tree_overlap(backend: Backend) -> String {
+    let now = backend.now_ms();
+    format!(
+        "SELECT resource, owner, operation, holder_host, holder_pid, holder_user, acquired_at, expires_at
+         FROM locks
+         WHERE tree_path IS NOT NULL AND expires_at > {now}
+           AND (substr($1, 1, length(tree_path)) = tree_path OR substr(tree_path, 1, length($1)) = $1)
+         ORDER BY acquired_at LIMIT 1"
+    )
+}
+
+/// Insert a tree lock, or take over an expired row of the same resource;
+/// never re-entrant. $1–$7 as [`acquire`], $8 the tree key.
+fn tree_acquire(backend: Backend) -> String {
+    let (now, token) = (backend.now_ms(), new_token(backend));
+    format!(
+        "INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at, tree_path)
+         VALUES ($1, $2, {token}, $3, $4, $5, $6, 1, {now}, {now} + $7, $8)
+         ON CONFLICT (resource) DO UPDATE SET
+           token       = excluded.token,
+           holds       = 1,
+           acquired_at = excluded.acquired_at,
+           expires_at  = excluded.expires_at,
+           operation   = excluded.operation,
+           owner       = excluded.owner,
+           holder_host = excluded.holder_host,
+           holder_pid  = excluded.holder_pid,
+           holder_user = excluded.holder_user,
+           tree_path   = excluded.tree_path
+         WHERE locks.expires_at <= excluded.acquired_at
+         RETURNING token, holds, acquired_at, expires_at, {now} AS granted_at"
+    )
+}
+
+/// Count one hold down (the row goes with the last one).
+fn release(backend: Backend) -> &'static str {
+    match backend {
+        // A trigger (migration 2) deletes the row when the last hold goes.
+        Backend::Sqlite => "UPDATE locks SET holds = holds - 1 WHERE resource = $1 AND owner = $2 AND token = $3",
+        // One statement, committed without waiting for the WAL flush
+        // (`synchronous_commit = off` for this transaction only). A release
+        // lost in a server crash brings a lease back until it expires: that
+        // delays the next holder, never admits two. And any later
+        // synchronous commit (the next acquire) flushes the WAL up to and
+        // past this release anyway.
+        Backend::Postgres => "WITH gone AS (DELETE FROM locks WHERE resource = $1 AND owner = $2 AND token = $3 AND holds <= 1 RETURNING 1),
+                      down AS (UPDATE locks SET holds = holds - 1 WHERE resource = $1 AND owner = $2 AND token = $3 AND holds > 1 RETURNING 1)
+                 SELECT set_config('synchronous_commit', 'off', true)",
     }
 }

@@ -34,19 +34,12 @@ use super::path::shown;
 use super::tree::{lstat, split, sync_dir, Created, ProjectTree, TreeError};
 use crate::model::{ChangeKind, ChangeRecord};
 
-/// Environment variable for fault-injection tests: abort the process after
-/// this many files of an apply were renamed or deleted (simulates a crash).
-pub const FAULT_STOP_AFTER_ENV: &str = "LOCKSTEP_FAULT_APPLY_STOP_AFTER";
-/// Environment variable for fault-injection tests: sleep this many
-/// milliseconds before each file of an apply is renamed or deleted (widens
-/// the crash window).
-pub const FAULT_DELAY_ENV: &str = "LOCKSTEP_FAULT_APPLY_DELAY_MS";
-/// Environment variable for fault-injection tests: staging the k-th file
-/// (1-based) of an apply fails with an I/O error.
-pub const FAULT_FAIL_STAGE_ENV: &str = "LOCKSTEP_FAULT_APPLY_FAIL_STAGE";
-/// Environment variable for fault-injection tests: renaming the k-th file
-/// (1-based) of an apply fails once with an I/O error.
-pub const FAULT_FAIL_COMMIT_ENV: &str = "LOCKSTEP_FAULT_APPLY_FAIL_COMMIT";
+mod faults;
+pub(crate) use faults::Faults;
+#[cfg(feature = "fault-injection")]
+pub use faults::{
+    FAULT_DELAY_ENV, FAULT_FAIL_COMMIT_ENV, FAULT_FAIL_STAGE_ENV, FAULT_STOP_AFTER_ENV,
+};
 
 /// Temp files are named this followed by 16 random hex digits.
 pub const TEMP_PREFIX: &str = ".lockstep-tmp-";
@@ -105,33 +98,6 @@ impl ApplyError {
             path: shown(path),
             source,
         }
-    }
-}
-
-/// Fault injection read from the environment (tests only set these).
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Faults {
-    stop_after: Option<usize>,
-    delay_ms: Option<u64>,
-    fail_stage: Option<usize>,
-    fail_commit: Option<usize>,
-}
-
-impl Faults {
-    fn from_env() -> Self {
-        let var = |name| std::env::var(name).ok().and_then(|v| v.parse().ok());
-        Faults {
-            stop_after: var(FAULT_STOP_AFTER_ENV),
-            delay_ms: std::env::var(FAULT_DELAY_ENV)
-                .ok()
-                .and_then(|v| v.parse().ok()),
-            fail_stage: var(FAULT_FAIL_STAGE_ENV),
-            fail_commit: var(FAULT_FAIL_COMMIT_ENV),
-        }
-    }
-
-    fn injected(what: &str, k: usize) -> io::Error {
-        io::Error::other(format!("injected fault: {what} of file {k} failed"))
     }
 }
 
@@ -331,9 +297,7 @@ fn stage(
             ChangeKind::Delete => Step::Delete,
             ChangeKind::Write if already_done(&path)? => Step::Skip,
             ChangeKind::Write => {
-                if faults.fail_stage == Some(k + 1) {
-                    return Err(ApplyError::io(&path, Faults::injected("staging", k + 1)));
-                }
+                faults.stage(&path, k + 1)?;
                 let (parent, name) = split(&path);
                 let dir = dirs
                     .get(parent, &path, Some(&mut staged.created))
@@ -453,6 +417,8 @@ fn carry_out(staged: &mut Staged) -> Result<usize, ApplyError> {
     let faults = staged.faults;
     let tree = staged.tree.clone();
     let mut dirs = Dirs::new(&tree);
+    // Directories whose entries changed: the parents of those staging
+    // created, and of every file renamed or deleted.
     let mut touched: BTreeSet<String> = staged
         .created
         .dirs
@@ -460,49 +426,15 @@ fn carry_out(staged: &mut Staged) -> Result<usize, ApplyError> {
         .map(|d| split(d).0.to_string())
         .collect();
     let mut written = 0;
-    for (k, (path, step)) in staged.steps.iter().enumerate() {
-        if matches!(step, Step::Skip) {
-            staged.done = k + 1;
-            continue;
-        }
-        if let Some(ms) = faults.delay_ms {
-            std::thread::sleep(std::time::Duration::from_millis(ms));
-        }
-        let (parent, name) = split(path);
-        let dir = dirs
-            .get(parent, path, None)
-            .map_err(|e| tree_error(path, e))?;
-        match (step, dir) {
-            (Step::Rename { temp }, Some(dir)) => {
-                if faults.fail_commit == Some(k + 1) {
-                    return Err(ApplyError::io(path, Faults::injected("renaming", k + 1)));
-                }
-                dir.rename(temp, dir, name)
-                    .map_err(|e| ApplyError::io(path, e))?;
-            }
-            (Step::Rename { .. }, None) => {
-                return Err(ApplyError::io(path, io::ErrorKind::NotFound.into()));
-            }
-            (Step::Delete, Some(dir)) => match dir.remove_file(name) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    staged.done = k + 1;
-                    continue;
-                }
-                Err(e) => return Err(ApplyError::io(path, e)),
-            },
-            (Step::Delete, None) | (Step::Skip, _) => {
-                staged.done = k + 1;
-                continue;
-            }
-        }
+    for k in 0..staged.steps.len() {
+        let (path, step) = &staged.steps[k];
+        let changed = carry_out_step(&mut dirs, path, step, k + 1, faults)?;
         staged.done = k + 1;
-        staged.changed += 1;
-        touched.insert(parent.to_string());
-        written += 1;
-        if faults.stop_after == Some(written) {
-            eprintln!("{FAULT_STOP_AFTER_ENV}: stopping after {written} file(s)");
-            std::process::abort();
+        if changed {
+            staged.changed += 1;
+            touched.insert(split(path).0.to_string());
+            written += 1;
+            faults.after_change(written);
         }
     }
     for parent in &touched {
@@ -511,6 +443,41 @@ fn carry_out(staged: &mut Staged) -> Result<usize, ApplyError> {
         }
     }
     Ok(written)
+}
+
+/// Carry out `step` on `path`, the `k`-th file (1-based): rename its temp
+/// file over it or unlink it. Returns whether the project changed (a file
+/// already gone or skipped changes nothing).
+fn carry_out_step(
+    dirs: &mut Dirs<'_>,
+    path: &str,
+    step: &Step,
+    k: usize,
+    faults: Faults,
+) -> Result<bool, ApplyError> {
+    if matches!(step, Step::Skip) {
+        return Ok(false);
+    }
+    faults.before_change();
+    let (parent, name) = split(path);
+    let dir = dirs
+        .get(parent, path, None)
+        .map_err(|e| tree_error(path, e))?;
+    match (step, dir) {
+        (Step::Rename { temp }, Some(dir)) => {
+            faults.rename(path, k)?;
+            dir.rename(temp, dir, name)
+                .map_err(|e| ApplyError::io(path, e))?;
+            Ok(true)
+        }
+        (Step::Rename { .. }, None) => Err(ApplyError::io(path, io::ErrorKind::NotFound.into())),
+        (Step::Delete, Some(dir)) => match dir.remove_file(name) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(ApplyError::io(path, e)),
+        },
+        (Step::Delete, None) | (Step::Skip, _) => Ok(false),
+    }
 }
 
 /// Finish an interrupted apply: validate every path again (they come back

@@ -9,6 +9,7 @@
 //! had when first seen.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -165,8 +166,8 @@ impl Default for ChangeLimits {
 /// that is not a regular file on disk, lies beyond a symlink or a file, or
 /// whose original is over [`ChangeLimits::max_original_bytes`].
 #[derive(Debug)]
-pub struct ChangesetBuilder<'a> {
-    tree: &'a ProjectTree,
+pub struct ChangesetBuilder {
+    tree: Arc<ProjectTree>,
     limits: ChangeLimits,
     entries: Vec<ChangeRecord>,
     index: HashMap<String, usize>,
@@ -182,9 +183,11 @@ pub struct ChangesetBuilder<'a> {
     parents: HashMap<String, String>,
 }
 
-impl<'a> ChangesetBuilder<'a> {
-    /// A builder for the project opened as `tree`.
-    pub fn new(tree: &'a ProjectTree, limits: ChangeLimits) -> Self {
+impl ChangesetBuilder {
+    /// A builder for the project opened as `tree`. Its methods read the
+    /// disk (blocking): async code builds a changeset through
+    /// [`Workspace::changeset`](super::Workspace::changeset) instead.
+    pub fn new(tree: Arc<ProjectTree>, limits: ChangeLimits) -> Self {
         ChangesetBuilder {
             tree,
             limits,
@@ -282,7 +285,7 @@ impl<'a> ChangesetBuilder<'a> {
     /// The names in directory `dir` on disk by spelling key (empty if it
     /// cannot be read), read once per changeset.
     fn listing(&mut self, dir: &str) -> &HashMap<String, String> {
-        let tree = self.tree;
+        let tree = &self.tree;
         self.listings.entry(dir.to_string()).or_insert_with(|| {
             let Ok(Some(handle)) = tree.open_dir(dir) else {
                 return HashMap::new();
@@ -304,27 +307,13 @@ impl<'a> ChangesetBuilder<'a> {
         let mut normalised = Vec::with_capacity(changes.len());
         for change in changes {
             let rel = validate_path(change.path())?;
-            let (kind, contents) = match change {
+            let contents = match change {
                 FileChange::Write { contents, .. } => {
-                    let size = contents.len() as u64;
-                    if size > self.limits.max_file_bytes {
-                        return Err(ChangeError::FileTooLarge {
-                            path: shown(&rel),
-                            size,
-                            limit: self.limits.max_file_bytes,
-                        });
-                    }
-                    self.total += size;
-                    if self.total > self.limits.max_total_bytes {
-                        return Err(ChangeError::TotalTooLarge {
-                            limit: self.limits.max_total_bytes,
-                        });
-                    }
-                    (ChangeKind::Write, Some(contents))
+                    self.count(&rel, contents.len() as u64)?;
+                    Some(contents)
                 }
-                FileChange::Delete { .. } => (ChangeKind::Delete, None),
+                FileChange::Delete { .. } => None,
             };
-            let new_hash = contents.as_deref().map(content_hash);
             normalised.push(match &contents {
                 Some(c) => FileChange::Write {
                     path: rel.clone(),
@@ -332,39 +321,69 @@ impl<'a> ChangesetBuilder<'a> {
                 },
                 None => FileChange::Delete { path: rel.clone() },
             });
-            match self.index.get(&rel) {
-                Some(&i) => {
-                    let entry = &mut self.entries[i];
-                    entry.kind = kind;
-                    entry.contents = contents;
-                    entry.new_hash = new_hash;
-                }
-                None => {
-                    if self.entries.len() >= self.limits.max_changes {
-                        return Err(ChangeError::TooMany {
-                            limit: self.limits.max_changes,
-                        });
-                    }
-                    let base_contents = self
-                        .tree
-                        .read_file(&rel, self.limits.max_original_bytes)
-                        .map_err(|e| tree_error(&rel, e))?;
-                    self.check_spelling(&rel)?;
-                    self.check_nesting(&rel)?;
-                    let base_hash = base_contents.as_deref().map(content_hash);
-                    self.index.insert(rel.clone(), self.entries.len());
-                    self.entries.push(ChangeRecord {
-                        path: rel,
-                        kind,
-                        contents,
-                        base_contents,
-                        base_hash,
-                        new_hash,
-                    });
-                }
-            }
+            self.record(rel, contents)?;
         }
         Ok(normalised)
+    }
+
+    /// Count a write of `size` bytes to `rel` against the per-file and
+    /// total caps.
+    fn count(&mut self, rel: &str, size: u64) -> Result<(), ChangeError> {
+        if size > self.limits.max_file_bytes {
+            return Err(ChangeError::FileTooLarge {
+                path: shown(rel),
+                size,
+                limit: self.limits.max_file_bytes,
+            });
+        }
+        self.total += size;
+        if self.total > self.limits.max_total_bytes {
+            return Err(ChangeError::TotalTooLarge {
+                limit: self.limits.max_total_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Record the change of `rel` (normalised) to `contents` (`None`:
+    /// deleted): a later change to a path replaces the earlier one; a new
+    /// path is checked on disk and against the other paths, and keeps the
+    /// contents and hash its target has now.
+    fn record(&mut self, rel: String, contents: Option<Vec<u8>>) -> Result<(), ChangeError> {
+        let kind = match contents {
+            Some(_) => ChangeKind::Write,
+            None => ChangeKind::Delete,
+        };
+        let new_hash = contents.as_deref().map(content_hash);
+        if let Some(&i) = self.index.get(&rel) {
+            let entry = &mut self.entries[i];
+            entry.kind = kind;
+            entry.contents = contents;
+            entry.new_hash = new_hash;
+            return Ok(());
+        }
+        if self.entries.len() >= self.limits.max_changes {
+            return Err(ChangeError::TooMany {
+                limit: self.limits.max_changes,
+            });
+        }
+        let base_contents = self
+            .tree
+            .read_file(&rel, self.limits.max_original_bytes)
+            .map_err(|e| tree_error(&rel, e))?;
+        self.check_spelling(&rel)?;
+        self.check_nesting(&rel)?;
+        let base_hash = base_contents.as_deref().map(content_hash);
+        self.index.insert(rel.clone(), self.entries.len());
+        self.entries.push(ChangeRecord {
+            path: rel,
+            kind,
+            contents,
+            base_contents,
+            base_hash,
+            new_hash,
+        });
+        Ok(())
     }
 
     /// The finished changeset. Entries whose result equals the file on disk
@@ -431,8 +450,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(dir.path()).unwrap();
         std::fs::write(root.join("a.txt"), "old").unwrap();
-        let tree = ProjectTree::open(&root).unwrap();
-        let mut b = ChangesetBuilder::new(&tree, ChangeLimits::default());
+        let tree = Arc::new(ProjectTree::open(&root).unwrap());
+        let mut b = ChangesetBuilder::new(tree.clone(), ChangeLimits::default());
         b.add(vec![write("a.txt", "one"), write("./b.txt", "b")])
             .unwrap();
         std::fs::write(root.join("a.txt"), "changed meanwhile").unwrap();
@@ -462,8 +481,12 @@ mod tests {
             max_changes: 2,
             max_original_bytes: 4,
         };
-        let tree = ProjectTree::open(&root).unwrap();
-        let err = |c: Vec<FileChange>| ChangesetBuilder::new(&tree, limits).add(c).unwrap_err();
+        let tree = Arc::new(ProjectTree::open(&root).unwrap());
+        let err = |c: Vec<FileChange>| {
+            ChangesetBuilder::new(tree.clone(), limits)
+                .add(c)
+                .unwrap_err()
+        };
         assert!(matches!(
             err(vec![write("../x", "")]),
             ChangeError::Path {
@@ -528,8 +551,10 @@ mod tests {
         }
         std::fs::write(root.join("README.md"), "readme").unwrap();
         std::fs::create_dir(root.join("src")).unwrap();
-        let tree = ProjectTree::open(&root).unwrap();
-        let add = |c: Vec<FileChange>| ChangesetBuilder::new(&tree, ChangeLimits::default()).add(c);
+        let tree = Arc::new(ProjectTree::open(&root).unwrap());
+        let add = |c: Vec<FileChange>| {
+            ChangesetBuilder::new(tree.clone(), ChangeLimits::default()).add(c)
+        };
         let collision = |c: Vec<FileChange>| match add(c) {
             Err(ChangeError::Collision { path, other }) => (path, other),
             other => panic!("expected a collision, got {other:?}"),
@@ -588,8 +613,8 @@ mod tests {
     fn long_and_nul_paths_are_refused_with_short_messages() {
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(dir.path()).unwrap();
-        let tree = ProjectTree::open(&root).unwrap();
-        let mut b = ChangesetBuilder::new(&tree, ChangeLimits::default());
+        let tree = Arc::new(ProjectTree::open(&root).unwrap());
+        let mut b = ChangesetBuilder::new(tree.clone(), ChangeLimits::default());
         let err = b.add(vec![write(&"n".repeat(5000), "")]).unwrap_err();
         assert!(matches!(
             err,
@@ -611,8 +636,8 @@ mod tests {
         std::fs::create_dir(root.join(".lockstep")).unwrap();
         std::fs::write(root.join(".lockstep/lockstep.db"), "db").unwrap();
         std::os::unix::fs::symlink(".", root.join("self")).unwrap();
-        let tree = ProjectTree::open(&root).unwrap();
-        let mut b = ChangesetBuilder::new(&tree, ChangeLimits::default());
+        let tree = Arc::new(ProjectTree::open(&root).unwrap());
+        let mut b = ChangesetBuilder::new(tree.clone(), ChangeLimits::default());
         for path in ["self/.lockstep/lockstep.db", "self/.LockStep/self/config"] {
             assert!(
                 matches!(

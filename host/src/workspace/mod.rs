@@ -1,11 +1,14 @@
 //! The project on disk: the read-only view plugins see, changeset
 //! validation, the atomic apply that only the host performs, and diffs.
 //! Every file operation on a project goes through the directory handles of
-//! [`tree`], which never follow a symlink.
+//! [`tree`], which never follow a symlink. Async code (the lifecycle) uses
+//! the project only through [`Workspace`], which runs that blocking work
+//! on tokio's blocking pool.
 
 pub mod apply;
 pub mod changeset;
 mod diff;
+mod facade;
 pub mod path;
 pub mod tree;
 mod view;
@@ -15,6 +18,7 @@ pub use changeset::{
     content_hash, ChangeError, ChangeLimits, ChangesetBuilder, DEFAULT_MAX_ORIGINAL_BYTES,
 };
 pub use diff::unified_diff;
+pub use facade::{Changeset, ProjectDirError, StagedApply, Workspace};
 pub use path::PathError;
 pub use tree::{ProjectTree, TreeError};
 pub use view::{EntryInfo, FsError, ProjectView, DEFAULT_LIST_CAP, DEFAULT_READ_CAP};

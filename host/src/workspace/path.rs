@@ -24,7 +24,7 @@ const SHOWN_PATH_CHARS: usize = 160;
 
 /// `path` as error messages show it: control and non-ASCII characters
 /// escaped (so that `é` and `e` + a combining accent look different), cut
-/// to [`SHOWN_PATH_CHARS`] characters with the full length noted.
+/// to 160 characters with the full length noted.
 pub fn shown(path: &str) -> String {
     let escaped: String = path.escape_default().collect();
     match escaped.char_indices().nth(SHOWN_PATH_CHARS) {

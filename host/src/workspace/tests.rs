@@ -64,7 +64,7 @@ fn a_fifo_in_the_project_does_not_hang_the_reader() {
     // given: a write to the FIFO is refused without opening it.
     let builder_tree = tree.clone();
     let added = within_seconds(move || {
-        ChangesetBuilder::new(&builder_tree, ChangeLimits::default())
+        ChangesetBuilder::new(builder_tree, ChangeLimits::default())
             .add(vec![write("src/pipe", "x")])
     });
     match added {
@@ -72,7 +72,7 @@ fn a_fifo_in_the_project_does_not_hang_the_reader() {
         other => panic!("{other:?}"),
     }
     // So is apply's drift check, for a FIFO planted after Execute.
-    let mut b = ChangesetBuilder::new(&tree, ChangeLimits::default());
+    let mut b = ChangesetBuilder::new(tree.clone(), ChangeLimits::default());
     b.add(vec![write("later", "x")]).unwrap();
     let changes = b.finish();
     mkfifo(&root.join("later"));
@@ -95,7 +95,7 @@ fn originals_over_the_read_cap_are_refused() {
     };
     std::fs::write(root.join("under.txt"), vec![b'u'; 1024]).unwrap();
     std::fs::write(root.join("over.txt"), vec![b'o'; 1025]).unwrap();
-    let mut b = ChangesetBuilder::new(&tree, limits);
+    let mut b = ChangesetBuilder::new(tree.clone(), limits);
     // Just under (at) the cap: read, hashed and kept for the diff.
     b.add(vec![write("under.txt", "new")]).unwrap();
     // One byte over: refused, with the cap and what to do.
@@ -165,7 +165,7 @@ fn nested_vcs_directories_are_neither_read_listed_nor_written() {
             matches!(view.metadata(path), Err(FsError::Denied(_))),
             "{path}"
         );
-        let mut b = ChangesetBuilder::new(&tree, ChangeLimits::default());
+        let mut b = ChangesetBuilder::new(tree.clone(), ChangeLimits::default());
         assert!(
             matches!(
                 b.add(vec![write(path, "pwned")]),
