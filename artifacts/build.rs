@@ -30,6 +30,8 @@ fn main() {
         plugins.join("build.sh").display()
     );
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    // The SDK the Rust plugins build on.
+    println!("cargo:rerun-if-changed={}", root.join("sdk/rust").display());
     println!("cargo:rustc-env=LOCKSTEP_PLUGINS_DIST={}", dist.display());
     // The tests' own user directories (compiled-component cache, config),
     // so that no test reads or writes the real ~/.cache or ~/.config.

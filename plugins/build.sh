@@ -30,23 +30,13 @@ fi
 mkdir -p "$dist"
 out="$target_dir/$triple/release"
 
-# Copies $1 to $2 unless $2 already has the same contents.
-install_if_changed() {
-    if ! cmp -s "$1" "$2"; then
-        cp "$1" "$2.tmp"
-        mv -f "$2.tmp" "$2"
-        echo "updated $2"
-    fi
-}
+# shellcheck source=plugins/lib.sh
+source "$here/lib.sh"
 
-count=0
-for manifest in "$workspace"/*/plugin.toml; do
-    crate="$(basename "$(dirname "$manifest")")"
-    name="$(sed -n 's/^name[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$manifest" | head -n 1)"
-    if [[ -z "$name" ]]; then
-        echo "error: $manifest has no name" >&2
-        exit 1
-    fi
+plugins="$(plugins_in "$workspace" Cargo.toml)"
+while read -r dir name; do
+    [[ -n "$dir" ]] || continue
+    crate="$(basename "$dir")"
     # A cdylib's file uses the crate name with `_`; a binary keeps its `-`.
     wasm="$out/${crate//-/_}.wasm"
     [[ -f "$wasm" ]] || wasm="$out/$crate.wasm"
@@ -55,7 +45,6 @@ for manifest in "$workspace"/*/plugin.toml; do
         exit 1
     fi
     install_if_changed "$wasm" "$dist/$name.wasm"
-    install_if_changed "$manifest" "$dist/$name.toml"
-    count=$((count + 1))
-done
-echo "$count plugins in $dist"
+    install_if_changed "$dir/plugin.toml" "$dist/$name.toml"
+done <<<"$plugins"
+echo "$(grep -c . <<<"$plugins") plugins in $dist"

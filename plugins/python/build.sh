@@ -8,9 +8,11 @@
 # NAME.wasm and NAME.toml, where NAME is the manifest's `name`. The pinned
 # componentize-py (requirements.txt) lives in plugins/python/.venv, created
 # with $PYTHON (default python3) and installed only when missing or when
-# requirements.txt changes. Stub bindings for editors and for the tests go to
-# plugins/python/bindings/. A component is rebuilt only when a source, the WIT
-# or requirements.txt is newer than it, so a second run is quick.
+# requirements.txt changes. The plugins import the lockstep SDK from
+# sdk/python; its stub bindings (sdk/python/stubs, for editors and the tests)
+# are checked against what this componentize-py generates. A component is
+# rebuilt only when a source, the SDK, the WIT or requirements.txt is newer
+# than it, so a second run is quick.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,8 +20,8 @@ wit="$(cd "$here/../../wit/v0.2.0" && pwd)"
 dist="${1:-$here/../dist}"
 mkdir -p "$dist"
 dist="$(cd "$dist" && pwd)"
+sdk="$(cd "$here/../../sdk/python" && pwd)"
 venv="$here/.venv"
-bindings="$here/bindings"
 world=plugin
 
 # --- toolchain -------------------------------------------------------------
@@ -45,50 +47,39 @@ stale() {
     [[ -n "$(find "$@" -type f -newer "$target" ! -path '*/__pycache__/*' -print -quit)" ]]
 }
 
-# Copies $1 to $2 unless $2 already has the same contents.
-install_if_changed() {
-    if ! cmp -s "$1" "$2"; then
-        cp "$1" "$2.tmp"
-        mv -f "$2.tmp" "$2"
-        echo "updated $2"
-    fi
-}
+# shellcheck source=plugins/lib.sh
+source "$here/../lib.sh"
 
-# --- stub bindings (for editors and test_app.py; not used by the build) ----
-if stale "$bindings/.stamp" "$wit" "$stamp"; then
-    rm -rf "$bindings"
-    componentize_py -q -d "$wit" -w "$world" bindings "$bindings"
-    touch "$bindings/.stamp"
-    echo "generated stub bindings in $bindings"
+# --- the SDK's stub bindings must be what componentize-py generates --------
+if stale "$sdk/stubs/.checked" "$wit" "$stamp"; then
+    fresh="$(mktemp -d)"
+    componentize_py -q -d "$wit" -w "$world" bindings "$fresh/stubs"
+    if ! diff -r -x .checked -x __pycache__ "$fresh/stubs" "$sdk/stubs" >/dev/null; then
+        rm -rf "$fresh"
+        echo "error: $sdk/stubs differs from what componentize-py generates; regenerate it:" >&2
+        echo "  rm -r $sdk/stubs && $venv/bin/componentize-py -d $wit -w $world bindings $sdk/stubs" >&2
+        exit 1
+    fi
+    rm -rf "$fresh"
+    touch "$sdk/stubs/.checked"
 fi
 
 # --- plugins -----------------------------------------------------------------
-count=0
-for manifest in "$here"/*/plugin.toml; do
-    [[ -e "$manifest" ]] || continue
-    dir="$(dirname "$manifest")"
-    name="$(sed -n 's/^name[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$manifest" | head -n 1)"
-    if [[ -z "$name" ]]; then
-        echo "error: $manifest has no name" >&2
-        exit 1
-    fi
-    if [[ ! -f "$dir/app.py" ]]; then
-        echo "error: $dir has no app.py" >&2
-        exit 1
-    fi
+plugins="$(plugins_in "$here" app.py)"
+while read -r dir name; do
+    [[ -n "$dir" ]] || continue
     out="$dist/$name.wasm"
     # Tests are not part of the component, so they do not make it stale.
-    mapfile -t sources < <(find "$dir" -type f -name '*.py' ! -name 'test_*.py' ! -path '*/__pycache__/*')
+    mapfile -t sources < <(find "$dir" "$sdk/lockstep_sdk" -type f -name '*.py' ! -name 'test_*.py' ! -path '*/__pycache__/*')
     if stale "$out" "${sources[@]}" "$wit" "$stamp"; then
         start=$SECONDS
         # componentize-py imports app.py at build time and snapshots the
         # initialised interpreter; only the modules imported then are in it.
         rm -f "$out.tmp"
-        (cd "$dir" && componentize_py -q -d "$wit" -w "$world" componentize -p . app -o "$out.tmp")
+        (cd "$dir" && componentize_py -q -d "$wit" -w "$world" componentize -p . -p "$sdk" app -o "$out.tmp")
         mv -f "$out.tmp" "$out"
         echo "built $out ($(($(stat -c %s "$out") / 1024 / 1024)) MiB, $((SECONDS - start)) s)"
     fi
-    install_if_changed "$manifest" "$dist/$name.toml"
-    count=$((count + 1))
-done
-echo "$count Python plugins in $dist"
+    install_if_changed "$dir/plugin.toml" "$dist/$name.toml"
+done <<<"$plugins"
+echo "$(grep -c . <<<"$plugins") Python plugins in $dist"

@@ -2,6 +2,7 @@
 //! backends, plugin implementations written in Rust for lifecycle tests, and
 //! helpers to run the `lockstep` binaries as real processes.
 
+pub mod author;
 pub mod cli;
 pub mod db;
 pub mod fixtures;

@@ -12,66 +12,23 @@
 //! Rust template's dependencies.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use lockstep_tests::process::{stderr, stdout, workspace_bin};
+use lockstep_tests::author::{check, Author};
+use lockstep_tests::process::{stderr, stdout};
 
 /// One language at a time: the builds are heavy, and the timings printed
 /// are then each language's own.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Kept between runs.
-fn cache(what: &str) -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("authoring")
-        .join(what)
+/// The author, with caches kept between runs.
+fn author() -> Author {
+    Author::new(Path::new(env!("CARGO_TARGET_TMPDIR")).join("authoring"))
 }
 
-/// A command with none of this test's cargo settings or lockstep settings,
-/// as an author's shell would run it.
-fn command(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.current_dir(dir);
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy().into_owned();
-        if (key.starts_with("CARGO_") && key != "CARGO_HOME")
-            || key.starts_with("LOCKSTEP_")
-            || [
-                "RUSTFLAGS",
-                "RUSTC_WRAPPER",
-                "RUSTC",
-                "RUSTDOC",
-                "VIRTUAL_ENV",
-            ]
-            .contains(&key.as_str())
-        {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env("LOCKSTEP", workspace_bin("lockstep"))
-        .env("LOCKSTEP_CACHE_DIR", cache("components"))
-        .env("CARGO_TARGET_DIR", cache("rust-target"))
-        .env("NO_COLOR", "1");
-    cmd
-}
-
-fn lockstep(dir: &Path, args: &[&str]) -> Output {
-    command(workspace_bin("lockstep"), dir)
-        .args(args)
-        .output()
-        .expect("run lockstep")
-}
-
-fn check(what: &str, out: &Output) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        stdout(out),
-        stderr(out)
-    );
+fn lockstep(dir: &Path, args: &[&str]) -> std::process::Output {
+    author().lockstep(dir, args)
 }
 
 const HARNESS: [&str; 9] = [
@@ -113,7 +70,11 @@ fn author_flow(lang: &str, unit_tests_passed: &str) {
 
     // The template's own flow: unit tests, build.sh, the harness.
     let started = Instant::now();
-    let out = command("bash", &project).arg("test.sh").output().unwrap();
+    let out = author()
+        .command("bash", &project)
+        .arg("test.sh")
+        .output()
+        .unwrap();
     let flow = started.elapsed();
     check("test.sh", &out);
     let (text, log) = (stdout(&out), stderr(&out));
@@ -225,14 +186,6 @@ fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
     files
 }
 
-/// componentize-js from `plugins/js` when it was installed there, so the
-/// build skips `npm ci`.
-fn installed_componentize_js() -> Option<PathBuf> {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/js/node_modules/.bin/componentize-js");
-    bin.exists().then_some(bin)
-}
-
 /// The mistake reported by an author: an executor returning the new text
 /// as a string where the WIT type is `list<u8>`. `source` is the file of
 /// the `lang` template to break, `encoded` the right expression there and
@@ -258,12 +211,7 @@ fn a_string_for_bytes_is_refused(
     assert!(right.contains(encoded), "{right}");
     std::fs::write(&source, right.replace(encoded, wrong)).unwrap();
 
-    let mut build = command("bash", &project);
-    build.arg("build.sh");
-    if let Some(bin) = installed_componentize_js() {
-        build.env("COMPONENTIZE_JS", bin);
-    }
-    check("build.sh", &build.output().unwrap());
+    check("build.sh", &author().build(&project));
 
     let fixture = project.join("tests/fixture");
     let before = tree(&fixture);
@@ -289,14 +237,15 @@ fn a_string_for_bytes_is_refused(
 }
 
 /// componentize-js lowers a string given for `list<u8>` as zero bytes: the
-/// files were emptied before the template checked the outcome.
+/// files were emptied before the template (now the SDK's `executor`)
+/// checked the outcome.
 #[test]
 fn a_string_returned_as_contents_by_a_javascript_executor_is_refused_and_writes_nothing() {
     a_string_for_bytes_is_refused(
         "js",
         "plugin.js",
-        "contents: new TextEncoder().encode(result)",
-        "contents: result",
+        "sdk.writeText(path, result)",
+        "{ tag: 'write', val: { path, contents: result } }",
         "step `file-1`: change `notes.md`: `contents` must be a Uint8Array (got a string); \
          use new TextEncoder().encode(text)",
     );
@@ -307,9 +256,146 @@ fn a_str_returned_as_contents_by_a_python_executor_is_refused_and_writes_nothing
     a_string_for_bytes_is_refused(
         "python",
         "app.py",
-        "contents=new.encode(\"utf-8\")",
-        "contents=new",
+        "sdk.write_text(path, new)",
+        "sdk.Change_Write(sdk.FileWrite(path=path, contents=new))",
         "step `file-1`: change `notes.md`: `contents` must be bytes (got str); \
          use text.encode('utf-8')",
+    );
+}
+
+/// A syntax error in a new `lang` project: `build.sh` stops before it
+/// installs anything (`installed` is not created) or runs the slow build,
+/// and stderr starts with `FILE:LINE: SyntaxError: message` for the line
+/// where `right` was replaced by `wrong`, followed only by that line and a
+/// caret, with no backtrace.
+fn a_syntax_error_is_reported_in_one_line(
+    lang: &str,
+    source: &str,
+    right: &str,
+    wrong: &str,
+    message: &str,
+    installed: &str,
+) {
+    let parent = tempfile::tempdir().unwrap();
+    let out = lockstep(
+        parent.path(),
+        &["plugin", "new", "typo", "--lang", lang, "--dir", "."],
+    );
+    check("plugin new", &out);
+    let project = parent.path().join("typo");
+    let file = project.join(source);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = 1 + text[..text.find(right).expect(right)].matches('\n').count();
+    std::fs::write(&file, text.replacen(right, wrong, 1)).unwrap();
+
+    // Without COMPONENTIZE_JS: a JavaScript build that went on would run
+    // `npm ci`.
+    let out = author()
+        .command("bash", &project)
+        .arg("build.sh")
+        .output()
+        .unwrap();
+    let log = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}\n{log}", stdout(&out));
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("{source}:{line}: SyntaxError: {message}"),
+        "{log}"
+    );
+    assert!(lines.len() <= 3, "the error, its line and a caret: {log}");
+    assert!(lines[1].contains(wrong.trim()), "{log}");
+    assert!(!project.join(installed).exists(), "{installed} was made");
+    assert!(!project.join("dist/typo.wasm").exists());
+}
+
+#[test]
+fn a_syntax_error_in_a_python_project_is_one_line_before_anything_is_installed() {
+    a_syntax_error_is_reported_in_one_line(
+        "python",
+        "app.py",
+        "-> sdk.PlanProposal:",
+        "-> sdk.PlanProposal",
+        "expected ':'",
+        ".venv",
+    );
+}
+
+#[test]
+fn a_syntax_error_in_a_javascript_project_is_one_line_before_anything_is_installed() {
+    a_syntax_error_is_reported_in_one_line(
+        "js",
+        "plugin.js",
+        "new sdk.Params(action.params);",
+        "new sdk.Params(action.params;",
+        "missing ) after argument list",
+        "node_modules",
+    );
+}
+
+/// An error while the build runs the module's top level, past the syntax
+/// check: stderr starts with the author's error as `first` (after
+/// `FILE:LINE`, the line `appended` lands on), without the tool's own
+/// backtrace, and says how to see the whole output.
+fn an_error_at_build_time_comes_first(lang: &str, source: &str, appended: &str, first: &str) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let parent = tempfile::tempdir().unwrap();
+    let author = author();
+    check(
+        "plugin new",
+        &author.lockstep(
+            parent.path(),
+            &["plugin", "new", "late", "--lang", lang, "--dir", "."],
+        ),
+    );
+    let project = parent.path().join("late");
+    let file = project.join(source);
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(appended);
+    std::fs::write(&file, &text).unwrap();
+    let line = text.lines().count();
+
+    let mut build = author.command("bash", &project);
+    build
+        .arg("build.sh")
+        .env("PLUGIN_VENV", author.cache("venv"))
+        .env("RUST_BACKTRACE", "1");
+    let bin =
+        lockstep_tests::process::repo_root().join("plugins/js/node_modules/.bin/componentize-js");
+    if bin.exists() {
+        build.env("COMPONENTIZE_JS", bin);
+    }
+    let out = build.output().unwrap();
+    let log = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}\n{log}", stdout(&out));
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines[0], format!("{source}:{line}{first}"), "{log}");
+    assert!(
+        !log.contains("Stack backtrace") && !log.contains("componentize.js:"),
+        "{log}"
+    );
+    assert!(
+        lines.last().unwrap().contains("bash build.sh --verbose"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_python_error_at_build_time_is_reported_as_the_authors_first() {
+    an_error_at_build_time_comes_first(
+        "python",
+        "app.py",
+        "\nboom = sdk.no_such_name\n",
+        ": AttributeError: module 'lockstep_sdk' has no attribute 'no_such_name'",
+    );
+}
+
+#[test]
+fn a_javascript_error_at_build_time_is_reported_as_the_authors_first() {
+    an_error_at_build_time_comes_first(
+        "js",
+        "plugin.js",
+        "\nconst boom = undefined.x;\n",
+        ":14: TypeError: can't access property \"x\" of undefined",
     );
 }

@@ -3,8 +3,12 @@
 //!
 //! The sources are the files under `host/templates/<lang>/`, embedded at
 //! compile time, plus the latest WIT (`wit/v0.2.0/plugin.wit`) vendored as
-//! `wit/plugin.wit`. `{{name}}` in them becomes the plugin's name and
-//! `{{crate_name}}` the name with `_` for `-` (a Rust crate's file name).
+//! `wit/plugin.wit` and the language's SDK (`sdk/<lang>/`) vendored as
+//! `lockstep-sdk/` (Rust), `lockstep_sdk/` and `stubs/` (Python) or
+//! `lockstep/` (JavaScript), so that the project builds on its own. In the
+//! template files `{{name}}` becomes the plugin's name and `{{crate_name}}`
+//! the name with `_` for `-` (a Rust crate's file name); the WIT and the SDK
+//! are written as they are.
 
 use std::path::{Path, PathBuf};
 
@@ -58,6 +62,15 @@ impl Lang {
             Lang::Js => JS,
         }
     }
+
+    /// The SDK files the project vendors, at their paths in the project.
+    fn sdk(self) -> &'static [TemplateFile] {
+        match self {
+            Lang::Rust => RUST_SDK,
+            Lang::Python => PYTHON_SDK,
+            Lang::Js => JS_SDK,
+        }
+    }
 }
 
 impl std::fmt::Display for Lang {
@@ -85,6 +98,17 @@ macro_rules! template {
     };
 }
 
+/// Files of `sdk/`, embedded: each `"from" => "to"` is a path under `sdk/`
+/// and the path the project keeps it at.
+macro_rules! sdk {
+    ($($from:literal => $to:literal),+ $(,)?) => {
+        &[$(TemplateFile {
+            path: $to,
+            contents: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk/", $from)),
+        }),+]
+    };
+}
+
 const RUST: &[TemplateFile] = template!("rust":
     ".gitignore", "Cargo.lock", "Cargo.toml", "README.md", "build.sh", "plugin.toml",
     "src/lib.rs", "src/markers.rs", "test.sh",
@@ -93,20 +117,72 @@ const RUST: &[TemplateFile] = template!("rust":
     "tests/expected/src/parse.c",
 );
 
+const RUST_SDK: &[TemplateFile] = sdk!(
+    "rust/Cargo.toml" => "lockstep-sdk/Cargo.toml",
+    "rust/src/files.rs" => "lockstep-sdk/src/files.rs",
+    "rust/src/lease.rs" => "lockstep-sdk/src/lease.rs",
+    "rust/src/lib.rs" => "lockstep-sdk/src/lib.rs",
+    "rust/src/params.rs" => "lockstep-sdk/src/params.rs",
+    "rust/src/progress.rs" => "lockstep-sdk/src/progress.rs",
+);
+
 const PYTHON: &[TemplateFile] = template!("python":
     ".gitignore", "README.md", "app.py", "build.sh", "markers.py", "plugin.toml",
-    "requirements.txt", "test.sh", "test_markers.py",
+    "pyrightconfig.json", "requirements.txt", "test.sh", "test_markers.py",
     "tests/action.toml", "tests/fixture/notes.md", "tests/fixture/src/done.c",
     "tests/fixture/src/parse.c", "tests/expected/notes.md", "tests/expected/src/done.c",
     "tests/expected/src/parse.c",
 );
 
+const PYTHON_SDK: &[TemplateFile] = sdk!(
+    "python/lockstep_sdk/__init__.py" => "lockstep_sdk/__init__.py",
+    "python/stubs/componentize_py_async_support/__init__.py" =>
+        "stubs/componentize_py_async_support/__init__.py",
+    "python/stubs/componentize_py_async_support/futures.py" =>
+        "stubs/componentize_py_async_support/futures.py",
+    "python/stubs/componentize_py_async_support/streams.py" =>
+        "stubs/componentize_py_async_support/streams.py",
+    "python/stubs/componentize_py_runtime.pyi" => "stubs/componentize_py_runtime.pyi",
+    "python/stubs/componentize_py_types.py" => "stubs/componentize_py_types.py",
+    "python/stubs/poll_loop.py" => "stubs/poll_loop.py",
+    "python/stubs/wit_world/__init__.py" => "stubs/wit_world/__init__.py",
+    "python/stubs/wit_world/exports/__init__.py" => "stubs/wit_world/exports/__init__.py",
+    "python/stubs/wit_world/exports/execution.py" => "stubs/wit_world/exports/execution.py",
+    "python/stubs/wit_world/exports/strategy.py" => "stubs/wit_world/exports/strategy.py",
+    "python/stubs/wit_world/imports/__init__.py" => "stubs/wit_world/imports/__init__.py",
+    "python/stubs/wit_world/imports/locks.py" => "stubs/wit_world/imports/locks.py",
+    "python/stubs/wit_world/imports/log.py" => "stubs/wit_world/imports/log.py",
+    "python/stubs/wit_world/imports/progress.py" => "stubs/wit_world/imports/progress.py",
+    "python/stubs/wit_world/imports/types.py" => "stubs/wit_world/imports/types.py",
+    "python/stubs/wit_world/imports/workspace.py" => "stubs/wit_world/imports/workspace.py",
+);
+
 const JS: &[TemplateFile] = template!("js":
-    ".gitignore", "README.md", "build.sh", "markers.js", "markers.test.js", "package-lock.json",
-    "package.json", "plugin.js", "plugin.toml", "test.sh",
+    ".gitignore", "README.md", "build.sh", "jsconfig.json", "markers.js", "markers.test.js",
+    "package-lock.json", "package.json", "plugin.js", "plugin.toml", "test.sh",
     "tests/action.toml", "tests/fixture/notes.md", "tests/fixture/src/done.c",
     "tests/fixture/src/parse.c", "tests/expected/notes.md", "tests/expected/src/done.c",
     "tests/expected/src/parse.c",
+);
+
+const JS_SDK: &[TemplateFile] = sdk!(
+    "js/lockstep/core.js" => "lockstep/core.js",
+    "js/lockstep/sdk.js" => "lockstep/sdk.js",
+    "js/lockstep/types/interfaces/lockstep-plugin-execution.d.ts" =>
+        "lockstep/types/interfaces/lockstep-plugin-execution.d.ts",
+    "js/lockstep/types/interfaces/lockstep-plugin-locks.d.ts" =>
+        "lockstep/types/interfaces/lockstep-plugin-locks.d.ts",
+    "js/lockstep/types/interfaces/lockstep-plugin-log.d.ts" =>
+        "lockstep/types/interfaces/lockstep-plugin-log.d.ts",
+    "js/lockstep/types/interfaces/lockstep-plugin-progress.d.ts" =>
+        "lockstep/types/interfaces/lockstep-plugin-progress.d.ts",
+    "js/lockstep/types/interfaces/lockstep-plugin-strategy.d.ts" =>
+        "lockstep/types/interfaces/lockstep-plugin-strategy.d.ts",
+    "js/lockstep/types/interfaces/lockstep-plugin-types.d.ts" =>
+        "lockstep/types/interfaces/lockstep-plugin-types.d.ts",
+    "js/lockstep/types/interfaces/lockstep-plugin-workspace.d.ts" =>
+        "lockstep/types/interfaces/lockstep-plugin-workspace.d.ts",
+    "js/lockstep/types/plugin.d.ts" => "lockstep/types/plugin.d.ts",
 );
 
 /// `lockstep plugin new` could not create the project.
@@ -280,8 +356,10 @@ fn write_files(dir: &Path, name: &str, lang: Lang) -> Result<Vec<String>, Templa
         path: WIT_PATH,
         contents: WIT,
     };
+    let rendered = lang.files().iter().map(|f| (f, true));
+    let verbatim = lang.sdk().iter().chain([&wit]).map(|f| (f, false));
     let mut files = Vec::new();
-    for file in lang.files().iter().chain([&wit]) {
+    for (file, render_it) in rendered.chain(verbatim) {
         let path = dir.join(file.path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| TemplateError::Io {
@@ -293,7 +371,12 @@ fn write_files(dir: &Path, name: &str, lang: Lang) -> Result<Vec<String>, Templa
             path: path.clone(),
             source,
         };
-        std::fs::write(&path, render(file.contents, name)).map_err(io)?;
+        let contents = if render_it {
+            render(file.contents, name)
+        } else {
+            file.contents.to_string()
+        };
+        std::fs::write(&path, contents).map_err(io)?;
         if file.path.ends_with(".sh") {
             make_executable(&path).map_err(io)?;
         }
@@ -329,20 +412,22 @@ mod tests {
         "tests/expected/src/parse.c",
     ];
 
-    /// Every file under `host/templates/<lang>/`, relative and sorted.
-    fn on_disk(lang: Lang) -> Vec<String> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("templates")
-            .join(lang.as_str());
+    /// Every file under `root`, relative and sorted, but for the stamps
+    /// the example builds leave (`.checked`) and Python's caches.
+    fn on_disk(root: &Path) -> Vec<String> {
         let mut found = Vec::new();
-        let mut pending = vec![root.clone()];
+        let mut pending = vec![root.to_path_buf()];
         while let Some(dir) = pending.pop() {
             for entry in std::fs::read_dir(dir).unwrap() {
                 let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy();
+                if name == "__pycache__" || name == ".checked" {
+                    continue;
+                }
                 if path.is_dir() {
                     pending.push(path);
                 } else {
-                    let relative = path.strip_prefix(&root).unwrap();
+                    let relative = path.strip_prefix(root).unwrap();
                     found.push(relative.to_string_lossy().replace('\\', "/"));
                 }
             }
@@ -351,15 +436,62 @@ mod tests {
         found
     }
 
+    fn sorted(files: &[TemplateFile]) -> Vec<String> {
+        let mut paths: Vec<String> = files.iter().map(|f| f.path.to_string()).collect();
+        paths.sort();
+        paths
+    }
+
     #[test]
     fn every_template_file_is_embedded() {
         for lang in Lang::ALL {
-            let mut embedded: Vec<String> =
-                lang.files().iter().map(|f| f.path.to_string()).collect();
-            embedded.sort();
-            assert_eq!(embedded, on_disk(lang), "host/templates/{lang}");
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("templates")
+                .join(lang.as_str());
+            let embedded = sorted(lang.files());
+            assert_eq!(embedded, on_disk(&root), "host/templates/{lang}");
             for fixture in FIXTURE {
                 assert!(embedded.iter().any(|f| f == fixture), "{lang}: {fixture}");
+            }
+        }
+    }
+
+    /// What of `sdk/<lang>/` a project vendors, and where: the files under
+    /// each part, at the prefix.
+    fn vendored(lang: Lang) -> (&'static str, &'static [&'static str]) {
+        match lang {
+            Lang::Rust => ("lockstep-sdk/", &["Cargo.toml", "src"]),
+            Lang::Python => ("", &["lockstep_sdk", "stubs"]),
+            Lang::Js => ("", &["lockstep"]),
+        }
+    }
+
+    #[test]
+    fn every_sdk_file_is_vendored_as_it_is() {
+        for lang in Lang::ALL {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../sdk")
+                .join(lang.as_str());
+            let (prefix, parts) = vendored(lang);
+            let mut want: Vec<String> = on_disk(&root)
+                .into_iter()
+                .filter(|f| {
+                    parts
+                        .iter()
+                        .any(|p| f == p || f.starts_with(&format!("{p}/")))
+                })
+                .map(|f| format!("{prefix}{f}"))
+                .collect();
+            want.sort();
+            assert_eq!(sorted(lang.sdk()), want, "sdk/{lang}");
+            for file in lang.sdk() {
+                let from = root.join(file.path.strip_prefix(prefix).unwrap());
+                let on_disk = std::fs::read_to_string(&from).unwrap();
+                assert!(
+                    file.contents == on_disk,
+                    "{} is not what is embedded",
+                    from.display()
+                );
             }
         }
     }

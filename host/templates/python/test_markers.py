@@ -2,13 +2,8 @@
 
 import unittest
 
-from markers import (
-    ParamError,
-    contents_problem,
-    parse_markers,
-    split_globs,
-    upper_case_markers,
-)
+from lockstep_sdk import InvalidInput
+from markers import parse_markers, upper_case_markers
 
 
 class UpperCaseMarkers(unittest.TestCase):
@@ -20,26 +15,18 @@ class UpperCaseMarkers(unittest.TestCase):
             "// TODO: parse\n# FIXME: tabs\n/* TODO: done */\nmastodon: no\ntodo no colon\n",
         )
         self.assertIsNone(upper_case_markers("TODO: x\n", defaults))
+
+    def test_only_whole_words_followed_by_a_colon_change(self):
+        defaults = parse_markers(None)
         self.assertEqual(upper_case_markers("é todo: ü", defaults), "é TODO: ü")
+        self.assertIsNone(upper_case_markers("mastodon: todo - fixme\n", defaults))
 
     def test_params_are_checked(self):
         self.assertEqual(parse_markers("note, hack"), ["NOTE", "HACK"])
-        with self.assertRaisesRegex(ParamError, "to-do"):
+        with self.assertRaisesRegex(InvalidInput, "to-do"):
             parse_markers("to-do")
-        with self.assertRaises(ParamError):
+        with self.assertRaises(InvalidInput):
             parse_markers(" , ")
-        self.assertEqual(split_globs("*.md, src/**"), ["*.md", "src/**"])
-        self.assertEqual(split_globs(None), ["**/*"])
-
-
-class ContentsProblem(unittest.TestCase):
-    def test_a_str_given_as_contents_is_refused_naming_the_field(self):
-        self.assertEqual(
-            contents_problem("file-1", "a.txt", "text"),
-            "step `file-1`: change `a.txt`: `contents` must be bytes (got str); "
-            "use text.encode('utf-8')",
-        )
-        self.assertIsNone(contents_problem("file-1", "a.txt", b"text"))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@
 // Strings are decoded and re-encoded as `JSON.stringify` writes them, which
 // never changes their value (`"\u00e9"` becomes `"é"`, `"\/"` becomes `"/"`).
 
-/** Action or step params that cannot be used; maps to `invalid-input`. */
-export class ParamError extends Error {}
+import { InvalidInput, NotText, Params } from '../../../sdk/js/lockstep/core.js';
 
 /** A file that is not valid JSON, with the 1-based position of the fault. */
 export class JsonSyntaxError extends Error {
@@ -45,31 +44,21 @@ export const MAX_DEPTH = 1000;
 /** Characters a lock name may use (the host's rule). */
 const LOCK_NAME = /^[A-Za-z0-9._:/-]+$/;
 
-/** The value of param `key` in a list of `[key, value]` pairs, or undefined. */
-export function param(params, key) {
-  for (const [k, v] of params) {
-    if (k === key) return v;
-  }
-  return undefined;
-}
-
 /**
  * Reads the plugin's params (action or step params alike).
  *
  * @returns {{globs: string[], indent: string, indentParam: string,
  *   sortKeys: boolean, lock: string}} where `indent` is the text of one
  *   level of indentation ("" for compact output).
- * @throws {ParamError}
+ * @throws {InvalidInput}
  */
-export function parseOptions(params) {
-  const get = (key) => param(params, key) ?? DEFAULTS[key];
+export function parseOptions(pairs) {
+  const params = new Params(pairs);
+  const get = (key) => params.get(key, DEFAULTS[key]);
 
-  const globs = get('globs')
-    .split(',')
-    .map((g) => g.trim())
-    .filter((g) => g !== '');
+  const globs = params.list('globs', DEFAULTS.globs);
   if (globs.length === 0) {
-    throw new ParamError('param `globs` names no globs');
+    throw new InvalidInput('param `globs` names no globs');
   }
 
   const rawIndent = get('indent');
@@ -80,21 +69,21 @@ export function parseOptions(params) {
   } else if (/^\d{1,2}$/.test(indentParam) && Number(indentParam) <= 10) {
     indent = ' '.repeat(Number(indentParam));
   } else {
-    throw new ParamError(
+    throw new InvalidInput(
       `param \`indent\` must be a number of spaces from 0 to 10 or "tab", not ${JSON.stringify(indentParam)}`,
     );
   }
 
   const sortParam = get('sort_keys').trim();
   if (sortParam !== 'true' && sortParam !== 'false') {
-    throw new ParamError(
+    throw new InvalidInput(
       `param \`sort_keys\` must be "true" or "false", not ${JSON.stringify(sortParam)}`,
     );
   }
 
   const lock = get('lock').trim();
   if (!LOCK_NAME.test(lock)) {
-    throw new ParamError(
+    throw new InvalidInput(
       `param \`lock\` must be a non-empty name of letters, digits and -_.:/, not ${JSON.stringify(lock)}`,
     );
   }
@@ -395,80 +384,18 @@ export function formatText(text, options) {
 }
 
 /**
- * Formats a file's bytes.
+ * The normalised form of the file `path` whose contents are `text`, or null
+ * when the file is in that form already.
  *
- * @returns {{ok: true, changed: boolean, bytes: Uint8Array} |
- *   {ok: false, reason: string}} where `reason` says why the file is not
- *   formattable JSON (not UTF-8, or a syntax error and where).
+ * @throws {NotText} when `text` is not valid JSON, saying where.
  */
-export function formatBytes(bytes, options) {
-  let text;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
-  } catch {
-    return { ok: false, reason: 'not UTF-8 text' };
-  }
+export function formatFile(path, text, options) {
   let formatted;
   try {
     formatted = formatText(text, options);
   } catch (e) {
-    if (e instanceof JsonSyntaxError) return { ok: false, reason: `not valid JSON: ${e.message}` };
+    if (e instanceof JsonSyntaxError) throw new NotText(`${path}: not valid JSON: ${e.message}`);
     throw e;
   }
-  if (formatted === text) return { ok: true, changed: false, bytes };
-  return { ok: true, changed: true, bytes: new TextEncoder().encode(formatted) };
-}
-
-/** How a value is described in a message: `a string`, `null`, `an Array`. */
-function kindOf(value) {
-  if (value === null) return 'null';
-  if (value === undefined) return 'undefined';
-  if (typeof value === 'string') return 'a string';
-  if (typeof value !== 'object') return `a ${typeof value}`;
-  const name = value.constructor && value.constructor.name;
-  return name ? `${/^[AEIOU]/.test(name) ? 'an' : 'a'} ${name}` : 'an object';
-}
-
-/**
- * What is wrong with the outcome `execute` returns for step `stepId`, or
- * null. The component bindings do not check types: a string given where
- * the WIT type is `list<u8>` is lowered as zero bytes, so the file would be
- * silently emptied. Checking here turns that into an error naming the field.
- */
-export function outcomeProblem(stepId, outcome) {
-  const at = `step \`${stepId}\``;
-  if (outcome === null || typeof outcome !== 'object') {
-    return `${at}: the outcome must be an object { changes, summary } (got ${kindOf(outcome)})`;
-  }
-  if (typeof outcome.summary !== 'string') {
-    return `${at}: \`summary\` must be a string (got ${kindOf(outcome.summary)})`;
-  }
-  if (!Array.isArray(outcome.changes)) {
-    return `${at}: \`changes\` must be an Array (got ${kindOf(outcome.changes)})`;
-  }
-  for (const [i, change] of outcome.changes.entries()) {
-    if (change === null || typeof change !== 'object') {
-      return `${at}: change ${i + 1} must be { tag, val } (got ${kindOf(change)})`;
-    }
-    if (change.tag === 'delete') {
-      if (typeof change.val !== 'string') {
-        return `${at}: change ${i + 1}: a delete's \`val\` must be the path as a string (got ${kindOf(change.val)})`;
-      }
-    } else if (change.tag === 'write') {
-      const write = change.val;
-      if (write === null || typeof write !== 'object') {
-        return `${at}: change ${i + 1}: a write's \`val\` must be { path, contents } (got ${kindOf(write)})`;
-      }
-      if (typeof write.path !== 'string') {
-        return `${at}: change ${i + 1}: \`path\` must be a string (got ${kindOf(write.path)})`;
-      }
-      if (!(write.contents instanceof Uint8Array)) {
-        const hint = typeof write.contents === 'string' ? '; use new TextEncoder().encode(text)' : '';
-        return `${at}: change \`${write.path}\`: \`contents\` must be a Uint8Array (got ${kindOf(write.contents)})${hint}`;
-      }
-    } else {
-      return `${at}: change ${i + 1}: \`tag\` must be 'write' or 'delete' (got ${JSON.stringify(String(change.tag))})`;
-    }
-  }
-  return null;
+  return formatted === text ? null : formatted;
 }

@@ -3,25 +3,20 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
+import { InvalidInput, NotText, Params } from '../../../sdk/js/lockstep/core.js';
 import {
   DEFAULTS,
   JsonSyntaxError,
   MAX_DEPTH,
-  ParamError,
   compareCodePoints,
-  formatBytes,
+  formatFile,
   formatText,
-  param,
-  outcomeProblem,
   parseOptions,
   printJson,
   printNative,
   selects,
   stepParams,
 } from './format.js';
-
-const utf8 = (s) => new TextEncoder().encode(s);
-const text = (b) => new TextDecoder().decode(b);
 
 /** What JSON.stringify makes of `json`, for documents it keeps intact. */
 const stringify = (json, indent = 2) => JSON.stringify(JSON.parse(json), null, indent);
@@ -54,11 +49,6 @@ describe('parseOptions', () => {
     assert.equal(parseOptions([['indent', '0']]).indent, '');
   });
 
-  it('takes the first of repeated params', () => {
-    assert.equal(param([['a', '1'], ['a', '2']], 'a'), '1');
-    assert.equal(param([], 'a'), undefined);
-  });
-
   it('rejects bad params', () => {
     for (const params of [
       [['globs', ' , ']],
@@ -70,14 +60,14 @@ describe('parseOptions', () => {
       [['lock', '']],
       [['lock', 'has space']],
     ]) {
-      assert.throws(() => parseOptions(params), ParamError, JSON.stringify(params));
+      assert.throws(() => parseOptions(params), InvalidInput, JSON.stringify(params));
     }
   });
 
   it('round-trips through step params', () => {
     const o = parseOptions([['indent', 'tab'], ['sort_keys', 'true'], ['lock', 'x'], ['globs', 'a']]);
     const params = stepParams(o, 'a/b.json');
-    assert.equal(param(params, 'path'), 'a/b.json');
+    assert.equal(new Params(params).get('path'), 'a/b.json');
     const again = parseOptions(params);
     assert.deepEqual({ ...again, globs: o.globs }, o);
   });
@@ -289,38 +279,29 @@ describe('formatText', () => {
   });
 });
 
-describe('formatBytes', () => {
+describe('formatFile', () => {
   const options = parseOptions([]);
 
   it('reports unchanged files as such', () => {
-    const bytes = utf8('{\n  "a": [\n    1\n  ]\n}\n');
-    const r = formatBytes(bytes, options);
-    assert.equal(r.ok, true);
-    assert.equal(r.changed, false);
-    assert.equal(r.bytes, bytes);
+    assert.equal(formatFile('a.json', '{\n  "a": [\n    1\n  ]\n}\n', options), null);
   });
 
   it('formats messy files', () => {
-    const r = formatBytes(utf8('{"name":"é","n":[1,2]}'), options);
-    assert.equal(r.ok, true);
-    assert.equal(r.changed, true);
-    assert.ok(r.bytes instanceof Uint8Array);
-    assert.equal(text(r.bytes), '{\n  "name": "é",\n  "n": [\n    1,\n    2\n  ]\n}\n');
+    assert.equal(
+      formatFile('a.json', '{"name":"é","n":[1,2]}', options),
+      '{\n  "name": "é",\n  "n": [\n    1,\n    2\n  ]\n}\n',
+    );
   });
 
-  it('keeps the byte-order mark bytes', () => {
-    const r = formatBytes(new Uint8Array([0xef, 0xbb, 0xbf, ...utf8('[ ]')]), options);
-    assert.deepEqual([...r.bytes], [0xef, 0xbb, 0xbf, ...utf8('[]\n')]);
+  it('keeps the byte-order mark', () => {
+    assert.equal(formatFile('a.json', '\ufeff[ ]', options), '\ufeff[]\n');
   });
 
-  it('skips what is not UTF-8 or not JSON', () => {
-    assert.deepEqual(formatBytes(new Uint8Array([0x7b, 0xff, 0x7d]), options), {
-      ok: false,
-      reason: 'not UTF-8 text',
-    });
-    const r = formatBytes(utf8('{"a":1,}'), options);
-    assert.equal(r.ok, false);
-    assert.match(r.reason, /^not valid JSON: unexpected "}" at line 1, column 8$/);
+  it('refuses what is not JSON, saying where', () => {
+    assert.throws(
+      () => formatFile('a.json', '{"a":1,}', options),
+      (e) => e instanceof NotText && /^a\.json: not valid JSON: unexpected "}" at line 1, column 8$/.test(e.message),
+    );
   });
 });
 
@@ -339,25 +320,5 @@ describe('compareCodePoints', () => {
     const keys = ['b', '😀', '\uffff', 'a', '', 'ab', 'B'];
     assert.deepEqual(keys.sort(compareCodePoints), ['', 'B', 'a', 'ab', 'b', '\uffff', '😀']);
     assert.equal(compareCodePoints('x', 'x'), 0);
-  });
-});
-
-describe('outcomeProblem', () => {
-  it('refuses a string given as contents, naming the step, the file and the field', () => {
-    const outcome = { changes: [{ tag: 'write', val: { path: 'a.json', contents: '{}' } }], summary: 's' };
-    assert.equal(
-      outcomeProblem('file-1', outcome),
-      'step `file-1`: change `a.json`: `contents` must be a Uint8Array (got a string); use new TextEncoder().encode(text)',
-    );
-  });
-  it('accepts bytes and deletes', () => {
-    const outcome = {
-      changes: [
-        { tag: 'write', val: { path: 'a.json', contents: new Uint8Array([123, 125]) } },
-        { tag: 'delete', val: 'b.json' },
-      ],
-      summary: 's',
-    };
-    assert.equal(outcomeProblem('file-1', outcome), null);
   });
 });

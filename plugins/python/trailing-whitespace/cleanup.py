@@ -14,15 +14,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Sequence
 
 DEFAULT_GLOBS = "**/*"
 DEFAULT_LOCK = "trailing-whitespace"
 LOCK_TTL_MS = 30_000
-
-
-class ParamError(ValueError):
-    """A parameter has a value the plugin cannot use."""
 
 
 @dataclass(frozen=True)
@@ -89,38 +84,6 @@ def clean(text: str, final_newline: bool = True) -> Report:
         result += line_ending(text)
         added = True
     return Report(result, stripped, added)
-
-
-def parse_bool(value: str | None, name: str, default: bool) -> bool:
-    """`"true"` or `"false"` (any case, surrounding blanks ignored); `default`
-    when the param is absent or empty."""
-    if value is None or not value.strip():
-        return default
-    v = value.strip().lower()
-    if v == "true":
-        return True
-    if v == "false":
-        return False
-    raise ParamError(f'param `{name}` must be "true" or "false", not {value!r}')
-
-
-def param(params: Sequence[tuple[str, str]], key: str) -> str | None:
-    """The value of the first param named `key`, or None."""
-    for k, v in params:
-        if k == key:
-            return v
-    return None
-
-
-def split_globs(globs: str | None) -> list[str]:
-    """The non-empty, stripped, de-duplicated globs of a comma-separated list
-    (`**/*` when there are none)."""
-    seen: list[str] = []
-    for g in (globs or "").split(","):
-        g = g.strip()
-        if g and g not in seen:
-            seen.append(g)
-    return seen or [DEFAULT_GLOBS]
 
 
 def lock_name(value: str | None) -> str:

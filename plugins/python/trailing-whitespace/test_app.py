@@ -2,9 +2,9 @@
 
     python3 -m unittest        # in this folder
 
-`CleanupTest` covers the text logic and always runs. `AppTest` drives the
-exports of `app.py` against fake host functions; it needs the stub bindings
-that `../build.sh` generates into `../bindings/` and is skipped without them.
+`CleanupTest` covers the text logic. `AppTest` drives the exports of
+`app.py` against fake host functions, through the lockstep SDK and its stub
+bindings (`sdk/python` and `sdk/python/stubs` of this repository).
 """
 
 from __future__ import annotations
@@ -15,8 +15,17 @@ import sys
 import unittest
 from unittest import mock
 
-import cleanup
-from cleanup import ParamError, clean
+# The SDK and the stub bindings from `componentize-py bindings` (their host
+# functions raise NotImplementedError; the tests below replace them).
+_SDK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "sdk", "python")
+sys.path[:0] = [_SDK, os.path.join(_SDK, "stubs")]
+
+import app  # noqa: E402
+import cleanup  # noqa: E402
+from cleanup import clean  # noqa: E402
+from componentize_py_types import Err  # noqa: E402
+from wit_world.imports import locks, log, workspace  # noqa: E402
+from wit_world.imports import types as t  # noqa: E402
 
 
 class CleanupTest(unittest.TestCase):
@@ -109,42 +118,11 @@ class CleanupTest(unittest.TestCase):
         self.assertEqual(cleanup.line_ending("no newline"), "\n")
         self.assertEqual(cleanup.line_ending("\n"), "\n")
 
-    def test_parse_bool(self):
-        self.assertTrue(cleanup.parse_bool(None, "x", True))
-        self.assertFalse(cleanup.parse_bool("", "x", False))
-        self.assertTrue(cleanup.parse_bool(" TRUE ", "x", False))
-        self.assertFalse(cleanup.parse_bool("false", "x", True))
-        with self.assertRaisesRegex(ParamError, "final_newline"):
-            cleanup.parse_bool("yes", "final_newline", True)
-
-    def test_params_globs_lock_summary(self):
-        params = [("globs", "a"), ("lock", "x"), ("globs", "b")]
-        self.assertEqual(cleanup.param(params, "globs"), "a")
-        self.assertIsNone(cleanup.param(params, "nope"))
-        self.assertEqual(cleanup.split_globs(" src/**/*.py, ,*.md,*.md"), ["src/**/*.py", "*.md"])
-        self.assertEqual(cleanup.split_globs(None), ["**/*"])
-        self.assertEqual(cleanup.split_globs(" , "), ["**/*"])
+    def test_lock_and_summary(self):
         self.assertEqual(cleanup.lock_name(None), "trailing-whitespace")
         self.assertEqual(cleanup.lock_name("  "), "trailing-whitespace")
         self.assertEqual(cleanup.lock_name("docs"), "docs")
         self.assertEqual(cleanup.summary(2, 5), "2 of 5 files need cleaning")
-
-
-# The stub bindings from `componentize-py bindings` (their host functions
-# raise NotImplementedError; the tests below replace them with fakes).
-_BINDINGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bindings")
-try:
-    sys.path.insert(0, _BINDINGS)
-    import app
-    from componentize_py_types import Err
-    from wit_world.imports import types as t
-except ImportError as e:  # no bindings generated yet
-    app = None
-    _SKIP = f"no stub bindings in {_BINDINGS} ({e}); run ../build.sh"
-else:
-    _SKIP = ""
-finally:
-    sys.path.remove(_BINDINGS)
 
 
 class FakeLease:
@@ -181,7 +159,7 @@ class FakeHost:
         holder="host:42",
         acquired_at=1,
         expires_at=2,
-    ) if app else None
+    )
 
     def __init__(self, files):
         self.files = files
@@ -211,10 +189,10 @@ class FakeHost:
 
     def patch(self, test):
         for module, attr, fake in [
-            (app.workspace, "list", self.list),
-            (app.workspace, "read", self.read),
-            (app.locks, "acquire", self.acquire),
-            (app.log, "log", self.log),
+            (workspace, "list", self.list),
+            (workspace, "read", self.read),
+            (locks, "acquire", self.acquire),
+            (log, "log", self.log),
         ]:
             p = mock.patch.object(module, attr, fake)
             p.start()
@@ -222,7 +200,6 @@ class FakeHost:
         return self
 
 
-@unittest.skipIf(app is None, _SKIP)
 class AppTest(unittest.TestCase):
     FILES = {
         "a.py": b"x = 1  \n",
@@ -249,7 +226,7 @@ class AppTest(unittest.TestCase):
         )
         logged = " ".join(m for _, m in host.lines)
         self.assertIn("skipping c.bin: not UTF-8", logged)
-        self.assertIn("skipping d.log: larger than 1024 bytes", logged)
+        self.assertIn("skipping d.log: larger than the read cap of 1024 bytes", logged)
 
     def test_strategize_without_final_newline_skips_such_files(self):
         plan = self.strategize(FakeHost(dict(self.FILES)), final_newline="false")
@@ -314,16 +291,17 @@ class AppTest(unittest.TestCase):
         with mock.patch.object(app.cleanup, "needs_cleaning", side_effect=MemoryError()):
             with self.assertRaises(Err) as e:
                 self.strategize(host)
-        self.assertEqual(e.exception.value, t.PluginError_Permanent("out of memory: raise [limits] memory_mb"))
+        self.assertEqual(e.exception.value, t.PluginError_Permanent("out of memory: raise [limits] memory_mb in plugin.toml"))
 
     def test_unexpected_exception_becomes_permanent(self):
         host = FakeHost({"a": b"a "})
         with mock.patch.object(app.cleanup, "needs_cleaning", side_effect=KeyError("boom")):
             with self.assertRaises(Err) as e:
                 self.strategize(host)
-        self.assertEqual(e.exception.value, t.PluginError_Permanent("internal error: KeyError: 'boom'"))
-        [(level, message)] = [line for line in host.lines if line[0] == app.log.Level.ERROR]
-        self.assertIn("in _strategize", message)
+        self.assertEqual(e.exception.value, t.PluginError_Permanent("strategize failed: KeyError: 'boom'"))
+        [(level, message)] = [line for line in host.lines if line[0] == log.Level.ERROR]
+        self.assertIn("app.py", message)
+        self.assertIn("in strategize", message)
 
 
 if __name__ == "__main__":

@@ -7,130 +7,70 @@
 //! The strategist reads every matching file and proposes one step per UTF-8
 //! file with a marker written in another case (`todo:`, `Fixme:`); the
 //! executor rewrites that file with the markers upper-cased. The text logic
-//! is in `markers.rs`, which `cargo test` covers on this machine.
-
-wit_bindgen::generate!({
-    path: "wit",
-    world: "plugin",
-});
+//! is in `markers.rs`, which `cargo test` covers on this machine. The
+//! bindings and helpers come from `lockstep-sdk/` (the lockstep SDK).
 
 mod markers;
 
-use std::collections::BTreeSet;
-
-use exports::lockstep::plugin::{execution, strategy};
-use lockstep::plugin::log::{log, Level};
-use lockstep::plugin::types::{
-    Action, Change, FileWrite, FsError, Param, PlanProposal, PluginError, Step, StepOutcome,
-};
-use lockstep::plugin::workspace;
+use lockstep_sdk::prelude::*;
 
 /// The plugin; it keeps no state between calls (each call gets a fresh
 /// instance).
 struct Plugin;
 
-export!(Plugin);
+lockstep_sdk::export!(Plugin);
 
-/// The value of parameter `key`, if present.
-fn param<'a>(params: &'a [Param], key: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-/// Maps a refused workspace call on `what` to the plugin error to return.
-fn fs_failure(what: &str, err: FsError) -> PluginError {
-    match err {
-        FsError::Invalid(m) => PluginError::InvalidInput(format!("{what}: {m}")),
-        FsError::Io(m) => PluginError::Retryable(format!("{what}: {m}")),
-        FsError::NotFound(m) => PluginError::Permanent(format!("{what}: not found: {m}")),
-        FsError::Denied(m) => PluginError::Permanent(format!("{what}: denied: {m}")),
-        FsError::TooLarge(cap) => {
-            PluginError::Permanent(format!("{what}: larger than the read cap of {cap} bytes"))
-        }
-    }
-}
-
-/// `path` as text; the inner `Err` says why it cannot be edited as text
-/// (not UTF-8, or over the host's read cap).
-fn read_text(path: &str) -> Result<Result<String, String>, PluginError> {
-    match workspace::read(path) {
-        Ok(bytes) => Ok(String::from_utf8(bytes).map_err(|_| format!("{path}: not UTF-8 text"))),
-        Err(FsError::TooLarge(cap)) => Ok(Err(format!("{path}: larger than {cap} bytes"))),
-        Err(e) => Err(fs_failure(path, e)),
-    }
-}
-
-impl strategy::Guest for Plugin {
+impl Strategy for Plugin {
     fn strategize(_plan_id: String, action: Action) -> Result<PlanProposal, PluginError> {
-        let markers = markers::parse_markers(param(&action.params, "markers"))
-            .map_err(PluginError::InvalidInput)?;
-        let mut files = BTreeSet::new();
-        for glob in markers::split_globs(param(&action.params, "globs")) {
-            let found = workspace::list(glob).map_err(|e| fs_failure(glob, e))?;
-            log(
-                Level::Debug,
-                &format!("{glob}: {}", markers::files(found.len())),
-            );
-            files.extend(found);
-        }
+        let params = Params::new(&action.params);
+        let markers = markers::parse_markers(params.get("markers"))?;
+        let files = list_files(params.list("globs", markers::DEFAULT_GLOBS))?;
 
         let mut steps = Vec::new();
         for path in &files {
-            let text = match read_text(path)? {
-                Ok(text) => text,
-                Err(why) => {
-                    log(Level::Debug, &format!("skipping {why}"));
-                    continue;
-                }
+            let Some(text) = read_text_or_skip(path)? else {
+                continue;
             };
             if markers::upper_case_markers(&text, &markers).is_none() {
                 continue;
             }
             // The executor only receives the step: copy what it needs.
-            steps.push(Step {
-                id: format!("file-{}", steps.len() + 1),
-                title: format!("Upper-case markers in {path}"),
-                params: vec![
-                    ("path".into(), path.clone()),
-                    ("markers".into(), markers.join(",")),
-                ],
-                targets: vec![path.clone()],
-            });
+            steps.push(
+                Step::new(
+                    format!("file-{}", steps.len() + 1),
+                    format!("Upper-case markers in {path}"),
+                )
+                .param("path", path)
+                .param("markers", markers.join(","))
+                .target(path),
+            );
         }
 
         let summary = format!(
             "{} of {} have markers to upper-case ({})",
             steps.len(),
-            markers::files(files.len()),
+            count(files.len(), "file", "files"),
             markers.join(", ")
         );
-        log(Level::Info, &summary);
         Ok(PlanProposal { summary, steps })
     }
 }
 
-impl execution::Guest for Plugin {
+impl Execution for Plugin {
     fn execute(_plan_id: String, step: Step) -> Result<StepOutcome, PluginError> {
-        let path = param(&step.params, "path")
-            .ok_or_else(|| PluginError::InvalidInput("step param `path` is required".into()))?;
-        let markers = markers::parse_markers(param(&step.params, "markers"))
-            .map_err(PluginError::InvalidInput)?;
+        let params = Params::new(&step.params);
+        let path = params.required("path")?;
+        let markers = markers::parse_markers(params.get("markers"))?;
         // Reads see the changes of earlier steps of the same plan.
-        let text = read_text(path)?.map_err(PluginError::Permanent)?;
+        let text = read_text(path)?;
         let Some(new) = markers::upper_case_markers(&text, &markers) else {
-            return Ok(StepOutcome {
-                changes: Vec::new(),
-                summary: format!("{path} has no markers to upper-case"),
-            });
+            return Ok(StepOutcome::unchanged(format!(
+                "{path} has no markers to upper-case"
+            )));
         };
-        Ok(StepOutcome {
-            changes: vec![Change::Write(FileWrite {
-                path: path.to_string(),
-                contents: new.into_bytes(),
-            })],
-            summary: format!("Upper-cased the markers in {path}"),
-        })
+        Ok(StepOutcome::new(
+            vec![write_text(path, new)],
+            format!("Upper-cased the markers in {path}"),
+        ))
     }
 }

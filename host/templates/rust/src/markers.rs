@@ -1,6 +1,8 @@
 //! The plugin's pure logic: no host calls, so `cargo test` runs it on this
 //! machine's own target.
 
+use lockstep_sdk::PluginError;
+
 /// The markers upper-cased when the action names none.
 pub const DEFAULT_MARKERS: &str = "TODO,FIXME";
 
@@ -8,8 +10,9 @@ pub const DEFAULT_MARKERS: &str = "TODO,FIXME";
 pub const DEFAULT_GLOBS: &str = "**/*";
 
 /// Parses the `markers` param: comma-separated words of ASCII letters,
-/// returned upper-cased.
-pub fn parse_markers(param: Option<&str>) -> Result<Vec<String>, String> {
+/// returned upper-cased. A bad value is `invalid-input`.
+pub fn parse_markers(param: Option<&str>) -> Result<Vec<String>, PluginError> {
+    let invalid = PluginError::InvalidInput;
     let markers: Vec<String> = param
         .unwrap_or(DEFAULT_MARKERS)
         .split(',')
@@ -19,26 +22,16 @@ pub fn parse_markers(param: Option<&str>) -> Result<Vec<String>, String> {
             if m.bytes().all(|b| b.is_ascii_alphabetic()) {
                 Ok(m.to_ascii_uppercase())
             } else {
-                Err(format!(
+                Err(invalid(format!(
                     "param `markers`: `{m}` is not a word of ASCII letters"
-                ))
+                )))
             }
         })
         .collect::<Result<_, _>>()?;
     if markers.is_empty() {
-        return Err("param `markers` names no marker".into());
+        return Err(invalid("param `markers` names no marker".into()));
     }
     Ok(markers)
-}
-
-/// Splits a comma-separated `globs` param.
-pub fn split_globs(param: Option<&str>) -> Vec<&str> {
-    param
-        .unwrap_or(DEFAULT_GLOBS)
-        .split(',')
-        .map(str::trim)
-        .filter(|g| !g.is_empty())
-        .collect()
 }
 
 fn is_word(b: u8) -> bool {
@@ -76,11 +69,6 @@ pub fn upper_case_markers(text: &str, markers: &[String]) -> Option<String> {
     changed.then(|| String::from_utf8(out).expect("ASCII for ASCII keeps UTF-8"))
 }
 
-/// "1 file", "2 files".
-pub fn files(n: usize) -> String {
-    format!("{n} file{}", if n == 1 { "" } else { "s" })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,9 +98,10 @@ mod tests {
     #[test]
     fn params_are_checked() {
         assert_eq!(parse_markers(Some("note, hack")).unwrap(), ["NOTE", "HACK"]);
-        assert!(parse_markers(Some("to-do")).unwrap_err().contains("to-do"));
+        assert_eq!(
+            parse_markers(Some("to-do")).unwrap_err(),
+            PluginError::InvalidInput("param `markers`: `to-do` is not a word of ASCII letters".into())
+        );
         assert!(parse_markers(Some(" , ")).is_err());
-        assert_eq!(split_globs(Some("*.md, src/**")), ["*.md", "src/**"]);
-        assert_eq!(split_globs(None), ["**/*"]);
     }
 }

@@ -12,45 +12,12 @@
 //! (`#!...`, but not a Rust `#![...]` attribute) and a byte-order mark first,
 //! and changes nothing if the header is already there.
 
-wit_bindgen::generate!({
-    path: "../../../wit/v0.2.0",
-    world: "plugin",
-});
-
-use std::collections::BTreeSet;
-
-use exports::lockstep::plugin::{execution, strategy};
-use lockstep::plugin::log::{log, Level};
-use lockstep::plugin::types::{
-    Action, Change, FileWrite, FsError, Param, PlanProposal, PluginError, Step, StepOutcome,
-};
-use lockstep::plugin::workspace;
+use lockstep_sdk::prelude::*;
 
 /// The plugin; it has no state between calls.
 struct LicenseHeader;
 
-export!(LicenseHeader);
-
-/// The value of parameter `key`, if present.
-fn param<'a>(params: &'a [Param], key: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-/// Maps a refused workspace call on `what` to the plugin error to return.
-fn fs_failure(what: &str, err: FsError) -> PluginError {
-    match err {
-        FsError::Invalid(m) => PluginError::InvalidInput(format!("{what}: {m}")),
-        FsError::Io(m) => PluginError::Retryable(format!("{what}: {m}")),
-        FsError::NotFound(m) => PluginError::Permanent(format!("{what}: not found: {m}")),
-        FsError::Denied(m) => PluginError::Permanent(format!("{what}: denied: {m}")),
-        FsError::TooLarge(cap) => {
-            PluginError::Permanent(format!("{what}: larger than the read cap of {cap} bytes"))
-        }
-    }
-}
+lockstep_sdk::export!(LicenseHeader);
 
 /// The header to add, as its commented lines (without line endings).
 #[derive(Debug)]
@@ -60,12 +27,11 @@ struct Header {
 
 impl Header {
     /// Builds the header from the `header` and `comment` params.
-    fn from_params(params: &[Param]) -> Result<Self, PluginError> {
-        let text = param(params, "header")
-            .map(|h| h.trim_matches(|c| c == '\n' || c == '\r'))
-            .filter(|h| !h.trim().is_empty())
-            .ok_or_else(|| PluginError::InvalidInput("param `header` is required".into()))?;
-        let prefix = param(params, "comment").unwrap_or("// ");
+    fn from_params(params: &Params) -> Result<Self, PluginError> {
+        let text = params
+            .required("header")?
+            .trim_matches(|c| c == '\n' || c == '\r');
+        let prefix = params.get_or("comment", "// ");
         let lines = text
             .lines()
             .map(|line| {
@@ -130,58 +96,29 @@ fn split_preamble(text: &str) -> (&str, &str) {
     text.split_at(end)
 }
 
-/// The sorted, de-duplicated files matching any of the comma-separated `globs`.
-fn list_files(globs: &str) -> Result<BTreeSet<String>, PluginError> {
-    let mut files = BTreeSet::new();
-    for glob in globs.split(',').map(str::trim).filter(|g| !g.is_empty()) {
-        let found = workspace::list(glob).map_err(|e| fs_failure(glob, e))?;
-        log(Level::Debug, &format!("{glob}: {} files", found.len()));
-        files.extend(found);
-    }
-    Ok(files)
-}
-
-/// Reads `path` as UTF-8 text. The inner `Err` says why the file cannot be
-/// edited as text (not UTF-8, or over the host's read cap).
-fn read_text(path: &str) -> Result<Result<String, String>, PluginError> {
-    match workspace::read(path) {
-        Ok(bytes) => Ok(String::from_utf8(bytes).map_err(|_| format!("{path}: not UTF-8 text"))),
-        Err(FsError::TooLarge(cap)) => Ok(Err(format!("{path}: larger than {cap} bytes"))),
-        Err(e) => Err(fs_failure(path, e)),
-    }
-}
-
-impl strategy::Guest for LicenseHeader {
+impl Strategy for LicenseHeader {
     fn strategize(_plan_id: String, action: Action) -> Result<PlanProposal, PluginError> {
-        let header = Header::from_params(&action.params)?;
-        let files = list_files(param(&action.params, "globs").unwrap_or("**/*.rs"))?;
+        let params = Params::new(&action.params);
+        let header = Header::from_params(&params)?;
+        let files = list_files(params.list("globs", "**/*.rs"))?;
 
         let mut steps = Vec::new();
         for path in &files {
-            let text = match read_text(path)? {
-                Ok(text) => text,
-                Err(why) => {
-                    log(Level::Warn, &format!("skipping {why}"));
-                    continue;
-                }
+            let Some(text) = read_text_or_skip(path)? else {
+                continue;
             };
             if header.is_in(&text) {
                 continue;
             }
-            let mut params = vec![("path".to_string(), path.clone())];
-            params.extend(
-                action
-                    .params
-                    .iter()
-                    .filter(|(k, _)| k == "header" || k == "comment")
-                    .cloned(),
+            steps.push(
+                Step::new(
+                    format!("file-{}", steps.len() + 1),
+                    format!("Add license header to {path}"),
+                )
+                .param("path", path)
+                .params(params.pick(&["header", "comment"]))
+                .target(path),
             );
-            steps.push(Step {
-                id: format!("file-{}", steps.len() + 1),
-                title: format!("Add license header to {path}"),
-                params,
-                targets: vec![path.clone()],
-            });
         }
 
         let summary = format!(
@@ -189,33 +126,33 @@ impl strategy::Guest for LicenseHeader {
             steps.len(),
             files.len()
         );
-        log(Level::Info, &summary);
         Ok(PlanProposal { summary, steps })
     }
 }
 
-impl execution::Guest for LicenseHeader {
+impl Execution for LicenseHeader {
     fn execute(_plan_id: String, step: Step) -> Result<StepOutcome, PluginError> {
-        let path = param(&step.params, "path")
-            .ok_or_else(|| PluginError::InvalidInput("step param `path` is required".into()))?;
-        let header = Header::from_params(&step.params)?;
-        let text = read_text(path)?.map_err(PluginError::Permanent)?;
+        let params = Params::new(&step.params);
+        Header::from_params(&params)?.add_to(params.required("path")?)
+    }
+}
 
-        if header.is_in(&text) {
-            log(Level::Info, &format!("{path} already has the header"));
-            return Ok(StepOutcome {
-                changes: Vec::new(),
-                summary: format!("{path} already has the license header"),
-            });
+impl Header {
+    /// The step's outcome: `path` with the header added, or unchanged if it
+    /// has it already (an earlier run, or an earlier step, added it).
+    fn add_to(&self, path: &str) -> Result<StepOutcome, PluginError> {
+        let text = read_text(path)?;
+        if self.is_in(&text) {
+            info!("{path} already has the header");
+            return Ok(StepOutcome::unchanged(format!(
+                "{path} already has the license header"
+            )));
         }
-        log(Level::Info, &format!("adding the header to {path}"));
-        Ok(StepOutcome {
-            changes: vec![Change::Write(FileWrite {
-                path: path.to_string(),
-                contents: header.prepend_to(&text).into_bytes(),
-            })],
-            summary: format!("Added the license header to {path}"),
-        })
+        info!("adding the header to {path}");
+        Ok(StepOutcome::new(
+            vec![write_text(path, self.prepend_to(&text))],
+            format!("Added the license header to {path}"),
+        ))
     }
 }
 
@@ -228,7 +165,7 @@ mod tests {
         if let Some(c) = comment {
             params.push(("comment".into(), c.into()));
         }
-        Header::from_params(&params).unwrap()
+        Header::from_params(&Params::new(&params)).unwrap()
     }
 
     #[test]

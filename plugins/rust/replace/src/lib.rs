@@ -11,47 +11,15 @@
 //! The strategist proposes one step per UTF-8 file with at least one match;
 //! the executor rewrites that file with every match replaced.
 
-wit_bindgen::generate!({
-    path: "../../../wit/v0.2.0",
-    world: "plugin",
-});
-
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 
-use exports::lockstep::plugin::{execution, strategy};
-use lockstep::plugin::log::{log, Level};
-use lockstep::plugin::types::{
-    Action, Change, FileWrite, FsError, Param, PlanProposal, PluginError, Step, StepOutcome,
-};
-use lockstep::plugin::workspace;
+use lockstep_sdk::prelude::*;
 use regex::Regex;
 
 /// The plugin; it has no state between calls.
 struct Replace;
 
-export!(Replace);
-
-/// The value of parameter `key`, if present.
-fn param<'a>(params: &'a [Param], key: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-/// Maps a refused workspace call on `what` to the plugin error to return.
-fn fs_failure(what: &str, err: FsError) -> PluginError {
-    match err {
-        FsError::Invalid(m) => PluginError::InvalidInput(format!("{what}: {m}")),
-        FsError::Io(m) => PluginError::Retryable(format!("{what}: {m}")),
-        FsError::NotFound(m) => PluginError::Permanent(format!("{what}: not found: {m}")),
-        FsError::Denied(m) => PluginError::Permanent(format!("{what}: denied: {m}")),
-        FsError::TooLarge(cap) => {
-            PluginError::Permanent(format!("{what}: larger than the read cap of {cap} bytes"))
-        }
-    }
-}
+lockstep_sdk::export!(Replace);
 
 /// What to look for.
 enum Pattern {
@@ -69,27 +37,19 @@ struct Edit {
 
 impl Edit {
     /// Parses the `find`, `replace` and `regex` params.
-    fn from_params(params: &[Param]) -> Result<Self, PluginError> {
-        let find = param(params, "find")
+    fn from_params(params: &Params) -> Result<Self, PluginError> {
+        let find = params
+            .get("find")
             .filter(|f| !f.is_empty())
             .ok_or_else(|| PluginError::InvalidInput("param `find` is required".into()))?;
-        let is_regex = match param(params, "regex").unwrap_or("false") {
-            "true" => true,
-            "false" => false,
-            other => {
-                return Err(PluginError::InvalidInput(format!(
-                    "param `regex` must be \"true\" or \"false\", not {other:?}"
-                )))
-            }
-        };
-        let pattern = if is_regex {
+        let pattern = if params.flag("regex", false)? {
             Pattern::Regex(Regex::new(find).map_err(|e| {
                 PluginError::InvalidInput(format!("param `find` is not a valid regex: {e}"))
             })?)
         } else {
             Pattern::Literal(find.to_string())
         };
-        let replacement = param(params, "replace").unwrap_or_default().to_string();
+        let replacement = params.get_or("replace", "").to_string();
         Ok(Self {
             pattern,
             replacement,
@@ -118,91 +78,58 @@ impl Edit {
 
 /// "1 match", "2 matches".
 fn n_matches(n: usize) -> String {
-    format!("{n} match{}", if n == 1 { "" } else { "es" })
+    count(n, "match", "matches")
 }
 
-/// The sorted, de-duplicated files matching any of the comma-separated `globs`.
-fn list_files(globs: &str) -> Result<BTreeSet<String>, PluginError> {
-    let mut files = BTreeSet::new();
-    for glob in globs.split(',').map(str::trim).filter(|g| !g.is_empty()) {
-        let found = workspace::list(glob).map_err(|e| fs_failure(glob, e))?;
-        log(Level::Debug, &format!("{glob}: {} files", found.len()));
-        files.extend(found);
-    }
-    Ok(files)
-}
-
-/// Reads `path` as UTF-8 text. The inner `Err` says why the file cannot be
-/// edited as text (not UTF-8, or over the host's read cap).
-fn read_text(path: &str) -> Result<Result<String, String>, PluginError> {
-    match workspace::read(path) {
-        Ok(bytes) => Ok(String::from_utf8(bytes).map_err(|_| format!("{path}: not UTF-8 text"))),
-        Err(FsError::TooLarge(cap)) => Ok(Err(format!("{path}: larger than {cap} bytes"))),
-        Err(e) => Err(fs_failure(path, e)),
-    }
-}
-
-impl strategy::Guest for Replace {
+impl Strategy for Replace {
     fn strategize(_plan_id: String, action: Action) -> Result<PlanProposal, PluginError> {
-        let edit = Edit::from_params(&action.params)?;
-        let files = list_files(param(&action.params, "globs").unwrap_or("**/*"))?;
+        let params = Params::new(&action.params);
+        let edit = Edit::from_params(&params)?;
+        let files = list_files(params.list("globs", "**/*"))?;
 
         let mut steps = Vec::new();
         let mut total = 0;
         for path in &files {
-            let text = match read_text(path)? {
-                Ok(text) => text,
-                Err(why) => {
-                    log(Level::Debug, &format!("skipping {why}"));
-                    continue;
-                }
+            let Some(text) = read_text_or_skip(path)? else {
+                continue;
             };
             let n = edit.count(&text);
             if n == 0 {
                 continue;
             }
             total += n;
-            let mut params = vec![("path".to_string(), path.clone())];
-            params.extend(
-                action
-                    .params
-                    .iter()
-                    .filter(|(k, _)| matches!(k.as_str(), "find" | "replace" | "regex"))
-                    .cloned(),
+            steps.push(
+                Step::new(
+                    format!("file-{}", steps.len() + 1),
+                    format!("Replace {} in {path}", n_matches(n)),
+                )
+                .param("path", path)
+                .params(params.pick(&["find", "replace", "regex"]))
+                .target(path),
             );
-            steps.push(Step {
-                id: format!("file-{}", steps.len() + 1),
-                title: format!("Replace {} in {path}", n_matches(n)),
-                params,
-                targets: vec![path.clone()],
-            });
         }
 
-        let find = param(&action.params, "find").unwrap_or_default();
+        let find = params.get_or("find", "");
         let summary = format!(
             "Replace {find:?} in {} of {} files ({})",
             steps.len(),
             files.len(),
             n_matches(total)
         );
-        log(Level::Info, &summary);
         Ok(PlanProposal { summary, steps })
     }
 }
 
-impl execution::Guest for Replace {
+impl Execution for Replace {
     fn execute(_plan_id: String, step: Step) -> Result<StepOutcome, PluginError> {
-        let path = param(&step.params, "path")
-            .ok_or_else(|| PluginError::InvalidInput("step param `path` is required".into()))?;
-        let edit = Edit::from_params(&step.params)?;
-        let text = read_text(path)?.map_err(PluginError::Permanent)?;
+        let params = Params::new(&step.params);
+        let path = params.required("path")?;
+        let edit = Edit::from_params(&params)?;
+        let text = read_text(path)?;
 
         let n = edit.count(&text);
         let changes = match edit.apply(&text) {
-            Cow::Owned(new) if new != text => vec![Change::Write(FileWrite {
-                path: path.to_string(),
-                contents: new.into_bytes(),
-            })],
+            Cow::Owned(new) if new != text => vec![write_text(path, new)],
             _ => Vec::new(),
         };
         let summary = if changes.is_empty() {
@@ -210,8 +137,7 @@ impl execution::Guest for Replace {
         } else {
             format!("Replaced {} in {path}", n_matches(n))
         };
-        log(Level::Info, &summary);
-        Ok(StepOutcome { changes, summary })
+        Ok(StepOutcome::new(changes, summary))
     }
 }
 
@@ -220,11 +146,11 @@ mod tests {
     use super::*;
 
     fn edit(find: &str, replace: &str, regex: &str) -> Result<Edit, PluginError> {
-        Edit::from_params(&[
+        Edit::from_params(&Params::new(&[
             ("find".into(), find.into()),
             ("replace".into(), replace.into()),
             ("regex".into(), regex.into()),
-        ])
+        ]))
     }
 
     #[test]
