@@ -32,7 +32,14 @@ fn production_lines(text: &str) -> Vec<&str> {
 /// Whether `line` starts a function item.
 fn starts_fn(line: &str) -> bool {
     let mut rest = line.trim_start();
-    for prefix in ["pub(crate) ", "pub(super) ", "pub ", "const ", "async ", "unsafe "] {
+    for prefix in [
+        "pub(crate) ",
+        "pub(super) ",
+        "pub ",
+        "const ",
+        "async ",
+        "unsafe ",
+    ] {
         rest = rest.strip_prefix(prefix).unwrap_or(rest);
         rest = rest.strip_prefix(prefix).unwrap_or(rest);
     }
@@ -85,7 +92,10 @@ fn problems(src: &Path) -> Vec<String> {
         let lines = production_lines(&text);
         for (start, len) in functions(&lines) {
             if len > MAX_LINES {
-                bad.push(format!("{}:{start}: a function of {len} lines", file.display()));
+                bad.push(format!(
+                    "{}:{start}: a function of {len} lines",
+                    file.display()
+                ));
             }
         }
         for (n, line) in lines.iter().enumerate() {
@@ -101,7 +111,11 @@ fn problems(src: &Path) -> Vec<String> {
 fn functions_fit_on_a_screen_and_nothing_claims_to_be_unreachable() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let bad = problems(&src);
-    assert!(bad.is_empty(), "over {MAX_LINES} lines or unreachable!:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "over {MAX_LINES} lines or unreachable!:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -111,10 +125,17 @@ fn a_long_function_and_an_unreachable_are_caught() {
     let body = "    let x = 1;\n".repeat(MAX_LINES);
     let short = "pub fn short() -> u8 {\n    unreachable!(\"no\")\n}\n";
     let tests = format!("#[cfg(test)]\nmod tests {{\n    fn long() {{\n{body}    }}\n}}\n");
-    std::fs::write(dir.join("a.rs"), format!("async fn long() {{\n{body}}}\n{short}{tests}")).unwrap();
+    std::fs::write(
+        dir.join("a.rs"),
+        format!("async fn long() {{\n{body}}}\n{short}{tests}"),
+    )
+    .unwrap();
     let bad = problems(&dir);
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(bad.len(), 2, "{bad:?}");
-    assert!(bad[0].ends_with(&format!("a.rs:1: a function of {} lines", MAX_LINES + 2)), "{bad:?}");
+    assert!(
+        bad[0].ends_with(&format!("a.rs:1: a function of {} lines", MAX_LINES + 2)),
+        "{bad:?}"
+    );
     assert!(bad[1].ends_with("unreachable!"), "{bad:?}");
 }
