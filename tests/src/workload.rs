@@ -185,10 +185,23 @@ async fn task(
                 // The fenced write: the database accepts it only while the
                 // lease is current.
                 let fence = Fence::new(resource.as_str(), owner.id.as_str(), grant.token);
-                let write_sql = format!(
-                    "UPDATE workload_counters SET value = value + 1 WHERE resource = $1 AND {} RETURNING {now_ms}",
-                    fence.condition(db.backend, 2)
-                );
+                // The instant returned must be the one the fence was judged
+                // at: PostgreSQL's clock_timestamp() moves within a
+                // statement, so it is read once in a CTE; SQLite's clock is
+                // fixed for the whole statement.
+                let write_sql = match db.backend {
+                    lockstep::db::Backend::Postgres => format!(
+                        "WITH clock AS (SELECT {now_ms} AS now)
+                         UPDATE workload_counters SET value = value + 1 FROM clock
+                         WHERE resource = $1 AND {} RETURNING clock.now",
+                        fence.condition_at(2, "clock.now")
+                    ),
+                    lockstep::db::Backend::Sqlite => format!(
+                        "UPDATE workload_counters SET value = value + 1
+                         WHERE resource = $1 AND {} RETURNING {now_ms}",
+                        fence.condition(db.backend, 2)
+                    ),
+                };
                 let written: Result<Option<i64>, sqlx::Error> = fence
                     .bind(sqlx::query(&write_sql).bind(&resource))
                     .fetch_optional(&db.pool)

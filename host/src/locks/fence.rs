@@ -47,10 +47,17 @@ impl Fence {
     /// `$first + 2`, which [`Fence::bind`] fills: call it right after
     /// binding `$first - 1`.
     pub fn condition(&self, backend: Backend, first: usize) -> String {
+        self.condition_at(first, backend.now_ms())
+    }
+
+    /// [`Fence::condition`] judged at `now`, an SQL expression for the
+    /// database clock in milliseconds (e.g. a column of a CTE that read the
+    /// clock once, so that the statement can also return the instant its
+    /// check used).
+    pub fn condition_at(&self, first: usize, now: &str) -> String {
         let (r, o, t) = (first, first + 1, first + 2);
         format!(
-            "EXISTS (SELECT 1 FROM locks WHERE resource = ${r} AND owner = ${o} AND token = ${t} AND expires_at > {})",
-            backend.now_ms()
+            "EXISTS (SELECT 1 FROM locks WHERE resource = ${r} AND owner = ${o} AND token = ${t} AND expires_at > {now})"
         )
     }
 
