@@ -4,10 +4,10 @@
 //! and SIGTERM releasing everything.
 
 use std::io::BufRead;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use lockstep_tests::process::{action_file, host_command, run, stderr, stdout};
+use lockstep_tests::process::{action_file, host_command, run, signal, stderr, stdout};
 use lockstep_tests::{on_both_backends, Backend, TestDb};
 
 fn json(out: &std::process::Output) -> serde_json::Value {
@@ -263,15 +263,6 @@ async fn force_release_fences_a_live_holder(backend: Backend) {
     assert_eq!(status["plan"]["status"]["state"], "errored", "{status}");
 }
 
-/// Sends `signal` to a process with kill(1).
-fn signal(pid: u32, signal: &str) {
-    assert!(Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
-}
-
 /// A stopped process, continued on drop (also when the test fails).
 struct Stopped(u32);
 
@@ -349,11 +340,7 @@ async fn sigterm_releases_and_leaves_the_plan_retryable(backend: Backend) {
     let project = db.project("p", &[]);
     let (id, holder) = slow_execute_holding_the_lock(&db, &project, &[]);
     let sent = Instant::now();
-    assert!(Command::new("kill")
-        .args(["-TERM", &holder.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    signal(holder.id(), "TERM");
     let out = holder.wait_with_output().unwrap();
     assert!(
         sent.elapsed() < Duration::from_secs(2),

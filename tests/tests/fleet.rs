@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use lockstep_tests::cli::CliProject;
 use lockstep_tests::db::RawDb;
-use lockstep_tests::process::{action_file, lockstep_command};
+use lockstep_tests::process::{action_file, lockstep_command, signal};
 use lockstep_tests::{on_both_backends, Backend, TestDb};
 use sqlx::Row;
 
@@ -66,14 +66,6 @@ impl Drop for WorkerProc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn signal(pid: u32, signal: &str) {
-    assert!(Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
 }
 
 /// A workspace of projects under one root, on `db`.
@@ -445,18 +437,18 @@ pub async fn fleet_run(backend: Backend, plans: usize) {
         .map(|i| fleet.project(&format!("p{i}"), &[("counter.txt", "<0>\n")]))
         .collect();
     let slow = fleet.action("slow", "slow", &[("steps", "1"), ("ms", "1500")]);
-    let mut ids = Vec::new();
+    // Plans in submission order: every other plan on a project is slow
+    // (something to interrupt); the others advance its counter by one.
     let mut bumps = vec![0usize; projects.len()];
+    let mut todo = Vec::new();
     for n in 0..plans {
         let i = n % projects.len();
-        // Every other plan on a project is slow (something to interrupt);
-        // the others advance its counter by one.
-        let id = if n / projects.len() % 2 == 1 {
-            fleet.submit(&projects[i], &slow, &["--auto-apply"])
+        let act = if n / projects.len() % 2 == 1 {
+            slow.clone()
         } else {
             let k = bumps[i];
             bumps[i] += 1;
-            let act = fleet.action(
+            fleet.action(
                 &format!("bump{i}-{k}"),
                 "replace",
                 &[
@@ -464,11 +456,19 @@ pub async fn fleet_run(backend: Backend, plans: usize) {
                     ("replace", &format!("<{}>", k + 1)),
                     ("globs", "*.txt"),
                 ],
-            );
-            fleet.submit(&projects[i], &act, &["--auto-apply"])
+            )
         };
-        ids.push(id);
+        todo.push((i, act));
     }
+    // Half now, half after the takeover, so that there is work left to
+    // stop a worker in.
+    let second_wave = todo.split_off(plans / 2);
+    let submit = |wave: Vec<(usize, PathBuf)>| -> Vec<String> {
+        wave.into_iter()
+            .map(|(i, act)| fleet.submit(&projects[i], &act, &["--auto-apply"]))
+            .collect()
+    };
+    let mut ids = submit(todo);
     let raw = RawDb::connect(&db.url).await.unwrap();
     let workers: Vec<_> = (0..3)
         .map(|_| WorkerProc::start(&db, &fleet.root, &["--concurrency", "2"]))
@@ -478,10 +478,6 @@ pub async fn fleet_run(backend: Backend, plans: usize) {
     let (killed, killed_plan) = wait_for_holder(&raw, &pids).await;
     signal(killed, "KILL");
     let killed_at = Instant::now();
-    // Stop another past its lease while it holds a plan, then let it go on.
-    let others: Vec<u32> = pids.iter().copied().filter(|p| *p != killed).collect();
-    let (stopped, _) = wait_for_holder(&raw, &others).await;
-    signal(stopped, "STOP");
     // The killed worker's plan is taken over within 2 × TTL.
     let end = killed_at + TTL * 2 + Duration::from_secs(1);
     loop {
@@ -497,6 +493,14 @@ pub async fn fleet_run(backend: Backend, plans: usize) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    ids.extend(submit(second_wave));
+    // Then stop another past its lease while it holds a plan, and let it
+    // go on. (Not at the same time as the takeover above: on SQLite a
+    // stopped process that holds the file's write lock stalls every writer
+    // until it continues; a killed one loses the lock at once.)
+    let others: Vec<u32> = pids.iter().copied().filter(|p| *p != killed).collect();
+    let (stopped, _) = wait_for_holder(&raw, &others).await;
+    signal(stopped, "STOP");
     tokio::time::sleep(TTL + Duration::from_secs(2)).await;
     signal(stopped, "CONT");
     for id in &ids {

@@ -19,15 +19,15 @@ pub(crate) const CHANNEL: &str = "lockstep_queue";
 impl FleetSql {
     pub(crate) fn new(backend: Backend) -> Self {
         let now = backend.now_ms();
-        let (token, in_queues, lock_rows, where_true) = match backend {
+        let token = crate::locks::new_token(backend);
+        let takeover = crate::locks::takeover("NULL");
+        let (in_queues, lock_rows, where_true) = match backend {
             Backend::Sqlite => (
-                "(SELECT value + 1 FROM lock_counter WHERE id = 1)",
                 "instr(',' || $1 || ',', ',' || q.queue || ',') > 0",
                 "",
                 " WHERE true",
             ),
             Backend::Postgres => (
-                "nextval('lock_token_seq')",
                 "strpos(',' || $1 || ',', ',' || q.queue || ',') > 0",
                 " FOR UPDATE OF q SKIP LOCKED",
                 "",
@@ -53,18 +53,7 @@ impl FleetSql {
              )
              INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at)
              SELECT 'plan:' || next.plan_id, $2, {token}, 'worker', $3, $4, $5, 1, {now}, {now} + $6 FROM next{where_true}
-             ON CONFLICT (resource) DO UPDATE SET
-               token       = excluded.token,
-               holds       = 1,
-               acquired_at = excluded.acquired_at,
-               expires_at  = excluded.expires_at,
-               operation   = excluded.operation,
-               owner       = excluded.owner,
-               holder_host = excluded.holder_host,
-               holder_pid  = excluded.holder_pid,
-               holder_user = excluded.holder_user,
-               tree_path   = NULL
-             WHERE locks.expires_at <= excluded.acquired_at
+             {takeover}
              RETURNING resource, token, expires_at"
         );
         FleetSql {

@@ -70,7 +70,7 @@ impl LockSql {
 }
 
 /// The SQL expression granting a fresh fencing token.
-fn new_token(backend: Backend) -> &'static str {
+pub(crate) fn new_token(backend: Backend) -> &'static str {
     // On SQLite the statement is its own write transaction (the write lock
     // is taken before anything is read), so the counter cannot move under
     // it; a trigger (migration 2) advances the counter to the token granted.
@@ -127,7 +127,18 @@ fn tree_acquire(backend: Backend) -> String {
     format!(
         "INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at, tree_path)
          VALUES ($1, $2, {token}, $3, $4, $5, $6, 1, {now}, {now} + $7, $8)
-         ON CONFLICT (resource) DO UPDATE SET
+         {takeover}
+         RETURNING token, holds, acquired_at, expires_at, {now} AS granted_at",
+        takeover = takeover("excluded.tree_path")
+    )
+}
+
+/// The `ON CONFLICT` clause of a lease that is never re-entrant: the new
+/// row replaces an existing one only once that one has expired (a fresh
+/// token, one hold); `tree_path` is the SQL value for the new row's tree.
+pub(crate) fn takeover(tree_path: &str) -> String {
+    format!(
+        "ON CONFLICT (resource) DO UPDATE SET
            token       = excluded.token,
            holds       = 1,
            acquired_at = excluded.acquired_at,
@@ -137,9 +148,8 @@ fn tree_acquire(backend: Backend) -> String {
            holder_host = excluded.holder_host,
            holder_pid  = excluded.holder_pid,
            holder_user = excluded.holder_user,
-           tree_path   = excluded.tree_path
-         WHERE locks.expires_at <= excluded.acquired_at
-         RETURNING token, holds, acquired_at, expires_at, {now} AS granted_at"
+           tree_path   = {tree_path}
+         WHERE locks.expires_at <= excluded.acquired_at"
     )
 }
 
