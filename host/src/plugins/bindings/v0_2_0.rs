@@ -31,7 +31,7 @@ pub use generated::*;
 /// Add this version's imports to `linker`, each capability through its
 /// accessor on [`PluginState`].
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    use lockstep::plugin::{locks, log, progress, types, workspace};
+    use generated::lockstep::plugin::{locks, log, progress, types, workspace};
     types::add_to_linker::<_, Types>(linker, |_| Types)?;
     workspace::add_to_linker::<_, HasSelf<WorkspaceCtx>>(linker, PluginState::workspace)?;
     locks::add_to_linker::<_, HasLocks>(linker, PluginState::locks)?;
