@@ -131,6 +131,15 @@ impl<'a> Fleet<'a> {
         }
     }
 
+    /// Wait until the worker refused plan `id` (errored before strategize)
+    /// with an error that says `why`.
+    fn refused(&self, id: &str, why: &str) {
+        self.wait_for(id, "strategize/errored", Duration::from_secs(30));
+        let status = self.status(id);
+        let error = status["plan"]["error"].as_str().unwrap();
+        assert!(error.contains(why), "{error}");
+    }
+
     fn action(&self, name: &str, plugin: &str, params: &[(&str, &str)]) -> PathBuf {
         action_file(self.db.dir.path(), name, plugin, plugin, params)
     }
@@ -251,15 +260,7 @@ async fn a_project_outside_the_projects_root_is_refused(backend: Backend) {
     let elsewhere = db.project("elsewhere", &[("main.rs", "fn main() {}\n")]);
     let id = fleet.submit(&elsewhere, &license(&fleet), &["--auto-apply"]);
     let _worker = WorkerProc::start(&db, &fleet.root, &[]);
-    fleet.wait_for(&id, "strategize/errored", Duration::from_secs(30));
-    let error = fleet.status(&id)["plan"]["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        error.contains("outside this worker's --projects-root"),
-        "{error}"
-    );
+    fleet.refused(&id, "outside this worker's --projects-root");
     assert_eq!(
         std::fs::read_to_string(elsewhere.join("main.rs")).unwrap(),
         "fn main() {}\n"
@@ -274,15 +275,7 @@ async fn a_project_moved_under_its_path_is_refused(backend: Backend) {
     // Another tree now sits at the submitted path.
     std::fs::write(a.join(".lockstep/project-id"), "someone-else\n").unwrap();
     let _worker = WorkerProc::start(&db, &fleet.root, &[]);
-    fleet.wait_for(&id, "strategize/errored", Duration::from_secs(30));
-    let error = fleet.status(&id)["plan"]["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        error.contains("not the one this plan was submitted for"),
-        "{error}"
-    );
+    fleet.refused(&id, "not the one this plan was submitted for");
     assert_eq!(
         std::fs::read_to_string(a.join("lib.rs")).unwrap(),
         "pub fn f() {}\n"

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use lockstep_tests::cli::CliProject;
-use lockstep_tests::process::{copy_dir, repo_root, stderr};
+use lockstep_tests::process::{copy_dir, repo_root, signal, stderr};
 use lockstep_tests::{on_both_backends, Backend, TestDb};
 
 fn sample(db: &TestDb) -> PathBuf {
@@ -290,14 +290,9 @@ async fn a_plugin_lease_conflict_is_explained_without_a_useless_lock_timeout(bac
     assert!(a.status.success(), "{}", stderr(&a));
 }
 
-/// After a plugin failed its step on a held lease, `plan status` says what
-/// is true: whose lease it is (the plugin's lease `R`), that another session
-/// holds it, who (its operation and pid), and not that a lock was
-/// "unavailable".
-async fn plan_status_names_the_held_plugin_lease_and_its_holder(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let project = sample(&db);
-    let cli = CliProject::new(&db, &project);
+/// `lockstep locks hold R --for 60s --reason "maintenance window"`, once
+/// the lease is held.
+fn hold_r(cli: &CliProject<'_>) -> std::process::Child {
     let holding = cli.spawn(&[
         "locks",
         "hold",
@@ -308,6 +303,18 @@ async fn plan_status_names_the_held_plugin_lease_and_its_holder(backend: Backend
         "maintenance window",
     ]);
     cli.wait_for_lock("/res:R");
+    holding
+}
+
+/// After a plugin failed its step on a held lease, `plan status` says what
+/// is true: whose lease it is (the plugin's lease `R`), that another session
+/// holds it, who (its operation and pid), and not that a lock was
+/// "unavailable".
+async fn plan_status_names_the_held_plugin_lease_and_its_holder(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = sample(&db);
+    let cli = CliProject::new(&db, &project);
+    let holding = hold_r(&cli);
     let asker = cli.action(
         "probe",
         "lock-probe",
@@ -330,11 +337,7 @@ async fn plan_status_names_the_held_plugin_lease_and_its_holder(backend: Backend
     assert!(error.contains("maintenance window"), "{error}");
     assert!(error.contains(&format!("pid {}", holding.id())), "{error}");
     assert!(!status.contains("unavailable"), "{status}");
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &holding.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    signal(holding.id(), "TERM");
     assert!(holding.wait_with_output().unwrap().status.success());
 }
 
@@ -345,16 +348,7 @@ async fn an_operator_hold_makes_a_plugin_meet_a_conflict_and_sigterm_releases_it
     let db = TestDb::new(backend).await;
     let project = sample(&db);
     let cli = CliProject::new(&db, &project);
-    let holding = cli.spawn(&[
-        "locks",
-        "hold",
-        "R",
-        "--for",
-        "60s",
-        "--reason",
-        "maintenance window",
-    ]);
-    cli.wait_for_lock("/res:R");
+    let holding = hold_r(&cli);
     let asker = cli.action("probe", "lock-probe", &[("resource", "R")]);
     let id = cli.new_plan(&asker);
     cli.ok(&["plan", "strategize", &id]);
@@ -367,11 +361,7 @@ async fn an_operator_hold_makes_a_plugin_meet_a_conflict_and_sigterm_releases_it
         "{summary}"
     );
     let sent = std::time::Instant::now();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &holding.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    signal(holding.id(), "TERM");
     let out = holding.wait_with_output().unwrap();
     assert!(sent.elapsed() < std::time::Duration::from_secs(5));
     assert!(out.status.success(), "{}", stderr(&out));

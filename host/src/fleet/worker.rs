@@ -77,6 +77,8 @@ struct Shared {
     options: WorkerOptions,
     sql: FleetSql,
     id: String,
+    /// Where this worker runs (host, pid, user).
+    holder: crate::locks::Holder,
     roots: Vec<PathBuf>,
     /// Running plans and the token that interrupts each.
     running: Mutex<HashMap<String, CancellationToken>>,
@@ -136,6 +138,7 @@ impl Worker {
                 options,
                 sql,
                 id: owner.id,
+                holder: owner.holder,
                 roots,
                 running: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
@@ -520,14 +523,13 @@ impl Shared {
 
     async fn register(&self) -> Result<(), FleetError> {
         let now = self.backend().now_ms();
-        let owner = crate::locks::Owner::new_session();
         sqlx::query(&format!(
             "INSERT INTO workers (id, host, pid, version, queues, concurrency, ttl_ms, running, started_at, heartbeat_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 0, {now}, {now})"
         ))
         .bind(&self.id)
-        .bind(&owner.holder.host)
-        .bind(owner.holder.pid)
+        .bind(&self.holder.host)
+        .bind(self.holder.pid)
         .bind(env!("CARGO_PKG_VERSION"))
         .bind(self.options.queues.join(","))
         .bind(self.options.concurrency as i64)
