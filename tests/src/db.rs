@@ -146,10 +146,8 @@ impl RawDb {
         let db = lockstep::db::Db::connect(url).await?;
         let backend = db.backend;
         db.close().await;
-        let url = match backend {
-            lockstep::db::Backend::Sqlite => format!("{url}?mode=rw"),
-            lockstep::db::Backend::Postgres => url.to_string(),
-        };
+        // The database exists now: the URL opens it as it is (a query
+        // string the caller gave is kept).
         let pool = sqlx::any::AnyPoolOptions::new()
             .max_connections(4)
             .after_connect(move |conn, _| {
@@ -161,7 +159,7 @@ impl RawDb {
                     Ok(())
                 })
             })
-            .connect(&url)
+            .connect(url)
             .await?;
         Ok(RawDb { pool, backend })
     }

@@ -67,10 +67,7 @@ pub struct Raw {
 /// that send SQL directly.
 pub async fn raw_pool(url: &str, backend: Backend) -> Raw {
     use sqlx::Executor;
-    let url = match backend {
-        Backend::Sqlite => format!("{url}?mode=rw"),
-        Backend::Postgres => url.to_string(),
-    };
+    // lockstep created the database: the URL opens it as it is.
     let pool = sqlx::any::AnyPoolOptions::new()
         .max_connections(4)
         .after_connect(move |conn, _| {
@@ -82,7 +79,7 @@ pub async fn raw_pool(url: &str, backend: Backend) -> Raw {
                 Ok(())
             })
         })
-        .connect(&url)
+        .connect(url)
         .await
         .expect("raw pool");
     Raw { pool, backend }
