@@ -1,4 +1,4 @@
-"""Turns docs/perf/scale-*.csv (written by `cargo bench --bench scale`) into PNG charts."""
+"""Turns docs/perf/scale-*.csv (`cargo bench --bench scale`) and fleet-*.csv (`just bench-fleet`) into PNG charts."""
 
 import csv
 import pathlib
@@ -24,6 +24,8 @@ def chart(path, title, xlabel, ylabel, series, logx=False):
             ax.annotate(f"{y:.3g}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
     if logx:
         ax.set_xscale("log")
+    else:
+        ax.set_xticks(sorted({x for _, xs, _ in series for x in xs}))
     ax.set_ylim(bottom=0)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
@@ -60,3 +62,14 @@ chart(
     "median ms",
     [("apply", [int(r["mib"]) for r in apply], [float(r["apply_ms"]) for r in apply])],
 )
+
+# The fleet burn-down (`just bench-fleet`): plans/s against the number of
+# workers, one line per backend and number of plans.
+fleet = [r for name in ("fleet-sqlite.csv", "fleet-postgres.csv") if (HERE / name).exists() for r in rows(name)]
+burn = [r for r in fleet if r["figure"] == "burn_down"]
+if burn:
+    series = []
+    for backend, plans in sorted({(r["backend"], int(r["plans"])) for r in burn}):
+        rs = sorted((r for r in burn if r["backend"] == backend and int(r["plans"]) == plans), key=lambda r: int(r["workers"]))
+        series.append((f"{backend}, {plans} plans", [int(r["workers"]) for r in rs], [float(r["value"]) for r in rs]))
+    chart("fleet.png", "Fleet burn-down: noop plans, submit → applied", "workers", "plans/s", series)
