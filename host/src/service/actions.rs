@@ -102,7 +102,8 @@ pub(super) async fn act(
     let result = match action {
         PlanAction::Approve => {
             let e = entry.ok_or_else(|| FleetError::NotQueued(id.to_string()))?;
-            if e.done {
+            let finished = matches!(plan.status.state, PlanState::Applied | PlanState::Cancelled);
+            if e.done || finished {
                 return Err(ApiError::Conflict(format!(
                     "plan `{id}` is finished ({}): nothing to approve",
                     plan.status

@@ -34,6 +34,40 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/login", post(login))
         .route("/logout", post(logout))
+        .route("/api/v1/session", get(whoami))
+}
+
+/// `GET /api/v1/session`: who the caller is.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    /// A token's name, or the proxy's user.
+    pub who: String,
+    /// The caller's scope.
+    pub scope: super::Scope,
+    /// `bearer`, `session` or `proxy`.
+    pub via: String,
+    /// The CSRF token unsafe requests of this session must carry (absent
+    /// for a bearer token).
+    pub csrf_token: Option<String>,
+}
+
+/// Who the caller is, with the CSRF token of a cookie session (for
+/// scripts of the dashboard's pages).
+#[utoipa::path(get, path = "/api/v1/session", tag = "auth",
+    responses((status = 200, body = WhoAmI), (status = 401, body = super::Problem)),
+    security(("bearer" = [])))]
+pub(super) async fn whoami(p: super::Principal) -> axum::Json<WhoAmI> {
+    axum::Json(WhoAmI {
+        who: p.who.clone(),
+        scope: p.scope,
+        via: match p.via {
+            super::Via::Bearer(_) => "bearer",
+            super::Via::Session(_) => "session",
+            super::Via::Proxy(_) => "proxy",
+        }
+        .to_string(),
+        csrf_token: p.csrf_token().map(str::to_string),
+    })
 }
 
 /// The minimal login page (`GET /login`) that [`super::router`] serves.
