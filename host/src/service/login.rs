@@ -135,3 +135,22 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     );
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn login_redirects_only_to_paths_on_this_server() {
+        assert_eq!(local_path(Some("/plans/1?x=2")), "/plans/1?x=2");
+        for away in [
+            "//evil.example/",
+            "/\\evil.example",
+            "https://evil.example/",
+            "plans",
+        ] {
+            assert_eq!(local_path(Some(away)), "/", "{away}");
+        }
+        assert_eq!(local_path(None), "/");
+    }
+}
