@@ -755,7 +755,73 @@ async fn an_event_stream_resumes_after_a_dropped_connection(backend: Backend) {
     assert!(resumed.next().await.is_none());
 }
 
+async fn the_trusted_user_header_authenticates_behind_a_proxy(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let api = Api::start(
+        &db,
+        &[
+            "--workers",
+            "0",
+            "--trusted-user-header",
+            "X-Remote-User",
+            "--trusted-user-scope",
+            "operate",
+            "--body-limit",
+            "4096",
+        ],
+    )
+    .await;
+    let (admin, op) = (
+        api.server.token("admin", "root"),
+        api.server.token("operate", "ci"),
+    );
+    let id = api.register(&admin, &api.project("a")).await;
+    let plan = api.submit(&op, &id, json!({})).await.1["plan_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let as_user = |m: Method, path: &str| {
+        api.http
+            .request(m, api.server.url(path))
+            .header("x-remote-user", "alice")
+    };
+    let me: Value = as_user(Method::GET, "/api/v1/session")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (me["who"].as_str(), me["via"].as_str()),
+        (Some("alice"), Some("proxy")),
+        "{me}"
+    );
+    assert_eq!(me["scope"], "operate");
+    let approve = format!("/api/v1/plans/{plan}/approve");
+    // The header is ambient, as a cookie is: unsafe requests need the CSRF token.
+    let refused = as_user(Method::POST, &approve).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let csrf = me["csrf_token"].as_str().unwrap();
+    let ok = as_user(Method::POST, &approve)
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    // The proxy's users get the configured scope, no more.
+    let admin_only = as_user(Method::GET, "/api/v1/audit").send().await.unwrap();
+    assert_eq!(admin_only.status(), StatusCode::FORBIDDEN);
+    let audit = api.get("/api/v1/audit", &admin).await;
+    assert_eq!(audit[0]["actor"], "alice", "{audit}");
+    // The body limit.
+    let big = json!({ "project": id, "action": license(), "queue": "q".repeat(8192) });
+    let (status, _) = api.post("/api/v1/plans", &op, big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
 on_both_backends!(
+    the_trusted_user_header_authenticates_behind_a_proxy,
     the_full_flow_runs_from_submission_to_applied,
     a_lock_conflict_is_409_with_the_holder,
     every_scope_refusal_is_401_or_403,
