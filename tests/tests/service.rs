@@ -449,6 +449,22 @@ async fn cookie_sessions_need_the_csrf_token(backend: Backend) {
     assert_eq!(me["who"], "ci");
     assert_eq!(me["scope"], "operate");
     let csrf = me["csrf_token"].as_str().unwrap().to_string();
+    let page = with_cookie(Method::GET, "/")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("Logged in as ci"));
+    let anonymous = api
+        .http
+        .get(api.server.url("/"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert_eq!(anonymous.headers()["location"], "/login?next=/");
     let approve = format!("/api/v1/plans/{plan}/approve");
     for attempt in [None, Some("0".repeat(64))] {
         let mut req = with_cookie(Method::POST, &approve);

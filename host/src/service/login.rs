@@ -28,6 +28,9 @@ pub struct Next {
     /// Where to go after logging in.
     #[serde(default)]
     pub next: Option<String>,
+    /// Set after a login with a wrong token.
+    #[serde(default)]
+    pub failed: Option<String>,
 }
 
 pub(super) fn routes() -> Router<AppState> {
@@ -70,9 +73,30 @@ pub(super) async fn whoami(p: super::Principal) -> axum::Json<WhoAmI> {
     })
 }
 
-/// The minimal login page (`GET /login`) that [`super::router`] serves.
+/// The minimal pages [`super::router`] serves when no dashboard does: the
+/// login form (`GET /login`) and a start page (`GET /`) that says who is
+/// logged in and where the API is.
 pub(super) fn page() -> Router<AppState> {
-    Router::new().route("/login", get(form))
+    Router::new()
+        .route("/login", get(form))
+        .route("/", get(start))
+}
+
+async fn start(p: super::Principal) -> Html<String> {
+    let who = p
+        .who
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let csrf = p.csrf_token().unwrap_or_default();
+    Html(format!(
+        "<!doctype html><meta charset=utf-8><title>lockstep</title>\
+         <p>Logged in as {who} ({}). The API is under <a href=/api/v1/plans>/api/v1</a>, \
+         described by <a href=/api/openapi.json>/api/openapi.json</a>.</p>\
+         <form method=post action=/logout><input type=hidden name=csrf_token value=\"{csrf}\">\
+         <button>Log out</button></form>",
+        p.scope
+    ))
 }
 
 /// Only a path on this server: `/x`, never `//host` or `/\host`.
@@ -89,8 +113,13 @@ async fn form(Query(q): Query<Next>) -> Html<String> {
         .replace('&', "&amp;")
         .replace('"', "&quot;")
         .replace('<', "&lt;");
+    let failed = if q.failed.is_some() {
+        "<p>That token was not accepted (wrong, or revoked).</p>"
+    } else {
+        ""
+    };
     Html(format!(
-        "<!doctype html><meta charset=utf-8><title>lockstep — log in</title>\
+        "<!doctype html><meta charset=utf-8><title>lockstep — log in</title>{failed}\
          <form method=post action=/login><label>API token <input type=password name=token autofocus></label>\
          <input type=hidden name=next value=\"{next}\"><button>Log in</button></form>"
     ))
