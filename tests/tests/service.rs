@@ -455,6 +455,11 @@ async fn cookie_sessions_need_the_csrf_token(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert_eq!(
+        page.headers()["content-security-policy"],
+        "frame-ancestors 'none'"
+    );
     assert!(page.text().await.unwrap().contains("Logged in as ci"));
     let anonymous = api
         .http
