@@ -54,6 +54,9 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    if iterations == 0 {
+        return Duration::ZERO;
+    }
     for _ in 0..iterations.div_ceil(10) {
         f().await;
     }
@@ -69,6 +72,8 @@ where
 struct Row {
     figure: String,
     value: Duration,
+    /// Shown instead of `value` (counts rather than a time).
+    text: Option<String>,
     baseline: Option<(String, Duration)>,
     goal: String,
 }
@@ -128,6 +133,7 @@ async fn lock_rows(url: &str, name: &str, rows: &mut Vec<Row>) {
     rows.push(Row {
         figure: format!("lock acquire+release, {name}"),
         value: ours,
+        text: None,
         baseline: Some((baseline_name.into(), baseline)),
         goal: goal.into(),
     });
@@ -241,6 +247,76 @@ fn step() -> Step {
     }
 }
 
+/// Whether the section `name` runs: every section, unless an argument
+/// (`cargo bench --bench compare -- lifecycle`) names some.
+fn wanted(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| name.contains(f.as_str()) || f.contains(name))
+}
+
+/// The full lifecycle (new, strategize, execute, apply) of one-step `noop`
+/// plans on SQLite, one after another in one session: plans/s, and the
+/// database commits and round trips per plan when the bench is built with
+/// the `db-stats` feature (`./dev compare` does).
+async fn lifecycle_rows(dist: &Path, dir: &Path, rows: &mut Vec<Row>) {
+    let project = dir.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let mut config = Config::for_project(&project);
+    config.plugin_dirs = vec![dist.to_path_buf()];
+    let container = Container::build(config).await.unwrap();
+    let session = container.lifecycle();
+    let action = Action {
+        name: "noop".into(),
+        strategy: "noop".into(),
+        executor: "noop".into(),
+        params: Default::default(),
+    };
+    let plans = 300;
+    let before = lockstep::db::stats::snapshot();
+    let started = Instant::now();
+    for _ in 0..plans {
+        let plan = session.new_plan(action.clone(), &project).await.unwrap();
+        session.strategize_plan(&plan.id).await.unwrap();
+        session.execute_plan(&plan.id).await.unwrap();
+        session.apply_plan(&plan.id).await.unwrap();
+    }
+    let per_plan = started.elapsed() / plans;
+    let counts = lockstep::db::stats::snapshot()
+        .zip(before)
+        .map(|(a, b)| a.since(b));
+    rows.push(Row {
+        figure: format!(
+            "full lifecycle, noop, SQLite ({:.0} plans/s)",
+            1.0 / per_plan.as_secs_f64()
+        ),
+        value: per_plan,
+        text: None,
+        baseline: None,
+        goal: "≥ 500 plans/s".into(),
+    });
+    let text = match counts {
+        Some(c) => format!(
+            "{:.1} / {:.1}",
+            c.commits as f64 / f64::from(plans),
+            c.round_trips as f64 / f64::from(plans)
+        ),
+        None => "(build with --features db-stats)".into(),
+    };
+    rows.push(Row {
+        figure: "SQLite commits / round trips per plan (full lifecycle)".into(),
+        value: Duration::ZERO,
+        text: Some(text),
+        baseline: None,
+        goal: "≤ 6 / ≤ 12".into(),
+    });
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` does not, and
@@ -253,17 +329,20 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut rows = Vec::new();
 
-    lock_rows(
-        &format!("sqlite://{}", dir.path().join("cmp.db").display()),
-        "SQLite",
-        &mut rows,
-    )
-    .await;
-    let pg = std::env::var("LOCKSTEP_BENCH_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    lock_rows(&pg, "PostgreSQL", &mut rows).await;
+    if wanted("lock") {
+        lock_rows(
+            &format!("sqlite://{}", dir.path().join("cmp.db").display()),
+            "SQLite",
+            &mut rows,
+        )
+        .await;
+        let pg = std::env::var("LOCKSTEP_BENCH_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        lock_rows(&pg, "PostgreSQL", &mut rows).await;
+    }
 
     // Rust plugin: instantiate + call through lockstep, beside a bare harness.
+    let plugins = wanted("plugin");
     let db = Db::connect(&format!(
         "sqlite://{}",
         dir.path().join("plugins.db").display()
@@ -274,17 +353,25 @@ async fn main() {
     let ctx = context(dir.path(), LockService::new(db));
     let executor = engine.executor("noop").unwrap();
     let step = step();
-    let ours = time(3000, || async {
+    let iterations = if plugins { 3000 } else { 0 };
+    let ours = time(iterations, || async {
         executor.execute(&ctx, &step).await.unwrap();
     })
     .await;
-    let bare = bare_harness(&dist.join("noop.wasm"), 3000).await;
-    rows.push(Row {
-        figure: "Rust plugin instantiate + call (noop)".into(),
-        value: ours,
-        baseline: Some(("bare wasmtime harness".into(), bare)),
-        goal: "≤ 2×, ≤ 50 µs".into(),
-    });
+    let bare = if plugins {
+        bare_harness(&dist.join("noop.wasm"), iterations).await
+    } else {
+        Duration::ZERO
+    };
+    if plugins {
+        rows.push(Row {
+            figure: "Rust plugin instantiate + call (noop)".into(),
+            value: ours,
+            text: None,
+            baseline: Some(("bare wasmtime harness".into(), bare)),
+            goal: "≤ 2×, ≤ 50 µs".into(),
+        });
+    }
 
     // Plugin call overhead beside the extism crate calling an equivalent
     // Extism plugin. Extism keeps one instance across calls, so the like for
@@ -303,15 +390,22 @@ async fn main() {
     let reuse_engine =
         PluginEngine::with_options(vec![reuse_dir], PluginsConfig::default()).unwrap();
     let warm_executor = reuse_engine.executor("noop").unwrap();
-    let reused = time(20_000, || async {
+    let reused = time(if plugins { 20_000 } else { 0 }, || async {
         warm_executor.execute(&ctx, &step).await.unwrap();
     })
     .await;
-    match extism_baseline(&dist, 20_000) {
+    match extism_baseline(&dist, 20_000).and_then(|r| {
+        if plugins {
+            Ok(r)
+        } else {
+            Err("not asked for".into())
+        }
+    }) {
         Ok((call, fresh)) => {
             rows.push(Row {
                 figure: "plugin call, instance kept (noop)".into(),
                 value: reused,
+                text: None,
                 baseline: Some(("extism: call on a loaded plugin".into(), call)),
                 goal: "≤ 1.0×".into(),
             });
@@ -319,6 +413,7 @@ async fn main() {
                 rows.push(Row {
                     figure: "plugin instantiate + call (noop, the default)".into(),
                     value: ours,
+                    text: None,
                     baseline: Some((
                         "extism: new plugin from the compiled module + call".into(),
                         fresh,
@@ -331,39 +426,15 @@ async fn main() {
     }
 
     // Full lifecycle, SQLite, one-step no-op plugins.
-    let project = dir.path().join("project");
-    std::fs::create_dir_all(&project).unwrap();
-    let mut config = Config::for_project(&project);
-    config.plugin_dirs = vec![dist.clone()];
-    let container = Container::build(config).await.unwrap();
-    let session = container.lifecycle();
-    let action = Action {
-        name: "noop".into(),
-        strategy: "noop".into(),
-        executor: "noop".into(),
-        params: Default::default(),
-    };
-    let plans = 300;
-    let started = Instant::now();
-    for _ in 0..plans {
-        let plan = session.new_plan(action.clone(), &project).await.unwrap();
-        session.strategize_plan(&plan.id).await.unwrap();
-        session.execute_plan(&plan.id).await.unwrap();
-        session.apply_plan(&plan.id).await.unwrap();
+    if wanted("lifecycle") {
+        lifecycle_rows(&dist, dir.path(), &mut rows).await;
     }
-    let per_plan = started.elapsed() / plans;
-    rows.push(Row {
-        figure: format!(
-            "full lifecycle, noop, SQLite ({:.0} plans/s)",
-            1.0 / per_plan.as_secs_f64()
-        ),
-        value: per_plan,
-        baseline: None,
-        goal: "≥ 500 plans/s".into(),
-    });
 
     // Python / JavaScript: load from the disk cache + first call, beside a cold compile + first call.
     for name in ["json-format", "trailing-whitespace"] {
+        if !wanted("load") {
+            break;
+        }
         if !dist.join(format!("{name}.wasm")).is_file() {
             eprintln!("skipping {name}: not built");
             continue;
@@ -400,6 +471,7 @@ async fn main() {
         rows.push(Row {
             figure: format!("{name}: load from cache + first call"),
             value: median(warm),
+            text: None,
             baseline: Some(("cold compile + first call".into(), cold)),
             goal: "≤ 10 ms".into(),
         });
@@ -419,7 +491,7 @@ async fn main() {
         println!(
             "| {} | {} | {} | {} | {} |",
             row.figure,
-            us(row.value),
+            row.text.clone().unwrap_or_else(|| us(row.value)),
             baseline,
             ratio,
             row.goal

@@ -8,6 +8,8 @@ pub(crate) struct FleetSql {
     /// Claim the next runnable plan and take its lease in one statement.
     /// $1 queues (comma-joined), $2 owner, $3 host, $4 pid, $5 user,
     /// $6 ttl ms. Returns `plan_id, token, expires_at`.
+    /// A batch (see `Db::batch`): on SQLite in a `BEGIN IMMEDIATE`
+    /// transaction.
     pub claim: String,
     /// Tell listening workers that work arrived (PostgreSQL only).
     pub notify: Option<&'static str>,
@@ -56,8 +58,12 @@ impl FleetSql {
              {takeover}
              RETURNING resource, token, expires_at"
         );
+        let claim_batch = match backend {
+            Backend::Sqlite => format!("BEGIN IMMEDIATE;\n{claim};\nCOMMIT"),
+            Backend::Postgres => claim.clone(),
+        };
         FleetSql {
-            claim,
+            claim: claim_batch,
             notify: match backend {
                 Backend::Sqlite => None,
                 Backend::Postgres => Some("SELECT pg_notify('lockstep_queue', $1)"),

@@ -183,8 +183,8 @@ impl Shared {
         self.container.store().db().backend
     }
 
-    fn pool(&self) -> &sqlx::AnyPool {
-        &self.container.store().db().pool
+    fn db(&self) -> &crate::db::Db {
+        self.container.store().db()
     }
 
     fn ttl(&self) -> Duration {
@@ -249,17 +249,10 @@ impl Shared {
             .bind(owner.holder.pid)
             .bind(&owner.holder.user)
             .bind(ttl_ms);
-        let row = match self.backend() {
-            // One write transaction: the claim cannot interleave with
-            // another worker's.
-            Backend::Sqlite => {
-                let mut tx = self.container.store().db().begin_write().await?;
-                let row = query.fetch_optional(&mut *tx).await?;
-                tx.commit().await?;
-                row
-            }
-            Backend::Postgres => query.fetch_optional(self.pool()).await?,
-        };
+        // On SQLite one `BEGIN IMMEDIATE` transaction sent as one request:
+        // the claim cannot interleave with another worker's (in another
+        // process either).
+        let row = self.db().batch(query).await?.into_iter().flatten().next();
         let Some(row) = row else {
             return Ok(None);
         };
@@ -432,7 +425,7 @@ impl Shared {
         let n = claim
             .fence
             .bind(sqlx::query(&sql).bind(&claim.plan_id))
-            .execute(self.pool())
+            .execute(&mut *self.db().writer().await?)
             .await?
             .rows_affected();
         if n == 0 {
@@ -447,7 +440,7 @@ impl Shared {
              FROM plan_queue WHERE plan_id = $1",
         )
         .bind(plan_id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db().reader())
         .await?
         .ok_or_else(|| FleetError::NotQueued(plan_id.to_string()))?;
         Ok(Ticket {
@@ -478,6 +471,7 @@ impl Shared {
             fence: Some(&claim.fence),
             reason: "refused by worker",
             error: Some(reason),
+            release: &[],
         };
         match self.container.store().transition(&write).await {
             Ok(_) | Err(StoreError::Fenced { .. }) => {}
@@ -499,7 +493,7 @@ impl Shared {
         .bind(&self.id)
         .bind(claim.fence.owner())
         .bind(claim.fence.token())
-        .fetch_one(self.pool())
+        .fetch_one(&mut *self.db().writer().await?)
         .await?)
     }
 
@@ -516,7 +510,7 @@ impl Shared {
         .bind(id)
         .bind(outcome)
         .bind(error)
-        .execute(self.pool())
+        .execute(&mut *self.db().writer().await?)
         .await?;
         Ok(())
     }
@@ -534,7 +528,7 @@ impl Shared {
         .bind(self.options.queues.join(","))
         .bind(self.options.concurrency as i64)
         .bind(self.ttl().as_millis() as i64)
-        .execute(self.pool())
+        .execute(&mut *self.db().writer().await?)
         .await?;
         Ok(())
     }
@@ -545,7 +539,7 @@ impl Shared {
             "UPDATE workers SET stopped_at = {now}, running = 0 WHERE id = $1"
         ))
         .bind(&self.id)
-        .execute(self.pool())
+        .execute(&mut *self.db().writer().await?)
         .await?;
         Ok(())
     }
@@ -573,7 +567,7 @@ impl Shared {
         ))
         .bind(&self.id)
         .bind(running)
-        .execute(self.pool())
+        .execute(&mut *self.db().writer().await?)
         .await?;
         if running == 0 {
             return Ok(());
@@ -581,7 +575,7 @@ impl Shared {
         let cancelled: Vec<String> = sqlx::query_scalar(
             "SELECT plan_id FROM plan_queue WHERE cancel_requested = 1 AND done = 0",
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.db().reader())
         .await?;
         let running = self.running.lock().unwrap();
         for id in cancelled {

@@ -75,11 +75,14 @@ impl PhaseOutput {
     }
 }
 
-/// The status writes of one run: the same plan, actor and fence each time.
+/// The status writes of one run: the same plan, actor and fence each time;
+/// the last one also releases the run's leases (`ends`).
 struct Writes<'a> {
     id: &'a str,
     actor: &'a str,
     fence: Fence,
+    /// The plan lease and the apply lock, released by the outcome's write.
+    ends: Vec<Fence>,
 }
 
 impl Writes<'_> {
@@ -99,6 +102,31 @@ impl Writes<'_> {
             fence: Some(&self.fence),
             reason,
             error,
+            release: &[],
+        }
+    }
+
+    /// The outcome's write: it releases the run's leases too.
+    fn last<'w>(
+        &'w self,
+        from_to: (Status, Status),
+        seen_version: i64,
+        reason: &'w str,
+        error: Option<&'w str>,
+    ) -> StateWrite<'w> {
+        StateWrite {
+            release: &self.ends,
+            ..self.write(from_to, seen_version, reason, error)
+        }
+    }
+}
+
+/// After the outcome's write: unless it never reached the database, it
+/// released the run's leases with it.
+fn ended<T>(written: &Result<T, StoreError>, guards: &[Option<&LockGuard>]) {
+    if !matches!(written, Err(StoreError::Database(_))) {
+        for guard in guards.iter().flatten() {
+            guard.released_by_write();
         }
     }
 }
@@ -173,6 +201,10 @@ impl PlanLifecycleService {
             id: &plan.id,
             actor: &self.owner.id,
             fence: guard.fence(),
+            ends: std::iter::once(guard)
+                .chain(project_guard)
+                .map(LockGuard::fence)
+                .collect(),
         };
         let reason = format!("{command} started");
         let start = writes.write((plan.status, t.start), plan.version, &reason, None);
@@ -195,13 +227,15 @@ impl PlanLifecycleService {
         let written = match outcome {
             Ok(output) => {
                 let reason = format!("{command} finished");
-                let done = writes.write((t.start, t.success), version, &reason, None);
-                output.store(&self.store, &done).await
+                let done = writes.last((t.start, t.success), version, &reason, None);
+                let written = output.store(&self.store, &done).await;
+                ended(&written, &[Some(guard), project_guard]);
+                written
             }
             Err(e) => {
                 let failed = (t.start, t.failure.unwrap_or(t.start));
                 return Err(self
-                    .record_failure(&writes, failed, version, e, guard)
+                    .record_failure(&writes, failed, version, e, (guard, project_guard))
                     .await);
             }
         };
@@ -245,7 +279,7 @@ impl PlanLifecycleService {
         from_to: (Status, Status),
         version: i64,
         e: LifecycleError,
-        guard: &LockGuard,
+        (guard, project_guard): (&LockGuard, Option<&LockGuard>),
     ) -> LifecycleError {
         let message = match &e {
             LifecycleError::Interrupted => {
@@ -254,8 +288,10 @@ impl PlanLifecycleService {
             other => other.to_string(),
         };
         let reason = format!("{} failed", phase_command(from_to.0.phase));
-        let write = writes.write(from_to, version, &reason, Some(&message));
-        let Err(refused) = self.store.transition(&write).await else {
+        let write = writes.last(from_to, version, &reason, Some(&message));
+        let written = self.store.transition(&write).await;
+        ended(&written, &[Some(guard), project_guard]);
+        let Err(refused) = written else {
             return e;
         };
         // A lost lease means we are fenced out: if nobody took the plan

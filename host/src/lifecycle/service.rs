@@ -365,6 +365,7 @@ impl PlanLifecycleService {
             fence: Some(fence),
             reason: "interrupted apply rolled forward from the journal",
             error: message.as_deref(),
+            release: &[],
         };
         let result = if outcome.is_ok() {
             self.store.finish_apply(&write).await
@@ -397,6 +398,7 @@ impl PlanLifecycleService {
                 fence: Some(fence),
                 reason: "recovered: processing session gone",
                 error: Some(&message),
+                release: &[],
             })
             .await?)
     }
@@ -425,6 +427,7 @@ impl PlanLifecycleService {
                     "cancelled"
                 },
                 error: None,
+                release: &[],
             };
             let plan = if command == Command::Revert {
                 self.store.revert(&write).await?

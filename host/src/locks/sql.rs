@@ -153,6 +153,23 @@ pub(crate) fn takeover(tree_path: &str) -> String {
     )
 }
 
+/// Count one hold down, as part of another statement (a status write
+/// that ends a phase): $first resource, $first+1 owner, $first+2 token. On
+/// SQLite one statement (a trigger deletes the row with the last hold), on
+/// PostgreSQL two, each a `WITH` clause of the enclosing statement. Durable
+/// like the write it goes with.
+pub(crate) fn release_sql(backend: Backend, first: usize) -> Vec<String> {
+    let (r, o, t) = (first, first + 1, first + 2);
+    let lease = format!("resource = ${r} AND owner = ${o} AND token = ${t}");
+    match backend {
+        Backend::Sqlite => vec![format!("UPDATE locks SET holds = holds - 1 WHERE {lease}")],
+        Backend::Postgres => vec![
+            format!("DELETE FROM locks WHERE {lease} AND holds <= 1"),
+            format!("UPDATE locks SET holds = holds - 1 WHERE {lease} AND holds > 1"),
+        ],
+    }
+}
+
 /// Count one hold down (the row goes with the last one).
 fn release(backend: Backend) -> &'static str {
     match backend {

@@ -78,11 +78,11 @@ impl LockService {
         let sent_at = std::time::Instant::now();
         let mut tx = self.inner.db.begin_write().await?;
         if let Some(serialise) = sql.tree_serialise {
-            sqlx::query(serialise).execute(&mut *tx).await?;
+            sqlx::query(serialise).execute(tx.conn()).await?;
         }
         let overlap = sqlx::query(&sql.tree_overlap)
             .bind(&key)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(tx.conn())
             .await?;
         if let Some(row) = overlap {
             let conflict = conflict_from(&row, None)?;
@@ -98,13 +98,13 @@ impl LockService {
             .bind(&owner.holder.user)
             .bind(ttl_ms)
             .bind(&key)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(tx.conn())
             .await?;
         let Some(row) = granted else {
             // The name is held live as an ordinary (non-tree) lease.
             let holder = sqlx::query(&sql.holder)
                 .bind(resource)
-                .fetch_one(&mut *tx)
+                .fetch_one(tx.conn())
                 .await?;
             let conflict = conflict_from(&holder, Some(resource))?;
             tx.rollback().await?;
