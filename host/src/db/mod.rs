@@ -15,7 +15,7 @@ use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 pub mod stats;
 mod write;
 
-pub(crate) use write::Open;
+pub(crate) use write::{Open, WriteTx};
 use write::Writer;
 
 /// Opening the database failed.

@@ -148,6 +148,11 @@ impl WriteTx {
         Ok(groups)
     }
 
+    /// Whether the transaction is still open (not committed by a batch).
+    pub(crate) fn is_open(&self) -> bool {
+        self.conn.is_some()
+    }
+
     /// Commit.
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
         record(1, 1);

@@ -9,11 +9,13 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::Progress;
-use super::service::{phase_command, plan_resource};
+use super::service::phase_command;
+use super::start::{settle, void, Locked};
 use super::{transition, Command, LifecycleError, PlanLifecycleService, Transition};
 use crate::locks::{Fence, LockGuard};
-use crate::model::{ChangeRecord, Phase, PlanProposal, PlanRecord, Status, StepResult};
-use crate::store::{StateWrite, Store, StoreError};
+use crate::db::WriteTx;
+use crate::model::{ChangeRecord, Phase, PlanProposal, PlanRecord, State, Status, StepResult};
+use crate::store::{PlanRead, StateWrite, Store, StoreError};
 
 /// Which phase a run command runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,18 @@ pub(super) struct PhaseRun<'a> {
     pub cancel: CancellationToken,
     /// The plan lease, for writes made during the phase (apply's journal).
     pub fence: Fence,
+    /// Whether the plan has an apply journal, if known from the read.
+    pub journaled: Option<bool>,
+}
+
+/// A phase decided under the plan lock.
+struct Decided {
+    plan: PlanRecord,
+    journaled: Option<bool>,
+    command: Command,
+    t: Transition,
+    /// The apply lock, for apply.
+    project: Option<LockGuard>,
 }
 
 /// What a phase produced, stored with its completing write.
@@ -140,24 +154,62 @@ impl PlanLifecycleService {
         runs: Runs,
     ) -> Result<(PlanRecord, usize), LifecycleError> {
         let operation = format!("{} plan {id}", runs.command());
-        let guard = self.lock(&plan_resource(id), &operation).await?;
-        let result = self.run_phase_locked(id, runs, &operation, &guard).await;
+        let Locked { guard, read, tx } = self.lock_and_read(id, &operation).await?;
+        let result = self
+            .run_phase_locked(read, tx, runs, &operation, &guard)
+            .await;
         if let Err(e) = guard.release().await {
             tracing::warn!("releasing plan lock: {e}; it will expire");
         }
         result
     }
 
-    /// Read the plan, decide the phase, take the apply lock if the phase
-    /// writes the project, and run it.
+    /// Decide the phase (the plan recovered first if need be), take the
+    /// apply lock if the phase writes the project, and run it. `tx`: the
+    /// open transaction that took the plan lock (SQLite).
     async fn run_phase_locked(
         &self,
-        id: &str,
+        read: PlanRead,
+        mut tx: Option<WriteTx>,
         runs: Runs,
         operation: &str,
         guard: &LockGuard,
     ) -> Result<(PlanRecord, usize), LifecycleError> {
-        let plan = self.load_locked(id, guard).await?;
+        let decided = match self.decide(read, &mut tx, runs, operation, guard).await {
+            Ok(decided) => decided,
+            Err(e) => {
+                settle(tx, &[guard]).await;
+                return Err(e);
+            }
+        };
+        let result = self
+            .run_started(&decided, operation, guard, tx)
+            .await;
+        if let Some(g) = decided.project {
+            if let Err(e) = g.release().await {
+                tracing::warn!("releasing project lock: {e}; it will expire");
+            }
+        }
+        result
+    }
+
+    /// Recover the plan if a dead session left it in `*/processing`,
+    /// decide the phase and its transition, take the apply lock for apply.
+    async fn decide(
+        &self,
+        read: PlanRead,
+        tx: &mut Option<WriteTx>,
+        runs: Runs,
+        operation: &str,
+        guard: &LockGuard,
+    ) -> Result<Decided, LifecycleError> {
+        let PlanRead { plan, journaled } = read;
+        let (plan, journaled) = if plan.status.state == State::Processing {
+            settle(tx.take(), &[guard]).await;
+            (self.recover_read(plan, Some(journaled), guard).await?, None)
+        } else {
+            (plan, Some(journaled))
+        };
         let phase = match runs {
             Runs::Phase(phase) => phase,
             Runs::Retry => {
@@ -167,36 +219,30 @@ impl PlanLifecycleService {
         };
         let command = phase_command(phase);
         let t = transition(Some(plan.status), command)?;
-        let project_guard = match phase {
-            Phase::Apply => Some(self.lock_apply(&plan, operation).await?),
+        let project = match phase {
+            Phase::Apply => Some(self.lock_apply_in(&plan, operation, tx, guard).await?),
             Phase::Strategize | Phase::Execute => None,
         };
-        let result = self
-            .run_started(
-                &plan,
-                (command, t),
-                operation,
-                guard,
-                project_guard.as_ref(),
-            )
-            .await;
-        if let Some(g) = project_guard {
-            if let Err(e) = g.release().await {
-                tracing::warn!("releasing project lock: {e}; it will expire");
-            }
-        }
-        result
+        Ok(Decided {
+            plan,
+            journaled,
+            command,
+            t,
+            project,
+        })
     }
 
-    /// Write `*/processing`, run the phase, write its outcome.
+    /// Write `*/processing` (committing `tx` with it), run the phase,
+    /// write its outcome.
     async fn run_started(
         &self,
-        plan: &PlanRecord,
-        (command, t): (Command, Transition),
+        decided: &Decided,
         operation: &str,
         guard: &LockGuard,
-        project_guard: Option<&LockGuard>,
+        tx: Option<WriteTx>,
     ) -> Result<(PlanRecord, usize), LifecycleError> {
+        let Decided { plan, command, t, .. } = decided;
+        let project_guard = decided.project.as_ref();
         let writes = Writes {
             id: &plan.id,
             actor: &self.owner.id,
@@ -208,7 +254,7 @@ impl PlanLifecycleService {
         };
         let reason = format!("{command} started");
         let start = writes.write((plan.status, t.start), plan.version, &reason, None);
-        let version = match self.store.transition(&start).await {
+        let version = match self.write_start(&start, tx, guard, project_guard).await {
             Ok(started) => started.version,
             Err(refused) => return Err(self.refused(&plan.id, guard, plan.version, refused).await),
         };
@@ -222,6 +268,7 @@ impl PlanLifecycleService {
             operation,
             cancel: guard.lost(),
             fence: guard.fence(),
+            journaled: decided.journaled,
         };
         let outcome = self.race(phase, run, guard, project_guard).await;
         let written = match outcome {
@@ -243,6 +290,28 @@ impl PlanLifecycleService {
             Ok(done) => Ok(done),
             Err(refused) => Err(self.refused(&plan.id, guard, version, refused).await),
         }
+    }
+
+    /// The `*/processing` write: the last request of `tx` (which it
+    /// commits) if open, else a request of its own. A transaction that
+    /// could not be committed took no lease.
+    async fn write_start(
+        &self,
+        start: &StateWrite<'_>,
+        tx: Option<WriteTx>,
+        guard: &LockGuard,
+        project_guard: Option<&LockGuard>,
+    ) -> Result<PlanRecord, StoreError> {
+        let Some(mut tx) = tx else {
+            return self.store.transition(start).await;
+        };
+        let written = self.store.transition_in(&mut tx, start).await;
+        if tx.is_open() {
+            drop(tx);
+            void(&[guard]);
+            void(&project_guard.into_iter().collect::<Vec<_>>());
+        }
+        written
     }
 
     /// The phase's work, raced against the loss of the plan lease (or the

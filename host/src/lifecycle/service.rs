@@ -99,7 +99,7 @@ pub(super) fn plan_resource(id: &str) -> String {
     format!("plan:{id}")
 }
 
-fn project_resource(project_id: &str) -> String {
+pub(super) fn project_resource(project_id: &str) -> String {
     format!("project:{project_id}")
 }
 
@@ -124,6 +124,14 @@ impl PlanLifecycleService {
     /// This session's lock owner.
     pub fn owner(&self) -> &Owner {
         &self.owner
+    }
+
+    pub(super) fn locks(&self) -> &LockService {
+        &self.locks
+    }
+
+    pub(super) fn options(&self) -> &LifecycleOptions {
+        &self.options
     }
 
     /// Wait up to `wait` for held locks (jittered backoff) instead of failing fast.
@@ -316,12 +324,29 @@ impl PlanLifecycleService {
         guard: &LockGuard,
     ) -> Result<PlanRecord, LifecycleError> {
         let plan = self.store.plan(id).await?;
+        self.recover_read(plan, None, guard).await
+    }
+
+    /// The plan read under its lock, recovered first if a dead session left
+    /// it in `*/processing`; `journaled`: whether it has an apply journal,
+    /// if known.
+    pub(super) async fn recover_read(
+        &self,
+        plan: PlanRecord,
+        journaled: Option<bool>,
+        guard: &LockGuard,
+    ) -> Result<PlanRecord, LifecycleError> {
         if plan.status.state != State::Processing {
             return Ok(plan);
         }
+        let id = plan.id.as_str();
         // We hold the plan lock, so whoever was processing is gone.
         let fence = guard.fence();
-        if plan.status.phase == Phase::Apply && self.store.has_apply_journal(id).await? {
+        let journaled = match journaled {
+            Some(known) => known,
+            None => self.store.has_apply_journal(id).await?,
+        };
+        if plan.status.phase == Phase::Apply && journaled {
             self.roll_forward_interrupted(&plan, &fence).await
         } else {
             self.recover_interrupted(&plan, &fence).await
@@ -544,7 +569,11 @@ impl PlanLifecycleService {
         let changes = Arc::new(self.store.changes(&plan.id).await?);
         let files = changes.len();
         let limits = self.options.change_limits;
-        if self.store.has_apply_journal(&plan.id).await? {
+        let journaled = match run.journaled {
+            Some(known) => known,
+            None => self.store.has_apply_journal(&plan.id).await?,
+        };
+        if journaled {
             // An earlier apply of this plan renamed files and then
             // failed: finish it (the drift check would see its own
             // writes).

@@ -252,6 +252,63 @@ impl LockService {
         })
     }
 
+    /// The statement that takes a lease (as [`LockService::try_acquire`]
+    /// does), for a caller that sends it with other statements in one
+    /// request: bind its values with [`LockService::bind_acquire`], turn
+    /// the row it returns into a guard with [`LockService::guard_from`]; no
+    /// row means the lease is held by someone else.
+    pub(crate) fn acquire_sql(&self) -> &str {
+        &self.inner.sql.acquire
+    }
+
+    /// Bind $1–$7 of [`LockService::acquire_sql`].
+    pub(crate) fn bind_acquire<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        resource: &'q str,
+        owner: &'q Owner,
+        operation: &'q str,
+        ttl: Duration,
+    ) -> Result<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>, LockError> {
+        check_resource(resource)?;
+        let ttl_ms = self.clamp_ttl(ttl).as_millis() as i64;
+        Ok(query
+            .bind(resource)
+            .bind(&owner.id)
+            .bind(operation)
+            .bind(&owner.holder.host)
+            .bind(owner.holder.pid)
+            .bind(&owner.holder.user)
+            .bind(ttl_ms))
+    }
+
+    /// The guard of the lease granted by [`LockService::acquire_sql`]'s
+    /// `row` (sent at `sent_at`): renewed every TTL/3 from now on.
+    pub(crate) fn guard_from(
+        &self,
+        row: &sqlx::any::AnyRow,
+        resource: &str,
+        owner: &Owner,
+        ttl: Duration,
+        sent_at: std::time::Instant,
+    ) -> Result<LockGuard, LockError> {
+        let grant = Grant {
+            resource: resource.to_string(),
+            token: row.try_get(0)?,
+            holds: row.try_get(1)?,
+            acquired_at: row.try_get(2)?,
+            expires_at: row.try_get(3)?,
+            granted_at: row.try_get(4)?,
+            sent_at,
+        };
+        Ok(LockGuard::start(
+            self.clone(),
+            owner.clone(),
+            grant,
+            self.clamp_ttl(ttl),
+        ))
+    }
+
     /// Take `resource`, waiting up to `wait` with jittered exponential
     /// backoff while another session holds it. `wait = 0` fails fast.
     pub async fn acquire(

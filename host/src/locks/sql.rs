@@ -22,6 +22,10 @@ pub(crate) struct LockSql {
     /// Insert a tree lock, or take over an expired row of the same
     /// resource; never re-entrant. $1–$7 as `acquire`, $8 the tree key.
     pub tree_acquire: String,
+    /// SQLite, inside an open write transaction: the overlap check
+    /// (`tree_overlap` on $8) and the insert made only if it finds
+    /// nothing, sent together. $1–$8 as `tree_acquire`.
+    pub tree_acquire_checked: String,
     /// Serialise tree-lock acquisitions (PostgreSQL only): two different
     /// rows would otherwise both pass the overlap check.
     pub tree_serialise: Option<&'static str>,
@@ -35,6 +39,7 @@ impl LockSql {
             acquire: acquire(db.backend),
             tree_overlap: tree_overlap(db.backend),
             tree_acquire: tree_acquire(db.backend),
+            tree_acquire_checked: tree_acquire_checked(db.backend),
             // A transaction-scoped advisory lock on one constant key
             // ("locktree" in ASCII): released by the commit or rollback.
             tree_serialise: match db.backend {
@@ -127,6 +132,25 @@ fn tree_acquire(backend: Backend) -> String {
     format!(
         "INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at, tree_path)
          VALUES ($1, $2, {token}, $3, $4, $5, $6, 1, {now}, {now} + $7, $8)
+         {takeover}
+         RETURNING token, holds, acquired_at, expires_at, {now} AS granted_at",
+        takeover = takeover("excluded.tree_path")
+    )
+}
+
+/// [`tree_overlap`] of $8, then the insert of [`tree_acquire`] made only
+/// if no live tree lock overlaps, as two statements of one request.
+fn tree_acquire_checked(backend: Backend) -> String {
+    let (now, token) = (backend.now_ms(), new_token(backend));
+    let overlaps = format!(
+        "tree_path IS NOT NULL AND expires_at > {now}
+           AND (substr($8, 1, length(tree_path)) = tree_path OR substr(tree_path, 1, length($8)) = $8)"
+    );
+    format!(
+        "SELECT resource FROM locks WHERE {overlaps} LIMIT 1;
+         INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at, tree_path)
+         SELECT $1, $2, {token}, $3, $4, $5, $6, 1, {now}, {now} + $7, $8
+         WHERE NOT EXISTS (SELECT 1 FROM locks WHERE {overlaps})
          {takeover}
          RETURNING token, holds, acquired_at, expires_at, {now} AS granted_at",
         takeover = takeover("excluded.tree_path")

@@ -123,6 +123,33 @@ impl LockService {
         Ok(grant)
     }
 
+    /// SQLite: try once to take the tree lock in the open write
+    /// transaction `tx`, in one request (the overlap check and the insert
+    /// together). `None` if it is held (the caller goes the ordinary way,
+    /// [`LockService::lock_tree`], which waits or names the holder).
+    pub(crate) async fn try_tree_in(
+        &self,
+        tx: &mut crate::db::WriteTx,
+        resource: &str,
+        path: &str,
+        owner: &Owner,
+        operation: &str,
+        ttl: Duration,
+    ) -> Result<Option<LockGuard>, LockError> {
+        let key = tree_key(path);
+        let sent_at = std::time::Instant::now();
+        let query = sqlx::query(&self.inner.sql.tree_acquire_checked);
+        let query = self
+            .bind_acquire(query, resource, owner, operation, ttl)?
+            .bind(&key);
+        let groups = tx.batch(query, false).await?;
+        let overlap = groups.first().is_some_and(|rows| !rows.is_empty());
+        match groups.get(1).and_then(|rows| rows.first()) {
+            Some(row) if !overlap => Ok(Some(self.guard_from(row, resource, owner, ttl, sent_at)?)),
+            _ => Ok(None),
+        }
+    }
+
     /// [`LockService::try_acquire_tree`], waiting up to `wait` with jittered
     /// backoff while the tree is held. `wait = 0` fails fast.
     pub async fn acquire_tree(

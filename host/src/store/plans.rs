@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::StoreError;
-use crate::db::{Backend, Db, Open};
+use crate::db::{Backend, Db, Open, WriteTx};
 use crate::locks::Fence;
 use crate::model::{ChangeRecord, EventRecord, PlanProposal, PlanRecord, Status, StepResult};
 
@@ -50,15 +50,20 @@ const PLAN_COLUMNS: &str =
     "id, project_root, project_id, action_json, phase, state, version, lock_token, proposal_json, error, created_at, updated_at";
 
 fn plan_from_row(row: &AnyRow) -> Result<PlanRecord, StoreError> {
-    let id: String = row.try_get(0)?;
+    plan_at(row, 0)
+}
+
+/// The plan in `row`'s columns from `at` on (in [`PLAN_COLUMNS`] order).
+fn plan_at(row: &AnyRow, at: usize) -> Result<PlanRecord, StoreError> {
+    let id: String = row.try_get(at)?;
     let what = |what: &str| format!("{what} of plan `{id}`");
-    let action_json: String = row.try_get(3)?;
-    let proposal_json: Option<String> = row.try_get(8)?;
-    let phase: String = row.try_get(4)?;
-    let state: String = row.try_get(5)?;
+    let action_json: String = row.try_get(at + 3)?;
+    let proposal_json: Option<String> = row.try_get(at + 8)?;
+    let phase: String = row.try_get(at + 4)?;
+    let state: String = row.try_get(at + 5)?;
     Ok(PlanRecord {
-        project_root: row.try_get(1)?,
-        project_id: row.try_get(2)?,
+        project_root: row.try_get(at + 1)?,
+        project_id: row.try_get(at + 2)?,
         action: serde_json::from_str(&action_json)
             .map_err(|e| StoreError::corrupt(what("action"), e))?,
         status: Status::new(
@@ -69,17 +74,26 @@ fn plan_from_row(row: &AnyRow) -> Result<PlanRecord, StoreError> {
                 .parse()
                 .map_err(|e| StoreError::corrupt(what("state"), e))?,
         ),
-        version: row.try_get(6)?,
-        lock_token: row.try_get(7)?,
+        version: row.try_get(at + 6)?,
+        lock_token: row.try_get(at + 7)?,
         proposal: proposal_json
             .map(|p| serde_json::from_str(&p))
             .transpose()
             .map_err(|e| StoreError::corrupt(what("proposal"), e))?,
-        error: row.try_get(9)?,
-        created_at: row.try_get(10)?,
-        updated_at: row.try_get(11)?,
+        error: row.try_get(at + 9)?,
+        created_at: row.try_get(at + 10)?,
+        updated_at: row.try_get(at + 11)?,
         id,
     })
+}
+
+/// A plan read as part of a larger request (see [`Store::plan_sql`]).
+#[derive(Debug, Clone)]
+pub struct PlanRead {
+    /// The plan.
+    pub plan: PlanRecord,
+    /// Whether an apply of it was journaled and not finished.
+    pub journaled: bool,
 }
 
 impl Store {
@@ -143,6 +157,45 @@ impl Store {
         plan_from_row(row)
     }
 
+    /// The statement that reads plan `$id` and whether it has an apply
+    /// journal, for a caller that sends it with others in one request (the
+    /// plan lock and the plan in one round trip); decode its row with
+    /// [`Store::plan_read`].
+    pub(crate) fn plan_sql(id: usize) -> String {
+        let columns: Vec<String> = PLAN_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect();
+        format!(
+            "SELECT {}, (SELECT COUNT(*) FROM apply_journal j WHERE j.plan_id = p.id) AS journaled
+             FROM plans p WHERE p.id = ${id}",
+            columns.join(", ")
+        )
+    }
+
+    /// The plan in a row of [`Store::plan_sql`] whose columns start at
+    /// `at`; `None` if the plan does not exist (a `LEFT JOIN` found none).
+    pub(crate) fn plan_read(row: &AnyRow, at: usize) -> Result<Option<PlanRead>, StoreError> {
+        if row.try_get::<Option<String>, _>(at)?.is_none() {
+            return Ok(None);
+        }
+        let journaled: i64 = row.try_get(at + 12)?;
+        Ok(Some(PlanRead {
+            plan: plan_at(row, at)?,
+            journaled: journaled > 0,
+        }))
+    }
+
+    /// One plan and whether it has an apply journal, in one statement.
+    pub async fn read_plan(&self, id: &str) -> Result<PlanRead, StoreError> {
+        let row = sqlx::query(&Self::plan_sql(1))
+            .bind(id)
+            .fetch_optional(self.db.reader())
+            .await?;
+        match row {
+            Some(row) => Self::plan_read(&row, 0)?,
+            None => None,
+        }
+        .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
     /// One plan, if it exists.
     pub async fn plan(&self, id: &str) -> Result<PlanRecord, StoreError> {
         let row = sqlx::query(&format!("SELECT {PLAN_COLUMNS} FROM plans WHERE id = $1"))
@@ -202,6 +255,25 @@ impl Store {
     pub async fn transition(&self, write: &StateWrite<'_>) -> Result<PlanRecord, StoreError> {
         self.write_state(write, Proposal::Keep, Extra::default())
             .await
+    }
+
+    /// [`Store::transition`] as the last request of the open transaction
+    /// `tx` (SQLite), which it commits.
+    pub(crate) async fn transition_in(
+        &self,
+        tx: &mut WriteTx,
+        write: &StateWrite<'_>,
+    ) -> Result<PlanRecord, StoreError> {
+        let extra = Extra::default();
+        let statements = state_write_sql(self.db.backend, write, &extra);
+        let parts: Vec<&str> = statements.iter().map(String::as_str).collect();
+        let sql = self.db.batch_sql(&parts, Open::Commit);
+        let query = bind_write(sqlx::query(&sql), write, None, &extra);
+        let groups = tx.batch(query, true).await?;
+        match groups.first().and_then(|rows| rows.first()) {
+            Some(row) => plan_from_row(row),
+            None => Err(why_not_written(&self.db, write).await),
+        }
     }
 
     /// Strategize finished: store the proposal with the status change.
@@ -386,28 +458,7 @@ impl Store {
             }
             Backend::Postgres => statements.join(""),
         };
-        let mut query = sqlx::query(&sql)
-            .bind(w.to.phase.to_string())
-            .bind(w.to.state.to_string())
-            .bind(w.plan_id)
-            .bind(w.seen_version)
-            .bind(w.from.phase.to_string())
-            .bind(w.fence.map(Fence::token))
-            .bind(w.error)
-            .bind(w.actor)
-            .bind(w.from.state.to_string())
-            .bind(set_proposal)
-            .bind(proposal_json)
-            .bind(w.reason);
-        if let Some(fence) = w.fence {
-            query = fence.bind(query);
-        }
-        for fence in w.release {
-            query = fence.bind(query);
-        }
-        for value in &extra.binds {
-            query = value.bind(query);
-        }
+        let query = bind_write(sqlx::query(&sql), w, Some((set_proposal, proposal_json)), &extra);
         let groups = self.db.batch(query).await?;
         let update = match backend {
             Backend::Sqlite => extra.statements.len(),
@@ -418,6 +469,40 @@ impl Store {
             None => Err(why_not_written(&self.db, w).await),
         }
     }
+}
+
+/// Bind a status write's values (see [`state_write_sql`]); `proposal`:
+/// whether to set the proposal, and to what (`None`: keep it).
+fn bind_write<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    w: &'q StateWrite<'q>,
+    proposal: Option<(i64, Option<&'q str>)>,
+    extra: &'q Extra,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let (set_proposal, proposal_json) = proposal.unwrap_or((0, None));
+    let mut query = query
+        .bind(w.to.phase.to_string())
+        .bind(w.to.state.to_string())
+        .bind(w.plan_id)
+        .bind(w.seen_version)
+        .bind(w.from.phase.to_string())
+        .bind(w.fence.map(Fence::token))
+        .bind(w.error)
+        .bind(w.actor)
+        .bind(w.from.state.to_string())
+        .bind(set_proposal)
+        .bind(proposal_json)
+        .bind(w.reason);
+    if let Some(fence) = w.fence {
+        query = fence.bind(query);
+    }
+    for fence in w.release {
+        query = fence.bind(query);
+    }
+    for value in &extra.binds {
+        query = value.bind(query);
+    }
+    query
 }
 
 /// A value bound to a statement of an [`Extra`].
