@@ -12,8 +12,8 @@ use super::progress::Progress;
 use super::service::phase_command;
 use super::start::{settle, void, Locked};
 use super::{transition, Command, LifecycleError, PlanLifecycleService, Transition};
-use crate::locks::{Fence, LockGuard};
 use crate::db::WriteTx;
+use crate::locks::{Fence, LockGuard};
 use crate::model::{ChangeRecord, Phase, PlanProposal, PlanRecord, State, Status, StepResult};
 use crate::store::{PlanRead, StateWrite, Store, StoreError};
 
@@ -49,6 +49,8 @@ pub(super) struct PhaseRun<'a> {
     pub fence: Fence,
     /// Whether the plan has an apply journal, if known from the read.
     pub journaled: Option<bool>,
+    /// The stored changeset, if read with the plan.
+    pub changes: Option<Vec<ChangeRecord>>,
 }
 
 /// A phase decided under the plan lock.
@@ -154,9 +156,16 @@ impl PlanLifecycleService {
         runs: Runs,
     ) -> Result<(PlanRecord, usize), LifecycleError> {
         let operation = format!("{} plan {id}", runs.command());
-        let Locked { guard, read, tx } = self.lock_and_read(id, &operation).await?;
+        let apply = runs == Runs::Phase(Phase::Apply);
+        let locked = self.lock_and_read(id, &operation, apply).await?;
+        let Locked {
+            guard,
+            read,
+            tx,
+            changes,
+        } = locked;
         let result = self
-            .run_phase_locked(read, tx, runs, &operation, &guard)
+            .run_phase_locked((read, changes), tx, runs, &operation, &guard)
             .await;
         if let Err(e) = guard.release().await {
             tracing::warn!("releasing plan lock: {e}; it will expire");
@@ -169,7 +178,7 @@ impl PlanLifecycleService {
     /// open transaction that took the plan lock (SQLite).
     async fn run_phase_locked(
         &self,
-        read: PlanRead,
+        (read, changes): (PlanRead, Option<Vec<ChangeRecord>>),
         mut tx: Option<WriteTx>,
         runs: Runs,
         operation: &str,
@@ -183,7 +192,7 @@ impl PlanLifecycleService {
             }
         };
         let result = self
-            .run_started(&decided, operation, guard, tx)
+            .run_started(&decided, changes, operation, guard, tx)
             .await;
         if let Some(g) = decided.project {
             if let Err(e) = g.release().await {
@@ -237,11 +246,14 @@ impl PlanLifecycleService {
     async fn run_started(
         &self,
         decided: &Decided,
+        changes: Option<Vec<ChangeRecord>>,
         operation: &str,
         guard: &LockGuard,
         tx: Option<WriteTx>,
     ) -> Result<(PlanRecord, usize), LifecycleError> {
-        let Decided { plan, command, t, .. } = decided;
+        let Decided {
+            plan, command, t, ..
+        } = decided;
         let project_guard = decided.project.as_ref();
         let writes = Writes {
             id: &plan.id,
@@ -269,6 +281,7 @@ impl PlanLifecycleService {
             cancel: guard.lost(),
             fence: guard.fence(),
             journaled: decided.journaled,
+            changes,
         };
         let outcome = self.race(phase, run, guard, project_guard).await;
         let written = match outcome {

@@ -566,7 +566,11 @@ impl PlanLifecycleService {
     async fn run_apply(&self, run: PhaseRun<'_>) -> Result<PhaseOutput, LifecycleError> {
         let plan = run.plan;
         let root = PathBuf::from(&plan.project_root);
-        let changes = Arc::new(self.store.changes(&plan.id).await?);
+        let changes = match run.changes {
+            Some(read) => read,
+            None => self.store.changes(&plan.id).await?,
+        };
+        let changes = Arc::new(changes);
         let files = changes.len();
         let limits = self.options.change_limits;
         let journaled = match run.journaled {
@@ -587,11 +591,17 @@ impl PlanLifecycleService {
             .prepare(changes, limits)
             .await
             .map_err(LifecycleError::from)?;
-        if let Err(e) = self
-            .store
-            .journal_apply(&plan.id, &self.owner.id, &run.fence)
-            .await
-        {
+        // An empty changeset writes nothing, so there is nothing to roll
+        // forward: no journal (a crash leaves apply/processing, recovered
+        // to apply/errored and retried).
+        let journal = if files == 0 {
+            Ok(())
+        } else {
+            self.store
+                .journal_apply(&plan.id, &self.owner.id, &run.fence)
+                .await
+        };
+        if let Err(e) = journal {
             staged.discard().await;
             return Err(e.into());
         }

@@ -17,7 +17,7 @@ use super::service::{plan_resource, project_resource};
 use super::{LifecycleError, PlanLifecycleService};
 use crate::db::{Backend, Open, WriteTx};
 use crate::locks::LockGuard;
-use crate::model::PlanRecord;
+use crate::model::{ChangeRecord, PlanRecord};
 use crate::store::{PlanRead, Store, StoreError};
 
 /// The plan lock, the plan as read under it, and (SQLite) the open
@@ -26,6 +26,8 @@ pub(super) struct Locked {
     pub guard: LockGuard,
     pub read: PlanRead,
     pub tx: Option<WriteTx>,
+    /// The stored changeset, if read with the plan (apply, SQLite).
+    pub changes: Option<Vec<ChangeRecord>>,
 }
 
 /// Commit `tx` (if open): what it did is kept. If the commit fails, the
@@ -58,11 +60,18 @@ impl PlanLifecycleService {
         &self,
         id: &str,
         operation: &str,
+        with_changes: bool,
     ) -> Result<Locked, LifecycleError> {
         let resource = plan_resource(id);
         let fast = match self.store.db().backend {
-            Backend::Sqlite => self.lock_and_read_sqlite(&resource, id, operation).await?,
-            Backend::Postgres => self.lock_and_read_postgres(&resource, id, operation).await?,
+            Backend::Sqlite => {
+                self.lock_and_read_sqlite(&resource, id, operation, with_changes)
+                    .await?
+            }
+            Backend::Postgres => {
+                self.lock_and_read_postgres(&resource, id, operation)
+                    .await?
+            }
         };
         if let Some(locked) = fast {
             return Ok(locked);
@@ -73,6 +82,7 @@ impl PlanLifecycleService {
                 guard,
                 read,
                 tx: None,
+                changes: None,
             }),
             Err(e) => {
                 let _ = guard.release().await;
@@ -81,17 +91,24 @@ impl PlanLifecycleService {
         }
     }
 
-    /// SQLite: `BEGIN IMMEDIATE`, the acquisition and the read in one
-    /// request; the transaction stays open. `None`: the lock is held.
+    /// SQLite: `BEGIN IMMEDIATE`, the acquisition and the read (and the
+    /// changeset, `with_changes`) in one request; the transaction stays
+    /// open. `None`: the lock is held.
     async fn lock_and_read_sqlite(
         &self,
         resource: &str,
         id: &str,
         operation: &str,
+        with_changes: bool,
     ) -> Result<Option<Locked>, LifecycleError> {
         let db = self.store.db();
         let read_sql = Store::plan_sql(8);
-        let sql = db.batch_sql(&[self.locks().acquire_sql(), &read_sql], Open::Begin);
+        let changes_sql = Store::changes_sql(8);
+        let mut statements = vec![self.locks().acquire_sql(), read_sql.as_str()];
+        if with_changes {
+            statements.push(&changes_sql);
+        }
+        let sql = db.batch_sql(&statements, Open::Begin);
         let ttl = self.options().lock_ttl;
         let query = self
             .locks()
@@ -111,11 +128,21 @@ impl PlanLifecycleService {
             Some(row) => Store::plan_read(row, 0),
             None => Ok(None),
         };
+        let changes = match groups.get(2) {
+            Some(rows) if with_changes => Store::changes_from(rows, id).map(Some),
+            _ => Ok(None),
+        };
+        let read = match (read, changes) {
+            (Ok(Some(read)), Ok(changes)) => Ok(Some((read, changes))),
+            (Ok(None), _) => Ok(None),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
         match read {
-            Ok(Some(read)) => Ok(Some(Locked {
+            Ok(Some((read, changes))) => Ok(Some(Locked {
                 guard,
                 read,
                 tx: Some(tx),
+                changes,
             })),
             other => {
                 settle(Some(tx), &[&guard]).await;
@@ -161,6 +188,7 @@ impl PlanLifecycleService {
                 guard,
                 read,
                 tx: None,
+                changes: None,
             })),
             other => {
                 let _ = guard.release().await;

@@ -162,10 +162,20 @@ impl Store {
     /// plan lock and the plan in one round trip); decode its row with
     /// [`Store::plan_read`].
     pub(crate) fn plan_sql(id: usize) -> String {
-        let columns: Vec<String> = PLAN_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect();
         format!(
-            "SELECT {}, (SELECT COUNT(*) FROM apply_journal j WHERE j.plan_id = p.id) AS journaled
-             FROM plans p WHERE p.id = ${id}",
+            "SELECT {} FROM plans p WHERE p.id = ${id}",
+            Self::plan_read_columns("p")
+        )
+    }
+
+    /// The columns [`Store::plan_read`] decodes, of the plan row `alias`.
+    pub(crate) fn plan_read_columns(alias: &str) -> String {
+        let columns: Vec<String> = PLAN_COLUMNS
+            .split(", ")
+            .map(|c| format!("{alias}.{c}"))
+            .collect();
+        format!(
+            "{}, (SELECT COUNT(*) FROM apply_journal j WHERE j.plan_id = {alias}.id) AS journaled",
             columns.join(", ")
         )
     }
@@ -338,10 +348,25 @@ impl Store {
 
     /// The stored changeset, in order.
     pub async fn changes(&self, plan_id: &str) -> Result<Vec<ChangeRecord>, StoreError> {
-        let rows = sqlx::query("SELECT path, kind, contents, base_contents, base_hash, new_hash FROM changes WHERE plan_id = $1 ORDER BY seq")
+        let rows = sqlx::query(&Self::changes_sql(1))
             .bind(plan_id)
             .fetch_all(self.db.reader())
             .await?;
+        Self::changes_from(&rows, plan_id)
+    }
+
+    /// The statement that reads plan `$id`'s changeset, in order, for a
+    /// caller that sends it with others in one request; decode its rows
+    /// with [`Store::changes_from`].
+    pub(crate) fn changes_sql(id: usize) -> String {
+        format!("SELECT path, kind, contents, base_contents, base_hash, new_hash FROM changes WHERE plan_id = ${id} ORDER BY seq")
+    }
+
+    /// The changeset in the rows of [`Store::changes_sql`].
+    pub(crate) fn changes_from(
+        rows: &[AnyRow],
+        plan_id: &str,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
         rows.iter()
             .map(|r| {
                 let kind: String = r.try_get(1)?;
@@ -458,7 +483,12 @@ impl Store {
             }
             Backend::Postgres => statements.join(""),
         };
-        let query = bind_write(sqlx::query(&sql), w, Some((set_proposal, proposal_json)), &extra);
+        let query = bind_write(
+            sqlx::query(&sql),
+            w,
+            Some((set_proposal, proposal_json)),
+            &extra,
+        );
         let groups = self.db.batch(query).await?;
         let update = match backend {
             Backend::Sqlite => extra.statements.len(),
