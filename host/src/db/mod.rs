@@ -15,8 +15,8 @@ use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 pub mod stats;
 mod write;
 
-pub(crate) use write::{Open, WriteTx};
 use write::Writer;
+pub(crate) use write::{Open, WriteTx};
 
 /// Opening the database failed.
 #[derive(Debug, thiserror::Error)]

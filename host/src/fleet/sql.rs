@@ -9,11 +9,27 @@ pub(crate) struct FleetSql {
     /// $1 queues (comma-joined), $2 owner, $3 host, $4 pid, $5 user,
     /// $6 ttl ms. Returns `plan_id, token, expires_at`.
     /// A batch (see `Db::batch`): on SQLite in a `BEGIN IMMEDIATE`
-    /// transaction.
+    /// transaction. Returns `resource, token, expires_at`, the plan
+    /// (`Store::plan_read` columns) and its queue row (`TICKET`).
     pub claim: String,
+    /// The plan and its queue row (`TICKET` columns after the plan's),
+    /// $1 the plan.
+    pub read: String,
+    /// After a phase that succeeded: end its attempt ($1, outcome `ok`),
+    /// reset the attempt count fenced by the claim ($2 plan, $3–$5 the
+    /// fence) and return the queue row, in one request. No row: the lease
+    /// was taken over.
+    pub phase_done: String,
+    /// Finish the plan in the queue (fenced, $1 plan, $2–$4 the fence) and
+    /// release every lease of the claim's owner ($3), in one request.
+    pub finish: String,
     /// Tell listening workers that work arrived (PostgreSQL only).
     pub notify: Option<&'static str>,
 }
+
+/// The queue row's columns a worker reads (table alias `q`), in the order
+/// `Ticket::at` decodes them.
+pub(crate) const TICKET: &str = "q.identity, q.auto_apply, q.approved, q.attempts, q.max_attempts, q.drift_retries, q.cancel_requested, q.done";
 
 /// The channel workers `LISTEN` on.
 pub(crate) const CHANNEL: &str = "lockstep_queue";
@@ -58,12 +74,58 @@ impl FleetSql {
              {takeover}
              RETURNING resource, token, expires_at"
         );
-        let claim_batch = match backend {
-            Backend::Sqlite => format!("BEGIN IMMEDIATE;\n{claim};\nCOMMIT"),
-            Backend::Postgres => claim.clone(),
+        let plan = crate::store::Store::plan_read_columns("p");
+        // The claim returns the claimed plan and its queue row too.
+        let joined = format!("{plan}, {TICKET} FROM plans p JOIN plan_queue q ON q.plan_id = p.id");
+        let claim = match backend {
+            Backend::Sqlite => format!(
+                "BEGIN IMMEDIATE;
+                 {claim};
+                 SELECT l.resource, l.token, l.expires_at, {joined} JOIN locks l ON l.resource = 'plan:' || p.id
+                 WHERE l.owner = $2;
+                 COMMIT"
+            ),
+            // The inserted lease is not visible to the rest of the
+            // statement: take it from the `RETURNING`.
+            Backend::Postgres => format!(
+                "WITH claimed AS ({claim})
+                 SELECT c.resource, c.token, c.expires_at, {joined} JOIN claimed c ON c.resource = 'plan:' || p.id"
+            ),
+        };
+        let read = format!("SELECT {joined} WHERE p.id = $1");
+        let fence = "EXISTS (SELECT 1 FROM locks WHERE resource = $3 AND owner = $4 AND token = $5 AND expires_at > {now})".replace("{now}", now);
+        let end_ok = format!(
+            "UPDATE plan_attempts SET ended_at = {now}, outcome = 'ok', error = NULL WHERE id = $1"
+        );
+        let reset = format!("UPDATE plan_queue SET attempts = 0 WHERE plan_id = $2 AND {fence}");
+        let phase_done = match backend {
+            Backend::Sqlite => format!(
+                "BEGIN IMMEDIATE;
+                 {end_ok};
+                 {reset};
+                 SELECT {TICKET} FROM plan_queue q WHERE q.plan_id = $2 AND changes() = 1;
+                 COMMIT"
+            ),
+            Backend::Postgres => format!(
+                "WITH ended AS ({end_ok}),
+                      q AS ({reset} RETURNING *)
+                 SELECT {TICKET} FROM q"
+            ),
+        };
+        let done = "UPDATE plan_queue SET done = 1 WHERE plan_id = $1 AND EXISTS (SELECT 1 FROM locks WHERE resource = $2 AND owner = $3 AND token = $4 AND expires_at > {now})".replace("{now}", now);
+        let finish = match backend {
+            Backend::Sqlite => {
+                format!("BEGIN IMMEDIATE;\n{done};\nDELETE FROM locks WHERE owner = $3;\nCOMMIT")
+            }
+            Backend::Postgres => {
+                format!("WITH done AS ({done}) DELETE FROM locks WHERE owner = $3")
+            }
         };
         FleetSql {
-            claim: claim_batch,
+            claim,
+            read,
+            phase_done,
+            finish,
             notify: match backend {
                 Backend::Sqlite => None,
                 Backend::Postgres => Some("SELECT pg_notify('lockstep_queue', $1)"),
