@@ -333,19 +333,8 @@ impl Shared {
         claim: &Claim,
     ) -> Result<bool, FleetError> {
         let (mut plan, mut ticket) = (claim.plan.clone(), claim.ticket.clone());
-        if !ticket.done && !plan.status.is_terminal() {
-            let (roots, root, identity) = (
-                self.roots.clone(),
-                plan.project_root.clone(),
-                ticket.identity.clone(),
-            );
-            let checked =
-                tokio::task::spawn_blocking(move || check_project(&roots, &root, &identity))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("checking the project failed: {e}")));
-            if let Err(reason) = checked {
-                return self.refuse(&plan, claim, &reason).await.map(|()| false);
-            }
+        if let Err(reason) = self.check(&plan, &ticket).await {
+            return self.refuse(&plan, claim, &reason).await.map(|()| false);
         }
         loop {
             let next = next_step(&plan, &ticket);
@@ -388,6 +377,22 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// A plan still to run must be under our roots and be the project it
+    /// was submitted for.
+    async fn check(&self, plan: &PlanRecord, ticket: &Ticket) -> Result<(), String> {
+        if ticket.done || plan.status.is_terminal() {
+            return Ok(());
+        }
+        let (roots, root, identity) = (
+            self.roots.clone(),
+            plan.project_root.clone(),
+            ticket.identity.clone(),
+        );
+        tokio::task::spawn_blocking(move || check_project(&roots, &root, &identity))
+            .await
+            .unwrap_or_else(|e| Err(format!("checking the project failed: {e}")))
     }
 
     /// Record a phase's failure; `true` to go on with the plan.

@@ -284,6 +284,26 @@ impl PlanLifecycleService {
             changes,
         };
         let outcome = self.race(phase, run, guard, project_guard).await;
+        self.finish_phase(decided, &writes, version, outcome, guard)
+            .await
+    }
+
+    /// Write the phase's outcome (releasing its leases with it).
+    async fn finish_phase(
+        &self,
+        Decided {
+            plan,
+            command,
+            t,
+            project,
+            ..
+        }: &Decided,
+        writes: &Writes<'_>,
+        version: i64,
+        outcome: Result<PhaseOutput, LifecycleError>,
+        guard: &LockGuard,
+    ) -> Result<(PlanRecord, usize), LifecycleError> {
+        let project_guard = project.as_ref();
         let written = match outcome {
             Ok(output) => {
                 let reason = format!("{command} finished");
@@ -295,7 +315,7 @@ impl PlanLifecycleService {
             Err(e) => {
                 let failed = (t.start, t.failure.unwrap_or(t.start));
                 return Err(self
-                    .record_failure(&writes, failed, version, e, (guard, project_guard))
+                    .record_failure(writes, failed, version, e, (guard, project_guard))
                     .await);
             }
         };
