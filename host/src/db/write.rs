@@ -311,4 +311,6 @@ pub(crate) enum Open {
     Begin,
     /// `…; COMMIT`: ends a transaction begun earlier.
     Commit,
+    /// `…`: statements inside a transaction begun earlier, which stays open.
+    Inside,
 }

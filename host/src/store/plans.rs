@@ -8,6 +8,11 @@ use crate::db::{Backend, Db, Open, WriteTx};
 use crate::locks::Fence;
 use crate::model::{ChangeRecord, EventRecord, PlanProposal, PlanRecord, Status, StepResult};
 
+/// Most changeset entries and step results written in the one request of
+/// a phase's outcome (each takes up to 8 values; SQLite caps a statement
+/// at 32 766).
+const ROWS_PER_REQUEST: usize = 1000;
+
 /// A versioned, optionally fenced status change.
 #[derive(Debug, Clone)]
 pub struct StateWrite<'a> {
@@ -299,13 +304,17 @@ impl Store {
     }
 
     /// Execute finished: replace the changeset and step results with the
-    /// status change, atomically, in one request.
+    /// status change, atomically, in one request (a large changeset in one
+    /// transaction of several).
     pub async fn complete_execute(
         &self,
         write: &StateWrite<'_>,
         changes: &[ChangeRecord],
         steps: &[StepResult],
     ) -> Result<PlanRecord, StoreError> {
+        if changes.len() + steps.len() > ROWS_PER_REQUEST {
+            return self.complete_execute_large(write, changes, steps).await;
+        }
         let mut extra = Extra::default();
         extra.replace_rows(
             "step_results (plan_id, idx, step_id, summary)",
@@ -336,6 +345,65 @@ impl Store {
              base_contents = excluded.base_contents, base_hash = excluded.base_hash, new_hash = excluded.new_hash",
         );
         self.write_state(write, Proposal::Keep, extra).await
+    }
+
+    /// [`Store::complete_execute`] of a changeset too large for one
+    /// request (a statement has a cap on its values): the status write
+    /// first, then the rows one by one, in one transaction.
+    async fn complete_execute_large(
+        &self,
+        write: &StateWrite<'_>,
+        changes: &[ChangeRecord],
+        steps: &[StepResult],
+    ) -> Result<PlanRecord, StoreError> {
+        let mut tx = self.db.begin_write().await?;
+        let extra = Extra::default();
+        let statements = state_write_sql(self.db.backend, write, &extra);
+        let parts: Vec<&str> = statements.iter().map(String::as_str).collect();
+        let sql = self.db.batch_sql(&parts, Open::Inside);
+        let groups = tx
+            .batch(bind_write(sqlx::query(&sql), write, None, &extra), false)
+            .await?;
+        let Some(row) = groups.first().and_then(|rows| rows.first()) else {
+            // Refused: nothing changed but the releases the write carries.
+            tx.commit().await?;
+            return Err(why_not_written(&self.db, write).await);
+        };
+        let plan = plan_from_row(row)?;
+        for table in ["changes", "step_results"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE plan_id = $1"))
+                .bind(write.plan_id)
+                .execute(tx.conn())
+                .await?;
+        }
+        for (seq, c) in changes.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO changes (plan_id, seq, path, kind, contents, base_contents, base_hash, new_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(write.plan_id)
+            .bind(seq as i64)
+            .bind(&c.path)
+            .bind(c.kind.to_string())
+            .bind(c.contents.as_deref())
+            .bind(c.base_contents.as_deref())
+            .bind(c.base_hash.as_deref())
+            .bind(c.new_hash.as_deref())
+            .execute(tx.conn())
+            .await?;
+        }
+        for (idx, s) in steps.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO step_results (plan_id, idx, step_id, summary) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(write.plan_id)
+            .bind(idx as i64)
+            .bind(&s.step_id)
+            .bind(&s.summary)
+            .execute(tx.conn())
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(plan)
     }
 
     /// Revert: drop the changeset, results and proposal with the status change.
