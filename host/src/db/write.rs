@@ -139,7 +139,7 @@ impl WriteTx {
     ) -> Result<Vec<Vec<AnyRow>>, sqlx::Error> {
         record(1, u64::from(commits));
         let conn = self.conn.as_mut().expect("transaction open");
-        let mut groups = grouped(&mut **conn, query).await?;
+        let mut groups = grouped(conn, query).await?;
         if commits {
             // Committed by the batch: nothing left to roll back.
             self.conn.take();
@@ -243,7 +243,7 @@ impl Db {
         let conn = self.write_conn().await?;
         let mut tx = WriteTx { conn: Some(conn) };
         let conn = tx.conn.as_mut().expect("transaction open");
-        let mut groups = grouped(&mut **conn, query).await?;
+        let mut groups = grouped(conn, query).await?;
         if !groups.is_empty() {
             groups.remove(0); // BEGIN
         }
@@ -285,7 +285,7 @@ impl Db {
         // if it fails or is dropped half-way.
         let mut tx = WriteTx { conn: Some(conn) };
         let conn = tx.conn.as_mut().expect("transaction open");
-        let mut groups = grouped(&mut **conn, query).await?;
+        let mut groups = grouped(conn, query).await?;
         tx.conn.take();
         if self.backend == Backend::Sqlite && groups.len() >= 2 {
             groups.remove(0); // BEGIN
