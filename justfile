@@ -48,7 +48,7 @@ bench: plugins
 # FLEET_PLANS, FLEET_WORKERS, FLEET_CONCURRENCY, FLEET_BACKENDS change the run.
 bench-fleet: plugins
     bash scripts/ensure-postgres.sh
-    cargo bench -p lockstep --bench fleet
+    cargo bench -p lockstep --features db-stats --bench fleet
 
 # Each figure beside its baseline, with the ratio and the goal. Also builds the
 # extism baseline (bench/extism, its own workspace: it brings another wasmtime).
@@ -57,7 +57,7 @@ compare *ARGS: plugins
     bash scripts/ensure-postgres.sh
     bash plugins/extism/build.sh
     cd bench/extism && cargo build --release --target-dir ../../target/extism
-    cargo bench -p lockstep --bench compare -- {{ARGS}}
+    cargo bench -p lockstep --features db-stats --bench compare -- {{ARGS}}
 
 # A real plan end to end on the embedded SQLite default, with the example plugins.
 demo: plugins

@@ -7,7 +7,7 @@
 
 mod plans;
 
-pub use plans::{StateWrite, Store};
+pub use plans::{PlanRead, StateWrite, Store};
 
 /// A persistence failure.
 #[derive(Debug, thiserror::Error)]
