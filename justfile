@@ -80,3 +80,8 @@ scale: plugins
     bash scripts/ensure-postgres.sh
     cargo bench -p lockstep --bench scale
     bash docs/perf/plot.sh
+
+# The binary as installs get it (stripped, thin LTO): target/dist/lockstep.
+dist:
+    cargo build -p lockstep --bin lockstep --profile dist
+    ls -l target/dist/lockstep
