@@ -48,7 +48,7 @@ bench: plugins
 # FLEET_PLANS, FLEET_WORKERS, FLEET_CONCURRENCY, FLEET_BACKENDS change the run.
 bench-fleet: plugins
     bash scripts/ensure-postgres.sh
-    cargo bench -p lockstep --bench fleet
+    cargo bench -p lockstep --features db-stats --bench fleet
 
 # The service under load on loopback: 200 event streams, steady reads and
 # submissions for SERVICE_SECONDS (default 30); throughput, p50/p99, errors,
@@ -58,11 +58,12 @@ bench-service: plugins
 
 # Each figure beside its baseline, with the ratio and the goal. Also builds the
 # extism baseline (bench/extism, its own workspace: it brings another wasmtime).
-compare: plugins
+# `./dev compare --check` exits non-zero when a goal is missed.
+compare *ARGS: plugins
     bash scripts/ensure-postgres.sh
     bash plugins/extism/build.sh
     cd bench/extism && cargo build --release --target-dir ../../target/extism
-    cargo bench -p lockstep --bench compare
+    cargo bench -p lockstep --features db-stats --bench compare -- {{ARGS}}
 
 # A real plan end to end on the embedded SQLite default, with the example plugins.
 demo: plugins
@@ -85,3 +86,8 @@ scale: plugins
     bash scripts/ensure-postgres.sh
     cargo bench -p lockstep --bench scale
     bash docs/perf/plot.sh
+
+# The binary as installs get it (stripped, thin LTO): target/dist/lockstep.
+dist:
+    cargo build -p lockstep --bin lockstep --profile dist
+    ls -l target/dist/lockstep

@@ -91,14 +91,23 @@ fn start_workers(
     (stop, handles)
 }
 
-/// Burn `n` plans down with `w` workers; plans/s end to end.
-async fn burn_down(c: &Arc<Container>, root: &Path, n: usize, w: usize, concurrency: usize) -> f64 {
+/// Burn `n` plans down with `w` workers; plans/s end to end, and the
+/// commits and round trips per plan (with the `db-stats` feature).
+async fn burn_down(
+    c: &Arc<Container>,
+    root: &Path,
+    n: usize,
+    w: usize,
+    concurrency: usize,
+) -> (f64, Option<(f64, f64)>) {
     let t = Instant::now();
     submit_all(c, root, n).await;
     eprintln!(
         "  submitted {n} plans in {:.2} s",
         t.elapsed().as_secs_f64()
     );
+    analyze(c).await;
+    let counted = lockstep::db::stats::snapshot();
     let (stop, handles) = start_workers(c, w, concurrency, root);
     let start = Instant::now();
     let mut last = (start, n as i64);
@@ -122,7 +131,30 @@ async fn burn_down(c: &Arc<Container>, root: &Path, n: usize, w: usize, concurre
     for h in handles {
         h.await.unwrap();
     }
-    rate
+    // Workers' requests from claim to applied (with the bench's own
+    // queue-depth polls, a few per second).
+    let per_plan = lockstep::db::stats::snapshot()
+        .zip(counted)
+        .map(|(now, then)| now.since(then))
+        .map(|d| (d.commits as f64 / n as f64, d.round_trips as f64 / n as f64));
+    (rate, per_plan)
+}
+
+/// PostgreSQL: gather the planner's statistics after the burst of
+/// submissions. A queue in service has them (autovacuum analyzes a table
+/// once a tenth of it changed); a database created a second ago and filled
+/// with 1000 rows has none until autovacuum's next round (up to a minute),
+/// and the claim's plan meanwhile scans as if the tables were empty. The
+/// figures are for a queue in service.
+async fn analyze(c: &Container) {
+    let url = c.config().database_url();
+    if url.starts_with("postgres") {
+        use sqlx::{Connection, Executor};
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("PostgreSQL");
+        conn.execute("ANALYZE plan_queue, plans, locks")
+            .await
+            .expect("ANALYZE");
+    }
 }
 
 /// Idle pickup: one worker waiting; submit one plan at a time.
@@ -203,9 +235,22 @@ async fn run_backend(name: &str, pg: &str, csv: &mut String, quick: bool) {
         let (url, db) = fresh_db(name, pg, dir.path()).await;
         let c = Arc::new(container(&url, dir.path(), &dist).await);
         eprintln!("{name}: {plans} plans, {w} worker(s) × {concurrency}");
-        let rate = burn_down(&c, dir.path(), plans, w, concurrency).await;
+        let (rate, per_plan) = burn_down(&c, dir.path(), plans, w, concurrency).await;
         eprintln!("{name}: {rate:.1} plans/s ({:.1} phases/s)", rate * 3.0);
         writeln!(csv, "{name},burn_down,{w},{concurrency},{plans},{rate:.1}").unwrap();
+        if let Some((commits, trips)) = per_plan {
+            eprintln!("{name}: {commits:.1} commits, {trips:.1} round trips per plan");
+            writeln!(
+                csv,
+                "{name},commits_per_plan,{w},{concurrency},{plans},{commits:.1}"
+            )
+            .unwrap();
+            writeln!(
+                csv,
+                "{name},round_trips_per_plan,{w},{concurrency},{plans},{trips:.1}"
+            )
+            .unwrap();
+        }
         drop(c);
         drop_db(pg, db).await;
     }

@@ -485,6 +485,7 @@ async fn stale_holder_is_fenced_out(backend: Backend) {
             fence: Some(&Fence::new(resource.as_str(), a.id.as_str(), a_grant.token)),
             reason: "stale writer",
             error: None,
+            release: &[],
         })
         .await;
     assert!(
@@ -502,6 +503,7 @@ async fn stale_holder_is_fenced_out(backend: Backend) {
             fence: Some(&Fence::new(resource.as_str(), b.id.as_str(), b_grant.token)),
             reason: "current writer",
             error: None,
+            release: &[],
         })
         .await
         .unwrap();

@@ -195,7 +195,7 @@ async fn notify(container: &Container, queue: &str) -> Result<(), FleetError> {
     if let Some(notify) = sql(container).notify {
         sqlx::query(notify)
             .bind(queue)
-            .execute(&container.store().db().pool)
+            .execute(&mut *container.store().db().writer().await?)
             .await?;
     }
     Ok(())
@@ -285,7 +285,7 @@ pub async fn submit(container: &Container, s: Submission) -> Result<Submitted, F
     .bind(i64::from(s.auto_apply))
     .bind(&s.idempotency_key)
     .bind(i64::from(s.max_attempts.max(1)))
-    .execute(&db.pool)
+    .execute(&mut *db.writer().await?)
     .await?
     .rows_affected();
     if inserted == 0 {
@@ -310,7 +310,7 @@ async fn by_key(container: &Container, key: &str) -> Result<Option<String>, Flee
     Ok(
         sqlx::query_scalar("SELECT plan_id FROM plan_queue WHERE idempotency_key = $1")
             .bind(key)
-            .fetch_optional(&container.store().db().pool)
+            .fetch_optional(container.store().db().reader())
             .await?,
     )
 }
@@ -322,7 +322,7 @@ pub async fn entry(container: &Container, plan_id: &str) -> Result<QueueEntry, F
          FROM plan_queue WHERE plan_id = $1",
     )
     .bind(plan_id)
-    .fetch_optional(&container.store().db().pool)
+    .fetch_optional(container.store().db().reader())
     .await?
     .ok_or_else(|| FleetError::NotQueued(plan_id.to_string()))?;
     Ok(QueueEntry {
@@ -343,7 +343,7 @@ pub async fn entry(container: &Container, plan_id: &str) -> Result<QueueEntry, F
 /// off or waiting for approval): the queue depth to watch.
 pub async fn pending(container: &Container) -> Result<u64, FleetError> {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM plan_queue WHERE done = 0")
-        .fetch_one(&container.store().db().pool)
+        .fetch_one(container.store().db().reader())
         .await?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
@@ -353,7 +353,7 @@ pub async fn approve(container: &Container, plan_id: &str) -> Result<PlanRecord,
     let e = entry(container, plan_id).await?;
     sqlx::query("UPDATE plan_queue SET approved = 1 WHERE plan_id = $1")
         .bind(plan_id)
-        .execute(&container.store().db().pool)
+        .execute(&mut *container.store().db().writer().await?)
         .await?;
     notify(container, &e.queue).await?;
     Ok(container.store().plan(plan_id).await?)
@@ -365,7 +365,7 @@ pub async fn withdraw_approval(container: &Container, plan_id: &str) -> Result<(
     entry(container, plan_id).await?;
     sqlx::query("UPDATE plan_queue SET approved = 0 WHERE plan_id = $1")
         .bind(plan_id)
-        .execute(&container.store().db().pool)
+        .execute(&mut *container.store().db().writer().await?)
         .await?;
     Ok(())
 }
@@ -378,7 +378,7 @@ pub async fn request_cancel(container: &Container, plan_id: &str) -> Result<(), 
     let e = entry(container, plan_id).await?;
     sqlx::query("UPDATE plan_queue SET cancel_requested = 1 WHERE plan_id = $1")
         .bind(plan_id)
-        .execute(&container.store().db().pool)
+        .execute(&mut *container.store().db().writer().await?)
         .await?;
     notify(container, &e.queue).await
 }
@@ -392,7 +392,7 @@ pub async fn requeue(container: &Container, plan_id: &str) -> Result<(), FleetEr
         "UPDATE plan_queue SET done = 0, attempts = 0, drift_retries = 0, run_after = {now} WHERE plan_id = $1"
     ))
     .bind(plan_id)
-    .execute(&container.store().db().pool)
+    .execute(&mut *container.store().db().writer().await?)
     .await?;
     notify(container, &e.queue).await
 }
@@ -404,7 +404,7 @@ pub async fn attempts(container: &Container, plan_id: &str) -> Result<Vec<Attemp
          FROM plan_attempts WHERE plan_id = $1 ORDER BY id",
     )
     .bind(plan_id)
-    .fetch_all(&container.store().db().pool)
+    .fetch_all(container.store().db().reader())
     .await?;
     rows.iter()
         .map(|r| {
@@ -434,7 +434,7 @@ pub async fn workers(container: &Container) -> Result<Vec<WorkerInfo>, FleetErro
                      WHEN running > 0 THEN 'busy' ELSE 'idle' END
          FROM workers ORDER BY started_at DESC, id"
     ))
-    .fetch_all(&db.pool)
+    .fetch_all(db.reader())
     .await?;
     rows.iter()
         .map(|r| {

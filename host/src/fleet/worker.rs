@@ -18,7 +18,7 @@ use crate::db::Backend;
 use crate::lifecycle::{LifecycleError, PlanLifecycleService};
 use crate::locks::Fence;
 use crate::model::{Phase, PlanRecord, State, Status};
-use crate::store::{StateWrite, StoreError};
+use crate::store::{StateWrite, Store, StoreError};
 use crate::Container;
 
 /// How a worker runs.
@@ -88,13 +88,17 @@ struct Shared {
     stopping: CancellationToken,
 }
 
-/// A claimed plan: its lease.
+/// A claimed plan: its lease, and the plan and its queue row as the claim
+/// read them.
 struct Claim {
     plan_id: String,
     fence: Fence,
+    plan: PlanRecord,
+    ticket: Ticket,
 }
 
 /// The queue row as a worker reads it after claiming.
+#[derive(Debug, Clone)]
 struct Ticket {
     identity: String,
     auto_apply: bool,
@@ -104,6 +108,26 @@ struct Ticket {
     drift_retries: i64,
     cancel_requested: bool,
     done: bool,
+}
+
+/// How many columns `Store::plan_read` decodes (the plan's and its journal
+/// flag): the queue row follows them.
+const PLAN_READ_COLUMNS: usize = 13;
+
+impl Ticket {
+    /// The `TICKET` columns of `r` from `at` on.
+    fn at(r: &sqlx::any::AnyRow, at: usize) -> Result<Ticket, sqlx::Error> {
+        Ok(Ticket {
+            identity: r.try_get(at)?,
+            auto_apply: r.try_get::<i64, _>(at + 1)? != 0,
+            approved: r.try_get::<i64, _>(at + 2)? != 0,
+            attempts: r.try_get(at + 3)?,
+            max_attempts: r.try_get(at + 4)?,
+            drift_retries: r.try_get(at + 5)?,
+            cancel_requested: r.try_get::<i64, _>(at + 6)? != 0,
+            done: r.try_get::<i64, _>(at + 7)? != 0,
+        })
+    }
 }
 
 /// What to do next with a claimed plan.
@@ -183,8 +207,8 @@ impl Shared {
         self.container.store().db().backend
     }
 
-    fn pool(&self) -> &sqlx::AnyPool {
-        &self.container.store().db().pool
+    fn db(&self) -> &crate::db::Db {
+        self.container.store().db()
     }
 
     fn ttl(&self) -> Duration {
@@ -249,25 +273,26 @@ impl Shared {
             .bind(owner.holder.pid)
             .bind(&owner.holder.user)
             .bind(ttl_ms);
-        let row = match self.backend() {
-            // One write transaction: the claim cannot interleave with
-            // another worker's.
-            Backend::Sqlite => {
-                let mut tx = self.container.store().db().begin_write().await?;
-                let row = query.fetch_optional(&mut *tx).await?;
-                tx.commit().await?;
-                row
-            }
-            Backend::Postgres => query.fetch_optional(self.pool()).await?,
-        };
+        // On SQLite one `BEGIN IMMEDIATE` transaction sent as one request:
+        // the claim cannot interleave with another worker's (in another
+        // process either).
+        let groups = self.db().batch(query).await?;
+        // SQLite: the claim's own rows, then the claimed plan's.
+        let row = groups.into_iter().last().into_iter().flatten().next();
         let Some(row) = row else {
             return Ok(None);
         };
         let resource: String = row.try_get(0)?;
         let token: i64 = row.try_get(1)?;
+        let plan_id = resource.trim_start_matches("plan:").to_string();
+        let plan = Store::plan_read(&row, 3)?
+            .ok_or_else(|| StoreError::NotFound(plan_id.clone()))?
+            .plan;
         Ok(Some(Claim {
-            plan_id: resource.trim_start_matches("plan:").to_string(),
             fence: Fence::new(resource.as_str(), owner.id.as_str(), token),
+            ticket: Ticket::at(&row, 3 + PLAN_READ_COLUMNS)?,
+            plan_id,
+            plan,
         }))
     }
 
@@ -282,82 +307,103 @@ impl Shared {
             .lock()
             .unwrap()
             .insert(claim.plan_id.clone(), token);
-        if let Err(e) = self.drive(&session, &claim).await {
-            tracing::warn!(plan = %claim.plan_id, "worker: {e}");
-        }
+        let released = match self.drive(&session, &claim).await {
+            Ok(released) => released,
+            Err(e) => {
+                tracing::warn!(plan = %claim.plan_id, "worker: {e}");
+                false
+            }
+        };
         self.running.lock().unwrap().remove(&claim.plan_id);
-        // Releases the claim's hold and anything the session still holds.
-        if let Err(e) = session.close().await {
-            tracing::warn!(plan = %claim.plan_id, "releasing the lease: {e}");
+        // Releases the claim's hold and anything the session still holds
+        // (unless the plan's finishing write did).
+        if !released {
+            if let Err(e) = session.close().await {
+                tracing::warn!(plan = %claim.plan_id, "releasing the lease: {e}");
+            }
         }
     }
 
     /// Run the plan's phases while it stays runnable and the lease ours.
-    async fn drive(&self, session: &PlanLifecycleService, claim: &Claim) -> Result<(), FleetError> {
-        let store = self.container.store();
-        let mut checked = false;
+    /// `true`: the plan was finished and the claim's leases released with
+    /// that write.
+    async fn drive(
+        &self,
+        session: &PlanLifecycleService,
+        claim: &Claim,
+    ) -> Result<bool, FleetError> {
+        let (mut plan, mut ticket) = (claim.plan.clone(), claim.ticket.clone());
+        if let Err(reason) = self.check(&plan, &ticket).await {
+            return self.refuse(&plan, claim, &reason).await.map(|()| false);
+        }
         loop {
-            let plan = store.plan(&claim.plan_id).await?;
-            let ticket = self.ticket(&claim.plan_id).await?;
-            if !checked && !ticket.done && !plan.status.is_terminal() {
-                let (roots, root, identity) = (
-                    self.roots.clone(),
-                    plan.project_root.clone(),
-                    ticket.identity.clone(),
-                );
-                let checked_here =
-                    tokio::task::spawn_blocking(move || check_project(&roots, &root, &identity))
-                        .await
-                        .unwrap_or_else(|e| Err(format!("checking the project failed: {e}")));
-                if let Err(reason) = checked_here {
-                    return self.refuse(&plan, claim, &reason).await;
-                }
-                checked = true;
-            }
             let next = next_step(&plan, &ticket);
             match next {
-                Next::Wait => return Ok(()),
-                Next::Finish => return self.mark_done(claim).await,
+                Next::Wait => return Ok(false),
+                Next::Finish => return self.finish(claim).await.map(|()| true),
                 Next::Cancel => {
                     if !plan.status.is_terminal() {
                         session.cancel_plan(&plan.id).await?;
                     }
-                    return self.mark_done(claim).await;
+                    return self.finish(claim).await.map(|()| true);
                 }
                 _ => {}
             }
             if self.stopping.is_cancelled() || session.shutdown_token().is_cancelled() {
-                return Ok(());
+                return Ok(false);
             }
             let attempt = self.begin_attempt(claim, plan.status.phase).await?;
-            let result = run_next(session, &plan.id, next).await;
-            if !self
-                .after_phase(session, claim, &ticket, attempt, result)
-                .await?
-            {
-                return Ok(());
+            match run_next(session, &plan.id, next).await {
+                Ok(after) => {
+                    self.stats.lock().unwrap().phases += 1;
+                    let Some(fresh) = self.phase_done(claim, attempt).await? else {
+                        tracing::info!(plan = %claim.plan_id, "the lease was taken over; leaving the plan to its new holder");
+                        return Ok(false);
+                    };
+                    ticket = fresh;
+                    plan = match after {
+                        Some(after) => after,
+                        None => self.read(&claim.plan_id).await?.0,
+                    };
+                }
+                Err(e) => {
+                    if !self
+                        .after_failure(session, claim, &ticket, attempt, e)
+                        .await?
+                    {
+                        return Ok(false);
+                    }
+                    (plan, ticket) = self.read(&claim.plan_id).await?;
+                }
             }
         }
     }
 
-    /// Record a phase's outcome; `true` to go on with the plan.
-    async fn after_phase(
+    /// A plan still to run must be under our roots and be the project it
+    /// was submitted for.
+    async fn check(&self, plan: &PlanRecord, ticket: &Ticket) -> Result<(), String> {
+        if ticket.done || plan.status.is_terminal() {
+            return Ok(());
+        }
+        let (roots, root, identity) = (
+            self.roots.clone(),
+            plan.project_root.clone(),
+            ticket.identity.clone(),
+        );
+        tokio::task::spawn_blocking(move || check_project(&roots, &root, &identity))
+            .await
+            .unwrap_or_else(|e| Err(format!("checking the project failed: {e}")))
+    }
+
+    /// Record a phase's failure; `true` to go on with the plan.
+    async fn after_failure(
         &self,
         session: &PlanLifecycleService,
         claim: &Claim,
         ticket: &Ticket,
         attempt: i64,
-        result: Result<(), LifecycleError>,
+        e: LifecycleError,
     ) -> Result<bool, FleetError> {
-        let e = match result {
-            Ok(()) => {
-                self.end_attempt(attempt, "ok", None).await?;
-                self.stats.lock().unwrap().phases += 1;
-                self.queue_update(claim, "attempts = 0").await?;
-                return Ok(true);
-            }
-            Err(e) => e,
-        };
         let message = e.to_string();
         match classify(&e) {
             Failure::Lost => {
@@ -432,7 +478,7 @@ impl Shared {
         let n = claim
             .fence
             .bind(sqlx::query(&sql).bind(&claim.plan_id))
-            .execute(self.pool())
+            .execute(&mut *self.db().writer().await?)
             .await?
             .rows_affected();
         if n == 0 {
@@ -441,25 +487,37 @@ impl Shared {
         Ok(())
     }
 
-    async fn ticket(&self, plan_id: &str) -> Result<Ticket, FleetError> {
-        let r = sqlx::query(
-            "SELECT identity, auto_apply, approved, attempts, max_attempts, drift_retries, cancel_requested, done
-             FROM plan_queue WHERE plan_id = $1",
-        )
-        .bind(plan_id)
-        .fetch_optional(self.pool())
-        .await?
-        .ok_or_else(|| FleetError::NotQueued(plan_id.to_string()))?;
-        Ok(Ticket {
-            identity: r.try_get(0)?,
-            auto_apply: r.try_get::<i64, _>(1)? != 0,
-            approved: r.try_get::<i64, _>(2)? != 0,
-            attempts: r.try_get(3)?,
-            max_attempts: r.try_get(4)?,
-            drift_retries: r.try_get(5)?,
-            cancel_requested: r.try_get::<i64, _>(6)? != 0,
-            done: r.try_get::<i64, _>(7)? != 0,
-        })
+    /// The plan and its queue row, in one statement.
+    async fn read(&self, plan_id: &str) -> Result<(PlanRecord, Ticket), FleetError> {
+        let r = sqlx::query(&self.sql.read)
+            .bind(plan_id)
+            .fetch_optional(self.db().reader())
+            .await?
+            .ok_or_else(|| FleetError::NotQueued(plan_id.to_string()))?;
+        let plan = Store::plan_read(&r, 0)?
+            .ok_or_else(|| StoreError::NotFound(plan_id.to_string()))?
+            .plan;
+        Ok((plan, Ticket::at(&r, PLAN_READ_COLUMNS)?))
+    }
+
+    /// A phase succeeded: end its attempt and reset the attempt count
+    /// (fenced), reading the queue row back, in one request. `None`: the
+    /// lease was taken over.
+    async fn phase_done(&self, claim: &Claim, attempt: i64) -> Result<Option<Ticket>, FleetError> {
+        let query = sqlx::query(&self.sql.phase_done)
+            .bind(attempt)
+            .bind(&claim.plan_id);
+        let groups = self.db().batch(claim.fence.bind(query)).await?;
+        let row = groups.into_iter().flatten().next();
+        Ok(row.map(|r| Ticket::at(&r, 0)).transpose()?)
+    }
+
+    /// Finish the plan in the queue (fenced) and release the claim's
+    /// leases, in one request.
+    async fn finish(&self, claim: &Claim) -> Result<(), FleetError> {
+        let query = sqlx::query(&self.sql.finish).bind(&claim.plan_id);
+        self.db().batch(claim.fence.bind(query)).await?;
+        Ok(())
     }
 
     /// Error the plan with `reason` (fenced) and finish it.
@@ -478,6 +536,7 @@ impl Shared {
             fence: Some(&claim.fence),
             reason: "refused by worker",
             error: Some(reason),
+            release: &[],
         };
         match self.container.store().transition(&write).await {
             Ok(_) | Err(StoreError::Fenced { .. }) => {}
@@ -499,7 +558,7 @@ impl Shared {
         .bind(&self.id)
         .bind(claim.fence.owner())
         .bind(claim.fence.token())
-        .fetch_one(self.pool())
+        .fetch_one(&mut *self.db().writer().await?)
         .await?)
     }
 
@@ -516,7 +575,7 @@ impl Shared {
         .bind(id)
         .bind(outcome)
         .bind(error)
-        .execute(self.pool())
+        .execute(&mut *self.db().writer().await?)
         .await?;
         Ok(())
     }
@@ -534,7 +593,7 @@ impl Shared {
         .bind(self.options.queues.join(","))
         .bind(self.options.concurrency as i64)
         .bind(self.ttl().as_millis() as i64)
-        .execute(self.pool())
+        .execute(&mut *self.db().writer().await?)
         .await?;
         Ok(())
     }
@@ -545,7 +604,7 @@ impl Shared {
             "UPDATE workers SET stopped_at = {now}, running = 0 WHERE id = $1"
         ))
         .bind(&self.id)
-        .execute(self.pool())
+        .execute(&mut *self.db().writer().await?)
         .await?;
         Ok(())
     }
@@ -573,7 +632,7 @@ impl Shared {
         ))
         .bind(&self.id)
         .bind(running)
-        .execute(self.pool())
+        .execute(&mut *self.db().writer().await?)
         .await?;
         if running == 0 {
             return Ok(());
@@ -581,7 +640,7 @@ impl Shared {
         let cancelled: Vec<String> = sqlx::query_scalar(
             "SELECT plan_id FROM plan_queue WHERE cancel_requested = 1 AND done = 0",
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.db().reader())
         .await?;
         let running = self.running.lock().unwrap();
         for id in cancelled {
@@ -678,17 +737,18 @@ fn next_step(plan: &PlanRecord, t: &Ticket) -> Next {
     }
 }
 
+/// Run the next phase; the plan as that phase left it, when it says.
 async fn run_next(
     session: &PlanLifecycleService,
     id: &str,
     next: Next,
-) -> Result<(), LifecycleError> {
+) -> Result<Option<PlanRecord>, LifecycleError> {
     let result = match next {
-        Next::Strategize => session.strategize_plan(id).await.map(drop),
-        Next::Execute => session.execute_plan(id).await.map(drop),
-        Next::Apply => session.apply_plan(id).await.map(drop),
-        Next::Retry => session.retry(id).await.map(drop),
-        Next::Cancel | Next::Finish | Next::Wait => Ok(()),
+        Next::Strategize => session.strategize_plan(id).await.map(Some),
+        Next::Execute => session.execute_plan(id).await.map(Some),
+        Next::Apply => session.apply_plan(id).await.map(|_| None),
+        Next::Retry => session.retry(id).await.map(Some),
+        Next::Cancel | Next::Finish | Next::Wait => Ok(None),
     };
     match result {
         // A rescued apply that the recovery rolled forward is applied: the
@@ -696,7 +756,7 @@ async fn run_next(
         Err(LifecycleError::InvalidTransition(t))
             if next == Next::Retry && t.from.is_some_and(|s| s.state == State::Applied) =>
         {
-            Ok(())
+            Ok(None)
         }
         other => other,
     }

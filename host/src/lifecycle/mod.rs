@@ -11,6 +11,7 @@ mod plugin;
 pub mod progress;
 mod run;
 mod service;
+mod start;
 mod transition;
 
 /// The plan vocabulary the lifecycle speaks, defined in [`crate::model`].

@@ -9,11 +9,13 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::Progress;
-use super::service::{phase_command, plan_resource};
+use super::service::phase_command;
+use super::start::{settle, void, Locked};
 use super::{transition, Command, LifecycleError, PlanLifecycleService, Transition};
+use crate::db::WriteTx;
 use crate::locks::{Fence, LockGuard};
-use crate::model::{ChangeRecord, Phase, PlanProposal, PlanRecord, Status, StepResult};
-use crate::store::{StateWrite, Store, StoreError};
+use crate::model::{ChangeRecord, Phase, PlanProposal, PlanRecord, State, Status, StepResult};
+use crate::store::{PlanRead, StateWrite, Store, StoreError};
 
 /// Which phase a run command runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,20 @@ pub(super) struct PhaseRun<'a> {
     pub cancel: CancellationToken,
     /// The plan lease, for writes made during the phase (apply's journal).
     pub fence: Fence,
+    /// Whether the plan has an apply journal, if known from the read.
+    pub journaled: Option<bool>,
+    /// The stored changeset, if read with the plan.
+    pub changes: Option<Vec<ChangeRecord>>,
+}
+
+/// A phase decided under the plan lock.
+struct Decided {
+    plan: PlanRecord,
+    journaled: Option<bool>,
+    command: Command,
+    t: Transition,
+    /// The apply lock, for apply.
+    project: Option<LockGuard>,
 }
 
 /// What a phase produced, stored with its completing write.
@@ -75,11 +91,14 @@ impl PhaseOutput {
     }
 }
 
-/// The status writes of one run: the same plan, actor and fence each time.
+/// The status writes of one run: the same plan, actor and fence each time;
+/// the last one also releases the run's leases (`ends`).
 struct Writes<'a> {
     id: &'a str,
     actor: &'a str,
     fence: Fence,
+    /// The plan lease and the apply lock, released by the outcome's write.
+    ends: Vec<Fence>,
 }
 
 impl Writes<'_> {
@@ -99,6 +118,31 @@ impl Writes<'_> {
             fence: Some(&self.fence),
             reason,
             error,
+            release: &[],
+        }
+    }
+
+    /// The outcome's write: it releases the run's leases too.
+    fn last<'w>(
+        &'w self,
+        from_to: (Status, Status),
+        seen_version: i64,
+        reason: &'w str,
+        error: Option<&'w str>,
+    ) -> StateWrite<'w> {
+        StateWrite {
+            release: &self.ends,
+            ..self.write(from_to, seen_version, reason, error)
+        }
+    }
+}
+
+/// After the outcome's write: unless it never reached the database, it
+/// released the run's leases with it.
+fn ended<T>(written: &Result<T, StoreError>, guards: &[Option<&LockGuard>]) {
+    if !matches!(written, Err(StoreError::Database(_))) {
+        for guard in guards.iter().flatten() {
+            guard.released_by_write();
         }
     }
 }
@@ -112,24 +156,69 @@ impl PlanLifecycleService {
         runs: Runs,
     ) -> Result<(PlanRecord, usize), LifecycleError> {
         let operation = format!("{} plan {id}", runs.command());
-        let guard = self.lock(&plan_resource(id), &operation).await?;
-        let result = self.run_phase_locked(id, runs, &operation, &guard).await;
+        let apply = runs == Runs::Phase(Phase::Apply);
+        let locked = self.lock_and_read(id, &operation, apply).await?;
+        let Locked {
+            guard,
+            read,
+            tx,
+            changes,
+        } = locked;
+        let result = self
+            .run_phase_locked((read, changes), tx, runs, &operation, &guard)
+            .await;
         if let Err(e) = guard.release().await {
             tracing::warn!("releasing plan lock: {e}; it will expire");
         }
         result
     }
 
-    /// Read the plan, decide the phase, take the apply lock if the phase
-    /// writes the project, and run it.
+    /// Decide the phase (the plan recovered first if need be), take the
+    /// apply lock if the phase writes the project, and run it. `tx`: the
+    /// open transaction that took the plan lock (SQLite).
     async fn run_phase_locked(
         &self,
-        id: &str,
+        (read, changes): (PlanRead, Option<Vec<ChangeRecord>>),
+        mut tx: Option<WriteTx>,
         runs: Runs,
         operation: &str,
         guard: &LockGuard,
     ) -> Result<(PlanRecord, usize), LifecycleError> {
-        let plan = self.load_locked(id, guard).await?;
+        let decided = match self.decide(read, &mut tx, runs, operation, guard).await {
+            Ok(decided) => decided,
+            Err(e) => {
+                settle(tx, &[guard]).await;
+                return Err(e);
+            }
+        };
+        let result = self
+            .run_started(&decided, changes, operation, guard, tx)
+            .await;
+        if let Some(g) = decided.project {
+            if let Err(e) = g.release().await {
+                tracing::warn!("releasing project lock: {e}; it will expire");
+            }
+        }
+        result
+    }
+
+    /// Recover the plan if a dead session left it in `*/processing`,
+    /// decide the phase and its transition, take the apply lock for apply.
+    async fn decide(
+        &self,
+        read: PlanRead,
+        tx: &mut Option<WriteTx>,
+        runs: Runs,
+        operation: &str,
+        guard: &LockGuard,
+    ) -> Result<Decided, LifecycleError> {
+        let PlanRead { plan, journaled } = read;
+        let (plan, journaled) = if plan.status.state == State::Processing {
+            settle(tx.take(), &[guard]).await;
+            (self.recover_read(plan, Some(journaled), guard).await?, None)
+        } else {
+            (plan, Some(journaled))
+        };
         let phase = match runs {
             Runs::Phase(phase) => phase,
             Runs::Retry => {
@@ -139,44 +228,45 @@ impl PlanLifecycleService {
         };
         let command = phase_command(phase);
         let t = transition(Some(plan.status), command)?;
-        let project_guard = match phase {
-            Phase::Apply => Some(self.lock_apply(&plan, operation).await?),
+        let project = match phase {
+            Phase::Apply => Some(self.lock_apply_in(&plan, operation, tx, guard).await?),
             Phase::Strategize | Phase::Execute => None,
         };
-        let result = self
-            .run_started(
-                &plan,
-                (command, t),
-                operation,
-                guard,
-                project_guard.as_ref(),
-            )
-            .await;
-        if let Some(g) = project_guard {
-            if let Err(e) = g.release().await {
-                tracing::warn!("releasing project lock: {e}; it will expire");
-            }
-        }
-        result
+        Ok(Decided {
+            plan,
+            journaled,
+            command,
+            t,
+            project,
+        })
     }
 
-    /// Write `*/processing`, run the phase, write its outcome.
+    /// Write `*/processing` (committing `tx` with it), run the phase,
+    /// write its outcome.
     async fn run_started(
         &self,
-        plan: &PlanRecord,
-        (command, t): (Command, Transition),
+        decided: &Decided,
+        changes: Option<Vec<ChangeRecord>>,
         operation: &str,
         guard: &LockGuard,
-        project_guard: Option<&LockGuard>,
+        tx: Option<WriteTx>,
     ) -> Result<(PlanRecord, usize), LifecycleError> {
+        let Decided {
+            plan, command, t, ..
+        } = decided;
+        let project_guard = decided.project.as_ref();
         let writes = Writes {
             id: &plan.id,
             actor: &self.owner.id,
             fence: guard.fence(),
+            ends: std::iter::once(guard)
+                .chain(project_guard)
+                .map(LockGuard::fence)
+                .collect(),
         };
         let reason = format!("{command} started");
         let start = writes.write((plan.status, t.start), plan.version, &reason, None);
-        let version = match self.store.transition(&start).await {
+        let version = match self.write_start(&start, tx, guard, project_guard).await {
             Ok(started) => started.version,
             Err(refused) => return Err(self.refused(&plan.id, guard, plan.version, refused).await),
         };
@@ -190,18 +280,42 @@ impl PlanLifecycleService {
             operation,
             cancel: guard.lost(),
             fence: guard.fence(),
+            journaled: decided.journaled,
+            changes,
         };
         let outcome = self.race(phase, run, guard, project_guard).await;
+        self.finish_phase(decided, &writes, version, outcome, guard)
+            .await
+    }
+
+    /// Write the phase's outcome (releasing its leases with it).
+    async fn finish_phase(
+        &self,
+        Decided {
+            plan,
+            command,
+            t,
+            project,
+            ..
+        }: &Decided,
+        writes: &Writes<'_>,
+        version: i64,
+        outcome: Result<PhaseOutput, LifecycleError>,
+        guard: &LockGuard,
+    ) -> Result<(PlanRecord, usize), LifecycleError> {
+        let project_guard = project.as_ref();
         let written = match outcome {
             Ok(output) => {
                 let reason = format!("{command} finished");
-                let done = writes.write((t.start, t.success), version, &reason, None);
-                output.store(&self.store, &done).await
+                let done = writes.last((t.start, t.success), version, &reason, None);
+                let written = output.store(&self.store, &done).await;
+                ended(&written, &[Some(guard), project_guard]);
+                written
             }
             Err(e) => {
                 let failed = (t.start, t.failure.unwrap_or(t.start));
                 return Err(self
-                    .record_failure(&writes, failed, version, e, guard)
+                    .record_failure(writes, failed, version, e, (guard, project_guard))
                     .await);
             }
         };
@@ -209,6 +323,28 @@ impl PlanLifecycleService {
             Ok(done) => Ok(done),
             Err(refused) => Err(self.refused(&plan.id, guard, version, refused).await),
         }
+    }
+
+    /// The `*/processing` write: the last request of `tx` (which it
+    /// commits) if open, else a request of its own. A transaction that
+    /// could not be committed took no lease.
+    async fn write_start(
+        &self,
+        start: &StateWrite<'_>,
+        tx: Option<WriteTx>,
+        guard: &LockGuard,
+        project_guard: Option<&LockGuard>,
+    ) -> Result<PlanRecord, StoreError> {
+        let Some(mut tx) = tx else {
+            return self.store.transition(start).await;
+        };
+        let written = self.store.transition_in(&mut tx, start).await;
+        if tx.is_open() {
+            drop(tx);
+            void(&[guard]);
+            void(&project_guard.into_iter().collect::<Vec<_>>());
+        }
+        written
     }
 
     /// The phase's work, raced against the loss of the plan lease (or the
@@ -245,7 +381,7 @@ impl PlanLifecycleService {
         from_to: (Status, Status),
         version: i64,
         e: LifecycleError,
-        guard: &LockGuard,
+        (guard, project_guard): (&LockGuard, Option<&LockGuard>),
     ) -> LifecycleError {
         let message = match &e {
             LifecycleError::Interrupted => {
@@ -254,8 +390,10 @@ impl PlanLifecycleService {
             other => other.to_string(),
         };
         let reason = format!("{} failed", phase_command(from_to.0.phase));
-        let write = writes.write(from_to, version, &reason, Some(&message));
-        let Err(refused) = self.store.transition(&write).await else {
+        let write = writes.last(from_to, version, &reason, Some(&message));
+        let written = self.store.transition(&write).await;
+        ended(&written, &[Some(guard), project_guard]);
+        let Err(refused) = written else {
             return e;
         };
         // A lost lease means we are fenced out: if nobody took the plan

@@ -99,7 +99,7 @@ pub(super) fn plan_resource(id: &str) -> String {
     format!("plan:{id}")
 }
 
-fn project_resource(project_id: &str) -> String {
+pub(super) fn project_resource(project_id: &str) -> String {
     format!("project:{project_id}")
 }
 
@@ -124,6 +124,14 @@ impl PlanLifecycleService {
     /// This session's lock owner.
     pub fn owner(&self) -> &Owner {
         &self.owner
+    }
+
+    pub(super) fn locks(&self) -> &LockService {
+        &self.locks
+    }
+
+    pub(super) fn options(&self) -> &LifecycleOptions {
+        &self.options
     }
 
     /// Wait up to `wait` for held locks (jittered backoff) instead of failing fast.
@@ -316,12 +324,29 @@ impl PlanLifecycleService {
         guard: &LockGuard,
     ) -> Result<PlanRecord, LifecycleError> {
         let plan = self.store.plan(id).await?;
+        self.recover_read(plan, None, guard).await
+    }
+
+    /// The plan read under its lock, recovered first if a dead session left
+    /// it in `*/processing`; `journaled`: whether it has an apply journal,
+    /// if known.
+    pub(super) async fn recover_read(
+        &self,
+        plan: PlanRecord,
+        journaled: Option<bool>,
+        guard: &LockGuard,
+    ) -> Result<PlanRecord, LifecycleError> {
         if plan.status.state != State::Processing {
             return Ok(plan);
         }
+        let id = plan.id.as_str();
         // We hold the plan lock, so whoever was processing is gone.
         let fence = guard.fence();
-        if plan.status.phase == Phase::Apply && self.store.has_apply_journal(id).await? {
+        let journaled = match journaled {
+            Some(known) => known,
+            None => self.store.has_apply_journal(id).await?,
+        };
+        if plan.status.phase == Phase::Apply && journaled {
             self.roll_forward_interrupted(&plan, &fence).await
         } else {
             self.recover_interrupted(&plan, &fence).await
@@ -365,6 +390,7 @@ impl PlanLifecycleService {
             fence: Some(fence),
             reason: "interrupted apply rolled forward from the journal",
             error: message.as_deref(),
+            release: &[],
         };
         let result = if outcome.is_ok() {
             self.store.finish_apply(&write).await
@@ -397,6 +423,7 @@ impl PlanLifecycleService {
                 fence: Some(fence),
                 reason: "recovered: processing session gone",
                 error: Some(&message),
+                release: &[],
             })
             .await?)
     }
@@ -425,6 +452,7 @@ impl PlanLifecycleService {
                     "cancelled"
                 },
                 error: None,
+                release: &[],
             };
             let plan = if command == Command::Revert {
                 self.store.revert(&write).await?
@@ -538,10 +566,18 @@ impl PlanLifecycleService {
     async fn run_apply(&self, run: PhaseRun<'_>) -> Result<PhaseOutput, LifecycleError> {
         let plan = run.plan;
         let root = PathBuf::from(&plan.project_root);
-        let changes = Arc::new(self.store.changes(&plan.id).await?);
+        let changes = match run.changes {
+            Some(read) => read,
+            None => self.store.changes(&plan.id).await?,
+        };
+        let changes = Arc::new(changes);
         let files = changes.len();
         let limits = self.options.change_limits;
-        if self.store.has_apply_journal(&plan.id).await? {
+        let journaled = match run.journaled {
+            Some(known) => known,
+            None => self.store.has_apply_journal(&plan.id).await?,
+        };
+        if journaled {
             // An earlier apply of this plan renamed files and then
             // failed: finish it (the drift check would see its own
             // writes).
@@ -555,11 +591,17 @@ impl PlanLifecycleService {
             .prepare(changes, limits)
             .await
             .map_err(LifecycleError::from)?;
-        if let Err(e) = self
-            .store
-            .journal_apply(&plan.id, &self.owner.id, &run.fence)
-            .await
-        {
+        // An empty changeset writes nothing, so there is nothing to roll
+        // forward: no journal (a crash leaves apply/processing, recovered
+        // to apply/errored and retried).
+        let journal = if files == 0 {
+            Ok(())
+        } else {
+            self.store
+                .journal_apply(&plan.id, &self.owner.id, &run.fence)
+                .await
+        };
+        if let Err(e) = journal {
             staged.discard().await;
             return Err(e.into());
         }

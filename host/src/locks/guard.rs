@@ -82,12 +82,24 @@ impl LockGuard {
         }
     }
 
+    /// The lease was released by a write that carried its release (a
+    /// phase's outcome, see `StateWrite::release`): stop renewing it, and
+    /// make [`LockGuard::release`] and the drop do nothing.
+    pub fn released_by_write(&self) {
+        if let Some(h) = &self.heartbeat {
+            h.abort();
+        }
+        self.released.store(true, Ordering::SeqCst);
+    }
+
     /// Release the lease now (the normal path).
     pub async fn release(mut self) -> Result<(), LockError> {
         if let Some(h) = self.heartbeat.take() {
             h.abort();
         }
-        self.released.store(true, Ordering::SeqCst);
+        if self.released.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
         self.service
             .release(&self.resource, &self.owner, self.token)
             .await

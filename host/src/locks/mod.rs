@@ -30,7 +30,7 @@ pub use tree::tree_key;
 
 use crate::db::Db;
 use sql::LockSql;
-pub(crate) use sql::{new_token, takeover};
+pub(crate) use sql::{new_token, release_sql, takeover};
 
 /// Default lease length.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
@@ -214,7 +214,9 @@ impl LockService {
                 .bind(ttl_ms);
             // One statement on both backends: the token comes from the
             // counter (SQLite) or a sequence (PostgreSQL).
-            let granted = query.fetch_optional(&self.inner.db.pool).await?;
+            let granted = query
+                .fetch_optional(&mut *self.inner.db.writer().await?)
+                .await?;
             if let Some(row) = granted {
                 return Ok(Grant {
                     resource: resource.to_string(),
@@ -228,7 +230,7 @@ impl LockService {
             }
             let holder = sqlx::query(&self.inner.sql.holder)
                 .bind(resource)
-                .fetch_optional(&self.inner.db.pool)
+                .fetch_optional(self.inner.db.reader())
                 .await?;
             if let Some(row) = holder {
                 return Err(LockError::Conflict(Box::new(LockConflict {
@@ -248,6 +250,63 @@ impl LockService {
         Err(LockError::Contended {
             resource: resource.to_string(),
         })
+    }
+
+    /// The statement that takes a lease (as [`LockService::try_acquire`]
+    /// does), for a caller that sends it with other statements in one
+    /// request: bind its values with [`LockService::bind_acquire`], turn
+    /// the row it returns into a guard with [`LockService::guard_from`]; no
+    /// row means the lease is held by someone else.
+    pub(crate) fn acquire_sql(&self) -> &str {
+        &self.inner.sql.acquire
+    }
+
+    /// Bind $1–$7 of [`LockService::acquire_sql`].
+    pub(crate) fn bind_acquire<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        resource: &'q str,
+        owner: &'q Owner,
+        operation: &'q str,
+        ttl: Duration,
+    ) -> Result<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>, LockError> {
+        check_resource(resource)?;
+        let ttl_ms = self.clamp_ttl(ttl).as_millis() as i64;
+        Ok(query
+            .bind(resource)
+            .bind(&owner.id)
+            .bind(operation)
+            .bind(&owner.holder.host)
+            .bind(owner.holder.pid)
+            .bind(&owner.holder.user)
+            .bind(ttl_ms))
+    }
+
+    /// The guard of the lease granted by [`LockService::acquire_sql`]'s
+    /// `row` (sent at `sent_at`): renewed every TTL/3 from now on.
+    pub(crate) fn guard_from(
+        &self,
+        row: &sqlx::any::AnyRow,
+        resource: &str,
+        owner: &Owner,
+        ttl: Duration,
+        sent_at: std::time::Instant,
+    ) -> Result<LockGuard, LockError> {
+        let grant = Grant {
+            resource: resource.to_string(),
+            token: row.try_get(0)?,
+            holds: row.try_get(1)?,
+            acquired_at: row.try_get(2)?,
+            expires_at: row.try_get(3)?,
+            granted_at: row.try_get(4)?,
+            sent_at,
+        };
+        Ok(LockGuard::start(
+            self.clone(),
+            owner.clone(),
+            grant,
+            self.clamp_ttl(ttl),
+        ))
     }
 
     /// Take `resource`, waiting up to `wait` with jittered exponential
@@ -297,7 +356,7 @@ impl LockService {
             .bind(&owner.id)
             .bind(token)
             .bind(ttl_ms)
-            .fetch_optional(&self.inner.db.pool)
+            .fetch_optional(&mut *self.inner.db.writer().await?)
             .await?;
         row.ok_or_else(|| LockError::Expired {
             resource: resource.to_string(),
@@ -316,7 +375,7 @@ impl LockService {
             .bind(resource)
             .bind(&owner.id)
             .bind(token)
-            .fetch_optional(&self.inner.db.pool)
+            .fetch_optional(self.inner.db.reader())
             .await?;
         Ok(row.is_some())
     }
@@ -334,7 +393,7 @@ impl LockService {
             .bind(resource)
             .bind(&owner.id)
             .bind(token)
-            .execute(&self.inner.db.pool)
+            .execute(&mut *self.inner.db.writer().await?)
             .await?;
         Ok(())
     }
@@ -344,7 +403,7 @@ impl LockService {
     pub async fn release_all_for_owner(&self, owner: &str) -> Result<u64, LockError> {
         let n = sqlx::query(self.inner.sql.release_all)
             .bind(owner)
-            .execute(&self.inner.db.pool)
+            .execute(&mut *self.inner.db.writer().await?)
             .await?
             .rows_affected();
         Ok(n)
@@ -353,7 +412,7 @@ impl LockService {
     /// Every lease in the table, expired ones marked `stale`.
     pub async fn list(&self) -> Result<Vec<LockInfo>, LockError> {
         let rows = sqlx::query(&self.inner.sql.list)
-            .fetch_all(&self.inner.db.pool)
+            .fetch_all(self.inner.db.reader())
             .await?;
         rows.iter()
             .map(|row| {
@@ -383,10 +442,10 @@ impl LockService {
         let mut tx = self.inner.db.begin_write().await?;
         let row = sqlx::query(self.inner.sql.force_release)
             .bind(resource)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(tx.conn())
             .await?;
         sqlx::query(self.inner.sql.bump_counter)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         tx.commit().await?;
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))

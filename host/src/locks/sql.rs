@@ -22,6 +22,10 @@ pub(crate) struct LockSql {
     /// Insert a tree lock, or take over an expired row of the same
     /// resource; never re-entrant. $1–$7 as `acquire`, $8 the tree key.
     pub tree_acquire: String,
+    /// SQLite, inside an open write transaction: the overlap check
+    /// (`tree_overlap` on $8) and the insert made only if it finds
+    /// nothing, sent together. $1–$8 as `tree_acquire`.
+    pub tree_acquire_checked: String,
     /// Serialise tree-lock acquisitions (PostgreSQL only): two different
     /// rows would otherwise both pass the overlap check.
     pub tree_serialise: Option<&'static str>,
@@ -35,6 +39,7 @@ impl LockSql {
             acquire: acquire(db.backend),
             tree_overlap: tree_overlap(db.backend),
             tree_acquire: tree_acquire(db.backend),
+            tree_acquire_checked: tree_acquire_checked(db.backend),
             // A transaction-scoped advisory lock on one constant key
             // ("locktree" in ASCII): released by the commit or rollback.
             tree_serialise: match db.backend {
@@ -133,6 +138,25 @@ fn tree_acquire(backend: Backend) -> String {
     )
 }
 
+/// [`tree_overlap`] of $8, then the insert of [`tree_acquire`] made only
+/// if no live tree lock overlaps, as two statements of one request.
+fn tree_acquire_checked(backend: Backend) -> String {
+    let (now, token) = (backend.now_ms(), new_token(backend));
+    let overlaps = format!(
+        "tree_path IS NOT NULL AND expires_at > {now}
+           AND (substr($8, 1, length(tree_path)) = tree_path OR substr(tree_path, 1, length($8)) = $8)"
+    );
+    format!(
+        "SELECT resource FROM locks WHERE {overlaps} LIMIT 1;
+         INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at, tree_path)
+         SELECT $1, $2, {token}, $3, $4, $5, $6, 1, {now}, {now} + $7, $8
+         WHERE NOT EXISTS (SELECT 1 FROM locks WHERE {overlaps})
+         {takeover}
+         RETURNING token, holds, acquired_at, expires_at, {now} AS granted_at",
+        takeover = takeover("excluded.tree_path")
+    )
+}
+
 /// The `ON CONFLICT` clause of a lease that is never re-entrant: the new
 /// row replaces an existing one only once that one has expired (a fresh
 /// token, one hold); `tree_path` is the SQL value for the new row's tree.
@@ -151,6 +175,23 @@ pub(crate) fn takeover(tree_path: &str) -> String {
            tree_path   = {tree_path}
          WHERE locks.expires_at <= excluded.acquired_at"
     )
+}
+
+/// Count one hold down, as part of another statement (a status write
+/// that ends a phase): $first resource, $first+1 owner, $first+2 token. On
+/// SQLite one statement (a trigger deletes the row with the last hold), on
+/// PostgreSQL two, each a `WITH` clause of the enclosing statement. Durable
+/// like the write it goes with.
+pub(crate) fn release_sql(backend: Backend, first: usize) -> Vec<String> {
+    let (r, o, t) = (first, first + 1, first + 2);
+    let lease = format!("resource = ${r} AND owner = ${o} AND token = ${t}");
+    match backend {
+        Backend::Sqlite => vec![format!("UPDATE locks SET holds = holds - 1 WHERE {lease}")],
+        Backend::Postgres => vec![
+            format!("DELETE FROM locks WHERE {lease} AND holds <= 1"),
+            format!("UPDATE locks SET holds = holds - 1 WHERE {lease} AND holds > 1"),
+        ],
+    }
 }
 
 /// Count one hold down (the row goes with the last one).

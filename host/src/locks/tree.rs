@@ -78,11 +78,11 @@ impl LockService {
         let sent_at = std::time::Instant::now();
         let mut tx = self.inner.db.begin_write().await?;
         if let Some(serialise) = sql.tree_serialise {
-            sqlx::query(serialise).execute(&mut *tx).await?;
+            sqlx::query(serialise).execute(tx.conn()).await?;
         }
         let overlap = sqlx::query(&sql.tree_overlap)
             .bind(&key)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(tx.conn())
             .await?;
         if let Some(row) = overlap {
             let conflict = conflict_from(&row, None)?;
@@ -98,13 +98,13 @@ impl LockService {
             .bind(&owner.holder.user)
             .bind(ttl_ms)
             .bind(&key)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(tx.conn())
             .await?;
         let Some(row) = granted else {
             // The name is held live as an ordinary (non-tree) lease.
             let holder = sqlx::query(&sql.holder)
                 .bind(resource)
-                .fetch_one(&mut *tx)
+                .fetch_one(tx.conn())
                 .await?;
             let conflict = conflict_from(&holder, Some(resource))?;
             tx.rollback().await?;
@@ -121,6 +121,33 @@ impl LockService {
         };
         tx.commit().await?;
         Ok(grant)
+    }
+
+    /// SQLite: try once to take the tree lock in the open write
+    /// transaction `tx`, in one request (the overlap check and the insert
+    /// together). `None` if it is held (the caller goes the ordinary way,
+    /// [`LockService::lock_tree`], which waits or names the holder).
+    pub(crate) async fn try_tree_in(
+        &self,
+        tx: &mut crate::db::WriteTx,
+        resource: &str,
+        path: &str,
+        owner: &Owner,
+        operation: &str,
+        ttl: Duration,
+    ) -> Result<Option<LockGuard>, LockError> {
+        let key = tree_key(path);
+        let sent_at = std::time::Instant::now();
+        let query = sqlx::query(&self.inner.sql.tree_acquire_checked);
+        let query = self
+            .bind_acquire(query, resource, owner, operation, ttl)?
+            .bind(&key);
+        let groups = tx.batch(query, false).await?;
+        let overlap = groups.first().is_some_and(|rows| !rows.is_empty());
+        match groups.get(1).and_then(|rows| rows.first()) {
+            Some(row) if !overlap => Ok(Some(self.guard_from(row, resource, owner, ttl, sent_at)?)),
+            _ => Ok(None),
+        }
     }
 
     /// [`LockService::try_acquire_tree`], waiting up to `wait` with jittered

@@ -82,7 +82,7 @@ pub(super) async fn audit(
     .bind(target)
     .bind(reason)
     .bind(detail)
-    .execute(&db.pool)
+    .execute(&mut *db.writer().await?)
     .await?;
     Ok(())
 }

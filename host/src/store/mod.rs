@@ -9,7 +9,7 @@ mod page;
 mod plans;
 
 pub use page::{EventEntry, PlanFilter, PlanPage};
-pub use plans::{StateWrite, Store};
+pub use plans::{PlanRead, StateWrite, Store};
 
 /// A persistence failure.
 #[derive(Debug, thiserror::Error)]

@@ -1,12 +1,17 @@
 //! Plan rows and everything hanging off them.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
 use super::StoreError;
-use crate::db::{Backend, Db};
+use crate::db::{Backend, Db, Open, WriteTx};
 use crate::locks::Fence;
 use crate::model::{ChangeRecord, EventRecord, PlanProposal, PlanRecord, Status, StepResult};
+
+/// Most changeset entries and step results written in the one request of
+/// a phase's outcome (each takes up to 8 values; SQLite caps a statement
+/// at 32 766).
+const ROWS_PER_REQUEST: usize = 1000;
 
 /// A versioned, optionally fenced status change.
 #[derive(Debug, Clone)]
@@ -27,6 +32,9 @@ pub struct StateWrite<'a> {
     pub reason: &'a str,
     /// New value for the error column.
     pub error: Option<&'a str>,
+    /// Leases released in the same transaction, whether the write is made
+    /// or refused (a phase's outcome and the end of its locks).
+    pub release: &'a [Fence],
 }
 
 /// What a status write does to the stored proposal.
@@ -47,15 +55,20 @@ pub(super) const PLAN_COLUMNS: &str =
     "id, project_root, project_id, action_json, phase, state, version, lock_token, proposal_json, error, created_at, updated_at";
 
 pub(super) fn plan_from_row(row: &AnyRow) -> Result<PlanRecord, StoreError> {
-    let id: String = row.try_get(0)?;
+    plan_at(row, 0)
+}
+
+/// The plan in `row`'s columns from `at` on (in [`PLAN_COLUMNS`] order).
+fn plan_at(row: &AnyRow, at: usize) -> Result<PlanRecord, StoreError> {
+    let id: String = row.try_get(at)?;
     let what = |what: &str| format!("{what} of plan `{id}`");
-    let action_json: String = row.try_get(3)?;
-    let proposal_json: Option<String> = row.try_get(8)?;
-    let phase: String = row.try_get(4)?;
-    let state: String = row.try_get(5)?;
+    let action_json: String = row.try_get(at + 3)?;
+    let proposal_json: Option<String> = row.try_get(at + 8)?;
+    let phase: String = row.try_get(at + 4)?;
+    let state: String = row.try_get(at + 5)?;
     Ok(PlanRecord {
-        project_root: row.try_get(1)?,
-        project_id: row.try_get(2)?,
+        project_root: row.try_get(at + 1)?,
+        project_id: row.try_get(at + 2)?,
         action: serde_json::from_str(&action_json)
             .map_err(|e| StoreError::corrupt(what("action"), e))?,
         status: Status::new(
@@ -66,17 +79,26 @@ pub(super) fn plan_from_row(row: &AnyRow) -> Result<PlanRecord, StoreError> {
                 .parse()
                 .map_err(|e| StoreError::corrupt(what("state"), e))?,
         ),
-        version: row.try_get(6)?,
-        lock_token: row.try_get(7)?,
+        version: row.try_get(at + 6)?,
+        lock_token: row.try_get(at + 7)?,
         proposal: proposal_json
             .map(|p| serde_json::from_str(&p))
             .transpose()
             .map_err(|e| StoreError::corrupt(what("proposal"), e))?,
-        error: row.try_get(9)?,
-        created_at: row.try_get(10)?,
-        updated_at: row.try_get(11)?,
+        error: row.try_get(at + 9)?,
+        created_at: row.try_get(at + 10)?,
+        updated_at: row.try_get(at + 11)?,
         id,
     })
+}
+
+/// A plan read as part of a larger request (see [`Store::plan_sql`]).
+#[derive(Debug, Clone)]
+pub struct PlanRead {
+    /// The plan.
+    pub plan: PlanRecord,
+    /// Whether an apply of it was journaled and not finished.
+    pub journaled: bool,
 }
 
 impl Store {
@@ -90,39 +112,110 @@ impl Store {
         &self.db
     }
 
-    /// Insert a new plan in strategize/queued and record its creation;
-    /// returns the plan as stored.
+    /// Insert a new plan in strategize/queued and record its creation, in
+    /// one request; returns the plan as stored.
     pub async fn insert_plan(
         &self,
         plan: &PlanRecord,
         actor: &str,
     ) -> Result<PlanRecord, StoreError> {
         let now = self.db.now_ms();
-        let mut tx = self.db.begin_write().await?;
-        let row = sqlx::query(&format!(
+        let insert = format!(
             "INSERT INTO plans ({PLAN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, 1, NULL, NULL, NULL, {now}, {now})
              RETURNING {PLAN_COLUMNS}"
-        ))
-        .bind(&plan.id)
-        .bind(&plan.project_root)
-        .bind(&plan.project_id)
-        .bind(serde_json::to_string(&plan.action).map_err(|e| StoreError::corrupt("action", e))?)
-        .bind(plan.status.phase.to_string())
-        .bind(plan.status.state.to_string())
-        .fetch_one(&mut *tx)
-        .await?;
-        let stored = plan_from_row(&row)?;
-        self.event(&mut tx, &plan.id, actor, None, plan.status, "plan created")
+        );
+        let event = "INSERT INTO plan_events (plan_id, at, actor, from_phase, from_state, to_phase, to_state, reason)";
+        let sql = match self.db.backend {
+            Backend::Sqlite => self.db.batch_sql(
+                &[
+                    &insert,
+                    &format!("{event} VALUES ($1, {now}, $7, NULL, NULL, $5, $6, 'plan created')"),
+                ],
+                Open::Both,
+            ),
+            Backend::Postgres => format!(
+                "WITH inserted AS ({insert}),
+                      logged AS ({event} SELECT $1, {now}, $7, NULL, NULL, $5, $6, 'plan created' FROM inserted)
+                 SELECT * FROM inserted"
+            ),
+        };
+        let groups = self
+            .db
+            .batch(
+                sqlx::query(&sql)
+                    .bind(&plan.id)
+                    .bind(&plan.project_root)
+                    .bind(&plan.project_id)
+                    .bind(
+                        serde_json::to_string(&plan.action)
+                            .map_err(|e| StoreError::corrupt("action", e))?,
+                    )
+                    .bind(plan.status.phase.to_string())
+                    .bind(plan.status.state.to_string())
+                    .bind(actor),
+            )
             .await?;
-        tx.commit().await?;
-        Ok(stored)
+        let row = groups
+            .first()
+            .and_then(|rows| rows.first())
+            .ok_or_else(|| StoreError::corrupt("inserted plan", "no row returned"))?;
+        plan_from_row(row)
+    }
+
+    /// The statement that reads plan `$id` and whether it has an apply
+    /// journal, for a caller that sends it with others in one request (the
+    /// plan lock and the plan in one round trip); decode its row with
+    /// [`Store::plan_read`].
+    pub(crate) fn plan_sql(id: usize) -> String {
+        format!(
+            "SELECT {} FROM plans p WHERE p.id = ${id}",
+            Self::plan_read_columns("p")
+        )
+    }
+
+    /// The columns [`Store::plan_read`] decodes, of the plan row `alias`.
+    pub(crate) fn plan_read_columns(alias: &str) -> String {
+        let columns: Vec<String> = PLAN_COLUMNS
+            .split(", ")
+            .map(|c| format!("{alias}.{c}"))
+            .collect();
+        format!(
+            "{}, (SELECT COUNT(*) FROM apply_journal j WHERE j.plan_id = {alias}.id) AS journaled",
+            columns.join(", ")
+        )
+    }
+
+    /// The plan in a row of [`Store::plan_sql`] whose columns start at
+    /// `at`; `None` if the plan does not exist (a `LEFT JOIN` found none).
+    pub(crate) fn plan_read(row: &AnyRow, at: usize) -> Result<Option<PlanRead>, StoreError> {
+        if row.try_get::<Option<String>, _>(at)?.is_none() {
+            return Ok(None);
+        }
+        let journaled: i64 = row.try_get(at + 12)?;
+        Ok(Some(PlanRead {
+            plan: plan_at(row, at)?,
+            journaled: journaled > 0,
+        }))
+    }
+
+    /// One plan and whether it has an apply journal, in one statement.
+    pub async fn read_plan(&self, id: &str) -> Result<PlanRead, StoreError> {
+        let row = sqlx::query(&Self::plan_sql(1))
+            .bind(id)
+            .fetch_optional(self.db.reader())
+            .await?;
+        match row {
+            Some(row) => Self::plan_read(&row, 0)?,
+            None => None,
+        }
+        .ok_or_else(|| StoreError::NotFound(id.to_string()))
     }
 
     /// One plan, if it exists.
     pub async fn plan(&self, id: &str) -> Result<PlanRecord, StoreError> {
         let row = sqlx::query(&format!("SELECT {PLAN_COLUMNS} FROM plans WHERE id = $1"))
             .bind(id)
-            .fetch_optional(&self.db.pool)
+            .fetch_optional(self.db.reader())
             .await?
             .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
         plan_from_row(&row)
@@ -133,7 +226,7 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT {PLAN_COLUMNS} FROM plans ORDER BY created_at DESC, id"
         ))
-        .fetch_all(&self.db.pool)
+        .fetch_all(self.db.reader())
         .await?;
         rows.iter().map(plan_from_row).collect()
     }
@@ -144,7 +237,7 @@ impl Store {
             "SELECT at, actor, from_phase, from_state, to_phase, to_state, reason FROM plan_events WHERE plan_id = $1 ORDER BY id",
         )
         .bind(id)
-        .fetch_all(&self.db.pool)
+        .fetch_all(self.db.reader())
         .await?;
         rows.iter()
             .map(|r| {
@@ -172,12 +265,30 @@ impl Store {
             .collect()
     }
 
-    /// A status change and nothing else; returns the plan as written.
+    /// A status change and nothing else (and the releases the write
+    /// carries), in one request; returns the plan as written.
     pub async fn transition(&self, write: &StateWrite<'_>) -> Result<PlanRecord, StoreError> {
-        let mut tx = self.db.begin_write().await?;
-        let plan = self.write_state(&mut tx, write, Proposal::Keep).await?;
-        tx.commit().await?;
-        Ok(plan)
+        self.write_state(write, Proposal::Keep, Extra::default())
+            .await
+    }
+
+    /// [`Store::transition`] as the last request of the open transaction
+    /// `tx` (SQLite), which it commits.
+    pub(crate) async fn transition_in(
+        &self,
+        tx: &mut WriteTx,
+        write: &StateWrite<'_>,
+    ) -> Result<PlanRecord, StoreError> {
+        let extra = Extra::default();
+        let statements = state_write_sql(self.db.backend, write, &extra);
+        let parts: Vec<&str> = statements.iter().map(String::as_str).collect();
+        let sql = self.db.batch_sql(&parts, Open::Commit);
+        let query = bind_write(sqlx::query(&sql), write, None, &extra);
+        let groups = tx.batch(query, true).await?;
+        match groups.first().and_then(|rows| rows.first()) {
+            Some(row) => plan_from_row(row),
+            None => Err(why_not_written(&self.db, write).await),
+        }
     }
 
     /// Strategize finished: store the proposal with the status change.
@@ -188,25 +299,83 @@ impl Store {
     ) -> Result<PlanRecord, StoreError> {
         let json =
             serde_json::to_string(proposal).map_err(|e| StoreError::corrupt("proposal", e))?;
-        let mut tx = self.db.begin_write().await?;
-        let plan = self
-            .write_state(&mut tx, write, Proposal::Set(&json))
-            .await?;
-        tx.commit().await?;
-        Ok(plan)
+        self.write_state(write, Proposal::Set(&json), Extra::default())
+            .await
     }
 
     /// Execute finished: replace the changeset and step results with the
-    /// status change, atomically.
+    /// status change, atomically, in one request (a large changeset in one
+    /// transaction of several).
     pub async fn complete_execute(
         &self,
         write: &StateWrite<'_>,
         changes: &[ChangeRecord],
         steps: &[StepResult],
     ) -> Result<PlanRecord, StoreError> {
+        if changes.len() + steps.len() > ROWS_PER_REQUEST {
+            return self.complete_execute_large(write, changes, steps).await;
+        }
+        let mut extra = Extra::default();
+        extra.replace_rows(
+            "step_results (plan_id, idx, step_id, summary)",
+            "idx",
+            steps
+                .iter()
+                .map(|s| vec![Bind::Text(s.step_id.clone()), Bind::Text(s.summary.clone())])
+                .collect(),
+            "step_id = excluded.step_id, summary = excluded.summary",
+        );
+        extra.replace_rows(
+            "changes (plan_id, seq, path, kind, contents, base_contents, base_hash, new_hash)",
+            "seq",
+            changes
+                .iter()
+                .map(|c| {
+                    vec![
+                        Bind::Text(c.path.clone()),
+                        Bind::Text(c.kind.to_string()),
+                        Bind::Bytes(c.contents.clone()),
+                        Bind::Bytes(c.base_contents.clone()),
+                        Bind::OptText(c.base_hash.clone()),
+                        Bind::OptText(c.new_hash.clone()),
+                    ]
+                })
+                .collect(),
+            "path = excluded.path, kind = excluded.kind, contents = excluded.contents,
+             base_contents = excluded.base_contents, base_hash = excluded.base_hash, new_hash = excluded.new_hash",
+        );
+        self.write_state(write, Proposal::Keep, extra).await
+    }
+
+    /// [`Store::complete_execute`] of a changeset too large for one
+    /// request (a statement has a cap on its values): the status write
+    /// first, then the rows one by one, in one transaction.
+    async fn complete_execute_large(
+        &self,
+        write: &StateWrite<'_>,
+        changes: &[ChangeRecord],
+        steps: &[StepResult],
+    ) -> Result<PlanRecord, StoreError> {
         let mut tx = self.db.begin_write().await?;
-        let plan = self.write_state(&mut tx, write, Proposal::Keep).await?;
-        self.clear_execution(&mut tx, write.plan_id).await?;
+        let extra = Extra::default();
+        let statements = state_write_sql(self.db.backend, write, &extra);
+        let parts: Vec<&str> = statements.iter().map(String::as_str).collect();
+        let sql = self.db.batch_sql(&parts, Open::Inside);
+        let groups = tx
+            .batch(bind_write(sqlx::query(&sql), write, None, &extra), false)
+            .await?;
+        let Some(row) = groups.first().and_then(|rows| rows.first()) else {
+            // Refused: nothing changed but the releases the write carries.
+            tx.commit().await?;
+            return Err(why_not_written(&self.db, write).await);
+        };
+        let plan = plan_from_row(row)?;
+        for table in ["changes", "step_results"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE plan_id = $1"))
+                .bind(write.plan_id)
+                .execute(tx.conn())
+                .await?;
+        }
         for (seq, c) in changes.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO changes (plan_id, seq, path, kind, contents, base_contents, base_hash, new_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -215,11 +384,11 @@ impl Store {
             .bind(seq as i64)
             .bind(&c.path)
             .bind(c.kind.to_string())
-            .bind(c.contents.clone())
-            .bind(c.base_contents.clone())
-            .bind(c.base_hash.clone())
-            .bind(c.new_hash.clone())
-            .execute(&mut *tx)
+            .bind(c.contents.as_deref())
+            .bind(c.base_contents.as_deref())
+            .bind(c.base_hash.as_deref())
+            .bind(c.new_hash.as_deref())
+            .execute(tx.conn())
             .await?;
         }
         for (idx, s) in steps.iter().enumerate() {
@@ -230,7 +399,7 @@ impl Store {
             .bind(idx as i64)
             .bind(&s.step_id)
             .bind(&s.summary)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         }
         tx.commit().await?;
@@ -239,35 +408,33 @@ impl Store {
 
     /// Revert: drop the changeset, results and proposal with the status change.
     pub async fn revert(&self, write: &StateWrite<'_>) -> Result<PlanRecord, StoreError> {
-        let mut tx = self.db.begin_write().await?;
-        let plan = self.write_state(&mut tx, write, Proposal::Clear).await?;
-        self.clear_execution(&mut tx, write.plan_id).await?;
-        tx.commit().await?;
-        Ok(plan)
-    }
-
-    async fn clear_execution(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        plan_id: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM changes WHERE plan_id = $1")
-            .bind(plan_id)
-            .execute(&mut **tx)
-            .await?;
-        sqlx::query("DELETE FROM step_results WHERE plan_id = $1")
-            .bind(plan_id)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
+        let mut extra = Extra::default();
+        extra.replace_rows("step_results", "idx", vec![], "");
+        extra.replace_rows("changes", "seq", vec![], "");
+        self.write_state(write, Proposal::Clear, extra).await
     }
 
     /// The stored changeset, in order.
     pub async fn changes(&self, plan_id: &str) -> Result<Vec<ChangeRecord>, StoreError> {
-        let rows = sqlx::query("SELECT path, kind, contents, base_contents, base_hash, new_hash FROM changes WHERE plan_id = $1 ORDER BY seq")
+        let rows = sqlx::query(&Self::changes_sql(1))
             .bind(plan_id)
-            .fetch_all(&self.db.pool)
+            .fetch_all(self.db.reader())
             .await?;
+        Self::changes_from(&rows, plan_id)
+    }
+
+    /// The statement that reads plan `$id`'s changeset, in order, for a
+    /// caller that sends it with others in one request; decode its rows
+    /// with [`Store::changes_from`].
+    pub(crate) fn changes_sql(id: usize) -> String {
+        format!("SELECT path, kind, contents, base_contents, base_hash, new_hash FROM changes WHERE plan_id = ${id} ORDER BY seq")
+    }
+
+    /// The changeset in the rows of [`Store::changes_sql`].
+    pub(crate) fn changes_from(
+        rows: &[AnyRow],
+        plan_id: &str,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
         rows.iter()
             .map(|r| {
                 let kind: String = r.try_get(1)?;
@@ -290,7 +457,7 @@ impl Store {
     pub async fn change_count(&self, plan_id: &str) -> Result<usize, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM changes WHERE plan_id = $1")
             .bind(plan_id)
-            .fetch_one(&self.db.pool)
+            .fetch_one(self.db.reader())
             .await?;
         usize::try_from(n).map_err(|e| StoreError::corrupt("change count", e))
     }
@@ -301,7 +468,7 @@ impl Store {
             "SELECT step_id, summary FROM step_results WHERE plan_id = $1 ORDER BY idx",
         )
         .bind(plan_id)
-        .fetch_all(&self.db.pool)
+        .fetch_all(self.db.reader())
         .await?;
         rows.iter()
             .map(|r| {
@@ -333,7 +500,7 @@ impl Store {
             .bind(fence.token());
         let n = fence
             .bind(query)
-            .execute(&self.db.pool)
+            .execute(&mut *self.db.writer().await?)
             .await?
             .rows_affected();
         if n == 0 {
@@ -346,97 +513,199 @@ impl Store {
     pub async fn has_apply_journal(&self, plan_id: &str) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM apply_journal WHERE plan_id = $1")
             .bind(plan_id)
-            .fetch_one(&self.db.pool)
+            .fetch_one(self.db.reader())
             .await?;
         Ok(n > 0)
     }
 
     /// Apply finished: clear the journal with the status change.
     pub async fn finish_apply(&self, write: &StateWrite<'_>) -> Result<PlanRecord, StoreError> {
-        let mut tx = self.db.begin_write().await?;
-        let plan = self.write_state(&mut tx, write, Proposal::Keep).await?;
-        sqlx::query("DELETE FROM apply_journal WHERE plan_id = $1")
-            .bind(write.plan_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(plan)
+        let extra = Extra {
+            statements: vec!["DELETE FROM apply_journal WHERE plan_id = $3 AND {guard}".into()],
+            binds: vec![],
+        };
+        self.write_state(write, Proposal::Keep, extra).await
     }
 
-    /// The versioned, fenced status update plus its event, inside `tx`;
-    /// returns the row as written.
+    /// The versioned, fenced status update plus its event, `extra`'s
+    /// statements (made only if the update is) and the releases the write
+    /// carries, as one request and one transaction; returns the row as
+    /// written.
     async fn write_state(
         &self,
-        tx: &mut Transaction<'static, Any>,
         w: &StateWrite<'_>,
         proposal: Proposal<'_>,
+        extra: Extra,
     ) -> Result<PlanRecord, StoreError> {
         let (set_proposal, proposal_json) = match proposal {
             Proposal::Keep => (0i64, None),
             Proposal::Set(json) => (1, Some(json)),
             Proposal::Clear => (1, None),
         };
-        let sql = state_write_sql(self.db.backend, w.fence);
-        let query = sqlx::query(&sql)
-            .bind(w.to.phase.to_string())
-            .bind(w.to.state.to_string())
-            .bind(w.plan_id)
-            .bind(w.seen_version)
-            .bind(w.from.phase.to_string())
-            .bind(w.fence.map(Fence::token))
-            .bind(w.error)
-            .bind(w.actor)
-            .bind(w.from.state.to_string())
-            .bind(set_proposal)
-            .bind(proposal_json)
-            .bind(w.reason);
-        let query = match w.fence {
-            Some(fence) => fence.bind(query),
-            None => query,
+        let backend = self.db.backend;
+        let statements = state_write_sql(backend, w, &extra);
+        let sql = match backend {
+            Backend::Sqlite => {
+                let parts: Vec<&str> = statements.iter().map(String::as_str).collect();
+                self.db.batch_sql(&parts, Open::Both)
+            }
+            Backend::Postgres => statements.join(""),
         };
-        match query.fetch_all(&mut **tx).await?.into_iter().next() {
-            Some(row) => plan_from_row(&row),
-            None => Err(why_not_written(tx, w).await),
+        let query = bind_write(
+            sqlx::query(&sql),
+            w,
+            Some((set_proposal, proposal_json)),
+            &extra,
+        );
+        let groups = self.db.batch(query).await?;
+        let update = match backend {
+            Backend::Sqlite => extra.statements.len(),
+            Backend::Postgres => 0,
+        };
+        match groups.get(update).and_then(|rows| rows.first()) {
+            Some(row) => plan_from_row(row),
+            None => Err(why_not_written(&self.db, w).await),
         }
-    }
-
-    async fn event(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        plan_id: &str,
-        actor: &str,
-        from: Option<Status>,
-        to: Status,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        let now = self.db.now_ms();
-        sqlx::query(&format!(
-            "INSERT INTO plan_events (plan_id, at, actor, from_phase, from_state, to_phase, to_state, reason)
-             VALUES ($1, {now}, $2, $3, $4, $5, $6, $7)"
-        ))
-        .bind(plan_id)
-        .bind(actor)
-        .bind(from.map(|f| f.phase.to_string()))
-        .bind(from.map(|f| f.state.to_string()))
-        .bind(to.phase.to_string())
-        .bind(to.state.to_string())
-        .bind(reason)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
     }
 }
 
-/// The status update and its event in one round trip: on PostgreSQL one
-/// statement (the event inserted from the update's `RETURNING`), on SQLite
-/// two statements sent together, the event inserted only if the update
-/// changed the row. The caller's transaction makes both atomic. $1–$12 are
-/// the write's values, the fence (if any) takes $13–$15.
-fn state_write_sql(backend: Backend, fence: Option<&Fence>) -> String {
+/// Bind a status write's values (see [`state_write_sql`]); `proposal`:
+/// whether to set the proposal, and to what (`None`: keep it).
+fn bind_write<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    w: &'q StateWrite<'q>,
+    proposal: Option<(i64, Option<&'q str>)>,
+    extra: &'q Extra,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let (set_proposal, proposal_json) = proposal.unwrap_or((0, None));
+    let mut query = query
+        .bind(w.to.phase.to_string())
+        .bind(w.to.state.to_string())
+        .bind(w.plan_id)
+        .bind(w.seen_version)
+        .bind(w.from.phase.to_string())
+        .bind(w.fence.map(Fence::token))
+        .bind(w.error)
+        .bind(w.actor)
+        .bind(w.from.state.to_string())
+        .bind(set_proposal)
+        .bind(proposal_json)
+        .bind(w.reason);
+    if let Some(fence) = w.fence {
+        query = fence.bind(query);
+    }
+    for fence in w.release {
+        query = fence.bind(query);
+    }
+    for value in &extra.binds {
+        query = value.bind(query);
+    }
+    query
+}
+
+/// A value bound to a statement of an [`Extra`].
+#[derive(Debug, Clone)]
+enum Bind {
+    Int(i64),
+    Text(String),
+    OptText(Option<String>),
+    Bytes(Option<Vec<u8>>),
+}
+
+impl Bind {
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        match self {
+            Bind::Int(v) => query.bind(*v),
+            Bind::Text(v) => query.bind(v.as_str()),
+            Bind::OptText(v) => query.bind(v.as_deref()),
+            Bind::Bytes(v) => query.bind(v.as_deref()),
+        }
+    }
+}
+
+/// Statements a status write makes besides the update and its event,
+/// each guarded by the update's own conditions (`{guard}` in the text) so
+/// that they change something exactly when the update does. Their values
+/// are written `{n}`, numbered from 0, and bound after the write's own.
+#[derive(Debug, Default)]
+struct Extra {
+    statements: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+impl Extra {
+    /// Make `rows` (the values after `plan_id` and the index) the plan's
+    /// rows of `table`: each upserted at its index, those beyond deleted.
+    fn replace_rows(&mut self, table: &str, index: &str, rows: Vec<Vec<Bind>>, update: &str) {
+        let name = table.split(' ').next().unwrap_or(table);
+        self.statements.push(format!(
+            "DELETE FROM {name} WHERE plan_id = $3 AND {index} >= {{{}}} AND {{guard}}",
+            self.binds.len()
+        ));
+        self.binds.push(Bind::Int(rows.len() as i64));
+        if rows.is_empty() {
+            return;
+        }
+        let mut values = Vec::with_capacity(rows.len());
+        for (i, row) in rows.into_iter().enumerate() {
+            let mut cells = vec!["$3".to_string(), format!("{{{}}}", self.binds.len())];
+            self.binds.push(Bind::Int(i as i64));
+            for value in row {
+                cells.push(format!("{{{}}}", self.binds.len()));
+                self.binds.push(value);
+            }
+            values.push(format!("({})", cells.join(", ")));
+        }
+        self.statements.push(format!(
+            "INSERT INTO {table} SELECT * FROM (VALUES {}) AS v WHERE {{guard}}
+             ON CONFLICT (plan_id, {index}) DO UPDATE SET {update}",
+            values.join(", ")
+        ));
+    }
+}
+
+/// The statements of a status write: `extra`'s, the update and its event,
+/// the releases. On PostgreSQL one statement (every part a `WITH` clause
+/// of the update, the event inserted from its `RETURNING`), on SQLite
+/// statements sent together in one transaction, the event inserted only if
+/// the update changed the row. $1–$12 are the write's values, the fence (if
+/// any) takes the next three, each release three more, then `extra`'s.
+fn state_write_sql(backend: Backend, w: &StateWrite<'_>, extra: &Extra) -> Vec<String> {
     let now = backend.now_ms();
-    let fence = fence
-        .map(|f| format!(" AND {}", f.condition(backend, 13)))
-        .unwrap_or_default();
+    let mut next = 13;
+    let fence = match w.fence {
+        Some(f) => {
+            next += 3;
+            format!(" AND {}", f.condition(backend, 13))
+        }
+        None => String::new(),
+    };
+    let guard = format!(
+        "EXISTS (SELECT 1 FROM plans WHERE id = $3 AND version = $4 AND phase = $5 AND state = $9){fence}"
+    );
+    let releases: Vec<String> = w
+        .release
+        .iter()
+        .flat_map(|_| {
+            let first = next;
+            next += 3;
+            crate::locks::release_sql(backend, first)
+        })
+        .collect();
+    let extra_sql: Vec<String> = extra
+        .statements
+        .iter()
+        .map(|sql| {
+            let mut sql = sql.replace("{guard}", &guard);
+            for i in (0..extra.binds.len()).rev() {
+                sql = sql.replace(&format!("{{{i}}}"), &format!("${}", next + i));
+            }
+            sql
+        })
+        .collect();
     let update = format!(
         "UPDATE plans SET phase = $1, state = $2, version = version + 1, lock_token = $6, error = $7, updated_at = {now},
                 proposal_json = CASE WHEN $10 = 1 THEN $11 ELSE proposal_json END
@@ -445,24 +714,45 @@ fn state_write_sql(backend: Backend, fence: Option<&Fence>) -> String {
     );
     let event = "INSERT INTO plan_events (plan_id, at, actor, from_phase, from_state, to_phase, to_state, reason)";
     match backend {
-        Backend::Sqlite => format!(
-            "{update};\n{event} SELECT $3, {now}, $8, $5, $9, $1, $2, $12 WHERE changes() = 1"
-        ),
-        Backend::Postgres => format!(
-            "WITH updated AS ({update}),
-                  logged AS ({event} SELECT $3, {now}, $8, $5, $9, $1, $2, $12 FROM updated)
-             SELECT * FROM updated"
-        ),
+        Backend::Sqlite => {
+            let mut all = extra_sql;
+            all.push(update);
+            all.push(format!(
+                "{event} SELECT $3, {now}, $8, $5, $9, $1, $2, $12 WHERE changes() = 1"
+            ));
+            all.extend(releases);
+            all
+        }
+        Backend::Postgres => {
+            let logged = format!("{event} SELECT $3, {now}, $8, $5, $9, $1, $2, $12 FROM updated");
+            vec![one_statement(&extra_sql, &update, &logged, &releases)]
+        }
     }
+}
+
+/// PostgreSQL: a status write as one statement, every part a `WITH`
+/// clause of the update.
+fn one_statement(extra: &[String], update: &str, logged: &str, releases: &[String]) -> String {
+    let mut with: Vec<String> = extra
+        .iter()
+        .enumerate()
+        .map(|(i, sql)| format!("extra{i} AS ({sql})"))
+        .collect();
+    with.push(format!("updated AS ({update})"));
+    with.push(format!("logged AS ({logged})"));
+    for (i, release) in releases.iter().enumerate() {
+        with.push(format!("released{i} AS ({release})"));
+    }
+    format!("WITH {} SELECT * FROM updated", with.join(",\n"))
 }
 
 /// Why a state write changed no row: the plan is gone, its version moved,
 /// or the fence refused the write.
-async fn why_not_written(tx: &mut Transaction<'static, Any>, w: &StateWrite<'_>) -> StoreError {
+async fn why_not_written(db: &Db, w: &StateWrite<'_>) -> StoreError {
     let found: Result<Option<i64>, sqlx::Error> =
         sqlx::query_scalar("SELECT version FROM plans WHERE id = $1")
             .bind(w.plan_id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(db.reader())
             .await;
     match (found, w.fence) {
         (Err(e), _) => StoreError::Database(e),

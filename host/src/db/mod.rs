@@ -7,8 +7,16 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Executor};
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
+
+pub mod stats;
+mod write;
+
+use write::Writer;
+pub(crate) use write::{Open, WriteTx};
 
 /// Opening the database failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +75,10 @@ impl Backend {
     }
 }
 
+/// A pooled PostgreSQL connection idle at least this long is pinged before
+/// use.
+pub const PG_PING_IDLE: Duration = Duration::from_secs(1);
+
 /// How long a SQLite connection waits for another writer before failing.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -87,8 +99,12 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// A connected, migrated database.
 #[derive(Debug, Clone)]
 pub struct Db {
-    /// The connection pool (crate-private: SQL lives in `locks` and `store`).
+    /// The connection pool (crate-private: SQL lives in `locks` and
+    /// `store`). On SQLite it serves reads only; writes go through
+    /// `writer`.
     pub(crate) pool: AnyPool,
+    /// SQLite: the one connection every write goes through.
+    writer: Option<Arc<Writer>>,
     /// The backend behind the pool.
     pub backend: Backend,
 }
@@ -116,39 +132,20 @@ impl Db {
                 source: e,
             })?
             .disable_statement_logging();
-        let pool_options = match backend {
-            Backend::Sqlite => AnyPoolOptions::new()
-                .max_connections(4)
-                .acquire_timeout(Duration::from_secs(30))
-                // A SQLite connection is an open file in this process:
-                // there is no server to lose it, so the liveness ping sqlx
-                // would send to the connection's worker thread before every
-                // use (a full round trip) buys nothing.
-                .test_before_acquire(false)
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute(sqlite_pragmas().as_str()).await?;
-                        Ok(())
-                    })
-                }),
-            Backend::Postgres => AnyPoolOptions::new()
-                .max_connections(8)
-                .min_connections(0)
-                .acquire_timeout(Duration::from_secs(10))
-                // A pooled connection is checked before use so that one the
-                // server dropped (restart, pg_terminate_backend) is replaced
-                // instead of failing the next lock operation.
-                .test_before_acquire(true)
-                .idle_timeout(Duration::from_secs(60)),
-        };
+        let pool_options = pool_options(backend);
         let pool = pool_options
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| DbError::Connect {
                 url: redact(&url),
                 source: e,
             })?;
-        let db = Db { pool, backend };
+        let writer = (backend == Backend::Sqlite).then(|| Arc::new(Writer::new(options)));
+        let db = Db {
+            pool,
+            writer,
+            backend,
+        };
         db.migrate().await?;
         Ok(db)
     }
@@ -188,25 +185,68 @@ impl Db {
 
     /// Close the pool: wait for its connections to finish and close them.
     pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    /// Begin a write transaction: `BEGIN IMMEDIATE` on SQLite (takes the
-    /// write lock up front, so read-then-write cannot fail to upgrade),
-    /// a plain `BEGIN` on PostgreSQL.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+        if let Some(writer) = &self.writer {
+            writer.close().await;
         }
+        self.pool.close().await;
     }
 
     /// The database clock, in milliseconds since the epoch.
     pub async fn now(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar::<_, i64>(&format!("SELECT {}", self.now_ms()))
-            .fetch_one(&self.pool)
+            .fetch_one(self.reader())
             .await
     }
+}
+
+/// The pool's settings for `backend`.
+fn pool_options(backend: Backend) -> AnyPoolOptions {
+    let options = match backend {
+        Backend::Sqlite => AnyPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            // A SQLite connection is an open file in this process:
+            // there is no server to lose it, so the liveness ping sqlx
+            // would send to the connection's worker thread before every
+            // use (a full round trip) buys nothing.
+            .test_before_acquire(false)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(sqlite_pragmas().as_str()).await?;
+                    Ok(())
+                })
+            }),
+        Backend::Postgres => AnyPoolOptions::new()
+            .max_connections(8)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(10))
+            // A pooled connection that sat idle is checked before use,
+            // so that one the server dropped meanwhile (restart,
+            // pg_terminate_backend, an idle timeout) is replaced
+            // instead of failing the next lock operation. One in
+            // constant use was just answered by the server (and
+            // checked by the pool on its return): pinging it again
+            // would double the round trips of every statement.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < PG_PING_IDLE {
+                        return Ok(true);
+                    }
+                    stats::record(1, 0);
+                    Ok(conn.ping().await.is_ok())
+                })
+            })
+            .idle_timeout(Duration::from_secs(60)),
+    };
+    // sqlx pings every connection it takes back (a round trip we
+    // cannot turn off): count it.
+    options.after_release(|_, _| {
+        Box::pin(async {
+            stats::record(1, 0);
+            Ok(true)
+        })
+    })
 }
 
 /// Default database URL for a project: `<project>/.lockstep/lockstep.db`.

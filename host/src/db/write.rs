@@ -1,0 +1,316 @@
+//! Writes. On SQLite every write goes through **one connection** held by
+//! the process (writers queue for it here instead of contending for
+//! SQLite's write lock and sleeping through `SQLITE_BUSY`), and no pool
+//! checks it out or pings it on return; on PostgreSQL writes use the pool.
+//!
+//! [`WriteTx`] is a transaction on that connection, [`Db::batch`] sends
+//! several statements as one request and one transaction: on SQLite the
+//! statements are wrapped in `BEGIN IMMEDIATE; …; COMMIT` and run as one
+//! unit by the connection, on PostgreSQL the batch must be one statement
+//! (data-modifying `WITH` clauses), which the server runs atomically.
+//!
+//! A transaction or batch abandoned half-way (an error, a dropped future)
+//! is rolled back before the connection serves anyone else.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyRow};
+use sqlx::pool::PoolConnection;
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Either, Executor};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::stats::record;
+use super::{sqlite_pragmas, Backend, Db};
+
+/// The one SQLite write connection, opened on first use and again after
+/// it was dropped.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    conn: Arc<Mutex<Option<AnyConnection>>>,
+    options: AnyConnectOptions,
+}
+
+impl Writer {
+    pub(crate) fn new(options: AnyConnectOptions) -> Self {
+        Writer {
+            conn: Arc::new(Mutex::new(None)),
+            options,
+        }
+    }
+
+    async fn lock(&self) -> Result<OwnedMutexGuard<Option<AnyConnection>>, sqlx::Error> {
+        let mut guard = self.conn.clone().lock_owned().await;
+        if guard.is_none() {
+            let mut conn = self.options.connect().await?;
+            conn.execute(sqlite_pragmas().as_str()).await?;
+            *guard = Some(conn);
+        }
+        Ok(guard)
+    }
+
+    /// Close the connection (the pool's `close`).
+    pub(crate) async fn close(&self) {
+        if let Some(conn) = self.conn.lock().await.take() {
+            let _ = sqlx::Connection::close(conn).await;
+        }
+    }
+}
+
+/// A write connection: the SQLite writer, or a pooled PostgreSQL one.
+#[derive(Debug)]
+pub(crate) enum WriteConn {
+    /// SQLite: the process's one write connection.
+    Single(OwnedMutexGuard<Option<AnyConnection>>),
+    /// PostgreSQL: a connection from the pool.
+    Pooled(PoolConnection<Any>),
+}
+
+impl Deref for WriteConn {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            WriteConn::Single(guard) => guard.as_ref().expect("the writer is connected"),
+            WriteConn::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl DerefMut for WriteConn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            WriteConn::Single(guard) => guard.as_mut().expect("the writer is connected"),
+            WriteConn::Pooled(conn) => conn,
+        }
+    }
+}
+
+/// Roll back whatever `conn` may have left open, then let it serve
+/// others (on a runtime; without one, a SQLite writer is dropped — closing
+/// rolls back — and a pooled connection is closed).
+fn abandon(mut conn: WriteConn) {
+    let rollback = async move {
+        if conn.execute("ROLLBACK").await.is_err() {
+            // Nothing was open (the usual case after a failed statement
+            // that SQLite already rolled back), or the connection broke.
+            tracing::trace!("rollback of an abandoned write found nothing open");
+        }
+        record(1, 0);
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(rollback);
+        }
+        Err(_) => drop_conn(rollback),
+    }
+}
+
+fn drop_conn<F>(rollback: F) {
+    // Dropping the future drops the connection it owns: a SQLite
+    // connection closes (rolling back), a pooled one goes back through the
+    // pool's own checks.
+    drop(rollback);
+}
+
+/// A write transaction (`BEGIN IMMEDIATE` on SQLite, `BEGIN` on
+/// PostgreSQL). Dropped without [`WriteTx::commit`], it rolls back.
+#[derive(Debug)]
+pub(crate) struct WriteTx {
+    conn: Option<WriteConn>,
+}
+
+impl WriteTx {
+    /// The connection, for one statement in the transaction (counted as
+    /// one round trip).
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        record(1, 0);
+        self.conn.as_mut().expect("transaction open")
+    }
+
+    /// Send `query` — statements ending with the transaction's own
+    /// `COMMIT` when `commits` (see [`Db::batch_sql`]) — as one request;
+    /// returns the rows of each statement.
+    pub(crate) async fn batch<'q>(
+        &mut self,
+        query: Query<'q, Any, AnyArguments<'q>>,
+        commits: bool,
+    ) -> Result<Vec<Vec<AnyRow>>, sqlx::Error> {
+        record(1, u64::from(commits));
+        let conn = self.conn.as_mut().expect("transaction open");
+        let mut groups = grouped(conn, query).await?;
+        if commits {
+            // Committed by the batch: nothing left to roll back.
+            self.conn.take();
+            groups.pop(); // COMMIT
+        }
+        Ok(groups)
+    }
+
+    /// Whether the transaction is still open (not committed by a batch).
+    pub(crate) fn is_open(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Commit.
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        record(1, 1);
+        let mut conn = self.conn.take().expect("transaction open");
+        match conn.execute("COMMIT").await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                abandon(conn);
+                Err(e)
+            }
+        }
+    }
+
+    /// Roll back now.
+    pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        record(1, 0);
+        let mut conn = self.conn.take().expect("transaction open");
+        conn.execute("ROLLBACK").await.map(drop)
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            abandon(conn);
+        }
+    }
+}
+
+/// Run `query` and split its rows by statement (a statement's end is
+/// reported after its rows).
+async fn grouped<'q>(
+    conn: &mut AnyConnection,
+    query: Query<'q, Any, AnyArguments<'q>>,
+) -> Result<Vec<Vec<AnyRow>>, sqlx::Error> {
+    let mut groups = Vec::new();
+    let mut current = Vec::new();
+    let mut stream = conn.fetch_many(query);
+    while let Some(item) = stream.try_next().await? {
+        match item {
+            Either::Left(_) => groups.push(std::mem::take(&mut current)),
+            Either::Right(row) => current.push(row),
+        }
+    }
+    if !current.is_empty() {
+        groups.push(current);
+    }
+    Ok(groups)
+}
+
+impl Db {
+    /// A connection for one writing statement committed on its own
+    /// (counted as one round trip and one commit).
+    pub(crate) async fn writer(&self) -> Result<WriteConn, sqlx::Error> {
+        record(1, 1);
+        self.write_conn().await
+    }
+
+    async fn write_conn(&self) -> Result<WriteConn, sqlx::Error> {
+        match &self.writer {
+            Some(writer) => Ok(WriteConn::Single(writer.lock().await?)),
+            None => Ok(WriteConn::Pooled(self.pool.acquire().await?)),
+        }
+    }
+
+    /// Begin a write transaction: `BEGIN IMMEDIATE` on SQLite (takes the
+    /// write lock up front, so read-then-write cannot fail to upgrade), a
+    /// plain `BEGIN` on PostgreSQL.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        record(1, 0);
+        let mut conn = self.write_conn().await?;
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        conn.execute(begin).await?;
+        Ok(WriteTx { conn: Some(conn) })
+    }
+
+    /// Begin a write transaction on SQLite with the statements of `query`
+    /// (made by [`Db::batch_sql`] with `Open::Begin`) in the same request;
+    /// returns the transaction and the rows of each statement.
+    pub(crate) async fn begin_batch<'q>(
+        &self,
+        query: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Result<(WriteTx, Vec<Vec<AnyRow>>), sqlx::Error> {
+        record(1, 0);
+        let conn = self.write_conn().await?;
+        let mut tx = WriteTx { conn: Some(conn) };
+        let conn = tx.conn.as_mut().expect("transaction open");
+        let mut groups = grouped(conn, query).await?;
+        if !groups.is_empty() {
+            groups.remove(0); // BEGIN
+        }
+        Ok((tx, groups))
+    }
+
+    /// The text of a batch of `statements`: on SQLite wrapped in
+    /// `BEGIN IMMEDIATE` and `COMMIT` as `open` says; on PostgreSQL the
+    /// batch must be a single statement, sent as it is.
+    pub(crate) fn batch_sql(&self, statements: &[&str], open: Open) -> String {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut sql = String::new();
+                if matches!(open, Open::Both | Open::Begin) {
+                    sql.push_str("BEGIN IMMEDIATE;\n");
+                }
+                sql.push_str(&statements.join(";\n"));
+                if matches!(open, Open::Both | Open::Commit) {
+                    sql.push_str(";\nCOMMIT");
+                }
+                sql
+            }
+            Backend::Postgres => {
+                debug_assert_eq!(statements.len(), 1, "one statement per batch on PostgreSQL");
+                statements.join(";\n")
+            }
+        }
+    }
+
+    /// Send a batch made by [`Db::batch_sql`] (`Open::Both`) as one request
+    /// and one transaction; returns the rows of each of its statements.
+    pub(crate) async fn batch<'q>(
+        &self,
+        query: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Result<Vec<Vec<AnyRow>>, sqlx::Error> {
+        record(1, 1);
+        let conn = self.write_conn().await?;
+        // Until the batch has run, its transaction may be open: roll back
+        // if it fails or is dropped half-way.
+        let mut tx = WriteTx { conn: Some(conn) };
+        let conn = tx.conn.as_mut().expect("transaction open");
+        let mut groups = grouped(conn, query).await?;
+        tx.conn.take();
+        if self.backend == Backend::Sqlite && groups.len() >= 2 {
+            groups.remove(0); // BEGIN
+            groups.pop(); // COMMIT
+        }
+        Ok(groups)
+    }
+
+    /// The pool, for one reading statement (counted as one round trip, and
+    /// one more for the pool's check of the connection on its return).
+    pub(crate) fn reader(&self) -> &AnyPool {
+        record(2, 0);
+        &self.pool
+    }
+}
+
+/// Which ends of a transaction a SQLite batch carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Open {
+    /// `BEGIN IMMEDIATE; …; COMMIT`: a whole transaction.
+    Both,
+    /// `BEGIN IMMEDIATE; …`: the transaction stays open.
+    Begin,
+    /// `…; COMMIT`: ends a transaction begun earlier.
+    Commit,
+    /// `…`: statements inside a transaction begun earlier, which stays open.
+    Inside,
+}

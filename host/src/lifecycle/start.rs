@@ -1,0 +1,238 @@
+//! The start of a phase in as few requests as the backend allows: the plan
+//! lock taken and the plan read in **one request**, and on SQLite the
+//! transaction that took the lock kept open so that the `*/processing`
+//! write (and apply's tree lock) commit with it — the start of a phase is
+//! one commit. The transaction stays open only across the decision in
+//! memory (the transition, which phase): anything else — a recovery, a
+//! held lock, a refusal — commits it first and goes the ordinary way.
+//!
+//! If such a transaction is rolled back instead (the database failed
+//! half-way), the acquisition in it never happened: the guards it made are
+//! then marked released, so that their release cannot count a re-entrant
+//! hold (a fleet worker's claim) down twice.
+
+use std::time::Instant;
+
+use super::service::{plan_resource, project_resource};
+use super::{LifecycleError, PlanLifecycleService};
+use crate::db::{Backend, Open, WriteTx};
+use crate::locks::LockGuard;
+use crate::model::{ChangeRecord, PlanRecord};
+use crate::store::{PlanRead, Store, StoreError};
+
+/// The plan lock, the plan as read under it, and (SQLite) the open
+/// transaction that took the lock.
+pub(super) struct Locked {
+    pub guard: LockGuard,
+    pub read: PlanRead,
+    pub tx: Option<WriteTx>,
+    /// The stored changeset, if read with the plan (apply, SQLite).
+    pub changes: Option<Vec<ChangeRecord>>,
+}
+
+/// Commit `tx` (if open): what it did is kept. If the commit fails, the
+/// transaction was rolled back and the leases taken in it were never
+/// granted: `guards` must not release them.
+pub(super) async fn settle(tx: Option<WriteTx>, guards: &[&LockGuard]) {
+    let Some(tx) = tx else { return };
+    if let Err(e) = tx.commit().await {
+        tracing::warn!("committing the plan lock failed: {e}; it was not taken");
+        void(guards);
+    }
+}
+
+/// The leases of a rolled-back transaction: never granted.
+pub(super) fn void(guards: &[&LockGuard]) {
+    for guard in guards {
+        guard.released_by_write();
+    }
+}
+
+fn db_error(e: sqlx::Error) -> LifecycleError {
+    LifecycleError::Store(StoreError::Database(e))
+}
+
+impl PlanLifecycleService {
+    /// Take the plan lock and read the plan: in one request when the lock
+    /// is free, else the ordinary way (waiting as the session is told to,
+    /// or failing with the holder).
+    pub(super) async fn lock_and_read(
+        &self,
+        id: &str,
+        operation: &str,
+        with_changes: bool,
+    ) -> Result<Locked, LifecycleError> {
+        let resource = plan_resource(id);
+        let fast = match self.store.db().backend {
+            Backend::Sqlite => {
+                self.lock_and_read_sqlite(&resource, id, operation, with_changes)
+                    .await?
+            }
+            Backend::Postgres => {
+                self.lock_and_read_postgres(&resource, id, operation)
+                    .await?
+            }
+        };
+        if let Some(locked) = fast {
+            return Ok(locked);
+        }
+        let guard = self.lock(&resource, operation).await?;
+        match self.store.read_plan(id).await {
+            Ok(read) => Ok(Locked {
+                guard,
+                read,
+                tx: None,
+                changes: None,
+            }),
+            Err(e) => {
+                let _ = guard.release().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// SQLite: `BEGIN IMMEDIATE`, the acquisition and the read (and the
+    /// changeset, `with_changes`) in one request; the transaction stays
+    /// open. `None`: the lock is held.
+    async fn lock_and_read_sqlite(
+        &self,
+        resource: &str,
+        id: &str,
+        operation: &str,
+        with_changes: bool,
+    ) -> Result<Option<Locked>, LifecycleError> {
+        let db = self.store.db();
+        let read_sql = Store::plan_sql(8);
+        let changes_sql = Store::changes_sql(8);
+        let mut statements = vec![self.locks().acquire_sql(), read_sql.as_str()];
+        if with_changes {
+            statements.push(&changes_sql);
+        }
+        let sql = db.batch_sql(&statements, Open::Begin);
+        let ttl = self.options().lock_ttl;
+        let query = self
+            .locks()
+            .bind_acquire(sqlx::query(&sql), resource, self.owner(), operation, ttl)?
+            .bind(id);
+        let sent_at = Instant::now();
+        let (tx, groups) = db.begin_batch(query).await.map_err(db_error)?;
+        let Some(grant) = groups.first().and_then(|rows| rows.first()) else {
+            // Held by someone else: nothing was written.
+            settle(Some(tx), &[]).await;
+            return Ok(None);
+        };
+        let guard = self
+            .locks()
+            .guard_from(grant, resource, self.owner(), ttl, sent_at)?;
+        let read = match groups.get(1).and_then(|rows| rows.first()) {
+            Some(row) => Store::plan_read(row, 0),
+            None => Ok(None),
+        };
+        let changes = match groups.get(2) {
+            Some(rows) if with_changes => Store::changes_from(rows, id).map(Some),
+            _ => Ok(None),
+        };
+        let read = match (read, changes) {
+            (Ok(Some(read)), Ok(changes)) => Ok(Some((read, changes))),
+            (Ok(None), _) => Ok(None),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        match read {
+            Ok(Some((read, changes))) => Ok(Some(Locked {
+                guard,
+                read,
+                tx: Some(tx),
+                changes,
+            })),
+            other => {
+                settle(Some(tx), &[&guard]).await;
+                let _ = guard.release().await;
+                Err(match other {
+                    Err(e) => e.into(),
+                    _ => StoreError::NotFound(id.to_string()).into(),
+                })
+            }
+        }
+    }
+
+    /// PostgreSQL: the acquisition and the read in one statement (the
+    /// acquisition commits on its own). `None`: the lock is held.
+    async fn lock_and_read_postgres(
+        &self,
+        resource: &str,
+        id: &str,
+        operation: &str,
+    ) -> Result<Option<Locked>, LifecycleError> {
+        let db = self.store.db();
+        let sql = format!(
+            "WITH granted AS ({}) SELECT g.token, g.holds, g.acquired_at, g.expires_at, g.granted_at, x.*
+             FROM granted g LEFT JOIN ({}) x ON true",
+            self.locks().acquire_sql(),
+            Store::plan_sql(8)
+        );
+        let ttl = self.options().lock_ttl;
+        let query = self
+            .locks()
+            .bind_acquire(sqlx::query(&sql), resource, self.owner(), operation, ttl)?
+            .bind(id);
+        let sent_at = Instant::now();
+        let groups = db.batch(query).await.map_err(db_error)?;
+        let Some(row) = groups.first().and_then(|rows| rows.first()) else {
+            return Ok(None);
+        };
+        let guard = self
+            .locks()
+            .guard_from(row, resource, self.owner(), ttl, sent_at)?;
+        match Store::plan_read(row, 5) {
+            Ok(Some(read)) => Ok(Some(Locked {
+                guard,
+                read,
+                tx: None,
+                changes: None,
+            })),
+            other => {
+                let _ = guard.release().await;
+                Err(match other {
+                    Err(e) => e.into(),
+                    _ => StoreError::NotFound(id.to_string()).into(),
+                })
+            }
+        }
+    }
+
+    /// The apply lock, in the open transaction `tx` if there is one and the
+    /// tree is free (one request); else `tx` is committed and the lock
+    /// taken the ordinary way.
+    pub(super) async fn lock_apply_in(
+        &self,
+        plan: &PlanRecord,
+        operation: &str,
+        tx: &mut Option<WriteTx>,
+        guard: &LockGuard,
+    ) -> Result<LockGuard, LifecycleError> {
+        if let Some(open) = tx.as_mut() {
+            let got = self
+                .locks()
+                .try_tree_in(
+                    open,
+                    &project_resource(&plan.project_id),
+                    &plan.project_root,
+                    self.owner(),
+                    &format!("{operation} in {}", plan.project_root),
+                    self.options().lock_ttl,
+                )
+                .await;
+            match got {
+                Ok(Some(project)) => return Ok(project),
+                Ok(None) => settle(tx.take(), &[guard]).await,
+                Err(e) => {
+                    // The transaction is in an unknown state: roll it back.
+                    drop(tx.take());
+                    void(&[guard]);
+                    return Err(e.into());
+                }
+            }
+        }
+        self.lock_apply(plan, operation).await
+    }
+}
