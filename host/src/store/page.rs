@@ -81,7 +81,7 @@ impl Store {
         if let Some((at, id)) = &after {
             query = query.bind(*at).bind(*at).bind(id.clone());
         }
-        let rows = query.fetch_all(&self.db().pool).await?;
+        let rows = query.fetch_all(self.db().reader()).await?;
         let mut plans = rows
             .iter()
             .map(plan_from_row)
@@ -116,14 +116,14 @@ impl Store {
         if let Some(plan) = plan_id {
             query = query.bind(plan.to_string());
         }
-        let rows = query.fetch_all(&self.db().pool).await?;
+        let rows = query.fetch_all(self.db().reader()).await?;
         rows.iter().map(event_from_row).collect()
     }
 
     /// The id of the newest event (0 when there is none).
     pub async fn last_event_id(&self) -> Result<i64, StoreError> {
         let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM plan_events")
-            .fetch_one(&self.db().pool)
+            .fetch_one(self.db().reader())
             .await?;
         Ok(id.unwrap_or(0))
     }
