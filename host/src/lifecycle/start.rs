@@ -86,6 +86,24 @@ impl Start {
     }
 }
 
+/// The plan (second statement's row) and, `with_changes`, the changeset
+/// (the third's rows) of a SQLite start request.
+fn read_with_changes(
+    groups: &[Vec<sqlx::any::AnyRow>],
+    id: &str,
+    with_changes: bool,
+) -> Result<Option<(PlanRead, Option<Vec<ChangeRecord>>)>, StoreError> {
+    let read = match groups.get(1).and_then(|rows| rows.first()) {
+        Some(row) => Store::plan_read(row, 0)?,
+        None => None,
+    };
+    let changes = match groups.get(2) {
+        Some(rows) if with_changes => Some(Store::changes_from(rows, id)?),
+        _ => None,
+    };
+    Ok(read.map(|read| (read, changes)))
+}
+
 /// Commit `tx` (if open): what it did is kept. If the commit fails, the
 /// transaction was rolled back and the leases taken in it were never
 /// granted: `guards` must not release them.
@@ -203,20 +221,7 @@ impl PlanLifecycleService {
         let guard = self
             .locks()
             .guard_from(grant, resource, self.owner(), ttl, sent_at)?;
-        let read = match groups.get(1).and_then(|rows| rows.first()) {
-            Some(row) => Store::plan_read(row, 0),
-            None => Ok(None),
-        };
-        let changes = match groups.get(2) {
-            Some(rows) if with_changes => Store::changes_from(rows, id).map(Some),
-            _ => Ok(None),
-        };
-        let read = match (read, changes) {
-            (Ok(Some(read)), Ok(changes)) => Ok(Some((read, changes))),
-            (Ok(None), _) => Ok(None),
-            (Err(e), _) | (_, Err(e)) => Err(e),
-        };
-        match read {
+        match read_with_changes(&groups, id, with_changes) {
             Ok(Some((read, changes))) => Ok(Some(Locked {
                 guard,
                 read,
