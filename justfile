@@ -52,11 +52,12 @@ bench-fleet: plugins
 
 # Each figure beside its baseline, with the ratio and the goal. Also builds the
 # extism baseline (bench/extism, its own workspace: it brings another wasmtime).
-compare: plugins
+# `./dev compare --check` exits non-zero when a goal is missed.
+compare *ARGS: plugins
     bash scripts/ensure-postgres.sh
     bash plugins/extism/build.sh
     cd bench/extism && cargo build --release --target-dir ../../target/extism
-    cargo bench -p lockstep --features db-stats --bench compare
+    cargo bench -p lockstep --features db-stats --bench compare -- {{ARGS}}
 
 # A real plan end to end on the embedded SQLite default, with the example plugins.
 demo: plugins
@@ -79,3 +80,8 @@ scale: plugins
     bash scripts/ensure-postgres.sh
     cargo bench -p lockstep --bench scale
     bash docs/perf/plot.sh
+
+# The binary as installs get it (stripped, thin LTO): target/dist/lockstep.
+dist:
+    cargo build -p lockstep --bin lockstep --profile dist
+    ls -l target/dist/lockstep

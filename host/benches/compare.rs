@@ -6,14 +6,17 @@
 //! | figure | baseline |
 //! |---|---|
 //! | lock acquire+release, SQLite | the same SQL statements through sqlx |
-//! | lock acquire+release, PostgreSQL | two raw `SELECT 1` round trips |
+//! | lock acquire+release, PostgreSQL | the same two statements sent by `pgbench -M prepared` (the client floor) |
 //! | Rust plugin instantiate + call through lockstep | a bare wasmtime harness, same component |
 //! | plugin call on a kept instance | the `extism` crate calling an equivalent Extism plugin |
 //! | plugin instantiate + call | extism: a new plugin from the compiled module + call |
 //! | full four-phase lifecycle, one-step no-op plugins, SQLite | (plans/s) |
 //! | JS / Python plugin: load from cache + first call | cold compile + first call |
 //!
-//! Each figure is the median of many timed runs after a warm-up.
+//! Each figure is the median of many timed runs after a warm-up. Every goal
+//! is a value (`Goal`), printed as `≤ N×`, `≤ N ms` or `≥ N plans/s`; with
+//! `--check` (`./dev compare --check`) the run exits non-zero when one is
+//! missed, naming it.
 
 #[path = "support/raw_locks.rs"]
 mod raw_locks;
@@ -69,13 +72,52 @@ where
     median(samples)
 }
 
+/// What a figure must reach; a row may carry several (all must hold).
+#[derive(Clone, Copy)]
+enum Goal {
+    /// At most this many times the baseline.
+    Ratio(f64),
+    /// At most this long.
+    Within(Duration),
+    /// At least this many per second (the value is the time of one).
+    Rate(f64, &'static str),
+    /// At most this many commits and round trips per plan.
+    PerPlan(f64, f64),
+}
+
+impl Goal {
+    fn met(&self, row: &Row) -> bool {
+        match *self {
+            Goal::Ratio(most) => row.ratio().is_some_and(|r| r <= most),
+            Goal::Within(most) => row.value <= most,
+            Goal::Rate(least, _) => 1.0 / row.value.as_secs_f64() >= least,
+            Goal::PerPlan(commits, round_trips) => row
+                .counts
+                .is_some_and(|(c, r)| c <= commits && r <= round_trips),
+        }
+    }
+}
+
+impl std::fmt::Display for Goal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Goal::Ratio(most) => write!(f, "≤ {most}×"),
+            Goal::Within(most) => write!(f, "≤ {}", us(*most)),
+            Goal::Rate(least, unit) => write!(f, "≥ {least} {unit}"),
+            Goal::PerPlan(commits, round_trips) => write!(f, "≤ {commits} / ≤ {round_trips}"),
+        }
+    }
+}
+
 struct Row {
     figure: String,
     value: Duration,
     /// Shown instead of `value` (counts rather than a time).
     text: Option<String>,
+    /// Commits and round trips per plan, for a `Goal::PerPlan`.
+    counts: Option<(f64, f64)>,
     baseline: Option<(String, Duration)>,
-    goal: String,
+    goals: Vec<Goal>,
 }
 
 impl Row {
@@ -84,14 +126,64 @@ impl Row {
             .as_ref()
             .map(|(_, b)| self.value.as_secs_f64() / b.as_secs_f64())
     }
+
+    fn goal(&self) -> String {
+        let goals: Vec<String> = self.goals.iter().map(|g| g.to_string()).collect();
+        goals.join(", ")
+    }
+
+    fn missed(&self) -> Vec<Goal> {
+        self.goals
+            .iter()
+            .filter(|g| !g.met(self))
+            .copied()
+            .collect()
+    }
 }
 
 fn us(d: Duration) -> String {
-    if d >= Duration::from_millis(10) {
-        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    if d >= Duration::from_millis(1) {
+        format!("{} ms", trim(d.as_secs_f64() * 1e3))
     } else {
-        format!("{:.1} µs", d.as_secs_f64() * 1e6)
+        format!("{} µs", trim(d.as_secs_f64() * 1e6))
     }
+}
+
+/// One decimal, without a trailing `.0` (goals read `≤ 10 ms`).
+fn trim(x: f64) -> String {
+    let s = format!("{x:.1}");
+    s.strip_suffix(".0").map(str::to_owned).unwrap_or(s)
+}
+
+/// The floor of the PostgreSQL lock path: the acquire and release statements
+/// `LockService` sends, run by `pgbench -M prepared` on one connection, each
+/// committing on its own as ours do. Its per-transaction latency is what a
+/// client with no overhead of its own would take.
+fn pgbench_floor(url: &str) -> Result<Duration, String> {
+    let script = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    let script_text = raw_locks::pgbench_script(Backend::Postgres.now_ms());
+    std::fs::write(script.path(), script_text).map_err(|e| e.to_string())?;
+    let output = std::process::Command::new("pgbench")
+        .args(["-n", "-M", "prepared", "-c", "1", "-t", "4000"])
+        .arg("-f")
+        .arg(script.path())
+        .arg(url)
+        .output()
+        .map_err(|e| format!("pgbench: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "pgbench failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let ms: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("latency average = "))
+        .and_then(|v| v.strip_suffix(" ms"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no latency in pgbench's output: {stdout}"))?;
+    Ok(Duration::from_secs_f64(ms / 1e3))
 }
 
 async fn lock_rows(url: &str, name: &str, rows: &mut Vec<Row>) {
@@ -117,25 +209,23 @@ async fn lock_rows(url: &str, name: &str, rows: &mut Vec<Row>) {
         Backend::Sqlite => (
             "the same SQL through sqlx",
             time(2000, || raw_locks::acquire_release(&raw, &owner, "cmp:raw")).await,
-            "≤ 1.3×",
+            1.3,
         ),
-        Backend::Postgres => (
-            "two raw SELECT 1 round trips",
-            time(2000, || async {
-                for _ in 0..2 {
-                    sqlx::query("SELECT 1").execute(&raw.pool).await.unwrap();
-                }
-            })
-            .await,
-            "≤ 1.5×",
-        ),
+        Backend::Postgres => match pgbench_floor(url) {
+            Ok(floor) => ("the same two statements, pgbench -M prepared", floor, 1.5),
+            Err(e) => {
+                eprintln!("skipping {name}: {e}");
+                return;
+            }
+        },
     };
     rows.push(Row {
         figure: format!("lock acquire+release, {name}"),
         value: ours,
         text: None,
+        counts: None,
         baseline: Some((baseline_name.into(), baseline)),
-        goal: goal.into(),
+        goals: vec![Goal::Ratio(goal)],
     });
 }
 
@@ -297,23 +387,27 @@ async fn lifecycle_rows(dist: &Path, dir: &Path, rows: &mut Vec<Row>) {
         ),
         value: per_plan,
         text: None,
+        counts: None,
         baseline: None,
-        goal: "≥ 500 plans/s".into(),
+        goals: vec![Goal::Rate(500.0, "plans/s")],
     });
-    let text = match counts {
-        Some(c) => format!(
-            "{:.1} / {:.1}",
+    let per_plan_counts = counts.map(|c| {
+        (
             c.commits as f64 / f64::from(plans),
-            c.round_trips as f64 / f64::from(plans)
-        ),
+            c.round_trips as f64 / f64::from(plans),
+        )
+    });
+    let text = match per_plan_counts {
+        Some((commits, round_trips)) => format!("{commits:.1} / {round_trips:.1}"),
         None => "(build with --features db-stats)".into(),
     };
     rows.push(Row {
         figure: "SQLite commits / round trips per plan (full lifecycle)".into(),
         value: Duration::ZERO,
         text: Some(text),
+        counts: per_plan_counts,
         baseline: None,
-        goal: "≤ 6 / ≤ 12".into(),
+        goals: vec![Goal::PerPlan(6.0, 12.0)],
     });
 }
 
@@ -368,8 +462,9 @@ async fn main() {
             figure: "Rust plugin instantiate + call (noop)".into(),
             value: ours,
             text: None,
+            counts: None,
             baseline: Some(("bare wasmtime harness".into(), bare)),
-            goal: "≤ 2×, ≤ 50 µs".into(),
+            goals: vec![Goal::Ratio(2.0), Goal::Within(Duration::from_micros(50))],
         });
     }
 
@@ -406,19 +501,21 @@ async fn main() {
                 figure: "plugin call, instance kept (noop)".into(),
                 value: reused,
                 text: None,
+                counts: None,
                 baseline: Some(("extism: call on a loaded plugin".into(), call)),
-                goal: "≤ 1.0×".into(),
+                goals: vec![Goal::Ratio(1.0)],
             });
             if let Some(fresh) = fresh {
                 rows.push(Row {
                     figure: "plugin instantiate + call (noop, the default)".into(),
                     value: ours,
                     text: None,
+                    counts: None,
                     baseline: Some((
                         "extism: new plugin from the compiled module + call".into(),
                         fresh,
                     )),
-                    goal: "≤ 1.0×".into(),
+                    goals: vec![Goal::Ratio(1.0)],
                 });
             }
         }
@@ -431,7 +528,7 @@ async fn main() {
     }
 
     // Python / JavaScript: load from the disk cache + first call, beside a cold compile + first call.
-    for name in ["json-format", "trailing-whitespace"] {
+    for (name, goal_ms) in [("json-format", 3), ("trailing-whitespace", 10)] {
         if !wanted("load") {
             break;
         }
@@ -472,8 +569,9 @@ async fn main() {
             figure: format!("{name}: load from cache + first call"),
             value: median(warm),
             text: None,
+            counts: None,
             baseline: Some(("cold compile + first call".into(), cold)),
-            goal: "≤ 10 ms".into(),
+            goals: vec![Goal::Within(Duration::from_millis(goal_ms))],
         });
     }
 
@@ -494,7 +592,21 @@ async fn main() {
             row.text.clone().unwrap_or_else(|| us(row.value)),
             baseline,
             ratio,
-            row.goal
+            row.goal()
         );
+    }
+    let missed: Vec<String> = rows
+        .iter()
+        .flat_map(|row| {
+            row.missed()
+                .into_iter()
+                .map(move |g| format!("{}: {g}", row.figure))
+        })
+        .collect();
+    for m in &missed {
+        println!("missed: {m}");
+    }
+    if std::env::args().any(|a| a == "--check") && !missed.is_empty() {
+        std::process::exit(1);
     }
 }

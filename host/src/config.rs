@@ -11,12 +11,8 @@ pub use crate::plugins::PLUGIN_PATH_ENV;
 
 pub use crate::plugins::userdir::{user_cache_dir, user_config_dir, CONFIG_DIR_ENV};
 
-/// The WebAssembly plugin engine could not be started (wasmtime refused
-/// the engine's configuration, or its compiled-component cache could not
-/// be set up). The message and the causes are the engine's own.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct PluginEngineError(Box<dyn std::error::Error + Send + Sync>);
+/// The WebAssembly plugin engine could not be started.
+pub use crate::plugins::EngineError as PluginEngineError;
 
 /// What [`Container::build`](crate::Container::build) needs.
 #[derive(Debug, Clone)]
@@ -60,8 +56,7 @@ impl Config {
     /// plugins the user trusted) and then [`Config::plugin_dirs`], with
     /// [`Config::plugins`].
     pub fn plugin_engine(&self) -> Result<PluginEngine, PluginEngineError> {
-        let engine = PluginEngine::with_options(self.plugin_dirs.clone(), self.plugins.clone())
-            .map_err(|e| PluginEngineError(e.into()))?;
+        let engine = PluginEngine::with_options(self.plugin_dirs.clone(), self.plugins.clone())?;
         Ok(if self.project_plugins {
             engine.with_project_plugins(&self.project)
         } else {

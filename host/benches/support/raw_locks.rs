@@ -84,3 +84,22 @@ pub async fn raw_pool(url: &str, backend: Backend) -> Raw {
         .expect("raw pool");
     Raw { pool, backend }
 }
+
+/// The PostgreSQL acquire and release above as a `pgbench` script (one
+/// "transaction" of pgbench is both statements, each committing on its own),
+/// with the clock expression `now` written in as `acquire_release` writes it: the floor
+/// the compare bench measures our client path against.
+#[allow(dead_code)] // the compare bench's only
+pub fn pgbench_script(now: &str) -> String {
+    let resource = "'cmp-pgbench' AND owner = 'pgbench' AND token = :token";
+    format!(
+        "INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at) \
+         VALUES ('cmp-pgbench', 'pgbench', nextval('lock_token_seq'), 'bench', 'bench-host', 1, 'bench', 1, {now}, {now} + {TTL_MS}) \
+         ON CONFLICT (resource) DO UPDATE SET token = excluded.token, holds = 1, owner = excluded.owner \
+         WHERE locks.owner = excluded.owner OR locks.expires_at <= excluded.acquired_at \
+         RETURNING token \\gset\n\
+         WITH gone AS (DELETE FROM locks WHERE resource = {resource} AND holds <= 1 RETURNING 1), \
+         down AS (UPDATE locks SET holds = holds - 1 WHERE resource = {resource} AND holds > 1 RETURNING 1) \
+         SELECT set_config('synchronous_commit', 'off', true);\n"
+    )
+}

@@ -142,9 +142,16 @@ pub enum HarnessError {
         /// Why it cannot be used.
         source: PluginError,
     },
-    /// The scratch project or database could not be set up.
-    #[error("cannot set up the test run: {0}")]
-    Setup(String),
+    /// The scratch project, the plugin engine or the database could not
+    /// be set up.
+    #[error("cannot set up the test run: {what}: {source}")]
+    Setup {
+        /// What could not be set up.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A phase of the plan failed: the plugin's error, a refused change, a
     /// plugin that cannot be loaded.
     #[error(transparent)]
@@ -190,7 +197,10 @@ pub async fn run(options: HarnessOptions) -> Result<HarnessReport, HarnessError>
     let scratch = tempfile::Builder::new()
         .prefix("lockstep-plugin-test-")
         .tempdir()
-        .map_err(|e| HarnessError::Setup(format!("scratch directory: {e}")))?;
+        .map_err(|e| HarnessError::Setup {
+            what: "scratch directory",
+            source: e.into(),
+        })?;
     let project = scratch.path().join("project");
     tree::copy_tree(&options.fixture, &project).map_err(|e| HarnessError::Directory {
         what: "fixture",
@@ -227,8 +237,12 @@ fn prepare(
         check_dir("expected directory", expect)?;
     }
     let mut engine =
-        PluginEngine::with_options(options.plugin_dirs.clone(), options.plugins.clone())
-            .map_err(|e| HarnessError::Setup(format!("{e:#}")))?;
+        PluginEngine::with_options(options.plugin_dirs.clone(), options.plugins.clone()).map_err(
+            |e| HarnessError::Setup {
+                what: "plugin engine",
+                source: e.into(),
+            },
+        )?;
     if options.fixture_plugins {
         engine = engine.with_project_plugins(&options.fixture);
     }
@@ -262,7 +276,10 @@ async fn scratch_container(
     config.plugins = options.plugins.clone();
     Container::build_with_plugins(config, Arc::new(engine))
         .await
-        .map_err(|e| HarnessError::Setup(e.to_string()))
+        .map_err(|e| HarnessError::Setup {
+            what: "database",
+            source: e.into(),
+        })
 }
 
 /// The plan through the phases, filling `report` as each one finishes: the

@@ -51,6 +51,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
+use super::error::{CompileError, WasmError};
 use super::userdir::{self, CacheKey, UserDirError};
 
 const MAGIC: &[u8; 8] = b"LKSTTAG1";
@@ -244,7 +245,7 @@ impl ComponentCache {
         engine: &Engine,
         path: &Path,
         expected: Option<&str>,
-    ) -> anyhow::Result<(Component, CacheOutcome)> {
+    ) -> Result<(Component, CacheOutcome), CompileError> {
         let key = match self.open() {
             Ok(key) => key,
             Err(problem) => {
@@ -266,7 +267,7 @@ impl ComponentCache {
             }
         }
         let stamp = stamp(path);
-        let wasm = std::fs::read(path)?;
+        let wasm = read_wasm(path)?;
         let content = verified_content(path, &wasm, expected)?;
         if let Some(stamp) = &stamp {
             self.write_index(&key, path, stamp, &content);
@@ -278,7 +279,7 @@ impl ComponentCache {
         }
         self.compiling(path, true);
         let started = Instant::now();
-        let component = Component::new(engine, &wasm).map_err(super::engine::wasm_error)?;
+        let component = Component::new(engine, &wasm).map_err(WasmError::from)?;
         tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "compiled component");
         let outcome = match self.store(&key, &component, &content) {
             Ok(()) => CacheOutcome::Compiled,
@@ -393,8 +394,13 @@ impl ComponentCache {
         }
     }
 
-    fn store(&self, key: &CacheKey, component: &Component, content: &str) -> anyhow::Result<()> {
-        let payload = component.serialize().map_err(super::engine::wasm_error)?;
+    fn store(
+        &self,
+        key: &CacheKey,
+        component: &Component,
+        content: &str,
+    ) -> Result<(), CompileError> {
+        let payload = component.serialize().map_err(WasmError::from)?;
         let len = payload.len() as u64;
         let mut mac = self.artifact_mac(key, content, len);
         hash_into(&mut mac, &payload);
@@ -405,8 +411,9 @@ impl ComponentCache {
         // The artifact goes in first: a reader that finds the new tag then
         // also finds the bytes it describes.
         let artifact = self.artifact(content);
-        userdir::write_private_file(&artifact, &payload)?;
-        userdir::write_private_file(&Self::tag_file(&artifact), &tag)?;
+        userdir::write_private_file(&artifact, &payload).map_err(CompileError::Write)?;
+        userdir::write_private_file(&Self::tag_file(&artifact), &tag)
+            .map_err(CompileError::Write)?;
         self.evict();
         Ok(())
     }
@@ -456,15 +463,28 @@ fn stamp(path: &Path) -> Option<String> {
 }
 
 /// The SHA-256 of `wasm`, which must be `expected` when one is given.
-fn verified_content(path: &Path, wasm: &[u8], expected: Option<&str>) -> anyhow::Result<String> {
+fn verified_content(
+    path: &Path,
+    wasm: &[u8],
+    expected: Option<&str>,
+) -> Result<String, CompileError> {
     let content = hex::encode(Sha256::digest(wasm));
     match expected {
-        Some(expected) if expected != content => anyhow::bail!(
-            "`{}` changed while it was being loaded (its SHA-256 is now {content}, {expected} was checked); try again",
-            path.display()
-        ),
+        Some(expected) if expected != content => Err(CompileError::Changed {
+            path: path.to_path_buf(),
+            now: content,
+            checked: expected.to_string(),
+        }),
         _ => Ok(content),
     }
+}
+
+/// The bytes of the component file at `path`.
+fn read_wasm(path: &Path) -> Result<Vec<u8>, CompileError> {
+    std::fs::read(path).map_err(|source| CompileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Compile without a cache (none configured, or one that cannot be trusted).
@@ -472,10 +492,10 @@ pub fn compile_uncached(
     engine: &Engine,
     path: &Path,
     expected: Option<&str>,
-) -> anyhow::Result<Component> {
-    let wasm = std::fs::read(path)?;
+) -> Result<Component, CompileError> {
+    let wasm = read_wasm(path)?;
     verified_content(path, &wasm, expected)?;
-    Component::new(engine, &wasm).map_err(super::engine::wasm_error)
+    Ok(Component::new(engine, &wasm).map_err(WasmError::from)?)
 }
 
 /// Feed `bytes` to `mac`, on several threads when there are many.

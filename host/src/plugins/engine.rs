@@ -19,6 +19,7 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Wasm
 
 use super::bindings::{self, ExecutionIndices, StrategyIndices};
 use super::cache::{compile_uncached, CacheOutcome, CompileHook, ComponentCache};
+use super::error::{EngineError, WasmError};
 use super::host::PluginState;
 use super::manifest::Role;
 use super::world::{RoleExport, Shape};
@@ -127,7 +128,7 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-fn engine_config(options: &PluginsConfig, pooling: bool) -> anyhow::Result<wasmtime::Config> {
+fn engine_config(options: &PluginsConfig, pooling: bool) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config
         .wasm_component_model(true)
@@ -147,31 +148,26 @@ fn engine_config(options: &PluginsConfig, pooling: bool) -> anyhow::Result<wasmt
             .max_memory_size(options.limits.max.memory_bytes.min(4 << 30) as usize);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
-    Ok(config)
-}
-
-/// Convert a wasmtime error (its own type, not `anyhow`) for our callers.
-pub fn wasm_error(e: wasmtime::Error) -> anyhow::Error {
-    anyhow::anyhow!("{e:?}")
+    config
 }
 
 impl Runtime {
     /// Build the engine and linker for `options`.
-    pub fn new(options: &PluginsConfig) -> anyhow::Result<Runtime> {
+    pub fn new(options: &PluginsConfig) -> Result<Runtime, EngineError> {
         let mut pooling = options.pooling;
-        let engine = match Engine::new(&engine_config(options, pooling)?) {
+        let engine = match Engine::new(&engine_config(options, pooling)) {
             Ok(engine) => engine,
             Err(e) if pooling => {
                 tracing::warn!("pooling instance allocator unavailable ({e}); allocating plugin instances on demand");
                 pooling = false;
-                Engine::new(&engine_config(options, false)?).map_err(wasm_error)?
+                Engine::new(&engine_config(options, false)).map_err(WasmError::from)?
             }
-            Err(e) => return Err(wasm_error(e)),
+            Err(e) => return Err(WasmError::from(e).into()),
         };
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_error)?;
-        bindings::add_to_linker(&mut linker).map_err(wasm_error)?;
-        let ticker = EpochTicker::start(engine.clone())?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(WasmError::from)?;
+        bindings::add_to_linker(&mut linker).map_err(WasmError::from)?;
+        let ticker = EpochTicker::start(engine.clone()).map_err(EngineError::Ticker)?;
         tracing::debug!(
             pooling,
             fuel = options.limits.fuel_enabled(),
@@ -228,7 +224,8 @@ impl Runtime {
         };
         loaded.map_err(|e| {
             PluginError::Load(format!(
-                "`{name}` is not a loadable WebAssembly component: {e:#}"
+                "`{name}` is not a loadable WebAssembly component: {}",
+                e.with_causes()
             ))
         })
     }

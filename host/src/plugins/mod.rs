@@ -18,6 +18,7 @@ mod call;
 mod convert;
 mod discover;
 mod engine;
+mod error;
 mod failure;
 mod host;
 pub mod limits;
@@ -43,6 +44,7 @@ use engine::{file_name, Loaded, Runtime};
 
 pub use cache::{CacheOutcome, CompileHook, ComponentCache, DEFAULT_CACHE_BYTES};
 pub use discover::PLUGIN_PATH_ENV;
+pub use error::{CompileError, EngineError, InspectError, WasmError};
 pub use limits::{Grant, Limits, LimitsPolicy, RequestedLimits};
 pub use log::LOG_TARGET;
 pub use manifest::{ApiVersion, Manifest, ManifestError, PluginKind, Role};
@@ -223,7 +225,7 @@ impl std::fmt::Debug for PluginEngine {
 impl PluginEngine {
     /// An engine searching `dirs` with `options`. Every directory in `dirs`
     /// is the operator's choice and trusted as it is.
-    pub fn with_options(dirs: Vec<PathBuf>, options: PluginsConfig) -> anyhow::Result<Self> {
+    pub fn with_options(dirs: Vec<PathBuf>, options: PluginsConfig) -> Result<Self, EngineError> {
         let runtime = Arc::new(Runtime::new(&options)?);
         Ok(PluginEngine {
             runtime,
@@ -436,7 +438,7 @@ impl PluginEngine {
     /// Compile the component at `path` (or of the plugin named `path`) and
     /// report its world, API version, imports and exports, and whatever
     /// would stop the host from using it. Nothing is instantiated.
-    pub fn inspect(&self, path: &Path) -> anyhow::Result<ComponentInfo> {
+    pub fn inspect(&self, path: &Path) -> Result<ComponentInfo, InspectError> {
         let path = self.component_path(path)?;
         let component = self.runtime.compile(&path)?;
         let shape = world::Shape::of(self.runtime.engine(), &component);
@@ -481,7 +483,7 @@ impl PluginEngine {
 
     /// The component file `path` names: the file, or else (when there is
     /// no such file) the component of the plugin called `path`.
-    fn component_path(&self, path: &Path) -> anyhow::Result<PathBuf> {
+    fn component_path(&self, path: &Path) -> Result<PathBuf, InspectError> {
         let entries = discover::discover(&self.dirs, &self.manifests);
         let path = match path.to_str().and_then(|name| {
             (!path.exists())
@@ -492,11 +494,10 @@ impl PluginEngine {
             None => path.to_path_buf(),
         };
         if !path.is_file() {
-            anyhow::bail!(
-                "`{}` is neither a file nor the name of a plugin in {:?}",
-                path.display(),
-                self.dirs
-            );
+            return Err(InspectError::NotFound {
+                path,
+                dirs: self.dirs.clone(),
+            });
         }
         Ok(path)
     }
