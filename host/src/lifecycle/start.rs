@@ -86,13 +86,16 @@ impl Start {
     }
 }
 
+/// A plan read with the lock, and its changeset if asked for.
+type ReadWithChanges = (PlanRead, Option<Vec<ChangeRecord>>);
+
 /// The plan (second statement's row) and, `with_changes`, the changeset
 /// (the third's rows) of a SQLite start request.
 fn read_with_changes(
     groups: &[Vec<sqlx::any::AnyRow>],
     id: &str,
     with_changes: bool,
-) -> Result<Option<(PlanRead, Option<Vec<ChangeRecord>>)>, StoreError> {
+) -> Result<Option<ReadWithChanges>, StoreError> {
     let read = match groups.get(1).and_then(|rows| rows.first()) {
         Some(row) => Store::plan_read(row, 0)?,
         None => None,
