@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::progress::Progress;
 use super::service::phase_command;
-use super::start::{settle, void, Locked};
+use super::start::{settle, void, Locked, Start};
 use super::{transition, Command, LifecycleError, PlanLifecycleService, Transition};
 use crate::db::WriteTx;
 use crate::locks::{Fence, LockGuard};
@@ -157,15 +157,21 @@ impl PlanLifecycleService {
     ) -> Result<(PlanRecord, usize), LifecycleError> {
         let operation = format!("{} plan {id}", runs.command());
         let apply = runs == Runs::Phase(Phase::Apply);
-        let locked = self.lock_and_read(id, &operation, apply).await?;
+        // Strategize and execute start in the request that takes the lock.
+        let start = match runs {
+            Runs::Phase(Phase::Strategize | Phase::Execute) => Start::of(runs.command()),
+            Runs::Phase(Phase::Apply) | Runs::Retry => None,
+        };
+        let locked = self.lock_and_read(id, &operation, apply, start).await?;
         let Locked {
             guard,
             read,
             tx,
             changes,
+            started,
         } = locked;
         let result = self
-            .run_phase_locked((read, changes), tx, runs, &operation, &guard)
+            .run_phase_locked((read, changes, started), tx, runs, &operation, &guard)
             .await;
         if let Err(e) = guard.release().await {
             tracing::warn!("releasing plan lock: {e}; it will expire");
@@ -178,7 +184,7 @@ impl PlanLifecycleService {
     /// open transaction that took the plan lock (SQLite).
     async fn run_phase_locked(
         &self,
-        (read, changes): (PlanRead, Option<Vec<ChangeRecord>>),
+        (read, changes, started): (PlanRead, Option<Vec<ChangeRecord>>, Option<i64>),
         mut tx: Option<WriteTx>,
         runs: Runs,
         operation: &str,
@@ -192,7 +198,7 @@ impl PlanLifecycleService {
             }
         };
         let result = self
-            .run_started(&decided, changes, operation, guard, tx)
+            .run_started(&decided, (changes, started), operation, guard, tx)
             .await;
         if let Some(g) = decided.project {
             if let Err(e) = g.release().await {
@@ -246,7 +252,7 @@ impl PlanLifecycleService {
     async fn run_started(
         &self,
         decided: &Decided,
-        changes: Option<Vec<ChangeRecord>>,
+        (changes, started): (Option<Vec<ChangeRecord>>, Option<i64>),
         operation: &str,
         guard: &LockGuard,
         tx: Option<WriteTx>,
@@ -266,8 +272,16 @@ impl PlanLifecycleService {
         };
         let reason = format!("{command} started");
         let start = writes.write((plan.status, t.start), plan.version, &reason, None);
-        let version = match self.write_start(&start, tx, guard, project_guard).await {
-            Ok(started) => started.version,
+        let written = match started {
+            // Written with the lock, from the status read with it.
+            Some(version) => Ok(version),
+            None => self
+                .write_start(&start, tx, guard, project_guard)
+                .await
+                .map(|started| started.version),
+        };
+        let version = match written {
+            Ok(version) => version,
             Err(refused) => return Err(self.refused(&plan.id, guard, plan.version, refused).await),
         };
         let phase = t.start.phase;

@@ -14,10 +14,10 @@
 use std::time::Instant;
 
 use super::service::{plan_resource, project_resource};
-use super::{LifecycleError, PlanLifecycleService};
+use super::{transition, Command, LifecycleError, PlanLifecycleService};
 use crate::db::{Backend, Open, WriteTx};
 use crate::locks::LockGuard;
-use crate::model::{ChangeRecord, PlanRecord};
+use crate::model::{ChangeRecord, Phase, PlanRecord, Status, PHASES, STATES};
 use crate::store::{PlanRead, Store, StoreError};
 
 /// The plan lock, the plan as read under it, and (SQLite) the open
@@ -28,6 +28,83 @@ pub(super) struct Locked {
     pub tx: Option<WriteTx>,
     /// The stored changeset, if read with the plan (apply, SQLite).
     pub changes: Option<Vec<ChangeRecord>>,
+    /// The plan's version after its `*/processing` write, if that write
+    /// went in the same request (strategize, execute).
+    pub started: Option<i64>,
+}
+
+/// The `*/processing` write sent with the lock and the read: the command's
+/// phase, the statuses it may start from (by the transition table), the
+/// event's reason.
+pub(super) struct Start {
+    phase: Phase,
+    from: String,
+    reason: String,
+}
+
+impl Start {
+    /// For a command that runs `phase` from the statuses the transition
+    /// table allows; `None` if it has none.
+    pub(super) fn of(command: Command) -> Option<Start> {
+        let mut phase = None;
+        let mut from = Vec::new();
+        for p in PHASES {
+            for st in STATES {
+                if let Ok(t) = transition(Some(Status::new(p, st)), command) {
+                    phase = Some(t.start.phase);
+                    from.push(format!("'{p}/{st}'"));
+                }
+            }
+        }
+        Some(Start {
+            phase: phase?,
+            from: from.join(", "),
+            reason: format!("{command} started"),
+        })
+    }
+
+    /// The event (first) and the update of the start, guarded by the
+    /// statuses it may start from and by the lease `$1`/`$2` taken in the
+    /// same request. $8 the plan, $9 the phase, $10 the reason.
+    fn sqlite(&self, now: &str) -> [String; 2] {
+        let lease = format!("EXISTS (SELECT 1 FROM locks WHERE resource = $1 AND owner = $2 AND expires_at > {now})");
+        let may = format!(
+            "id = $8 AND (phase || '/' || state) IN ({}) AND {lease}",
+            self.from
+        );
+        [
+            format!(
+                "INSERT INTO plan_events (plan_id, at, actor, from_phase, from_state, to_phase, to_state, reason)
+                 SELECT id, {now}, $2, phase, state, $9, 'processing', $10 FROM plans WHERE {may}"
+            ),
+            format!(
+                "UPDATE plans SET phase = $9, state = 'processing', version = version + 1, error = NULL, updated_at = {now},
+                        lock_token = (SELECT token FROM locks WHERE resource = $1)
+                 WHERE {may} RETURNING version"
+            ),
+        ]
+    }
+}
+
+/// A plan read with the lock, and its changeset if asked for.
+type ReadWithChanges = (PlanRead, Option<Vec<ChangeRecord>>);
+
+/// The plan (second statement's row) and, `with_changes`, the changeset
+/// (the third's rows) of a SQLite start request.
+fn read_with_changes(
+    groups: &[Vec<sqlx::any::AnyRow>],
+    id: &str,
+    with_changes: bool,
+) -> Result<Option<ReadWithChanges>, StoreError> {
+    let read = match groups.get(1).and_then(|rows| rows.first()) {
+        Some(row) => Store::plan_read(row, 0)?,
+        None => None,
+    };
+    let changes = match groups.get(2) {
+        Some(rows) if with_changes => Some(Store::changes_from(rows, id)?),
+        _ => None,
+    };
+    Ok(read.map(|read| (read, changes)))
 }
 
 /// Commit `tx` (if open): what it did is kept. If the commit fails, the
@@ -61,15 +138,20 @@ impl PlanLifecycleService {
         id: &str,
         operation: &str,
         with_changes: bool,
+        start: Option<Start>,
     ) -> Result<Locked, LifecycleError> {
         let resource = plan_resource(id);
-        let fast = match self.store.db().backend {
-            Backend::Sqlite => {
-                self.lock_and_read_sqlite(&resource, id, operation, with_changes)
+        let fast = match (self.store.db().backend, start) {
+            (Backend::Sqlite, Some(start)) => {
+                self.lock_read_start_sqlite(&resource, id, operation, &start)
                     .await?
             }
-            Backend::Postgres => {
-                self.lock_and_read_postgres(&resource, id, operation)
+            (Backend::Postgres, Some(start)) => {
+                self.lock_read_start_postgres(&resource, id, operation, &start)
+                    .await?
+            }
+            (backend, None) => {
+                self.lock_and_read_any(backend, &resource, id, operation, with_changes)
                     .await?
             }
         };
@@ -83,12 +165,30 @@ impl PlanLifecycleService {
                 read,
                 tx: None,
                 changes: None,
+                started: None,
             }),
             Err(e) => {
                 let _ = guard.release().await;
                 Err(e.into())
             }
         }
+    }
+
+    async fn lock_and_read_any(
+        &self,
+        backend: Backend,
+        resource: &str,
+        id: &str,
+        operation: &str,
+        with_changes: bool,
+    ) -> Result<Option<Locked>, LifecycleError> {
+        Ok(match backend {
+            Backend::Sqlite => {
+                self.lock_and_read_sqlite(resource, id, operation, with_changes)
+                    .await?
+            }
+            Backend::Postgres => self.lock_and_read_postgres(resource, id, operation).await?,
+        })
     }
 
     /// SQLite: `BEGIN IMMEDIATE`, the acquisition and the read (and the
@@ -124,25 +224,13 @@ impl PlanLifecycleService {
         let guard = self
             .locks()
             .guard_from(grant, resource, self.owner(), ttl, sent_at)?;
-        let read = match groups.get(1).and_then(|rows| rows.first()) {
-            Some(row) => Store::plan_read(row, 0),
-            None => Ok(None),
-        };
-        let changes = match groups.get(2) {
-            Some(rows) if with_changes => Store::changes_from(rows, id).map(Some),
-            _ => Ok(None),
-        };
-        let read = match (read, changes) {
-            (Ok(Some(read)), Ok(changes)) => Ok(Some((read, changes))),
-            (Ok(None), _) => Ok(None),
-            (Err(e), _) | (_, Err(e)) => Err(e),
-        };
-        match read {
+        match read_with_changes(&groups, id, with_changes) {
             Ok(Some((read, changes))) => Ok(Some(Locked {
                 guard,
                 read,
                 tx: Some(tx),
                 changes,
+                started: None,
             })),
             other => {
                 settle(Some(tx), &[&guard]).await;
@@ -189,6 +277,127 @@ impl PlanLifecycleService {
                 read,
                 tx: None,
                 changes: None,
+                started: None,
+            })),
+            other => {
+                let _ = guard.release().await;
+                Err(match other {
+                    Err(e) => e.into(),
+                    _ => StoreError::NotFound(id.to_string()).into(),
+                })
+            }
+        }
+    }
+
+    /// SQLite: the acquisition, the read and the start (event, update) in
+    /// one request and one transaction. `None`: the lock is held.
+    async fn lock_read_start_sqlite(
+        &self,
+        resource: &str,
+        id: &str,
+        operation: &str,
+        start: &Start,
+    ) -> Result<Option<Locked>, LifecycleError> {
+        let db = self.store.db();
+        let read_sql = Store::plan_sql(8);
+        let [event, update] = start.sqlite(db.now_ms());
+        let statements = [
+            self.locks().acquire_sql(),
+            read_sql.as_str(),
+            &event,
+            &update,
+        ];
+        let sql = db.batch_sql(&statements, Open::Both);
+        let ttl = self.options().lock_ttl;
+        let query = self
+            .locks()
+            .bind_acquire(sqlx::query(&sql), resource, self.owner(), operation, ttl)?
+            .bind(id)
+            .bind(start.phase.to_string())
+            .bind(&start.reason);
+        let sent_at = Instant::now();
+        let groups = db.batch(query).await.map_err(db_error)?;
+        let Some(grant) = groups.first().and_then(|rows| rows.first()) else {
+            return Ok(None);
+        };
+        let guard = self
+            .locks()
+            .guard_from(grant, resource, self.owner(), ttl, sent_at)?;
+        let started = match groups.get(3).and_then(|rows| rows.first()) {
+            Some(row) => Some(sqlx::Row::try_get::<i64, _>(row, 0).map_err(db_error)?),
+            None => None,
+        };
+        let read = groups.get(1).and_then(|rows| rows.first());
+        self.locked(guard, read.map(|row| (row, 0)), id, started)
+            .await
+    }
+
+    /// PostgreSQL: the acquisition, the read and the start (update, event)
+    /// in one statement. `None`: the lock is held.
+    async fn lock_read_start_postgres(
+        &self,
+        resource: &str,
+        id: &str,
+        operation: &str,
+        start: &Start,
+    ) -> Result<Option<Locked>, LifecycleError> {
+        let db = self.store.db();
+        let now = db.now_ms();
+        let sql = format!(
+            "WITH granted AS ({acquire}),
+                  old AS ({read}),
+                  updated AS (UPDATE plans SET phase = $9, state = 'processing', version = plans.version + 1,
+                                     error = NULL, updated_at = {now}, lock_token = g.token
+                              FROM granted g
+                              WHERE plans.id = $8 AND (plans.phase || '/' || plans.state) IN ({from})
+                              RETURNING plans.version),
+                  logged AS (INSERT INTO plan_events (plan_id, at, actor, from_phase, from_state, to_phase, to_state, reason)
+                             SELECT $8, {now}, $2, o.phase, o.state, $9, 'processing', $10 FROM updated, old o)
+             SELECT g.token, g.holds, g.acquired_at, g.expires_at, g.granted_at, x.*,
+                    (SELECT version FROM updated) AS started
+             FROM granted g LEFT JOIN old x ON true",
+            acquire = self.locks().acquire_sql(),
+            read = Store::plan_sql(8),
+            from = start.from,
+        );
+        let ttl = self.options().lock_ttl;
+        let query = self
+            .locks()
+            .bind_acquire(sqlx::query(&sql), resource, self.owner(), operation, ttl)?
+            .bind(id)
+            .bind(start.phase.to_string())
+            .bind(&start.reason);
+        let sent_at = Instant::now();
+        let groups = db.batch(query).await.map_err(db_error)?;
+        let Some(row) = groups.first().and_then(|rows| rows.first()) else {
+            return Ok(None);
+        };
+        let guard = self
+            .locks()
+            .guard_from(row, resource, self.owner(), ttl, sent_at)?;
+        let started: Option<i64> = sqlx::Row::try_get(row, 5 + 13).map_err(db_error)?;
+        self.locked(guard, Some((row, 5)), id, started).await
+    }
+
+    /// The plan read (in `row` from column `at`) under `guard`, committed.
+    async fn locked(
+        &self,
+        guard: LockGuard,
+        read: Option<(&sqlx::any::AnyRow, usize)>,
+        id: &str,
+        started: Option<i64>,
+    ) -> Result<Option<Locked>, LifecycleError> {
+        let read = match read {
+            Some((row, at)) => Store::plan_read(row, at),
+            None => Ok(None),
+        };
+        match read {
+            Ok(Some(read)) => Ok(Some(Locked {
+                guard,
+                read,
+                tx: None,
+                changes: None,
+                started,
             })),
             other => {
                 let _ = guard.release().await;
