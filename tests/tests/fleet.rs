@@ -222,8 +222,17 @@ async fn submitted_plans_run_and_apply_waits_for_approval(backend: Backend) {
         tries.iter().all(|t| t.4.as_deref() == Some("ok")),
         "{tries:?}"
     );
-    let listed = CliProject::new(&db, &fleet.root).json(&["workers", "list"]);
-    assert_eq!(listed[0]["state"], "idle", "{listed}");
+    // The worker reports its running count with its heartbeat: it shows
+    // idle once the heartbeat after the last phase has landed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = CliProject::new(&db, &fleet.root).json(&["workers", "list"]);
+        if listed[0]["state"] == "idle" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never idle: {listed}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let err = worker.terminate(Duration::from_secs(20));
     assert!(err.contains("stopped"), "{err}");
     let listed = CliProject::new(&db, &fleet.root).json(&["workers", "list"]);
