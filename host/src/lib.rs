@@ -30,6 +30,7 @@ pub mod lifecycle;
 pub mod locks;
 pub mod model;
 pub mod plugins;
+pub mod service;
 pub mod store;
 pub mod visible;
 pub mod workspace;

@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["container"],
     &["fleet"],
+    &["service"],
     &["authoring"],
     &["cli"],
 ];

@@ -1,0 +1,3 @@
+//! `lockstep serve`: the HTTP API and the dashboard.
+
+pub mod dashboard;
