@@ -126,14 +126,15 @@ pub fn projects_page(viewer: &Viewer, projects: &[ProjectRow]) -> Markup {
 }
 
 /// The login page: a form posting an API token to `/login`, which sets the
-/// session cookie.
-pub fn login_page(notice: Option<&Notice>) -> Markup {
+/// session cookie and goes on to `next` (a path on this server).
+pub fn login_page(next: &str, notice: Option<&Notice>) -> Markup {
     let body = html! {
         section.card.login {
             h1 { "Sign in" }
             form method="post" action="/login" {
                 label for="token" { "API token" }
                 input type="password" id="token" name="token" autocomplete="off" required autofocus;
+                input type="hidden" name="next" value=(next);
                 button type="submit" class="primary" { "Sign in" }
             }
             p.muted { "Create a token with " code { "lockstep tokens create --scope read|operate|admin --name NAME" } "." }

@@ -79,8 +79,18 @@ pub fn plan_page(viewer: &Viewer, notice: Option<&Notice>, p: &PlanPage<'_>) -> 
 /// The part of the plan page that changes: status, buttons, timeline,
 /// proposal, diff.
 pub fn plan_live(viewer: &Viewer, p: &PlanPage<'_>) -> Markup {
+    plan_live_with(viewer, None, p)
+}
+
+/// [`plan_live`] headed by a notice (the outcome of a button).
+pub fn plan_live_with(viewer: &Viewer, notice: Option<&Notice>, p: &PlanPage<'_>) -> Markup {
     let plan = p.plan;
     html! {
+        @if let Some(n) = notice {
+            div class=(if n.error { "notice error" } else { "notice" }) role="status" id="action-notice" {
+                (text(&n.text))
+            }
+        }
         section.card {
             dl.facts {
                 dt { "Status" } dd id="plan-status" { (status_badge(plan.status)) }

@@ -291,12 +291,19 @@ fn force_release_is_offered_to_admins_only_and_asks_for_a_reason() {
 
 #[test]
 fn the_login_page_posts_a_token_and_shows_no_navigation() {
-    let html = login_page(Some(&Notice {
-        text: "wrong token".into(),
-        error: true,
-    }))
+    let html = login_page(
+        "/ui/plans/<x>",
+        Some(&Notice {
+            text: "wrong token".into(),
+            error: true,
+        }),
+    )
     .into_string();
     assert!(html.contains("action=\"/login\"") && html.contains("name=\"token\""));
+    assert!(
+        html.contains("name=\"next\" value=\"/ui/plans/&lt;x&gt;\""),
+        "{html}"
+    );
     assert!(html.contains("notice error") && !html.contains("<nav>"));
 }
 
