@@ -25,7 +25,8 @@ use lockstep_tests::poll;
 use lockstep_tests::process::{plugins_dist, stdout, test_user_dir, workspace_bin};
 
 /// A summary (and action name) a hostile plugin or action might carry.
-const HOSTILE: &str = "<script>document.title='pwned';window.pwned=1</script><img src=x onerror=\"window.pwned=2\">";
+const HOSTILE: &str =
+    "<script>document.title='pwned';window.pwned=1</script><img src=x onerror=\"window.pwned=2\">";
 
 /// `lockstep` with the example plugins and the tests' user directories.
 fn lockstep(data: &Path) -> Command {
@@ -136,7 +137,10 @@ async fn text_of(el: &Element) -> String {
 }
 
 async fn script(b: &Browser, js: &str) -> serde_json::Value {
-    b.client.execute(js, vec![]).await.expect("run a script in the page")
+    b.client
+        .execute(js, vec![])
+        .await
+        .expect("run a script in the page")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,12 +153,21 @@ async fn a_reviewer_logs_in_sees_the_diff_approves_and_watches_the_plan_apply() 
     let (data, projects) = (tmp.path().join("data"), tmp.path().join("projects"));
     let project = projects.join("demo");
     std::fs::create_dir_all(project.join("src")).unwrap();
-    std::fs::write(project.join("src/lib.rs"), "pub fn answer() -> u32 {\n    42\n}\n").unwrap();
+    std::fs::write(
+        project.join("src/lib.rs"),
+        "pub fn answer() -> u32 {\n    42\n}\n",
+    )
+    .unwrap();
     std::fs::write(project.join("notes.txt"), "hello\n").unwrap();
     let project = project.canonicalize().unwrap();
 
     let server = Server::start(&data, &projects).expect("lockstep serve");
-    let token = cli(&data, &["tokens", "create", "--scope", "operate", "--name", "reviewer"]);
+    let token = cli(
+        &data,
+        &[
+            "tokens", "create", "--scope", "operate", "--name", "reviewer",
+        ],
+    );
     let token = token.trim().to_string();
     cli(&data, &["projects", "add", project.to_str().unwrap()]);
 
@@ -163,16 +176,22 @@ async fn a_reviewer_logs_in_sees_the_diff_approves_and_watches_the_plan_apply() 
         "name": "license headers", "strategy": "license-header", "executor": "license-header",
         "params": { "header": "SPDX-License-Identifier: Apache-2.0" },
     });
-    let licensed = submit(&http, &server, &token, &project, header).await.unwrap();
+    let licensed = submit(&http, &server, &token, &project, header)
+        .await
+        .unwrap();
     let hostile = serde_json::json!({
         "name": HOSTILE, "strategy": "replace", "executor": "replace",
         "params": { "find": HOSTILE, "replace": "x", "globs": "*.txt" },
     });
-    let hostile = submit(&http, &server, &token, &project, hostile).await.unwrap();
+    let hostile = submit(&http, &server, &token, &project, hostile)
+        .await
+        .unwrap();
     for id in [&licensed, &hostile] {
-        poll::until("the worker executes the plan", Duration::from_secs(60), || async {
-            status_of(&http, &server, &token, id).await == "execute/complete"
-        })
+        poll::until(
+            "the worker executes the plan",
+            Duration::from_secs(60),
+            || async { status_of(&http, &server, &token, id).await == "execute/complete" },
+        )
         .await;
     }
 
@@ -185,17 +204,27 @@ async fn a_reviewer_logs_in_sees_the_diff_approves_and_watches_the_plan_apply() 
     approve_and_watch(&b, &server, &licensed, &shots).await;
 
     let written = std::fs::read_to_string(project.join("src/lib.rs")).unwrap();
-    assert!(written.starts_with("// SPDX-License-Identifier: Apache-2.0\n"), "{written}");
+    assert!(
+        written.starts_with("// SPDX-License-Identifier: Apache-2.0\n"),
+        "{written}"
+    );
     b.close().await.unwrap();
 }
 
 /// A browser without a session is sent to the login page; a token logs it
 /// in and lands on the plans page, which lists the submitted plans.
 async fn log_in(b: &Browser, server: &Server, token: &str) {
-    b.client.goto(&format!("{}/ui/plans", server.url)).await.unwrap();
+    b.client
+        .goto(&format!("{}/ui/plans", server.url))
+        .await
+        .unwrap();
     let url = b.client.current_url().await.unwrap();
     assert_eq!(url.path(), "/login", "{url}");
-    let field = b.client.find(Locator::Css("input[name=token]")).await.unwrap();
+    let field = b
+        .client
+        .find(Locator::Css("input[name=token]"))
+        .await
+        .unwrap();
     field.send_keys(token).await.unwrap();
     b.client
         .find(Locator::Css("form[action='/login'] button[type=submit]"))
@@ -204,30 +233,65 @@ async fn log_in(b: &Browser, server: &Server, token: &str) {
         .click()
         .await
         .unwrap();
-    let table = b.client.wait().for_element(Locator::Css("table.plans")).await.unwrap();
-    let rows = table.find_all(Locator::Css("tbody tr[data-plan]")).await.unwrap();
+    let table = b
+        .client
+        .wait()
+        .for_element(Locator::Css("table.plans"))
+        .await
+        .unwrap();
+    let rows = table
+        .find_all(Locator::Css("tbody tr[data-plan]"))
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 2, "both submitted plans are listed");
-    let counts = text_of(&b.client.find(Locator::Css("[data-state=complete]")).await.unwrap()).await;
+    let counts = text_of(
+        &b.client
+            .find(Locator::Css("[data-state=complete]"))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert!(counts.starts_with('2'), "two plans executed: {counts}");
 }
 
 /// The hostile action's name and summary are shown as text: no element is
 /// made from them and no script of theirs runs.
 async fn hostile_text_stays_text(b: &Browser, server: &Server, id: &str) {
-    b.client.goto(&format!("{}/ui/plans/{id}", server.url)).await.unwrap();
-    let summary = b.client.wait().for_element(Locator::Id("proposal-summary")).await.unwrap();
+    b.client
+        .goto(&format!("{}/ui/plans/{id}", server.url))
+        .await
+        .unwrap();
+    let summary = b
+        .client
+        .wait()
+        .for_element(Locator::Id("proposal-summary"))
+        .await
+        .unwrap();
     let text = text_of(&summary).await;
-    assert!(text.contains("<script>document.title='pwned'"), "shown as text: {text}");
-    assert!(summary.find_all(Locator::Css("script, img")).await.unwrap().is_empty());
+    assert!(
+        text.contains("<script>document.title='pwned'"),
+        "shown as text: {text}"
+    );
+    assert!(summary
+        .find_all(Locator::Css("script, img"))
+        .await
+        .unwrap()
+        .is_empty());
     let pwned = script(b, "return [document.title, window.pwned === undefined];").await;
     assert_eq!(pwned[1], true, "no injected script ran: {pwned}");
-    assert!(!pwned[0].as_str().unwrap_or_default().contains("pwned"), "{pwned}");
+    assert!(
+        !pwned[0].as_str().unwrap_or_default().contains("pwned"),
+        "{pwned}"
+    );
 }
 
 /// The plan page shows the diff; Approve posts without leaving the page and
 /// the event stream brings the state to `apply/applied`.
 async fn approve_and_watch(b: &Browser, server: &Server, id: &str, shots: &Path) {
-    b.client.goto(&format!("{}/ui/plans/{id}", server.url)).await.unwrap();
+    b.client
+        .goto(&format!("{}/ui/plans/{id}", server.url))
+        .await
+        .unwrap();
     let file = b
         .client
         .wait()
@@ -239,19 +303,32 @@ async fn approve_and_watch(b: &Browser, server: &Server, id: &str, shots: &Path)
     b.screenshot(&shots.join("plan-diff.png")).await.unwrap();
     // A marker that a reload would wipe out.
     script(b, "window.stayed = 'same page'; return null;").await;
-    b.client.find(Locator::Id("btn-approve")).await.unwrap().click().await.unwrap();
+    b.client
+        .find(Locator::Id("btn-approve"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let status = |b: &Browser| {
         let c = b.client.clone();
         async move {
             match c.find(Locator::Css("#plan-status [data-status]")).await {
-                Ok(el) => el.attr("data-status").await.ok().flatten().unwrap_or_default(),
+                Ok(el) => el
+                    .attr("data-status")
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
                 Err(_) => String::new(),
             }
         }
     };
-    poll::until("the page shows apply/applied", Duration::from_secs(60), || async {
-        status(b).await == "apply/applied"
-    })
+    poll::until(
+        "the page shows apply/applied",
+        Duration::from_secs(60),
+        || async { status(b).await == "apply/applied" },
+    )
     .await;
     let stayed = script(b, "return window.stayed;").await;
     assert_eq!(stayed, "same page", "the state arrived without a reload");

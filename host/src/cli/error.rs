@@ -81,6 +81,12 @@ pub enum CliError {
     /// carries is found by the JSON kind and the trap summary).
     #[error(transparent)]
     Harness(HarnessError),
+    /// A service request or a token/project command failed.
+    #[error(transparent)]
+    Service(#[from] crate::service::ApiError),
+    /// The server could not listen on (or serve) an address.
+    #[error("cannot serve on {0}: {1}")]
+    Serve(String, #[source] io::Error),
     /// The plugin authoring and inspection commands (`plugins …`), whose
     /// errors are their own.
     #[error(transparent)]

@@ -12,6 +12,7 @@ mod output;
 mod plan;
 mod plugin;
 mod plugins;
+mod serve;
 mod trust;
 
 use std::path::PathBuf;
@@ -101,6 +102,14 @@ pub enum Commands {
     /// Inspect and release locks (operators).
     #[command(subcommand)]
     Locks(locks::LocksCommand),
+    /// Serve the HTTP API (docs/api.md), with in-process workers.
+    Serve(serve::ServeArgs),
+    /// Create, list and revoke the service's API tokens.
+    #[command(subcommand)]
+    Tokens(serve::TokensCommand),
+    /// Register and list the projects the service may plan on.
+    #[command(subcommand)]
+    Projects(serve::ProjectsCommand),
     /// Find and inspect plugin components; write and test plugins.
     #[command(subcommand, visible_alias = "plugin")]
     Plugins(PluginsCommand),
@@ -237,6 +246,9 @@ pub async fn run(mut cli: Cli, plugins: Option<Arc<dyn PluginProvider>>) -> Resu
             locks::run(cli, &container, cmd).await
         }
         Commands::Worker(args) => fleet::worker(cli, args).await,
+        Commands::Serve(args) => serve::serve(cli, args).await,
+        Commands::Tokens(cmd) => serve::tokens(cli, cmd).await,
+        Commands::Projects(cmd) => serve::projects(cli, cmd).await,
         Commands::Workers(cmd) => {
             let container = build_container(cli, project, plugins).await?;
             fleet::workers(cli, &container, cmd).await

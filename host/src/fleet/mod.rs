@@ -359,6 +359,17 @@ pub async fn approve(container: &Container, plan_id: &str) -> Result<PlanRecord,
     Ok(container.store().plan(plan_id).await?)
 }
 
+/// Take back a plan's approval: after a revert, the changeset a person
+/// approved is gone, and the next one must be approved again.
+pub async fn withdraw_approval(container: &Container, plan_id: &str) -> Result<(), FleetError> {
+    entry(container, plan_id).await?;
+    sqlx::query("UPDATE plan_queue SET approved = 0 WHERE plan_id = $1")
+        .bind(plan_id)
+        .execute(&container.store().db().pool)
+        .await?;
+    Ok(())
+}
+
 /// Ask for a submitted plan to be cancelled: the worker running it stops
 /// its plugin within one heartbeat and cancels it; a plan nobody runs is
 /// cancelled by the next worker that looks (or by the caller, with

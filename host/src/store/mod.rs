@@ -5,8 +5,10 @@
 //! under a lease, fenced (the lease's token must still be current); it is
 //! recorded in the append-only `plan_events` table in the same transaction.
 
+mod page;
 mod plans;
 
+pub use page::{EventEntry, PlanFilter, PlanPage};
 pub use plans::{StateWrite, Store};
 
 /// A persistence failure.

@@ -43,10 +43,10 @@ pub struct Store {
     db: Db,
 }
 
-const PLAN_COLUMNS: &str =
+pub(super) const PLAN_COLUMNS: &str =
     "id, project_root, project_id, action_json, phase, state, version, lock_token, proposal_json, error, created_at, updated_at";
 
-fn plan_from_row(row: &AnyRow) -> Result<PlanRecord, StoreError> {
+pub(super) fn plan_from_row(row: &AnyRow) -> Result<PlanRecord, StoreError> {
     let id: String = row.try_get(0)?;
     let what = |what: &str| format!("{what} of plan `{id}`");
     let action_json: String = row.try_get(3)?;

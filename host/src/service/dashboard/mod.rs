@@ -14,3 +14,6 @@
 
 pub mod assets;
 pub mod render;
+mod routes;
+
+pub use routes::routes;

@@ -54,9 +54,15 @@ async fn secure_headers(mut response: Response) -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(assets::CONTENT_SECURITY_POLICY),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     response
 }
 
@@ -70,11 +76,7 @@ fn viewer(p: &Principal) -> Viewer {
 }
 
 fn html(m: Markup) -> Response {
-    (
-        [(header::CACHE_CONTROL, "no-store")],
-        Html(m.into_string()),
-    )
-        .into_response()
+    ([(header::CACHE_CONTROL, "no-store")], Html(m.into_string())).into_response()
 }
 
 fn notice(text: impl Into<String>, error: bool) -> Option<Notice> {
@@ -132,7 +134,10 @@ async fn plans_response(
     n: Option<Notice>,
 ) -> Result<Response, ApiError> {
     let filter_state: Option<PlanState> = match q.state.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => Some(s.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?),
+        Some(s) => Some(
+            s.parse()
+                .map_err(|e| ApiError::bad_request(format!("{e}")))?,
+        ),
         None => None,
     };
     let project = q.project.as_deref().filter(|p| !p.is_empty());
@@ -147,7 +152,12 @@ async fn plans_response(
         .collect();
     let counts: Vec<(PlanState, usize)> = STATES
         .iter()
-        .map(|s| (*s, in_project.iter().filter(|p| p.status.state == *s).count()))
+        .map(|s| {
+            (
+                *s,
+                in_project.iter().filter(|p| p.status.state == *s).count(),
+            )
+        })
         .collect();
     let matching: Vec<PlanRecord> = in_project
         .into_iter()
@@ -238,7 +248,13 @@ impl PlanData {
         } else {
             Vec::new()
         };
-        let diffs = c.store().changes(id).await?.iter().map(change_diff).collect();
+        let diffs = c
+            .store()
+            .changes(id)
+            .await?
+            .iter()
+            .map(change_diff)
+            .collect();
         Ok(PlanData {
             events: c.store().events(id).await?,
             plan,
@@ -313,10 +329,7 @@ async fn live(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-async fn locks(
-    CanRead(who): CanRead,
-    State(state): State<AppState>,
-) -> Result<Response, ApiError> {
+async fn locks(CanRead(who): CanRead, State(state): State<AppState>) -> Result<Response, ApiError> {
     let locks = state.container().locks().list().await?;
     Ok(html(render::locks_page(&viewer(&who), None, &locks)))
 }
@@ -334,21 +347,44 @@ async fn release(
     State(state): State<AppState>,
     Form(f): Form<ReleaseForm>,
 ) -> Result<Response, ApiError> {
-    let n = match ops::force_release(&state, &who, &f.resource, &f.reason).await {
-        Ok(r) if r.released => notice(
-            format!(
-                "released {} (owner {}, token {})",
-                f.resource,
-                r.owner.unwrap_or_default(),
-                r.token.unwrap_or_default()
-            ),
+    let n = match force_release(&state, &who, &f).await {
+        Ok(Some((owner, token))) => notice(
+            format!("released {} (owner {owner}, token {token})", f.resource),
             false,
         ),
-        Ok(_) => notice(format!("{} was not held", f.resource), false),
+        Ok(None) => notice(format!("{} was not held", f.resource), false),
         Err(e) => notice(format!("force-release refused: {e}"), true),
     };
     let locks = state.container().locks().list().await?;
     Ok(html(render::locks_page(&viewer(&who), n.as_ref(), &locks)))
+}
+
+/// Force-release as the API does: a reason is required, and the release
+/// is audited.
+async fn force_release(
+    state: &AppState,
+    who: &Principal,
+    f: &ReleaseForm,
+) -> Result<Option<(String, i64)>, ApiError> {
+    let reason = f.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::unprocessable("a force-release needs a reason"));
+    }
+    let gone = state.container().locks().force_release(&f.resource).await?;
+    let detail = gone
+        .as_ref()
+        .map(|(owner, token)| format!("owner {owner}, token {token}"))
+        .unwrap_or_else(|| "not held".into());
+    ops::audit(
+        state.container(),
+        &who.who,
+        "lock.force_release",
+        &f.resource,
+        reason,
+        &detail,
+    )
+    .await?;
+    Ok(gone)
 }
 
 async fn workers(

@@ -1,0 +1,157 @@
+//! Plans a page at a time and events after a known one: what a client that
+//! follows the store over a network asks for (the service's lists, its
+//! event stream).
+
+use sqlx::Row;
+
+use super::plans::{plan_from_row, PLAN_COLUMNS};
+use super::{Store, StoreError};
+use crate::model::{EventRecord, PlanRecord, Status};
+
+/// Which plans a page holds. Every field left `None` matches all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanFilter {
+    /// Only plans in this phase (`strategize`, `execute`, `apply`).
+    pub phase: Option<String>,
+    /// Only plans in this state (`queued`, `processing`, …).
+    pub state: Option<String>,
+    /// Only plans of this project id.
+    pub project_id: Option<String>,
+}
+
+/// One page of plans, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanPage {
+    /// The plans.
+    pub plans: Vec<PlanRecord>,
+    /// The position after the last plan, when there are more.
+    pub next: Option<(i64, String)>,
+}
+
+/// An event with its position in the whole history (ids only grow).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EventEntry {
+    /// The event's id: resume after it.
+    pub id: i64,
+    /// The plan it belongs to.
+    pub plan_id: String,
+    /// The event.
+    #[serde(flatten)]
+    pub event: EventRecord,
+}
+
+impl Store {
+    /// Up to `limit` plans matching `filter`, newest first, starting after
+    /// `after` (the `(created_at, id)` of the last plan of the page before).
+    pub async fn plans_page(
+        &self,
+        filter: &PlanFilter,
+        after: Option<(i64, String)>,
+        limit: usize,
+    ) -> Result<PlanPage, StoreError> {
+        let mut sql = format!("SELECT {PLAN_COLUMNS} FROM plans WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = |sql: &mut String, clause: &str| {
+            n += 1;
+            sql.push_str(&clause.replace('?', &format!("${n}")));
+        };
+        let wanted = [
+            (&filter.phase, " AND phase = ?"),
+            (&filter.state, " AND state = ?"),
+            (&filter.project_id, " AND project_id = ?"),
+        ];
+        for (value, clause) in &wanted {
+            if value.is_some() {
+                next(&mut sql, clause);
+            }
+        }
+        if after.is_some() {
+            next(&mut sql, " AND (created_at < ?");
+            next(&mut sql, " OR (created_at = ?");
+            next(&mut sql, " AND id > ?))");
+        }
+        sql.push_str(&format!(
+            " ORDER BY created_at DESC, id LIMIT {}",
+            limit.saturating_add(1)
+        ));
+        let mut query = sqlx::query(&sql);
+        for value in wanted.iter().filter_map(|(v, _)| v.as_ref()) {
+            query = query.bind(value.clone());
+        }
+        if let Some((at, id)) = &after {
+            query = query.bind(*at).bind(*at).bind(id.clone());
+        }
+        let rows = query.fetch_all(&self.db().pool).await?;
+        let mut plans = rows
+            .iter()
+            .map(plan_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if plans.len() > limit {
+            plans.truncate(limit);
+            plans.last().map(|p| (p.created_at, p.id.clone()))
+        } else {
+            None
+        };
+        Ok(PlanPage { plans, next })
+    }
+
+    /// Up to `limit` events with an id above `after`, oldest first: of one
+    /// plan, or of every plan.
+    pub async fn events_after(
+        &self,
+        plan_id: Option<&str>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<EventEntry>, StoreError> {
+        let which = if plan_id.is_some() {
+            "plan_id = $2 AND"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT id, plan_id, at, actor, from_phase, from_state, to_phase, to_state, reason
+             FROM plan_events WHERE {which} id > $1 ORDER BY id LIMIT {limit}"
+        );
+        let mut query = sqlx::query(&sql).bind(after);
+        if let Some(plan) = plan_id {
+            query = query.bind(plan.to_string());
+        }
+        let rows = query.fetch_all(&self.db().pool).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// The id of the newest event (0 when there is none).
+    pub async fn last_event_id(&self) -> Result<i64, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM plan_events")
+            .fetch_one(&self.db().pool)
+            .await?;
+        Ok(id.unwrap_or(0))
+    }
+}
+
+fn event_from_row(r: &sqlx::any::AnyRow) -> Result<EventEntry, StoreError> {
+    let plan_id: String = r.try_get("plan_id")?;
+    let bad = |e| StoreError::corrupt(format!("event status of plan `{plan_id}`"), e);
+    let status = |p: Option<String>, s: Option<String>| -> Result<Option<Status>, StoreError> {
+        match p.zip(s) {
+            Some((p, s)) => Ok(Some(Status::new(
+                p.parse().map_err(bad)?,
+                s.parse().map_err(bad)?,
+            ))),
+            None => Ok(None),
+        }
+    };
+    let to = status(r.try_get("to_phase")?, r.try_get("to_state")?)?
+        .ok_or_else(|| StoreError::corrupt(format!("event of plan `{plan_id}`"), "no status"))?;
+    Ok(EventEntry {
+        id: r.try_get("id")?,
+        event: EventRecord {
+            at: r.try_get("at")?,
+            actor: r.try_get("actor")?,
+            from: status(r.try_get("from_phase")?, r.try_get("from_state")?)?,
+            to,
+            reason: r.try_get("reason")?,
+        },
+        plan_id,
+    })
+}
