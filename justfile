@@ -54,6 +54,12 @@ bench-fleet: plugins
     bash scripts/ensure-postgres.sh
     cargo bench -p lockstep --bench fleet
 
+# The service under load on loopback: 200 event streams, steady reads and
+# submissions for SERVICE_SECONDS (default 30); throughput, p50/p99, errors,
+# lost events. SERVICE_DATABASE_URL runs it on PostgreSQL.
+bench-service: plugins
+    cargo bench -p lockstep --bench service
+
 # Each figure beside its baseline, with the ratio and the goal. Also builds the
 # extism baseline (bench/extism, its own workspace: it brings another wasmtime).
 compare: plugins

@@ -8,6 +8,7 @@ pub mod db;
 pub mod fixtures;
 pub mod poll;
 pub mod process;
+pub mod serve;
 pub mod workload;
 
 pub use db::{Backend, TestDb};

@@ -80,6 +80,78 @@ fn done(plan: &PlanRecord, action: PlanAction, result: &str) -> ActionResult {
     }
 }
 
+/// What an action does to a plan, decided from its status and its queue
+/// entry alone (the lifecycle still checks the transition under the plan
+/// lock where one is taken).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Effect {
+    /// Mark it approved.
+    Approve,
+    /// Cancel now; `ask_worker`: first ask the worker running it to stop.
+    Cancel {
+        /// The plan is queued and unfinished: a worker may hold it.
+        ask_worker: bool,
+    },
+    /// Put it back in the queue.
+    Requeue,
+    /// Revert it; `requeue`: then withdraw the approval and queue it again.
+    Revert {
+        /// The plan was submitted.
+        requeue: bool,
+    },
+}
+
+/// Why an action is refused before anything is touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// The plan was never submitted to the queue.
+    NotQueued,
+    /// Applied or cancelled (or done in the queue): nothing to approve.
+    Finished,
+    /// Only a plan that errored for good can be retried.
+    NotErroredForGood,
+}
+
+/// The plan actions' table: `queued` is `None` for a plan that was not
+/// submitted, else whether its queue entry is done.
+pub(super) fn decide(
+    action: PlanAction,
+    status: crate::model::Status,
+    queued: Option<bool>,
+) -> Result<Effect, Refusal> {
+    let finished = matches!(status.state, PlanState::Applied | PlanState::Cancelled);
+    match (action, queued) {
+        (PlanAction::Approve, None) | (PlanAction::Retry, None) => Err(Refusal::NotQueued),
+        (PlanAction::Approve, Some(done)) if done || finished => Err(Refusal::Finished),
+        (PlanAction::Approve, Some(_)) => Ok(Effect::Approve),
+        (PlanAction::Cancel, q) => Ok(Effect::Cancel {
+            ask_worker: q == Some(false),
+        }),
+        (PlanAction::Retry, Some(true)) if status.state == PlanState::Errored => {
+            Ok(Effect::Requeue)
+        }
+        (PlanAction::Retry, Some(_)) => Err(Refusal::NotErroredForGood),
+        (PlanAction::Revert, q) => Ok(Effect::Revert {
+            requeue: q.is_some(),
+        }),
+    }
+}
+
+fn refused(r: Refusal, plan: &PlanRecord) -> ApiError {
+    let id = &plan.id;
+    match r {
+        Refusal::NotQueued => FleetError::NotQueued(id.clone()).into(),
+        Refusal::Finished => ApiError::Conflict(format!(
+            "plan `{id}` is finished ({}): nothing to approve",
+            plan.status
+        )),
+        Refusal::NotErroredForGood => ApiError::Conflict(format!(
+            "plan `{id}` is {}: only a plan that errored for good can be retried (its worker retries the others by itself)",
+            plan.status
+        )),
+    }
+}
+
 /// Whether the plan was submitted to the queue (and its entry).
 async fn queued(state: &AppState, id: &str) -> Result<Option<fleet::QueueEntry>, ApiError> {
     match fleet::entry(state.container(), id).await {
@@ -99,35 +171,21 @@ pub(super) async fn act(
     let c = state.container();
     let plan = c.store().plan(id).await?;
     let entry = queued(state, id).await?;
-    let result = match action {
-        PlanAction::Approve => {
-            let e = entry.ok_or_else(|| FleetError::NotQueued(id.to_string()))?;
-            if e.done {
-                return Err(ApiError::Conflict(format!(
-                    "plan `{id}` is finished ({}): nothing to approve",
-                    plan.status
-                )));
-            }
-            done(&fleet::approve(c, id).await?, action, "approved")
-        }
-        PlanAction::Cancel => cancel_plan(state, &plan, entry.as_ref()).await?,
-        PlanAction::Retry => {
-            let e = entry.ok_or_else(|| FleetError::NotQueued(id.to_string()))?;
-            if !(e.done && plan.status.state == PlanState::Errored) {
-                return Err(ApiError::Conflict(format!(
-                    "plan `{id}` is {}: only a plan that errored for good can be retried (its worker retries the others by itself)",
-                    plan.status
-                )));
-            }
+    let effect = decide(action, plan.status, entry.as_ref().map(|e| e.done))
+        .map_err(|r| refused(r, &plan))?;
+    let result = match effect {
+        Effect::Approve => done(&fleet::approve(c, id).await?, action, "approved"),
+        Effect::Cancel { ask_worker } => cancel_plan(state, &plan, ask_worker).await?,
+        Effect::Requeue => {
             fleet::requeue(c, id).await?;
             done(&c.store().plan(id).await?, action, "requeued")
         }
-        PlanAction::Revert => {
+        Effect::Revert { requeue } => {
             let session = c.lifecycle();
             let reverted = session.revert_plan(id).await;
             let _ = session.close().await;
             let plan = reverted?;
-            if entry.is_some() {
+            if requeue {
                 fleet::withdraw_approval(c, id).await?;
                 fleet::requeue(c, id).await?;
             }
@@ -149,11 +207,11 @@ pub(super) async fn act(
 async fn cancel_plan(
     state: &AppState,
     plan: &PlanRecord,
-    entry: Option<&fleet::QueueEntry>,
+    ask_worker: bool,
 ) -> Result<ActionResult, ApiError> {
     let c = state.container();
     let id = plan.id.as_str();
-    if entry.is_some_and(|e| !e.done) {
+    if ask_worker {
         fleet::request_cancel(c, id).await?;
     }
     let session = c.lifecycle();
@@ -162,7 +220,7 @@ async fn cancel_plan(
     match now {
         Ok(p) => Ok(done(&p, PlanAction::Cancel, "cancelled")),
         // A worker runs it: it stops the plugin and cancels within a heartbeat.
-        Err(LifecycleError::LockConflict(_)) if entry.is_some_and(|e| !e.done) => {
+        Err(LifecycleError::LockConflict(_)) if ask_worker => {
             Ok(done(plan, PlanAction::Cancel, "cancel-requested"))
         }
         Err(e) => Err(e.into()),
@@ -350,4 +408,63 @@ pub(super) async fn bulk(
             failed,
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Phase, Status, PHASES, STATES};
+
+    /// The table, written out again independently of `decide`.
+    fn expected(a: PlanAction, s: Status, queued: Option<bool>) -> Result<Effect, Refusal> {
+        use PlanAction::*;
+        let terminal = s.state == PlanState::Applied || s.state == PlanState::Cancelled;
+        if queued.is_none() && (a == Approve || a == Retry) {
+            return Err(Refusal::NotQueued);
+        }
+        Ok(match a {
+            Approve if queued == Some(true) || terminal => return Err(Refusal::Finished),
+            Approve => Effect::Approve,
+            Cancel => Effect::Cancel {
+                ask_worker: queued == Some(false),
+            },
+            Retry if queued == Some(true) && s.state == PlanState::Errored => Effect::Requeue,
+            Retry => return Err(Refusal::NotErroredForGood),
+            Revert => Effect::Revert {
+                requeue: queued.is_some(),
+            },
+        })
+    }
+
+    #[test]
+    fn every_action_on_every_status_follows_the_table() {
+        let actions = [
+            PlanAction::Approve,
+            PlanAction::Cancel,
+            PlanAction::Retry,
+            PlanAction::Revert,
+        ];
+        let mut n = 0;
+        for a in actions {
+            for phase in PHASES {
+                for state in STATES {
+                    for queued in [None, Some(false), Some(true)] {
+                        let s = Status::new(phase, state);
+                        assert_eq!(
+                            decide(a, s, queued),
+                            expected(a, s, queued),
+                            "{a} {s} {queued:?}"
+                        );
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 4 * PHASES.len() * STATES.len() * 3);
+        let applied = Status::new(Phase::Apply, PlanState::Applied);
+        assert_eq!(
+            decide(PlanAction::Approve, applied, Some(false)),
+            Err(Refusal::Finished)
+        );
+    }
 }

@@ -388,3 +388,58 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_scope_includes_the_ones_below_it() {
+        assert!(Scope::Read < Scope::Operate && Scope::Operate < Scope::Admin);
+        for s in [Scope::Read, Scope::Operate, Scope::Admin] {
+            assert_eq!(s.to_string().parse::<Scope>(), Ok(s));
+        }
+        assert!("root".parse::<Scope>().is_err());
+        let p = |scope| Principal {
+            who: "x".into(),
+            scope,
+            via: Via::Bearer("t".into()),
+        };
+        assert!(p(Scope::Operate).require(Scope::Read).is_ok());
+        assert!(p(Scope::Operate).require(Scope::Admin).is_err());
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            "a=1; lockstep_session=abc ; b=2".parse().unwrap(),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&h, "lockstep"), None);
+        let mut empty = HeaderMap::new();
+        empty.append(header::COOKIE, "lockstep_session=".parse().unwrap());
+        assert_eq!(cookie(&empty, SESSION_COOKIE), None);
+    }
+
+    #[test]
+    fn csrf_tokens_are_bound_to_their_secret() {
+        assert_eq!(session_csrf("s1"), session_csrf("s1"));
+        assert_ne!(session_csrf("s1"), session_csrf("s2"));
+        // Not the stored hash of the session secret.
+        assert_ne!(session_csrf("s1"), super::tokens::hash("s1"));
+        assert_ne!(proxy_csrf("k", "alice"), proxy_csrf("k", "bob"));
+        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+    }
+
+    #[test]
+    fn the_csrf_field_is_read_from_a_form() {
+        assert_eq!(
+            form_field(b"a=1&csrf_token=x%2By&b=2", CSRF_FIELD).as_deref(),
+            Some("x+y")
+        );
+        assert_eq!(form_field(b"a=1", CSRF_FIELD), None);
+        assert_eq!(form_urlencode("/p?x=1&y"), "/p%3Fx%3D1%26y");
+    }
+}

@@ -207,3 +207,23 @@ pub(super) fn sse(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>> + Send + 'static> {
     Sse::new(event_stream(state, plan, after)).keep_alive(KeepAlive::default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Seen, WINDOW};
+
+    #[test]
+    fn an_event_is_sent_once_even_when_it_commits_late() {
+        let mut seen = Seen::new(10);
+        assert!(!seen.insert(10), "at or below the start: the client has it");
+        assert!(seen.insert(12));
+        assert!(seen.insert(11), "a lower id that committed later");
+        assert!(!seen.insert(12) && !seen.insert(11), "never twice");
+        assert_eq!(seen.floor(), 10);
+        let far = 12 + WINDOW + 5;
+        assert!(seen.insert(far));
+        assert_eq!(seen.floor(), far - WINDOW);
+        assert!(!seen.insert(far - WINDOW), "out of the window");
+        assert!(seen.insert(far - 1));
+    }
+}

@@ -184,6 +184,7 @@ pub fn router_with(
             state.clone(),
             auth::csrf_guard,
         ))
+        .layer(axum::middleware::map_response(security_headers))
         .layer(DefaultBodyLimit::max(config.body_limit))
         // Times out the response's head only: an event stream, once
         // started, runs until the client leaves or the server stops.
@@ -192,6 +193,30 @@ pub fn router_with(
             config.request_timeout,
         ))
         .with_state(state)
+}
+
+/// Headers on every response: no framing by other sites (a page with an
+/// Approve button must not be clickjacked), no MIME sniffing, no referrer
+/// to other origins.
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let h = response.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        );
+    }
+    response
 }
 
 /// Serve `app` on `listener` until `shutdown` is cancelled; then stop

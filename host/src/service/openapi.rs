@@ -19,7 +19,7 @@ use super::AppState;
         super::actions::approve, super::actions::cancel, super::actions::retry,
         super::actions::revert, super::actions::bulk,
         super::ops::locks, super::ops::release, super::ops::workers, super::ops::audit_log,
-        super::projects::list_route, super::projects::add_route,
+        super::projects::list_route, super::projects::add_route, super::login::whoami,
     ),
     components(schemas(super::Problem, super::Scope)),
     modifiers(&Bearer),

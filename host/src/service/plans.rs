@@ -416,3 +416,16 @@ pub(super) async fn all_stream(
     };
     Ok(events::sse(&state, None, after))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{decode_cursor, encode_cursor};
+
+    #[test]
+    fn a_cursor_survives_the_round_trip_and_garbage_is_refused() {
+        let c = (1_796_275_847_688, "4ae9a0b742d3".to_string());
+        assert_eq!(decode_cursor(&encode_cursor(&c)).unwrap(), c);
+        assert!(decode_cursor("zzz").is_err());
+        assert!(decode_cursor("x.y").is_err());
+    }
+}
