@@ -42,28 +42,33 @@ fn lockstep(data: &Path) -> Command {
 /// The running service; ended when dropped.
 struct Server {
     child: Child,
+    /// Kept open: the server writes to it.
+    _stdout: BufReader<std::process::ChildStdout>,
     url: String,
 }
 
 impl Server {
     /// `lockstep serve` on a free loopback port; waits for its first line.
     fn start(data: &Path, projects: &Path) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(data)?;
         let mut child = lockstep(data)
             .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
             .args(["--poll", "100ms", "--projects-root"])
             .arg(projects)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(data.join("serve.log"))?)
             .spawn()
             .context("start lockstep serve")?;
         let mut first = String::new();
-        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut first)?;
+        let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
+        stdout.read_line(&mut first)?;
         let Some(url) = first.trim().strip_prefix("listening on ") else {
             let _ = child.kill();
             bail!("lockstep serve printed {first:?}");
         };
         Ok(Server {
             url: url.to_string(),
+            _stdout: stdout,
             child,
         })
     }
@@ -151,6 +156,8 @@ async fn a_reviewer_logs_in_sees_the_diff_approves_and_watches_the_plan_apply() 
     );
     let tmp = tempfile::tempdir().unwrap();
     let (data, projects) = (tmp.path().join("data"), tmp.path().join("projects"));
+    // Two projects: a worker runs one plan of a project at a time, and the
+    // first waits for its approval.
     let project = projects.join("demo");
     std::fs::create_dir_all(project.join("src")).unwrap();
     std::fs::write(
@@ -158,8 +165,11 @@ async fn a_reviewer_logs_in_sees_the_diff_approves_and_watches_the_plan_apply() 
         "pub fn answer() -> u32 {\n    42\n}\n",
     )
     .unwrap();
-    std::fs::write(project.join("notes.txt"), "hello\n").unwrap();
+    let other = projects.join("notes");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "hello\n").unwrap();
     let project = project.canonicalize().unwrap();
+    let other = other.canonicalize().unwrap();
 
     let server = Server::start(&data, &projects).expect("lockstep serve");
     let token = cli(
@@ -169,7 +179,9 @@ async fn a_reviewer_logs_in_sees_the_diff_approves_and_watches_the_plan_apply() 
         ],
     );
     let token = token.trim().to_string();
-    cli(&data, &["projects", "add", project.to_str().unwrap()]);
+    for p in [&project, &other] {
+        cli(&data, &["projects", "add", p.to_str().unwrap()]);
+    }
 
     let http = reqwest::Client::new();
     let header = serde_json::json!({
@@ -183,16 +195,22 @@ async fn a_reviewer_logs_in_sees_the_diff_approves_and_watches_the_plan_apply() 
         "name": HOSTILE, "strategy": "replace", "executor": "replace",
         "params": { "find": HOSTILE, "replace": "x", "globs": "*.txt" },
     });
-    let hostile = submit(&http, &server, &token, &project, hostile)
+    let hostile = submit(&http, &server, &token, &other, hostile)
         .await
         .unwrap();
     for id in [&licensed, &hostile] {
-        poll::until(
-            "the worker executes the plan",
-            Duration::from_secs(60),
-            || async { status_of(&http, &server, &token, id).await == "execute/complete" },
-        )
-        .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut status = String::new();
+        while status != "execute/complete" {
+            let now = tokio::time::Instant::now();
+            assert!(
+                now < deadline,
+                "plan {id} is {status}, not executed after 60 s; the server said:\n{}",
+                std::fs::read_to_string(data.join("serve.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(poll::INTERVAL).await;
+            status = status_of(&http, &server, &token, id).await;
+        }
     }
 
     let b = Browser::start().await.expect("start headless chromium");

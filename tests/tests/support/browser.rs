@@ -42,6 +42,8 @@ impl Browser {
     /// Start chromedriver on a free port and open a headless chromium
     /// window of 1280×900 (`--no-sandbox`: tests run as root on CI).
     pub async fn start() -> anyhow::Result<Browser> {
+        // Fails only when a provider is already installed: that one serves.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let port = free_port()?;
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
