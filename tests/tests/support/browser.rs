@@ -40,7 +40,7 @@ impl Browser {
     }
 
     /// Start chromedriver on a free port and open a headless chromium
-    /// window of 1280×900 (`--no-sandbox`: tests run as root on CI).
+    /// window of 1280×1000 (`--no-sandbox`: tests run as root on CI).
     pub async fn start() -> anyhow::Result<Browser> {
         // Fails only when a provider is already installed: that one serves.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -57,7 +57,7 @@ impl Browser {
             serde_json::json!({
                 "binary": chromium(),
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1280,900"],
+                         "--disable-dev-shm-usage", "--window-size=1280,1000"],
             }),
         );
         let url = format!("http://127.0.0.1:{port}");

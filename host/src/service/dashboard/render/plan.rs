@@ -1,6 +1,6 @@
 //! The plan page: facts, the buttons its status and the viewer's scope
-//! allow, the state timeline (events, worker attempts, rescues), the
-//! proposal and the diff. Everything below the title is the live part
+//! allow, the diff, the proposal and the state timeline (events, worker
+//! attempts, rescues). Everything below the title is the live part
 //! ([`plan_live`]), which the page's event stream swaps in whenever the
 //! plan changes.
 
@@ -108,12 +108,12 @@ pub fn plan_live_with(viewer: &Viewer, notice: Option<&Notice>, p: &PlanPage<'_>
             }
             (buttons(viewer, plan, p.queue))
         }
-        h2 { "Timeline" }
-        section.card { (timeline(p.events, p.attempts)) }
-        h2 { "Proposal" }
-        section.card { (proposal(plan)) }
         h2 { "Changes" }
         (file_diffs(p.diffs))
+        h2 { "Proposal" }
+        section.card { (proposal(plan)) }
+        h2 { "Timeline" }
+        section.card { (timeline(p.events, p.attempts)) }
     }
 }
 
