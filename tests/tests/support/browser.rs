@@ -45,7 +45,7 @@ impl Browser {
         // Fails only when a provider is already installed: that one serves.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let port = free_port()?;
-        let driver = Command::new("chromedriver")
+        let mut driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -63,13 +63,21 @@ impl Browser {
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = loop {
-            match ClientBuilder::rustls()?
-                .capabilities(caps.clone())
-                .connect(&url)
-                .await
-            {
+            let connected = match ClientBuilder::rustls() {
+                Ok(mut b) => b.capabilities(caps.clone()).connect(&url).await,
+                Err(e) => {
+                    let _ = driver.kill();
+                    let _ = driver.wait();
+                    return Err(e.into());
+                }
+            };
+            match connected {
                 Ok(c) => break c,
-                Err(e) if Instant::now() > deadline => bail!("chromedriver on {url}: {e}"),
+                Err(e) if Instant::now() > deadline => {
+                    let _ = driver.kill();
+                    let _ = driver.wait();
+                    bail!("chromedriver on {url}: {e}");
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         };
