@@ -17,9 +17,12 @@ plugins:
     bash plugins/python/build.sh
     bash plugins/js/build.sh
 
-# The whole test suite on SQLite and PostgreSQL (starts PostgreSQL if it is not answering).
+# The whole test suite on SQLite and PostgreSQL (starts PostgreSQL if it is not
+# answering; installs Debian's chromium and chromium-driver for the dashboard's
+# browser test if they are missing).
 test: plugins
     bash scripts/ensure-postgres.sh
+    bash scripts/ensure-browser.sh
     cargo test --workspace --all-targets
 
 # Everything, at full size (long-running reliability runs included; the
@@ -28,6 +31,7 @@ test: plugins
 # (their harness rejects `--include-ignored`).
 test-full: plugins
     bash scripts/ensure-postgres.sh
+    bash scripts/ensure-browser.sh
     LOCKSTEP_CRASH_TRIALS=200 cargo test --workspace --lib --bins --tests --examples -- --include-ignored --skip postgres_server_restarted_mid_phase
     cargo test --workspace --doc
     cargo test --workspace --benches

@@ -105,19 +105,61 @@ pub fn block(s: &str) -> Cow<'_, str> {
 /// byte that is not part of valid UTF-8 shown as `\xNN`.
 pub fn bytes(b: &[u8]) -> String {
     let mut out = String::with_capacity(b.len() + 8);
+    for piece in bytes_pieces(b) {
+        out.push_str(&piece.text);
+    }
+    out
+}
+
+/// A run of [`bytes`] output: text shown as itself, or the stand-in of one
+/// hidden character or undecodable byte (which a renderer may mark, as the
+/// dashboard does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    /// What is shown.
+    pub text: String,
+    /// Whether `text` stands in for something invisible (`␛`, `\u{202e}`,
+    /// `\xff`).
+    pub stand_in: bool,
+}
+
+/// [`bytes`] cut into [`Piece`]s: runs of plain text and one piece per
+/// stand-in. Joined, the pieces are exactly [`bytes`] of the same input.
+pub fn bytes_pieces(b: &[u8]) -> Vec<Piece> {
+    let mut pieces: Vec<Piece> = Vec::new();
+    let mut plain = String::new();
+    let flush = |plain: &mut String, pieces: &mut Vec<Piece>| {
+        if !plain.is_empty() {
+            pieces.push(Piece {
+                text: std::mem::take(plain),
+                stand_in: false,
+            });
+        }
+    };
     for chunk in b.utf8_chunks() {
         for c in chunk.valid().chars() {
             if is_hidden(c) && c != '\t' {
-                push_stand_in(&mut out, c);
+                flush(&mut plain, &mut pieces);
+                let mut text = String::new();
+                push_stand_in(&mut text, c);
+                pieces.push(Piece {
+                    text,
+                    stand_in: true,
+                });
             } else {
-                out.push(c);
+                plain.push(c);
             }
         }
         for byte in chunk.invalid() {
-            let _ = write!(out, "\\x{byte:02x}");
+            flush(&mut plain, &mut pieces);
+            pieces.push(Piece {
+                text: format!("\\x{byte:02x}"),
+                stand_in: true,
+            });
         }
     }
-    out
+    flush(&mut plain, &mut pieces);
+    pieces
 }
 
 /// Serialise `value` as compact JSON that is safe on a terminal and decodes
@@ -202,6 +244,32 @@ mod tests {
     fn bytes_show_invalid_utf8_as_hex_and_keep_tabs() {
         assert_eq!(bytes(b"ok\tgo\xff\xfe\r"), "ok\tgo\\xff\\xfe␍");
         assert_eq!(bytes("é\u{1b}".as_bytes()), "é␛");
+    }
+
+    #[test]
+    fn byte_pieces_mark_each_stand_in_and_join_to_bytes() {
+        let input = "a\tb\u{1b}[2K\u{feff}c".as_bytes();
+        let mut input = input.to_vec();
+        input.push(0xff);
+        let pieces = bytes_pieces(&input);
+        let shown: Vec<(&str, bool)> = pieces
+            .iter()
+            .map(|p| (p.text.as_str(), p.stand_in))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("a\tb", false),
+                ("␛", true),
+                ("[2K", false),
+                ("\\u{feff}", true),
+                ("c", false),
+                ("\\xff", true)
+            ]
+        );
+        let joined: String = pieces.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(joined, bytes(&input));
+        assert!(bytes_pieces(b"").is_empty());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::lifecycle::{LifecycleError, PluginError};
 use crate::locks::format_ms;
 use crate::model::{ChangeKind, ChangeRecord};
 use crate::visible;
-use crate::workspace::unified_diff;
+use crate::workspace::change_diff;
 
 /// Generic failure.
 pub const EXIT_FAILURE: u8 = 1;
@@ -267,32 +267,17 @@ pub fn callouts(changes: &[ChangeRecord], colour: bool) -> String {
 }
 
 /// A unified diff of a changeset, base → new, safe to print (see
-/// [`unified_diff`]).
+/// [`crate::workspace::unified_diff`]): each file's [`change_diff`] as text.
 pub fn diff(changes: &[ChangeRecord], colour: bool) -> String {
     let mut out = String::new();
     for c in changes {
-        let old = c.base_contents.as_deref().unwrap_or_default();
-        let new = match c.kind {
-            ChangeKind::Write => c.contents.as_deref().unwrap_or_default(),
-            ChangeKind::Delete => &[],
-        };
-        let from = if c.base_hash.is_some() {
-            format!("a/{}", c.path)
-        } else {
-            "/dev/null".into()
-        };
-        let to = if c.kind == ChangeKind::Delete {
-            "/dev/null".into()
-        } else {
-            format!("b/{}", c.path)
-        };
-        out.push_str(&paint(&unified_diff(old, new, &from, &to), colour));
+        out.push_str(&paint(&change_diff(c).to_text(), colour));
     }
     out
 }
 
 /// `diff` with added lines green, removed ones red and hunk headers cyan.
-/// `diff` must already be safe to print ([`unified_diff`] output): these
+/// `diff` must already be safe to print ([`crate::workspace::unified_diff`] output): these
 /// colours are the only escape sequences added.
 pub fn paint(diff: &str, colour: bool) -> String {
     let mut out = String::with_capacity(diff.len());

@@ -300,7 +300,7 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), CliError> {
             shutdown.cancel();
         })
     };
-    let app = service::router(container.clone(), config);
+    let app = service::router_with(container.clone(), config, service::dashboard::routes());
     let served = service::serve(listener, app, shutdown.clone()).await;
     shutdown.cancel();
     signal.abort();

@@ -11,6 +11,7 @@
 
 mod actions;
 pub mod auth;
+pub mod dashboard;
 mod error;
 mod events;
 mod health;

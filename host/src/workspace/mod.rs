@@ -17,7 +17,10 @@ pub use apply::{ApplyError, Drift, Staged};
 pub use changeset::{
     content_hash, ChangeError, ChangeLimits, ChangesetBuilder, DEFAULT_MAX_ORIGINAL_BYTES,
 };
-pub use diff::{is_binary, unified_diff};
+pub use diff::{
+    change_diff, is_binary, unified_diff, DiffLine, DiffNote, FileDiff, FileKind, Hunk, LineKind,
+    Span, SpanKind,
+};
 pub use facade::{Changeset, ProjectDirError, StagedApply, Workspace};
 pub use path::PathError;
 pub use tree::{ProjectTree, TreeError};

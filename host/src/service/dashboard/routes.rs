@@ -1,0 +1,418 @@
+//! The dashboard's routes, merged into the service's router by
+//! [`super::super::router_with`]: pages authenticate with the session
+//! cookie (a browser without one is sent to `/login`), every form carries
+//! the session's CSRF token (the service's guard checks it), and each
+//! action is allowed by the caller's scope, not by whether its button was
+//! shown. Plan actions go through the same code as the API's.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use futures::{Stream, StreamExt};
+use maud::Markup;
+
+use super::assets;
+use super::render::{self, Notice, PlanPage, PlansPage, ProjectRow, Viewer};
+use crate::fleet::{self, FleetError};
+use crate::model::{PlanRecord, State as PlanState, STATES};
+use crate::service::actions::{act, PlanAction};
+use crate::service::auth::{CanAdmin, CanOperate, CanRead, Principal, Scope};
+use crate::service::{event_stream, login, ops, projects, ApiError, AppState};
+use crate::workspace::{change_diff, FileDiff};
+
+/// Most plans the plans page lists.
+const PLANS_SHOWN: usize = 200;
+
+/// The dashboard's routes: `/` (to the plans page), `/login`, `/ui/…`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui/plans") }))
+        .route("/login", get(login_form))
+        .route("/ui/assets/{*path}", get(asset))
+        .route("/ui/plans", get(plans))
+        .route("/ui/plans/bulk", post(bulk))
+        .route("/ui/plans/{id}", get(plan))
+        .route("/ui/plans/{id}/live", get(live))
+        .route("/ui/plans/{id}/{action}", post(plan_action))
+        .route("/ui/locks", get(locks))
+        .route("/ui/locks/release", post(release))
+        .route("/ui/workers", get(workers))
+        .route("/ui/projects", get(projects_page))
+        .layer(axum::middleware::map_response(secure_headers))
+}
+
+/// The CSP and its companions on every dashboard response.
+async fn secure_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(assets::CONTENT_SECURITY_POLICY),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+fn viewer(p: &Principal) -> Viewer {
+    Viewer {
+        name: p.who.clone(),
+        can_operate: p.scope >= Scope::Operate,
+        can_admin: p.scope >= Scope::Admin,
+        csrf: p.csrf_token().unwrap_or_default().to_string(),
+    }
+}
+
+fn html(m: Markup) -> Response {
+    ([(header::CACHE_CONTROL, "no-store")], Html(m.into_string())).into_response()
+}
+
+fn notice(text: impl Into<String>, error: bool) -> Option<Notice> {
+    Some(Notice {
+        text: text.into(),
+        error,
+    })
+}
+
+async fn login_form(Query(q): Query<HashMap<String, String>>) -> Response {
+    let next = login::local_path(q.get("next").map(String::as_str));
+    let failed = q.contains_key("failed");
+    let n = failed.then(|| Notice {
+        text: "That token was not accepted.".into(),
+        error: true,
+    });
+    html(render::login_page(&next, n.as_ref()))
+}
+
+async fn asset(Path(path): Path<String>) -> Response {
+    match assets::get(&path) {
+        Some((bytes, mime)) => (
+            [
+                (header::CONTENT_TYPE, mime),
+                (header::CACHE_CONTROL, "public, max-age=86400"),
+            ],
+            bytes.into_owned(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `?state=&project=` of the plans page (empty values mean "any").
+#[derive(Debug, serde::Deserialize)]
+struct PlansQuery {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    project: Option<String>,
+}
+
+async fn plans(
+    CanRead(who): CanRead,
+    State(state): State<AppState>,
+    Query(q): Query<PlansQuery>,
+) -> Result<Response, ApiError> {
+    plans_response(&state, &who, &q, None).await
+}
+
+async fn plans_response(
+    state: &AppState,
+    who: &Principal,
+    q: &PlansQuery,
+    n: Option<Notice>,
+) -> Result<Response, ApiError> {
+    let filter_state: Option<PlanState> = match q.state.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            s.parse()
+                .map_err(|e| ApiError::bad_request(format!("{e}")))?,
+        ),
+        None => None,
+    };
+    let project = q.project.as_deref().filter(|p| !p.is_empty());
+    let mut all = state.container().store().list_plans().await?;
+    all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    let mut roots: Vec<String> = all.iter().map(|p| p.project_root.clone()).collect();
+    roots.sort();
+    roots.dedup();
+    let in_project: Vec<&PlanRecord> = all
+        .iter()
+        .filter(|p| project.is_none_or(|r| p.project_root == r))
+        .collect();
+    let counts: Vec<(PlanState, usize)> = STATES
+        .iter()
+        .map(|s| {
+            (
+                *s,
+                in_project.iter().filter(|p| p.status.state == *s).count(),
+            )
+        })
+        .collect();
+    let matching: Vec<PlanRecord> = in_project
+        .into_iter()
+        .filter(|p| filter_state.is_none_or(|s| p.status.state == s))
+        .cloned()
+        .collect();
+    let page = PlansPage {
+        plans: &matching[..matching.len().min(PLANS_SHOWN)],
+        matching: matching.len(),
+        counts: &counts,
+        state: filter_state,
+        project,
+        projects: &roots,
+    };
+    Ok(html(render::plans_page(&viewer(who), n.as_ref(), &page)))
+}
+
+/// The plan actions a form names.
+fn plan_action_named(name: &str) -> Result<PlanAction, ApiError> {
+    match name {
+        "approve" => Ok(PlanAction::Approve),
+        "cancel" => Ok(PlanAction::Cancel),
+        "retry" => Ok(PlanAction::Retry),
+        "revert" => Ok(PlanAction::Revert),
+        other => Err(ApiError::bad_request(format!(
+            "unknown plan action `{}` (approve, cancel, retry, revert)",
+            crate::visible::line(other)
+        ))),
+    }
+}
+
+async fn bulk(
+    CanOperate(who): CanOperate,
+    State(state): State<AppState>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let action = fields
+        .iter()
+        .find(|(k, _)| k == "action")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    let action = plan_action_named(action)?;
+    let ids: Vec<&str> = fields
+        .iter()
+        .filter(|(k, _)| k == "id")
+        .map(|(_, v)| v.as_str())
+        .take(crate::service::actions::BULK_MAX)
+        .collect();
+    let mut done = 0;
+    let mut refused = Vec::new();
+    for id in &ids {
+        match act(&state, &who, id, action).await {
+            Ok(_) => done += 1,
+            Err(e) => refused.push(format!("{id}: {e}")),
+        }
+    }
+    let mut text = format!("{action}: {done} of {} selected plans", ids.len());
+    if !refused.is_empty() {
+        text.push_str(&format!("; refused — {}", refused.join("; ")));
+    }
+    let q = PlansQuery {
+        state: None,
+        project: None,
+    };
+    plans_response(&state, &who, &q, notice(text, !refused.is_empty())).await
+}
+
+/// Everything the plan page shows, read from the store and the fleet.
+struct PlanData {
+    plan: PlanRecord,
+    events: Vec<crate::model::EventRecord>,
+    attempts: Vec<fleet::Attempt>,
+    queue: Option<fleet::QueueEntry>,
+    diffs: Vec<FileDiff>,
+}
+
+impl PlanData {
+    async fn load(state: &AppState, id: &str) -> Result<PlanData, ApiError> {
+        let c = state.container();
+        let plan = c.store().plan(id).await?;
+        let queue = match fleet::entry(c, id).await {
+            Ok(e) => Some(e),
+            Err(FleetError::NotQueued(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let attempts = if queue.is_some() {
+            fleet::attempts(c, id).await?
+        } else {
+            Vec::new()
+        };
+        let diffs = c
+            .store()
+            .changes(id)
+            .await?
+            .iter()
+            .map(change_diff)
+            .collect();
+        Ok(PlanData {
+            events: c.store().events(id).await?,
+            plan,
+            attempts,
+            queue,
+            diffs,
+        })
+    }
+
+    fn page(&self) -> PlanPage<'_> {
+        PlanPage {
+            plan: &self.plan,
+            events: &self.events,
+            attempts: &self.attempts,
+            queue: self.queue.as_ref(),
+            diffs: &self.diffs,
+        }
+    }
+}
+
+async fn plan(
+    CanRead(who): CanRead,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let data = PlanData::load(&state, &id).await?;
+    Ok(html(render::plan_page(&viewer(&who), None, &data.page())))
+}
+
+async fn plan_action(
+    CanOperate(who): CanOperate,
+    State(state): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let action = plan_action_named(&action)?;
+    let n = match act(&state, &who, &id, action).await {
+        Ok(r) => notice(format!("{action}: {} (now {})", r.result, r.status), false),
+        Err(e) => notice(format!("{action} refused: {e}"), true),
+    };
+    let data = PlanData::load(&state, &id).await?;
+    let v = viewer(&who);
+    if headers.contains_key("hx-request") {
+        return Ok(html(render::plan_live_with(&v, n.as_ref(), &data.page())));
+    }
+    Ok(html(render::plan_page(&v, n.as_ref(), &data.page())))
+}
+
+/// The plan page's event stream: the live part of the page, rendered
+/// again after each of the plan's events (`event: plan`), until the client
+/// leaves or the server stops.
+async fn live(
+    CanRead(who): CanRead,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    state.container().store().plan(&id).await?;
+    let after = state.container().store().last_event_id().await?;
+    let v = viewer(&who);
+    let stream = event_stream(&state, Some(id.clone()), after).then(move |_| {
+        let (state, id, v) = (state.clone(), id.clone(), v.clone());
+        async move {
+            let event = match PlanData::load(&state, &id).await {
+                Ok(data) => Event::default()
+                    .event("plan")
+                    .data(render::plan_live(&v, &data.page()).into_string()),
+                Err(e) => Event::default().comment(format!("reading the plan failed: {e}")),
+            };
+            Ok(event)
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn locks(CanRead(who): CanRead, State(state): State<AppState>) -> Result<Response, ApiError> {
+    let locks = state.container().locks().list().await?;
+    Ok(html(render::locks_page(&viewer(&who), None, &locks)))
+}
+
+/// The force-release form.
+#[derive(Debug, serde::Deserialize)]
+struct ReleaseForm {
+    resource: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn release(
+    CanAdmin(who): CanAdmin,
+    State(state): State<AppState>,
+    Form(f): Form<ReleaseForm>,
+) -> Result<Response, ApiError> {
+    let n = match force_release(&state, &who, &f).await {
+        Ok(Some((owner, token))) => notice(
+            format!("released {} (owner {owner}, token {token})", f.resource),
+            false,
+        ),
+        Ok(None) => notice(format!("{} was not held", f.resource), false),
+        Err(e) => notice(format!("force-release refused: {e}"), true),
+    };
+    let locks = state.container().locks().list().await?;
+    Ok(html(render::locks_page(&viewer(&who), n.as_ref(), &locks)))
+}
+
+/// Force-release as the API does: a reason is required, and the release
+/// is audited.
+async fn force_release(
+    state: &AppState,
+    who: &Principal,
+    f: &ReleaseForm,
+) -> Result<Option<(String, i64)>, ApiError> {
+    let reason = f.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::unprocessable("a force-release needs a reason"));
+    }
+    let gone = state.container().locks().force_release(&f.resource).await?;
+    let detail = gone
+        .as_ref()
+        .map(|(owner, token)| format!("owner {owner}, token {token}"))
+        .unwrap_or_else(|| "not held".into());
+    ops::audit(
+        state.container(),
+        &who.who,
+        "lock.force_release",
+        &f.resource,
+        reason,
+        &detail,
+    )
+    .await?;
+    Ok(gone)
+}
+
+async fn workers(
+    CanRead(who): CanRead,
+    State(state): State<AppState>,
+) -> Result<Response, ApiError> {
+    let workers = fleet::workers(state.container()).await?;
+    Ok(html(render::workers_page(&viewer(&who), &workers)))
+}
+
+async fn projects_page(
+    CanRead(who): CanRead,
+    State(state): State<AppState>,
+) -> Result<Response, ApiError> {
+    let c = state.container();
+    let plans = c.store().list_plans().await?;
+    let rows: Vec<ProjectRow> = projects::list(c)
+        .await?
+        .into_iter()
+        .map(|p| {
+            let on: Vec<&PlanRecord> = plans.iter().filter(|r| r.project_id == p.id).collect();
+            ProjectRow {
+                active: on.iter().filter(|r| !r.status.is_terminal()).count(),
+                plans: on.len(),
+                id: p.id,
+                root: p.path,
+            }
+        })
+        .collect();
+    Ok(html(render::projects_page(&viewer(&who), &rows)))
+}
