@@ -167,10 +167,13 @@ fn license(fleet: &Fleet<'_>) -> PathBuf {
     )
 }
 
-async fn attempts(db: &TestDb, plan: &str) -> Vec<(String, i64, i64, Option<i64>, Option<String>)> {
+/// Each attempt at `plan`: owner, token, started, ended, outcome, phase.
+type AttemptRow = (String, i64, i64, Option<i64>, Option<String>, String);
+
+async fn attempts(db: &TestDb, plan: &str) -> Vec<AttemptRow> {
     let raw = RawDb::connect(&db.url).await.unwrap();
     let rows = sqlx::query(
-        "SELECT owner, token, started_at, ended_at, outcome FROM plan_attempts WHERE plan_id = $1 ORDER BY id",
+        "SELECT owner, token, started_at, ended_at, outcome, phase FROM plan_attempts WHERE plan_id = $1 ORDER BY id",
     )
     .bind(plan)
     .fetch_all(&raw.pool)
@@ -184,6 +187,7 @@ async fn attempts(db: &TestDb, plan: &str) -> Vec<(String, i64, i64, Option<i64>
                 r.get::<i64, _>(2),
                 r.get::<Option<i64>, _>(3),
                 r.get::<Option<String>, _>(4),
+                r.get::<String, _>(5),
             )
         })
         .collect()
@@ -222,6 +226,9 @@ async fn submitted_plans_run_and_apply_waits_for_approval(backend: Backend) {
         tries.iter().all(|t| t.4.as_deref() == Some("ok")),
         "{tries:?}"
     );
+    // Each attempt is recorded under the phase it ran.
+    let phases: Vec<&str> = tries.iter().map(|t| t.5.as_str()).collect();
+    assert_eq!(phases, ["strategize", "execute", "apply"], "{tries:?}");
     // The worker reports its running count with its heartbeat: it shows
     // idle once the heartbeat after the last phase has landed.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

@@ -144,6 +144,19 @@ enum Next {
     Wait,
 }
 
+impl Next {
+    /// The phase this step runs, for the attempt's record: a retry runs
+    /// the phase the plan errored in (`current`).
+    fn phase(&self, current: Phase) -> Phase {
+        match self {
+            Next::Strategize => Phase::Strategize,
+            Next::Execute => Phase::Execute,
+            Next::Apply => Phase::Apply,
+            Next::Retry | Next::Cancel | Next::Finish | Next::Wait => current,
+        }
+    }
+}
+
 impl Worker {
     /// A worker over `container`'s database, plugins and lock service. The
     /// lease length is the container's `lifecycle.lock_ttl` (renewed every
@@ -352,7 +365,9 @@ impl Shared {
             if self.stopping.is_cancelled() || session.shutdown_token().is_cancelled() {
                 return Ok(false);
             }
-            let attempt = self.begin_attempt(claim, plan.status.phase).await?;
+            let attempt = self
+                .begin_attempt(claim, next.phase(plan.status.phase))
+                .await?;
             match run_next(session, &plan.id, next).await {
                 Ok(after) => {
                     self.stats.lock().unwrap().phases += 1;
