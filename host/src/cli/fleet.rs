@@ -40,16 +40,25 @@ pub struct SubmitArgs {
 /// `lockstep worker` options.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
-    /// Plans run at once.
+    /// Directories whose projects this worker may touch (repeatable,
+    /// required): a plan on a project elsewhere is errored with the reason.
+    #[arg(long = "projects-root", required = true)]
+    pub projects_roots: Vec<PathBuf>,
+    /// How the worker claims and runs plans.
+    #[command(flatten)]
+    pub tuning: WorkerTuning,
+}
+
+/// The options of a worker shared by `lockstep worker` and the in-process
+/// workers of `lockstep serve`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerTuning {
+    /// Plans a worker runs at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
     /// Queues served (repeatable) [default: default].
     #[arg(long = "queue")]
     pub queues: Vec<String>,
-    /// Directories whose projects this worker may touch (repeatable,
-    /// required): a plan on a project elsewhere is errored with the reason.
-    #[arg(long = "projects-root", required = true)]
-    pub projects_roots: Vec<PathBuf>,
     /// Lease length of a claimed plan (renewed every third while a phase
     /// runs): a dead worker's plan is taken over after at most this long.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
@@ -65,6 +74,25 @@ pub struct WorkerArgs {
     /// First retry delay (doubled per failed attempt).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     pub backoff: Duration,
+}
+
+impl WorkerTuning {
+    /// The library's options for a worker confined to `projects_roots`.
+    pub fn options(&self, projects_roots: Vec<PathBuf>) -> WorkerOptions {
+        WorkerOptions {
+            concurrency: self.concurrency.max(1),
+            queues: if self.queues.is_empty() {
+                vec![fleet::DEFAULT_QUEUE.to_string()]
+            } else {
+                self.queues.clone()
+            },
+            projects_roots,
+            poll: self.poll,
+            grace: self.grace,
+            backoff: self.backoff,
+            ..WorkerOptions::default()
+        }
+    }
 }
 
 /// `lockstep workers …`
@@ -184,24 +212,12 @@ async fn requeue(cli: &Cli, container: &Container, id: &str) -> Result<(), CliEr
 /// Run a worker until SIGTERM or SIGINT.
 pub async fn worker(cli: &Cli, args: &WorkerArgs) -> Result<(), CliError> {
     let mut config = super::config(cli, &cli.project);
-    config.lifecycle.lock_ttl = crate::locks::clamp_ttl(args.ttl);
+    config.lifecycle.lock_ttl = crate::locks::clamp_ttl(args.tuning.ttl);
     // A worker runs the operator's plugins only: a project's own plugins
     // need the consent of a person (`lockstep trust`), which a queue lacks.
     config.project_plugins = false;
     let container = Arc::new(Container::build(config).await?);
-    let options = WorkerOptions {
-        concurrency: args.concurrency.max(1),
-        queues: if args.queues.is_empty() {
-            vec![fleet::DEFAULT_QUEUE.to_string()]
-        } else {
-            args.queues.clone()
-        },
-        projects_roots: args.projects_roots.clone(),
-        poll: args.poll,
-        grace: args.grace,
-        backoff: args.backoff,
-        ..WorkerOptions::default()
-    };
+    let options = args.tuning.options(args.projects_roots.clone());
     let worker = Worker::new(container, options);
     eprintln!("worker {} started", worker.id());
     let stop = tokio_util::sync::CancellationToken::new();

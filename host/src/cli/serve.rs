@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use super::{Cli, CliError};
-use crate::fleet::{self, Worker, WorkerOptions};
+use crate::fleet::{self, Worker};
 use crate::locks::format_ms;
 use crate::service::{self, projects, tokens, Scope, ServiceConfig};
 use crate::visible::line;
@@ -38,29 +38,13 @@ pub struct ServeArgs {
     /// processes on the same PostgreSQL).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
-    /// Plans each in-process worker runs at once.
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
-    /// Queues the in-process workers serve (repeatable) [default: default].
-    #[arg(long = "queue")]
-    pub queues: Vec<String>,
     /// Directories under which projects may be registered and planned on
     /// (repeatable) [default: --project].
     #[arg(long = "projects-root")]
     pub projects_roots: Vec<PathBuf>,
-    /// Lease length of a plan a worker claimed.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
-    pub ttl: Duration,
-    /// Longest wait between a worker's looks at the queue.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
-    pub poll: Duration,
-    /// On SIGTERM, how long running phases may take before they are
-    /// interrupted.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
-    pub grace: Duration,
-    /// First retry delay of a failed phase (doubled per attempt).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
-    pub backoff: Duration,
+    /// How the in-process workers claim and run plans.
+    #[command(flatten)]
+    pub worker: super::fleet::WorkerTuning,
     /// Mark the session cookie `Secure` (when clients reach the service
     /// over HTTPS, e.g. through a TLS-terminating proxy).
     #[arg(long)]
@@ -266,7 +250,7 @@ pub async fn projects(cli: &Cli, cmd: &ProjectsCommand) -> Result<(), CliError> 
 /// SIGINT; then requests in flight finish, event streams end, workers stop
 /// (within --grace) and release their leases.
 pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), CliError> {
-    let container = Arc::new(container(cli, &args.data, Some(args.ttl)).await?);
+    let container = Arc::new(container(cli, &args.data, Some(args.worker.ttl)).await?);
     let roots = if args.projects_roots.is_empty() {
         vec![cli.project.clone()]
     } else {
@@ -327,19 +311,7 @@ fn start_workers(
 ) -> Vec<WorkerTask> {
     (0..args.workers)
         .map(|_| {
-            let options = WorkerOptions {
-                concurrency: args.concurrency.max(1),
-                queues: if args.queues.is_empty() {
-                    vec![fleet::DEFAULT_QUEUE.to_string()]
-                } else {
-                    args.queues.clone()
-                },
-                projects_roots: roots.clone(),
-                poll: args.poll,
-                grace: args.grace,
-                backoff: args.backoff,
-                ..WorkerOptions::default()
-            };
+            let options = args.worker.options(roots.clone());
             let worker = Worker::new(container.clone(), options);
             let stop = shutdown.clone();
             tokio::spawn(async move { worker.run(stop).await })
