@@ -199,52 +199,34 @@ impl LockService {
         ttl: Duration,
     ) -> Result<Grant, LockError> {
         check_resource(resource)?;
-        let ttl_ms = self.clamp_ttl(ttl).as_millis() as i64;
         // A conflicting row may be released between our upsert and our read of
         // the holder; then simply try again.
         for _ in 0..8 {
             let sent_at = std::time::Instant::now();
-            let query = sqlx::query(&self.inner.sql.acquire)
-                .bind(resource)
-                .bind(&owner.id)
-                .bind(operation)
-                .bind(&owner.holder.host)
-                .bind(owner.holder.pid)
-                .bind(&owner.holder.user)
-                .bind(ttl_ms);
+            let query = self.bind_acquire(
+                sqlx::query(&self.inner.sql.acquire),
+                resource,
+                owner,
+                operation,
+                ttl,
+            )?;
             // One statement on both backends: the token comes from the
             // counter (SQLite) or a sequence (PostgreSQL).
             let granted = query
                 .fetch_optional(&mut *self.inner.db.writer().await?)
                 .await?;
             if let Some(row) = granted {
-                return Ok(Grant {
-                    resource: resource.to_string(),
-                    token: row.try_get(0)?,
-                    holds: row.try_get(1)?,
-                    acquired_at: row.try_get(2)?,
-                    expires_at: row.try_get(3)?,
-                    granted_at: row.try_get(4)?,
-                    sent_at,
-                });
+                return Ok(grant_from(&row, resource, sent_at)?);
             }
             let holder = sqlx::query(&self.inner.sql.holder)
                 .bind(resource)
                 .fetch_optional(self.inner.db.reader())
                 .await?;
             if let Some(row) = holder {
-                return Err(LockError::Conflict(Box::new(LockConflict {
-                    resource: resource.to_string(),
-                    owner: row.try_get(0)?,
-                    operation: row.try_get(1)?,
-                    holder: Holder {
-                        host: row.try_get(2)?,
-                        pid: row.try_get(3)?,
-                        user: row.try_get(4)?,
-                    },
-                    acquired_at: row.try_get(5)?,
-                    expires_at: row.try_get(6)?,
-                })));
+                return Err(LockError::Conflict(Box::new(conflict_from(
+                    &row,
+                    Some(resource),
+                )?)));
             }
         }
         Err(LockError::Contended {
@@ -292,15 +274,7 @@ impl LockService {
         ttl: Duration,
         sent_at: std::time::Instant,
     ) -> Result<LockGuard, LockError> {
-        let grant = Grant {
-            resource: resource.to_string(),
-            token: row.try_get(0)?,
-            holds: row.try_get(1)?,
-            acquired_at: row.try_get(2)?,
-            expires_at: row.try_get(3)?,
-            granted_at: row.try_get(4)?,
-            sent_at,
-        };
+        let grant = grant_from(row, resource, sent_at)?;
         Ok(LockGuard::start(
             self.clone(),
             owner.clone(),
@@ -484,6 +458,49 @@ where
             other => return other,
         }
     }
+}
+
+/// The lease granted by a row of an acquire statement (its first five
+/// columns: token, holds, acquired_at, expires_at, granted_at), sent at
+/// `sent_at`.
+fn grant_from(
+    row: &sqlx::any::AnyRow,
+    resource: &str,
+    sent_at: std::time::Instant,
+) -> Result<Grant, sqlx::Error> {
+    Ok(Grant {
+        resource: resource.to_string(),
+        token: row.try_get(0)?,
+        holds: row.try_get(1)?,
+        acquired_at: row.try_get(2)?,
+        expires_at: row.try_get(3)?,
+        granted_at: row.try_get(4)?,
+        sent_at,
+    })
+}
+
+/// The conflict named by a holder row (`owner, operation, holder_host,
+/// holder_pid, holder_user, acquired_at, expires_at`, and `resource`
+/// unless given).
+fn conflict_from(
+    row: &sqlx::any::AnyRow,
+    resource: Option<&str>,
+) -> Result<LockConflict, sqlx::Error> {
+    Ok(LockConflict {
+        resource: match resource {
+            Some(r) => r.to_string(),
+            None => row.try_get("resource")?,
+        },
+        owner: row.try_get("owner")?,
+        operation: row.try_get("operation")?,
+        holder: Holder {
+            host: row.try_get("holder_host")?,
+            pid: row.try_get("holder_pid")?,
+            user: row.try_get("holder_user")?,
+        },
+        acquired_at: row.try_get("acquired_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
 }
 
 #[cfg(test)]

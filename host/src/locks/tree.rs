@@ -20,10 +20,8 @@
 
 use std::time::Duration;
 
-use sqlx::Row;
-
 use super::{
-    check_resource, wait_through_conflicts, Grant, Holder, LockConflict, LockError, LockGuard,
+    check_resource, conflict_from, grant_from, wait_through_conflicts, Grant, LockError, LockGuard,
     LockService, Owner,
 };
 
@@ -34,27 +32,6 @@ use super::{
 pub fn tree_key(path: &str) -> String {
     let trimmed = path.trim_end_matches('/');
     format!("{trimmed}/")
-}
-
-fn conflict_from(
-    row: &sqlx::any::AnyRow,
-    resource: Option<&str>,
-) -> Result<LockConflict, sqlx::Error> {
-    Ok(LockConflict {
-        resource: match resource {
-            Some(r) => r.to_string(),
-            None => row.try_get("resource")?,
-        },
-        owner: row.try_get("owner")?,
-        operation: row.try_get("operation")?,
-        holder: Holder {
-            host: row.try_get("holder_host")?,
-            pid: row.try_get("holder_pid")?,
-            user: row.try_get("holder_user")?,
-        },
-        acquired_at: row.try_get("acquired_at")?,
-        expires_at: row.try_get("expires_at")?,
-    })
 }
 
 impl LockService {
@@ -73,7 +50,6 @@ impl LockService {
     ) -> Result<Grant, LockError> {
         check_resource(resource)?;
         let key = tree_key(path);
-        let ttl_ms = self.clamp_ttl(ttl).as_millis() as i64;
         let sql = &self.inner.sql;
         let sent_at = std::time::Instant::now();
         let mut tx = self.inner.db.begin_write().await?;
@@ -89,14 +65,14 @@ impl LockService {
             tx.rollback().await?;
             return Err(LockError::Conflict(Box::new(conflict)));
         }
-        let granted = sqlx::query(&sql.tree_acquire)
-            .bind(resource)
-            .bind(&owner.id)
-            .bind(operation)
-            .bind(&owner.holder.host)
-            .bind(owner.holder.pid)
-            .bind(&owner.holder.user)
-            .bind(ttl_ms)
+        let granted = self
+            .bind_acquire(
+                sqlx::query(&sql.tree_acquire),
+                resource,
+                owner,
+                operation,
+                ttl,
+            )?
             .bind(&key)
             .fetch_optional(tx.conn())
             .await?;
@@ -110,15 +86,7 @@ impl LockService {
             tx.rollback().await?;
             return Err(LockError::Conflict(Box::new(conflict)));
         };
-        let grant = Grant {
-            resource: resource.to_string(),
-            token: row.try_get("token")?,
-            holds: row.try_get("holds")?,
-            acquired_at: row.try_get("acquired_at")?,
-            expires_at: row.try_get("expires_at")?,
-            granted_at: row.try_get("granted_at")?,
-            sent_at,
-        };
+        let grant = grant_from(&row, resource, sent_at)?;
         tx.commit().await?;
         Ok(grant)
     }
