@@ -330,17 +330,6 @@ mod tests {
         );
     }
 
-    fn write(path: &str, base: Option<&[u8]>, new: &[u8]) -> ChangeRecord {
-        ChangeRecord {
-            path: path.into(),
-            kind: ChangeKind::Write,
-            contents: Some(new.to_vec()),
-            base_contents: base.map(<[u8]>::to_vec),
-            base_hash: base.map(|_| "h".into()),
-            new_hash: None,
-        }
-    }
-
     fn delete(path: &str) -> ChangeRecord {
         ChangeRecord {
             path: path.into(),
@@ -371,7 +360,11 @@ mod tests {
     #[test]
     fn a_crlf_to_lf_change_is_visible_in_the_diff() {
         let d = diff(
-            &[write("w.txt", Some(b"one\r\ntwo\r\n"), b"one\ntwo\n")],
+            &[ChangeRecord::test_write(
+                "w.txt",
+                Some(b"one\r\ntwo\r\n"),
+                b"one\ntwo\n",
+            )],
             false,
         );
         assert!(d.contains("line endings only: CRLF → LF"), "{d}");
@@ -384,9 +377,9 @@ mod tests {
     #[test]
     fn an_emptied_file_is_called_out() {
         let changes = [
-            write("config.toml", Some(b"key = 1\n"), b""),
-            write("new.txt", None, b""),
-            write("kept.txt", Some(b"a\n"), b"b\n"),
+            ChangeRecord::test_write("config.toml", Some(b"key = 1\n"), b""),
+            ChangeRecord::test_write("new.txt", None, b""),
+            ChangeRecord::test_write("kept.txt", Some(b"a\n"), b"b\n"),
         ];
         let text = callouts(&changes, false);
         assert_eq!(
@@ -407,14 +400,14 @@ mod tests {
             painted.starts_with("\x1b[33mwarning: `config.toml`"),
             "{painted:?}"
         );
-        let hostile = [write("a\x1b[2K", Some(b"x"), b"")];
+        let hostile = [ChangeRecord::test_write("a\x1b[2K", Some(b"x"), b"")];
         assert!(foreign_escapes(&callouts(&hostile, true)).is_empty());
     }
 
     #[test]
     fn binary_files_are_shown_by_size() {
         let d = diff(
-            &[write(
+            &[ChangeRecord::test_write(
                 "logo.png",
                 Some(b"\x89PNG\x00\x1b[2K"),
                 b"\x89PNG\x00\x00\x01\x1b[1A\x07",
@@ -431,7 +424,7 @@ mod tests {
     fn only_lockstep_colours_reach_the_terminal_with_colour_on() {
         let tricks = "\x1b[1A\x1b[2K\x1b]0;owned\x07\x1b[31m\u{9b}2K\r\n";
         let d = diff(
-            &[write(
+            &[ChangeRecord::test_write(
                 "a\x1b[1A.txt",
                 Some(b"keep\n"),
                 format!("keep\n{tricks}").as_bytes(),

@@ -79,6 +79,21 @@ pub struct ChangeRecord {
     pub new_hash: Option<String>,
 }
 
+#[cfg(test)]
+impl ChangeRecord {
+    /// A write of `new` over `base` (`None`: the file was absent), for tests.
+    pub(crate) fn test_write(path: &str, base: Option<&[u8]>, new: &[u8]) -> ChangeRecord {
+        ChangeRecord {
+            path: path.into(),
+            kind: ChangeKind::Write,
+            contents: Some(new.to_vec()),
+            base_contents: base.map(<[u8]>::to_vec),
+            base_hash: base.map(|_| "h".into()),
+            new_hash: None,
+        }
+    }
+}
+
 /// What one executed step reported.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StepResult {

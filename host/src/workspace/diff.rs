@@ -610,20 +610,13 @@ mod tests {
         assert!(d.contains("+++ b/\\u{202e}txt.exe\n"), "{d}");
     }
 
-    fn write(path: &str, base: Option<&[u8]>, new: &[u8]) -> ChangeRecord {
-        ChangeRecord {
-            path: path.into(),
-            kind: ChangeKind::Write,
-            contents: Some(new.to_vec()),
-            base_contents: base.map(<[u8]>::to_vec),
-            base_hash: base.map(|_| "h".into()),
-            new_hash: None,
-        }
-    }
-
     #[test]
     fn a_change_is_data_with_path_kind_hunks_and_spans() {
-        let d = change_diff(&write("src/a.rs", Some(b"a\nb\n"), b"a\nB \r\n"));
+        let d = change_diff(&ChangeRecord::test_write(
+            "src/a.rs",
+            Some(b"a\nb\n"),
+            b"a\nB \r\n",
+        ));
         assert_eq!((d.path.as_str(), d.kind), ("src/a.rs", FileKind::Modified));
         assert_eq!(
             (d.from.as_str(), d.to.as_str()),
@@ -657,7 +650,7 @@ mod tests {
                 to: "mixed CRLF and LF"
             }]
         );
-        let created = change_diff(&write("n", None, b"x\n"));
+        let created = change_diff(&ChangeRecord::test_write("n", None, b"x\n"));
         assert_eq!(
             (created.kind, created.from.as_str()),
             (FileKind::Added, "/dev/null")
@@ -666,7 +659,11 @@ mod tests {
 
     #[test]
     fn invisible_changes_are_named_in_notes() {
-        let d = change_diff(&write("f", Some(b"a\n"), b"\xef\xbb\xbfa\n\x1b[2Kb\n"));
+        let d = change_diff(&ChangeRecord::test_write(
+            "f",
+            Some(b"a\n"),
+            b"\xef\xbb\xbfa\n\x1b[2Kb\n",
+        ));
         assert!(
             d.notes.contains(&DiffNote::ByteOrderMark { added: true }),
             "{:?}",
@@ -680,7 +677,11 @@ mod tests {
         let bom = &d.hunks[0].lines[1];
         assert_eq!(bom.spans[0].text, "\\u{feff}");
         assert_eq!(bom.spans[0].kind, SpanKind::StandIn);
-        let d = change_diff(&write("config.toml", Some(b"key = 1\n"), b""));
+        let d = change_diff(&ChangeRecord::test_write(
+            "config.toml",
+            Some(b"key = 1\n"),
+            b"",
+        ));
         assert!(
             d.notes.contains(&DiffNote::Emptied { old_bytes: 8 }),
             "{:?}",
@@ -690,9 +691,13 @@ mod tests {
             DiffNote::Emptied { old_bytes: 8 }.to_string(),
             "the file is emptied (8 bytes → 0 bytes)"
         );
-        let d = change_diff(&write("logo.png", Some(b"\x00"), b"\x00\x01"));
+        let d = change_diff(&ChangeRecord::test_write(
+            "logo.png",
+            Some(b"\x00"),
+            b"\x00\x01",
+        ));
         assert!(d.is_binary() && d.hunks.is_empty());
-        let d = change_diff(&write("w", Some(b"one\r\n"), b"one\n"));
+        let d = change_diff(&ChangeRecord::test_write("w", Some(b"one\r\n"), b"one\n"));
         assert_eq!(
             d.notes,
             [DiffNote::LineEndingsOnly {
@@ -700,14 +705,14 @@ mod tests {
                 to: "LF"
             }]
         );
-        assert!(change_diff(&write("same", Some(b"x"), b"x")).unchanged);
+        assert!(change_diff(&ChangeRecord::test_write("same", Some(b"x"), b"x")).unchanged);
     }
 
     #[test]
     fn the_text_is_the_data_joined() {
         let old = b"keep\nold \t\n\x1b]0;t\x07\r\n";
         let new = b"keep\nnew\r\n\xff tail";
-        let d = change_diff(&write("p", Some(old), new));
+        let d = change_diff(&ChangeRecord::test_write("p", Some(old), new));
         assert_eq!(d.to_text(), unified_diff(old, new, "a/p", "b/p"));
         let joined: String = d.hunks[0]
             .lines
