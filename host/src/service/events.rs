@@ -31,6 +31,23 @@ const WINDOW: i64 = 256;
 /// Events read from the database at a time.
 const BATCH: usize = 500;
 
+/// An event as the streams send it: encoded once, shared by every stream.
+struct Encoded {
+    id: i64,
+    plan_id: String,
+    json: String,
+}
+
+impl Encoded {
+    fn new(e: &EventEntry) -> Arc<Self> {
+        Arc::new(Encoded {
+            id: e.id,
+            plan_id: e.plan_id.clone(),
+            json: serde_json::to_string(e).unwrap_or_else(|_| "null".into()),
+        })
+    }
+}
+
 /// Reads new events and broadcasts them to the streams.
 pub(super) struct Hub {
     inner: Arc<HubInner>,
@@ -39,7 +56,7 @@ pub(super) struct Hub {
 struct HubInner {
     container: Arc<Container>,
     shutdown: CancellationToken,
-    tx: broadcast::Sender<Arc<EventEntry>>,
+    tx: broadcast::Sender<Arc<Encoded>>,
     running: AtomicBool,
 }
 
@@ -57,7 +74,7 @@ impl Hub {
     }
 
     /// Follow new events (starting the reader if nobody listened).
-    fn subscribe(&self) -> broadcast::Receiver<Arc<EventEntry>> {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Encoded>> {
         let rx = self.inner.tx.subscribe();
         if !self.inner.running.swap(true, Ordering::SeqCst) {
             tokio::spawn(read_loop(self.inner.clone()));
@@ -85,7 +102,7 @@ async fn read_loop(hub: Arc<HubInner>) {
             Ok(events) => {
                 for e in events {
                     if seen.insert(e.id) {
-                        let _ = hub.tx.send(Arc::new(e));
+                        let _ = hub.tx.send(Encoded::new(&e));
                     }
                 }
             }
@@ -120,8 +137,12 @@ impl Seen {
         if id <= self.floor() || !self.ids.insert(id) {
             return false;
         }
-        let floor = self.floor();
-        self.ids = self.ids.split_off(&(floor + 1));
+        // Ids at or below the floor are refused before the set is looked
+        // at, so forgetting them can wait until there are many.
+        if self.ids.len() > 2 * WINDOW as usize {
+            let floor = self.floor();
+            self.ids = self.ids.split_off(&(floor + 1));
+        }
         true
     }
 }
@@ -129,14 +150,14 @@ impl Seen {
 struct Follow {
     state: AppState,
     plan: Option<String>,
-    rx: broadcast::Receiver<Arc<EventEntry>>,
+    rx: broadcast::Receiver<Arc<Encoded>>,
     seen: Seen,
-    backlog: std::collections::VecDeque<EventEntry>,
+    backlog: std::collections::VecDeque<Arc<Encoded>>,
     replay: bool,
 }
 
 impl Follow {
-    async fn next(&mut self) -> Option<EventEntry> {
+    async fn next(&mut self) -> Option<Arc<Encoded>> {
         loop {
             if let Some(e) = self.backlog.pop_front() {
                 if self.seen.insert(e.id) {
@@ -151,7 +172,7 @@ impl Follow {
                     .await
                     .ok()?;
                 self.replay = got.len() == BATCH;
-                self.backlog.extend(got);
+                self.backlog.extend(got.iter().map(Encoded::new));
                 continue;
             }
             let shutdown = self.state.config().shutdown.clone();
@@ -161,7 +182,7 @@ impl Follow {
             };
             match got {
                 Ok(e) if self.plan.as_deref().is_none_or(|p| p == e.plan_id) => {
-                    self.backlog.push_back((*e).clone())
+                    self.backlog.push_back(e)
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => self.replay = true,
@@ -193,8 +214,7 @@ pub fn event_stream(
         let event = Event::default()
             .id(e.id.to_string())
             .event("plan-event")
-            .json_data(&e)
-            .unwrap_or_else(|_| Event::default().comment("unencodable event"));
+            .data(&e.json);
         Some((Ok(event), f))
     })
 }

@@ -298,17 +298,23 @@ pub(super) async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<PlanDetail>, ApiError> {
     let c = state.container();
-    let plan = c.store().plan(&id).await?;
-    let queue = match fleet::entry(c, &id).await {
+    // Four independent reads, sent at once over the pool's connections.
+    let (plan, queue, attempts, steps) = tokio::join!(
+        c.store().plan(&id),
+        fleet::entry(c, &id),
+        fleet::attempts(c, &id),
+        c.store().step_results(&id),
+    );
+    let queue = match queue {
         Ok(e) => Some(e),
         Err(fleet::FleetError::NotQueued(_)) => None,
         Err(e) => return Err(e.into()),
     };
     Ok(Json(PlanDetail {
-        plan,
+        plan: plan?,
         queue,
-        attempts: fleet::attempts(c, &id).await?,
-        steps: c.store().step_results(&id).await?,
+        attempts: attempts?,
+        steps: steps?,
     }))
 }
 
