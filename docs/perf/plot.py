@@ -66,10 +66,14 @@ chart(
 # The fleet burn-down (`just bench-fleet`): plans/s against the number of
 # workers, one line per backend and number of plans.
 fleet = [r for name in ("fleet-sqlite.csv", "fleet-postgres.csv") if (HERE / name).exists() for r in rows(name)]
-burn = [r for r in fleet if r["figure"] == "burn_down"]
+burn = [r for r in fleet if r["figure"] in ("burn_down", "burn_down_processes")]
 if burn:
     series = []
-    for backend, plans in sorted({(r["backend"], int(r["plans"])) for r in burn}):
-        rs = sorted((r for r in burn if r["backend"] == backend and int(r["plans"]) == plans), key=lambda r: int(r["workers"]))
-        series.append((f"{backend}, {plans} plans", [int(r["workers"]) for r in rs], [float(r["value"]) for r in rs]))
+    for backend, figure, plans in sorted({(r["backend"], r["figure"], int(r["plans"])) for r in burn}):
+        rs = sorted(
+            (r for r in burn if (r["backend"], r["figure"], int(r["plans"])) == (backend, figure, plans)),
+            key=lambda r: int(r["workers"]),
+        )
+        how = "worker processes" if figure == "burn_down_processes" else "in-process workers"
+        series.append((f"{backend}, {how}, {plans} plans", [int(r["workers"]) for r in rs], [float(r["value"]) for r in rs]))
     chart("fleet.png", "Fleet burn-down: noop plans, submit → applied", "workers", "plans/s", series)

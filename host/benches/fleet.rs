@@ -7,9 +7,14 @@
 //! attempt starts, database clock) over 100 single submissions. Writes
 //! `docs/perf/fleet-<backend>.csv`.
 //!
+//! With `FLEET_PROCESSES` (comma list, default `2` on SQLite and none on
+//! PostgreSQL), the same burn-down runs again with that many `lockstep
+//! worker` processes instead of in-process workers: the single-machine set-up
+//! of several processes on one SQLite file.
+//!
 //! Environment: `FLEET_PLANS` (default 1000), `FLEET_WORKERS` (comma list,
 //! default `1,2,4`), `FLEET_CONCURRENCY` per worker (default 8),
-//! `LOCKSTEP_BENCH_POSTGRES_URL`.
+//! `FLEET_PROCESSES`, `FLEET_BACKENDS`, `LOCKSTEP_BENCH_POSTGRES_URL`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -64,6 +69,76 @@ async fn remaining(c: &Container) -> i64 {
     fleet::pending(c).await.expect("queue depth") as i64
 }
 
+/// Where the workers of a burn-down run.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Tasks of the bench's own process, sharing its container.
+    InProcess,
+    /// `lockstep worker` processes on the same database.
+    Processes,
+}
+
+/// Running workers of either mode.
+enum Workers {
+    Tasks(CancellationToken, Vec<tokio::task::JoinHandle<()>>),
+    Processes(Vec<std::process::Child>),
+}
+
+impl Workers {
+    fn start(c: &Arc<Container>, mode: Mode, w: usize, concurrency: usize, root: &Path) -> Self {
+        match mode {
+            Mode::InProcess => {
+                let (stop, handles) = start_workers(c, w, concurrency, root);
+                Workers::Tasks(stop, handles)
+            }
+            Mode::Processes => Workers::Processes(
+                (0..w)
+                    .map(|_| worker_process(c, concurrency, root))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Stop them (SIGTERM for processes) and wait.
+    async fn stop(self) {
+        match self {
+            Workers::Tasks(stop, handles) => {
+                stop.cancel();
+                for h in handles {
+                    h.await.unwrap();
+                }
+            }
+            Workers::Processes(children) => {
+                for mut child in children {
+                    let _ = std::process::Command::new("kill")
+                        .arg(child.id().to_string())
+                        .status();
+                    let status = child.wait().expect("worker process");
+                    assert!(status.success(), "worker process ended with {status}");
+                }
+            }
+        }
+    }
+}
+
+/// A `lockstep worker` process (this package's binary) on `c`'s database.
+fn worker_process(c: &Container, concurrency: usize, root: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .arg("--database-url")
+        .arg(c.config().database_url())
+        .arg("--project")
+        .arg(root)
+        .env("LOCKSTEP_PLUGIN_PATH", lockstep_test_artifacts::dist())
+        .args(["worker", "--ttl", "30s", "--poll", "200ms"])
+        .arg("--concurrency")
+        .arg(concurrency.to_string())
+        .arg("--projects-root")
+        .arg(root)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("lockstep worker")
+}
+
 fn start_workers(
     c: &Arc<Container>,
     w: usize,
@@ -92,12 +167,13 @@ fn start_workers(
 }
 
 /// Burn `n` plans down with `w` workers; plans/s end to end, and the
-/// commits and round trips per plan (with the `db-stats` feature).
+/// commits and round trips per plan (with the `db-stats` feature, for
+/// in-process workers).
 async fn burn_down(
     c: &Arc<Container>,
     root: &Path,
     n: usize,
-    w: usize,
+    (mode, w): (Mode, usize),
     concurrency: usize,
 ) -> (f64, Option<(f64, f64)>) {
     let t = Instant::now();
@@ -108,7 +184,7 @@ async fn burn_down(
     );
     analyze(c).await;
     let counted = lockstep::db::stats::snapshot();
-    let (stop, handles) = start_workers(c, w, concurrency, root);
+    let workers = Workers::start(c, mode, w, concurrency, root);
     let start = Instant::now();
     let mut last = (start, n as i64);
     loop {
@@ -127,16 +203,14 @@ async fn burn_down(
         }
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
-    stop.cancel();
-    for h in handles {
-        h.await.unwrap();
-    }
+    workers.stop().await;
     // Workers' requests from claim to applied (with the bench's own
     // queue-depth polls, a few per second).
     let per_plan = lockstep::db::stats::snapshot()
         .zip(counted)
         .map(|(now, then)| now.since(then))
-        .map(|d| (d.commits as f64 / n as f64, d.round_trips as f64 / n as f64));
+        .map(|d| (d.commits as f64 / n as f64, d.round_trips as f64 / n as f64))
+        .filter(|_| mode == Mode::InProcess);
     (rate, per_plan)
 }
 
@@ -225,19 +299,32 @@ async fn run_backend(name: &str, pg: &str, csv: &mut String, quick: bool) {
     let dist = lockstep_test_artifacts::dist();
     let plans: usize = env_or("FLEET_PLANS", if quick { 20 } else { 1000 });
     let concurrency: usize = env_or("FLEET_CONCURRENCY", 8);
-    let workers: Vec<usize> = std::env::var("FLEET_WORKERS")
+    let workers: Vec<(Mode, usize)> = std::env::var("FLEET_WORKERS")
         .unwrap_or_else(|_| if quick { "1" } else { "1,2,4" }.into())
         .split(',')
         .filter_map(|w| w.parse().ok())
+        .map(|w| (Mode::InProcess, w))
         .collect();
-    for w in workers {
+    let processes = std::env::var("FLEET_PROCESSES")
+        .unwrap_or_else(|_| if name == "sqlite" && !quick { "2" } else { "" }.into());
+    let runs = workers.into_iter().chain(
+        processes
+            .split(',')
+            .filter_map(|p| p.parse().ok())
+            .map(|p| (Mode::Processes, p)),
+    );
+    for (mode, w) in runs {
+        let label = match mode {
+            Mode::InProcess => "burn_down",
+            Mode::Processes => "burn_down_processes",
+        };
         let dir = tempfile::tempdir().unwrap();
         let (url, db) = fresh_db(name, pg, dir.path()).await;
         let c = Arc::new(container(&url, dir.path(), &dist).await);
-        eprintln!("{name}: {plans} plans, {w} worker(s) × {concurrency}");
-        let (rate, per_plan) = burn_down(&c, dir.path(), plans, w, concurrency).await;
+        eprintln!("{name}: {plans} plans, {w} worker(s) × {concurrency} ({label})");
+        let (rate, per_plan) = burn_down(&c, dir.path(), plans, (mode, w), concurrency).await;
         eprintln!("{name}: {rate:.1} plans/s ({:.1} phases/s)", rate * 3.0);
-        writeln!(csv, "{name},burn_down,{w},{concurrency},{plans},{rate:.1}").unwrap();
+        writeln!(csv, "{name},{label},{w},{concurrency},{plans},{rate:.1}").unwrap();
         if let Some((commits, trips)) = per_plan {
             eprintln!("{name}: {commits:.1} commits, {trips:.1} round trips per plan");
             writeln!(
