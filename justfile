@@ -56,9 +56,11 @@ bench-fleet: plugins
 
 # The service under load on loopback: 200 event streams, steady reads and
 # submissions for SERVICE_SECONDS (default 30); throughput, p50/p99, errors,
-# lost events. SERVICE_DATABASE_URL runs it on PostgreSQL.
+# lost events. SERVICE_DATABASE_URL runs it on PostgreSQL. Built with the
+# db-stats counters like bench-fleet and compare (one relaxed atomic add per
+# database request), so one optimised build serves all three.
 bench-service: plugins
-    cargo bench -p lockstep --bench service
+    cargo bench -p lockstep --features db-stats --bench service
 
 # Each figure beside its baseline, with the ratio and the goal. Also builds the
 # extism baseline (bench/extism, its own workspace: it brings another wasmtime).
