@@ -76,6 +76,36 @@ impl Api {
         self.call(Method::POST, path, Some(token), Some(body)).await
     }
 
+    /// A dashboard page as a browser asks for it, with a bearer token.
+    async fn page(&self, path: &str, token: &str) -> String {
+        let resp = self
+            .http
+            .get(self.server.url(path))
+            .bearer_auth(token)
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "GET {path}: {text}");
+        text
+    }
+
+    /// Post a dashboard form with a bearer token; the page answered.
+    async fn form(&self, path: &str, token: &str, fields: &[(&str, &str)]) -> (StatusCode, String) {
+        let resp = self
+            .http
+            .post(self.server.url(path))
+            .bearer_auth(token)
+            .header("accept", "text/html")
+            .form(fields)
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.text().await.unwrap())
+    }
+
     /// Register `project` (admin) and return its id.
     async fn register(&self, admin: &str, project: &Path) -> String {
         let (status, body) = self
@@ -672,6 +702,58 @@ async fn plans_are_listed_a_page_at_a_time(backend: Backend) {
         .call(Method::GET, "/api/v1/plans?cursor=zzz", Some(&op), None)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The dashboard pages through the same plans with the same cursor;
+    // its counts are over every plan, not the page.
+    let first = api.page("/ui/plans?state=queued", &op).await;
+    assert!(first.contains("4 matching plans"), "{first}");
+    let older = older_link(&first).expect("an Older link");
+    assert!(
+        older.starts_with("/ui/plans?state=queued&cursor="),
+        "{older}"
+    );
+    let second = api.page(&older, &op).await;
+    let (a, b) = (listed_plans(&first), listed_plans(&second));
+    assert_eq!((a.len(), b.len()), (3, 1), "{a:?} {b:?}");
+    assert!(older_link(&second).is_none(), "the last page");
+    assert!(second.contains("id=\"page-newest\""));
+    let mut both: Vec<_> = a.iter().chain(&b).cloned().collect();
+    both.sort();
+    let mut queued: Vec<_> = submitted[1..].to_vec();
+    queued.sort();
+    assert_eq!(both, queued, "every queued plan once");
+    let (status, _) = api
+        .call(Method::GET, "/ui/plans?cursor=zzz", Some(&op), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A bulk action on every matching plan — more than a page — asks first.
+    let all = [
+        ("which", "matching"),
+        ("action", "approve"),
+        ("state", "queued"),
+        ("project", id.as_str()),
+    ];
+    let (status, asked) = api.form("/ui/plans/bulk", &op, &all).await;
+    assert_eq!(status, StatusCode::OK, "{asked}");
+    assert!(asked.contains("approve <b>4</b> plans matching"), "{asked}");
+    for plan in &submitted[1..] {
+        let d = api.get(&format!("/api/v1/plans/{plan}"), &op).await;
+        assert_eq!(d["queue"]["approved"], false, "not before the confirmation");
+    }
+    let confirmed: Vec<_> = all.iter().copied().chain([("confirm", "yes")]).collect();
+    let (status, done) = api.form("/ui/plans/bulk", &op, &confirmed).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert!(done.contains("approve: 4 of 4 matching plans"), "{done}");
+    for plan in &submitted[1..] {
+        let d = api.get(&format!("/api/v1/plans/{plan}"), &op).await;
+        assert_eq!(d["queue"]["approved"], true, "{d}");
+    }
+    let d = api
+        .get(&format!("/api/v1/plans/{}", submitted[0]), &op)
+        .await;
+    assert_eq!(
+        d["queue"]["approved"], false,
+        "the cancelled plan did not match"
+    );
     // Bulk by filter: cancel every queued plan.
     let (status, bulk) = api
         .post(
@@ -690,6 +772,21 @@ async fn plans_are_listed_a_page_at_a_time(backend: Backend) {
         )
         .await;
     assert_eq!(bulk["failed"], 2, "{bulk}");
+}
+
+/// The plans a plans page lists, in order.
+fn listed_plans(page: &str) -> Vec<String> {
+    page.split("data-plan=\"")
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].to_string())
+        .collect()
+}
+
+/// The address of a plans page's Older link.
+fn older_link(page: &str) -> Option<String> {
+    let end = page.find("\" id=\"page-older\"")?;
+    let start = page[..end].rfind("href=\"")? + "href=\"".len();
+    Some(page[start..end].replace("&amp;", "&"))
 }
 
 /// Reads server-sent events from a response.

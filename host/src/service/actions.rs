@@ -19,6 +19,7 @@ use super::AppState;
 use crate::fleet::{self, FleetError};
 use crate::lifecycle::LifecycleError;
 use crate::model::{PlanRecord, State as PlanState};
+use crate::store::PlanFilter;
 
 /// Most plans one bulk request acts on.
 pub const BULK_MAX: usize = 1000;
@@ -371,18 +372,41 @@ pub(super) async fn bulk(
         }
         (None, Some(f)) => {
             let filter = filter(&state, f.phase, f.state, f.project).await?;
-            let page = state
-                .container()
-                .store()
-                .plans_page(&filter, None, BULK_MAX)
-                .await?;
-            page.plans.into_iter().map(|p| p.id).collect()
+            matching_ids(&state, &filter).await?
         }
         _ => return Err(ApiError::bad_request("give either `ids` or `filter`")),
     };
+    Ok((
+        StatusCode::OK,
+        Json(act_on_each(&state, &who, ids, body.action).await),
+    ))
+}
+
+/// The plans a bulk action by `filter` takes: the newest [`BULK_MAX`]
+/// matching it.
+pub(super) async fn matching_ids(
+    state: &AppState,
+    filter: &PlanFilter,
+) -> Result<Vec<String>, ApiError> {
+    let page = state
+        .container()
+        .store()
+        .plans_page(filter, None, BULK_MAX)
+        .await?;
+    Ok(page.plans.into_iter().map(|p| p.id).collect())
+}
+
+/// Carry out `action` on each plan of `ids` for `who`, in order; each
+/// succeeds or fails on its own.
+pub(super) async fn act_on_each(
+    state: &AppState,
+    who: &Principal,
+    ids: Vec<String>,
+    action: PlanAction,
+) -> BulkResult {
     let mut items = Vec::with_capacity(ids.len());
     for id in ids {
-        let item = match act(&state, &who, &id, body.action).await {
+        let item = match act(state, who, &id, action).await {
             Ok(r) => BulkItem {
                 plan_id: id,
                 ok: true,
@@ -393,21 +417,18 @@ pub(super) async fn bulk(
                 plan_id: id,
                 ok: false,
                 result: None,
-                error: Some(counted(&state, e).problem()),
+                error: Some(counted(state, e).problem()),
             },
         };
         items.push(item);
     }
     let succeeded = items.iter().filter(|i| i.ok).count();
     let failed = items.len() - succeeded;
-    Ok((
-        StatusCode::OK,
-        Json(BulkResult {
-            items,
-            succeeded,
-            failed,
-        }),
-    ))
+    BulkResult {
+        items,
+        succeeded,
+        failed,
+    }
 }
 
 #[cfg(test)]

@@ -170,11 +170,13 @@ pub struct EventPage {
     pub last_id: i64,
 }
 
-fn encode_cursor((at, id): &(i64, String)) -> String {
+/// A page's position as the `cursor` parameter carries it.
+pub(super) fn encode_cursor((at, id): &(i64, String)) -> String {
     format!("{at}.{id}")
 }
 
-fn decode_cursor(c: &str) -> Result<(i64, String), ApiError> {
+/// The position a `cursor` parameter names (400 if it names none).
+pub(super) fn decode_cursor(c: &str) -> Result<(i64, String), ApiError> {
     c.split_once('.')
         .and_then(|(at, id)| Some((at.parse().ok()?, id.to_string())))
         .ok_or_else(|| ApiError::bad_request(format!("invalid cursor `{c}`")))
