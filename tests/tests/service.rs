@@ -947,6 +947,52 @@ async fn the_trusted_user_header_authenticates_behind_a_proxy(backend: Backend) 
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
+/// A request whose body stops arriving is answered 408 once
+/// `--request-timeout` has passed, and the server goes on serving others
+/// meanwhile and after. The timeout is the service's, not the database's,
+/// so this runs on SQLite only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_slower_than_the_timeout_is_answered_408() {
+    use std::io::{Read, Write};
+    let db = TestDb::new(Backend::Sqlite).await;
+    let api = Api::start(&db, &["--workers", "0", "--request-timeout", "1s"]).await;
+    let op = api.server.token("operate", "ci");
+    let addr = api.server.base.strip_prefix("http://").unwrap().to_string();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    // The head and half the promised body; the rest never comes.
+    let head = format!(
+        "POST /api/v1/plans HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {op}\r\n\
+         content-type: application/json\r\ncontent-length: 64\r\n\r\n{{\"project\": \""
+    );
+    slow.write_all(head.as_bytes()).unwrap();
+    // Others are served while it hangs.
+    let listed = api.get("/api/v1/plans", &op).await;
+    assert_eq!(listed["plans"], json!([]), "{listed}");
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let answer = tokio::task::spawn_blocking(move || {
+        let (mut answer, mut buf) = (Vec::new(), [0u8; 1024]);
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = slow.read(&mut buf).expect("an answer within 30 s");
+            assert!(n > 0, "closed without an answer");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        answer
+    })
+    .await
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    // Nothing was submitted, and the server still answers.
+    let (status, listed) = api
+        .call(Method::GET, "/api/v1/plans", Some(&op), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["plans"], json!([]), "{listed}");
+    let (status, _) = api.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
 on_both_backends!(
     the_trusted_user_header_authenticates_behind_a_proxy,
     the_full_flow_runs_from_submission_to_applied,
