@@ -178,6 +178,25 @@ impl<'a> Api<'a> {
     }
 }
 
+/// Go to `path` on the server.
+async fn open(b: &Browser, server: &Server, path: &str) {
+    b.client
+        .goto(&format!("{}{path}", server.url))
+        .await
+        .unwrap_or_else(|e| panic!("open {path}: {e}"));
+}
+
+/// Click the element `at` finds.
+async fn click(b: &Browser, at: Locator<'_>) {
+    b.client
+        .find(at)
+        .await
+        .unwrap_or_else(|e| panic!("find {at:?}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn text_of(el: &Element) -> String {
     el.text().await.unwrap_or_default()
 }
@@ -321,10 +340,7 @@ async fn a_reviewer_logs_in_sees_the_diff_approves_and_watches_the_plan_apply() 
 /// A browser without a session is sent to the login page; a token logs it
 /// in and lands on the plans page, which lists the submitted plans.
 async fn log_in(b: &Browser, server: &Server, token: &str) {
-    b.client
-        .goto(&format!("{}/ui/plans", server.url))
-        .await
-        .unwrap();
+    open(b, server, "/ui/plans").await;
     let url = b.client.current_url().await.unwrap();
     assert_eq!(url.path(), "/login", "{url}");
     let field = b
@@ -333,13 +349,7 @@ async fn log_in(b: &Browser, server: &Server, token: &str) {
         .await
         .unwrap();
     field.send_keys(token).await.unwrap();
-    b.client
-        .find(Locator::Css("form[action='/login'] button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Css("form[action='/login'] button[type=submit]")).await;
     let table = b
         .client
         .wait()
@@ -364,10 +374,7 @@ async fn log_in(b: &Browser, server: &Server, token: &str) {
 /// The hostile action's name and summary are shown as text: no element is
 /// made from them and no script of theirs runs.
 async fn hostile_text_stays_text(b: &Browser, server: &Server, id: &str) {
-    b.client
-        .goto(&format!("{}/ui/plans/{id}", server.url))
-        .await
-        .unwrap();
+    open(b, server, &format!("/ui/plans/{id}")).await;
     let summary = b
         .client
         .wait()
@@ -395,10 +402,7 @@ async fn hostile_text_stays_text(b: &Browser, server: &Server, id: &str) {
 /// The plan page shows the diff; Approve posts without leaving the page and
 /// the event stream brings the state to `apply/applied`.
 async fn approve_and_watch(b: &Browser, server: &Server, id: &str, shots: &Path) {
-    b.client
-        .goto(&format!("{}/ui/plans/{id}", server.url))
-        .await
-        .unwrap();
+    open(b, server, &format!("/ui/plans/{id}")).await;
     let file = b
         .client
         .wait()
@@ -410,13 +414,7 @@ async fn approve_and_watch(b: &Browser, server: &Server, id: &str, shots: &Path)
     b.screenshot(&shots.join("plan-diff.png")).await.unwrap();
     // A marker that a reload would wipe out.
     script(b, "window.stayed = 'same page'; return null;").await;
-    b.client
-        .find(Locator::Id("btn-approve"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Id("btn-approve")).await;
     let status = |b: &Browser| {
         let c = b.client.clone();
         async move {
@@ -468,10 +466,7 @@ async fn cancel_two_in_bulk(
     untouched: &str,
     shots: &Path,
 ) {
-    b.client
-        .goto(&format!("{}/ui/plans", server.url))
-        .await
-        .unwrap();
+    open(b, server, "/ui/plans").await;
     for id in ids {
         assert_eq!(row_status(b, id).await, "strategize/queued");
         b.client
@@ -484,13 +479,7 @@ async fn cancel_two_in_bulk(
             .await
             .unwrap();
     }
-    b.client
-        .find(Locator::Css("button[name=action][value=cancel]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Css("button[name=action][value=cancel]")).await;
     let notice = b
         .client
         .wait()
@@ -510,10 +499,7 @@ async fn cancel_two_in_bulk(
 
 /// Sign in with `token` and land on `next`.
 async fn sign_in_at(b: &Browser, server: &Server, token: &str, next: &str) {
-    b.client
-        .goto(&format!("{}/login?next={next}", server.url))
-        .await
-        .unwrap();
+    open(b, server, &format!("/login?next={next}")).await;
     b.client
         .find(Locator::Css("input[name=token]"))
         .await
@@ -521,13 +507,7 @@ async fn sign_in_at(b: &Browser, server: &Server, token: &str, next: &str) {
         .send_keys(token)
         .await
         .unwrap();
-    b.client
-        .find(Locator::Css("form[action='/login'] button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Css("form[action='/login'] button[type=submit]")).await;
     poll::until("the sign-in lands", Duration::from_secs(20), || async {
         b.client.current_url().await.is_ok_and(|u| u.path() == next)
     })
@@ -615,10 +595,7 @@ async fn force_release(b: &Browser, api: &Api<'_>, resource: &str, shots: &Path)
 
 /// The workers page shows the server's in-process worker, alive.
 async fn workers_page(b: &Browser, server: &Server, shots: &Path) {
-    b.client
-        .goto(&format!("{}/ui/workers", server.url))
-        .await
-        .unwrap();
+    open(b, server, "/ui/workers").await;
     let table = b
         .client
         .wait()
@@ -643,10 +620,7 @@ async fn projects_page<const N: usize>(
     expected: [(&PathBuf, usize, usize); N],
     shots: &Path,
 ) {
-    b.client
-        .goto(&format!("{}/ui/projects", server.url))
-        .await
-        .unwrap();
+    open(b, server, "/ui/projects").await;
     let table = b
         .client
         .wait()

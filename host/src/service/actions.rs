@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{CanOperate, Principal};
 use super::error::ApiError;
 use super::ops::audit;
-use super::plans::filter;
+use super::plans::{filter, queue_entry};
 use super::AppState;
 use crate::fleet::{self, FleetError};
 use crate::lifecycle::LifecycleError;
@@ -153,15 +153,6 @@ fn refused(r: Refusal, plan: &PlanRecord) -> ApiError {
     }
 }
 
-/// Whether the plan was submitted to the queue (and its entry).
-async fn queued(state: &AppState, id: &str) -> Result<Option<fleet::QueueEntry>, ApiError> {
-    match fleet::entry(state.container(), id).await {
-        Ok(e) => Ok(Some(e)),
-        Err(FleetError::NotQueued(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Carry out `action` on plan `id` for `who`.
 pub(super) async fn act(
     state: &AppState,
@@ -171,7 +162,7 @@ pub(super) async fn act(
 ) -> Result<ActionResult, ApiError> {
     let c = state.container();
     let plan = c.store().plan(id).await?;
-    let entry = queued(state, id).await?;
+    let entry = queue_entry(c, id).await?;
     let effect = decide(action, plan.status, entry.as_ref().map(|e| e.done))
         .map_err(|r| refused(r, &plan))?;
     let result = match effect {

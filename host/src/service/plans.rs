@@ -17,6 +17,7 @@ use super::{actions, events, projects, AppState};
 use crate::fleet::{self, Attempt, QueueEntry, Submission};
 use crate::model::{PlanRecord, StepResult};
 use crate::store::{EventEntry, PlanFilter};
+use crate::Container;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -170,6 +171,16 @@ pub struct EventPage {
     pub last_id: i64,
 }
 
+/// The plan's queue entry, or `None` for a plan that was not submitted
+/// (made by `plan new`).
+pub(super) async fn queue_entry(c: &Container, id: &str) -> Result<Option<QueueEntry>, ApiError> {
+    match fleet::entry(c, id).await {
+        Ok(e) => Ok(Some(e)),
+        Err(fleet::FleetError::NotQueued(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A page's position as the `cursor` parameter carries it.
 pub(super) fn encode_cursor((at, id): &(i64, String)) -> String {
     format!("{at}.{id}")
@@ -301,11 +312,7 @@ pub(super) async fn show(
 ) -> Result<Json<PlanDetail>, ApiError> {
     let c = state.container();
     let plan = c.store().plan(&id).await?;
-    let queue = match fleet::entry(c, &id).await {
-        Ok(e) => Some(e),
-        Err(fleet::FleetError::NotQueued(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let queue = queue_entry(c, &id).await?;
     Ok(Json(PlanDetail {
         plan,
         queue,

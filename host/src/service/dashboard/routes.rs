@@ -19,11 +19,12 @@ use maud::Markup;
 
 use super::assets;
 use super::render::{self, BulkConfirm, Notice, PlanPage, PlansPage, ProjectRow, Viewer};
-use crate::fleet::{self, FleetError};
+use crate::fleet;
 use crate::model::{PlanRecord, State as PlanState};
 use crate::service::actions::{self, act, PlanAction};
 use crate::service::auth::{CanAdmin, CanOperate, CanRead, Principal, Scope};
-use crate::service::{event_stream, login, ops, plans, projects, ApiError, AppState};
+use crate::service::ops::{self, Released};
+use crate::service::{event_stream, login, plans, projects, ApiError, AppState};
 use crate::store::PlanFilter;
 use crate::workspace::{change_diff, FileDiff};
 
@@ -314,11 +315,7 @@ impl PlanData {
     async fn load(state: &AppState, id: &str) -> Result<PlanData, ApiError> {
         let c = state.container();
         let plan = c.store().plan(id).await?;
-        let queue = match fleet::entry(c, id).await {
-            Ok(e) => Some(e),
-            Err(FleetError::NotQueued(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
+        let queue = plans::queue_entry(c, id).await?;
         let attempts = if queue.is_some() {
             fleet::attempts(c, id).await?
         } else {
@@ -423,44 +420,20 @@ async fn release(
     State(state): State<AppState>,
     Form(f): Form<ReleaseForm>,
 ) -> Result<Response, ApiError> {
-    let n = match force_release(&state, &who, &f).await {
-        Ok(Some((owner, token))) => notice(
+    let n = match ops::force_release(&state, &who, &f.resource, &f.reason).await {
+        Ok(Released {
+            owner: Some(owner),
+            token: Some(token),
+            ..
+        }) => notice(
             format!("released {} (owner {owner}, token {token})", f.resource),
             false,
         ),
-        Ok(None) => notice(format!("{} was not held", f.resource), false),
+        Ok(_) => notice(format!("{} was not held", f.resource), false),
         Err(e) => notice(format!("force-release refused: {e}"), true),
     };
     let locks = state.container().locks().list().await?;
     Ok(html(render::locks_page(&viewer(&who), n.as_ref(), &locks)))
-}
-
-/// Force-release as the API does: a reason is required, and the release
-/// is audited.
-async fn force_release(
-    state: &AppState,
-    who: &Principal,
-    f: &ReleaseForm,
-) -> Result<Option<(String, i64)>, ApiError> {
-    let reason = f.reason.trim();
-    if reason.is_empty() {
-        return Err(ApiError::unprocessable("a force-release needs a reason"));
-    }
-    let gone = state.container().locks().force_release(&f.resource).await?;
-    let detail = gone
-        .as_ref()
-        .map(|(owner, token)| format!("owner {owner}, token {token}"))
-        .unwrap_or_else(|| "not held".into());
-    ops::audit(
-        state.container(),
-        &who.who,
-        "lock.force_release",
-        &f.resource,
-        reason,
-        &detail,
-    )
-    .await?;
-    Ok(gone)
 }
 
 async fn workers(
