@@ -1,9 +1,12 @@
 //! The dashboard in a real browser: the real `lockstep serve` (embedded
 //! SQLite, one in-process worker) on loopback, a token from `lockstep
 //! tokens create`, plans submitted over the API, and Debian's headless
-//! chromium driven over WebDriver: log in, see the plans, open a plan, see
-//! its diff, press Approve and watch the state reach `applied` without a
-//! reload; a plugin's `<script>` summary is shown as text and never runs.
+//! chromium driven over WebDriver: log in, see the plans, cancel two of them
+//! in bulk, open a plan, see its diff, press Approve and watch the state
+//! reach `applied` without a reload; a plugin's `<script>` summary is shown
+//! as text and never runs. Then, as an admin: a held lock listed with its
+//! holder, token and expiry and force-released with a reason (audited), the
+//! running worker, the registered projects.
 //!
 //! Screenshots go to `$LOCKSTEP_SCREENSHOTS` (default: this build's
 //! `dashboard-screenshots/` under the target folder); `docs/screenshots/`
@@ -97,44 +100,101 @@ fn screenshots() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots"))
 }
 
-/// Submit a plan over the API; its id.
-async fn submit(
-    http: &reqwest::Client,
-    server: &Server,
-    token: &str,
-    project: &Path,
-    action: serde_json::Value,
-) -> anyhow::Result<String> {
-    let body = serde_json::json!({ "project": project, "action": action });
-    let res = http
-        .post(format!("{}/api/v1/plans", server.url))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await?;
-    let status = res.status();
-    let json: serde_json::Value = res.json().await?;
-    anyhow::ensure!(status.is_success(), "submit: {status} {json}");
-    Ok(json["plan_id"].as_str().context("plan_id")?.to_string())
+/// The API as one token's client.
+struct Api<'a> {
+    http: reqwest::Client,
+    server: &'a Server,
+    token: String,
 }
 
-/// The plan's `phase/state`, as the API reports it.
-async fn status_of(http: &reqwest::Client, server: &Server, token: &str, id: &str) -> String {
-    let detail: serde_json::Value = match http
-        .get(format!("{}/api/v1/plans/{id}", server.url))
-        .bearer_auth(token)
-        .send()
+impl<'a> Api<'a> {
+    fn new(server: &'a Server, token: &str) -> Api<'a> {
+        Api {
+            http: reqwest::Client::new(),
+            server,
+            token: token.to_string(),
+        }
+    }
+
+    /// `method path` with the token (and a JSON body): the status and the
+    /// JSON answered.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.server.url))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await?;
+        let status = res.status();
+        Ok((status, res.json().await?))
+    }
+
+    /// `GET path`, which must succeed.
+    async fn get(&self, path: &str) -> serde_json::Value {
+        let (status, json) = self
+            .call(reqwest::Method::GET, path, None)
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert!(status.is_success(), "GET {path}: {status} {json}");
+        json
+    }
+
+    /// Submit a plan (to `queue`, else the default one); its id.
+    async fn submit(
+        &self,
+        project: &Path,
+        action: serde_json::Value,
+        queue: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let body = serde_json::json!({ "project": project, "action": action, "queue": queue });
+        let (status, json) = self
+            .call(reqwest::Method::POST, "/api/v1/plans", Some(body))
+            .await?;
+        anyhow::ensure!(status.is_success(), "submit: {status} {json}");
+        Ok(json["plan_id"].as_str().context("plan_id")?.to_string())
+    }
+
+    /// The plan's `phase/state`, as the API reports it (empty if it cannot
+    /// be read).
+    async fn status_of(&self, id: &str) -> String {
+        let path = format!("/api/v1/plans/{id}");
+        let detail = match self.call(reqwest::Method::GET, &path, None).await {
+            Ok((_, json)) => json,
+            Err(_) => return String::new(),
+        };
+        let status = &detail["plan"]["status"];
+        format!(
+            "{}/{}",
+            status["phase"].as_str().unwrap_or_default(),
+            status["state"].as_str().unwrap_or_default()
+        )
+    }
+}
+
+/// Go to `path` on the server.
+async fn open(b: &Browser, server: &Server, path: &str) {
+    b.client
+        .goto(&format!("{}{path}", server.url))
         .await
-    {
-        Ok(r) => r.json().await.unwrap_or_default(),
-        Err(_) => return String::new(),
-    };
-    let status = &detail["plan"]["status"];
-    format!(
-        "{}/{}",
-        status["phase"].as_str().unwrap_or_default(),
-        status["state"].as_str().unwrap_or_default()
-    )
+        .unwrap_or_else(|e| panic!("open {path}: {e}"));
+}
+
+/// Click the element `at` finds.
+async fn click(b: &Browser, at: Locator<'_>) {
+    b.client
+        .find(at)
+        .await
+        .unwrap_or_else(|e| panic!("find {at:?}: {e}"))
+        .click()
+        .await
+        .unwrap();
 }
 
 async fn text_of(el: &Element) -> String {
@@ -178,26 +238,35 @@ async fn a_reviewer_logs_in_sees_the_diff_approves_and_watches_the_plan_apply() 
             "tokens", "create", "--scope", "operate", "--name", "reviewer",
         ],
     );
-    let token = token.trim().to_string();
+    let admin = cli(
+        &data,
+        &["tokens", "create", "--scope", "admin", "--name", "ops"],
+    );
+    let (token, admin) = (token.trim().to_string(), admin.trim().to_string());
     for p in [&project, &other] {
         cli(&data, &["projects", "add", p.to_str().unwrap()]);
     }
 
-    let http = reqwest::Client::new();
+    let api = Api::new(&server, &token);
     let header = serde_json::json!({
         "name": "license headers", "strategy": "license-header", "executor": "license-header",
         "params": { "header": "SPDX-License-Identifier: Apache-2.0" },
     });
-    let licensed = submit(&http, &server, &token, &project, header)
-        .await
-        .unwrap();
+    let licensed = api.submit(&project, header.clone(), None).await.unwrap();
     let hostile = serde_json::json!({
         "name": HOSTILE, "strategy": "replace", "executor": "replace",
         "params": { "find": HOSTILE, "replace": "x", "globs": "*.txt" },
     });
-    let hostile = submit(&http, &server, &token, &other, hostile)
-        .await
-        .unwrap();
+    let hostile = api.submit(&other, hostile, None).await.unwrap();
+    // Two plans on a queue no worker serves: they wait, to be cancelled in bulk.
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        waiting.push(
+            api.submit(&project, header.clone(), Some("later"))
+                .await
+                .unwrap(),
+        );
+    }
     for id in [&licensed, &hostile] {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut status = String::new();
@@ -209,7 +278,7 @@ async fn a_reviewer_logs_in_sees_the_diff_approves_and_watches_the_plan_apply() 
                 std::fs::read_to_string(data.join("serve.log")).unwrap_or_default()
             );
             tokio::time::sleep(poll::INTERVAL).await;
-            status = status_of(&http, &server, &token, id).await;
+            status = api.status_of(id).await;
         }
     }
 
@@ -219,6 +288,7 @@ async fn a_reviewer_logs_in_sees_the_diff_approves_and_watches_the_plan_apply() 
     b.screenshot(&shots.join("plans.png")).await.unwrap();
 
     hostile_text_stays_text(&b, &server, &hostile).await;
+    cancel_two_in_bulk(&b, &server, &waiting, &licensed, &shots).await;
     approve_and_watch(&b, &server, &licensed, &shots).await;
 
     let written = std::fs::read_to_string(project.join("src/lib.rs")).unwrap();
@@ -226,16 +296,51 @@ async fn a_reviewer_logs_in_sees_the_diff_approves_and_watches_the_plan_apply() 
         written.starts_with("// SPDX-License-Identifier: Apache-2.0\n"),
         "{written}"
     );
+
+    // The operators' pages, as an admin.
+    let resource = format!("plan:{hostile}");
+    let mut holder = lockstep(&data)
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", data.join("lockstep.db").display()))
+        .args([
+            "locks",
+            "hold",
+            &resource,
+            "--for",
+            "120s",
+            "--reason",
+            "maintenance",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("lockstep locks hold");
+    let admin_api = Api::new(&server, &admin);
+    poll::until(
+        "the held lock is listed",
+        Duration::from_secs(30),
+        || async {
+            admin_api
+                .get("/api/v1/locks")
+                .await
+                .to_string()
+                .contains(&resource)
+        },
+    )
+    .await;
+    sign_in_at(&b, &server, &admin, "/ui/locks").await;
+    force_release(&b, &admin_api, &resource, &shots).await;
+    let _ = holder.kill();
+    let _ = holder.wait();
+    workers_page(&b, &server, &shots).await;
+    projects_page(&b, &server, [(&project, 3, 0), (&other, 1, 1)], &shots).await;
     b.close().await.unwrap();
 }
 
 /// A browser without a session is sent to the login page; a token logs it
 /// in and lands on the plans page, which lists the submitted plans.
 async fn log_in(b: &Browser, server: &Server, token: &str) {
-    b.client
-        .goto(&format!("{}/ui/plans", server.url))
-        .await
-        .unwrap();
+    open(b, server, "/ui/plans").await;
     let url = b.client.current_url().await.unwrap();
     assert_eq!(url.path(), "/login", "{url}");
     let field = b
@@ -244,13 +349,7 @@ async fn log_in(b: &Browser, server: &Server, token: &str) {
         .await
         .unwrap();
     field.send_keys(token).await.unwrap();
-    b.client
-        .find(Locator::Css("form[action='/login'] button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Css("form[action='/login'] button[type=submit]")).await;
     let table = b
         .client
         .wait()
@@ -261,7 +360,7 @@ async fn log_in(b: &Browser, server: &Server, token: &str) {
         .find_all(Locator::Css("tbody tr[data-plan]"))
         .await
         .unwrap();
-    assert_eq!(rows.len(), 2, "both submitted plans are listed");
+    assert_eq!(rows.len(), 4, "every submitted plan is listed");
     let counts = text_of(
         &b.client
             .find(Locator::Css("[data-state=complete]"))
@@ -275,10 +374,7 @@ async fn log_in(b: &Browser, server: &Server, token: &str) {
 /// The hostile action's name and summary are shown as text: no element is
 /// made from them and no script of theirs runs.
 async fn hostile_text_stays_text(b: &Browser, server: &Server, id: &str) {
-    b.client
-        .goto(&format!("{}/ui/plans/{id}", server.url))
-        .await
-        .unwrap();
+    open(b, server, &format!("/ui/plans/{id}")).await;
     let summary = b
         .client
         .wait()
@@ -306,10 +402,7 @@ async fn hostile_text_stays_text(b: &Browser, server: &Server, id: &str) {
 /// The plan page shows the diff; Approve posts without leaving the page and
 /// the event stream brings the state to `apply/applied`.
 async fn approve_and_watch(b: &Browser, server: &Server, id: &str, shots: &Path) {
-    b.client
-        .goto(&format!("{}/ui/plans/{id}", server.url))
-        .await
-        .unwrap();
+    open(b, server, &format!("/ui/plans/{id}")).await;
     let file = b
         .client
         .wait()
@@ -321,13 +414,7 @@ async fn approve_and_watch(b: &Browser, server: &Server, id: &str, shots: &Path)
     b.screenshot(&shots.join("plan-diff.png")).await.unwrap();
     // A marker that a reload would wipe out.
     script(b, "window.stayed = 'same page'; return null;").await;
-    b.client
-        .find(Locator::Id("btn-approve"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, Locator::Id("btn-approve")).await;
     let status = |b: &Browser| {
         let c = b.client.clone();
         async move {
@@ -351,4 +438,216 @@ async fn approve_and_watch(b: &Browser, server: &Server, id: &str, shots: &Path)
     let stayed = script(b, "return window.stayed;").await;
     assert_eq!(stayed, "same page", "the state arrived without a reload");
     b.screenshot(&shots.join("plan-applied.png")).await.unwrap();
+}
+
+/// The `data-status` of the plan's row on the plans page.
+async fn row_status(b: &Browser, id: &str) -> String {
+    match b
+        .client
+        .find(Locator::Css(&format!("tr[data-plan='{id}'] [data-status]")))
+        .await
+    {
+        Ok(el) => el
+            .attr("data-status")
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Tick two plans on the plans page and cancel them: the page says so and
+/// their rows show them cancelled; the plan not ticked is left alone.
+async fn cancel_two_in_bulk(
+    b: &Browser,
+    server: &Server,
+    ids: &[String],
+    untouched: &str,
+    shots: &Path,
+) {
+    open(b, server, "/ui/plans").await;
+    for id in ids {
+        assert_eq!(row_status(b, id).await, "strategize/queued");
+        b.client
+            .find(Locator::Css(&format!(
+                "tr[data-plan='{id}'] input[name=id]"
+            )))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+    click(b, Locator::Css("button[name=action][value=cancel]")).await;
+    let notice = b
+        .client
+        .wait()
+        .for_element(Locator::Css(".notice"))
+        .await
+        .unwrap();
+    let said = text_of(&notice).await;
+    assert!(said.contains("cancel: 2 of 2 selected plans"), "{said}");
+    for id in ids {
+        assert_eq!(row_status(b, id).await, "strategize/cancelled", "{id}");
+    }
+    assert_eq!(row_status(b, untouched).await, "execute/complete");
+    b.screenshot(&shots.join("plans-bulk-cancelled.png"))
+        .await
+        .unwrap();
+}
+
+/// Sign in with `token` and land on `next`.
+async fn sign_in_at(b: &Browser, server: &Server, token: &str, next: &str) {
+    open(b, server, &format!("/login?next={next}")).await;
+    b.client
+        .find(Locator::Css("input[name=token]"))
+        .await
+        .unwrap()
+        .send_keys(token)
+        .await
+        .unwrap();
+    click(b, Locator::Css("form[action='/login'] button[type=submit]")).await;
+    poll::until("the sign-in lands", Duration::from_secs(20), || async {
+        b.client.current_url().await.is_ok_and(|u| u.path() == next)
+    })
+    .await;
+}
+
+/// The locks page lists the held lock with its holder, fencing token and
+/// expiry, as the API does; releasing it with a reason removes it and is
+/// audited under the admin's name.
+async fn force_release(b: &Browser, api: &Api<'_>, resource: &str, shots: &Path) {
+    let listed = api.get("/api/v1/locks").await;
+    let lease = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["resource"] == resource)
+        .unwrap_or_else(|| panic!("{resource} in {listed}"))
+        .clone();
+    let row = b
+        .client
+        .wait()
+        .for_element(Locator::Css(&format!("tr[data-resource='{resource}']")))
+        .await
+        .unwrap();
+    let cells = row.find_all(Locator::Css("td")).await.unwrap();
+    let mut texts = Vec::new();
+    for c in &cells {
+        texts.push(text_of(c).await);
+    }
+    assert_eq!(texts[0], resource);
+    let pid = lease["holder"]["pid"].as_i64().unwrap();
+    assert!(texts[1].contains(&format!("pid {pid}")), "{texts:?}");
+    assert!(
+        texts[1].contains(lease["owner"].as_str().unwrap()),
+        "{texts:?}"
+    );
+    assert_eq!(texts[2], "maintenance");
+    assert_eq!(texts[3], lease["token"].to_string(), "the fencing token");
+    assert!(texts[5].ends_with(" UTC"), "the expiry: {texts:?}");
+    b.screenshot(&shots.join("locks.png")).await.unwrap();
+    row.find(Locator::Css("input[name=reason]"))
+        .await
+        .unwrap()
+        .send_keys("holder stuck in maintenance")
+        .await
+        .unwrap();
+    row.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notice = b
+        .client
+        .wait()
+        .for_element(Locator::Css(".notice"))
+        .await
+        .unwrap();
+    let said = text_of(&notice).await;
+    assert!(
+        said.contains(&format!("released {resource} (owner ")),
+        "{said}"
+    );
+    let left = b
+        .client
+        .find_all(Locator::Css(&format!("tr[data-resource='{resource}']")))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "the lock is gone from the page");
+    assert!(!api
+        .get("/api/v1/locks")
+        .await
+        .to_string()
+        .contains(resource));
+    let audit = api.get("/api/v1/audit").await;
+    let entry = &audit[0];
+    assert_eq!(entry["action"], "lock.force_release", "{audit}");
+    assert_eq!(entry["target"], resource, "{audit}");
+    assert_eq!(entry["reason"], "holder stuck in maintenance", "{audit}");
+    assert_eq!(entry["actor"], "ops", "{audit}");
+    b.screenshot(&shots.join("locks-released.png"))
+        .await
+        .unwrap();
+}
+
+/// The workers page shows the server's in-process worker, alive.
+async fn workers_page(b: &Browser, server: &Server, shots: &Path) {
+    open(b, server, "/ui/workers").await;
+    let table = b
+        .client
+        .wait()
+        .for_element(Locator::Css("table.workers"))
+        .await
+        .unwrap();
+    let states = table
+        .find_all(Locator::Css("tbody tr span.state"))
+        .await
+        .unwrap();
+    assert_eq!(states.len(), 1, "one worker");
+    let state = text_of(&states[0]).await;
+    assert!(state == "idle" || state == "busy", "running: {state}");
+    b.screenshot(&shots.join("workers.png")).await.unwrap();
+}
+
+/// The projects page lists each registered project with its plans and
+/// active plans.
+async fn projects_page<const N: usize>(
+    b: &Browser,
+    server: &Server,
+    expected: [(&PathBuf, usize, usize); N],
+    shots: &Path,
+) {
+    open(b, server, "/ui/projects").await;
+    let table = b
+        .client
+        .wait()
+        .for_element(Locator::Css("table.projects"))
+        .await
+        .unwrap();
+    let rows = table.find_all(Locator::Css("tbody tr")).await.unwrap();
+    let mut listed = Vec::new();
+    for r in &rows {
+        let mut cells = Vec::new();
+        for c in r.find_all(Locator::Css("td")).await.unwrap() {
+            cells.push(text_of(&c).await);
+        }
+        listed.push(cells);
+    }
+    assert_eq!(listed.len(), N, "{listed:?}");
+    for (root, plans, active) in expected {
+        let root = root.to_str().unwrap();
+        let row = listed
+            .iter()
+            .find(|cells| cells[1] == root)
+            .unwrap_or_else(|| panic!("{root} in {listed:?}"));
+        assert_eq!(
+            (row[2].as_str(), row[3].as_str()),
+            (plans.to_string().as_str(), active.to_string().as_str()),
+            "{root}"
+        );
+    }
+    b.screenshot(&shots.join("projects.png")).await.unwrap();
 }

@@ -14,15 +14,21 @@ use lockstep_tests::{on_both_backends, Backend, TestDb};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 
-/// A server, its projects root and an HTTP client.
+/// A server on a fresh database, its projects root, an HTTP client and two
+/// tokens: `admin` (named `root`) and `op` (`operate`, named `ci`).
 struct Api {
     server: ServeProc,
     root: PathBuf,
     http: Client,
+    admin: String,
+    op: String,
+    /// Dropped after the server.
+    db: TestDb,
 }
 
 impl Api {
-    async fn start(db: &TestDb, extra: &[&str]) -> Api {
+    async fn start(backend: Backend, extra: &[&str]) -> Api {
+        let db = TestDb::new(backend).await;
         let root = db.dir.path().join("projects");
         std::fs::create_dir_all(&root).unwrap();
         let root = std::fs::canonicalize(root).unwrap();
@@ -32,7 +38,19 @@ impl Api {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
-        Api { server, root, http }
+        Api {
+            admin: server.token("admin", "root"),
+            op: server.token("operate", "ci"),
+            server,
+            root,
+            http,
+            db,
+        }
+    }
+
+    /// A request to `path` on the server, to finish and send.
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.server.url(path))
     }
 
     fn project(&self, name: &str) -> PathBuf {
@@ -50,7 +68,7 @@ impl Api {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, self.server.url(path));
+        let mut req = self.request(method, path);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -76,6 +94,46 @@ impl Api {
         self.call(Method::POST, path, Some(token), Some(body)).await
     }
 
+    /// A dashboard page as a browser asks for it, with a bearer token.
+    async fn page(&self, path: &str, token: &str) -> String {
+        let resp = self
+            .request(Method::GET, path)
+            .bearer_auth(token)
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "GET {path}: {text}");
+        text
+    }
+
+    /// Post a dashboard form with a bearer token; the page answered.
+    async fn form(&self, path: &str, token: &str, fields: &[(&str, &str)]) -> (StatusCode, String) {
+        let resp = self
+            .request(Method::POST, path)
+            .bearer_auth(token)
+            .header("accept", "text/html")
+            .form(fields)
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.text().await.unwrap())
+    }
+
+    /// `GET path` with a bearer token, as text (the metrics).
+    async fn text(&self, path: &str, token: &str) -> String {
+        let resp = self
+            .request(Method::GET, path)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
+        resp.text().await.unwrap()
+    }
+
     /// Register `project` (admin) and return its id.
     async fn register(&self, admin: &str, project: &Path) -> String {
         let (status, body) = self
@@ -91,6 +149,13 @@ impl Api {
             body[k] = v.clone();
         }
         self.post("/api/v1/plans", token, body).await
+    }
+
+    /// Submit a plan on `project` that must be accepted; its id.
+    async fn plan(&self, token: &str, project: &str) -> String {
+        let (status, sub) = self.submit(token, project, json!({})).await;
+        assert!(status.is_success(), "{status} {sub}");
+        sub["plan_id"].as_str().unwrap().to_string()
     }
 
     async fn status(&self, token: &str, plan: &str) -> String {
@@ -123,20 +188,16 @@ fn license() -> Value {
 }
 
 async fn the_full_flow_runs_from_submission_to_applied(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let api = Api::start(&db, &["--workers", "1"]).await;
-    let (admin, op) = (
-        api.server.token("admin", "root"),
-        api.server.token("operate", "ci"),
-    );
+    let api = Api::start(backend, &["--workers", "1"]).await;
+    let (admin, op) = (&api.admin, &api.op);
     let project = api.project("a");
-    let id = api.register(&admin, &project).await;
-    let (status, sub) = api.submit(&op, &id, json!({})).await;
+    let id = api.register(admin, &project).await;
+    let (status, sub) = api.submit(op, &id, json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{sub}");
     let plan = sub["plan_id"].as_str().unwrap().to_string();
     // Review before apply: the worker stops at execute/complete.
-    api.wait_for(&op, &plan, "execute/complete").await;
-    let diff = api.get(&format!("/api/v1/plans/{plan}/diff"), &op).await;
+    api.wait_for(op, &plan, "execute/complete").await;
+    let diff = api.get(&format!("/api/v1/plans/{plan}/diff"), op).await;
     let files = diff["files"].as_array().unwrap();
     assert_eq!(files.len(), 2, "{diff}");
     assert!(
@@ -151,40 +212,31 @@ async fn the_full_flow_runs_from_submission_to_applied(backend: Backend) {
         "pub fn f() {}\n"
     );
     let (status, approved) = api
-        .post(&format!("/api/v1/plans/{plan}/approve"), &op, json!({}))
+        .post(&format!("/api/v1/plans/{plan}/approve"), op, json!({}))
         .await;
     assert_eq!(status, StatusCode::OK, "{approved}");
     assert_eq!(approved["result"], "approved");
-    api.wait_for(&op, &plan, "apply/applied").await;
+    api.wait_for(op, &plan, "apply/applied").await;
     assert!(std::fs::read_to_string(project.join("lib.rs"))
         .unwrap()
         .starts_with("// SPDX"));
-    let detail = api.get(&format!("/api/v1/plans/{plan}"), &op).await;
+    let detail = api.get(&format!("/api/v1/plans/{plan}"), op).await;
     assert_eq!(detail["queue"]["approved"], true, "{detail}");
     assert!(
         detail["attempts"].as_array().unwrap().len() >= 3,
         "{detail}"
     );
-    let events = api.get(&format!("/api/v1/plans/{plan}/events"), &op).await;
+    let events = api.get(&format!("/api/v1/plans/{plan}/events"), op).await;
     let last = events["events"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["to"], "apply/applied", "{events}");
     let after = events["last_id"].as_i64().unwrap();
     let none = api
-        .get(&format!("/api/v1/plans/{plan}/events?after={after}"), &op)
+        .get(&format!("/api/v1/plans/{plan}/events?after={after}"), op)
         .await;
     assert_eq!(none["events"], json!([]));
-    let workers = api.get("/api/v1/workers", &op).await;
+    let workers = api.get("/api/v1/workers", op).await;
     assert_eq!(workers.as_array().unwrap().len(), 1, "{workers}");
-    let metrics = api
-        .http
-        .get(api.server.url("/metrics"))
-        .bearer_auth(&op)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.text("/metrics", op).await;
     assert!(
         metrics.contains("lockstep_plans{phase=\"apply\",state=\"applied\"} 1"),
         "{metrics}"
@@ -211,20 +263,13 @@ async fn the_full_flow_runs_from_submission_to_applied(backend: Backend) {
 }
 
 async fn a_lock_conflict_is_409_with_the_holder(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let api = Api::start(&db, &["--workers", "0"]).await;
-    let (admin, op) = (
-        api.server.token("admin", "root"),
-        api.server.token("operate", "ci"),
-    );
+    let api = Api::start(backend, &["--workers", "0"]).await;
+    let (admin, op) = (&api.admin, &api.op);
     let project = api.project("a");
-    let id = api.register(&admin, &project).await;
-    let plan = api.submit(&op, &id, json!({})).await.1["plan_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = api.register(admin, &project).await;
+    let plan = api.plan(op, &id).await;
     let resource = format!("plan:{plan}");
-    let cli = CliProject::new(&db, &api.root);
+    let cli = CliProject::new(&api.db, &api.root);
     let mut holder = cli.spawn(&[
         "locks",
         "hold",
@@ -236,7 +281,7 @@ async fn a_lock_conflict_is_409_with_the_holder(backend: Backend) {
     ]);
     cli.wait_for_lock(&resource);
     let (status, problem) = api
-        .post(&format!("/api/v1/plans/{plan}/revert"), &op, json!({}))
+        .post(&format!("/api/v1/plans/{plan}/revert"), op, json!({}))
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{problem}");
     assert_eq!(problem["kind"], "lock-conflict", "{problem}");
@@ -250,59 +295,43 @@ async fn a_lock_conflict_is_409_with_the_holder(backend: Backend) {
         problem["holder"]["holder"]["pid"].as_i64().unwrap() > 0,
         "{problem}"
     );
-    let locks = api.get("/api/v1/locks", &op).await;
+    let locks = api.get("/api/v1/locks", op).await;
     assert!(locks.to_string().contains(&resource), "{locks}");
     // Force-release: admin only, with a reason, audited.
     let release = json!({ "resource": resource, "reason": "stuck holder" });
-    let (status, _) = api
-        .post("/api/v1/locks/release", &op, release.clone())
-        .await;
+    let (status, _) = api.post("/api/v1/locks/release", op, release.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = api
         .post(
             "/api/v1/locks/release",
-            &admin,
+            admin,
             json!({ "resource": resource, "reason": " " }),
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, released) = api.post("/api/v1/locks/release", &admin, release).await;
+    let (status, released) = api.post("/api/v1/locks/release", admin, release).await;
     assert_eq!(status, StatusCode::OK, "{released}");
     assert_eq!(released["released"], true, "{released}");
-    let audit = api.get("/api/v1/audit", &admin).await;
+    let audit = api.get("/api/v1/audit", admin).await;
     let entry = &audit[0];
     assert_eq!(entry["action"], "lock.force_release", "{audit}");
     assert_eq!(entry["reason"], "stuck holder", "{audit}");
     assert_eq!(entry["actor"], "root", "{audit}");
-    let metrics = api
-        .http
-        .get(api.server.url("/metrics"))
-        .bearer_auth(&op)
-        .send()
-        .await
-        .unwrap();
-    assert!(metrics
-        .text()
-        .await
-        .unwrap()
-        .contains("lockstep_lock_conflicts_total 1"));
+    let metrics = api.text("/metrics", op).await;
+    assert!(
+        metrics.contains("lockstep_lock_conflicts_total 1"),
+        "{metrics}"
+    );
     let _ = holder.kill();
     let _ = holder.wait();
 }
 
 async fn every_scope_refusal_is_401_or_403(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let api = Api::start(&db, &["--workers", "0"]).await;
-    let (admin, op, read) = (
-        api.server.token("admin", "root"),
-        api.server.token("operate", "ci"),
-        api.server.token("read", "viewer"),
-    );
-    let id = api.register(&admin, &api.project("a")).await;
-    let plan = api.submit(&op, &id, json!({})).await.1["plan_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let api = Api::start(backend, &["--workers", "0"]).await;
+    let (admin, op) = (&api.admin, &api.op);
+    let read = api.server.token("read", "viewer");
+    let id = api.register(admin, &api.project("a")).await;
+    let plan = api.plan(op, &id).await;
     let reads = [
         "/api/v1/plans".to_string(),
         format!("/api/v1/plans/{plan}"),
@@ -355,12 +384,10 @@ async fn every_scope_refusal_is_401_or_403(backend: Backend) {
         assert_eq!(problem["kind"], "forbidden", "{path}: {problem}");
     }
     for (path, body) in &admin_routes {
-        let (status, _) = api.post(path, &op, body.clone()).await;
+        let (status, _) = api.post(path, op, body.clone()).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
     }
-    let (status, _) = api
-        .call(Method::GET, "/api/v1/audit", Some(&op), None)
-        .await;
+    let (status, _) = api.call(Method::GET, "/api/v1/audit", Some(op), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // Health needs nothing; a browser without a session goes to the login page.
     let (status, _) = api.call(Method::GET, "/healthz", None, None).await;
@@ -375,14 +402,14 @@ async fn every_scope_refusal_is_401_or_403(backend: Backend) {
     assert_eq!(page.status(), StatusCode::SEE_OTHER);
     assert_eq!(page.headers()["location"], "/login?next=/metrics%3Fx%3D1");
     // A revoked token stops working.
-    let listed = CliProject::new(&db, &api.root).json(&["tokens", "list"]);
+    let listed = CliProject::new(&api.db, &api.root).json(&["tokens", "list"]);
     let viewer = listed
         .as_array()
         .unwrap()
         .iter()
         .find(|t| t["name"] == "viewer")
         .unwrap();
-    CliProject::new(&db, &api.root).ok(&["tokens", "revoke", viewer["id"].as_str().unwrap()]);
+    CliProject::new(&api.db, &api.root).ok(&["tokens", "revoke", viewer["id"].as_str().unwrap()]);
     let (status, _) = api
         .call(Method::GET, "/api/v1/plans", Some(&read), None)
         .await;
@@ -406,17 +433,10 @@ async fn login(api: &Api, token: &str) -> (String, String) {
 }
 
 async fn cookie_sessions_need_the_csrf_token(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let api = Api::start(&db, &["--workers", "0", "--secure-cookies"]).await;
-    let (admin, op) = (
-        api.server.token("admin", "root"),
-        api.server.token("operate", "ci"),
-    );
-    let id = api.register(&admin, &api.project("a")).await;
-    let plan = api.submit(&op, &id, json!({})).await.1["plan_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let api = Api::start(backend, &["--workers", "0", "--secure-cookies"]).await;
+    let (admin, op) = (&api.admin, &api.op);
+    let id = api.register(admin, &api.project("a")).await;
+    let plan = api.plan(op, &id).await;
     let bad = api
         .http
         .post(api.server.url("/login"))
@@ -430,15 +450,11 @@ async fn cookie_sessions_need_the_csrf_token(backend: Backend) {
         .to_str()
         .unwrap()
         .starts_with("/login?failed=1"));
-    let (cookie, set) = login(&api, &op).await;
+    let (cookie, set) = login(&api, op).await;
     for attr in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
         assert!(set.contains(attr), "{set}");
     }
-    let with_cookie = |m: Method, path: &str| {
-        api.http
-            .request(m, api.server.url(path))
-            .header("cookie", cookie.clone())
-    };
+    let with_cookie = |m: Method, path: &str| api.request(m, path).header("cookie", cookie.clone());
     let me: Value = with_cookie(Method::GET, "/api/v1/session")
         .send()
         .await
@@ -514,7 +530,7 @@ async fn cookie_sessions_need_the_csrf_token(backend: Backend) {
         form.text().await.unwrap()
     );
     // A bearer token needs no CSRF token; logging out ends the session.
-    let (status, _) = api.post(&approve, &op, json!({})).await;
+    let (status, _) = api.post(&approve, op, json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT);
     let out = with_cookie(Method::POST, "/logout")
         .form(&[("csrf_token", csrf.as_str())])
@@ -530,20 +546,16 @@ async fn cookie_sessions_need_the_csrf_token(backend: Backend) {
 }
 
 async fn a_submission_with_a_used_key_returns_the_first_plan(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let api = Api::start(&db, &["--workers", "0"]).await;
-    let (admin, op) = (
-        api.server.token("admin", "root"),
-        api.server.token("operate", "ci"),
-    );
+    let api = Api::start(backend, &["--workers", "0"]).await;
+    let (admin, op) = (&api.admin, &api.op);
     let project = api.project("a");
-    api.register(&admin, &project).await;
+    api.register(admin, &project).await;
     let path = project.to_str().unwrap();
     let (first, a) = api
-        .submit(&op, path, json!({ "idempotency_key": "deploy-42" }))
+        .submit(op, path, json!({ "idempotency_key": "deploy-42" }))
         .await;
     let (again, b) = api
-        .submit(&op, path, json!({ "idempotency_key": "deploy-42" }))
+        .submit(op, path, json!({ "idempotency_key": "deploy-42" }))
         .await;
     assert_eq!(
         (first, again),
@@ -558,33 +570,33 @@ async fn a_submission_with_a_used_key_returns_the_first_plan(backend: Backend) {
     let by_header = api
         .http
         .post(api.server.url("/api/v1/plans"))
-        .bearer_auth(&op)
+        .bearer_auth(op)
         .header("idempotency-key", "deploy-42")
         .json(&json!({ "project": path, "action": license() }))
         .send()
         .await
         .unwrap();
     assert_eq!(by_header.status(), StatusCode::OK);
-    let listed = api.get("/api/v1/plans", &op).await;
+    let listed = api.get("/api/v1/plans", op).await;
     assert_eq!(listed["plans"].as_array().unwrap().len(), 1, "{listed}");
     // Only registered projects under the roots; never an arbitrary path.
-    let (status, problem) = api.submit(&op, "/etc", json!({})).await;
+    let (status, problem) = api.submit(op, "/etc", json!({})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
-    let outside = db.project("outside", &[("main.rs", "fn main() {}\n")]);
+    let outside = api.db.project("outside", &[("main.rs", "fn main() {}\n")]);
     let (status, _) = api
-        .post("/api/v1/projects", &admin, json!({ "path": outside }))
+        .post("/api/v1/projects", admin, json!({ "path": outside }))
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, _) = api
         .post(
             "/api/v1/projects",
-            &admin,
+            admin,
             json!({ "path": format!("{}/a/../../outside", api.root.display()) }),
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    CliProject::new(&db, &api.root).ok(&["projects", "add", outside.to_str().unwrap()]);
-    let (status, problem) = api.submit(&op, outside.to_str().unwrap(), json!({})).await;
+    CliProject::new(&api.db, &api.root).ok(&["projects", "add", outside.to_str().unwrap()]);
+    let (status, problem) = api.submit(op, outside.to_str().unwrap(), json!({})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     assert!(
         problem["detail"]
@@ -595,26 +607,17 @@ async fn a_submission_with_a_used_key_returns_the_first_plan(backend: Backend) {
     );
     let mut bad = json!({ "project": path, "action": license() });
     bad["action"]["strategy"] = json!("");
-    let (status, _) = api.post("/api/v1/plans", &op, bad).await;
+    let (status, _) = api.post("/api/v1/plans", op, bad).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 async fn plans_are_listed_a_page_at_a_time(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let api = Api::start(&db, &["--workers", "0", "--max-page-size", "3"]).await;
-    let (admin, op) = (
-        api.server.token("admin", "root"),
-        api.server.token("operate", "ci"),
-    );
-    let id = api.register(&admin, &api.project("a")).await;
+    let api = Api::start(backend, &["--workers", "0", "--max-page-size", "3"]).await;
+    let (admin, op) = (&api.admin, &api.op);
+    let id = api.register(admin, &api.project("a")).await;
     let mut submitted = Vec::new();
     for _ in 0..5 {
-        submitted.push(
-            api.submit(&op, &id, json!({})).await.1["plan_id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        submitted.push(api.plan(op, &id).await);
     }
     let (mut seen, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
     loop {
@@ -622,7 +625,7 @@ async fn plans_are_listed_a_page_at_a_time(backend: Backend) {
             Some(c) => format!("/api/v1/plans?limit=2&cursor={c}"),
             None => "/api/v1/plans?limit=2".to_string(),
         };
-        let page = api.get(&path, &op).await;
+        let page = api.get(&path, op).await;
         pages += 1;
         seen.extend(
             page["plans"]
@@ -644,39 +647,91 @@ async fn plans_are_listed_a_page_at_a_time(backend: Backend) {
     expected.sort();
     assert_eq!(sorted, expected, "every plan once");
     // The cap: a page never holds more than --max-page-size.
-    let big = api.get("/api/v1/plans?limit=1000", &op).await;
+    let big = api.get("/api/v1/plans?limit=1000", op).await;
     assert_eq!(big["plans"].as_array().unwrap().len(), 3);
     assert!(big["next_cursor"].is_string());
     // Filters.
     api.post(
         &format!("/api/v1/plans/{}/cancel", submitted[0]),
-        &op,
+        op,
         json!({}),
     )
     .await;
-    let cancelled = api.get("/api/v1/plans?state=cancelled", &op).await;
+    let cancelled = api.get("/api/v1/plans?state=cancelled", op).await;
     assert_eq!(
         cancelled["plans"].as_array().unwrap().len(),
         1,
         "{cancelled}"
     );
     let queued = api
-        .get(&format!("/api/v1/plans?state=queued&project={id}"), &op)
+        .get(&format!("/api/v1/plans?state=queued&project={id}"), op)
         .await;
     assert_eq!(queued["plans"].as_array().unwrap().len(), 3, "{queued}");
     let (status, _) = api
-        .call(Method::GET, "/api/v1/plans?state=bogus", Some(&op), None)
+        .call(Method::GET, "/api/v1/plans?state=bogus", Some(op), None)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = api
-        .call(Method::GET, "/api/v1/plans?cursor=zzz", Some(&op), None)
+        .call(Method::GET, "/api/v1/plans?cursor=zzz", Some(op), None)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The dashboard pages through the same plans with the same cursor;
+    // its counts are over every plan, not the page.
+    let first = api.page("/ui/plans?state=queued", op).await;
+    assert!(first.contains("4 matching plans"), "{first}");
+    let older = older_link(&first).expect("an Older link");
+    assert!(
+        older.starts_with("/ui/plans?state=queued&cursor="),
+        "{older}"
+    );
+    let second = api.page(&older, op).await;
+    let (a, b) = (listed_plans(&first), listed_plans(&second));
+    assert_eq!((a.len(), b.len()), (3, 1), "{a:?} {b:?}");
+    assert!(older_link(&second).is_none(), "the last page");
+    assert!(second.contains("id=\"page-newest\""));
+    let mut both: Vec<_> = a.iter().chain(&b).cloned().collect();
+    both.sort();
+    let mut queued: Vec<_> = submitted[1..].to_vec();
+    queued.sort();
+    assert_eq!(both, queued, "every queued plan once");
+    let (status, _) = api
+        .call(Method::GET, "/ui/plans?cursor=zzz", Some(op), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A bulk action on every matching plan — more than a page — asks first.
+    let all = [
+        ("which", "matching"),
+        ("action", "approve"),
+        ("state", "queued"),
+        ("project", id.as_str()),
+    ];
+    let (status, asked) = api.form("/ui/plans/bulk", op, &all).await;
+    assert_eq!(status, StatusCode::OK, "{asked}");
+    assert!(asked.contains("approve <b>4</b> plans matching"), "{asked}");
+    for plan in &submitted[1..] {
+        let d = api.get(&format!("/api/v1/plans/{plan}"), op).await;
+        assert_eq!(d["queue"]["approved"], false, "not before the confirmation");
+    }
+    let confirmed: Vec<_> = all.iter().copied().chain([("confirm", "yes")]).collect();
+    let (status, done) = api.form("/ui/plans/bulk", op, &confirmed).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert!(done.contains("approve: 4 of 4 matching plans"), "{done}");
+    for plan in &submitted[1..] {
+        let d = api.get(&format!("/api/v1/plans/{plan}"), op).await;
+        assert_eq!(d["queue"]["approved"], true, "{d}");
+    }
+    let d = api
+        .get(&format!("/api/v1/plans/{}", submitted[0]), op)
+        .await;
+    assert_eq!(
+        d["queue"]["approved"], false,
+        "the cancelled plan did not match"
+    );
     // Bulk by filter: cancel every queued plan.
     let (status, bulk) = api
         .post(
             "/api/v1/plans/actions",
-            &op,
+            op,
             json!({ "action": "cancel", "filter": { "state": "queued" } }),
         )
         .await;
@@ -685,11 +740,26 @@ async fn plans_are_listed_a_page_at_a_time(backend: Backend) {
     let (_, bulk) = api
         .post(
             "/api/v1/plans/actions",
-            &op,
+            op,
             json!({ "action": "approve", "ids": [submitted[1], "nope"] }),
         )
         .await;
     assert_eq!(bulk["failed"], 2, "{bulk}");
+}
+
+/// The plans a plans page lists, in order.
+fn listed_plans(page: &str) -> Vec<String> {
+    page.split("data-plan=\"")
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].to_string())
+        .collect()
+}
+
+/// The address of a plans page's Older link.
+fn older_link(page: &str) -> Option<String> {
+    let end = page.find("\" id=\"page-older\"")?;
+    let start = page[..end].rfind("href=\"")? + "href=\"".len();
+    Some(page[start..end].replace("&amp;", "&"))
 }
 
 /// Reads server-sent events from a response.
@@ -746,36 +816,26 @@ impl Sse {
 }
 
 async fn an_event_stream_resumes_after_a_dropped_connection(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let api = Api::start(&db, &["--workers", "0"]).await;
-    let (admin, op) = (
-        api.server.token("admin", "root"),
-        api.server.token("operate", "ci"),
-    );
-    let id = api.register(&admin, &api.project("a")).await;
-    let plan = api.submit(&op, &id, json!({})).await.1["plan_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let api = Api::start(backend, &["--workers", "0"]).await;
+    let (admin, op) = (&api.admin, &api.op);
+    let id = api.register(admin, &api.project("a")).await;
+    let plan = api.plan(op, &id).await;
     let path = format!("/api/v1/plans/{plan}/events/stream");
-    let mut stream = Sse::open(&api, &path, &op, None).await;
+    let mut stream = Sse::open(&api, &path, op, None).await;
     let (first, created) = stream.next().await.unwrap();
     assert_eq!(created["to"], "strategize/queued", "{created}");
     assert_eq!(created["plan_id"], plan.as_str());
     drop(stream);
     // While nobody listens, the plan moves on.
-    api.post(&format!("/api/v1/plans/{plan}/cancel"), &op, json!({}))
+    api.post(&format!("/api/v1/plans/{plan}/cancel"), op, json!({}))
         .await;
-    let mut resumed = Sse::open(&api, &path, &op, Some(first)).await;
+    let mut resumed = Sse::open(&api, &path, op, Some(first)).await;
     let (next, cancelled) = resumed.next().await.unwrap();
     assert!(next > first);
     assert_eq!(cancelled["to"], "strategize/cancelled", "{cancelled}");
     // The stream of every plan delivers new events live.
-    let mut all = Sse::open(&api, "/api/v1/events/stream", &op, None).await;
-    let other = api.submit(&op, &id, json!({})).await.1["plan_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let mut all = Sse::open(&api, "/api/v1/events/stream", op, None).await;
+    let other = api.plan(op, &id).await;
     let (_, live) = all.next().await.unwrap();
     assert_eq!(live["plan_id"], other.as_str(), "{live}");
     // SIGTERM ends open streams and the server exits cleanly.
@@ -786,9 +846,8 @@ async fn an_event_stream_resumes_after_a_dropped_connection(backend: Backend) {
 }
 
 async fn the_trusted_user_header_authenticates_behind_a_proxy(backend: Backend) {
-    let db = TestDb::new(backend).await;
     let api = Api::start(
-        &db,
+        backend,
         &[
             "--workers",
             "0",
@@ -801,20 +860,10 @@ async fn the_trusted_user_header_authenticates_behind_a_proxy(backend: Backend) 
         ],
     )
     .await;
-    let (admin, op) = (
-        api.server.token("admin", "root"),
-        api.server.token("operate", "ci"),
-    );
-    let id = api.register(&admin, &api.project("a")).await;
-    let plan = api.submit(&op, &id, json!({})).await.1["plan_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let as_user = |m: Method, path: &str| {
-        api.http
-            .request(m, api.server.url(path))
-            .header("x-remote-user", "alice")
-    };
+    let (admin, op) = (&api.admin, &api.op);
+    let id = api.register(admin, &api.project("a")).await;
+    let plan = api.plan(op, &id).await;
+    let as_user = |m: Method, path: &str| api.request(m, path).header("x-remote-user", "alice");
     let me: Value = as_user(Method::GET, "/api/v1/session")
         .send()
         .await
@@ -842,12 +891,59 @@ async fn the_trusted_user_header_authenticates_behind_a_proxy(backend: Backend) 
     // The proxy's users get the configured scope, no more.
     let admin_only = as_user(Method::GET, "/api/v1/audit").send().await.unwrap();
     assert_eq!(admin_only.status(), StatusCode::FORBIDDEN);
-    let audit = api.get("/api/v1/audit", &admin).await;
+    let audit = api.get("/api/v1/audit", admin).await;
     assert_eq!(audit[0]["actor"], "alice", "{audit}");
     // The body limit.
     let big = json!({ "project": id, "action": license(), "queue": "q".repeat(8192) });
-    let (status, _) = api.post("/api/v1/plans", &op, big).await;
+    let (status, _) = api.post("/api/v1/plans", op, big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// A request whose body stops arriving is answered 408 once
+/// `--request-timeout` has passed, and the server goes on serving others
+/// meanwhile and after. The timeout is the service's, not the database's,
+/// so this runs on SQLite only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_slower_than_the_timeout_is_answered_408() {
+    use std::io::{Read, Write};
+    let api = Api::start(
+        Backend::Sqlite,
+        &["--workers", "0", "--request-timeout", "1s"],
+    )
+    .await;
+    let op = &api.op;
+    let addr = api.server.base.strip_prefix("http://").unwrap().to_string();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    // The head and half the promised body; the rest never comes.
+    let head = format!(
+        "POST /api/v1/plans HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {op}\r\n\
+         content-type: application/json\r\ncontent-length: 64\r\n\r\n{{\"project\": \""
+    );
+    slow.write_all(head.as_bytes()).unwrap();
+    // Others are served while it hangs.
+    let listed = api.get("/api/v1/plans", op).await;
+    assert_eq!(listed["plans"], json!([]), "{listed}");
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let answer = tokio::task::spawn_blocking(move || {
+        let (mut answer, mut buf) = (Vec::new(), [0u8; 1024]);
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = slow.read(&mut buf).expect("an answer within 30 s");
+            assert!(n > 0, "closed without an answer");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        answer
+    })
+    .await
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    // Nothing was submitted, and the server still answers.
+    let (status, listed) = api.call(Method::GET, "/api/v1/plans", Some(op), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["plans"], json!([]), "{listed}");
+    let (status, _) = api.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 on_both_backends!(

@@ -14,11 +14,12 @@ use serde::{Deserialize, Serialize};
 use super::auth::{CanOperate, Principal};
 use super::error::ApiError;
 use super::ops::audit;
-use super::plans::filter;
+use super::plans::{filter, queue_entry};
 use super::AppState;
 use crate::fleet::{self, FleetError};
 use crate::lifecycle::LifecycleError;
 use crate::model::{PlanRecord, State as PlanState};
+use crate::store::PlanFilter;
 
 /// Most plans one bulk request acts on.
 pub const BULK_MAX: usize = 1000;
@@ -152,15 +153,6 @@ fn refused(r: Refusal, plan: &PlanRecord) -> ApiError {
     }
 }
 
-/// Whether the plan was submitted to the queue (and its entry).
-async fn queued(state: &AppState, id: &str) -> Result<Option<fleet::QueueEntry>, ApiError> {
-    match fleet::entry(state.container(), id).await {
-        Ok(e) => Ok(Some(e)),
-        Err(FleetError::NotQueued(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Carry out `action` on plan `id` for `who`.
 pub(super) async fn act(
     state: &AppState,
@@ -170,7 +162,7 @@ pub(super) async fn act(
 ) -> Result<ActionResult, ApiError> {
     let c = state.container();
     let plan = c.store().plan(id).await?;
-    let entry = queued(state, id).await?;
+    let entry = queue_entry(c, id).await?;
     let effect = decide(action, plan.status, entry.as_ref().map(|e| e.done))
         .map_err(|r| refused(r, &plan))?;
     let result = match effect {
@@ -371,18 +363,41 @@ pub(super) async fn bulk(
         }
         (None, Some(f)) => {
             let filter = filter(&state, f.phase, f.state, f.project).await?;
-            let page = state
-                .container()
-                .store()
-                .plans_page(&filter, None, BULK_MAX)
-                .await?;
-            page.plans.into_iter().map(|p| p.id).collect()
+            matching_ids(&state, &filter).await?
         }
         _ => return Err(ApiError::bad_request("give either `ids` or `filter`")),
     };
+    Ok((
+        StatusCode::OK,
+        Json(act_on_each(&state, &who, ids, body.action).await),
+    ))
+}
+
+/// The plans a bulk action by `filter` takes: the newest [`BULK_MAX`]
+/// matching it.
+pub(super) async fn matching_ids(
+    state: &AppState,
+    filter: &PlanFilter,
+) -> Result<Vec<String>, ApiError> {
+    let page = state
+        .container()
+        .store()
+        .plans_page(filter, None, BULK_MAX)
+        .await?;
+    Ok(page.plans.into_iter().map(|p| p.id).collect())
+}
+
+/// Carry out `action` on each plan of `ids` for `who`, in order; each
+/// succeeds or fails on its own.
+pub(super) async fn act_on_each(
+    state: &AppState,
+    who: &Principal,
+    ids: Vec<String>,
+    action: PlanAction,
+) -> BulkResult {
     let mut items = Vec::with_capacity(ids.len());
     for id in ids {
-        let item = match act(&state, &who, &id, body.action).await {
+        let item = match act(state, who, &id, action).await {
             Ok(r) => BulkItem {
                 plan_id: id,
                 ok: true,
@@ -393,21 +408,18 @@ pub(super) async fn bulk(
                 plan_id: id,
                 ok: false,
                 result: None,
-                error: Some(counted(&state, e).problem()),
+                error: Some(counted(state, e).problem()),
             },
         };
         items.push(item);
     }
     let succeeded = items.iter().filter(|i| i.ok).count();
     let failed = items.len() - succeeded;
-    Ok((
-        StatusCode::OK,
-        Json(BulkResult {
-            items,
-            succeeded,
-            failed,
-        }),
-    ))
+    BulkResult {
+        items,
+        succeeded,
+        failed,
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::auth::{CanAdmin, CanRead};
+use super::auth::{CanAdmin, CanRead, Principal};
 use super::error::ApiError;
 use super::AppState;
 use crate::fleet::{self, WorkerInfo};
@@ -107,14 +107,25 @@ pub(super) async fn release(
     State(state): State<AppState>,
     Json(body): Json<ReleaseLock>,
 ) -> Result<Json<Released>, ApiError> {
-    if body.reason.trim().is_empty() {
+    Ok(Json(
+        force_release(&state, &who, &body.resource, &body.reason).await?,
+    ))
+}
+
+/// Take `resource`'s lease away for `who`, giving `reason` (required):
+/// its holder is fenced out and the release is audited, whether or not
+/// the lease was held. The API and the dashboard both release this way.
+pub(super) async fn force_release(
+    state: &AppState,
+    who: &Principal,
+    resource: &str,
+    reason: &str,
+) -> Result<Released, ApiError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
         return Err(ApiError::unprocessable("a force-release needs a reason"));
     }
-    let gone = state
-        .container()
-        .locks()
-        .force_release(&body.resource)
-        .await?;
+    let gone = state.container().locks().force_release(resource).await?;
     let detail = gone
         .as_ref()
         .map(|(owner, token)| format!("owner {owner}, token {token}"))
@@ -123,17 +134,18 @@ pub(super) async fn release(
         state.container(),
         &who.who,
         "lock.force_release",
-        &body.resource,
-        body.reason.trim(),
+        resource,
+        reason,
         &detail,
     )
     .await?;
-    Ok(Json(Released {
-        resource: body.resource,
-        released: gone.is_some(),
-        owner: gone.as_ref().map(|g| g.0.clone()),
-        token: gone.map(|g| g.1),
-    }))
+    let (owner, token) = gone.unzip();
+    Ok(Released {
+        resource: resource.to_string(),
+        released: owner.is_some(),
+        owner,
+        token,
+    })
 }
 
 /// Registered workers: busy, idle, lost or stopped.

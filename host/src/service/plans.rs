@@ -17,6 +17,7 @@ use super::{actions, events, projects, AppState};
 use crate::fleet::{self, Attempt, QueueEntry, Submission};
 use crate::model::{PlanRecord, StepResult};
 use crate::store::{EventEntry, PlanFilter};
+use crate::Container;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -170,11 +171,23 @@ pub struct EventPage {
     pub last_id: i64,
 }
 
-fn encode_cursor((at, id): &(i64, String)) -> String {
+/// The plan's queue entry, or `None` for a plan that was not submitted
+/// (made by `plan new`).
+pub(super) async fn queue_entry(c: &Container, id: &str) -> Result<Option<QueueEntry>, ApiError> {
+    match fleet::entry(c, id).await {
+        Ok(e) => Ok(Some(e)),
+        Err(fleet::FleetError::NotQueued(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A page's position as the `cursor` parameter carries it.
+pub(super) fn encode_cursor((at, id): &(i64, String)) -> String {
     format!("{at}.{id}")
 }
 
-fn decode_cursor(c: &str) -> Result<(i64, String), ApiError> {
+/// The position a `cursor` parameter names (400 if it names none).
+pub(super) fn decode_cursor(c: &str) -> Result<(i64, String), ApiError> {
     c.split_once('.')
         .and_then(|(at, id)| Some((at.parse().ok()?, id.to_string())))
         .ok_or_else(|| ApiError::bad_request(format!("invalid cursor `{c}`")))
@@ -301,15 +314,11 @@ pub(super) async fn show(
     // Four independent reads, sent at once over the pool's connections.
     let (plan, queue, attempts, steps) = tokio::join!(
         c.store().plan(&id),
-        fleet::entry(c, &id),
+        queue_entry(c, &id),
         fleet::attempts(c, &id),
         c.store().step_results(&id),
     );
-    let queue = match queue {
-        Ok(e) => Some(e),
-        Err(fleet::FleetError::NotQueued(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let queue = queue?;
     Ok(Json(PlanDetail {
         plan: plan?,
         queue,

@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::plans::{plan_from_row, PLAN_COLUMNS};
 use super::{Store, StoreError};
-use crate::model::{EventRecord, PlanRecord, Status};
+use crate::model::{EventRecord, PlanRecord, State, Status};
 
 /// Which plans a page holds. Every field left `None` matches all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,6 +26,15 @@ pub struct PlanPage {
     pub plans: Vec<PlanRecord>,
     /// The position after the last plan, when there are more.
     pub next: Option<(i64, String)>,
+}
+
+/// A project plans were made on, as the plans record it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanProject {
+    /// The project's id (the lock scope of `project:<id>`).
+    pub id: String,
+    /// Its root directory.
+    pub root: String,
 }
 
 /// An event with its position in the whole history (ids only grow).
@@ -93,6 +102,52 @@ impl Store {
             None
         };
         Ok(PlanPage { plans, next })
+    }
+
+    /// How many plans are in each state, over every plan or over the plans
+    /// of one project; states without plans are left out.
+    pub async fn plan_counts(
+        &self,
+        project_id: Option<&str>,
+    ) -> Result<Vec<(State, usize)>, StoreError> {
+        let which = if project_id.is_some() {
+            "WHERE project_id = $1"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT state, COUNT(*) AS n FROM plans {which} GROUP BY state");
+        let mut query = sqlx::query(&sql);
+        if let Some(id) = project_id {
+            query = query.bind(id.to_string());
+        }
+        let rows = query.fetch_all(self.db().reader()).await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                let n: i64 = r.try_get("n")?;
+                let state = state
+                    .parse()
+                    .map_err(|e| StoreError::corrupt(format!("plan state `{state}`"), e))?;
+                Ok((state, usize::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    /// Every project that has plans, by root.
+    pub async fn plan_projects(&self) -> Result<Vec<PlanProject>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT project_id, project_root FROM plans ORDER BY project_root, project_id",
+        )
+        .fetch_all(self.db().reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PlanProject {
+                    id: r.try_get("project_id")?,
+                    root: r.try_get("project_root")?,
+                })
+            })
+            .collect()
     }
 
     /// Up to `limit` events with an id above `after`, oldest first: of one

@@ -18,15 +18,17 @@ use futures::{Stream, StreamExt};
 use maud::Markup;
 
 use super::assets;
-use super::render::{self, Notice, PlanPage, PlansPage, ProjectRow, Viewer};
-use crate::fleet::{self, FleetError};
-use crate::model::{PlanRecord, State as PlanState, STATES};
-use crate::service::actions::{act, PlanAction};
+use super::render::{self, BulkConfirm, Notice, PlanPage, PlansPage, ProjectRow, Viewer};
+use crate::fleet;
+use crate::model::{PlanRecord, State as PlanState};
+use crate::service::actions::{self, act, PlanAction};
 use crate::service::auth::{CanAdmin, CanOperate, CanRead, Principal, Scope};
-use crate::service::{event_stream, login, ops, projects, ApiError, AppState};
+use crate::service::ops::{self, Released};
+use crate::service::{event_stream, login, plans, projects, ApiError, AppState};
+use crate::store::PlanFilter;
 use crate::workspace::{change_diff, FileDiff};
 
-/// Most plans the plans page lists.
+/// Most plans a page of the plans page lists.
 const PLANS_SHOWN: usize = 200;
 
 /// The dashboard's routes: `/` (to the plans page), `/login`, `/ui/…`.
@@ -110,13 +112,67 @@ async fn asset(Path(path): Path<String>) -> Response {
     }
 }
 
-/// `?state=&project=` of the plans page (empty values mean "any").
-#[derive(Debug, serde::Deserialize)]
+/// `?state=&project=&cursor=` of the plans page (empty values mean "any";
+/// `cursor`: the page after that position).
+#[derive(Debug, Default, serde::Deserialize)]
 struct PlansQuery {
     #[serde(default)]
     state: Option<String>,
     #[serde(default)]
     project: Option<String>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// A value left empty means "any".
+fn given(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+/// The plans page's filters, checked as the API checks them (a project by
+/// id or registered path).
+struct Filters {
+    state: Option<PlanState>,
+    store: PlanFilter,
+}
+
+impl Filters {
+    async fn read(state: &AppState, q: &PlansQuery) -> Result<Filters, ApiError> {
+        let st = given(&q.state);
+        let store = plans::filter(state, None, st.clone(), given(&q.project)).await?;
+        let state = st
+            .map(|s| s.parse().map_err(|e| ApiError::bad_request(format!("{e}"))))
+            .transpose()?;
+        Ok(Filters { state, store })
+    }
+
+    fn project(&self) -> Option<&str> {
+        self.store.project_id.as_deref()
+    }
+
+    /// Plans per state over the project filter, and how many match both
+    /// filters.
+    async fn counts(&self, state: &AppState) -> Result<(Vec<(PlanState, usize)>, usize), ApiError> {
+        let counts = state
+            .container()
+            .store()
+            .plan_counts(self.project())
+            .await?;
+        let matching = counts
+            .iter()
+            .filter(|(s, _)| self.state.is_none_or(|want| *s == want))
+            .map(|(_, n)| n)
+            .sum();
+        Ok((counts, matching))
+    }
+}
+
+/// Plans per page: [`PLANS_SHOWN`], or the server's page cap if lower.
+fn plans_per_page(state: &AppState) -> usize {
+    PLANS_SHOWN.min(state.config().max_page_size).max(1)
 }
 
 async fn plans(
@@ -133,44 +189,28 @@ async fn plans_response(
     q: &PlansQuery,
     n: Option<Notice>,
 ) -> Result<Response, ApiError> {
-    let filter_state: Option<PlanState> = match q.state.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => Some(
-            s.parse()
-                .map_err(|e| ApiError::bad_request(format!("{e}")))?,
-        ),
-        None => None,
-    };
-    let project = q.project.as_deref().filter(|p| !p.is_empty());
-    let mut all = state.container().store().list_plans().await?;
-    all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-    let mut roots: Vec<String> = all.iter().map(|p| p.project_root.clone()).collect();
-    roots.sort();
-    roots.dedup();
-    let in_project: Vec<&PlanRecord> = all
-        .iter()
-        .filter(|p| project.is_none_or(|r| p.project_root == r))
-        .collect();
-    let counts: Vec<(PlanState, usize)> = STATES
-        .iter()
-        .map(|s| {
-            (
-                *s,
-                in_project.iter().filter(|p| p.status.state == *s).count(),
-            )
-        })
-        .collect();
-    let matching: Vec<PlanRecord> = in_project
-        .into_iter()
-        .filter(|p| filter_state.is_none_or(|s| p.status.state == s))
-        .cloned()
-        .collect();
+    let f = Filters::read(state, q).await?;
+    let after = given(&q.cursor)
+        .as_deref()
+        .map(plans::decode_cursor)
+        .transpose()?;
+    let store = state.container().store();
+    let paged = after.is_some();
+    let page = store
+        .plans_page(&f.store, after, plans_per_page(state))
+        .await?;
+    let (counts, matching) = f.counts(state).await?;
+    let projects = store.plan_projects().await?;
+    let older = page.next.as_ref().map(plans::encode_cursor);
     let page = PlansPage {
-        plans: &matching[..matching.len().min(PLANS_SHOWN)],
-        matching: matching.len(),
+        plans: &page.plans,
+        matching,
         counts: &counts,
-        state: filter_state,
-        project,
-        projects: &roots,
+        state: f.state,
+        project: f.project(),
+        projects: &projects,
+        older: older.as_deref(),
+        paged,
     };
     Ok(html(render::plans_page(&viewer(who), n.as_ref(), &page)))
 }
@@ -189,40 +229,77 @@ fn plan_action_named(name: &str) -> Result<PlanAction, ApiError> {
     }
 }
 
+/// Most refusals a bulk action's notice names one by one.
+const REFUSALS_NAMED: usize = 10;
+
+/// The bulk form: `action`, and `which` plans — `ticked` (the `id` fields)
+/// or `matching` (every plan matching `state` and `project`, asked to be
+/// confirmed first: `confirm=yes`).
 async fn bulk(
     CanOperate(who): CanOperate,
     State(state): State<AppState>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let action = fields
-        .iter()
-        .find(|(k, _)| k == "action")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_default();
-    let action = plan_action_named(action)?;
-    let ids: Vec<&str> = fields
-        .iter()
-        .filter(|(k, _)| k == "id")
-        .map(|(_, v)| v.as_str())
-        .take(crate::service::actions::BULK_MAX)
-        .collect();
-    let mut done = 0;
-    let mut refused = Vec::new();
-    for id in &ids {
-        match act(&state, &who, id, action).await {
-            Ok(_) => done += 1,
-            Err(e) => refused.push(format!("{id}: {e}")),
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    };
+    let action = plan_action_named(field("action"))?;
+    let q = PlansQuery {
+        state: Some(field("state").to_string()),
+        project: Some(field("project").to_string()),
+        cursor: None,
+    };
+    let (ids, what) = if field("which") == "matching" {
+        let f = Filters::read(&state, &q).await?;
+        if field("confirm") != "yes" {
+            let (_, matching) = f.counts(&state).await?;
+            let projects = state.container().store().plan_projects().await?;
+            let root = f
+                .project()
+                .and_then(|id| projects.iter().find(|p| p.id == id))
+                .map(|p| p.root.as_str());
+            let action = action.to_string();
+            let confirm = BulkConfirm {
+                action: &action,
+                matching,
+                limit: actions::BULK_MAX,
+                state: f.state,
+                project: f.project(),
+                project_root: root,
+            };
+            return Ok(html(render::bulk_confirm_page(&viewer(&who), &confirm)));
+        }
+        (actions::matching_ids(&state, &f.store).await?, "matching")
+    } else {
+        let ids = fields
+            .iter()
+            .filter(|(k, _)| k == "id")
+            .map(|(_, v)| v.clone())
+            .take(actions::BULK_MAX)
+            .collect();
+        (ids, "selected")
+    };
+    let taken = ids.len();
+    let result = actions::act_on_each(&state, &who, ids, action).await;
+    let mut text = format!("{action}: {} of {taken} {what} plans", result.succeeded);
+    if result.failed > 0 {
+        let named: Vec<String> = result
+            .items
+            .iter()
+            .filter_map(|i| Some((i, i.error.as_ref()?)))
+            .take(REFUSALS_NAMED)
+            .map(|(i, e)| format!("{}: {}", i.plan_id, e.detail))
+            .collect();
+        text.push_str(&format!("; refused — {}", named.join("; ")));
+        if result.failed > named.len() {
+            text.push_str(&format!(" and {} more", result.failed - named.len()));
         }
     }
-    let mut text = format!("{action}: {done} of {} selected plans", ids.len());
-    if !refused.is_empty() {
-        text.push_str(&format!("; refused — {}", refused.join("; ")));
-    }
-    let q = PlansQuery {
-        state: None,
-        project: None,
-    };
-    plans_response(&state, &who, &q, notice(text, !refused.is_empty())).await
+    plans_response(&state, &who, &q, notice(text, result.failed > 0)).await
 }
 
 /// Everything the plan page shows, read from the store and the fleet.
@@ -238,11 +315,7 @@ impl PlanData {
     async fn load(state: &AppState, id: &str) -> Result<PlanData, ApiError> {
         let c = state.container();
         let plan = c.store().plan(id).await?;
-        let queue = match fleet::entry(c, id).await {
-            Ok(e) => Some(e),
-            Err(FleetError::NotQueued(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
+        let queue = plans::queue_entry(c, id).await?;
         let attempts = if queue.is_some() {
             fleet::attempts(c, id).await?
         } else {
@@ -347,44 +420,20 @@ async fn release(
     State(state): State<AppState>,
     Form(f): Form<ReleaseForm>,
 ) -> Result<Response, ApiError> {
-    let n = match force_release(&state, &who, &f).await {
-        Ok(Some((owner, token))) => notice(
+    let n = match ops::force_release(&state, &who, &f.resource, &f.reason).await {
+        Ok(Released {
+            owner: Some(owner),
+            token: Some(token),
+            ..
+        }) => notice(
             format!("released {} (owner {owner}, token {token})", f.resource),
             false,
         ),
-        Ok(None) => notice(format!("{} was not held", f.resource), false),
+        Ok(_) => notice(format!("{} was not held", f.resource), false),
         Err(e) => notice(format!("force-release refused: {e}"), true),
     };
     let locks = state.container().locks().list().await?;
     Ok(html(render::locks_page(&viewer(&who), n.as_ref(), &locks)))
-}
-
-/// Force-release as the API does: a reason is required, and the release
-/// is audited.
-async fn force_release(
-    state: &AppState,
-    who: &Principal,
-    f: &ReleaseForm,
-) -> Result<Option<(String, i64)>, ApiError> {
-    let reason = f.reason.trim();
-    if reason.is_empty() {
-        return Err(ApiError::unprocessable("a force-release needs a reason"));
-    }
-    let gone = state.container().locks().force_release(&f.resource).await?;
-    let detail = gone
-        .as_ref()
-        .map(|(owner, token)| format!("owner {owner}, token {token}"))
-        .unwrap_or_else(|| "not held".into());
-    ops::audit(
-        state.container(),
-        &who.who,
-        "lock.force_release",
-        &f.resource,
-        reason,
-        &detail,
-    )
-    .await?;
-    Ok(gone)
 }
 
 async fn workers(

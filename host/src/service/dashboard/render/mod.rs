@@ -17,7 +17,7 @@ use crate::visible;
 pub use diff::{file_diff, file_diffs};
 pub use ops::{locks_page, login_page, projects_page, workers_page, ProjectRow};
 pub use plan::{plan_live, plan_live_with, plan_page, Buttons, PlanPage};
-pub use plans::{plans_page, PlansPage};
+pub use plans::{bulk_confirm_page, plans_page, BulkConfirm, PlansPage};
 
 /// Who is looking, and what they may do.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -113,7 +113,7 @@ pub fn projects_page(viewer: &Viewer, projects: &[ProjectRow]) -> Markup {
                     tr {
                         td.mono { (text(&p.id)) }
                         td.mono {
-                            a href={ "/ui/plans?" (form_urlencoded::Serializer::new(String::new()).append_pair("project", &p.root).finish()) } { (text(&p.root)) }
+                            a href={ "/ui/plans?" (form_urlencoded::Serializer::new(String::new()).append_pair("project", &p.id).finish()) } { (text(&p.root)) }
                         }
                         td { (p.plans) }
                         td { (p.active) }

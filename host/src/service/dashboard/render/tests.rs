@@ -235,18 +235,27 @@ fn invisible_changes_are_marked_in_the_diff() {
     assert!(html.contains("data-path=\"src/lib.rs\""));
 }
 
+fn projects() -> Vec<crate::store::PlanProject> {
+    vec![crate::store::PlanProject {
+        id: "abc".into(),
+        root: "/srv/<proj>".into(),
+    }]
+}
+
 #[test]
 fn the_plans_page_counts_filters_and_offers_bulk_actions_by_scope() {
     let plans = [plan(Phase::Execute, State::Complete)];
     let counts = [(State::Complete, 1), (State::Applied, 4)];
-    let roots = ["/srv/<proj>".to_string()];
+    let projects = projects();
     let page = PlansPage {
         plans: &plans,
         matching: 1,
         counts: &counts,
         state: Some(State::Complete),
         project: None,
-        projects: &roots,
+        projects: &projects,
+        older: None,
+        paged: false,
     };
     let html = plans_page(&viewer(true, false), None, &page).into_string();
     assert!(html.contains("<b>5</b>all"), "{html}");
@@ -259,10 +268,146 @@ fn the_plans_page_counts_filters_and_offers_bulk_actions_by_scope() {
         html.contains("<option value=\"complete\" selected>"),
         "{html}"
     );
+    assert!(
+        html.contains("<option value=\"abc\">/srv/&lt;proj&gt;</option>"),
+        "{html}"
+    );
     assert!(html.contains("href=\"/ui/plans?state=queued\""), "{html}");
     assert!(!html.contains("<script>document"));
+    assert!(!html.contains("id=\"page-older\"") && !html.contains("id=\"page-newest\""));
     let ro = plans_page(&viewer(false, false), None, &page).into_string();
     assert!(!ro.contains("value=\"approve\"") && !ro.contains("type=\"checkbox\""));
+    assert!(!ro.contains("value=\"matching\""), "{ro}");
+}
+
+#[test]
+fn the_plans_page_links_to_older_plans_with_its_filters() {
+    let plans = [plan(Phase::Execute, State::Complete)];
+    let counts = [(State::Complete, 450)];
+    let projects = projects();
+    let mut page = PlansPage {
+        plans: &plans,
+        matching: 450,
+        counts: &counts,
+        state: Some(State::Complete),
+        project: Some("abc"),
+        projects: &projects,
+        older: Some("1764700000000.p1"),
+        paged: false,
+    };
+    let first = plans_page(&viewer(false, false), None, &page).into_string();
+    assert!(
+        first.contains(
+            "href=\"/ui/plans?state=complete&amp;project=abc&amp;cursor=1764700000000.p1\" id=\"page-older\""
+        ),
+        "{first}"
+    );
+    assert!(!first.contains("page-newest"), "{first}");
+    assert!(first.contains("450 matching plans"), "{first}");
+    assert!(first.contains("<option value=\"abc\" selected>"), "{first}");
+    // A later page: back to the newest, and no further link on the last.
+    page.older = None;
+    page.paged = true;
+    let last = plans_page(&viewer(false, false), None, &page).into_string();
+    assert!(
+        last.contains("href=\"/ui/plans?state=complete&amp;project=abc\" id=\"page-newest\""),
+        "{last}"
+    );
+    assert!(!last.contains("page-older"), "{last}");
+}
+
+#[test]
+fn bulk_actions_offer_every_matching_plan_and_keep_the_filters() {
+    let plans = [plan(Phase::Execute, State::Complete)];
+    let counts = [(State::Complete, 450)];
+    let projects = projects();
+    let page = PlansPage {
+        plans: &plans,
+        matching: 450,
+        counts: &counts,
+        state: Some(State::Complete),
+        project: Some("abc"),
+        projects: &projects,
+        older: Some("1.p1"),
+        paged: false,
+    };
+    let html = plans_page(&viewer(true, false), None, &page).into_string();
+    let form = &html[html.find("action=\"/ui/plans/bulk\"").unwrap()..];
+    let form = &form[..form.find("</form>").unwrap()];
+    assert!(
+        form.contains("<option value=\"matching\">all 450 matching plans</option>"),
+        "{form}"
+    );
+    assert!(
+        form.contains("<option value=\"ticked\" selected>"),
+        "{form}"
+    );
+    assert!(
+        form.contains("name=\"state\" value=\"complete\"")
+            && form.contains("name=\"project\" value=\"abc\""),
+        "{form}"
+    );
+    assert!(
+        form.contains("name=\"csrf_token\" value=\"tok&quot;en\""),
+        "{form}"
+    );
+    // Nothing matches: nothing to offer.
+    let none = PlansPage {
+        plans: &[],
+        matching: 0,
+        older: None,
+        ..page
+    };
+    let html = plans_page(&viewer(true, false), None, &none).into_string();
+    assert!(!html.contains("value=\"matching\""), "{html}");
+}
+
+#[test]
+fn a_bulk_action_on_every_matching_plan_is_confirmed_first() {
+    let confirm = BulkConfirm {
+        action: "cancel",
+        matching: 1500,
+        limit: 1000,
+        state: Some(State::Queued),
+        project: Some("abc"),
+        project_root: Some("/srv/<proj>"),
+    };
+    let html = bulk_confirm_page(&viewer(true, false), &confirm).into_string();
+    assert!(html.contains("cancel <b>1500</b> plans matching"), "{html}");
+    assert!(
+        html.contains("/srv/&lt;proj&gt;") && !html.contains("/srv/<proj>"),
+        "{html}"
+    );
+    assert!(html.contains("the newest 1000 now"), "{html}");
+    for field in [
+        "name=\"which\" value=\"matching\"",
+        "name=\"confirm\" value=\"yes\"",
+        "name=\"state\" value=\"queued\"",
+        "name=\"project\" value=\"abc\"",
+        "name=\"csrf_token\" value=\"tok&quot;en\"",
+        "name=\"action\" value=\"cancel\"",
+    ] {
+        assert!(html.contains(field), "{field}: {html}");
+    }
+    assert!(html.contains(">cancel 1000 plans</button>"), "{html}");
+    assert!(
+        html.contains("href=\"/ui/plans?state=queued&amp;project=abc\""),
+        "{html}"
+    );
+    let few = BulkConfirm {
+        matching: 3,
+        state: None,
+        project: None,
+        project_root: None,
+        ..confirm
+    };
+    let html = bulk_confirm_page(&viewer(true, false), &few).into_string();
+    assert!(
+        html.contains("cancel <b>3</b> plans (every plan)?"),
+        "{html}"
+    );
+    assert!(!html.contains("at a time"), "{html}");
+    assert!(html.contains(">cancel 3 plans</button>"), "{html}");
 }
 
 #[test]
@@ -311,4 +456,22 @@ fn the_login_page_posts_a_token_and_shows_no_navigation() {
 fn times_are_shown_in_utc() {
     assert_eq!(when(0), "1970-01-01 00:00:00 UTC");
     assert_eq!(when(1_764_700_001_000), "2025-12-02 18:26:41 UTC");
+}
+
+#[test]
+fn the_projects_page_links_each_project_to_its_plans() {
+    let rows = [ProjectRow {
+        id: "abc".into(),
+        root: "/srv/<proj>".into(),
+        plans: 3,
+        active: 1,
+    }];
+    let html = projects_page(&viewer(false, false), &rows).into_string();
+    assert!(
+        html.contains("<a href=\"/ui/plans?project=abc\">/srv/&lt;proj&gt;</a>"),
+        "{html}"
+    );
+    assert!(html.contains("<td>3</td><td>1</td>"), "{html}");
+    let none = projects_page(&viewer(false, false), &[]).into_string();
+    assert!(none.contains("No project is registered"), "{none}");
 }
