@@ -15,10 +15,18 @@
 //! - Every artifact carries a tag: BLAKE3 in keyed mode under a per-user
 //!   secret (`key`, 32 random bytes, mode `0600`, in the cache directory)
 //!   over the engine key, the content hash the artifact was compiled from,
-//!   its length and every byte of it. The tag is checked over a mapping of
-//!   the file just before wasmtime maps the same file; a copied, planted or
-//!   tampered artifact, or one whose tag was made with another key, is
-//!   recompiled, never loaded.
+//!   its length and the identity of the file our writer put there: device,
+//!   inode and status-change time (`ctime`). No unprivileged process can
+//!   set a `ctime`, and any write to the file, `chmod`, `utime` or hard link
+//!   changes it; a copy, a restore or a file renamed over the name is
+//!   another inode. So the tag stands for the bytes without reading them:
+//!   a load costs two `stat`s instead of a hash over 36 MB. The writer
+//!   computes the tag after its rename, once the file system's clock has
+//!   moved past the file's `ctime` ([`userdir::write_private_file_settled`]),
+//!   and nothing of ours changes the artifact afterwards. A copied, planted,
+//!   replaced or edited artifact, one tagged under another key, and a whole
+//!   cache directory copied or restored from a backup (key and tags
+//!   included) are recompiled, never loaded.
 //!
 //! Artifacts live at `<dir>/<engine>/<content>.cwasm` with the tag in
 //! `<content>.tag`, where `<content>` is the SHA-256 of the `.wasm` file and
@@ -38,7 +46,8 @@
 //! processes can fill the cache at once and readers only ever see whole
 //! files. The directory is bounded: after each insertion the least recently
 //! used artifacts are removed until the total is under the limit (a hit
-//! refreshes the file's modification time).
+//! refreshes the modification time of the artifact's tag file, never the
+//! artifact's own times, which would change its `ctime`).
 
 use std::hash::Hasher;
 use std::io::Read;
@@ -54,15 +63,16 @@ use wasmtime::Engine;
 use super::error::{CompileError, WasmError};
 use super::userdir::{self, CacheKey, UserDirError};
 
-const MAGIC: &[u8; 8] = b"LKSTTAG1";
+/// Version 2: the tag covers the file's identity, not its bytes (version 1
+/// tags, over every byte, are not believed: their artifacts are recompiled
+/// once).
+const MAGIC: &[u8; 8] = b"LKSTTAG2";
 const TAG: usize = blake3::OUT_LEN;
 /// Bytes of a `.tag` file: magic, artifact length (u64 LE), tag.
 const TAG_FILE: usize = MAGIC.len() + 8 + TAG;
 /// Domain separation of the two things the key authenticates.
-const ARTIFACT_DOMAIN: &[u8] = b"lockstep compiled component v1\0";
+const ARTIFACT_DOMAIN: &[u8] = b"lockstep compiled component v2\0";
 const INDEX_DOMAIN: &[u8] = b"lockstep cache index v1\0";
-/// Artifacts at least this large are hashed on several threads.
-const PARALLEL_ABOVE: usize = 1 << 20;
 /// Default bound of the cache directory, in bytes.
 pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
 
@@ -342,56 +352,75 @@ impl ComponentCache {
             userdir::write_private_file(&entry, format!("{stamp} {content} {tag}\n").as_bytes());
     }
 
-    fn artifact_mac(&self, key: &CacheKey, content: &str, len: u64) -> blake3::Hasher {
+    /// The tag of an artifact compiled from `content` that is the file
+    /// `identity` describes.
+    fn artifact_tag(&self, key: &CacheKey, content: &str, identity: &Identity) -> blake3::Hash {
         let mut mac = blake3::Hasher::new_keyed(&key.0);
         mac.update(ARTIFACT_DOMAIN)
             .update(self.engine.as_bytes())
             .update(b"\0")
             .update(content.as_bytes())
-            .update(&len.to_le_bytes());
-        mac
+            .update(&identity.len.to_le_bytes())
+            .update(&identity.dev.to_le_bytes())
+            .update(&identity.ino.to_le_bytes())
+            .update(&identity.ctime.to_le_bytes())
+            .update(&identity.ctime_nsec.to_le_bytes());
+        mac.finalize()
     }
 
-    /// Check an artifact's tag and map it; anything else is left for the
-    /// next store to replace.
+    /// Check an artifact's tag against the file now at its name and map
+    /// it; anything else is left for the next store to replace.
     fn load(&self, engine: &Engine, key: &CacheKey, content: &str) -> Option<Component> {
         let artifact = self.artifact(content);
-        let recorded = std::fs::read(Self::tag_file(&artifact)).ok()?;
+        let tag_file = Self::tag_file(&artifact);
+        let recorded = std::fs::read(&tag_file).ok()?;
+        let before = Identity::of(&artifact);
         let verified = recorded.len() == TAG_FILE
             && &recorded[..MAGIC.len()] == MAGIC
-            && mapped_tag(&artifact, |len| self.artifact_mac(key, content, len)).is_some_and(
-                |(len, tag)| {
-                    recorded[MAGIC.len()..MAGIC.len() + 8] == len.to_le_bytes()
-                        // `blake3::Hash` compares in constant time.
-                        && blake3::Hash::from_bytes(
-                            recorded[MAGIC.len() + 8..].try_into().unwrap_or([0; TAG]),
-                        ) == tag
-                },
-            );
+            && before.is_some_and(|identity| {
+                recorded[MAGIC.len()..MAGIC.len() + 8] == identity.len.to_le_bytes()
+                    // `blake3::Hash` compares in constant time.
+                    && blake3::Hash::from_bytes(
+                        recorded[MAGIC.len() + 8..].try_into().unwrap_or([0; TAG]),
+                    ) == self.artifact_tag(key, content, &identity)
+            });
         if !verified {
             if artifact.exists() {
                 tracing::warn!(
-                    "discarding cached component {}: its tag does not match (corrupt, or not written by your lockstep)",
+                    "discarding cached component {}: its tag does not match (changed, copied or restored \
+                     since it was written, or not written by your lockstep)",
                     artifact.display()
                 );
             }
             return None;
         }
-        match deserialize_file(engine, &artifact) {
-            Ok(component) => {
-                if let Ok(file) = std::fs::File::options().append(true).open(&artifact) {
-                    let _ = file.set_modified(SystemTime::now());
-                }
-                Some(component)
-            }
+        let component = match deserialize_file(engine, &artifact) {
+            Ok(component) => component,
             Err(e) => {
                 tracing::warn!(
                     "discarding incompatible cached component {}: {e}",
                     artifact.display()
                 );
-                None
+                return None;
             }
+        };
+        // wasmtime opened the name again: the file it mapped is the one
+        // checked only if the name still holds that inode, unchanged (a
+        // rename over the name, or back, or a write in between, changes
+        // the inode or the ctime).
+        if Identity::of(&artifact) != before {
+            tracing::warn!(
+                "discarding cached component {}: it was replaced or changed while being loaded",
+                artifact.display()
+            );
+            return None;
         }
+        // Least recently used is counted on the tag file: touching the
+        // artifact would change its ctime, and with it the tag.
+        if let Ok(file) = std::fs::File::options().append(true).open(&tag_file) {
+            let _ = file.set_modified(SystemTime::now());
+        }
+        Some(component)
     }
 
     fn store(
@@ -401,17 +430,20 @@ impl ComponentCache {
         content: &str,
     ) -> Result<(), CompileError> {
         let payload = component.serialize().map_err(WasmError::from)?;
-        let len = payload.len() as u64;
-        let mut mac = self.artifact_mac(key, content, len);
-        hash_into(&mut mac, &payload);
+        // The artifact goes in first, and its tag is computed from the file
+        // in place, after the rename and once its ctime is settled; nothing
+        // changes the artifact afterwards. A reader that finds the new tag
+        // then also finds the file it describes.
+        let artifact = self.artifact(content);
+        let written = userdir::write_private_file_settled(&artifact, &payload)
+            .map_err(CompileError::Write)?;
+        let identity = Identity::from_metadata(&written).ok_or_else(|| {
+            CompileError::Write(std::io::Error::other("the artifact is not a regular file"))
+        })?;
         let mut tag = Vec::with_capacity(TAG_FILE);
         tag.extend_from_slice(MAGIC);
-        tag.extend_from_slice(&len.to_le_bytes());
-        tag.extend_from_slice(mac.finalize().as_bytes());
-        // The artifact goes in first: a reader that finds the new tag then
-        // also finds the bytes it describes.
-        let artifact = self.artifact(content);
-        userdir::write_private_file(&artifact, &payload).map_err(CompileError::Write)?;
+        tag.extend_from_slice(&identity.len.to_le_bytes());
+        tag.extend_from_slice(self.artifact_tag(key, content, &identity).as_bytes());
         userdir::write_private_file(&Self::tag_file(&artifact), &tag)
             .map_err(CompileError::Write)?;
         self.evict();
@@ -423,12 +455,18 @@ impl ComponentCache {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
+        // Last used: the tag file's modification time (a hit refreshes
+        // it), else the artifact's (written, never used).
         let mut files: Vec<(SystemTime, u64, PathBuf)> = entries
             .flatten()
             .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
             .filter_map(|e| {
                 let meta = e.metadata().ok()?;
-                Some((meta.modified().ok()?, meta.len(), e.path()))
+                let used = std::fs::metadata(Self::tag_file(&e.path()))
+                    .and_then(|tag| tag.modified())
+                    .or_else(|_| meta.modified())
+                    .ok()?;
+                Some((used, meta.len(), e.path()))
             })
             .collect();
         let mut total: u64 = files.iter().map(|f| f.1).sum();
@@ -498,33 +536,33 @@ pub fn compile_uncached(
     Ok(Component::new(engine, &wasm).map_err(WasmError::from)?)
 }
 
-/// Feed `bytes` to `mac`, on several threads when there are many.
-fn hash_into(mac: &mut blake3::Hasher, bytes: &[u8]) {
-    if bytes.len() >= PARALLEL_ABOVE {
-        mac.update_rayon(bytes);
-    } else {
-        mac.update(bytes);
-    }
+/// What a file cannot keep through a copy, a restore, a replacement or a
+/// write: the fields an artifact's tag covers besides its origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    len: u64,
+    dev: u64,
+    ino: u64,
+    ctime: i64,
+    ctime_nsec: i64,
 }
 
-/// The length and tag of a file, computed through a read-only mapping (no
-/// copy of the 40 MB into our memory); `mac` starts the tag for a length.
-#[allow(unsafe_code)]
-fn mapped_tag(path: &Path, mac: impl FnOnce(u64) -> blake3::Hasher) -> Option<(u64, blake3::Hash)> {
-    let file = std::fs::File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    let mut mac = mac(len);
-    if len > 0 {
-        // SAFETY: a read-only private mapping of a cache artifact in a
-        // directory only we can write (checked just before). Artifacts are
-        // never modified or truncated in place (writers rename a new file
-        // over the name; the mapping keeps the old inode), the same
-        // guarantee `Component::deserialize_file` relies on for the mapping
-        // it runs code from.
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.ok()?;
-        hash_into(&mut mac, &map);
+impl Identity {
+    /// The identity of the regular file at `path` (not through a symlink).
+    fn of(path: &Path) -> Option<Identity> {
+        Identity::from_metadata(&std::fs::symlink_metadata(path).ok()?)
     }
-    Some((len, mac.finalize()))
+
+    fn from_metadata(meta: &std::fs::Metadata) -> Option<Identity> {
+        use std::os::unix::fs::MetadataExt;
+        meta.file_type().is_file().then(|| Identity {
+            len: meta.len(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            ctime: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec(),
+        })
+    }
 }
 
 /// Map an artifact whose tag checked out and turn it back into a component.
@@ -533,10 +571,13 @@ fn deserialize_file(engine: &Engine, artifact: &Path) -> wasmtime::Result<Compon
     // SAFETY: `Component::deserialize_file` trusts the file to be a component
     // serialized by a compatible wasmtime and not to change while mapped.
     // The artifact is in a directory owned by us and closed to group and
-    // others (checked before this load), and its bytes matched a tag under
-    // our secret key just before: only our own lockstep, through `store`
-    // (`Component::serialize`), writes such files. The directory is keyed by
-    // the engine's compatibility hash and wasmtime re-checks compatibility.
+    // others (checked before this load), and the file at its name matched a
+    // tag under our secret key just before: the tag covers the device,
+    // inode and ctime our own lockstep's `store` saw after renaming the
+    // output of `Component::serialize` into place, and any write, copy or
+    // replacement since would have changed one of them (the caller checks
+    // them again after this mapping). The directory is keyed by the
+    // engine's compatibility hash and wasmtime re-checks compatibility.
     // Files there are never modified in place: a writer renames a whole new
     // file over the name (the old inode, which a mapping keeps, is
     // untouched), and eviction only unlinks.
@@ -585,6 +626,25 @@ mod tests {
             mode(&dir.path().join("cache").join(userdir::KEY_FILE)),
             0o600
         );
+        // A hit refreshes the tag file's modification time, never the
+        // artifact's times (that would change its ctime, and its tag).
+        let written = Identity::of(&artifact).unwrap();
+        let tag_file = ComponentCache::tag_file(&artifact);
+        let long_ago = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30);
+        let artifact_mtime = std::fs::metadata(&artifact).unwrap().modified().unwrap();
+        std::fs::File::options()
+            .append(true)
+            .open(&tag_file)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Hit);
+        assert_eq!(Identity::of(&artifact), Some(written));
+        assert_eq!(
+            std::fs::metadata(&artifact).unwrap().modified().unwrap(),
+            artifact_mtime
+        );
+        assert!(std::fs::metadata(&tag_file).unwrap().modified().unwrap() > long_ago);
         // A truncated artifact, or one without its tag, is recompiled.
         let bytes = std::fs::read(&artifact).unwrap();
         std::fs::write(&artifact, &bytes[..bytes.len() / 2]).unwrap();
@@ -719,6 +779,181 @@ mod tests {
         std::fs::write(&entry, format!("{stamp} {evil} {tag}\n")).unwrap();
         assert_eq!(cache.indexed_content(&key, &wasm), None);
         assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Hit);
+    }
+
+    /// One byte of the artifact changed in place, through the same inode,
+    /// at the same length, with its modification time put back: the ctime
+    /// moved, so the tag no longer matches.
+    #[test]
+    fn a_byte_flipped_in_place_is_refused() {
+        use std::io::{Seek, SeekFrom, Write};
+        let engine = Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = component(dir.path(), "noop");
+        let cache = ComponentCache::new(&dir.path().join("cache"), &engine, DEFAULT_CACHE_BYTES);
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Compiled);
+        let artifact = cache.artifact(&content(&wasm));
+        let good = std::fs::read(&artifact).unwrap();
+        let written = Identity::of(&artifact).unwrap();
+        let mtime = std::fs::metadata(&artifact).unwrap().modified().unwrap();
+        // Right after the store: the writer waited for the clock to move on,
+        // so even a write within the same clock tick is noticed.
+        let middle = good.len() as u64 / 2;
+        let mut file = std::fs::File::options()
+            .write(true)
+            .open(&artifact)
+            .unwrap();
+        file.seek(SeekFrom::Start(middle)).unwrap();
+        file.write_all(&[good[middle as usize] ^ 0x55]).unwrap();
+        file.set_modified(mtime).unwrap();
+        drop(file);
+        let flipped = Identity::of(&artifact).unwrap();
+        assert_eq!((flipped.ino, flipped.len), (written.ino, written.len));
+        assert_ne!(flipped, written);
+        assert_eq!(
+            std::fs::metadata(&artifact).unwrap().modified().unwrap(),
+            mtime
+        );
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Compiled);
+        assert_eq!(std::fs::read(&artifact).unwrap(), good);
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Hit);
+    }
+
+    /// The artifact's name given to another file: a byte-for-byte copy of
+    /// the artifact itself, and another component's artifact with its own
+    /// good tag, each renamed over the name with the tag file left (or put)
+    /// beside it. Another inode is another file: refused.
+    #[test]
+    fn an_artifact_replaced_by_another_file_is_refused() {
+        let engine = Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let noop = component(dir.path(), "noop");
+        let header = component(dir.path(), "license-header");
+        let cache = ComponentCache::new(&dir.path().join("cache"), &engine, DEFAULT_CACHE_BYTES);
+        assert_eq!(outcome(&cache, &engine, &noop), CacheOutcome::Compiled);
+        assert_eq!(outcome(&cache, &engine, &header), CacheOutcome::Compiled);
+        let artifact = cache.artifact(&content(&noop));
+        let good = std::fs::read(&artifact).unwrap();
+        let mtime = std::fs::metadata(&artifact).unwrap().modified().unwrap();
+
+        // The same bytes, same length and modification time, another inode.
+        let copy = cache.dir().join("copy");
+        std::fs::write(&copy, &good).unwrap();
+        chmod(&copy, 0o600);
+        std::fs::File::options()
+            .append(true)
+            .open(&copy)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        std::fs::rename(&copy, &artifact).unwrap();
+        assert_eq!(outcome(&cache, &engine, &noop), CacheOutcome::Compiled);
+        assert_eq!(outcome(&cache, &engine, &noop), CacheOutcome::Hit);
+
+        // License-header's artifact and tag, both written by this cache,
+        // moved to noop's names.
+        let theirs = cache.artifact(&content(&header));
+        std::fs::rename(
+            ComponentCache::tag_file(&theirs),
+            ComponentCache::tag_file(&artifact),
+        )
+        .unwrap();
+        std::fs::rename(&theirs, &artifact).unwrap();
+        assert_eq!(outcome(&cache, &engine, &noop), CacheOutcome::Compiled);
+        assert_eq!(std::fs::read(&artifact).unwrap(), good);
+    }
+
+    /// A whole cache directory copied with its key, tags and times (as a
+    /// backup restore, `cp -a` or a sync would) is recompiled once, never
+    /// loaded unverified; the same directory renamed in place keeps its
+    /// files and still hits.
+    #[test]
+    fn a_copied_cache_dir_is_recompiled_not_loaded() {
+        let engine = Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = component(dir.path(), "noop");
+        let original = dir.path().join("cache");
+        let cache = ComponentCache::new(&original, &engine, DEFAULT_CACHE_BYTES);
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Compiled);
+        let restored = dir.path().join("restored");
+        copy_tree(&original, &restored);
+        let copy = ComponentCache::new(&restored, &engine, DEFAULT_CACHE_BYTES);
+        // The key came along: only the files' identity tells them apart.
+        assert_eq!(copy.open().unwrap().0, cache.open().unwrap().0);
+        let artifact = copy.artifact(&content(&wasm));
+        assert_eq!(
+            std::fs::read(&artifact).unwrap(),
+            std::fs::read(cache.artifact(&content(&wasm))).unwrap()
+        );
+        assert_eq!(outcome(&copy, &engine, &wasm), CacheOutcome::Compiled);
+        assert_eq!(outcome(&copy, &engine, &wasm), CacheOutcome::Hit);
+        assert_eq!(outcome(&cache, &engine, &wasm), CacheOutcome::Hit);
+        // Renamed on the same file system: the same inodes, untouched.
+        let moved = dir.path().join("moved");
+        std::fs::rename(&original, &moved).unwrap();
+        let moved = ComponentCache::new(&moved, &engine, DEFAULT_CACHE_BYTES);
+        assert_eq!(outcome(&moved, &engine, &wasm), CacheOutcome::Hit);
+    }
+
+    /// Copy `from` to `to` recursively, keeping modes and modification
+    /// times.
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            let target = to.join(entry.file_name());
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                copy_tree(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+                std::fs::File::options()
+                    .append(true)
+                    .open(&target)
+                    .unwrap()
+                    .set_modified(meta.modified().unwrap())
+                    .unwrap();
+            }
+            chmod(&target, meta.mode() & 0o7777);
+        }
+    }
+
+    /// Least recently used is read from the tag files: of two artifacts, the
+    /// one not loaded since goes first when a third does not fit.
+    #[test]
+    fn eviction_follows_hits_recorded_on_the_tag_files() {
+        let engine = Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cache");
+        let [noop, header, replace] =
+            ["noop", "license-header", "replace"].map(|n| component(dir.path(), n));
+        let cache = ComponentCache::new(&root, &engine, DEFAULT_CACHE_BYTES);
+        for wasm in [&noop, &header, &replace] {
+            assert_eq!(outcome(&cache, &engine, wasm), CacheOutcome::Compiled);
+        }
+        let size = |wasm: &Path| {
+            std::fs::metadata(cache.artifact(&content(wasm)))
+                .unwrap()
+                .len()
+        };
+        let (noop_len, header_len, replace_len) = (size(&noop), size(&header), size(&replace));
+        std::fs::remove_file(cache.artifact(&content(&replace))).unwrap();
+        // Noop was written first but loaded last.
+        let long_ago = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30);
+        for wasm in [&noop, &header] {
+            std::fs::File::options()
+                .append(true)
+                .open(ComponentCache::tag_file(&cache.artifact(&content(wasm))))
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
+        assert_eq!(outcome(&cache, &engine, &noop), CacheOutcome::Hit);
+        let bound = noop_len + replace_len.max(header_len);
+        let tight = ComponentCache::new(&root, &engine, bound);
+        assert_eq!(outcome(&tight, &engine, &replace), CacheOutcome::Compiled);
+        assert!(cache.artifact(&content(&noop)).exists());
+        assert!(!cache.artifact(&content(&header)).exists());
+        assert!(cache.artifact(&content(&replace)).exists());
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //! written or read it.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
@@ -255,6 +256,16 @@ fn create_key(dir: &Path, path: &Path) -> Result<(), UserDirError> {
 /// never through a symlink, mode `0600`) holding `bytes`, fsynced. Removed
 /// again if writing it failed.
 fn private_temp(dir: &Path, prefix: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    private_temp_file(dir, prefix, bytes, true).map(|(tmp, _)| tmp)
+}
+
+/// [`private_temp`], keeping the file open; fsynced when `sync`.
+fn private_temp_file(
+    dir: &Path,
+    prefix: &str,
+    bytes: &[u8],
+    sync: bool,
+) -> std::io::Result<(PathBuf, std::fs::File)> {
     let tmp = dir.join(format!(
         "{prefix}-{}-{}",
         std::process::id(),
@@ -268,10 +279,13 @@ fn private_temp(dir: &Path, prefix: &str, bytes: &[u8]) -> std::io::Result<PathB
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()
+        if sync {
+            file.sync_all()?;
+        }
+        Ok(file)
     })();
     match written {
-        Ok(()) => Ok(tmp),
+        Ok(file) => Ok((tmp, file)),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             Err(e)
@@ -289,6 +303,77 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     renamed
+}
+
+/// How long [`write_private_file_settled`] waits for the file system's
+/// clock to move on before it gives up.
+const SETTLE_LIMIT: Duration = Duration::from_secs(2);
+
+/// Like [`write_private_file`], returning the file's metadata as it is at
+/// `path` once nothing more will change it and the file system's clock has
+/// moved past its last status change (`ctime`). From then on, any write to
+/// the file, `chmod`, `utime`, hard link, or replacement of the name gives
+/// what is at `path` another inode or a later `ctime` than the one
+/// returned — which is what lets a tag over these fields stand for the
+/// bytes (see `cache.rs`).
+///
+/// The wait is needed because the kernel stamps files from a clock that
+/// advances in ticks of a few milliseconds: a write in the same tick as the
+/// rename would otherwise keep the `ctime`. It is over when a probe file
+/// created or changed in the same directory afterwards gets a later `ctime`
+/// than ours (at most a tick; bounded by [`SETTLE_LIMIT`], for a clock set
+/// back). An error means the file is in place but must not be vouched for:
+/// the clock did not move on, or the name was replaced meanwhile.
+pub fn write_private_file_settled(path: &Path, bytes: &[u8]) -> std::io::Result<std::fs::Metadata> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let (tmp, file) = private_temp_file(dir, ".tmp", bytes, true)?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // The inode we wrote, after the rename (which changes its ctime on
+    // most file systems), whatever is at `path` by now.
+    let written = file.metadata()?;
+    settle(dir, &written)?;
+    let now = std::fs::symlink_metadata(path)?;
+    if same_file_unchanged(&written, &now) {
+        Ok(now)
+    } else {
+        Err(std::io::Error::other(format!(
+            "{} was replaced or changed while it was being written",
+            path.display()
+        )))
+    }
+}
+
+/// Whether `a` and `b` describe the same inode with the same status-change
+/// time (nothing written, renamed over, linked or chmod-ed in between).
+pub fn same_file_unchanged(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    (a.dev(), a.ino(), a.ctime(), a.ctime_nsec(), a.len())
+        == (b.dev(), b.ino(), b.ctime(), b.ctime_nsec(), b.len())
+}
+
+/// Wait until a file changed in `dir` now gets a later `ctime` than
+/// `written` had.
+fn settle(dir: &Path, written: &std::fs::Metadata) -> std::io::Result<()> {
+    let stamp = |m: &std::fs::Metadata| (m.ctime(), m.ctime_nsec());
+    let (probe_path, probe) = private_temp_file(dir, ".settle", &[], false)?;
+    let _ = std::fs::remove_file(&probe_path);
+    let started = Instant::now();
+    loop {
+        if stamp(&probe.metadata()?) > stamp(written) {
+            return Ok(());
+        }
+        if started.elapsed() > SETTLE_LIMIT {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the file system's clock did not advance (was the clock set back?)",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        // Changing the mode (to what it is) sets the probe's ctime to now.
+        probe.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
 }
 
 #[cfg(test)]
