@@ -727,6 +727,9 @@ async fn plans_are_listed_a_page_at_a_time(backend: Backend) {
         d["queue"]["approved"], false,
         "the cancelled plan did not match"
     );
+    // The projects page counts the project's plans and its unfinished ones.
+    let projects = api.page("/ui/projects", op).await;
+    assert!(projects.contains("<td>5</td><td>4</td>"), "{projects}");
     // Bulk by filter: cancel every queued plan.
     let (status, bulk) = api
         .post(
