@@ -2,7 +2,7 @@
 //! SQLite, one in-process worker) on loopback, a token from `lockstep
 //! tokens create`, plans submitted over the API, and Debian's headless
 //! chromium driven over WebDriver: log in, see the plans, cancel two of them
-//! in bulk, open a plan, see its diff, press Approve and watch the state
+//! in bulk and then "all matching" after its confirmation, open a plan, see its diff, press Approve and watch the state
 //! reach `applied` without a reload; a plugin's `<script>` summary is shown
 //! as text and never runs. Then, as an admin: a held lock listed with its
 //! holder, token and expiry and force-released with a reason (audited), the
@@ -258,9 +258,10 @@ async fn a_reviewer_logs_in_sees_the_diff_approves_and_watches_the_plan_apply() 
         "params": { "find": HOSTILE, "replace": "x", "globs": "*.txt" },
     });
     let hostile = api.submit(&other, hostile, None).await.unwrap();
-    // Two plans on a queue no worker serves: they wait, to be cancelled in bulk.
+    // Three plans on a queue no worker serves: they wait, to be cancelled
+    // in bulk (two ticked, then the one left as "all matching").
     let mut waiting = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         waiting.push(
             api.submit(&project, header.clone(), Some("later"))
                 .await
@@ -288,7 +289,8 @@ async fn a_reviewer_logs_in_sees_the_diff_approves_and_watches_the_plan_apply() 
     b.screenshot(&shots.join("plans.png")).await.unwrap();
 
     hostile_text_stays_text(&b, &server, &hostile).await;
-    cancel_two_in_bulk(&b, &server, &waiting, &licensed, &shots).await;
+    cancel_two_in_bulk(&b, &server, &waiting[..2], &licensed, &shots).await;
+    cancel_all_matching(&b, &server, &waiting[2], &shots).await;
     approve_and_watch(&b, &server, &licensed, &shots).await;
 
     let written = std::fs::read_to_string(project.join("src/lib.rs")).unwrap();
@@ -333,7 +335,7 @@ async fn a_reviewer_logs_in_sees_the_diff_approves_and_watches_the_plan_apply() 
     let _ = holder.kill();
     let _ = holder.wait();
     workers_page(&b, &server, &shots).await;
-    projects_page(&b, &server, [(&project, 3, 0), (&other, 1, 1)], &shots).await;
+    projects_page(&b, &server, [(&project, 4, 0), (&other, 1, 1)], &shots).await;
     b.close().await.unwrap();
 }
 
@@ -360,7 +362,7 @@ async fn log_in(b: &Browser, server: &Server, token: &str) {
         .find_all(Locator::Css("tbody tr[data-plan]"))
         .await
         .unwrap();
-    assert_eq!(rows.len(), 4, "every submitted plan is listed");
+    assert_eq!(rows.len(), 5, "every submitted plan is listed");
     let counts = text_of(
         &b.client
             .find(Locator::Css("[data-state=complete]"))
@@ -495,6 +497,55 @@ async fn cancel_two_in_bulk(
     b.screenshot(&shots.join("plans-bulk-cancelled.png"))
         .await
         .unwrap();
+}
+
+/// Filter the plans page to queued plans, choose "all matching" and Cancel:
+/// a confirmation page asks first, and confirming cancels the plan.
+async fn cancel_all_matching(b: &Browser, server: &Server, id: &str, shots: &Path) {
+    open(b, server, "/ui/plans?state=queued").await;
+    b.client
+        .find(Locator::Id("bulk-which"))
+        .await
+        .unwrap()
+        .select_by_value("matching")
+        .await
+        .unwrap();
+    click(b, Locator::Css("button[name=action][value=cancel]")).await;
+    let asked = b
+        .client
+        .wait()
+        .for_element(Locator::Id("bulk-confirm"))
+        .await
+        .unwrap();
+    let asked = text_of(&asked).await;
+    assert!(
+        asked.contains("cancel 1 plan matching state queued"),
+        "{asked}"
+    );
+    assert_eq!(
+        row_status(b, id).await,
+        "",
+        "no plan list before confirming"
+    );
+    b.screenshot(&shots.join("plans-bulk-confirm.png"))
+        .await
+        .unwrap();
+    click(b, Locator::Id("bulk-confirm-btn")).await;
+    let notice = b
+        .client
+        .wait()
+        .for_element(Locator::Css(".notice"))
+        .await
+        .unwrap();
+    let said = text_of(&notice).await;
+    assert!(said.contains("cancel: 1 of 1 matching plans"), "{said}");
+    // The page keeps the filter: nothing is queued any more.
+    assert_eq!(row_status(b, id).await, "");
+    assert!(
+        text_of(&b.client.find(Locator::Id("paging")).await.unwrap())
+            .await
+            .starts_with("0 matching plans")
+    );
 }
 
 /// Sign in with `token` and land on `next`.

@@ -727,6 +727,9 @@ async fn plans_are_listed_a_page_at_a_time(backend: Backend) {
         d["queue"]["approved"], false,
         "the cancelled plan did not match"
     );
+    // The projects page counts the project's plans and its unfinished ones.
+    let projects = api.page("/ui/projects", op).await;
+    assert!(projects.contains("<td>5</td><td>4</td>"), "{projects}");
     // Bulk by filter: cancel every queued plan.
     let (status, bulk) = api
         .post(
@@ -855,6 +858,12 @@ async fn the_trusted_user_header_authenticates_behind_a_proxy(backend: Backend) 
             "X-Remote-User",
             "--trusted-user-scope",
             "operate",
+            "--trusted-groups-header",
+            "X-Remote-Groups",
+            "--trusted-group-scope",
+            "ops=admin",
+            "--trusted-group-scope",
+            "readers=read",
             "--body-limit",
             "4096",
         ],
@@ -893,6 +902,37 @@ async fn the_trusted_user_header_authenticates_behind_a_proxy(backend: Backend) 
     assert_eq!(admin_only.status(), StatusCode::FORBIDDEN);
     let audit = api.get("/api/v1/audit", admin).await;
     assert_eq!(audit[0]["actor"], "alice", "{audit}");
+    // Groups raise a user's scope: only a group mapped to admin grants it.
+    let as_member = |user: &str, groups: &str| {
+        api.request(Method::GET, "/api/v1/audit")
+            .header("x-remote-user", user)
+            .header("x-remote-groups", groups)
+    };
+    let granted = as_member("bob", "staff, ops").send().await.unwrap();
+    assert_eq!(granted.status(), StatusCode::OK);
+    for groups in ["staff", "devops,Ops", "readers"] {
+        let refused = as_member("carol", groups).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{groups}");
+    }
+    let me: Value = api
+        .request(Method::GET, "/api/v1/session")
+        .header("x-remote-user", "bob")
+        .header("x-remote-groups", "ops")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["scope"], "admin", "{me}");
+    // The groups header alone authenticates no one.
+    let anonymous = api
+        .request(Method::GET, "/api/v1/audit")
+        .header("x-remote-groups", "ops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     // The body limit.
     let big = json!({ "project": id, "action": license(), "queue": "q".repeat(8192) });
     let (status, _) = api.post("/api/v1/plans", op, big).await;

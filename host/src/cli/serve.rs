@@ -54,9 +54,21 @@ pub struct ServeArgs {
     /// request; never use it on a port clients reach directly.
     #[arg(long, value_name = "NAME")]
     pub trusted_user_header: Option<String>,
-    /// The scope of users authenticated by --trusted-user-header.
+    /// The scope of users authenticated by --trusted-user-header (the
+    /// least they get; see --trusted-group-scope).
     #[arg(long, default_value = "read", value_parser = parse_scope)]
     pub trusted_user_scope: Scope,
+    /// A header the single sign-on proxy sets to the user's groups
+    /// (comma-separated), for --trusted-group-scope. The proxy MUST strip
+    /// it from every client request too.
+    #[arg(long, value_name = "NAME", requires = "trusted_user_header")]
+    pub trusted_groups_header: Option<String>,
+    /// Give proxied users in GROUP (named by --trusted-groups-header) the
+    /// scope SCOPE (repeatable); a user gets the highest scope of their
+    /// groups, never less than --trusted-user-scope.
+    #[arg(long = "trusted-group-scope", value_name = "GROUP=SCOPE",
+          value_parser = parse_group_scope, requires = "trusted_groups_header")]
+    pub trusted_group_scopes: Vec<(String, Scope)>,
     /// How long a dashboard session lasts.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "12h")]
     pub session_ttl: Duration,
@@ -76,6 +88,19 @@ pub struct ServeArgs {
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
     s.parse()
+}
+
+fn parse_group_scope(s: &str) -> Result<(String, Scope), String> {
+    let (group, scope) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not GROUP=SCOPE"))?;
+    let group = group.trim();
+    if group.is_empty() || group.contains(',') {
+        return Err(format!(
+            "`{s}`: a group name, without commas, comes before `=`"
+        ));
+    }
+    Ok((group.to_string(), scope.trim().parse()?))
 }
 
 /// `lockstep tokens …`
@@ -262,6 +287,8 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), CliError> {
         secure_cookies: args.secure_cookies,
         trusted_user_header: args.trusted_user_header.clone(),
         trusted_user_scope: args.trusted_user_scope,
+        trusted_groups_header: args.trusted_groups_header.clone(),
+        trusted_group_scopes: args.trusted_group_scopes.clone(),
         session_ttl: args.session_ttl,
         body_limit: args.body_limit,
         max_page_size: args.max_page_size.max(1),

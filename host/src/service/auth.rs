@@ -219,6 +219,38 @@ fn proxy_user<'a>(state: &AppState, headers: &'a HeaderMap) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// The scope of a user the proxy authenticated: the configured scope,
+/// raised to the highest scope one of their groups (the trusted groups
+/// header, when configured) grants.
+fn proxy_scope(state: &AppState, headers: &HeaderMap) -> Scope {
+    let config = state.config();
+    let groups = config
+        .trusted_groups_header
+        .as_deref()
+        .into_iter()
+        .flat_map(|name| headers.get_all(name))
+        .filter_map(|v| v.to_str().ok());
+    scope_of_groups(
+        config.trusted_user_scope,
+        &config.trusted_group_scopes,
+        groups,
+    )
+}
+
+/// `base`, raised to the highest scope `granted` gives one of the groups
+/// in `values` (each a comma-separated list; names match exactly).
+fn scope_of_groups<'a>(
+    base: Scope,
+    granted: &[(String, Scope)],
+    values: impl Iterator<Item = &'a str>,
+) -> Scope {
+    values
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter_map(|g| granted.iter().find(|(name, _)| name == g).map(|(_, s)| *s))
+        .fold(base, Scope::max)
+}
+
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, AuthRejection> {
     let container = state.container();
     if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
@@ -240,7 +272,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, Auth
     if let Some(user) = proxy_user(state, &parts.headers) {
         return Ok(Principal {
             who: user.to_string(),
-            scope: state.config().trusted_user_scope,
+            scope: proxy_scope(state, &parts.headers),
             via: Via::Proxy(proxy_csrf(state.secret(), user)),
         });
     }
@@ -407,6 +439,27 @@ mod tests {
         };
         assert!(p(Scope::Operate).require(Scope::Read).is_ok());
         assert!(p(Scope::Operate).require(Scope::Admin).is_err());
+    }
+
+    #[test]
+    fn a_proxied_user_gets_the_highest_scope_of_their_groups_and_never_less_than_the_base() {
+        let granted = vec![
+            ("ops".to_string(), Scope::Admin),
+            ("devs".to_string(), Scope::Operate),
+        ];
+        let of = |base, values: &[&str]| scope_of_groups(base, &granted, values.iter().copied());
+        assert_eq!(of(Scope::Read, &[]), Scope::Read);
+        assert_eq!(of(Scope::Read, &["devs"]), Scope::Operate);
+        assert_eq!(of(Scope::Read, &["staff, devs", "ops"]), Scope::Admin);
+        assert_eq!(of(Scope::Read, &[" ops ,x"]), Scope::Admin);
+        // Names match exactly: no prefix, suffix or case games.
+        assert_eq!(of(Scope::Read, &["devops,Ops,ops2,opsx"]), Scope::Read);
+        // A group never lowers the base.
+        assert_eq!(of(Scope::Admin, &["devs"]), Scope::Admin);
+        assert_eq!(
+            scope_of_groups(Scope::Operate, &[], ["ops"].into_iter()),
+            Scope::Operate
+        );
     }
 
     #[test]

@@ -49,8 +49,16 @@ pub struct ServiceConfig {
     /// carrying it are authenticated as that user. The proxy must remove it
     /// from every client request.
     pub trusted_user_header: Option<String>,
-    /// The scope of users authenticated by the trusted header.
+    /// The scope of users authenticated by the trusted header (the least a
+    /// proxied user gets).
     pub trusted_user_scope: Scope,
+    /// A header the proxy sets to the user's groups (comma-separated), read
+    /// only on requests authenticated by the trusted user header. The proxy
+    /// must remove it from every client request too.
+    pub trusted_groups_header: Option<String>,
+    /// The scope each group grants: a proxied user gets the highest scope
+    /// of their groups, never less than `trusted_user_scope`.
+    pub trusted_group_scopes: Vec<(String, Scope)>,
     /// How long a dashboard session lasts.
     pub session_ttl: Duration,
     /// Largest request body accepted, in bytes.
@@ -70,6 +78,8 @@ impl Default for ServiceConfig {
             secure_cookies: false,
             trusted_user_header: None,
             trusted_user_scope: Scope::Read,
+            trusted_groups_header: None,
+            trusted_group_scopes: Vec::new(),
             session_ttl: Duration::from_secs(12 * 3600),
             body_limit: 1024 * 1024,
             max_page_size: 200,
@@ -111,10 +121,12 @@ impl AppState {
             .iter()
             .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()))
             .collect();
-        config.trusted_user_header = config
-            .trusted_user_header
-            .map(|h| h.trim().to_ascii_lowercase())
-            .filter(|h| !h.is_empty());
+        let header = |h: Option<String>| {
+            h.map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+        };
+        config.trusted_user_header = header(config.trusted_user_header);
+        config.trusted_groups_header = header(config.trusted_groups_header);
         AppState {
             inner: Arc::new(Inner {
                 hub: events::Hub::new(container.clone(), config.shutdown.clone()),

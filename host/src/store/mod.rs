@@ -8,7 +8,7 @@
 mod page;
 mod plans;
 
-pub use page::{EventEntry, PlanFilter, PlanPage, PlanProject};
+pub use page::{EventEntry, PlanFilter, PlanPage, PlanProject, ProjectPlans};
 pub use plans::{PlanRead, StateWrite, Store};
 
 /// A persistence failure.

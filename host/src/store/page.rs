@@ -37,6 +37,17 @@ pub struct PlanProject {
     pub root: String,
 }
 
+/// How many plans a project has, and how many of them are unfinished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectPlans {
+    /// The project's id.
+    pub project_id: String,
+    /// Its plans.
+    pub plans: usize,
+    /// Those neither applied nor cancelled.
+    pub active: usize,
+}
+
 /// An event with its position in the whole history (ids only grow).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EventEntry {
@@ -145,6 +156,28 @@ impl Store {
                 Ok(PlanProject {
                     id: r.try_get("project_id")?,
                     root: r.try_get("project_root")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every project's plans and unfinished plans, counted by the database.
+    pub async fn plans_per_project(&self) -> Result<Vec<ProjectPlans>, StoreError> {
+        let sql = format!(
+            "SELECT project_id, COUNT(*) AS n,
+                    SUM(CASE WHEN state IN ('{}', '{}') THEN 0 ELSE 1 END) AS active
+             FROM plans GROUP BY project_id",
+            State::Applied,
+            State::Cancelled
+        );
+        let rows = sqlx::query(&sql).fetch_all(self.db().reader()).await?;
+        let count = |n: i64| usize::try_from(n).unwrap_or(0);
+        rows.iter()
+            .map(|r| {
+                Ok(ProjectPlans {
+                    project_id: r.try_get("project_id")?,
+                    plans: count(r.try_get("n")?),
+                    active: count(r.try_get("active")?),
                 })
             })
             .collect()

@@ -449,15 +449,15 @@ async fn projects_page(
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
     let c = state.container();
-    let plans = c.store().list_plans().await?;
+    let counts = c.store().plans_per_project().await?;
     let rows: Vec<ProjectRow> = projects::list(c)
         .await?
         .into_iter()
         .map(|p| {
-            let on: Vec<&PlanRecord> = plans.iter().filter(|r| r.project_id == p.id).collect();
+            let n = counts.iter().find(|n| n.project_id == p.id);
             ProjectRow {
-                active: on.iter().filter(|r| !r.status.is_terminal()).count(),
-                plans: on.len(),
+                plans: n.map_or(0, |n| n.plans),
+                active: n.map_or(0, |n| n.active),
                 id: p.id,
                 root: p.path,
             }
