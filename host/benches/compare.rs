@@ -10,7 +10,7 @@
 //! | Rust plugin instantiate + call through lockstep | a bare wasmtime harness, same component |
 //! | plugin call on a kept instance | the `extism` crate calling an equivalent Extism plugin |
 //! | plugin instantiate + call | extism: a new plugin from the compiled module + call |
-//! | full four-phase lifecycle, one-step no-op plugins, SQLite | (plans/s) |
+//! | full four-phase lifecycle (`new_plan` + `run_plan`), one-step no-op plugins, SQLite | (plans/s) |
 //! | JS / Python plugin: load from cache + first call | cold compile + first call |
 //!
 //! Each figure is the median of many timed runs after a warm-up. Every goal
@@ -350,8 +350,10 @@ fn wanted(name: &str) -> bool {
             .any(|f| name.contains(f.as_str()) || f.contains(name))
 }
 
-/// The full lifecycle (new, strategize, execute, apply) of one-step `noop`
-/// plans on SQLite, one after another in one session: plans/s, and the
+/// The full lifecycle (new, then strategize, execute and apply under one
+/// plan lock: `run_plan`, as for a plan whose apply needs no review) of
+/// one-step `noop` plans on SQLite, one after another in one session:
+/// plans/s, and the
 /// database commits and round trips per plan when the bench is built with
 /// the `db-stats` feature (`./dev compare` does).
 async fn lifecycle_rows(dist: &Path, dir: &Path, rows: &mut Vec<Row>) {
@@ -372,9 +374,7 @@ async fn lifecycle_rows(dist: &Path, dir: &Path, rows: &mut Vec<Row>) {
     let started = Instant::now();
     for _ in 0..plans {
         let plan = session.new_plan(action.clone(), &project).await.unwrap();
-        session.strategize_plan(&plan.id).await.unwrap();
-        session.execute_plan(&plan.id).await.unwrap();
-        session.apply_plan(&plan.id).await.unwrap();
+        session.run_plan(&plan.id).await.unwrap();
     }
     let per_plan = started.elapsed() / plans;
     let counts = lockstep::db::stats::snapshot()
@@ -382,7 +382,7 @@ async fn lifecycle_rows(dist: &Path, dir: &Path, rows: &mut Vec<Row>) {
         .map(|(a, b)| a.since(b));
     rows.push(Row {
         figure: format!(
-            "full lifecycle, noop, SQLite ({:.0} plans/s)",
+            "full lifecycle, noop, SQLite, run_plan: three phases, one lock ({:.0} plans/s)",
             1.0 / per_plan.as_secs_f64()
         ),
         value: per_plan,
@@ -402,7 +402,7 @@ async fn lifecycle_rows(dist: &Path, dir: &Path, rows: &mut Vec<Row>) {
         None => "(build with --features db-stats)".into(),
     };
     rows.push(Row {
-        figure: "SQLite commits / round trips per plan (full lifecycle)".into(),
+        figure: "SQLite commits / round trips per plan (full lifecycle, run_plan)".into(),
         value: Duration::ZERO,
         text: Some(text),
         counts: per_plan_counts,

@@ -540,6 +540,329 @@ async fn graceful_shutdown_interrupts_the_phase(backend: Backend) {
     assert!(view.plan.error.unwrap().contains("interrupted"));
 }
 
+/// The statuses and reasons of a plan's history, and the phases a session
+/// reported starting.
+async fn history(s: &lockstep::lifecycle::PlanLifecycleService, id: &str) -> Vec<String> {
+    let view = s.status(id).await.unwrap();
+    assert!(view.events.iter().all(|e| e.actor == s.owner().id));
+    view.events
+        .iter()
+        .map(|e| {
+            let from = e.from.map_or("(new)".to_string(), |s| s.to_string());
+            format!("{from} → {} ({})", e.to, e.reason)
+        })
+        .collect()
+}
+
+/// Record the phases `s` reports starting.
+fn phases_started(
+    s: &mut lockstep::lifecycle::PlanLifecycleService,
+) -> Arc<std::sync::Mutex<Vec<Phase>>> {
+    let phases = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = phases.clone();
+    s.set_progress(Arc::new(move |p: &Progress| {
+        if let Progress::PhaseStarted { phase, .. } = p {
+            seen.lock().unwrap().push(*phase);
+        }
+    }));
+    phases
+}
+
+async fn a_chained_run_writes_what_three_phases_write(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[("a.txt", "A\n"), ("b.txt", "B\n")]);
+    let c = container(&db).await;
+    let mut one_by_one = c.lifecycle();
+    let mut chained = c.lifecycle();
+    let phases_one = phases_started(&mut one_by_one);
+    let phases_chained = phases_started(&mut chained);
+    let act = |file: &str| {
+        action(
+            "files",
+            "files",
+            &[("files", file), ("content", "+x\n"), ("mode", "append")],
+        )
+    };
+    let a = one_by_one.new_plan(act("a.txt"), &project).await.unwrap();
+    one_by_one.strategize_plan(&a.id).await.unwrap();
+    one_by_one.execute_plan(&a.id).await.unwrap();
+    one_by_one.apply_plan(&a.id).await.unwrap();
+    let b = chained.new_plan(act("b.txt"), &project).await.unwrap();
+    let done = chained.run_plan(&b.id).await.unwrap();
+    assert_eq!(done.status, status(Phase::Apply, State::Applied));
+    assert_eq!(
+        std::fs::read_to_string(project.join("b.txt")).unwrap(),
+        "B\n+x\n"
+    );
+    // The same statuses, reasons, versions and rows.
+    assert_eq!(
+        history(&one_by_one, &a.id).await,
+        history(&chained, &b.id).await
+    );
+    let (va, vb) = (
+        one_by_one.status(&a.id).await.unwrap(),
+        chained.status(&b.id).await.unwrap(),
+    );
+    assert_eq!(va.plan.version, vb.plan.version);
+    assert_eq!(vb.plan.lock_token.is_some(), va.plan.lock_token.is_some());
+    assert_eq!(va.steps.len(), vb.steps.len());
+    assert_eq!(va.changes, vb.changes);
+    assert_eq!(
+        va.plan.proposal.unwrap().steps.len(),
+        vb.plan.proposal.unwrap().steps.len()
+    );
+    assert_eq!(
+        c.store().changes(&b.id).await.unwrap()[0]
+            .contents
+            .as_deref(),
+        Some(&b"B\n+x\n"[..])
+    );
+    let all = [Phase::Strategize, Phase::Execute, Phase::Apply];
+    assert_eq!(*phases_one.lock().unwrap(), all);
+    assert_eq!(*phases_chained.lock().unwrap(), all);
+    assert!(
+        c.locks().list().await.unwrap().is_empty(),
+        "every lock released"
+    );
+    // From where a plan stands, up to a phase: here strategize and execute.
+    let p = chained.new_plan(act("a.txt"), &project).await.unwrap();
+    let p = chained
+        .run_through(&p.id, Phase::Strategize, Phase::Execute)
+        .await
+        .unwrap();
+    assert_eq!(p.status, status(Phase::Execute, State::Complete));
+    assert!(c.locks().list().await.unwrap().is_empty());
+    let p = chained
+        .run_through(&p.id, Phase::Apply, Phase::Apply)
+        .await
+        .unwrap();
+    assert_eq!(p.status, status(Phase::Apply, State::Applied));
+    // A plan not ready for the first phase is refused before anything runs.
+    assert!(matches!(
+        chained.run_plan(&p.id).await,
+        Err(LifecycleError::InvalidTransition(_))
+    ));
+}
+
+/// The plan lock is taken over while the chain runs execute: the write
+/// that would end execute and start apply is refused, nothing is applied,
+/// and the apply lock taken for it is not left behind.
+async fn a_chain_whose_lease_is_taken_over_is_refused(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[("a.txt", "A")]);
+    let c = container(&db).await;
+    let mut s = c.lifecycle();
+    let plan = s
+        .new_plan(
+            action(
+                "files",
+                "files",
+                &[("files", "a.txt"), ("content", "new"), ("delay_ms", "1000")],
+            ),
+            &project,
+        )
+        .await
+        .unwrap();
+    let step_started = step_started(&mut s);
+    let id = plan.id.clone();
+    let running = tokio::spawn(async move { s.run_plan(&id).await });
+    step_started.notified().await;
+    // An operator force-releases the lease (fencing its token out) and
+    // another session takes the plan and writes it.
+    let resource = format!("plan:{}", plan.id);
+    let locks: &LockService = c.locks();
+    let (old_owner, old_token) = locks.force_release(&resource).await.unwrap().unwrap();
+    let thief = Owner::new_session();
+    let grant = locks
+        .try_acquire(&resource, &thief, "recover", MIN_TTL)
+        .await
+        .unwrap();
+    assert!(grant.token > old_token);
+    let now = c.store().plan(&plan.id).await.unwrap();
+    assert_eq!(now.status, status(Phase::Execute, State::Processing));
+    c.store()
+        .transition(&StateWrite {
+            plan_id: &plan.id,
+            seen_version: now.version,
+            from: now.status,
+            to: status(Phase::Execute, State::Errored),
+            actor: &thief.id,
+            fence: Some(&Fence::new(
+                resource.as_str(),
+                thief.id.as_str(),
+                grant.token,
+            )),
+            reason: "taken over",
+            error: Some("taken over"),
+            release: &[],
+        })
+        .await
+        .unwrap();
+    match running.await.unwrap() {
+        Err(LifecycleError::LeaseLost { current, token, .. }) => {
+            assert_eq!(current, status(Phase::Execute, State::Errored));
+            assert_eq!(token, old_token);
+        }
+        other => panic!("expected the lease to be lost, got {other:?}"),
+    }
+    assert_eq!(std::fs::read_to_string(project.join("a.txt")).unwrap(), "A");
+    let view = c.lifecycle().status(&plan.id).await.unwrap();
+    assert_eq!(view.plan.status, status(Phase::Execute, State::Errored));
+    assert_eq!(view.plan.lock_token, Some(grant.token));
+    assert!(
+        !view
+            .events
+            .iter()
+            .any(|e| e.actor == old_owner && e.from.is_some_and(|f| f.phase == Phase::Execute)),
+        "the stale session wrote nothing after the takeover: {:?}",
+        view.events
+    );
+    let held: Vec<_> = locks.list().await.unwrap();
+    assert_eq!(
+        held.iter()
+            .map(|l| (l.resource.as_str(), l.owner.as_str()))
+            .collect::<Vec<_>>(),
+        [(resource.as_str(), thief.id.as_str())],
+        "only the new holder's lease is left"
+    );
+}
+
+/// Another session holds the apply lock on the project when execute ends:
+/// the chain ends there (execute complete, every lease of the run
+/// released) and reports the holder.
+async fn a_held_apply_lock_ends_the_chain_after_execute(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[("a.txt", "A")]);
+    let c = container(&db).await;
+    let s = c.lifecycle();
+    let plan = s
+        .new_plan(
+            action("files", "files", &[("files", "a.txt"), ("content", "new")]),
+            &project,
+        )
+        .await
+        .unwrap();
+    let other = Owner::new_session();
+    let tree = format!("project:{}", plan.project_id);
+    let held = c
+        .locks()
+        .lock_tree(
+            &tree,
+            &plan.project_root,
+            &other,
+            "apply elsewhere",
+            MIN_TTL,
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    match s.run_plan(&plan.id).await {
+        Err(LifecycleError::LockConflict(conflict)) => {
+            assert_eq!(conflict.resource, tree);
+            assert_eq!(conflict.owner, other.id);
+        }
+        other => panic!("expected the apply lock's conflict, got {other:?}"),
+    }
+    assert_eq!(std::fs::read_to_string(project.join("a.txt")).unwrap(), "A");
+    let view = s.status(&plan.id).await.unwrap();
+    assert_eq!(view.plan.status, status(Phase::Execute, State::Complete));
+    assert_eq!(view.changes, 1);
+    let locks = c.locks().list().await.unwrap();
+    assert_eq!(
+        locks.iter().map(|l| l.owner.as_str()).collect::<Vec<_>>(),
+        [other.id.as_str()]
+    );
+    held.release().await.unwrap();
+    s.apply_plan(&plan.id).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(project.join("a.txt")).unwrap(),
+        "new"
+    );
+}
+
+/// The session is shut down as execute's last step finishes: execute's
+/// result is kept, apply never starts.
+async fn shutdown_between_phases_stops_the_chain(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[("a.txt", "A")]);
+    let c = container(&db).await;
+    let mut s = c.lifecycle();
+    let plan = s
+        .new_plan(
+            action("files", "files", &[("files", "a.txt"), ("content", "new")]),
+            &project,
+        )
+        .await
+        .unwrap();
+    let token = s.shutdown_token();
+    s.set_progress(Arc::new(move |p: &Progress| {
+        if matches!(p, Progress::StepFinished { .. }) {
+            token.cancel();
+        }
+    }));
+    assert!(matches!(
+        s.run_plan(&plan.id).await,
+        Err(LifecycleError::Interrupted)
+    ));
+    assert_eq!(std::fs::read_to_string(project.join("a.txt")).unwrap(), "A");
+    let other = c.lifecycle();
+    let view = other.status(&plan.id).await.unwrap();
+    assert_eq!(view.plan.status, status(Phase::Execute, State::Complete));
+    assert_eq!(view.plan.error, None);
+    assert_eq!(
+        view.events.last().map(|e| e.reason.as_str()),
+        Some("execute finished")
+    );
+    assert!(c.locks().list().await.unwrap().is_empty());
+    other.apply_plan(&plan.id).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(project.join("a.txt")).unwrap(),
+        "new"
+    );
+}
+
+/// A target changes after execute read it: the chain's apply refuses it
+/// (drift), writes nothing and leaves the plan apply/errored.
+async fn a_drifted_project_stops_the_chain_before_apply(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[("a.txt", "A"), ("b.txt", "B")]);
+    let c = container(&db).await;
+    let mut s = c.lifecycle();
+    let plan = s
+        .new_plan(
+            action(
+                "files",
+                "files",
+                &[("files", "a.txt,b.txt"), ("content", "new")],
+            ),
+            &project,
+        )
+        .await
+        .unwrap();
+    let edited = project.join("b.txt");
+    s.set_progress(Arc::new(move |p: &Progress| {
+        if matches!(p, Progress::StepFinished { index: 1, .. }) {
+            std::fs::write(&edited, "edited by someone").unwrap();
+        }
+    }));
+    match s.run_plan(&plan.id).await {
+        Err(LifecycleError::ApplyDrift(d)) => assert_eq!(
+            d.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
+            ["b.txt"]
+        ),
+        other => panic!("expected a drift, got {other:?}"),
+    }
+    assert_eq!(std::fs::read_to_string(project.join("a.txt")).unwrap(), "A");
+    assert_eq!(
+        std::fs::read_to_string(project.join("b.txt")).unwrap(),
+        "edited by someone"
+    );
+    let view = s.status(&plan.id).await.unwrap();
+    assert_eq!(view.plan.status, status(Phase::Apply, State::Errored));
+    assert!(view.plan.error.unwrap().contains("b.txt"));
+    assert!(c.locks().list().await.unwrap().is_empty());
+}
+
 on_both_backends!(
     full_lifecycle_with_overlay,
     invalid_transitions_name_from_and_to,
@@ -551,4 +874,9 @@ on_both_backends!(
     sessions_and_containers_exclude_each_other,
     stale_holder_is_fenced_out,
     graceful_shutdown_interrupts_the_phase,
+    a_chained_run_writes_what_three_phases_write,
+    a_chain_whose_lease_is_taken_over_is_refused,
+    a_held_apply_lock_ends_the_chain_after_execute,
+    shutdown_between_phases_stops_the_chain,
+    a_drifted_project_stops_the_chain_before_apply,
 );

@@ -445,6 +445,9 @@ async fn retry(
     Ok(())
 }
 
+/// `plan run`: create the plan and run strategize and execute under one
+/// plan lock; with `yes` apply under it too (nothing to review), else show
+/// the changeset and ask first.
 async fn run_all(
     cli: &Cli,
     s: &PlanLifecycleService,
@@ -461,14 +464,42 @@ async fn run_all(
             line(&plan.project_root)
         );
     }
+    let last = if yes { Phase::Apply } else { Phase::Execute };
     let plan = s
-        .strategize_plan(&plan.id)
+        .run_through(&plan.id, Phase::Strategize, last)
         .await
         .map_err(|e| CliError::from(e).in_plan(&plan.id))?;
     if !json {
         print_proposal(&plan);
     }
-    carry_on(cli, s, plan, yes).await
+    if plan.status != Status::new(Phase::Apply, State::Applied) {
+        return carry_on(cli, s, plan, yes).await;
+    }
+    let changes = s
+        .changes(&plan.id)
+        .await
+        .map_err(|e| CliError::from(e).in_plan(&plan.id))?;
+    print_changes(cli.json, &changes);
+    let report = ApplyReport {
+        plan_id: plan.id.clone(),
+        files: changes.len(),
+    };
+    print_applied(&report, Some(&changes), json);
+    Ok(())
+}
+
+/// The changeset as a diff (or that there is nothing to change), unless
+/// the output is JSON.
+fn print_changes(json: bool, changes: &[ChangeRecord]) {
+    if json {
+        return;
+    }
+    if changes.is_empty() {
+        println!("nothing to change");
+    } else {
+        print!("{}", diff(changes, colour()));
+        print!("{}", callouts(changes, colour()));
+    }
 }
 
 /// Take `plan` on from where it is to applied: execute it if it is
@@ -493,14 +524,7 @@ async fn carry_on(
         return Ok(());
     }
     let changes = s.changes(&id).await.map_err(in_plan)?;
-    if !cli.json {
-        if changes.is_empty() {
-            println!("nothing to change");
-        } else {
-            print!("{}", diff(&changes, colour()));
-            print!("{}", callouts(&changes, colour()));
-        }
-    }
+    print_changes(cli.json, &changes);
     if !yes && !changes.is_empty() && !confirmed(cli.json, &plan, changes.len())? {
         println!("not applied; plan {} stays in {}", plan.id, plan.status);
         return Ok(());

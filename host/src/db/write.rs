@@ -153,8 +153,8 @@ impl WriteTx {
         self.conn.is_some()
     }
 
-    /// Commit.
-    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+    /// Commit (the transaction is then closed: dropping it does nothing).
+    pub(crate) async fn commit(&mut self) -> Result<(), sqlx::Error> {
         record(1, 1);
         let mut conn = self.conn.take().expect("transaction open");
         match conn.execute("COMMIT").await {

@@ -15,7 +15,7 @@ use super::{transition, Command, LifecycleError, PlanLifecycleService, Transitio
 use crate::db::WriteTx;
 use crate::locks::{Fence, LockGuard};
 use crate::model::{ChangeRecord, Phase, PlanProposal, PlanRecord, State, Status, StepResult};
-use crate::store::{PlanRead, StateWrite, Store, StoreError};
+use crate::store::{Completion, PlanRead, StateWrite, StoreError, Then};
 
 /// Which phase a run command runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,25 +74,34 @@ pub(super) enum PhaseOutput {
 }
 
 impl PhaseOutput {
-    /// Store the output with `write` (the phase's `*/processing` → done);
-    /// also returns how many files an apply wrote or deleted.
-    async fn store(
-        self,
-        store: &Store,
-        write: &StateWrite<'_>,
-    ) -> Result<(PlanRecord, usize), StoreError> {
-        Ok(match self {
-            PhaseOutput::Proposal(p) => (store.complete_strategize(write, &p).await?, 0),
-            PhaseOutput::Changes(changes, steps) => {
-                (store.complete_execute(write, &changes, &steps).await?, 0)
-            }
-            PhaseOutput::Applied(files) => (store.finish_apply(write).await?, files),
-        })
+    /// What the completing write stores.
+    fn completion(&self) -> Completion<'_> {
+        match self {
+            PhaseOutput::Proposal(p) => Completion::Proposal(p),
+            PhaseOutput::Changes(changes, steps) => Completion::Changes(changes, steps),
+            PhaseOutput::Applied(_) => Completion::Applied,
+        }
+    }
+
+    /// How many files an apply wrote or deleted.
+    fn files(&self) -> usize {
+        match self {
+            PhaseOutput::Applied(files) => *files,
+            PhaseOutput::Proposal(_) | PhaseOutput::Changes(..) => 0,
+        }
+    }
+
+    /// The changeset, for the apply that follows an execute.
+    fn into_changes(self) -> Option<Vec<ChangeRecord>> {
+        match self {
+            PhaseOutput::Changes(changes, _) => Some(changes),
+            PhaseOutput::Proposal(_) | PhaseOutput::Applied(_) => None,
+        }
     }
 }
 
-/// The status writes of one run: the same plan, actor and fence each time;
-/// the last one also releases the run's leases (`ends`).
+/// The status writes of one phase: the same plan, actor and fence each
+/// time; the last one also releases the phase's leases (`ends`).
 struct Writes<'a> {
     id: &'a str,
     actor: &'a str,
@@ -147,15 +156,58 @@ fn ended<T>(written: &Result<T, StoreError>, guards: &[Option<&LockGuard>]) {
     }
 }
 
+/// The lock operation of `command` on plan `id` (`execute plan ID`).
+fn phase_operation(command: Command, id: &str) -> String {
+    format!("{command} plan {id}")
+}
+
+/// The phase after `phase`, if any.
+fn after(phase: Phase) -> Option<Phase> {
+    match phase {
+        Phase::Strategize => Some(Phase::Execute),
+        Phase::Execute => Some(Phase::Apply),
+        Phase::Apply => None,
+    }
+}
+
+/// Release the apply lock (unless a write released it already).
+async fn release_project(project: Option<LockGuard>) {
+    if let Some(g) = project {
+        if let Err(e) = g.release().await {
+            tracing::warn!("releasing project lock: {e}; it will expire");
+        }
+    }
+}
+
+/// A phase started by a hand-over: decided, written at `version`, and
+/// the changeset it may use (apply after execute).
+struct Started {
+    decided: Decided,
+    version: i64,
+    changes: Option<Vec<ChangeRecord>>,
+}
+
 impl PlanLifecycleService {
     /// Run a phase under the plan lock; also returns how many files an
-    /// apply wrote or deleted.
+    /// apply wrote or deleted. `through`: go on under the same lock with
+    /// each phase after it up to this one (see
+    /// [`PlanLifecycleService::run_through`]).
     pub(super) async fn run_phase(
         &self,
         id: &str,
         runs: Runs,
+        through: Option<Phase>,
     ) -> Result<(PlanRecord, usize), LifecycleError> {
-        let operation = format!("{} plan {id}", runs.command());
+        let chained = match (runs, through) {
+            (Runs::Phase(first), Some(last)) => last > first,
+            (Runs::Retry, Some(_)) => true,
+            (_, None) => false,
+        };
+        let operation = if chained {
+            format!("run plan {id}")
+        } else {
+            format!("{} plan {id}", runs.command())
+        };
         let apply = runs == Runs::Phase(Phase::Apply);
         // Strategize and execute start in the request that takes the lock.
         let start = match runs {
@@ -171,7 +223,7 @@ impl PlanLifecycleService {
             started,
         } = locked;
         let result = self
-            .run_phase_locked((read, changes, started), tx, runs, &operation, &guard)
+            .run_phase_locked((read, changes, started), tx, runs, through, &guard)
             .await;
         if let Err(e) = guard.release().await {
             tracing::warn!("releasing plan lock: {e}; it will expire");
@@ -180,32 +232,33 @@ impl PlanLifecycleService {
     }
 
     /// Decide the phase (the plan recovered first if need be), take the
-    /// apply lock if the phase writes the project, and run it. `tx`: the
-    /// open transaction that took the plan lock (SQLite).
+    /// apply lock if the phase writes the project, and run it (and the
+    /// phases after it `through` the one given). `tx`: the open
+    /// transaction that took the plan lock (SQLite).
     async fn run_phase_locked(
         &self,
         (read, changes, started): (PlanRead, Option<Vec<ChangeRecord>>, Option<i64>),
         mut tx: Option<WriteTx>,
         runs: Runs,
-        operation: &str,
+        through: Option<Phase>,
         guard: &LockGuard,
     ) -> Result<(PlanRecord, usize), LifecycleError> {
-        let decided = match self.decide(read, &mut tx, runs, operation, guard).await {
+        let decided = match self.decide(read, &mut tx, runs, guard).await {
             Ok(decided) => decided,
             Err(e) => {
                 settle(tx, &[guard]).await;
                 return Err(e);
             }
         };
-        let result = self
-            .run_started(&decided, (changes, started), operation, guard, tx)
-            .await;
-        if let Some(g) = decided.project {
-            if let Err(e) = g.release().await {
-                tracing::warn!("releasing project lock: {e}; it will expire");
+        let version = match self.write_first_start(&decided, started, guard, tx).await {
+            Ok(version) => version,
+            Err(e) => {
+                release_project(decided.project).await;
+                return Err(e);
             }
-        }
-        result
+        };
+        self.run_started(decided, version, changes, through, guard)
+            .await
     }
 
     /// Recover the plan if a dead session left it in `*/processing`,
@@ -215,7 +268,6 @@ impl PlanLifecycleService {
         read: PlanRead,
         tx: &mut Option<WriteTx>,
         runs: Runs,
-        operation: &str,
         guard: &LockGuard,
     ) -> Result<Decided, LifecycleError> {
         let PlanRead { plan, journaled } = read;
@@ -235,7 +287,10 @@ impl PlanLifecycleService {
         let command = phase_command(phase);
         let t = transition(Some(plan.status), command)?;
         let project = match phase {
-            Phase::Apply => Some(self.lock_apply_in(&plan, operation, tx, guard).await?),
+            Phase::Apply => {
+                let operation = phase_operation(command, &plan.id);
+                Some(self.lock_apply_in(&plan, &operation, tx, guard).await?)
+            }
             Phase::Strategize | Phase::Execute => None,
         };
         Ok(Decided {
@@ -247,89 +302,249 @@ impl PlanLifecycleService {
         })
     }
 
-    /// Write `*/processing` (committing `tx` with it), run the phase,
-    /// write its outcome.
-    async fn run_started(
-        &self,
-        decided: &Decided,
-        (changes, started): (Option<Vec<ChangeRecord>>, Option<i64>),
-        operation: &str,
-        guard: &LockGuard,
-        tx: Option<WriteTx>,
-    ) -> Result<(PlanRecord, usize), LifecycleError> {
-        let Decided {
-            plan, command, t, ..
-        } = decided;
-        let project_guard = decided.project.as_ref();
-        let writes = Writes {
-            id: &plan.id,
+    /// The writes of the phase `decided` under `guard`.
+    fn writes<'a>(&'a self, id: &'a str, guard: &LockGuard, decided: &Decided) -> Writes<'a> {
+        Writes {
+            id,
             actor: &self.owner.id,
             fence: guard.fence(),
             ends: std::iter::once(guard)
-                .chain(project_guard)
+                .chain(decided.project.as_ref())
                 .map(LockGuard::fence)
                 .collect(),
-        };
-        let reason = format!("{command} started");
-        let start = writes.write((plan.status, t.start), plan.version, &reason, None);
+        }
+    }
+
+    /// The first phase's `*/processing` write (committing `tx` with it),
+    /// unless it went with the lock (`started`: the version it wrote);
+    /// the plan's version after it.
+    async fn write_first_start(
+        &self,
+        decided: &Decided,
+        started: Option<i64>,
+        guard: &LockGuard,
+        tx: Option<WriteTx>,
+    ) -> Result<i64, LifecycleError> {
+        let plan = &decided.plan;
         let written = match started {
             // Written with the lock, from the status read with it.
             Some(version) => Ok(version),
-            None => self
-                .write_start(&start, tx, guard, project_guard)
+            None => {
+                let writes = self.writes(&plan.id, guard, decided);
+                let reason = format!("{} started", decided.command);
+                let start =
+                    writes.write((plan.status, decided.t.start), plan.version, &reason, None);
+                self.write_start(&start, tx, guard, decided.project.as_ref())
+                    .await
+                    .map(|started| started.version)
+            }
+        };
+        match written {
+            Ok(version) => Ok(version),
+            Err(refused) => Err(self.refused(&plan.id, guard, plan.version, refused).await),
+        }
+    }
+
+    /// Run the started phase `decided` (written at `version`) and write its
+    /// outcome; `through` a later phase, hand over to the next phase in the
+    /// outcome's write instead, and so on. A session shut down between two
+    /// phases stops after the first: its outcome is written, and the run
+    /// ends with [`LifecycleError::Interrupted`].
+    async fn run_started(
+        &self,
+        mut decided: Decided,
+        mut version: i64,
+        mut changes: Option<Vec<ChangeRecord>>,
+        through: Option<Phase>,
+        guard: &LockGuard,
+    ) -> Result<(PlanRecord, usize), LifecycleError> {
+        loop {
+            let phase = decided.t.start.phase;
+            self.report(Progress::PhaseStarted {
+                plan_id: decided.plan.id.clone(),
+                phase,
+            });
+            let operation = phase_operation(decided.command, &decided.plan.id);
+            let run = PhaseRun {
+                plan: &decided.plan,
+                operation: &operation,
+                cancel: guard.lost(),
+                fence: guard.fence(),
+                journaled: decided.journaled,
+                changes: changes.take(),
+            };
+            let outcome = self.race(phase, run, guard, decided.project.as_ref()).await;
+            let next = after(phase).filter(|next| through.is_some_and(|last| *next <= last));
+            let mut stopped = false;
+            let outcome = match (outcome, next) {
+                (Ok(output), Some(next)) if !self.shutdown.is_cancelled() => {
+                    match self
+                        .hand_over(&decided, version, output, next, guard)
+                        .await?
+                    {
+                        Ok(started) => {
+                            release_project(decided.project).await;
+                            Started {
+                                decided,
+                                version,
+                                changes,
+                            } = started;
+                            continue;
+                        }
+                        // The next phase could not start: this one ends.
+                        Err(output) => Ok(output),
+                    }
+                }
+                (Ok(output), Some(_)) => {
+                    stopped = true;
+                    Ok(output)
+                }
+                (outcome, _) => outcome,
+            };
+            let result = self.finish_phase(&decided, version, outcome, guard).await;
+            release_project(decided.project).await;
+            return match result {
+                Ok(_) if stopped => Err(LifecycleError::Interrupted),
+                other => other,
+            };
+        }
+    }
+
+    /// End the running phase `decided` (written at `version`) with `output`
+    /// and start `next` in the same write, under the same plan lease (and,
+    /// for apply, its tree lock, taken first: on SQLite in the transaction
+    /// the write commits). `Ok(Err(output))`: `next` could not be decided
+    /// (the caller ends the phase with `output` as usual).
+    async fn hand_over(
+        &self,
+        decided: &Decided,
+        version: i64,
+        output: PhaseOutput,
+        next: Phase,
+        guard: &LockGuard,
+    ) -> Result<Result<Started, PhaseOutput>, LifecycleError> {
+        let command = phase_command(next);
+        let Ok(t) = transition(Some(decided.t.success), command) else {
+            return Ok(Err(output));
+        };
+        let plan = &decided.plan;
+        let (project, mut tx) = match next {
+            Phase::Apply => match self
+                .lock_apply_for(plan, &phase_operation(command, &plan.id))
                 .await
-                .map(|started| started.version),
+            {
+                Ok((project, tx)) => (Some(project), tx),
+                Err(e) => {
+                    // No apply now: the phase that ran ends as usual.
+                    self.finish_phase(decided, version, Ok(output), guard)
+                        .await?;
+                    return Err(e);
+                }
+            },
+            Phase::Strategize | Phase::Execute => (None, None),
         };
-        let version = match written {
-            Ok(version) => version,
-            Err(refused) => return Err(self.refused(&plan.id, guard, plan.version, refused).await),
+        let writes = self.writes(&plan.id, guard, decided);
+        let done_reason = format!("{} finished", decided.command);
+        let done = writes.write(
+            (decided.t.start, decided.t.success),
+            version,
+            &done_reason,
+            None,
+        );
+        let start_reason = format!("{command} started");
+        let then = Then {
+            to: t.start,
+            reason: &start_reason,
         };
-        let phase = t.start.phase;
-        self.report(Progress::PhaseStarted {
-            plan_id: plan.id.clone(),
-            phase,
-        });
-        let run = PhaseRun {
-            plan,
-            operation,
-            cancel: guard.lost(),
-            fence: guard.fence(),
-            journaled: decided.journaled,
-            changes,
-        };
-        let outcome = self.race(phase, run, guard, project_guard).await;
-        self.finish_phase(decided, &writes, version, outcome, guard)
-            .await
+        let written = self
+            .store
+            .complete(&done, output.completion(), Some(then), tx.as_mut())
+            .await;
+        if tx.as_ref().is_some_and(WriteTx::is_open) {
+            // Rolled back: the tree lock taken in it never was.
+            drop(tx);
+            void(&project.iter().collect::<Vec<_>>());
+        }
+        match written {
+            Ok(read) => Ok(Ok(Started {
+                version: read.plan.version,
+                decided: Decided {
+                    plan: read.plan,
+                    journaled: Some(read.journaled),
+                    command,
+                    t,
+                    project,
+                },
+                changes: output.into_changes(),
+            })),
+            Err(refused) => {
+                release_project(project).await;
+                Err(self.refused(&plan.id, guard, version, refused).await)
+            }
+        }
+    }
+
+    /// The apply lock on `plan`'s project for a hand-over: on SQLite taken
+    /// in a transaction begun with it and left open for the hand-over's
+    /// write if the tree is free; else the ordinary way (waiting as the
+    /// session is told to, or failing with the holder).
+    async fn lock_apply_for(
+        &self,
+        plan: &PlanRecord,
+        operation: &str,
+    ) -> Result<(LockGuard, Option<WriteTx>), LifecycleError> {
+        if self.store.db().backend == crate::db::Backend::Sqlite {
+            let (tx, got) = self
+                .locks()
+                .try_tree_begin(
+                    &super::service::project_resource(&plan.project_id),
+                    &plan.project_root,
+                    &self.owner,
+                    &format!("{operation} in {}", plan.project_root),
+                    self.options().lock_ttl,
+                )
+                .await?;
+            if let Some(project) = got {
+                return Ok((project, Some(tx)));
+            }
+            settle(Some(tx), &[]).await;
+        }
+        Ok((self.lock_apply(plan, operation).await?, None))
     }
 
     /// Write the phase's outcome (releasing its leases with it).
     async fn finish_phase(
         &self,
-        Decided {
+        decided: &Decided,
+        version: i64,
+        outcome: Result<PhaseOutput, LifecycleError>,
+        guard: &LockGuard,
+    ) -> Result<(PlanRecord, usize), LifecycleError> {
+        let Decided {
             plan,
             command,
             t,
             project,
             ..
-        }: &Decided,
-        writes: &Writes<'_>,
-        version: i64,
-        outcome: Result<PhaseOutput, LifecycleError>,
-        guard: &LockGuard,
-    ) -> Result<(PlanRecord, usize), LifecycleError> {
+        } = decided;
+        let writes = self.writes(&plan.id, guard, decided);
         let project_guard = project.as_ref();
         let written = match outcome {
             Ok(output) => {
                 let reason = format!("{command} finished");
                 let done = writes.last((t.start, t.success), version, &reason, None);
-                let written = output.store(&self.store, &done).await;
+                let written = self
+                    .store
+                    .complete(&done, output.completion(), None, None)
+                    .await
+                    .map(|read| (read.plan, output.files()));
                 ended(&written, &[Some(guard), project_guard]);
                 written
             }
             Err(e) => {
                 let failed = (t.start, t.failure.unwrap_or(t.start));
                 return Err(self
-                    .record_failure(writes, failed, version, e, (guard, project_guard))
+                    .record_failure(&writes, failed, version, e, (guard, project_guard))
                     .await);
             }
         };
@@ -363,6 +578,8 @@ impl PlanLifecycleService {
 
     /// The phase's work, raced against the loss of the plan lease (or the
     /// apply lock's) and the session's shutdown; a panic in it is caught.
+    /// Work that has finished wins over a loss or a shutdown noticed at
+    /// the same time.
     async fn race(
         &self,
         phase: Phase,
@@ -374,6 +591,7 @@ impl PlanLifecycleService {
         let project_lost = project_guard.map(|g| g.lost()).unwrap_or_default();
         let work = AssertUnwindSafe(self.phase_work(phase, run)).catch_unwind();
         tokio::select! {
+            biased;
             r = work => r.unwrap_or_else(|panic| Err(LifecycleError::Panicked {
                 phase,
                 message: panic_message(&panic),

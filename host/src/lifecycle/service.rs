@@ -204,27 +204,58 @@ impl PlanLifecycleService {
 
     /// Run Strategize.
     pub async fn strategize_plan(&self, id: &str) -> Result<PlanRecord, LifecycleError> {
-        Ok(self.run_phase(id, Runs::Phase(Phase::Strategize)).await?.0)
+        Ok(self
+            .run_phase(id, Runs::Phase(Phase::Strategize), None)
+            .await?
+            .0)
     }
 
     /// Run Execute.
     pub async fn execute_plan(&self, id: &str) -> Result<PlanRecord, LifecycleError> {
-        Ok(self.run_phase(id, Runs::Phase(Phase::Execute)).await?.0)
+        Ok(self
+            .run_phase(id, Runs::Phase(Phase::Execute), None)
+            .await?
+            .0)
     }
 
     /// Run Apply.
     pub async fn apply_plan(&self, id: &str) -> Result<ApplyReport, LifecycleError> {
-        let (_, files) = self.run_phase(id, Runs::Phase(Phase::Apply)).await?;
+        let (_, files) = self.run_phase(id, Runs::Phase(Phase::Apply), None).await?;
         Ok(ApplyReport {
             plan_id: id.to_string(),
             files,
         })
     }
 
+    /// Run `first` and then, under the same plan lock, each phase after it
+    /// up to `last` (only `first` if `last` comes before it): for a plan
+    /// whose apply needs no review. Each phase's end and the next one's
+    /// start are one write, fenced by the one lease, with the same events
+    /// and statuses as the phases run one by one; apply's drift check and
+    /// journal are as ever. A phase that fails ends the run (its phase
+    /// errored, as alone); a session shut down between two phases stops
+    /// after the first ([`LifecycleError::Interrupted`], the plan left in
+    /// that phase's `complete`). Returns the plan as the last phase left it.
+    pub async fn run_through(
+        &self,
+        id: &str,
+        first: Phase,
+        last: Phase,
+    ) -> Result<PlanRecord, LifecycleError> {
+        Ok(self.run_phase(id, Runs::Phase(first), Some(last)).await?.0)
+    }
+
+    /// Strategize, execute and apply a plan in strategize/queued under one
+    /// plan lock ([`PlanLifecycleService::run_through`]): for a plan whose
+    /// apply needs no review.
+    pub async fn run_plan(&self, id: &str) -> Result<PlanRecord, LifecycleError> {
+        self.run_through(id, Phase::Strategize, Phase::Apply).await
+    }
+
     /// Re-run the phase of an errored (or interrupted) plan. The plan is
     /// read and the command decided under the plan lock, like every phase.
     pub async fn retry(&self, id: &str) -> Result<PlanRecord, LifecycleError> {
-        Ok(self.run_phase(id, Runs::Retry).await?.0)
+        Ok(self.run_phase(id, Runs::Retry, None).await?.0)
     }
 
     /// Discard the changeset and go back to strategize/queued.

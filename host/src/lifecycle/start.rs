@@ -13,6 +13,8 @@
 
 use std::time::Instant;
 
+use sqlx::any::AnyRow;
+
 use super::service::{plan_resource, project_resource};
 use super::{transition, Command, LifecycleError, PlanLifecycleService};
 use crate::db::{Backend, Open, WriteTx};
@@ -92,7 +94,7 @@ type ReadWithChanges = (PlanRead, Option<Vec<ChangeRecord>>);
 /// The plan (second statement's row) and, `with_changes`, the changeset
 /// (the third's rows) of a SQLite start request.
 fn read_with_changes(
-    groups: &[Vec<sqlx::any::AnyRow>],
+    groups: &[Vec<AnyRow>],
     id: &str,
     with_changes: bool,
 ) -> Result<Option<ReadWithChanges>, StoreError> {
@@ -111,7 +113,7 @@ fn read_with_changes(
 /// transaction was rolled back and the leases taken in it were never
 /// granted: `guards` must not release them.
 pub(super) async fn settle(tx: Option<WriteTx>, guards: &[&LockGuard]) {
-    let Some(tx) = tx else { return };
+    let Some(mut tx) = tx else { return };
     if let Err(e) = tx.commit().await {
         tracing::warn!("committing the plan lock failed: {e}; it was not taken");
         void(guards);
@@ -251,42 +253,20 @@ impl PlanLifecycleService {
         id: &str,
         operation: &str,
     ) -> Result<Option<Locked>, LifecycleError> {
-        let db = self.store.db();
         let sql = format!(
             "WITH granted AS ({}) SELECT g.token, g.holds, g.acquired_at, g.expires_at, g.granted_at, x.*
              FROM granted g LEFT JOIN ({}) x ON true",
             self.locks().acquire_sql(),
             Store::plan_sql(8)
         );
-        let ttl = self.options().lock_ttl;
-        let query = self
-            .locks()
-            .bind_acquire(sqlx::query(&sql), resource, self.owner(), operation, ttl)?
-            .bind(id);
-        let sent_at = Instant::now();
-        let groups = db.batch(query).await.map_err(db_error)?;
-        let Some(row) = groups.first().and_then(|rows| rows.first()) else {
+        let Some((guard, groups)) = self
+            .send_locked(&sql, resource, id, operation, None)
+            .await?
+        else {
             return Ok(None);
         };
-        let guard = self
-            .locks()
-            .guard_from(row, resource, self.owner(), ttl, sent_at)?;
-        match Store::plan_read(row, 5) {
-            Ok(Some(read)) => Ok(Some(Locked {
-                guard,
-                read,
-                tx: None,
-                changes: None,
-                started: None,
-            })),
-            other => {
-                let _ = guard.release().await;
-                Err(match other {
-                    Err(e) => e.into(),
-                    _ => StoreError::NotFound(id.to_string()).into(),
-                })
-            }
-        }
+        let row = groups.first().and_then(|rows| rows.first());
+        self.locked(guard, row.map(|row| (row, 5)), id, None).await
     }
 
     /// SQLite: the acquisition, the read and the start (event, update) in
@@ -308,21 +288,12 @@ impl PlanLifecycleService {
             &update,
         ];
         let sql = db.batch_sql(&statements, Open::Both);
-        let ttl = self.options().lock_ttl;
-        let query = self
-            .locks()
-            .bind_acquire(sqlx::query(&sql), resource, self.owner(), operation, ttl)?
-            .bind(id)
-            .bind(start.phase.to_string())
-            .bind(&start.reason);
-        let sent_at = Instant::now();
-        let groups = db.batch(query).await.map_err(db_error)?;
-        let Some(grant) = groups.first().and_then(|rows| rows.first()) else {
+        let Some((guard, groups)) = self
+            .send_locked(&sql, resource, id, operation, Some(start))
+            .await?
+        else {
             return Ok(None);
         };
-        let guard = self
-            .locks()
-            .guard_from(grant, resource, self.owner(), ttl, sent_at)?;
         let started = match groups.get(3).and_then(|rows| rows.first()) {
             Some(row) => Some(sqlx::Row::try_get::<i64, _>(row, 0).map_err(db_error)?),
             None => None,
@@ -341,8 +312,7 @@ impl PlanLifecycleService {
         operation: &str,
         start: &Start,
     ) -> Result<Option<Locked>, LifecycleError> {
-        let db = self.store.db();
-        let now = db.now_ms();
+        let now = self.store.db().now_ms();
         let sql = format!(
             "WITH granted AS ({acquire}),
                   old AS ({read}),
@@ -360,30 +330,61 @@ impl PlanLifecycleService {
             read = Store::plan_sql(8),
             from = start.from,
         );
+        let Some((guard, groups)) = self
+            .send_locked(&sql, resource, id, operation, Some(start))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let row = groups.first().and_then(|rows| rows.first());
+        let started: Option<i64> = match row {
+            Some(row) => sqlx::Row::try_get(row, 5 + 13).map_err(db_error)?,
+            None => None,
+        };
+        self.locked(guard, row.map(|row| (row, 5)), id, started)
+            .await
+    }
+
+    /// Send `sql` as one request and one transaction: the acquisition of
+    /// `resource` first ($1–$7, see [`LockService::acquire_sql`]), the plan
+    /// `id` as $8 and, for a `start`, its phase and reason as $9 and $10.
+    /// The guard of the lease taken and the rows of each statement; `None`
+    /// if the lease is held by someone else (the acquisition returned no
+    /// row).
+    ///
+    /// [`LockService::acquire_sql`]: crate::locks::LockService
+    async fn send_locked(
+        &self,
+        sql: &str,
+        resource: &str,
+        id: &str,
+        operation: &str,
+        start: Option<&Start>,
+    ) -> Result<Option<(LockGuard, Vec<Vec<AnyRow>>)>, LifecycleError> {
         let ttl = self.options().lock_ttl;
-        let query = self
+        let mut query = self
             .locks()
-            .bind_acquire(sqlx::query(&sql), resource, self.owner(), operation, ttl)?
-            .bind(id)
-            .bind(start.phase.to_string())
-            .bind(&start.reason);
+            .bind_acquire(sqlx::query(sql), resource, self.owner(), operation, ttl)?
+            .bind(id);
+        if let Some(start) = start {
+            query = query.bind(start.phase.to_string()).bind(&start.reason);
+        }
         let sent_at = Instant::now();
-        let groups = db.batch(query).await.map_err(db_error)?;
-        let Some(row) = groups.first().and_then(|rows| rows.first()) else {
+        let groups = self.store.db().batch(query).await.map_err(db_error)?;
+        let Some(grant) = groups.first().and_then(|rows| rows.first()) else {
             return Ok(None);
         };
         let guard = self
             .locks()
-            .guard_from(row, resource, self.owner(), ttl, sent_at)?;
-        let started: Option<i64> = sqlx::Row::try_get(row, 5 + 13).map_err(db_error)?;
-        self.locked(guard, Some((row, 5)), id, started).await
+            .guard_from(grant, resource, self.owner(), ttl, sent_at)?;
+        Ok(Some((guard, groups)))
     }
 
     /// The plan read (in `row` from column `at`) under `guard`, committed.
     async fn locked(
         &self,
         guard: LockGuard,
-        read: Option<(&sqlx::any::AnyRow, usize)>,
+        read: Option<(&AnyRow, usize)>,
         id: &str,
         started: Option<i64>,
     ) -> Result<Option<Locked>, LifecycleError> {

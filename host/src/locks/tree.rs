@@ -111,6 +111,45 @@ impl LockService {
             .bind_acquire(query, resource, owner, operation, ttl)?
             .bind(&key);
         let groups = tx.batch(query, false).await?;
+        self.tree_guard(&groups, resource, owner, ttl, sent_at)
+    }
+
+    /// SQLite: [`LockService::try_tree_in`] in a write transaction begun in
+    /// the same request, which stays open (whether the lock was taken or
+    /// not): the caller commits it, with writes of its own if it likes.
+    pub(crate) async fn try_tree_begin(
+        &self,
+        resource: &str,
+        path: &str,
+        owner: &Owner,
+        operation: &str,
+        ttl: Duration,
+    ) -> Result<(crate::db::WriteTx, Option<LockGuard>), LockError> {
+        let key = tree_key(path);
+        let db = &self.inner.db;
+        let sql = db.batch_sql(
+            &[self.inner.sql.tree_acquire_checked.as_str()],
+            crate::db::Open::Begin,
+        );
+        let sent_at = std::time::Instant::now();
+        let query = self
+            .bind_acquire(sqlx::query(&sql), resource, owner, operation, ttl)?
+            .bind(&key);
+        let (tx, groups) = db.begin_batch(query).await?;
+        let guard = self.tree_guard(&groups, resource, owner, ttl, sent_at)?;
+        Ok((tx, guard))
+    }
+
+    /// The guard of the tree lock `tree_acquire_checked` took (its rows in
+    /// `groups`), if it took one.
+    fn tree_guard(
+        &self,
+        groups: &[Vec<sqlx::any::AnyRow>],
+        resource: &str,
+        owner: &Owner,
+        ttl: Duration,
+        sent_at: std::time::Instant,
+    ) -> Result<Option<LockGuard>, LockError> {
         let overlap = groups.first().is_some_and(|rows| !rows.is_empty());
         match groups.get(1).and_then(|rows| rows.first()) {
             Some(row) if !overlap => Ok(Some(self.guard_from(row, resource, owner, ttl, sent_at)?)),

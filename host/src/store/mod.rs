@@ -9,7 +9,8 @@ mod page;
 mod plans;
 
 pub use page::{EventEntry, PlanFilter, PlanPage, PlanProject, ProjectPlans};
-pub use plans::{PlanRead, StateWrite, Store};
+pub(crate) use plans::Completion;
+pub use plans::{PlanRead, StateWrite, Store, Then};
 
 /// A persistence failure.
 #[derive(Debug, thiserror::Error)]

@@ -37,6 +37,30 @@ pub struct StateWrite<'a> {
     pub release: &'a [Fence],
 }
 
+/// The start of the next phase, written in the same request as the end of
+/// the phase before it (a run of several phases under one plan lock): the
+/// plan goes on from the write's `to` to `to` here, under the same fence,
+/// with an event for each step (the version moves by two, as it would in
+/// two writes).
+#[derive(Debug, Clone, Copy)]
+pub struct Then<'a> {
+    /// The next phase's status (`*/processing`).
+    pub to: Status,
+    /// Why (goes into its event).
+    pub reason: &'a str,
+}
+
+/// What a finished phase stores with its completing write.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Completion<'a> {
+    /// Strategize: the proposal.
+    Proposal(&'a PlanProposal),
+    /// Execute: the changeset and each step's summary.
+    Changes(&'a [ChangeRecord], &'a [StepResult]),
+    /// Apply: the journal goes.
+    Applied,
+}
+
 /// What a status write does to the stored proposal.
 #[derive(Debug, Clone, Copy)]
 enum Proposal<'a> {
@@ -279,16 +303,10 @@ impl Store {
         tx: &mut WriteTx,
         write: &StateWrite<'_>,
     ) -> Result<PlanRecord, StoreError> {
-        let extra = Extra::default();
-        let statements = state_write_sql(self.db.backend, write, &extra);
-        let parts: Vec<&str> = statements.iter().map(String::as_str).collect();
-        let sql = self.db.batch_sql(&parts, Open::Commit);
-        let query = bind_write(sqlx::query(&sql), write, None, &extra);
-        let groups = tx.batch(query, true).await?;
-        match groups.first().and_then(|rows| rows.first()) {
-            Some(row) => plan_from_row(row),
-            None => Err(why_not_written(&self.db, write).await),
-        }
+        let written = self
+            .write_state_in(write, Proposal::Keep, Extra::default(), None, Some(tx))
+            .await?;
+        Ok(written.plan)
     }
 
     /// Strategize finished: store the proposal with the status change.
@@ -297,10 +315,8 @@ impl Store {
         write: &StateWrite<'_>,
         proposal: &PlanProposal,
     ) -> Result<PlanRecord, StoreError> {
-        let json =
-            serde_json::to_string(proposal).map_err(|e| StoreError::corrupt("proposal", e))?;
-        self.write_state(write, Proposal::Set(&json), Extra::default())
-            .await
+        let done = Completion::Proposal(proposal);
+        Ok(self.complete(write, done, None, None).await?.plan)
     }
 
     /// Execute finished: replace the changeset and step results with the
@@ -312,64 +328,108 @@ impl Store {
         changes: &[ChangeRecord],
         steps: &[StepResult],
     ) -> Result<PlanRecord, StoreError> {
-        if changes.len() + steps.len() > ROWS_PER_REQUEST {
-            return self.complete_execute_large(write, changes, steps).await;
-        }
+        let done = Completion::Changes(changes, steps);
+        Ok(self.complete(write, done, None, None).await?.plan)
+    }
+
+    /// A phase finished: store what it produced with the status change
+    /// `write`, and with it, if `then` says so, start the next phase. The
+    /// last request of the open transaction `tx` (SQLite), which it
+    /// commits, if there is one. Returns the plan as written and whether it
+    /// has an apply journal (known only with `then`: else `false`).
+    pub(crate) async fn complete(
+        &self,
+        write: &StateWrite<'_>,
+        done: Completion<'_>,
+        then: Option<Then<'_>>,
+        tx: Option<&mut WriteTx>,
+    ) -> Result<PlanRead, StoreError> {
         let mut extra = Extra::default();
-        extra.replace_rows(
-            "step_results (plan_id, idx, step_id, summary)",
-            "idx",
-            steps
-                .iter()
-                .map(|s| vec![Bind::Text(s.step_id.clone()), Bind::Text(s.summary.clone())])
-                .collect(),
-            "step_id = excluded.step_id, summary = excluded.summary",
-        );
-        extra.replace_rows(
-            "changes (plan_id, seq, path, kind, contents, base_contents, base_hash, new_hash)",
-            "seq",
-            changes
-                .iter()
-                .map(|c| {
-                    vec![
-                        Bind::Text(c.path.clone()),
-                        Bind::Text(c.kind.to_string()),
-                        Bind::Bytes(c.contents.clone()),
-                        Bind::Bytes(c.base_contents.clone()),
-                        Bind::OptText(c.base_hash.clone()),
-                        Bind::OptText(c.new_hash.clone()),
-                    ]
-                })
-                .collect(),
-            "path = excluded.path, kind = excluded.kind, contents = excluded.contents,
+        let json;
+        let proposal = match done {
+            Completion::Proposal(proposal) => {
+                json = serde_json::to_string(proposal)
+                    .map_err(|e| StoreError::corrupt("proposal", e))?;
+                Proposal::Set(&json)
+            }
+            Completion::Changes(changes, steps) => {
+                if changes.len() + steps.len() > ROWS_PER_REQUEST {
+                    return self
+                        .complete_execute_large(write, changes, steps, then, tx)
+                        .await;
+                }
+                extra.replace_rows(
+                    "step_results (plan_id, idx, step_id, summary)",
+                    "idx",
+                    steps
+                        .iter()
+                        .map(|s| vec![Bind::Text(s.step_id.clone()), Bind::Text(s.summary.clone())])
+                        .collect(),
+                    "step_id = excluded.step_id, summary = excluded.summary",
+                );
+                extra.replace_rows(
+                    "changes (plan_id, seq, path, kind, contents, base_contents, base_hash, new_hash)",
+                    "seq",
+                    changes
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                Bind::Text(c.path.clone()),
+                                Bind::Text(c.kind.to_string()),
+                                Bind::Bytes(c.contents.clone()),
+                                Bind::Bytes(c.base_contents.clone()),
+                                Bind::OptText(c.base_hash.clone()),
+                                Bind::OptText(c.new_hash.clone()),
+                            ]
+                        })
+                        .collect(),
+                    "path = excluded.path, kind = excluded.kind, contents = excluded.contents,
              base_contents = excluded.base_contents, base_hash = excluded.base_hash, new_hash = excluded.new_hash",
-        );
-        self.write_state(write, Proposal::Keep, extra).await
+                );
+                Proposal::Keep
+            }
+            Completion::Applied => {
+                extra.statements =
+                    vec!["DELETE FROM apply_journal WHERE plan_id = $3 AND {guard}".into()];
+                Proposal::Keep
+            }
+        };
+        self.write_state_in(write, proposal, extra, then.as_ref(), tx)
+            .await
     }
 
     /// [`Store::complete_execute`] of a changeset too large for one
     /// request (a statement has a cap on its values): the status write
     /// first, then the rows one by one, in one transaction.
+    /// `then` and `tx` as for [`Store::complete`].
     async fn complete_execute_large(
         &self,
         write: &StateWrite<'_>,
         changes: &[ChangeRecord],
         steps: &[StepResult],
-    ) -> Result<PlanRecord, StoreError> {
-        let mut tx = self.db.begin_write().await?;
+        then: Option<Then<'_>>,
+        tx: Option<&mut WriteTx>,
+    ) -> Result<PlanRead, StoreError> {
+        let mut own;
+        let tx = match tx {
+            Some(open) => open,
+            None => {
+                own = self.db.begin_write().await?;
+                &mut own
+            }
+        };
         let extra = Extra::default();
-        let statements = state_write_sql(self.db.backend, write, &extra);
+        let statements = state_write_sql(self.db.backend, write, &extra, then.as_ref());
         let parts: Vec<&str> = statements.iter().map(String::as_str).collect();
         let sql = self.db.batch_sql(&parts, Open::Inside);
-        let groups = tx
-            .batch(bind_write(sqlx::query(&sql), write, None, &extra), false)
-            .await?;
+        let query = bind_write(sqlx::query(&sql), write, None, &extra, then.as_ref());
+        let groups = tx.batch(query, false).await?;
         let Some(row) = groups.first().and_then(|rows| rows.first()) else {
             // Refused: nothing changed but the releases the write carries.
             tx.commit().await?;
             return Err(why_not_written(&self.db, write).await);
         };
-        let plan = plan_from_row(row)?;
+        let written = written_row(row, then.is_some())?;
         for table in ["changes", "step_results"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE plan_id = $1"))
                 .bind(write.plan_id)
@@ -403,7 +463,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(plan)
+        Ok(written)
     }
 
     /// Revert: drop the changeset, results and proposal with the status change.
@@ -520,11 +580,8 @@ impl Store {
 
     /// Apply finished: clear the journal with the status change.
     pub async fn finish_apply(&self, write: &StateWrite<'_>) -> Result<PlanRecord, StoreError> {
-        let extra = Extra {
-            statements: vec!["DELETE FROM apply_journal WHERE plan_id = $3 AND {guard}".into()],
-            binds: vec![],
-        };
-        self.write_state(write, Proposal::Keep, extra).await
+        let done = Completion::Applied;
+        Ok(self.complete(write, done, None, None).await?.plan)
     }
 
     /// The versioned, fenced status update plus its event, `extra`'s
@@ -537,17 +594,37 @@ impl Store {
         proposal: Proposal<'_>,
         extra: Extra,
     ) -> Result<PlanRecord, StoreError> {
+        let written = self.write_state_in(w, proposal, extra, None, None).await?;
+        Ok(written.plan)
+    }
+
+    /// [`Store::write_state`], going on to `then` if given; as the last
+    /// request of the open transaction `tx` (SQLite), which it commits, if
+    /// there is one.
+    async fn write_state_in(
+        &self,
+        w: &StateWrite<'_>,
+        proposal: Proposal<'_>,
+        extra: Extra,
+        then: Option<&Then<'_>>,
+        tx: Option<&mut WriteTx>,
+    ) -> Result<PlanRead, StoreError> {
         let (set_proposal, proposal_json) = match proposal {
             Proposal::Keep => (0i64, None),
             Proposal::Set(json) => (1, Some(json)),
             Proposal::Clear => (1, None),
         };
         let backend = self.db.backend;
-        let statements = state_write_sql(backend, w, &extra);
+        let statements = state_write_sql(backend, w, &extra, then);
+        let open = if tx.is_some() {
+            Open::Commit
+        } else {
+            Open::Both
+        };
         let sql = match backend {
             Backend::Sqlite => {
                 let parts: Vec<&str> = statements.iter().map(String::as_str).collect();
-                self.db.batch_sql(&parts, Open::Both)
+                self.db.batch_sql(&parts, open)
             }
             Backend::Postgres => statements.join(""),
         };
@@ -556,17 +633,31 @@ impl Store {
             w,
             Some((set_proposal, proposal_json)),
             &extra,
+            then,
         );
-        let groups = self.db.batch(query).await?;
+        let groups = match tx {
+            Some(tx) => tx.batch(query, true).await?,
+            None => self.db.batch(query).await?,
+        };
         let update = match backend {
             Backend::Sqlite => extra.statements.len(),
             Backend::Postgres => 0,
         };
         match groups.get(update).and_then(|rows| rows.first()) {
-            Some(row) => plan_from_row(row),
+            Some(row) => written_row(row, then.is_some()),
             None => Err(why_not_written(&self.db, w).await),
         }
     }
+}
+
+/// The plan a status write returned; with `journaled` the row also says
+/// whether the plan has an apply journal (see [`state_write_sql`]).
+fn written_row(row: &AnyRow, journaled: bool) -> Result<PlanRead, StoreError> {
+    let journaled = journaled && row.try_get::<i64, _>(PLAN_COLUMNS.split(", ").count())? > 0;
+    Ok(PlanRead {
+        plan: plan_from_row(row)?,
+        journaled,
+    })
 }
 
 /// Bind a status write's values (see [`state_write_sql`]); `proposal`:
@@ -576,6 +667,7 @@ fn bind_write<'q>(
     w: &'q StateWrite<'q>,
     proposal: Option<(i64, Option<&'q str>)>,
     extra: &'q Extra,
+    then: Option<&'q Then<'q>>,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     let (set_proposal, proposal_json) = proposal.unwrap_or((0, None));
     let mut query = query
@@ -596,6 +688,12 @@ fn bind_write<'q>(
     }
     for fence in w.release {
         query = fence.bind(query);
+    }
+    if let Some(then) = then {
+        query = query
+            .bind(then.to.phase.to_string())
+            .bind(then.to.state.to_string())
+            .bind(then.reason);
     }
     for value in &extra.binds {
         query = value.bind(query);
@@ -672,8 +770,18 @@ impl Extra {
 /// of the update, the event inserted from its `RETURNING`), on SQLite
 /// statements sent together in one transaction, the event inserted only if
 /// the update changed the row. $1–$12 are the write's values, the fence (if
-/// any) takes the next three, each release three more, then `extra`'s.
-fn state_write_sql(backend: Backend, w: &StateWrite<'_>, extra: &Extra) -> Vec<String> {
+/// any) takes the next three, each release three more, `then` (if any)
+/// three more (its phase, state and reason), then `extra`'s.
+///
+/// With `then`, the update goes on to `then`'s status (the version moves
+/// by two), a second event records that step, and the row returned also
+/// says whether the plan has an apply journal (after the plan's columns).
+fn state_write_sql(
+    backend: Backend,
+    w: &StateWrite<'_>,
+    extra: &Extra,
+    then: Option<&Then<'_>>,
+) -> Vec<String> {
     let now = backend.now_ms();
     let mut next = 13;
     let fence = match w.fence {
@@ -695,6 +803,20 @@ fn state_write_sql(backend: Backend, w: &StateWrite<'_>, extra: &Extra) -> Vec<S
             crate::locks::release_sql(backend, first)
         })
         .collect();
+    // Where the plan ends up: `then`'s status, else the write's own.
+    let (to_phase, to_state, to_reason, steps) = match then {
+        Some(_) => {
+            let first = next;
+            next += 3;
+            (
+                format!("${first}"),
+                format!("${}", first + 1),
+                format!("${}", first + 2),
+                2,
+            )
+        }
+        None => ("$1".into(), "$2".into(), String::new(), 1),
+    };
     let extra_sql: Vec<String> = extra
         .statements
         .iter()
@@ -706,25 +828,44 @@ fn state_write_sql(backend: Backend, w: &StateWrite<'_>, extra: &Extra) -> Vec<S
             sql
         })
         .collect();
+    let journaled = match then {
+        Some(_) => {
+            ", (SELECT COUNT(*) FROM apply_journal j WHERE j.plan_id = plans.id) AS journaled"
+        }
+        None => "",
+    };
     let update = format!(
-        "UPDATE plans SET phase = $1, state = $2, version = version + 1, lock_token = $6, error = $7, updated_at = {now},
+        "UPDATE plans SET phase = {to_phase}, state = {to_state}, version = version + {steps}, lock_token = $6, error = $7, updated_at = {now},
                 proposal_json = CASE WHEN $10 = 1 THEN $11 ELSE proposal_json END
          WHERE id = $3 AND version = $4 AND phase = $5 AND state = $9{fence}
-         RETURNING {PLAN_COLUMNS}"
+         RETURNING {PLAN_COLUMNS}{journaled}"
     );
     let event = "INSERT INTO plan_events (plan_id, at, actor, from_phase, from_state, to_phase, to_state, reason)";
+    let done = format!("$3, {now}, $8, $5, $9, $1, $2, $12");
+    let started = format!("$3, {now}, $8, $1, $2, {to_phase}, {to_state}, {to_reason}");
     match backend {
         Backend::Sqlite => {
             let mut all = extra_sql;
             all.push(update);
-            all.push(format!(
-                "{event} SELECT $3, {now}, $8, $5, $9, $1, $2, $12 WHERE changes() = 1"
-            ));
+            all.push(format!("{event} SELECT {done} WHERE changes() = 1"));
+            if then.is_some() {
+                // Made exactly when the first event was.
+                all.push(format!("{event} SELECT {started} WHERE changes() = 1"));
+            }
             all.extend(releases);
             all
         }
         Backend::Postgres => {
-            let logged = format!("{event} SELECT $3, {now}, $8, $5, $9, $1, $2, $12 FROM updated");
+            let logged = match then {
+                None => format!("{event} SELECT {done} FROM updated"),
+                // Both events in their order (ids are given in it).
+                Some(_) => format!(
+                    "{event} SELECT plan_id, at, actor, from_phase, from_state, to_phase, to_state, reason
+                     FROM (SELECT 1 AS n, {done} FROM updated UNION ALL SELECT 2, {started} FROM updated)
+                          AS e (n, plan_id, at, actor, from_phase, from_state, to_phase, to_state, reason)
+                     ORDER BY n"
+                ),
+            };
             vec![one_statement(&extra_sql, &update, &logged, &releases)]
         }
     }
