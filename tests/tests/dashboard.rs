@@ -201,6 +201,11 @@ async fn text_of(el: &Element) -> String {
     el.text().await.unwrap_or_default()
 }
 
+/// The element at `at`, once the page has it.
+async fn wait_for(b: &Browser, at: Locator<'_>) -> Element {
+    b.client.wait().for_element(at).await.unwrap()
+}
+
 async fn script(b: &Browser, js: &str) -> serde_json::Value {
     b.client
         .execute(js, vec![])
@@ -352,12 +357,7 @@ async fn log_in(b: &Browser, server: &Server, token: &str) {
         .unwrap();
     field.send_keys(token).await.unwrap();
     click(b, Locator::Css("form[action='/login'] button[type=submit]")).await;
-    let table = b
-        .client
-        .wait()
-        .for_element(Locator::Css("table.plans"))
-        .await
-        .unwrap();
+    let table = wait_for(b, Locator::Css("table.plans")).await;
     let rows = table
         .find_all(Locator::Css("tbody tr[data-plan]"))
         .await
@@ -377,12 +377,7 @@ async fn log_in(b: &Browser, server: &Server, token: &str) {
 /// made from them and no script of theirs runs.
 async fn hostile_text_stays_text(b: &Browser, server: &Server, id: &str) {
     open(b, server, &format!("/ui/plans/{id}")).await;
-    let summary = b
-        .client
-        .wait()
-        .for_element(Locator::Id("proposal-summary"))
-        .await
-        .unwrap();
+    let summary = wait_for(b, Locator::Id("proposal-summary")).await;
     let text = text_of(&summary).await;
     assert!(
         text.contains("<script>document.title='pwned'"),
@@ -405,12 +400,7 @@ async fn hostile_text_stays_text(b: &Browser, server: &Server, id: &str) {
 /// the event stream brings the state to `apply/applied`.
 async fn approve_and_watch(b: &Browser, server: &Server, id: &str, shots: &Path) {
     open(b, server, &format!("/ui/plans/{id}")).await;
-    let file = b
-        .client
-        .wait()
-        .for_element(Locator::Css("section.diff-file[data-path='src/lib.rs']"))
-        .await
-        .unwrap();
+    let file = wait_for(b, Locator::Css("section.diff-file[data-path='src/lib.rs']")).await;
     let added = text_of(&file.find(Locator::Css("tr.added td.text")).await.unwrap()).await;
     assert_eq!(added, "// SPDX-License-Identifier: Apache-2.0");
     b.screenshot(&shots.join("plan-diff.png")).await.unwrap();
@@ -482,12 +472,7 @@ async fn cancel_two_in_bulk(
             .unwrap();
     }
     click(b, Locator::Css("button[name=action][value=cancel]")).await;
-    let notice = b
-        .client
-        .wait()
-        .for_element(Locator::Css(".notice"))
-        .await
-        .unwrap();
+    let notice = wait_for(b, Locator::Css(".notice")).await;
     let said = text_of(&notice).await;
     assert!(said.contains("cancel: 2 of 2 selected plans"), "{said}");
     for id in ids {
@@ -511,12 +496,7 @@ async fn cancel_all_matching(b: &Browser, server: &Server, id: &str, shots: &Pat
         .await
         .unwrap();
     click(b, Locator::Css("button[name=action][value=cancel]")).await;
-    let asked = b
-        .client
-        .wait()
-        .for_element(Locator::Id("bulk-confirm"))
-        .await
-        .unwrap();
+    let asked = wait_for(b, Locator::Id("bulk-confirm")).await;
     let asked = text_of(&asked).await;
     assert!(
         asked.contains("cancel 1 plan matching state queued"),
@@ -531,12 +511,7 @@ async fn cancel_all_matching(b: &Browser, server: &Server, id: &str, shots: &Pat
         .await
         .unwrap();
     click(b, Locator::Id("bulk-confirm-btn")).await;
-    let notice = b
-        .client
-        .wait()
-        .for_element(Locator::Css(".notice"))
-        .await
-        .unwrap();
+    let notice = wait_for(b, Locator::Css(".notice")).await;
     let said = text_of(&notice).await;
     assert!(said.contains("cancel: 1 of 1 matching plans"), "{said}");
     // The page keeps the filter: nothing is queued any more.
@@ -577,12 +552,7 @@ async fn force_release(b: &Browser, api: &Api<'_>, resource: &str, shots: &Path)
         .find(|l| l["resource"] == resource)
         .unwrap_or_else(|| panic!("{resource} in {listed}"))
         .clone();
-    let row = b
-        .client
-        .wait()
-        .for_element(Locator::Css(&format!("tr[data-resource='{resource}']")))
-        .await
-        .unwrap();
+    let row = wait_for(b, Locator::Css(&format!("tr[data-resource='{resource}']"))).await;
     let cells = row.find_all(Locator::Css("td")).await.unwrap();
     let mut texts = Vec::new();
     for c in &cells {
@@ -611,12 +581,7 @@ async fn force_release(b: &Browser, api: &Api<'_>, resource: &str, shots: &Path)
         .click()
         .await
         .unwrap();
-    let notice = b
-        .client
-        .wait()
-        .for_element(Locator::Css(".notice"))
-        .await
-        .unwrap();
+    let notice = wait_for(b, Locator::Css(".notice")).await;
     let said = text_of(&notice).await;
     assert!(
         said.contains(&format!("released {resource} (owner ")),
@@ -647,12 +612,7 @@ async fn force_release(b: &Browser, api: &Api<'_>, resource: &str, shots: &Path)
 /// The workers page shows the server's in-process worker, alive.
 async fn workers_page(b: &Browser, server: &Server, shots: &Path) {
     open(b, server, "/ui/workers").await;
-    let table = b
-        .client
-        .wait()
-        .for_element(Locator::Css("table.workers"))
-        .await
-        .unwrap();
+    let table = wait_for(b, Locator::Css("table.workers")).await;
     let states = table
         .find_all(Locator::Css("tbody tr span.state"))
         .await
@@ -672,12 +632,7 @@ async fn projects_page<const N: usize>(
     shots: &Path,
 ) {
     open(b, server, "/ui/projects").await;
-    let table = b
-        .client
-        .wait()
-        .for_element(Locator::Css("table.projects"))
-        .await
-        .unwrap();
+    let table = wait_for(b, Locator::Css("table.projects")).await;
     let rows = table.find_all(Locator::Css("tbody tr")).await.unwrap();
     let mut listed = Vec::new();
     for r in &rows {

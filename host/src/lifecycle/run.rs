@@ -428,20 +428,14 @@ impl PlanLifecycleService {
             return Ok(Err(output));
         };
         let plan = &decided.plan;
-        let (project, mut tx) = match next {
-            Phase::Apply => match self
-                .lock_apply_for(plan, &phase_operation(command, &plan.id))
-                .await
-            {
-                Ok((project, tx)) => (Some(project), tx),
-                Err(e) => {
-                    // No apply now: the phase that ran ends as usual.
-                    self.finish_phase(decided, version, Ok(output), guard)
-                        .await?;
-                    return Err(e);
-                }
-            },
-            Phase::Strategize | Phase::Execute => (None, None),
+        let (project, mut tx) = match self.hand_over_locks(plan, next, command).await {
+            Ok(locks) => locks,
+            Err(e) => {
+                // No apply now: the phase that ran ends as usual.
+                self.finish_phase(decided, version, Ok(output), guard)
+                    .await?;
+                return Err(e);
+            }
         };
         let writes = self.writes(&plan.id, guard, decided);
         let done_reason = format!("{} finished", decided.command);
@@ -460,11 +454,7 @@ impl PlanLifecycleService {
             .store
             .complete(&done, output.completion(), Some(then), tx.as_mut())
             .await;
-        if tx.as_ref().is_some_and(WriteTx::is_open) {
-            // Rolled back: the tree lock taken in it never was.
-            drop(tx);
-            void(&project.iter().collect::<Vec<_>>());
-        }
+        forget_rolled_back(tx, &project);
         match written {
             Ok(read) => Ok(Ok(Started {
                 version: read.plan.version,
@@ -481,6 +471,24 @@ impl PlanLifecycleService {
                 release_project(project).await;
                 Err(self.refused(&plan.id, guard, version, refused).await)
             }
+        }
+    }
+
+    /// The locks a hand-over to `next` takes besides the plan lease: for
+    /// apply, the project's tree lock (see [`Self::lock_apply_for`]).
+    async fn hand_over_locks(
+        &self,
+        plan: &PlanRecord,
+        next: Phase,
+        command: Command,
+    ) -> Result<(Option<LockGuard>, Option<WriteTx>), LifecycleError> {
+        match next {
+            Phase::Apply => {
+                let operation = phase_operation(command, &plan.id);
+                let (project, tx) = self.lock_apply_for(plan, &operation).await?;
+                Ok((Some(project), tx))
+            }
+            Phase::Strategize | Phase::Execute => Ok((None, None)),
         }
     }
 
@@ -679,4 +687,13 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// After a hand-over's write: if it rolled `tx` back, the tree lock taken
+/// in that transaction never was (its guard must not release it).
+fn forget_rolled_back(tx: Option<WriteTx>, project: &Option<LockGuard>) {
+    if tx.as_ref().is_some_and(WriteTx::is_open) {
+        drop(tx);
+        void(&project.iter().collect::<Vec<_>>());
+    }
 }

@@ -430,38 +430,7 @@ impl Store {
             return Err(why_not_written(&self.db, write).await);
         };
         let written = written_row(row, then.is_some())?;
-        for table in ["changes", "step_results"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE plan_id = $1"))
-                .bind(write.plan_id)
-                .execute(tx.conn())
-                .await?;
-        }
-        for (seq, c) in changes.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO changes (plan_id, seq, path, kind, contents, base_contents, base_hash, new_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(write.plan_id)
-            .bind(seq as i64)
-            .bind(&c.path)
-            .bind(c.kind.to_string())
-            .bind(c.contents.as_deref())
-            .bind(c.base_contents.as_deref())
-            .bind(c.base_hash.as_deref())
-            .bind(c.new_hash.as_deref())
-            .execute(tx.conn())
-            .await?;
-        }
-        for (idx, s) in steps.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO step_results (plan_id, idx, step_id, summary) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(write.plan_id)
-            .bind(idx as i64)
-            .bind(&s.step_id)
-            .bind(&s.summary)
-            .execute(tx.conn())
-            .await?;
-        }
+        replace_changeset(tx, write.plan_id, changes, steps).await?;
         tx.commit().await?;
         Ok(written)
     }
@@ -803,31 +772,8 @@ fn state_write_sql(
             crate::locks::release_sql(backend, first)
         })
         .collect();
-    // Where the plan ends up: `then`'s status, else the write's own.
-    let (to_phase, to_state, to_reason, steps) = match then {
-        Some(_) => {
-            let first = next;
-            next += 3;
-            (
-                format!("${first}"),
-                format!("${}", first + 1),
-                format!("${}", first + 2),
-                2,
-            )
-        }
-        None => ("$1".into(), "$2".into(), String::new(), 1),
-    };
-    let extra_sql: Vec<String> = extra
-        .statements
-        .iter()
-        .map(|sql| {
-            let mut sql = sql.replace("{guard}", &guard);
-            for i in (0..extra.binds.len()).rev() {
-                sql = sql.replace(&format!("{{{i}}}"), &format!("${}", next + i));
-            }
-            sql
-        })
-        .collect();
+    let (to_phase, to_state, to_reason, steps) = destination(then, &mut next);
+    let extra_sql = extra.sql(&guard, next);
     let journaled = match then {
         Some(_) => {
             ", (SELECT COUNT(*) FROM apply_journal j WHERE j.plan_id = plans.id) AS journaled"
@@ -840,15 +786,73 @@ fn state_write_sql(
          WHERE id = $3 AND version = $4 AND phase = $5 AND state = $9{fence}
          RETURNING {PLAN_COLUMNS}{journaled}"
     );
-    let event = "INSERT INTO plan_events (plan_id, at, actor, from_phase, from_state, to_phase, to_state, reason)";
     let done = format!("$3, {now}, $8, $5, $9, $1, $2, $12");
-    let started = format!("$3, {now}, $8, $1, $2, {to_phase}, {to_state}, {to_reason}");
+    let started =
+        then.map(|_| format!("$3, {now}, $8, $1, $2, {to_phase}, {to_state}, {to_reason}"));
+    assemble(
+        backend,
+        extra_sql,
+        update,
+        &done,
+        started.as_deref(),
+        releases,
+    )
+}
+
+impl Extra {
+    /// The extra statements with `{guard}` replaced by `guard` and their
+    /// placeholders `{i}` numbered from `$first`.
+    fn sql(&self, guard: &str, first: usize) -> Vec<String> {
+        self.statements
+            .iter()
+            .map(|sql| {
+                let mut sql = sql.replace("{guard}", guard);
+                for i in (0..self.binds.len()).rev() {
+                    sql = sql.replace(&format!("{{{i}}}"), &format!("${}", first + i));
+                }
+                sql
+            })
+            .collect()
+    }
+}
+
+/// Where a status write leaves the plan: `then`'s phase, state and reason
+/// (bound from `$next`, which moves past them) and a version step of two,
+/// else the write's own status (`$1`, `$2`) and a step of one.
+fn destination(then: Option<&Then<'_>>, next: &mut usize) -> (String, String, String, i64) {
+    match then {
+        Some(_) => {
+            let first = *next;
+            *next += 3;
+            (
+                format!("${first}"),
+                format!("${}", first + 1),
+                format!("${}", first + 2),
+                2,
+            )
+        }
+        None => ("$1".into(), "$2".into(), String::new(), 1),
+    }
+}
+
+/// The statements of a status write from its parts: the `extra` ones, the
+/// update, the event of the write (`done`'s values) and, with `started`,
+/// the event of the next step, then the releases.
+fn assemble(
+    backend: Backend,
+    extra_sql: Vec<String>,
+    update: String,
+    done: &str,
+    started: Option<&str>,
+    releases: Vec<String>,
+) -> Vec<String> {
+    let event = "INSERT INTO plan_events (plan_id, at, actor, from_phase, from_state, to_phase, to_state, reason)";
     match backend {
         Backend::Sqlite => {
             let mut all = extra_sql;
             all.push(update);
             all.push(format!("{event} SELECT {done} WHERE changes() = 1"));
-            if then.is_some() {
+            if let Some(started) = started {
                 // Made exactly when the first event was.
                 all.push(format!("{event} SELECT {started} WHERE changes() = 1"));
             }
@@ -856,10 +860,10 @@ fn state_write_sql(
             all
         }
         Backend::Postgres => {
-            let logged = match then {
+            let logged = match started {
                 None => format!("{event} SELECT {done} FROM updated"),
                 // Both events in their order (ids are given in it).
-                Some(_) => format!(
+                Some(started) => format!(
                     "{event} SELECT plan_id, at, actor, from_phase, from_state, to_phase, to_state, reason
                      FROM (SELECT 1 AS n, {done} FROM updated UNION ALL SELECT 2, {started} FROM updated)
                           AS e (n, plan_id, at, actor, from_phase, from_state, to_phase, to_state, reason)
@@ -907,4 +911,47 @@ async fn why_not_written(db: &Db, w: &StateWrite<'_>) -> StoreError {
             found,
         },
     }
+}
+
+/// Replace the stored changeset and step results of `plan_id` in `tx`, a
+/// row per statement.
+async fn replace_changeset(
+    tx: &mut WriteTx,
+    plan_id: &str,
+    changes: &[ChangeRecord],
+    steps: &[StepResult],
+) -> Result<(), StoreError> {
+    for table in ["changes", "step_results"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE plan_id = $1"))
+            .bind(plan_id)
+            .execute(tx.conn())
+            .await?;
+    }
+    for (seq, c) in changes.iter().enumerate() {
+        sqlx::query(
+                "INSERT INTO changes (plan_id, seq, path, kind, contents, base_contents, base_hash, new_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(plan_id)
+            .bind(seq as i64)
+            .bind(&c.path)
+            .bind(c.kind.to_string())
+            .bind(c.contents.as_deref())
+            .bind(c.base_contents.as_deref())
+            .bind(c.base_hash.as_deref())
+            .bind(c.new_hash.as_deref())
+            .execute(tx.conn())
+            .await?;
+    }
+    for (idx, s) in steps.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO step_results (plan_id, idx, step_id, summary) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(plan_id)
+        .bind(idx as i64)
+        .bind(&s.step_id)
+        .bind(&s.summary)
+        .execute(tx.conn())
+        .await?;
+    }
+    Ok(())
 }

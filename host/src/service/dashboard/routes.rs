@@ -285,6 +285,18 @@ async fn bulk(
     };
     let taken = ids.len();
     let result = actions::act_on_each(&state, &who, ids, action).await;
+    let text = bulk_notice(action, &result, taken, what);
+    plans_response(&state, &who, &q, notice(text, result.failed > 0)).await
+}
+
+/// What a bulk action did: "cancel: 2 of 3 selected plans; refused — …",
+/// naming at most [`REFUSALS_NAMED`] refusals.
+fn bulk_notice(
+    action: PlanAction,
+    result: &actions::BulkResult,
+    taken: usize,
+    what: &str,
+) -> String {
     let mut text = format!("{action}: {} of {taken} {what} plans", result.succeeded);
     if result.failed > 0 {
         let named: Vec<String> = result
@@ -299,7 +311,7 @@ async fn bulk(
             text.push_str(&format!(" and {} more", result.failed - named.len()));
         }
     }
-    plans_response(&state, &who, &q, notice(text, result.failed > 0)).await
+    text
 }
 
 /// Everything the plan page shows, read from the store and the fleet.
