@@ -14,12 +14,29 @@ pub const PLUGIN_PATH_ENV: &str = "LOCKSTEP_PLUGIN_PATH";
 
 /// Parsed manifests by path, parsed again only when a file's size,
 /// modification time or inode changes: a plan looks its plugins up several
-/// times, and each lookup lists the plugin directories afresh (so a plugin
-/// added or removed is seen at once) without re-reading every manifest.
+/// times, and each lookup looks at the plugin directories afresh (so a
+/// plugin added, removed or edited is seen at once) without re-reading
+/// every manifest.
+///
+/// It also keeps each plugin directory's list of components while the
+/// directory is unchanged (see [`ManifestCache::components`]), so that a
+/// lookup costs a `stat` of each directory and of each manifest rather than
+/// listing the directories.
 #[derive(Debug, Default)]
 pub struct ManifestCache {
     parsed: Mutex<HashMap<PathBuf, (Stamp, Parsed)>>,
+    listed: Mutex<HashMap<PathBuf, (DirStamp, Vec<PathBuf>)>>,
 }
+
+/// Device, inode, modification and change time of a plugin directory.
+type DirStamp = (u64, u64, i64, i64, i64, i64);
+
+/// How old a directory's modification time must be before a listing made
+/// under it is reused: the kernel stamps directories from a clock that
+/// advances in ticks, so an entry added in the same tick as the listing
+/// could leave the time unchanged. A listing of a directory changed within
+/// this time is never reused.
+const SETTLED: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Size, modification time and inode of a manifest file.
 type Stamp = (u64, Option<SystemTime>, u64);
@@ -38,6 +55,43 @@ impl ManifestCache {
         let manifest = manifest::read(path);
         parsed.insert(path.to_path_buf(), (stamp, manifest.clone()));
         manifest
+    }
+
+    /// The `*.wasm` files in `dir`, sorted; `None` when it cannot be
+    /// listed. Listed again whenever the directory's stamp changed (an
+    /// entry added, removed or renamed changes its modification time) or
+    /// its modification time is younger than [`SETTLED`].
+    fn components(&self, dir: &Path) -> Option<Vec<PathBuf>> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(dir).ok().filter(|m| m.is_dir())?;
+        let stamp = (
+            meta.dev(),
+            meta.ino(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec(),
+        );
+        let settled = meta
+            .modified()
+            .ok()
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .is_some_and(|age| age >= SETTLED);
+        let mut listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, wasm)) = listed.get(dir) {
+            if settled && *seen == stamp {
+                return Some(wasm.clone());
+            }
+        }
+        let mut wasm: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+            .collect();
+        wasm.sort();
+        listed.insert(dir.to_path_buf(), (stamp, wasm.clone()));
+        Some(wasm)
     }
 }
 
@@ -73,15 +127,9 @@ impl Entry {
 pub fn discover(dirs: &[PathBuf], cache: &ManifestCache) -> Vec<Entry> {
     let mut entries: Vec<Entry> = Vec::new();
     for dir in dirs {
-        let Ok(read) = std::fs::read_dir(dir) else {
+        let Some(wasm) = cache.components(dir) else {
             continue;
         };
-        let mut wasm: Vec<PathBuf> = read
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
-            .collect();
-        wasm.sort();
         for path in wasm {
             let manifest_path = path.with_extension("toml");
             let manifest = match std::fs::metadata(&manifest_path) {
@@ -221,6 +269,77 @@ mod tests {
 #[cfg(test)]
 mod cache_tests {
     use super::*;
+
+    const MANIFEST: &str =
+        "name = \"NAME\"\nversion = \"0.1.0\"\nkind = \"plugin\"\napi = \"0.1.0\"\n";
+
+    fn add(dir: &Path, name: &str) {
+        std::fs::write(dir.join(format!("{name}.wasm")), b"\0asm").unwrap();
+        std::fs::write(
+            dir.join(format!("{name}.toml")),
+            MANIFEST.replace("NAME", name),
+        )
+        .unwrap();
+    }
+
+    /// Make `dir`'s modification time an hour old, so that a listing of it
+    /// is reused.
+    fn settle(dir: &Path) {
+        let hour_ago = SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::open(dir)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_plugin_added_or_removed_in_a_listed_directory_is_seen_at_the_next_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = vec![dir.path().to_path_buf()];
+        let cache = ManifestCache::default();
+        add(dir.path(), "one");
+        settle(dir.path());
+        assert_eq!(discover(&dirs, &cache).len(), 1);
+        // Listed while settled: the next lookup reuses the listing unless
+        // the directory changed.
+        assert_eq!(discover(&dirs, &cache).len(), 1);
+        add(dir.path(), "two");
+        assert!(find(&discover(&dirs, &cache), "two").is_some());
+        settle(dir.path());
+        assert_eq!(discover(&dirs, &cache).len(), 2);
+        std::fs::remove_file(dir.path().join("one.wasm")).unwrap();
+        let entries = discover(&dirs, &cache);
+        assert!(find(&entries, "one").is_none());
+        assert_eq!(entries.len(), 1);
+        // A component renamed over another, in a settled directory.
+        settle(dir.path());
+        discover(&dirs, &cache);
+        std::fs::rename(dir.path().join("two.wasm"), dir.path().join("three.wasm")).unwrap();
+        std::fs::rename(dir.path().join("two.toml"), dir.path().join("three.toml")).unwrap();
+        let entries = discover(&dirs, &cache);
+        assert_eq!(entries.len(), 1);
+        assert!(entries[0].wasm.ends_with("three.wasm"));
+    }
+
+    #[test]
+    fn a_listing_is_not_reused_when_only_the_modification_time_looks_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = vec![dir.path().to_path_buf()];
+        let cache = ManifestCache::default();
+        add(dir.path(), "one");
+        assert_eq!(discover(&dirs, &cache).len(), 1);
+        // Put the directory's modification time back to what the listing
+        // saw, as an entry made within the same clock tick would leave it:
+        // the change time still moved, and the directory was changed less
+        // than a second ago anyway.
+        let meta = std::fs::metadata(dir.path()).unwrap();
+        add(dir.path(), "two");
+        std::fs::File::open(dir.path())
+            .unwrap()
+            .set_modified(meta.modified().unwrap())
+            .unwrap();
+        assert_eq!(discover(&dirs, &cache).len(), 2);
+    }
 
     #[test]
     fn an_edited_or_removed_manifest_is_seen_at_the_next_lookup() {

@@ -122,7 +122,10 @@ impl Workspace {
         limits: ChangeLimits,
     ) -> Result<StagedApply, ApplyError> {
         let tree = self.tree.clone();
-        let staged = {
+        let staged = if changes.is_empty() {
+            // Nothing to check or stage: no trip to the blocking pool.
+            apply::prepare(tree, &[], &limits)?
+        } else {
             let changes = changes.clone();
             blocking(move || apply::prepare(tree, &changes, &limits)).await?
         };
@@ -162,6 +165,9 @@ impl Changeset {
     /// If an earlier `add` was dropped before it finished: the changeset
     /// went with it.
     pub async fn add(&mut self, changes: Vec<FileChange>) -> Result<Vec<FileChange>, ChangeError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut builder = self
             .builder
             .take()
@@ -207,6 +213,10 @@ impl StagedApply {
             limits,
         } = self;
         let staged = staged.into_inner();
+        if changes.is_empty() {
+            // Nothing to rename, delete or sync.
+            return apply::commit(staged, &[], &limits);
+        }
         blocking(move || apply::commit(staged, &changes, &limits)).await
     }
 
