@@ -66,6 +66,57 @@ async fn postgres_connections_killed_mid_phase() {
     assert!(c.locks().list().await.unwrap().is_empty());
 }
 
+/// Terminate every backend of `db`'s database but the caller's; how many.
+async fn terminate_backends(db: &TestDb) -> usize {
+    let name = db.url.rsplit('/').next().unwrap().to_string();
+    let mut admin = sqlx::PgConnection::connect(&lockstep_tests::db::postgres_admin_url())
+        .await
+        .unwrap();
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&name)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    killed.len()
+}
+
+/// Write connections are given back without a round trip, so one the
+/// server ended between two uses less than a second apart is only found
+/// out by the next statement on it. That statement may fail; the
+/// connection must then be closed, not given back: later statements get a
+/// new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_connection_the_server_ended_fails_one_statement_at_most() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let c = container(&db).await;
+    let locks = c.locks();
+    let owner = lockstep::locks::Owner::new_session();
+    let ttl = Duration::from_secs(30);
+    let g = locks
+        .try_acquire("kept:warm", &owner, "t", ttl)
+        .await
+        .unwrap();
+    locks.release("kept:warm", &owner, g.token).await.unwrap();
+    assert!(terminate_backends(&db).await >= 1);
+    let mut failed = Vec::new();
+    for i in 0..6 {
+        let resource = format!("kept:{i}");
+        match locks.try_acquire(&resource, &owner, "t", ttl).await {
+            Ok(g) => locks.release(&resource, &owner, g.token).await.unwrap(),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    assert!(
+        failed.len() <= 1,
+        "a dead connection was reused: {failed:?}"
+    );
+    // Reads use the pool, which pings connections idle for a second.
+    tokio::time::sleep(lockstep::db::PG_PING_IDLE + Duration::from_millis(200)).await;
+    assert!(locks.list().await.unwrap().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_file_locked_longer_than_busy_timeout() {
     let db = TestDb::new(Backend::Sqlite).await;

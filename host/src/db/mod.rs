@@ -12,6 +12,7 @@ use std::sync::Arc;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 
+mod kept;
 pub mod stats;
 mod write;
 
@@ -75,9 +76,12 @@ impl Backend {
     }
 }
 
-/// A pooled PostgreSQL connection idle at least this long is pinged before
-/// use.
+/// A PostgreSQL connection idle at least this long is pinged before use.
 pub const PG_PING_IDLE: Duration = Duration::from_secs(1);
+
+/// Most PostgreSQL connections a process writes through at once (reads use
+/// a pool of as many more).
+pub const PG_WRITERS: usize = 8;
 
 /// How long a SQLite connection waits for another writer before failing.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -105,6 +109,8 @@ pub struct Db {
     pub(crate) pool: AnyPool,
     /// SQLite: the one connection every write goes through.
     writer: Option<Arc<Writer>>,
+    /// PostgreSQL: the connections writes go through.
+    kept: Option<Arc<kept::Kept>>,
     /// The backend behind the pool.
     pub backend: Backend,
 }
@@ -140,10 +146,12 @@ impl Db {
                 url: redact(&url),
                 source: e,
             })?;
-        let writer = (backend == Backend::Sqlite).then(|| Arc::new(Writer::new(options)));
+        let writer = (backend == Backend::Sqlite).then(|| Arc::new(Writer::new(options.clone())));
+        let kept = (backend == Backend::Postgres).then(|| kept::Kept::new(options, PG_WRITERS));
         let db = Db {
             pool,
             writer,
+            kept,
             backend,
         };
         db.migrate().await?;
@@ -187,6 +195,9 @@ impl Db {
     pub async fn close(&self) {
         if let Some(writer) = &self.writer {
             writer.close().await;
+        }
+        if let Some(kept) = &self.kept {
+            kept.close().await;
         }
         self.pool.close().await;
     }

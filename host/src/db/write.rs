@@ -1,7 +1,8 @@
 //! Writes. On SQLite every write goes through **one connection** held by
 //! the process (writers queue for it here instead of contending for
 //! SQLite's write lock and sleeping through `SQLITE_BUSY`), and no pool
-//! checks it out or pings it on return; on PostgreSQL writes use the pool.
+//! checks it out or pings it on return; on PostgreSQL writes use the
+//! connections of [`super::kept`], not pinged on return either.
 //!
 //! [`WriteTx`] is a transaction on that connection, [`Db::batch`] sends
 //! several statements as one request and one transaction: on SQLite the
@@ -12,16 +13,20 @@
 //! A transaction or batch abandoned half-way (an error, a dropped future)
 //! is rolled back before the connection serves anyone else.
 
-use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use futures::TryStreamExt;
-use sqlx::any::{AnyArguments, AnyConnectOptions, AnyRow};
-use sqlx::pool::PoolConnection;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{TryFutureExt, TryStreamExt};
+use sqlx::any::{
+    AnyArguments, AnyConnectOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo,
+};
 use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Either, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Describe, Either, Execute, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use super::kept::{breaks_connection, KeptConn};
 use super::stats::record;
 use super::{sqlite_pragmas, Backend, Db};
 
@@ -59,31 +64,98 @@ impl Writer {
     }
 }
 
-/// A write connection: the SQLite writer, or a pooled PostgreSQL one.
+/// A write connection: the SQLite writer, or one of the PostgreSQL
+/// connections kept for writes ([`super::kept`]). Statements run on it
+/// through its [`Executor`] implementation, which notes an error that may
+/// have broken a kept connection so that it is closed instead of reused.
 #[derive(Debug)]
 pub(crate) enum WriteConn {
     /// SQLite: the process's one write connection.
     Single(OwnedMutexGuard<Option<AnyConnection>>),
-    /// PostgreSQL: a connection from the pool.
-    Pooled(PoolConnection<Any>),
+    /// PostgreSQL: a kept connection.
+    Kept(KeptConn),
 }
 
-impl Deref for WriteConn {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
+impl WriteConn {
+    fn parts(&mut self) -> (&mut AnyConnection, Option<&AtomicBool>) {
         match self {
-            WriteConn::Single(guard) => guard.as_ref().expect("the writer is connected"),
-            WriteConn::Pooled(conn) => conn,
+            WriteConn::Single(guard) => (guard.as_mut().expect("the writer is connected"), None),
+            WriteConn::Kept(kept) => {
+                let (conn, broken) = kept.parts();
+                (conn, Some(broken))
+            }
+        }
+    }
+
+    /// Never hand this kept PostgreSQL connection to anyone else (SQLite's
+    /// one writer stays).
+    fn discard(&mut self) {
+        if let WriteConn::Kept(kept) = self {
+            kept.discard();
         }
     }
 }
 
-impl DerefMut for WriteConn {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        match self {
-            WriteConn::Single(guard) => guard.as_mut().expect("the writer is connected"),
-            WriteConn::Pooled(conn) => conn,
+/// Mark a kept connection broken when `e` may have broken it.
+fn note(broken: Option<&AtomicBool>, e: &sqlx::Error) {
+    if let Some(flag) = broken {
+        if breaks_connection(e) {
+            flag.store(true, Ordering::Relaxed);
         }
+    }
+}
+
+impl<'c> Executor<'c> for &'c mut WriteConn {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        let (conn, broken) = self.parts();
+        Box::pin(conn.fetch_many(query).inspect_err(move |e| note(broken, e)))
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        let (conn, broken) = self.parts();
+        Box::pin(
+            conn.fetch_optional(query)
+                .inspect_err(move |e| note(broken, e)),
+        )
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        let (conn, broken) = self.parts();
+        Box::pin(
+            conn.prepare_with(sql, parameters)
+                .inspect_err(move |e| note(broken, e)),
+        )
+    }
+
+    fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        let (conn, broken) = self.parts();
+        Box::pin(conn.describe(sql).inspect_err(move |e| note(broken, e)))
     }
 }
 
@@ -91,27 +163,30 @@ impl DerefMut for WriteConn {
 /// others (on a runtime; without one, a SQLite writer is dropped — closing
 /// rolls back — and a pooled connection is closed).
 fn abandon(mut conn: WriteConn) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return drop_conn(conn);
+    };
     let rollback = async move {
-        if conn.execute("ROLLBACK").await.is_err() {
+        if (&mut conn).execute("ROLLBACK").await.is_err() {
             // Nothing was open (the usual case after a failed statement
-            // that SQLite already rolled back), or the connection broke.
+            // that SQLite already rolled back), or the connection broke:
+            // a kept PostgreSQL connection is not reused either way.
             tracing::trace!("rollback of an abandoned write found nothing open");
+            conn.discard();
         }
         record(1, 0);
     };
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => {
-            handle.spawn(rollback);
-        }
-        Err(_) => drop_conn(rollback),
-    }
+    handle.spawn(rollback);
 }
 
-fn drop_conn<F>(rollback: F) {
-    // Dropping the future drops the connection it owns: a SQLite
-    // connection closes (rolling back), a pooled one goes back through the
-    // pool's own checks.
-    drop(rollback);
+fn drop_conn(conn: WriteConn) {
+    // Closed rather than left with a transaction open: the SQLite writer
+    // reconnects on its next use; a kept PostgreSQL connection is not given
+    // back.
+    match conn {
+        WriteConn::Single(mut guard) => drop(guard.take()),
+        WriteConn::Kept(mut kept) => kept.discard(),
+    }
 }
 
 /// A write transaction (`BEGIN IMMEDIATE` on SQLite, `BEGIN` on
@@ -124,7 +199,7 @@ pub(crate) struct WriteTx {
 impl WriteTx {
     /// The connection, for one statement in the transaction (counted as
     /// one round trip).
-    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+    pub(crate) fn conn(&mut self) -> &mut WriteConn {
         record(1, 0);
         self.conn.as_mut().expect("transaction open")
     }
@@ -157,7 +232,7 @@ impl WriteTx {
     pub(crate) async fn commit(&mut self) -> Result<(), sqlx::Error> {
         record(1, 1);
         let mut conn = self.conn.take().expect("transaction open");
-        match conn.execute("COMMIT").await {
+        match (&mut conn).execute("COMMIT").await {
             Ok(_) => Ok(()),
             Err(e) => {
                 abandon(conn);
@@ -170,7 +245,7 @@ impl WriteTx {
     pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
         record(1, 0);
         let mut conn = self.conn.take().expect("transaction open");
-        conn.execute("ROLLBACK").await.map(drop)
+        (&mut conn).execute("ROLLBACK").await.map(drop)
     }
 }
 
@@ -185,7 +260,7 @@ impl Drop for WriteTx {
 /// Run `query` and split its rows by statement (a statement's end is
 /// reported after its rows).
 async fn grouped<'q>(
-    conn: &mut AnyConnection,
+    conn: &mut WriteConn,
     query: Query<'q, Any, AnyArguments<'q>>,
 ) -> Result<Vec<Vec<AnyRow>>, sqlx::Error> {
     let mut groups = Vec::new();
@@ -214,7 +289,10 @@ impl Db {
     async fn write_conn(&self) -> Result<WriteConn, sqlx::Error> {
         match &self.writer {
             Some(writer) => Ok(WriteConn::Single(writer.lock().await?)),
-            None => Ok(WriteConn::Pooled(self.pool.acquire().await?)),
+            None => match &self.kept {
+                Some(kept) => Ok(WriteConn::Kept(kept.acquire().await?)),
+                None => Err(sqlx::Error::PoolClosed),
+            },
         }
     }
 
@@ -228,7 +306,7 @@ impl Db {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",
         };
-        conn.execute(begin).await?;
+        (&mut conn).execute(begin).await?;
         Ok(WriteTx { conn: Some(conn) })
     }
 

@@ -195,7 +195,7 @@ async fn notify(container: &Container, queue: &str) -> Result<(), FleetError> {
     if let Some(notify) = sql(container).notify {
         sqlx::query(notify)
             .bind(queue)
-            .execute(&mut *container.store().db().writer().await?)
+            .execute(&mut container.store().db().writer().await?)
             .await?;
     }
     Ok(())
@@ -285,7 +285,7 @@ pub async fn submit(container: &Container, s: Submission) -> Result<Submitted, F
     .bind(i64::from(s.auto_apply))
     .bind(&s.idempotency_key)
     .bind(i64::from(s.max_attempts.max(1)))
-    .execute(&mut *db.writer().await?)
+    .execute(&mut db.writer().await?)
     .await?
     .rows_affected();
     if inserted == 0 {
@@ -353,7 +353,7 @@ pub async fn approve(container: &Container, plan_id: &str) -> Result<PlanRecord,
     let e = entry(container, plan_id).await?;
     sqlx::query("UPDATE plan_queue SET approved = 1 WHERE plan_id = $1")
         .bind(plan_id)
-        .execute(&mut *container.store().db().writer().await?)
+        .execute(&mut container.store().db().writer().await?)
         .await?;
     notify(container, &e.queue).await?;
     Ok(container.store().plan(plan_id).await?)
@@ -365,7 +365,7 @@ pub async fn withdraw_approval(container: &Container, plan_id: &str) -> Result<(
     entry(container, plan_id).await?;
     sqlx::query("UPDATE plan_queue SET approved = 0 WHERE plan_id = $1")
         .bind(plan_id)
-        .execute(&mut *container.store().db().writer().await?)
+        .execute(&mut container.store().db().writer().await?)
         .await?;
     Ok(())
 }
@@ -378,7 +378,7 @@ pub async fn request_cancel(container: &Container, plan_id: &str) -> Result<(), 
     let e = entry(container, plan_id).await?;
     sqlx::query("UPDATE plan_queue SET cancel_requested = 1 WHERE plan_id = $1")
         .bind(plan_id)
-        .execute(&mut *container.store().db().writer().await?)
+        .execute(&mut container.store().db().writer().await?)
         .await?;
     notify(container, &e.queue).await
 }
@@ -392,7 +392,7 @@ pub async fn requeue(container: &Container, plan_id: &str) -> Result<(), FleetEr
         "UPDATE plan_queue SET done = 0, attempts = 0, drift_retries = 0, run_after = {now} WHERE plan_id = $1"
     ))
     .bind(plan_id)
-    .execute(&mut *container.store().db().writer().await?)
+    .execute(&mut container.store().db().writer().await?)
     .await?;
     notify(container, &e.queue).await
 }

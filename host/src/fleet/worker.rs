@@ -493,7 +493,7 @@ impl Shared {
         let n = claim
             .fence
             .bind(sqlx::query(&sql).bind(&claim.plan_id))
-            .execute(&mut *self.db().writer().await?)
+            .execute(&mut self.db().writer().await?)
             .await?
             .rows_affected();
         if n == 0 {
@@ -573,7 +573,7 @@ impl Shared {
         .bind(&self.id)
         .bind(claim.fence.owner())
         .bind(claim.fence.token())
-        .fetch_one(&mut *self.db().writer().await?)
+        .fetch_one(&mut self.db().writer().await?)
         .await?)
     }
 
@@ -590,7 +590,7 @@ impl Shared {
         .bind(id)
         .bind(outcome)
         .bind(error)
-        .execute(&mut *self.db().writer().await?)
+        .execute(&mut self.db().writer().await?)
         .await?;
         Ok(())
     }
@@ -608,7 +608,7 @@ impl Shared {
         .bind(self.options.queues.join(","))
         .bind(self.options.concurrency as i64)
         .bind(self.ttl().as_millis() as i64)
-        .execute(&mut *self.db().writer().await?)
+        .execute(&mut self.db().writer().await?)
         .await?;
         Ok(())
     }
@@ -619,7 +619,7 @@ impl Shared {
             "UPDATE workers SET stopped_at = {now}, running = 0 WHERE id = $1"
         ))
         .bind(&self.id)
-        .execute(&mut *self.db().writer().await?)
+        .execute(&mut self.db().writer().await?)
         .await?;
         Ok(())
     }
@@ -647,7 +647,7 @@ impl Shared {
         ))
         .bind(&self.id)
         .bind(running)
-        .execute(&mut *self.db().writer().await?)
+        .execute(&mut self.db().writer().await?)
         .await?;
         if running == 0 {
             return Ok(());

@@ -213,7 +213,7 @@ impl LockService {
             // One statement on both backends: the token comes from the
             // counter (SQLite) or a sequence (PostgreSQL).
             let granted = query
-                .fetch_optional(&mut *self.inner.db.writer().await?)
+                .fetch_optional(&mut self.inner.db.writer().await?)
                 .await?;
             if let Some(row) = granted {
                 return Ok(grant_from(&row, resource, sent_at)?);
@@ -330,7 +330,7 @@ impl LockService {
             .bind(&owner.id)
             .bind(token)
             .bind(ttl_ms)
-            .fetch_optional(&mut *self.inner.db.writer().await?)
+            .fetch_optional(&mut self.inner.db.writer().await?)
             .await?;
         row.ok_or_else(|| LockError::Expired {
             resource: resource.to_string(),
@@ -367,7 +367,7 @@ impl LockService {
             .bind(resource)
             .bind(&owner.id)
             .bind(token)
-            .execute(&mut *self.inner.db.writer().await?)
+            .execute(&mut self.inner.db.writer().await?)
             .await?;
         Ok(())
     }
@@ -377,7 +377,7 @@ impl LockService {
     pub async fn release_all_for_owner(&self, owner: &str) -> Result<u64, LockError> {
         let n = sqlx::query(self.inner.sql.release_all)
             .bind(owner)
-            .execute(&mut *self.inner.db.writer().await?)
+            .execute(&mut self.inner.db.writer().await?)
             .await?
             .rows_affected();
         Ok(n)

@@ -82,7 +82,7 @@ pub(super) async fn audit(
     .bind(target)
     .bind(reason)
     .bind(detail)
-    .execute(&mut *db.writer().await?)
+    .execute(&mut db.writer().await?)
     .await?;
     Ok(())
 }

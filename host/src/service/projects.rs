@@ -98,7 +98,7 @@ pub async fn register(
     .bind(&id)
     .bind(&text)
     .bind(by)
-    .execute(&mut *db.writer().await?)
+    .execute(&mut db.writer().await?)
     .await?;
     find(container, &id)
         .await?

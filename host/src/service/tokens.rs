@@ -79,7 +79,7 @@ pub async fn create(container: &Container, name: &str, scope: Scope) -> Result<N
     .bind(name)
     .bind(scope.to_string())
     .bind(hash(&token))
-    .execute(&mut *db.writer().await?)
+    .execute(&mut db.writer().await?)
     .await?;
     Ok(NewToken { id, token, scope })
 }
@@ -123,12 +123,12 @@ pub async fn revoke(container: &Container, id: &str) -> Result<bool, ApiError> {
         db.now_ms()
     ))
     .bind(id)
-    .execute(&mut *db.writer().await?)
+    .execute(&mut db.writer().await?)
     .await?
     .rows_affected();
     sqlx::query("DELETE FROM api_sessions WHERE token_id = $1")
         .bind(id)
-        .execute(&mut *db.writer().await?)
+        .execute(&mut db.writer().await?)
         .await?;
     Ok(n > 0)
 }
@@ -155,7 +155,7 @@ pub async fn verify(container: &Container, token: &str) -> Result<Option<Credent
             db.now_ms()
         ))
         .bind(&found.token_id)
-        .execute(&mut *db.writer().await?)
+        .execute(&mut db.writer().await?)
         .await?;
     }
     Ok(Some(found))
@@ -181,7 +181,7 @@ pub async fn open_session(
     sqlx::query(&format!(
         "DELETE FROM api_sessions WHERE expires_at <= {now}"
     ))
-    .execute(&mut *db.writer().await?)
+    .execute(&mut db.writer().await?)
     .await?;
     let secret = random_secret();
     let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
@@ -194,7 +194,7 @@ pub async fn open_session(
     .bind(&who.token_id)
     .bind(who.scope.to_string())
     .bind(ttl_ms)
-    .execute(&mut *db.writer().await?)
+    .execute(&mut db.writer().await?)
     .await?;
     Ok(secret)
 }
@@ -217,7 +217,7 @@ pub async fn session(container: &Container, secret: &str) -> Result<Option<Crede
 pub async fn close_session(container: &Container, secret: &str) -> Result<(), ApiError> {
     sqlx::query("DELETE FROM api_sessions WHERE hash = $1")
         .bind(hash(secret))
-        .execute(&mut *container.store().db().writer().await?)
+        .execute(&mut container.store().db().writer().await?)
         .await?;
     Ok(())
 }

@@ -529,7 +529,7 @@ impl Store {
             .bind(fence.token());
         let n = fence
             .bind(query)
-            .execute(&mut *self.db.writer().await?)
+            .execute(&mut self.db.writer().await?)
             .await?
             .rows_affected();
         if n == 0 {
