@@ -6,7 +6,7 @@
 //! | figure | baseline |
 //! |---|---|
 //! | lock acquire+release, SQLite | the same SQL statements through sqlx |
-//! | lock acquire+release, PostgreSQL | the same two statements sent by `pgbench -M prepared` (the client floor) |
+//! | lock acquire+release, PostgreSQL | the same two statements sent by `pgbench -M prepared` (the client floor), in rounds alternating with ours |
 //! | Rust plugin instantiate + call through lockstep | a bare wasmtime harness, same component |
 //! | plugin call on a kept instance | the `extism` crate calling an equivalent Extism plugin |
 //! | plugin instantiate + call | extism: a new plugin from the compiled module + call |
@@ -52,7 +52,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-async fn time<F, Fut>(iterations: usize, mut f: F) -> Duration
+async fn time<F, Fut>(iterations: usize, f: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -60,6 +60,15 @@ where
     if iterations == 0 {
         return Duration::ZERO;
     }
+    median(samples(iterations, f).await)
+}
+
+/// `iterations` timed runs of `f` after a tenth as many untimed ones.
+async fn samples<F, Fut>(iterations: usize, mut f: F) -> Vec<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     for _ in 0..iterations.div_ceil(10) {
         f().await;
     }
@@ -69,7 +78,7 @@ where
         f().await;
         samples.push(started.elapsed());
     }
-    median(samples)
+    samples
 }
 
 /// What a figure must reach; a row may carry several (all must hold).
@@ -157,33 +166,82 @@ fn trim(x: f64) -> String {
 
 /// The floor of the PostgreSQL lock path: the acquire and release statements
 /// `LockService` sends, run by `pgbench -M prepared` on one connection, each
-/// committing on its own as ours do. Its per-transaction latency is what a
-/// client with no overhead of its own would take.
-fn pgbench_floor(url: &str) -> Result<Duration, String> {
-    let script = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-    let script_text = raw_locks::pgbench_script(Backend::Postgres.now_ms());
-    std::fs::write(script.path(), script_text).map_err(|e| e.to_string())?;
+/// committing on its own as ours do, `transactions` times. Returns every
+/// transaction's latency (pgbench's per-transaction log), so that the floor
+/// is a median like our figure.
+fn pgbench_floor(url: &str, transactions: usize) -> Result<Vec<Duration>, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let script = dir.path().join("locks.sql");
+    std::fs::write(
+        &script,
+        raw_locks::pgbench_script(Backend::Postgres.now_ms()),
+    )
+    .map_err(|e| e.to_string())?;
+    let prefix = dir.path().join("latency");
     let output = std::process::Command::new("pgbench")
-        .args(["-n", "-M", "prepared", "-c", "1", "-t", "4000"])
+        .args(["-n", "-M", "prepared", "-c", "1", "-l"])
+        .arg(format!("--log-prefix={}", prefix.display()))
+        .arg(format!("--transactions={transactions}"))
         .arg("-f")
-        .arg(script.path())
+        .arg(&script)
         .arg(url)
         .output()
         .map_err(|e| format!("pgbench: {e}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         return Err(format!(
             "pgbench failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         ));
     }
-    let ms: f64 = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("latency average = "))
-        .and_then(|v| v.strip_suffix(" ms"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| format!("no latency in pgbench's output: {stdout}"))?;
-    Ok(Duration::from_secs_f64(ms / 1e3))
+    // One log file (`latency.PID`): `client transaction latency_us …` per line.
+    let mut samples = Vec::with_capacity(transactions);
+    for entry in std::fs::read_dir(dir.path()).map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if !path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("latency"))
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        samples.extend(
+            text.lines()
+                .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+                .map(Duration::from_micros),
+        );
+    }
+    if samples.is_empty() {
+        return Err(format!(
+            "no per-transaction log from pgbench: {}",
+            String::from_utf8_lossy(&output.stdout)
+        ));
+    }
+    Ok(samples)
+}
+
+/// Our PostgreSQL lock path and pgbench's floor, measured in alternating
+/// rounds so that both see the same server and disk (the time of a durable
+/// commit on this machine drifts by tens of percent within minutes): the
+/// medians of all rounds' samples.
+async fn interleaved_pg(
+    service: &LockService,
+    owner: &Owner,
+    url: &str,
+) -> Result<(Duration, Duration), String> {
+    let (mut ours, mut floor) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        ours.extend(samples(400, || acquire_release(service, owner)).await);
+        floor.extend(pgbench_floor(url, 800)?);
+    }
+    Ok((median(ours), median(floor)))
+}
+
+async fn acquire_release(service: &LockService, owner: &Owner) {
+    let g = service
+        .try_acquire("cmp:svc", owner, "bench", TTL)
+        .await
+        .unwrap();
+    service.release("cmp:svc", owner, g.token).await.unwrap();
 }
 
 async fn lock_rows(url: &str, name: &str, rows: &mut Vec<Row>) {
@@ -197,22 +255,20 @@ async fn lock_rows(url: &str, name: &str, rows: &mut Vec<Row>) {
     let raw = raw_locks::raw_pool(url, db.backend).await;
     let service = LockService::new(db.clone());
     let owner = Owner::new_session();
-    let ours = time(2000, || async {
-        let g = service
-            .try_acquire("cmp:svc", &owner, "bench", TTL)
-            .await
-            .unwrap();
-        service.release("cmp:svc", &owner, g.token).await.unwrap();
-    })
-    .await;
-    let (baseline_name, baseline, goal) = match db.backend {
+    let (ours, baseline_name, baseline, goal) = match db.backend {
         Backend::Sqlite => (
+            time(2000, || acquire_release(&service, &owner)).await,
             "the same SQL through sqlx",
             time(2000, || raw_locks::acquire_release(&raw, &owner, "cmp:raw")).await,
             1.3,
         ),
-        Backend::Postgres => match pgbench_floor(url) {
-            Ok(floor) => ("the same two statements, pgbench -M prepared", floor, 1.5),
+        Backend::Postgres => match interleaved_pg(&service, &owner, url).await {
+            Ok((ours, floor)) => (
+                ours,
+                "the same two statements, pgbench -M prepared, alternating rounds",
+                floor,
+                1.5,
+            ),
             Err(e) => {
                 eprintln!("skipping {name}: {e}");
                 return;
@@ -369,7 +425,7 @@ async fn lifecycle_rows(dist: &Path, dir: &Path, rows: &mut Vec<Row>) {
         executor: "noop".into(),
         params: Default::default(),
     };
-    let plans = 300;
+    let plans = 1000;
     let before = lockstep::db::stats::snapshot();
     let started = Instant::now();
     for _ in 0..plans {
