@@ -130,6 +130,20 @@ impl Ticket {
     }
 }
 
+/// How many columns `Ticket::at` decodes.
+const TICKET_COLUMNS: usize = 8;
+
+/// The phase a plan left by its phase in `after` goes on with if its queue
+/// row lets it (apply only when auto-applied or approved): what
+/// `next_step` then decides.
+fn goes_on_with(after: &PlanRecord) -> Option<Phase> {
+    match (after.status.phase, after.status.state) {
+        (Phase::Strategize, State::Complete) => Some(Phase::Execute),
+        (Phase::Execute, State::Complete) => Some(Phase::Apply),
+        _ => None,
+    }
+}
+
 /// What to do next with a claimed plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Next {
@@ -349,6 +363,8 @@ impl Shared {
         if let Err(reason) = self.check(&plan, &ticket).await {
             return self.refuse(&plan, claim, &reason).await.map(|()| false);
         }
+        // The attempt at the next phase, when the last phase's write began it.
+        let mut begun: Option<(Phase, i64)> = None;
         loop {
             let next = next_step(&plan, &ticket);
             match next {
@@ -362,20 +378,28 @@ impl Shared {
                 }
                 _ => {}
             }
+            let phase = next.phase(plan.status.phase);
             if self.stopping.is_cancelled() || session.shutdown_token().is_cancelled() {
+                self.end_unrun(begun.take(), "interrupted").await?;
                 return Ok(false);
             }
-            let attempt = self
-                .begin_attempt(claim, next.phase(plan.status.phase))
-                .await?;
+            let attempt = match begun.take() {
+                Some((began, id)) if began == phase => id,
+                other => {
+                    self.end_unrun(other, "not run").await?;
+                    self.begin_attempt(claim, phase).await?
+                }
+            };
             match run_next(session, &plan.id, next).await {
                 Ok(after) => {
                     self.stats.lock().unwrap().phases += 1;
-                    let Some(fresh) = self.phase_done(claim, attempt).await? else {
+                    let then = after.as_ref().and_then(goes_on_with);
+                    let Some((fresh, began)) = self.phase_done(claim, attempt, then).await? else {
                         tracing::info!(plan = %claim.plan_id, "the lease was taken over; leaving the plan to its new holder");
                         return Ok(false);
                     };
                     ticket = fresh;
+                    begun = then.zip(began);
                     plan = match after {
                         Some(after) => after,
                         None => self.read(&claim.plan_id).await?.0,
@@ -516,15 +540,54 @@ impl Shared {
     }
 
     /// A phase succeeded: end its attempt and reset the attempt count
-    /// (fenced), reading the queue row back, in one request. `None`: the
-    /// lease was taken over.
-    async fn phase_done(&self, claim: &Claim, attempt: i64) -> Result<Option<Ticket>, FleetError> {
+    /// (fenced), reading the queue row back, and begin the attempt at
+    /// `then` if the row lets it run now, in one request (see
+    /// [`FleetSql::phase_done`]). `None`: the lease was taken over.
+    async fn phase_done(
+        &self,
+        claim: &Claim,
+        attempt: i64,
+        then: Option<Phase>,
+    ) -> Result<Option<(Ticket, Option<i64>)>, FleetError> {
         let query = sqlx::query(&self.sql.phase_done)
             .bind(attempt)
             .bind(&claim.plan_id);
-        let groups = self.db().batch(claim.fence.bind(query)).await?;
-        let row = groups.into_iter().flatten().next();
-        Ok(row.map(|r| Ticket::at(&r, 0)).transpose()?)
+        let query = claim
+            .fence
+            .bind(query)
+            .bind(then.map(|p| p.to_string()).unwrap_or_default())
+            .bind(&self.id)
+            .bind(i64::from(then == Some(Phase::Apply)));
+        let rows: Vec<_> = self
+            .db()
+            .batch(query)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        // SQLite: the begun attempt's id (if one began), then the queue
+        // row; PostgreSQL: the queue row with the id after it.
+        let Some(row) = rows.last() else {
+            return Ok(None);
+        };
+        let began = match self.backend() {
+            Backend::Postgres => row.try_get::<Option<i64>, _>(TICKET_COLUMNS)?,
+            Backend::Sqlite if rows.len() > 1 => Some(rows[0].try_get::<i64, _>(0)?),
+            Backend::Sqlite => None,
+        };
+        Ok(Some((Ticket::at(row, 0)?, began)))
+    }
+
+    /// End an attempt begun for a phase that then did not run.
+    async fn end_unrun(
+        &self,
+        begun: Option<(Phase, i64)>,
+        outcome: &str,
+    ) -> Result<(), FleetError> {
+        match begun {
+            Some((_, id)) => self.end_attempt(id, outcome, None).await,
+            None => Ok(()),
+        }
     }
 
     /// Finish the plan in the queue (fenced) and release the claim's
@@ -761,7 +824,11 @@ async fn run_next(
     let result = match next {
         Next::Strategize => session.strategize_plan(id).await.map(Some),
         Next::Execute => session.execute_plan(id).await.map(Some),
-        Next::Apply => session.apply_plan(id).await.map(|_| None),
+        // The plan as apply left it (no read afterwards to find out).
+        Next::Apply => session
+            .run_through(id, Phase::Apply, Phase::Apply)
+            .await
+            .map(Some),
         Next::Retry => session.retry(id).await.map(Some),
         Next::Cancel | Next::Finish | Next::Wait => Ok(None),
     };
