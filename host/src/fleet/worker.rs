@@ -383,13 +383,7 @@ impl Shared {
                 self.end_unrun(begun.take(), "interrupted").await?;
                 return Ok(false);
             }
-            let attempt = match begun.take() {
-                Some((began, id)) if began == phase => id,
-                other => {
-                    self.end_unrun(other, "not run").await?;
-                    self.begin_attempt(claim, phase).await?
-                }
-            };
+            let attempt = self.attempt_at(claim, phase, begun.take()).await?;
             match run_next(session, &plan.id, next).await {
                 Ok(after) => {
                     self.stats.lock().unwrap().phases += 1;
@@ -576,6 +570,23 @@ impl Shared {
             Backend::Sqlite => None,
         };
         Ok(Some((Ticket::at(row, 0)?, began)))
+    }
+
+    /// The attempt at `phase`: the one the last phase's write began for
+    /// it, or a new one (a begun one for another phase ended unrun).
+    async fn attempt_at(
+        &self,
+        claim: &Claim,
+        phase: Phase,
+        begun: Option<(Phase, i64)>,
+    ) -> Result<i64, FleetError> {
+        match begun {
+            Some((began, id)) if began == phase => Ok(id),
+            other => {
+                self.end_unrun(other, "not run").await?;
+                self.begin_attempt(claim, phase).await
+            }
+        }
     }
 
     /// End an attempt begun for a phase that then did not run.
