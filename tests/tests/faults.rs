@@ -37,20 +37,9 @@ async fn postgres_connections_killed_mid_phase() {
     .await;
     let id = plan.id.clone();
     let running = tokio::spawn(async move { s.execute_plan(&id).await });
-    let name = db.url.rsplit('/').next().unwrap().to_string();
-    let mut admin = sqlx::PgConnection::connect(&lockstep_tests::db::postgres_admin_url())
-        .await
-        .unwrap();
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        let killed: Vec<(bool,)> = sqlx::query_as(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-        )
-        .bind(&name)
-        .fetch_all(&mut admin)
-        .await
-        .unwrap();
-        eprintln!("terminated {} backend(s)", killed.len());
+        eprintln!("terminated {} backend(s)", terminate_backends(&db).await);
     }
     // The pool replaces the dead connections; renewals and the final write go through.
     let plan = running

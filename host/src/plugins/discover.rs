@@ -282,22 +282,31 @@ mod cache_tests {
         .unwrap();
     }
 
+    /// A plugin directory holding the plugin `one`, and a fresh cache.
+    fn one_plugin() -> (tempfile::TempDir, Vec<PathBuf>, ManifestCache) {
+        let dir = tempfile::tempdir().unwrap();
+        add(dir.path(), "one");
+        let dirs = vec![dir.path().to_path_buf()];
+        (dir, dirs, ManifestCache::default())
+    }
+
+    /// Set `dir`'s modification time.
+    fn set_modified(dir: &Path, at: SystemTime) {
+        std::fs::File::open(dir).unwrap().set_modified(at).unwrap();
+    }
+
     /// Make `dir`'s modification time an hour old, so that a listing of it
     /// is reused.
     fn settle(dir: &Path) {
-        let hour_ago = SystemTime::now() - std::time::Duration::from_secs(3600);
-        std::fs::File::open(dir)
-            .unwrap()
-            .set_modified(hour_ago)
-            .unwrap();
+        set_modified(
+            dir,
+            SystemTime::now() - std::time::Duration::from_secs(3600),
+        );
     }
 
     #[test]
     fn a_plugin_added_or_removed_in_a_listed_directory_is_seen_at_the_next_lookup() {
-        let dir = tempfile::tempdir().unwrap();
-        let dirs = vec![dir.path().to_path_buf()];
-        let cache = ManifestCache::default();
-        add(dir.path(), "one");
+        let (dir, dirs, cache) = one_plugin();
         settle(dir.path());
         assert_eq!(discover(&dirs, &cache).len(), 1);
         // Listed while settled: the next lookup reuses the listing unless
@@ -323,10 +332,7 @@ mod cache_tests {
 
     #[test]
     fn a_listing_is_not_reused_when_only_the_modification_time_looks_the_same() {
-        let dir = tempfile::tempdir().unwrap();
-        let dirs = vec![dir.path().to_path_buf()];
-        let cache = ManifestCache::default();
-        add(dir.path(), "one");
+        let (dir, dirs, cache) = one_plugin();
         assert_eq!(discover(&dirs, &cache).len(), 1);
         // Put the directory's modification time back to what the listing
         // saw, as an entry made within the same clock tick would leave it:
@@ -334,10 +340,7 @@ mod cache_tests {
         // than a second ago anyway.
         let meta = std::fs::metadata(dir.path()).unwrap();
         add(dir.path(), "two");
-        std::fs::File::open(dir.path())
-            .unwrap()
-            .set_modified(meta.modified().unwrap())
-            .unwrap();
+        set_modified(dir.path(), meta.modified().unwrap());
         assert_eq!(discover(&dirs, &cache).len(), 2);
     }
 
