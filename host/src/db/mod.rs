@@ -104,8 +104,8 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 #[derive(Debug, Clone)]
 pub struct Db {
     /// The connection pool (crate-private: SQL lives in `locks` and
-    /// `store`). On SQLite it serves reads only; writes go through
-    /// `writer`.
+    /// `store`). It serves reads (and migrations); writes go through
+    /// `writer` (SQLite) or `kept` (PostgreSQL).
     pub(crate) pool: AnyPool,
     /// SQLite: the one connection every write goes through.
     writer: Option<Arc<Writer>>,
@@ -231,10 +231,10 @@ fn pool_options(backend: Backend) -> AnyPoolOptions {
             .max_connections(8)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(10))
-            // A pooled connection that sat idle is checked before use,
-            // so that one the server dropped meanwhile (restart,
+            // Reads. A pooled connection that sat idle is checked before
+            // use, so that one the server dropped meanwhile (restart,
             // pg_terminate_backend, an idle timeout) is replaced
-            // instead of failing the next lock operation. One in
+            // instead of failing the next read. One in
             // constant use was just answered by the server (and
             // checked by the pool on its return): pinging it again
             // would double the round trips of every statement.
