@@ -252,14 +252,16 @@ async fn lock_rows(url: &str, name: &str, rows: &mut Vec<Row>) {
             return;
         }
     };
-    let raw = raw_locks::raw_pool(url, db.backend).await;
     let service = LockService::new(db.clone());
     let owner = Owner::new_session();
     let (ours, baseline_name, baseline, goal) = match db.backend {
         Backend::Sqlite => (
             time(2000, || acquire_release(&service, &owner)).await,
             "the same SQL through sqlx",
-            time(2000, || raw_locks::acquire_release(&raw, &owner, "cmp:raw")).await,
+            {
+                let raw = raw_locks::raw_pool(url, db.backend).await;
+                time(2000, || raw_locks::acquire_release(&raw, &owner, "cmp:raw")).await
+            },
             1.3,
         ),
         Backend::Postgres => match interleaved_pg(&service, &owner, url).await {

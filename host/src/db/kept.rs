@@ -32,7 +32,7 @@ use super::stats::record;
 use super::PG_PING_IDLE;
 
 /// An idle connection kept this long is closed.
-pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a writer waits for a connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);

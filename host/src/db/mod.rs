@@ -100,6 +100,15 @@ pub fn sqlite_pragmas() -> String {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// What a process's writes go through.
+#[derive(Debug, Clone)]
+enum Writes {
+    /// SQLite: the one connection every write goes through.
+    Single(Arc<Writer>),
+    /// PostgreSQL: the connections the host keeps for writes.
+    Kept(Arc<kept::Kept>),
+}
+
 /// A connected, migrated database.
 #[derive(Debug, Clone)]
 pub struct Db {
@@ -107,10 +116,8 @@ pub struct Db {
     /// `store`). It serves reads (and migrations); writes go through
     /// `writer` (SQLite) or `kept` (PostgreSQL).
     pub(crate) pool: AnyPool,
-    /// SQLite: the one connection every write goes through.
-    writer: Option<Arc<Writer>>,
-    /// PostgreSQL: the connections writes go through.
-    kept: Option<Arc<kept::Kept>>,
+    /// What writes go through.
+    writes: Writes,
     /// The backend behind the pool.
     pub backend: Backend,
 }
@@ -146,12 +153,13 @@ impl Db {
                 url: redact(&url),
                 source: e,
             })?;
-        let writer = (backend == Backend::Sqlite).then(|| Arc::new(Writer::new(options.clone())));
-        let kept = (backend == Backend::Postgres).then(|| kept::Kept::new(options, PG_WRITERS));
+        let writes = match backend {
+            Backend::Sqlite => Writes::Single(Arc::new(Writer::new(options))),
+            Backend::Postgres => Writes::Kept(kept::Kept::new(options, PG_WRITERS)),
+        };
         let db = Db {
             pool,
-            writer,
-            kept,
+            writes,
             backend,
         };
         db.migrate().await?;
@@ -193,11 +201,9 @@ impl Db {
 
     /// Close the pool: wait for its connections to finish and close them.
     pub async fn close(&self) {
-        if let Some(writer) = &self.writer {
-            writer.close().await;
-        }
-        if let Some(kept) = &self.kept {
-            kept.close().await;
+        match &self.writes {
+            Writes::Single(writer) => writer.close().await,
+            Writes::Kept(kept) => kept.close().await,
         }
         self.pool.close().await;
     }

@@ -28,7 +28,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::kept::{breaks_connection, KeptConn};
 use super::stats::record;
-use super::{sqlite_pragmas, Backend, Db};
+use super::{sqlite_pragmas, Backend, Db, Writes};
 
 /// The one SQLite write connection, opened on first use and again after
 /// it was dropped.
@@ -160,8 +160,7 @@ impl<'c> Executor<'c> for &'c mut WriteConn {
 }
 
 /// Roll back whatever `conn` may have left open, then let it serve
-/// others (on a runtime; without one, a SQLite writer is dropped — closing
-/// rolls back — and a pooled connection is closed).
+/// others (on a runtime; without one, see [`drop_conn`]).
 fn abandon(mut conn: WriteConn) {
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return drop_conn(conn);
@@ -287,12 +286,9 @@ impl Db {
     }
 
     async fn write_conn(&self) -> Result<WriteConn, sqlx::Error> {
-        match &self.writer {
-            Some(writer) => Ok(WriteConn::Single(writer.lock().await?)),
-            None => match &self.kept {
-                Some(kept) => Ok(WriteConn::Kept(kept.acquire().await?)),
-                None => Err(sqlx::Error::PoolClosed),
-            },
+        match &self.writes {
+            Writes::Single(writer) => Ok(WriteConn::Single(writer.lock().await?)),
+            Writes::Kept(kept) => Ok(WriteConn::Kept(kept.acquire().await?)),
         }
     }
 

@@ -146,7 +146,7 @@ fn phase_done(backend: Backend) -> String {
              {end_ok};
              {reset};
              {began};
-             SELECT {TICKET}, NULL FROM plan_queue q WHERE q.plan_id = $2 AND {fence};
+             SELECT {TICKET} FROM plan_queue q WHERE q.plan_id = $2 AND {fence};
              COMMIT",
             began = begin("plan_queue q", &format!(" AND q.plan_id = $2 AND {fence}")),
         ),

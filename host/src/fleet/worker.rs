@@ -130,9 +130,6 @@ impl Ticket {
     }
 }
 
-/// How many columns `Ticket::at` decodes.
-const TICKET_COLUMNS: usize = 8;
-
 /// The phase a plan left by its phase in `after` goes on with if its queue
 /// row lets it (apply only when auto-applied or approved): what
 /// `next_step` then decides.
@@ -565,7 +562,8 @@ impl Shared {
             return Ok(None);
         };
         let began = match self.backend() {
-            Backend::Postgres => row.try_get::<Option<i64>, _>(TICKET_COLUMNS)?,
+            // After the queue row's columns (`TICKET`).
+            Backend::Postgres => row.try_get::<Option<i64>, _>(row.len() - 1)?,
             Backend::Sqlite if rows.len() > 1 => Some(rows[0].try_get::<i64, _>(0)?),
             Backend::Sqlite => None,
         };

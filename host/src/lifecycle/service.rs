@@ -615,23 +615,23 @@ impl PlanLifecycleService {
             roll_forward(&root, changes, limits).await?;
             return Ok(PhaseOutput::Applied(files));
         }
+        let workspace = open_workspace(&root).await?;
+        // An empty changeset writes nothing: nothing to check, stage,
+        // journal or commit (a crash leaves apply/processing, recovered to
+        // apply/errored and retried).
+        if files == 0 {
+            return Ok(PhaseOutput::Applied(0));
+        }
         // Everything is validated and staged before the journal: a
         // failure up to here leaves the old tree.
-        let staged = open_workspace(&root)
-            .await?
+        let staged = workspace
             .prepare(changes, limits)
             .await
             .map_err(LifecycleError::from)?;
-        // An empty changeset writes nothing, so there is nothing to roll
-        // forward: no journal (a crash leaves apply/processing, recovered
-        // to apply/errored and retried).
-        let journal = if files == 0 {
-            Ok(())
-        } else {
-            self.store
-                .journal_apply(&plan.id, &self.owner.id, &run.fence)
-                .await
-        };
+        let journal = self
+            .store
+            .journal_apply(&plan.id, &self.owner.id, &run.fence)
+            .await;
         if let Err(e) = journal {
             staged.discard().await;
             return Err(e.into());

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use super::manifest::{self, Manifest, ManifestError};
@@ -25,11 +25,14 @@ pub const PLUGIN_PATH_ENV: &str = "LOCKSTEP_PLUGIN_PATH";
 #[derive(Debug, Default)]
 pub struct ManifestCache {
     parsed: Mutex<HashMap<PathBuf, (Stamp, Parsed)>>,
-    listed: Mutex<HashMap<PathBuf, (DirStamp, Vec<PathBuf>)>>,
+    listed: Mutex<Listings>,
 }
 
 /// Device, inode, modification and change time of a plugin directory.
 type DirStamp = (u64, u64, i64, i64, i64, i64);
+
+/// Each listed directory's components, with the stamp it had.
+type Listings = HashMap<PathBuf, (DirStamp, Arc<[PathBuf]>)>;
 
 /// How old a directory's modification time must be before a listing made
 /// under it is reused: the kernel stamps directories from a clock that
@@ -61,7 +64,7 @@ impl ManifestCache {
     /// listed. Listed again whenever the directory's stamp changed (an
     /// entry added, removed or renamed changes its modification time) or
     /// its modification time is younger than [`SETTLED`].
-    fn components(&self, dir: &Path) -> Option<Vec<PathBuf>> {
+    fn components(&self, dir: &Path) -> Option<Arc<[PathBuf]>> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(dir).ok().filter(|m| m.is_dir())?;
         let stamp = (
@@ -77,12 +80,12 @@ impl ManifestCache {
             .ok()
             .and_then(|m| SystemTime::now().duration_since(m).ok())
             .is_some_and(|age| age >= SETTLED);
-        let mut listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((seen, wasm)) = listed.get(dir) {
+        if let Some((seen, wasm)) = self.lock_listed().get(dir) {
             if settled && *seen == stamp {
                 return Some(wasm.clone());
             }
         }
+        // Listed without holding the lock: other lookups go on meanwhile.
         let mut wasm: Vec<PathBuf> = std::fs::read_dir(dir)
             .ok()?
             .filter_map(|e| e.ok())
@@ -90,8 +93,14 @@ impl ManifestCache {
             .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
             .collect();
         wasm.sort();
-        listed.insert(dir.to_path_buf(), (stamp, wasm.clone()));
+        let wasm: Arc<[PathBuf]> = wasm.into();
+        self.lock_listed()
+            .insert(dir.to_path_buf(), (stamp, wasm.clone()));
         Some(wasm)
+    }
+
+    fn lock_listed(&self) -> std::sync::MutexGuard<'_, Listings> {
+        self.listed.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -130,7 +139,7 @@ pub fn discover(dirs: &[PathBuf], cache: &ManifestCache) -> Vec<Entry> {
         let Some(wasm) = cache.components(dir) else {
             continue;
         };
-        for path in wasm {
+        for path in wasm.iter().cloned() {
             let manifest_path = path.with_extension("toml");
             let manifest = match std::fs::metadata(&manifest_path) {
                 Ok(meta) if meta.is_file() => cache.read(&manifest_path, &meta),
@@ -214,7 +223,7 @@ mod tests {
     const MANIFEST: &str =
         "name = \"NAME\"\nversion = \"0.1.0\"\nkind = \"plugin\"\napi = \"0.1.0\"\n";
 
-    fn plugin(dir: &Path, file: &str, name: &str) {
+    pub(super) fn plugin(dir: &Path, file: &str, name: &str) {
         std::fs::write(dir.join(format!("{file}.wasm")), b"\0asm").unwrap();
         std::fs::write(
             dir.join(format!("{file}.toml")),
@@ -270,16 +279,9 @@ mod tests {
 mod cache_tests {
     use super::*;
 
-    const MANIFEST: &str =
-        "name = \"NAME\"\nversion = \"0.1.0\"\nkind = \"plugin\"\napi = \"0.1.0\"\n";
-
+    /// A plugin called `name` in `dir`.
     fn add(dir: &Path, name: &str) {
-        std::fs::write(dir.join(format!("{name}.wasm")), b"\0asm").unwrap();
-        std::fs::write(
-            dir.join(format!("{name}.toml")),
-            MANIFEST.replace("NAME", name),
-        )
-        .unwrap();
+        super::tests::plugin(dir, name, name);
     }
 
     /// A plugin directory holding the plugin `one`, and a fresh cache.

@@ -122,10 +122,7 @@ impl Workspace {
         limits: ChangeLimits,
     ) -> Result<StagedApply, ApplyError> {
         let tree = self.tree.clone();
-        let staged = if changes.is_empty() {
-            // Nothing to check or stage: no trip to the blocking pool.
-            apply::prepare(tree, &[], &limits)?
-        } else {
+        let staged = {
             let changes = changes.clone();
             blocking(move || apply::prepare(tree, &changes, &limits)).await?
         };
@@ -213,10 +210,6 @@ impl StagedApply {
             limits,
         } = self;
         let staged = staged.into_inner();
-        if changes.is_empty() {
-            // Nothing to rename, delete or sync.
-            return apply::commit(staged, &[], &limits);
-        }
         blocking(move || apply::commit(staged, &changes, &limits)).await
     }
 
