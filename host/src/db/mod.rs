@@ -12,6 +12,7 @@ use std::sync::Arc;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 
+mod inline;
 mod kept;
 pub mod stats;
 mod write;
@@ -154,7 +155,7 @@ impl Db {
                 source: e,
             })?;
         let writes = match backend {
-            Backend::Sqlite => Writes::Single(Arc::new(Writer::new(options))),
+            Backend::Sqlite => Writes::Single(Arc::new(Writer::new(&url))),
             Backend::Postgres => Writes::Kept(kept::Kept::new(options, PG_WRITERS)),
         };
         let db = Db {

@@ -13,45 +13,51 @@
 //! A transaction or batch abandoned half-way (an error, a dropped future)
 //! is rolled back before the connection serves anyone else.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::{TryFutureExt, TryStreamExt};
-use sqlx::any::{
-    AnyArguments, AnyConnectOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo,
-};
+use futures::{StreamExt, TryFutureExt, TryStreamExt};
+use sqlx::any::{AnyArguments, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Describe, Either, Execute, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, Describe, Either, Execute, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use super::inline::{self, Inline};
 use super::kept::{breaks_connection, KeptConn};
 use super::stats::record;
-use super::{sqlite_pragmas, Backend, Db, Writes};
+use super::{Backend, Db, Writes};
 
-/// The one SQLite write connection, opened on first use and again after
-/// it was dropped.
+/// The one SQLite write connection ([`Inline`]: run on the calling
+/// thread), opened on first use and again after it was dropped.
 #[derive(Debug)]
 pub(crate) struct Writer {
-    conn: Arc<Mutex<Option<AnyConnection>>>,
-    options: AnyConnectOptions,
+    conn: Arc<Mutex<Option<Inline>>>,
+    path: PathBuf,
+    create: bool,
 }
 
 impl Writer {
-    pub(crate) fn new(options: AnyConnectOptions) -> Self {
+    /// The writer of the database at `url` (`sqlite://PATH?QUERY`).
+    pub(crate) fn new(url: &str) -> Self {
+        let (path, create) = inline::target(url);
         Writer {
             conn: Arc::new(Mutex::new(None)),
-            options,
+            path,
+            create,
         }
     }
 
-    async fn lock(&self) -> Result<OwnedMutexGuard<Option<AnyConnection>>, sqlx::Error> {
+    async fn lock(&self) -> Result<OwnedMutexGuard<Option<Inline>>, sqlx::Error> {
         let mut guard = self.conn.clone().lock_owned().await;
         if guard.is_none() {
-            let mut conn = self.options.connect().await?;
-            conn.execute(sqlite_pragmas().as_str()).await?;
-            *guard = Some(conn);
+            let (path, create) = (self.path.clone(), self.create);
+            let opened = tokio::task::spawn_blocking(move || Inline::open(&path, create))
+                .await
+                .map_err(|e| sqlx::Error::Protocol(format!("opening the SQLite writer: {e}")))??;
+            *guard = Some(opened);
         }
         Ok(guard)
     }
@@ -59,7 +65,7 @@ impl Writer {
     /// Close the connection (the pool's `close`).
     pub(crate) async fn close(&self) {
         if let Some(conn) = self.conn.lock().await.take() {
-            let _ = sqlx::Connection::close(conn).await;
+            let _ = tokio::task::spawn_blocking(move || drop(conn)).await;
         }
     }
 }
@@ -71,19 +77,17 @@ impl Writer {
 #[derive(Debug)]
 pub(crate) enum WriteConn {
     /// SQLite: the process's one write connection.
-    Single(OwnedMutexGuard<Option<AnyConnection>>),
+    Single(OwnedMutexGuard<Option<Inline>>),
     /// PostgreSQL: a kept connection.
     Kept(KeptConn),
 }
 
 impl WriteConn {
-    fn parts(&mut self) -> (&mut AnyConnection, Option<&AtomicBool>) {
+    /// The kept PostgreSQL connection and its broken flag (`None`: SQLite).
+    fn kept(&mut self) -> Option<(&mut AnyConnection, &AtomicBool)> {
         match self {
-            WriteConn::Single(guard) => (guard.as_mut().expect("the writer is connected"), None),
-            WriteConn::Kept(kept) => {
-                let (conn, broken) = kept.parts();
-                (conn, Some(broken))
-            }
+            WriteConn::Single(_) => None,
+            WriteConn::Kept(kept) => Some(kept.parts()),
         }
     }
 
@@ -97,11 +101,9 @@ impl WriteConn {
 }
 
 /// Mark a kept connection broken when `e` may have broken it.
-fn note(broken: Option<&AtomicBool>, e: &sqlx::Error) {
-    if let Some(flag) = broken {
-        if breaks_connection(e) {
-            flag.store(true, Ordering::Relaxed);
-        }
+fn note(broken: &AtomicBool, e: &sqlx::Error) {
+    if breaks_connection(e) {
+        broken.store(true, Ordering::Relaxed);
     }
 }
 
@@ -110,14 +112,40 @@ impl<'c> Executor<'c> for &'c mut WriteConn {
 
     fn fetch_many<'e, 'q: 'e, E>(
         self,
-        query: E,
+        mut query: E,
     ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
     where
         'c: 'e,
         E: 'q + Execute<'q, Any>,
     {
-        let (conn, broken) = self.parts();
-        Box::pin(conn.fetch_many(query).inspect_err(move |e| note(broken, e)))
+        match self {
+            WriteConn::Single(slot) => {
+                let sql = query.sql();
+                let params = query
+                    .take_arguments()
+                    .map_err(sqlx::Error::Encode)
+                    .and_then(|args| {
+                        args.map_or_else(
+                            || Ok(Vec::new()),
+                            |args| args.values.0.into_iter().map(inline::value).collect(),
+                        )
+                    });
+                let ran = async move {
+                    let (items, error) = match params {
+                        Ok(params) => Inline::request(slot, sql, params).await,
+                        Err(e) => (Vec::new(), Some(e)),
+                    };
+                    let items: Vec<Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>> =
+                        items.into_iter().map(Ok).chain(error.map(Err)).collect();
+                    items
+                };
+                Box::pin(futures::stream::once(ran).flat_map(futures::stream::iter))
+            }
+            WriteConn::Kept(kept) => {
+                let (conn, broken) = kept.parts();
+                Box::pin(conn.fetch_many(query).inspect_err(move |e| note(broken, e)))
+            }
+        }
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(
@@ -128,11 +156,24 @@ impl<'c> Executor<'c> for &'c mut WriteConn {
         'c: 'e,
         E: 'q + Execute<'q, Any>,
     {
-        let (conn, broken) = self.parts();
-        Box::pin(
-            conn.fetch_optional(query)
-                .inspect_err(move |e| note(broken, e)),
-        )
+        if let WriteConn::Kept(kept) = self {
+            let (conn, broken) = kept.parts();
+            return Box::pin(
+                conn.fetch_optional(query)
+                    .inspect_err(move |e| note(broken, e)),
+            );
+        }
+        // SQLite: every statement runs; the first row is the answer.
+        Box::pin(async move {
+            let mut first = None;
+            let mut results = self.fetch_many(query);
+            while let Some(item) = results.try_next().await? {
+                if let (None, Either::Right(row)) = (&first, item) {
+                    first = Some(row);
+                }
+            }
+            Ok(first)
+        })
     }
 
     fn prepare_with<'e, 'q: 'e>(
@@ -143,20 +184,34 @@ impl<'c> Executor<'c> for &'c mut WriteConn {
     where
         'c: 'e,
     {
-        let (conn, broken) = self.parts();
-        Box::pin(
-            conn.prepare_with(sql, parameters)
-                .inspect_err(move |e| note(broken, e)),
-        )
+        match self.kept() {
+            Some((conn, broken)) => Box::pin(
+                conn.prepare_with(sql, parameters)
+                    .inspect_err(move |e| note(broken, e)),
+            ),
+            None => Box::pin(async { Err(unsupported("prepare")) }),
+        }
     }
 
     fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>>
     where
         'c: 'e,
     {
-        let (conn, broken) = self.parts();
-        Box::pin(conn.describe(sql).inspect_err(move |e| note(broken, e)))
+        match self.kept() {
+            Some((conn, broken)) => {
+                Box::pin(conn.describe(sql).inspect_err(move |e| note(broken, e)))
+            }
+            None => Box::pin(async { Err(unsupported("describe")) }),
+        }
     }
+}
+
+/// What the SQLite write connection does not do (statements are prepared
+/// and cached as they run).
+fn unsupported(what: &str) -> sqlx::Error {
+    sqlx::Error::Protocol(format!(
+        "`{what}` is not available on the SQLite write connection"
+    ))
 }
 
 /// Roll back whatever `conn` may have left open, then let it serve

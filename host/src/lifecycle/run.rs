@@ -6,6 +6,7 @@
 use std::panic::AssertUnwindSafe;
 
 use futures::FutureExt;
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::Progress;
@@ -16,6 +17,7 @@ use crate::db::WriteTx;
 use crate::locks::{Fence, LockGuard};
 use crate::model::{ChangeRecord, Phase, PlanProposal, PlanRecord, State, Status, StepResult};
 use crate::store::{Completion, PlanRead, StateWrite, StoreError, Then};
+use crate::workspace::Workspace;
 
 /// Which phase a run command runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +53,9 @@ pub(super) struct PhaseRun<'a> {
     pub journaled: Option<bool>,
     /// The stored changeset, if read with the plan.
     pub changes: Option<Vec<ChangeRecord>>,
+    /// The project, opened by the first phase of the run that needs it
+    /// and kept for the phases after it (under the same plan lease).
+    pub workspace: &'a OnceCell<Workspace>,
 }
 
 /// A phase decided under the plan lock.
@@ -358,6 +363,7 @@ impl PlanLifecycleService {
         through: Option<Phase>,
         guard: &LockGuard,
     ) -> Result<(PlanRecord, usize), LifecycleError> {
+        let workspace = OnceCell::new();
         loop {
             let phase = decided.t.start.phase;
             self.report(Progress::PhaseStarted {
@@ -372,6 +378,7 @@ impl PlanLifecycleService {
                 fence: guard.fence(),
                 journaled: decided.journaled,
                 changes: changes.take(),
+                workspace: &workspace,
             };
             let outcome = self.race(phase, run, guard, decided.project.as_ref()).await;
             let next = after(phase).filter(|next| through.is_some_and(|last| *next <= last));

@@ -539,7 +539,9 @@ impl PlanLifecycleService {
             .plugins
             .strategist(&plan.action.strategy)
             .map_err(failed)?;
-        let view = open_workspace(&root).await?.view(self.options.read_cap);
+        let view = run_workspace(run.workspace, &root)
+            .await?
+            .view(self.options.read_cap);
         let ctx = self.context(&run, view);
         let proposal = strategist
             .strategize(&ctx, &plan.action)
@@ -563,7 +565,7 @@ impl PlanLifecycleService {
             .plugins
             .executor(&plan.action.executor)
             .map_err(failed)?;
-        let workspace = open_workspace(&root).await?;
+        let workspace = run_workspace(run.workspace, &root).await?;
         let mut view = workspace.view(self.options.read_cap);
         let mut builder = workspace.changeset(self.options.change_limits);
         let mut results = Vec::with_capacity(proposal.steps.len());
@@ -615,7 +617,7 @@ impl PlanLifecycleService {
             roll_forward(&root, changes, limits).await?;
             return Ok(PhaseOutput::Applied(files));
         }
-        let workspace = open_workspace(&root).await?;
+        let workspace = run_workspace(run.workspace, &root).await?;
         // An empty changeset writes nothing: nothing to check, stage,
         // journal or commit (a crash leaves apply/processing, recovered to
         // apply/errored and retried).
@@ -663,6 +665,15 @@ async fn open_workspace(root: &Path) -> Result<Workspace, LifecycleError> {
             root: root.to_path_buf(),
             source,
         })
+}
+
+/// The project at `root`, opened by the run's first phase that needs it
+/// (its file work on the blocking pool) and kept in `kept` for the others.
+async fn run_workspace(
+    kept: &tokio::sync::OnceCell<Workspace>,
+    root: &Path,
+) -> Result<Workspace, LifecycleError> {
+    kept.get_or_try_init(|| open_workspace(root)).await.cloned()
 }
 
 /// Finish an interrupted apply of `changes` to the project at `root`,
