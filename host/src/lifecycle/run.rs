@@ -365,11 +365,8 @@ impl PlanLifecycleService {
     ) -> Result<(PlanRecord, usize), LifecycleError> {
         let workspace = OnceCell::new();
         loop {
-            let phase = decided.t.start.phase;
-            self.report(Progress::PhaseStarted {
-                plan_id: decided.plan.id.clone(),
-                phase,
-            });
+            let (phase, plan_id) = (decided.t.start.phase, decided.plan.id.clone());
+            self.report(Progress::PhaseStarted { plan_id, phase });
             let operation = phase_operation(decided.command, &decided.plan.id);
             let run = PhaseRun {
                 plan: &decided.plan,
