@@ -90,33 +90,29 @@ impl Inline {
         sql: &str,
         params: Vec<Value>,
     ) -> (Vec<Item>, Option<sqlx::Error>) {
-        let Some(inline) = slot.as_mut() else {
+        let Some(mut inline) = slot.take() else {
             return (Vec::new(), Some(lost()));
         };
-        match inline.run(sql, &params) {
-            Ran::Done(items, e) => (items, e),
-            Ran::Busy => {
-                let Some(mut inline) = slot.take() else {
-                    return (Vec::new(), Some(lost()));
-                };
-                let sql = sql.to_owned();
-                let waited = tokio::task::spawn_blocking(move || {
-                    let ran = inline.run_waiting(&sql, &params);
-                    (inline, ran)
-                })
-                .await;
-                match waited {
-                    Ok((inline, ran)) => {
-                        *slot = Some(inline);
-                        ran
-                    }
-                    Err(e) => match e.try_into_panic() {
-                        Ok(panic) => std::panic::resume_unwind(panic),
-                        // The runtime is shutting down.
-                        Err(_) => (Vec::new(), Some(lost())),
-                    },
-                }
+        if let Ran::Done(items, e) = inline.run(sql, &params) {
+            *slot = Some(inline);
+            return (items, e);
+        }
+        let sql = sql.to_owned();
+        let waited = tokio::task::spawn_blocking(move || {
+            let ran = inline.run_waiting(&sql, &params);
+            (inline, ran)
+        })
+        .await;
+        match waited {
+            Ok((inline, ran)) => {
+                *slot = Some(inline);
+                ran
             }
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // The runtime is shutting down.
+                Err(_) => (Vec::new(), Some(lost())),
+            },
         }
     }
 
@@ -175,9 +171,12 @@ impl Inline {
                 statement.raw_bind_parameter(index, value)?;
             }
         }
-        let columns = columns(&statement);
+        // Described once the first row comes (most writes return none).
+        let mut columns = None;
         let mut rows = statement.raw_query();
         while let Some(row) = rows.next()? {
+            let columns = columns
+                .get_or_insert_with(|| describe(AsRef::<rusqlite::Statement<'_>>::as_ref(row)));
             let mut values = Vec::with_capacity(columns.1.len());
             for index in 0..columns.1.len() {
                 values.push(AnyValue {
@@ -252,7 +251,7 @@ fn push_statement(statements: &mut Vec<Box<str>>, text: &str) {
 
 /// The statement's column names and columns, as sqlx's `Any` rows carry
 /// them.
-fn columns(
+fn describe(
     statement: &rusqlite::Statement<'_>,
 ) -> (Arc<sqlx_core::HashMap<UStr, usize>>, Vec<AnyColumn>) {
     let mut names = sqlx_core::HashMap::new();
