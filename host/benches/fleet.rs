@@ -8,7 +8,7 @@
 //! `docs/perf/fleet-<backend>.csv`.
 //!
 //! With `FLEET_PROCESSES` (comma list, default `2` on SQLite and none on
-//! PostgreSQL), the same burn-down runs again with that many `lockstep
+//! PostgreSQL; `0` for none), the same burn-down runs again with that many `lockstep
 //! worker` processes instead of in-process workers: the single-machine set-up
 //! of several processes on one SQLite file.
 //!
@@ -313,6 +313,9 @@ async fn run_backend(name: &str, pg: &str, csv: &mut String, quick: bool) {
             .filter_map(|p| p.parse().ok())
             .map(|p| (Mode::Processes, p)),
     );
+    // No workers would leave the burn-down waiting forever: `0` means
+    // "none of this kind".
+    let runs = runs.filter(|&(_, w)| w > 0);
     for (mode, w) in runs {
         let label = match mode {
             Mode::InProcess => "burn_down",
