@@ -8,9 +8,9 @@
 //! `docs/perf/fleet-<backend>.csv`.
 //!
 //! With `FLEET_PROCESSES` (comma list, default `2` on SQLite and none on
-//! PostgreSQL; `0` for none), the same burn-down runs again with that many `lockstep
-//! worker` processes instead of in-process workers: the single-machine set-up
-//! of several processes on one SQLite file.
+//! PostgreSQL; `0` for none), the same burn-down runs again with that many
+//! `lockstep worker` processes instead of in-process workers: the
+//! single-machine set-up of several processes on one SQLite file.
 //!
 //! Environment: `FLEET_PLANS` (default 1000), `FLEET_WORKERS` (comma list,
 //! default `1,2,4`), `FLEET_CONCURRENCY` per worker (default 8),
@@ -313,8 +313,8 @@ async fn run_backend(name: &str, pg: &str, csv: &mut String, quick: bool) {
             .filter_map(|p| p.parse().ok())
             .map(|p| (Mode::Processes, p)),
     );
-    // No workers would leave the burn-down waiting forever: `0` means
-    // "none of this kind".
+    // `0` means none of that kind: no workers would leave the burn-down
+    // waiting forever.
     let runs = runs.filter(|&(_, w)| w > 0);
     for (mode, w) in runs {
         let label = match mode {
