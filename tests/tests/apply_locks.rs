@@ -166,6 +166,51 @@ async fn applies_on_nested_projects_exclude_each_other(backend: Backend) {
     s.apply_plan(&outer_plan.id).await.unwrap();
 }
 
+/// A run of phases takes apply's tree lock in the transaction its
+/// hand-over into apply commits (on PostgreSQL after the advisory locks):
+/// a nested tree held refuses it, and the phase that ran ends as usual.
+async fn a_run_into_apply_respects_nested_tree_locks(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let outer = db.project("repo", &[("a.txt", "outer\n"), ("sub/a.txt", "inner\n")]);
+    let inner = outer.join("sub");
+    let c = container(&db).await;
+    let (s, other) = (c.lifecycle(), c.lifecycle());
+    let act = || {
+        action(
+            "files",
+            "files",
+            &[("files", "a.txt"), ("content", "+x\n"), ("mode", "append")],
+        )
+    };
+    let outer_plan = strategized(&s, act(), &outer).await;
+    let inner_plan = strategized(&s, act(), &inner).await;
+    for (held, runs, path) in [
+        (&outer_plan, &inner_plan, inner.join("a.txt")),
+        (&inner_plan, &outer_plan, outer.join("a.txt")),
+    ] {
+        let lock = hold_apply_lock(c.locks(), other.owner(), held).await;
+        let ran = s.run_through(&runs.id, Phase::Execute, Phase::Apply).await;
+        assert_conflict_with(ran, other.owner());
+        let plan = s.status(&runs.id).await.unwrap().plan;
+        assert_eq!(
+            (plan.status.phase, plan.status.state),
+            (Phase::Execute, State::Complete),
+            "execute ran and ended; apply did not start"
+        );
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("+x"));
+        lock.release().await.unwrap();
+    }
+    // Free again: both apply, each in a run of its own.
+    for plan in [&inner_plan, &outer_plan] {
+        let done = s.run_through(&plan.id, Phase::Apply, Phase::Apply).await;
+        assert_eq!(done.unwrap().status.state, State::Applied);
+    }
+    assert!(
+        c.locks().list().await.unwrap().is_empty(),
+        "every lock released"
+    );
+}
+
 async fn sibling_projects_apply_in_parallel(backend: Backend) {
     let db = TestDb::new(backend).await;
     let root = db.project(
@@ -287,6 +332,7 @@ async fn racing_nested_acquisitions_admit_one(backend: Backend) {
 
 on_both_backends!(
     racing_nested_acquisitions_admit_one,
+    a_run_into_apply_respects_nested_tree_locks,
     two_applies_in_one_session_do_not_write_one_project_at_once,
     applies_on_nested_projects_exclude_each_other,
     sibling_projects_apply_in_parallel,

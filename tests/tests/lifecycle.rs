@@ -486,6 +486,7 @@ async fn stale_holder_is_fenced_out(backend: Backend) {
             reason: "stale writer",
             error: None,
             release: &[],
+            attempts: None,
         })
         .await;
     assert!(
@@ -504,6 +505,7 @@ async fn stale_holder_is_fenced_out(backend: Backend) {
             reason: "current writer",
             error: None,
             release: &[],
+            attempts: None,
         })
         .await
         .unwrap();
@@ -695,6 +697,7 @@ async fn a_chain_whose_lease_is_taken_over_is_refused(backend: Backend) {
             reason: "taken over",
             error: Some("taken over"),
             release: &[],
+            attempts: None,
         })
         .await
         .unwrap();

@@ -260,16 +260,20 @@ impl WriteTx {
 
     /// Send `query` — statements ending with the transaction's own
     /// `COMMIT` when `commits` (see [`Db::batch_sql`]) — as one request;
-    /// returns the rows of each statement.
+    /// returns the rows of each statement. On PostgreSQL (a batch is one
+    /// statement there) the commit is a request of its own after it.
     pub(crate) async fn batch<'q>(
         &mut self,
         query: Query<'q, Any, AnyArguments<'q>>,
         commits: bool,
     ) -> Result<Vec<Vec<AnyRow>>, sqlx::Error> {
-        record(1, u64::from(commits));
         let conn = self.conn.as_mut().expect("transaction open");
+        let separate = matches!(conn, WriteConn::Kept(_));
+        record(1, u64::from(commits && !separate));
         let mut groups = grouped(conn, query).await?;
-        if commits {
+        if commits && separate {
+            self.commit().await?;
+        } else if commits {
             // Committed by the batch: nothing left to roll back.
             self.conn.take();
             groups.pop(); // COMMIT
@@ -351,13 +355,28 @@ impl Db {
     /// write lock up front, so read-then-write cannot fail to upgrade), a
     /// plain `BEGIN` on PostgreSQL.
     pub(crate) async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        self.begin_write_with(None).await
+    }
+
+    /// [`Db::begin_write`], with `then` — statements without parameters
+    /// (PostgreSQL's advisory locks, say) — run in the same request right
+    /// after the `BEGIN`.
+    pub(crate) async fn begin_write_with(
+        &self,
+        then: Option<&str>,
+    ) -> Result<WriteTx, sqlx::Error> {
         record(1, 0);
         let mut conn = self.write_conn().await?;
         let begin = match self.backend {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",
         };
-        (&mut conn).execute(begin).await?;
+        // Without arguments the text goes as one simple query: several
+        // statements in one request.
+        match then {
+            Some(then) => (&mut conn).execute(format!("{begin};\n{then}").as_str()).await?,
+            None => (&mut conn).execute(begin).await?,
+        };
         Ok(WriteTx { conn: Some(conn) })
     }
 

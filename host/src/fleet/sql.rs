@@ -15,16 +15,6 @@ pub(crate) struct FleetSql {
     /// The plan and its queue row (`TICKET` columns after the plan's),
     /// $1 the plan.
     pub read: String,
-    /// After a phase that succeeded: end its attempt ($1, outcome `ok`),
-    /// reset the attempt count fenced by the claim ($2 plan, $3–$5 the
-    /// fence) and return the queue row, in one request. No row: the lease
-    /// was taken over. It also begins the attempt at the phase the plan
-    /// goes on with (`$6`, none if empty; worker `$7`) when the fresh
-    /// queue row lets it run now: not finished, not to be cancelled and,
-    /// if `$8` = 1 (apply), auto-applied or approved — what `next_step`
-    /// decides from the same row — and returns its id after the queue
-    /// row's columns (`NULL` if none began).
-    pub phase_done: String,
     /// Finish the plan in the queue (fenced, $1 plan, $2–$4 the fence) and
     /// release every lease of the claim's owner ($3), in one request.
     pub finish: String,
@@ -46,7 +36,6 @@ impl FleetSql {
         FleetSql {
             claim: claim(backend, &joined),
             read: format!("SELECT {joined} WHERE p.id = $1"),
-            phase_done: phase_done(backend),
             finish: finish(backend),
             notify: match backend {
                 Backend::Sqlite => None,
@@ -111,53 +100,6 @@ fn claim(backend: Backend, joined: &str) -> String {
         Backend::Postgres => format!(
             "WITH claimed AS ({claim})
              SELECT c.resource, c.token, c.expires_at, {joined} JOIN claimed c ON c.resource = 'plan:' || p.id"
-        ),
-    }
-}
-
-/// See [`FleetSql::phase_done`].
-fn phase_done(backend: Backend) -> String {
-    // PostgreSQL evaluates the clock once for the whole statement (a
-    // volatile CTE is computed once), so that the attempt ended and the one
-    // begun share their instant instead of overlapping by a tick.
-    let now = match backend {
-        Backend::Sqlite => backend.now_ms().to_string(),
-        Backend::Postgres => "(SELECT at FROM clock)".to_string(),
-    };
-    let fence = format!("EXISTS (SELECT 1 FROM locks WHERE resource = $3 AND owner = $4 AND token = $5 AND expires_at > {now})");
-    let end_ok = format!(
-        "UPDATE plan_attempts SET ended_at = {now}, outcome = 'ok', error = NULL WHERE id = $1"
-    );
-    let reset = format!("UPDATE plan_queue SET attempts = 0 WHERE plan_id = $2 AND {fence}");
-    let begin = |from: &str, fenced: &str| {
-        format!(
-            "INSERT INTO plan_attempts (plan_id, phase, worker, owner, token, started_at)
-             SELECT q.plan_id, $6, $7, $4, $5, {now} FROM {from}
-             WHERE $6 <> '' AND q.done = 0 AND q.cancel_requested = 0
-               AND ($8 = 0 OR q.auto_apply = 1 OR q.approved = 1){fenced}
-             RETURNING id"
-        )
-    };
-    match backend {
-        // The reset, the attempt and the read are each fenced (the lease
-        // cannot change hands inside the transaction).
-        Backend::Sqlite => format!(
-            "BEGIN IMMEDIATE;
-             {end_ok};
-             {reset};
-             {began};
-             SELECT {TICKET} FROM plan_queue q WHERE q.plan_id = $2 AND {fence};
-             COMMIT",
-            began = begin("plan_queue q", &format!(" AND q.plan_id = $2 AND {fence}")),
-        ),
-        Backend::Postgres => format!(
-            "WITH clock AS (SELECT {clock} AS at),
-                  ended AS ({end_ok}),
-                  q AS ({reset} RETURNING *),
-                  began AS ({began})
-             SELECT {TICKET}, (SELECT id FROM began) FROM q",
-            clock = backend.now_ms(),
-            began = begin("q", ""),
         ),
     }
 }

@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 use super::sql::{FleetSql, CHANNEL};
 use super::{read_identity, FleetError};
 use crate::db::Backend;
-use crate::lifecycle::{LifecycleError, PlanLifecycleService};
+use crate::lifecycle::{AttemptLog, LifecycleError, PlanLifecycleService};
 use crate::locks::Fence;
-use crate::model::{Phase, PlanRecord, State, Status};
+use crate::model::{Phase, PlanRecord, State, Status, PHASES};
 use crate::store::{StateWrite, Store, StoreError};
 use crate::Container;
 
@@ -130,15 +130,26 @@ impl Ticket {
     }
 }
 
-/// The phase a plan left by its phase in `after` goes on with if its queue
-/// row lets it (apply only when auto-applied or approved): what
-/// `next_step` then decides.
-fn goes_on_with(after: &PlanRecord) -> Option<Phase> {
-    match (after.status.phase, after.status.state) {
-        (Phase::Strategize, State::Complete) => Some(Phase::Execute),
-        (Phase::Execute, State::Complete) => Some(Phase::Apply),
-        _ => None,
+/// The phase a step that failed was at, from the plan as it left it: a
+/// phase that finished means the one after it could not start; `first`
+/// (the step's own phase) when the plan says nothing better.
+fn failed_phase(plan: &PlanRecord, first: Phase) -> Phase {
+    match (plan.status.phase, plan.status.state) {
+        (Phase::Strategize, State::Complete) => Phase::Execute,
+        (Phase::Execute, State::Complete) => Phase::Apply,
+        (phase, State::Processing | State::Errored) => phase,
+        _ => first,
     }
+}
+
+/// How many phases a step that succeeded ran to success: from its first
+/// to the one the plan is in (that one only if it finished). A rescue
+/// that rolled an apply forward (`None`) counts as one.
+fn phases_run(next: Next, before: Status, after: Option<&PlanRecord>) -> u64 {
+    let Some(after) = after else { return 1 };
+    let index = |phase: Phase| PHASES.iter().position(|p| *p == phase).unwrap_or(0) as u64;
+    let finished = matches!(after.status.state, State::Complete | State::Applied);
+    (index(after.status.phase) + u64::from(finished)).saturating_sub(index(next.phase(before.phase)))
 }
 
 /// What to do next with a claimed plan.
@@ -322,10 +333,18 @@ impl Shared {
 
     async fn run_claim(
         self: Arc<Self>,
-        session: PlanLifecycleService,
+        mut session: PlanLifecycleService,
         claim: Claim,
         _permit: OwnedSemaphorePermit,
     ) {
+        // The session's writes keep this claim's attempts; a success
+        // restarts a failure count that is not zero.
+        session.record_attempts(AttemptLog {
+            worker: self.id.clone(),
+            reset: claim.ticket.attempts > 0,
+        });
+        // A graceful shutdown lets the running phase finish, not the rest.
+        session.stop_between_phases(self.stopping.clone());
         let token = session.shutdown_token();
         self.running
             .lock()
@@ -360,8 +379,6 @@ impl Shared {
         if let Err(reason) = self.check(&plan, &ticket).await {
             return self.refuse(&plan, claim, &reason).await.map(|()| false);
         }
-        // The attempt at the next phase, when the last phase's write began it.
-        let mut begun: Option<(Phase, i64)> = None;
         loop {
             let next = next_step(&plan, &ticket);
             match next {
@@ -375,32 +392,38 @@ impl Shared {
                 }
                 _ => {}
             }
-            let phase = next.phase(plan.status.phase);
             if self.stopping.is_cancelled() || session.shutdown_token().is_cancelled() {
-                self.end_unrun(begun.take(), "interrupted").await?;
                 return Ok(false);
             }
-            let attempt = self.attempt_at(claim, phase, begun.take()).await?;
-            match run_next(session, &plan.id, next).await {
+            // Through apply when nothing waits for a review, else through
+            // execute; the session's writes keep the attempts.
+            let last = if ticket.auto_apply || ticket.approved {
+                Phase::Apply
+            } else {
+                Phase::Execute
+            };
+            let before = plan.status;
+            match run_next(session, &plan.id, next, last).await {
                 Ok(after) => {
-                    self.stats.lock().unwrap().phases += 1;
-                    let then = after.as_ref().and_then(goes_on_with);
-                    let Some((fresh, began)) = self.phase_done(claim, attempt, then).await? else {
-                        tracing::info!(plan = %claim.plan_id, "the lease was taken over; leaving the plan to its new holder");
-                        return Ok(false);
-                    };
-                    ticket = fresh;
-                    begun = then.zip(began);
-                    plan = match after {
-                        Some(after) => after,
-                        None => self.read(&claim.plan_id).await?.0,
+                    self.stats.lock().unwrap().phases += phases_run(next, before, after.as_ref());
+                    if after.is_none() && next == Next::Retry {
+                        // The rescue rolled an interrupted apply forward.
+                        self.record_attempt(claim, Phase::Apply, "ok", None).await?;
+                    }
+                    (plan, ticket) = match after {
+                        // Applied: that write finished the plan in the
+                        // queue and ended the claim's lease.
+                        Some(after) if after.status.state == State::Applied => return Ok(true),
+                        // Finished: nothing in the queue row can change that.
+                        Some(after) if after.status.is_terminal() => (after, ticket),
+                        // The queue row may have changed meanwhile (an
+                        // approval, a cancellation).
+                        _ => self.read(&claim.plan_id).await?,
                     };
                 }
                 Err(e) => {
-                    if !self
-                        .after_failure(session, claim, &ticket, attempt, e)
-                        .await?
-                    {
+                    let phase = next.phase(before.phase);
+                    if !self.after_failure(session, claim, (&ticket, phase), e).await? {
                         return Ok(false);
                     }
                     (plan, ticket) = self.read(&claim.plan_id).await?;
@@ -426,47 +449,48 @@ impl Shared {
     }
 
     /// Record a phase's failure; `true` to go on with the plan.
+    /// `phase`: the phase the step ran first (the attempt's phase if the
+    /// failure came before any write opened one).
     async fn after_failure(
         &self,
         session: &PlanLifecycleService,
         claim: &Claim,
-        ticket: &Ticket,
-        attempt: i64,
+        (ticket, phase): (&Ticket, Phase),
         e: LifecycleError,
     ) -> Result<bool, FleetError> {
         let message = e.to_string();
+        let end = |outcome: &'static str| self.end_attempt(claim, phase, outcome, Some(&message));
         match classify(&e) {
             Failure::Lost => {
-                self.end_attempt(attempt, "lost", Some(&message)).await?;
+                end("lost").await?;
                 Ok(false)
             }
             Failure::Interrupted => {
-                self.end_attempt(attempt, "interrupted", Some(&message))
-                    .await?;
+                end("interrupted").await?;
                 // A cancellation goes on (the next step cancels the plan);
                 // a shutdown leaves the plan errored and retryable, for the
                 // next worker at once.
                 Ok(!self.stopping.is_cancelled())
             }
             Failure::Drift if ticket.drift_retries == 0 => {
-                self.end_attempt(attempt, "drift", Some(&message)).await?;
+                end("drift").await?;
                 session.revert_plan(&claim.plan_id).await?;
                 self.queue_update(claim, "drift_retries = drift_retries + 1")
                     .await?;
                 Ok(true)
             }
             Failure::Busy => {
-                self.end_attempt(attempt, "busy", Some(&message)).await?;
+                end("busy").await?;
                 self.back_off(claim, ticket, false).await?;
                 Ok(false)
             }
             Failure::Retryable => {
-                self.end_attempt(attempt, "retry", Some(&message)).await?;
+                end("retry").await?;
                 self.back_off(claim, ticket, true).await?;
                 Ok(false)
             }
             Failure::Drift | Failure::Final => {
-                self.end_attempt(attempt, "failed", Some(&message)).await?;
+                end("failed").await?;
                 self.mark_done(claim).await?;
                 Ok(false)
             }
@@ -530,75 +554,6 @@ impl Shared {
         Ok((plan, Ticket::at(&r, PLAN_READ_COLUMNS)?))
     }
 
-    /// A phase succeeded: end its attempt and reset the attempt count
-    /// (fenced), reading the queue row back, and begin the attempt at
-    /// `then` if the row lets it run now, in one request (see
-    /// [`FleetSql::phase_done`]). `None`: the lease was taken over.
-    async fn phase_done(
-        &self,
-        claim: &Claim,
-        attempt: i64,
-        then: Option<Phase>,
-    ) -> Result<Option<(Ticket, Option<i64>)>, FleetError> {
-        let query = sqlx::query(&self.sql.phase_done)
-            .bind(attempt)
-            .bind(&claim.plan_id);
-        let query = claim
-            .fence
-            .bind(query)
-            .bind(then.map(|p| p.to_string()).unwrap_or_default())
-            .bind(&self.id)
-            .bind(i64::from(then == Some(Phase::Apply)));
-        let rows: Vec<_> = self
-            .db()
-            .batch(query)
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
-        // SQLite: the begun attempt's id (if one began), then the queue
-        // row; PostgreSQL: the queue row with the id after it.
-        let Some(row) = rows.last() else {
-            return Ok(None);
-        };
-        let began = match self.backend() {
-            // After the queue row's columns (`TICKET`).
-            Backend::Postgres => row.try_get::<Option<i64>, _>(row.len() - 1)?,
-            Backend::Sqlite if rows.len() > 1 => Some(rows[0].try_get::<i64, _>(0)?),
-            Backend::Sqlite => None,
-        };
-        Ok(Some((Ticket::at(row, 0)?, began)))
-    }
-
-    /// The attempt at `phase`: the one the last phase's write began for
-    /// it, or a new one (a begun one for another phase ended unrun).
-    async fn attempt_at(
-        &self,
-        claim: &Claim,
-        phase: Phase,
-        begun: Option<(Phase, i64)>,
-    ) -> Result<i64, FleetError> {
-        match begun {
-            Some((began, id)) if began == phase => Ok(id),
-            other => {
-                self.end_unrun(other, "not run").await?;
-                self.begin_attempt(claim, phase).await
-            }
-        }
-    }
-
-    /// End an attempt begun for a phase that then did not run.
-    async fn end_unrun(
-        &self,
-        begun: Option<(Phase, i64)>,
-        outcome: &str,
-    ) -> Result<(), FleetError> {
-        match begun {
-            Some((_, id)) => self.end_attempt(id, outcome, None).await,
-            None => Ok(()),
-        }
-    }
-
     /// Finish the plan in the queue (fenced) and release the claim's
     /// leases, in one request.
     async fn finish(&self, claim: &Claim) -> Result<(), FleetError> {
@@ -624,47 +579,75 @@ impl Shared {
             reason: "refused by worker",
             error: Some(reason),
             release: &[],
+            attempts: None,
         };
         match self.container.store().transition(&write).await {
             Ok(_) | Err(StoreError::Fenced { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let attempt = self.begin_attempt(claim, plan.status.phase).await?;
-        self.end_attempt(attempt, "refused", Some(reason)).await?;
+        self.record_attempt(claim, plan.status.phase, "refused", Some(reason))
+            .await?;
         self.mark_done(claim).await
     }
 
-    async fn begin_attempt(&self, claim: &Claim, phase: Phase) -> Result<i64, FleetError> {
+    /// An attempt that began and ended now: one that found nothing to
+    /// run or could not start.
+    async fn record_attempt(
+        &self,
+        claim: &Claim,
+        phase: Phase,
+        outcome: &str,
+        error: Option<&str>,
+    ) -> Result<(), FleetError> {
         let now = self.backend().now_ms();
-        Ok(sqlx::query_scalar(&format!(
-            "INSERT INTO plan_attempts (plan_id, phase, worker, owner, token, started_at)
-             VALUES ($1, $2, $3, $4, $5, {now}) RETURNING id"
+        sqlx::query(&format!(
+            "INSERT INTO plan_attempts (plan_id, phase, worker, owner, token, started_at, ended_at, outcome, error)
+             VALUES ($1, $2, $3, $4, $5, {now}, {now}, $6, $7)"
         ))
         .bind(&claim.plan_id)
         .bind(phase.to_string())
         .bind(&self.id)
         .bind(claim.fence.owner())
         .bind(claim.fence.token())
-        .fetch_one(&mut self.db().writer().await?)
-        .await?)
-    }
-
-    async fn end_attempt(
-        &self,
-        id: i64,
-        outcome: &str,
-        error: Option<&str>,
-    ) -> Result<(), FleetError> {
-        let now = self.backend().now_ms();
-        sqlx::query(&format!(
-            "UPDATE plan_attempts SET ended_at = {now}, outcome = $2, error = $3 WHERE id = $1"
-        ))
-        .bind(id)
         .bind(outcome)
         .bind(error)
         .execute(&mut self.db().writer().await?)
         .await?;
         Ok(())
+    }
+
+    /// End the claim's open attempt (the one the failed phase's start
+    /// opened) with `outcome`; if the step failed before any phase
+    /// started, record it as an attempt at the phase it was to run.
+    async fn end_attempt(
+        &self,
+        claim: &Claim,
+        phase: Phase,
+        outcome: &str,
+        error: Option<&str>,
+    ) -> Result<(), FleetError> {
+        let now = self.backend().now_ms();
+        let ended = sqlx::query(&format!(
+            "UPDATE plan_attempts SET ended_at = {now}, outcome = $3, error = $4
+             WHERE plan_id = $1 AND token = $2 AND ended_at IS NULL"
+        ))
+        .bind(&claim.plan_id)
+        .bind(claim.fence.token())
+        .bind(outcome)
+        .bind(error)
+        .execute(&mut self.db().writer().await?)
+        .await?
+        .rows_affected();
+        if ended > 0 {
+            return Ok(());
+        }
+        // A run of phases may have failed to start a later one (apply's
+        // tree lock held, say): that is the phase to record.
+        let phase = match self.read(&claim.plan_id).await {
+            Ok((plan, _)) => failed_phase(&plan, phase),
+            Err(_) => phase,
+        };
+        self.record_attempt(claim, phase, outcome, error).await
     }
 
     async fn register(&self) -> Result<(), FleetError> {
@@ -824,20 +807,19 @@ fn next_step(plan: &PlanRecord, t: &Ticket) -> Next {
     }
 }
 
-/// Run the next phase; the plan as that phase left it, when it says.
+/// Run the next phase, and the phases after it through `last`; the plan
+/// as the run left it, when it says.
 async fn run_next(
     session: &PlanLifecycleService,
     id: &str,
     next: Next,
+    last: Phase,
 ) -> Result<Option<PlanRecord>, LifecycleError> {
     let result = match next {
-        Next::Strategize => session.strategize_plan(id).await.map(Some),
-        Next::Execute => session.execute_plan(id).await.map(Some),
-        // The plan as apply left it (no read afterwards to find out).
-        Next::Apply => session
-            .run_through(id, Phase::Apply, Phase::Apply)
-            .await
-            .map(Some),
+        Next::Strategize | Next::Execute | Next::Apply => {
+            let first = next.phase(Phase::Strategize);
+            session.run_through(id, first, last).await.map(Some)
+        }
         Next::Retry => session.retry(id).await.map(Some),
         Next::Cancel | Next::Finish | Next::Wait => Ok(None),
     };

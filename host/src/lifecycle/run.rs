@@ -113,6 +113,8 @@ struct Writes<'a> {
     fence: Fence,
     /// The plan lease and the apply lock, released by the outcome's write.
     ends: Vec<Fence>,
+    /// The fleet worker's attempt records the writes keep, if any.
+    attempts: Option<crate::store::Attempts<'a>>,
 }
 
 impl Writes<'_> {
@@ -133,6 +135,7 @@ impl Writes<'_> {
             reason,
             error,
             release: &[],
+            attempts: self.attempts,
         }
     }
 
@@ -317,6 +320,7 @@ impl PlanLifecycleService {
                 .chain(decided.project.as_ref())
                 .map(LockGuard::fence)
                 .collect(),
+            attempts: self.attempts.as_ref().map(super::service::AttemptLog::marks),
         }
     }
 
@@ -381,7 +385,7 @@ impl PlanLifecycleService {
             let next = after(phase).filter(|next| through.is_some_and(|last| *next <= last));
             let mut stopped = false;
             let outcome = match (outcome, next) {
-                (Ok(output), Some(next)) if !self.shutdown.is_cancelled() => {
+                (Ok(output), Some(next)) if !self.stops_between() => {
                     match self
                         .hand_over(&decided, version, output, next, guard)
                         .await?
@@ -496,31 +500,29 @@ impl PlanLifecycleService {
         }
     }
 
-    /// The apply lock on `plan`'s project for a hand-over: on SQLite taken
-    /// in a transaction begun with it and left open for the hand-over's
-    /// write if the tree is free; else the ordinary way (waiting as the
-    /// session is told to, or failing with the holder).
+    /// The apply lock on `plan`'s project for a hand-over: taken in a
+    /// transaction begun with it and left open for the hand-over's write
+    /// if the tree is free; else the ordinary way (waiting as the session
+    /// is told to, or failing with the holder).
     async fn lock_apply_for(
         &self,
         plan: &PlanRecord,
         operation: &str,
     ) -> Result<(LockGuard, Option<WriteTx>), LifecycleError> {
-        if self.store.db().backend == crate::db::Backend::Sqlite {
-            let (tx, got) = self
-                .locks()
-                .try_tree_begin(
-                    &super::service::project_resource(&plan.project_id),
-                    &plan.project_root,
-                    &self.owner,
-                    &format!("{operation} in {}", plan.project_root),
-                    self.options().lock_ttl,
-                )
-                .await?;
-            if let Some(project) = got {
-                return Ok((project, Some(tx)));
-            }
-            settle(Some(tx), &[]).await;
+        let (tx, got) = self
+            .locks()
+            .try_tree_begin(
+                &super::service::project_resource(&plan.project_id),
+                &plan.project_root,
+                &self.owner,
+                &format!("{operation} in {}", plan.project_root),
+                self.options().lock_ttl,
+            )
+            .await?;
+        if let Some(project) = got {
+            return Ok((project, Some(tx)));
         }
+        settle(Some(tx), &[]).await;
         Ok((self.lock_apply(plan, operation).await?, None))
     }
 

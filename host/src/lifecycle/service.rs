@@ -92,6 +92,33 @@ pub struct PlanLifecycleService {
     options: LifecycleOptions,
     pub(super) shutdown: CancellationToken,
     progress: Option<ProgressFn>,
+    /// The fleet worker whose attempt records this session's status
+    /// writes keep, if any.
+    pub(super) attempts: Option<AttemptLog>,
+    /// Cancelled: a run of phases stops after the one running (which
+    /// finishes) instead of going on to the next.
+    between: CancellationToken,
+}
+
+/// A fleet worker's attempt records, kept by the status writes of a
+/// session that runs a claimed plan (see [`crate::store::Attempts`]).
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptLog {
+    /// The worker's id.
+    pub worker: String,
+    /// A phase's success also restarts the plan's count of failed
+    /// attempts.
+    pub reset: bool,
+}
+
+impl AttemptLog {
+    /// The marks a status write carries.
+    pub(super) fn marks(&self) -> crate::store::Attempts<'_> {
+        crate::store::Attempts {
+            worker: &self.worker,
+            reset: self.reset,
+        }
+    }
 }
 
 /// The plan lock's resource.
@@ -118,6 +145,8 @@ impl PlanLifecycleService {
             options,
             shutdown: CancellationToken::new(),
             progress: None,
+            attempts: None,
+            between: CancellationToken::new(),
         }
     }
 
@@ -137,6 +166,25 @@ impl PlanLifecycleService {
     /// Wait up to `wait` for held locks (jittered backoff) instead of failing fast.
     pub fn set_lock_wait(&mut self, wait: Duration) {
         self.options.lock_wait = wait;
+    }
+
+    /// Keep a fleet worker's attempt records with this session's status
+    /// writes: each phase it starts opens an attempt, each success closes
+    /// it, in the same request.
+    pub(crate) fn record_attempts(&mut self, log: AttemptLog) {
+        self.attempts = Some(log);
+    }
+
+    /// Stop a run of phases after the phase running when `stop` is
+    /// cancelled (the phase itself finishes; the run then ends with
+    /// [`LifecycleError::Interrupted`]): a worker's graceful shutdown.
+    pub(crate) fn stop_between_phases(&mut self, stop: CancellationToken) {
+        self.between = stop;
+    }
+
+    /// Whether a run of phases stops before its next phase.
+    pub(super) fn stops_between(&self) -> bool {
+        self.shutdown.is_cancelled() || self.between.is_cancelled()
     }
 
     /// Receive progress events of running phases.
@@ -422,6 +470,7 @@ impl PlanLifecycleService {
             reason: "interrupted apply rolled forward from the journal",
             error: message.as_deref(),
             release: &[],
+            attempts: None,
         };
         let result = if outcome.is_ok() {
             self.store.finish_apply(&write).await
@@ -455,6 +504,7 @@ impl PlanLifecycleService {
                 reason: "recovered: processing session gone",
                 error: Some(&message),
                 release: &[],
+                attempts: None,
             })
             .await?)
     }
@@ -484,6 +534,7 @@ impl PlanLifecycleService {
                 },
                 error: None,
                 release: &[],
+                attempts: None,
             };
             let plan = if command == Command::Revert {
                 self.store.revert(&write).await?

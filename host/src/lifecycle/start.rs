@@ -88,6 +88,12 @@ impl Start {
     }
 }
 
+/// The start of a fleet worker's attempt, with the phase's start (see
+/// [`crate::store::Attempts`]): the plan $8, the phase $9, the worker $11,
+/// the lease's owner $2 and its token.
+const BEGIN_ATTEMPT: &str =
+    "INSERT INTO plan_attempts (plan_id, phase, worker, owner, token, started_at)";
+
 /// A plan read with the lock, and its changeset if asked for.
 type ReadWithChanges = (PlanRead, Option<Vec<ChangeRecord>>);
 
@@ -281,12 +287,19 @@ impl PlanLifecycleService {
         let db = self.store.db();
         let read_sql = Store::plan_sql(8);
         let [event, update] = start.sqlite(db.now_ms());
-        let statements = [
+        let mut statements = vec![
             self.locks().acquire_sql(),
             read_sql.as_str(),
             &event,
             &update,
         ];
+        let began = format!(
+            "{BEGIN_ATTEMPT} SELECT $8, $9, $11, $2, (SELECT token FROM locks WHERE resource = $1), {now} WHERE changes() = 1",
+            now = db.now_ms()
+        );
+        if self.attempts.is_some() {
+            statements.push(&began);
+        }
         let sql = db.batch_sql(&statements, Open::Both);
         let Some((guard, groups)) = self
             .send_locked(&sql, resource, id, operation, Some(start))
@@ -322,13 +335,19 @@ impl PlanLifecycleService {
                               WHERE plans.id = $8 AND (plans.phase || '/' || plans.state) IN ({from})
                               RETURNING plans.version),
                   logged AS (INSERT INTO plan_events (plan_id, at, actor, from_phase, from_state, to_phase, to_state, reason)
-                             SELECT $8, {now}, $2, o.phase, o.state, $9, 'processing', $10 FROM updated, old o)
+                             SELECT $8, {now}, $2, o.phase, o.state, $9, 'processing', $10 FROM updated, old o){began}
              SELECT g.token, g.holds, g.acquired_at, g.expires_at, g.granted_at, x.*,
                     (SELECT version FROM updated) AS started
              FROM granted g LEFT JOIN old x ON true",
             acquire = self.locks().acquire_sql(),
             read = Store::plan_sql(8),
             from = start.from,
+            began = match self.attempts {
+                Some(_) => format!(
+                    ",\n began AS ({BEGIN_ATTEMPT} SELECT $8, $9, $11, $2, g.token, {now} FROM updated, granted g)"
+                ),
+                None => String::new(),
+            },
         );
         let Some((guard, groups)) = self
             .send_locked(&sql, resource, id, operation, Some(start))
@@ -368,6 +387,9 @@ impl PlanLifecycleService {
             .bind(id);
         if let Some(start) = start {
             query = query.bind(start.phase.to_string()).bind(&start.reason);
+            if let Some(log) = &self.attempts {
+                query = query.bind(log.worker.as_str());
+            }
         }
         let sent_at = Instant::now();
         let groups = self.store.db().batch(query).await.map_err(db_error)?;

@@ -30,7 +30,7 @@ pub use tree::tree_key;
 
 use crate::db::Db;
 use sql::LockSql;
-pub(crate) use sql::{new_token, release_sql, takeover};
+pub(crate) use sql::{end_sql, new_token, release_sql, takeover};
 
 /// Default lease length.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);

@@ -26,9 +26,11 @@ pub(crate) struct LockSql {
     /// (`tree_overlap` on $8) and the insert made only if it finds
     /// nothing, sent together. $1–$8 as `tree_acquire`.
     pub tree_acquire_checked: String,
-    /// Serialise tree-lock acquisitions (PostgreSQL only): two different
-    /// rows would otherwise both pass the overlap check.
-    pub tree_serialise: Option<&'static str>,
+    /// PostgreSQL: the tree lock's checked insert as one statement
+    /// (`tree_acquire_checked`'s insert; no row: held or overlapping).
+    /// $1–$8 as `tree_acquire`. Run after [`tree_gate`] in the same
+    /// transaction.
+    pub tree_acquire_gated: String,
 }
 
 impl LockSql {
@@ -40,12 +42,7 @@ impl LockSql {
             tree_overlap: tree_overlap(db.backend),
             tree_acquire: tree_acquire(db.backend),
             tree_acquire_checked: tree_acquire_checked(db.backend),
-            // A transaction-scoped advisory lock on one constant key
-            // ("locktree" in ASCII): released by the commit or rollback.
-            tree_serialise: match db.backend {
-                Backend::Sqlite => None,
-                Backend::Postgres => Some("SELECT 1 AS serialised FROM pg_advisory_xact_lock(7813573191677404517)"),
-            },
+            tree_acquire_gated: tree_acquire_gated(db.backend),
             holder: format!(
                 "SELECT owner, operation, holder_host, holder_pid, holder_user, acquired_at, expires_at, {now} AS now
                  FROM locks WHERE resource = $1"
@@ -138,23 +135,79 @@ fn tree_acquire(backend: Backend) -> String {
     )
 }
 
+/// The live tree locks that overlap $8 (a `WHERE` condition on `locks`).
+fn overlapping(backend: Backend) -> String {
+    format!(
+        "tree_path IS NOT NULL AND expires_at > {now}
+           AND (substr($8, 1, length(tree_path)) = tree_path OR substr(tree_path, 1, length($8)) = $8)",
+        now = backend.now_ms()
+    )
+}
+
 /// [`tree_overlap`] of $8, then the insert of [`tree_acquire`] made only
 /// if no live tree lock overlaps, as two statements of one request.
 fn tree_acquire_checked(backend: Backend) -> String {
-    let (now, token) = (backend.now_ms(), new_token(backend));
-    let overlaps = format!(
-        "tree_path IS NOT NULL AND expires_at > {now}
-           AND (substr($8, 1, length(tree_path)) = tree_path OR substr(tree_path, 1, length($8)) = $8)"
-    );
     format!(
         "SELECT resource FROM locks WHERE {overlaps} LIMIT 1;
-         INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at, tree_path)
+         {insert}",
+        overlaps = overlapping(backend),
+        insert = tree_acquire_gated(backend)
+    )
+}
+
+/// The insert of [`tree_acquire`] made only if no live tree lock overlaps
+/// $8, as one statement.
+fn tree_acquire_gated(backend: Backend) -> String {
+    let (now, token) = (backend.now_ms(), new_token(backend));
+    format!(
+        "INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at, tree_path)
          SELECT $1, $2, {token}, $3, $4, $5, $6, 1, {now}, {now} + $7, $8
          WHERE NOT EXISTS (SELECT 1 FROM locks WHERE {overlaps})
          {takeover}
          RETURNING token, holds, acquired_at, expires_at, {now} AS granted_at",
+        overlaps = overlapping(backend),
         takeover = takeover("excluded.tree_path")
     )
+}
+
+/// The key once taken exclusively by every tree-lock acquisition on
+/// PostgreSQL ("locktree" in ASCII), now shared by each: an older host
+/// that still takes it exclusively excludes every newer one.
+const TREE_GATE: i64 = 7813573191677404517;
+
+/// PostgreSQL: the transaction-scoped advisory locks taken before a tree
+/// lock's overlap check, so that two acquisitions that could overlap run
+/// their check and insert one after the other (two different rows would
+/// otherwise both pass the check): [`TREE_GATE`] and every proper
+/// ancestor of the tree key shared, the key itself exclusive. A tree and
+/// one inside it meet on the outer key (exclusive against shared); two
+/// disjoint trees share only ancestors and go on at once. Taken in one
+/// order (gate, then by depth), so that acquisitions cannot deadlock on
+/// them. Keys are [`path_lock_key`]s: a collision only serialises two
+/// acquisitions needlessly. `None` on SQLite (one writer at a time).
+pub(crate) fn tree_gate(backend: Backend, key: &str) -> Option<String> {
+    if backend == Backend::Sqlite {
+        return None;
+    }
+    let mut locks = vec![format!("pg_advisory_xact_lock_shared({TREE_GATE})")];
+    for (i, _) in key.match_indices('/').filter(|(i, _)| *i + 1 < key.len()) {
+        let ancestor = path_lock_key(&key[..=i]);
+        locks.push(format!("pg_advisory_xact_lock_shared({ancestor})"));
+    }
+    locks.push(format!("pg_advisory_xact_lock({})", path_lock_key(key)));
+    Some(format!("SELECT {}", locks.join(", ")))
+}
+
+/// The advisory lock key of a tree key: its 64-bit FNV-1a hash. Every
+/// host of a fleet must compute the same: this function is part of the
+/// database format.
+pub(crate) fn path_lock_key(key: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
 }
 
 /// The `ON CONFLICT` clause of a lease that is never re-entrant: the new
@@ -192,6 +245,15 @@ pub(crate) fn release_sql(backend: Backend, first: usize) -> Vec<String> {
             format!("UPDATE locks SET holds = holds - 1 WHERE {lease} AND holds > 1"),
         ],
     }
+}
+
+/// End a lease whatever its holds, as part of another statement (the
+/// write that finishes a fleet worker's plan ends the claim's lease with
+/// the session's own holds): $first resource, $first+1 owner, $first+2
+/// token.
+pub(crate) fn end_sql(first: usize) -> String {
+    let (r, o, t) = (first, first + 1, first + 2);
+    format!("DELETE FROM locks WHERE resource = ${r} AND owner = ${o} AND token = ${t}")
 }
 
 /// Count one hold down (the row goes with the last one).

@@ -52,10 +52,8 @@ impl LockService {
         let key = tree_key(path);
         let sql = &self.inner.sql;
         let sent_at = std::time::Instant::now();
-        let mut tx = self.inner.db.begin_write().await?;
-        if let Some(serialise) = sql.tree_serialise {
-            sqlx::query(serialise).execute(tx.conn()).await?;
-        }
+        let gate = super::sql::tree_gate(self.inner.db.backend, &key);
+        let mut tx = self.inner.db.begin_write_with(gate.as_deref()).await?;
         let overlap = sqlx::query(&sql.tree_overlap)
             .bind(&key)
             .fetch_optional(tx.conn())
@@ -114,9 +112,13 @@ impl LockService {
         self.tree_guard(&groups, resource, owner, ttl, sent_at)
     }
 
-    /// SQLite: [`LockService::try_tree_in`] in a write transaction begun in
-    /// the same request, which stays open (whether the lock was taken or
-    /// not): the caller commits it, with writes of its own if it likes.
+    /// [`LockService::try_tree_in`] in a write transaction begun for it,
+    /// which stays open (whether the lock was taken or not): the caller
+    /// commits it, with writes of its own if it likes. On SQLite one
+    /// request; on PostgreSQL two, the `BEGIN` with the [`tree_gate`]
+    /// locks, then the checked insert.
+    ///
+    /// [`tree_gate`]: super::sql::tree_gate
     pub(crate) async fn try_tree_begin(
         &self,
         resource: &str,
@@ -127,6 +129,20 @@ impl LockService {
     ) -> Result<(crate::db::WriteTx, Option<LockGuard>), LockError> {
         let key = tree_key(path);
         let db = &self.inner.db;
+        if let Some(gate) = super::sql::tree_gate(db.backend, &key) {
+            let mut tx = db.begin_write_with(Some(&gate)).await?;
+            let sent_at = std::time::Instant::now();
+            let query = sqlx::query(&self.inner.sql.tree_acquire_gated);
+            let query = self
+                .bind_acquire(query, resource, owner, operation, ttl)?
+                .bind(&key);
+            let groups = tx.batch(query, false).await?;
+            let guard = match groups.first().and_then(|rows| rows.first()) {
+                Some(row) => Some(self.guard_from(row, resource, owner, ttl, sent_at)?),
+                None => None,
+            };
+            return Ok((tx, guard));
+        }
         let sql = db.batch_sql(
             &[self.inner.sql.tree_acquire_checked.as_str()],
             crate::db::Open::Begin,

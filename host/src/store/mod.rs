@@ -10,7 +10,7 @@ mod plans;
 
 pub use page::{EventEntry, PlanFilter, PlanPage, PlanProject, ProjectPlans};
 pub(crate) use plans::Completion;
-pub use plans::{PlanRead, StateWrite, Store, Then};
+pub use plans::{Attempts, PlanRead, StateWrite, Store, Then};
 
 /// A persistence failure.
 #[derive(Debug, thiserror::Error)]

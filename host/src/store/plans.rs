@@ -6,7 +6,9 @@ use sqlx::Row;
 use super::StoreError;
 use crate::db::{Backend, Db, Open, WriteTx};
 use crate::locks::Fence;
-use crate::model::{ChangeRecord, EventRecord, PlanProposal, PlanRecord, Status, StepResult};
+use crate::model::{
+    ChangeRecord, EventRecord, PlanProposal, PlanRecord, State, Status, StepResult,
+};
 
 /// Most changeset entries and step results written in the one request of
 /// a phase's outcome (each takes up to 8 values; SQLite caps a statement
@@ -35,6 +37,28 @@ pub struct StateWrite<'a> {
     /// Leases released in the same transaction, whether the write is made
     /// or refused (a phase's outcome and the end of its locks).
     pub release: &'a [Fence],
+    /// A fleet worker's attempt records, kept by this write (fenced
+    /// writes only; see [`Attempts`]).
+    pub attempts: Option<Attempts<'a>>,
+}
+
+/// A fleet worker's record of the phases it runs (`plan_attempts`), kept
+/// in step with the plan by the status writes themselves rather than by
+/// writes of its own: a write that starts a phase (to `*/processing`,
+/// directly or by a hand-over) opens an attempt at that phase under the
+/// write's lease token, and a phase's successful completion closes the
+/// open one as `ok`. The write that leaves the plan applied also finishes
+/// it in the queue (`done = 1`) and ends the leases it releases whatever
+/// their holds (the claim's with the session's). Each is part of the
+/// write's one request and guarded like it: a write refused by its fence
+/// records nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempts<'a> {
+    /// The worker's id.
+    pub worker: &'a str,
+    /// A success also restarts the queue row's count of failed attempts
+    /// (set when it is not zero).
+    pub reset: bool,
 }
 
 /// The start of the next phase, written in the same request as the end of
@@ -292,8 +316,9 @@ impl Store {
     /// A status change and nothing else (and the releases the write
     /// carries), in one request; returns the plan as written.
     pub async fn transition(&self, write: &StateWrite<'_>) -> Result<PlanRecord, StoreError> {
-        self.write_state(write, Proposal::Keep, Extra::default())
-            .await
+        let mut extra = Extra::default();
+        extra.attempts(self.db.backend, write, None, false);
+        self.write_state(write, Proposal::Keep, extra).await
     }
 
     /// [`Store::transition`] as the last request of the open transaction
@@ -303,8 +328,10 @@ impl Store {
         tx: &mut WriteTx,
         write: &StateWrite<'_>,
     ) -> Result<PlanRecord, StoreError> {
+        let mut extra = Extra::default();
+        extra.attempts(self.db.backend, write, None, false);
         let written = self
-            .write_state_in(write, Proposal::Keep, Extra::default(), None, Some(tx))
+            .write_state_in(write, Proposal::Keep, extra, None, Some(tx))
             .await?;
         Ok(written.plan)
     }
@@ -394,6 +421,7 @@ impl Store {
                 Proposal::Keep
             }
         };
+        extra.attempts(self.db.backend, write, then.as_ref(), true);
         self.write_state_in(write, proposal, extra, then.as_ref(), tx)
             .await
     }
@@ -418,7 +446,8 @@ impl Store {
                 &mut own
             }
         };
-        let extra = Extra::default();
+        let mut extra = Extra::default();
+        extra.attempts(self.db.backend, write, then.as_ref(), true);
         let statements = state_write_sql(self.db.backend, write, &extra, then.as_ref());
         let parts: Vec<&str> = statements.iter().map(String::as_str).collect();
         let sql = self.db.batch_sql(&parts, Open::Inside);
@@ -704,6 +733,52 @@ struct Extra {
 }
 
 impl Extra {
+    /// The attempt records `w` keeps (see [`Attempts`]): the open attempt
+    /// closed as `ok` if the write `completes` its phase, one opened at
+    /// the phase the write leaves the plan processing, if it does. The
+    /// fence's owner and token are `$14` and `$15`. On PostgreSQL both
+    /// take the statement's start as their instant, so that an attempt
+    /// closed and the next one opened in one write meet exactly.
+    fn attempts(
+        &mut self,
+        backend: Backend,
+        w: &StateWrite<'_>,
+        then: Option<&Then<'_>>,
+        completes: bool,
+    ) {
+        let (Some(attempts), Some(_)) = (w.attempts, w.fence) else {
+            return;
+        };
+        let now = match backend {
+            Backend::Sqlite => backend.now_ms(),
+            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM statement_timestamp()) * 1000 AS BIGINT)",
+        };
+        if completes {
+            self.statements.push(format!(
+                "UPDATE plan_attempts SET ended_at = {now}, outcome = 'ok'
+                 WHERE plan_id = $3 AND token = $15 AND ended_at IS NULL AND {{guard}}"
+            ));
+            if attempts.reset {
+                self.statements
+                    .push("UPDATE plan_queue SET attempts = 0 WHERE plan_id = $3 AND {guard}".into());
+            }
+        }
+        let lands = lands(w, then);
+        if lands.state == State::Applied {
+            self.statements
+                .push("UPDATE plan_queue SET done = 1 WHERE plan_id = $3 AND {guard}".into());
+        }
+        if lands.state == State::Processing {
+            let (phase, worker) = (self.binds.len(), self.binds.len() + 1);
+            self.statements.push(format!(
+                "INSERT INTO plan_attempts (plan_id, phase, worker, owner, token, started_at)
+                 SELECT $3, {{{phase}}}, {{{worker}}}, $14, $15, {now} WHERE {{guard}}"
+            ));
+            self.binds.push(Bind::Text(lands.phase.to_string()));
+            self.binds.push(Bind::Text(attempts.worker.to_string()));
+        }
+    }
+
     /// Make `rows` (the values after `plan_id` and the index) the plan's
     /// rows of `table`: each upserted at its index, those beyond deleted.
     fn replace_rows(&mut self, table: &str, index: &str, rows: Vec<Vec<Bind>>, update: &str) {
@@ -763,13 +838,19 @@ fn state_write_sql(
     let guard = format!(
         "EXISTS (SELECT 1 FROM plans WHERE id = $3 AND version = $4 AND phase = $5 AND state = $9){fence}"
     );
+    // A worker's plan applied: the claim's lease ends with the session's
+    // holds (see `Attempts`).
+    let finishes = w.attempts.is_some() && lands(w, then).state == State::Applied;
     let releases: Vec<String> = w
         .release
         .iter()
         .flat_map(|_| {
             let first = next;
             next += 3;
-            crate::locks::release_sql(backend, first)
+            match finishes {
+                true => vec![crate::locks::end_sql(first)],
+                false => crate::locks::release_sql(backend, first),
+            }
         })
         .collect();
     let (to_phase, to_state, to_reason, steps) = destination(then, &mut next);
@@ -814,6 +895,12 @@ impl Extra {
             })
             .collect()
     }
+}
+
+/// The status a write leaves the plan in: `then`'s if it goes on, else
+/// its own.
+fn lands(w: &StateWrite<'_>, then: Option<&Then<'_>>) -> Status {
+    then.map_or(w.to, |then| then.to)
 }
 
 /// Where a status write leaves the plan: `then`'s phase, state and reason
