@@ -209,6 +209,15 @@ async fn submitted_plans_run_and_apply_waits_for_approval(backend: Backend) {
     fleet.wait_for(&reviewed, "execute/complete", Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(fleet.state(&reviewed), "execute/complete");
+    // The worker let go of it: lease released and the claim's hint
+    // cleared, so that the approval's claim need not wait out the lease.
+    let raw = RawDb::connect(&db.url).await.unwrap();
+    let hint: i64 = sqlx::query_scalar("SELECT claimed_until FROM plan_queue WHERE plan_id = $1")
+        .bind(&reviewed)
+        .fetch_one(&raw.pool)
+        .await
+        .unwrap();
+    assert_eq!(hint, 0, "the claim's hint is cleared on release");
     assert_eq!(
         std::fs::read_to_string(b.join("lib.rs")).unwrap(),
         "pub fn f() {}\n"

@@ -374,7 +374,11 @@ impl Db {
         // Without arguments the text goes as one simple query: several
         // statements in one request.
         match then {
-            Some(then) => (&mut conn).execute(format!("{begin};\n{then}").as_str()).await?,
+            Some(then) => {
+                (&mut conn)
+                    .execute(format!("{begin};\n{then}").as_str())
+                    .await?
+            }
             None => (&mut conn).execute(begin).await?,
         };
         Ok(WriteTx { conn: Some(conn) })

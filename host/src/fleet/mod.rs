@@ -389,7 +389,7 @@ pub async fn requeue(container: &Container, plan_id: &str) -> Result<(), FleetEr
     let e = entry(container, plan_id).await?;
     let now = container.store().db().now_ms();
     sqlx::query(&format!(
-        "UPDATE plan_queue SET done = 0, attempts = 0, drift_retries = 0, run_after = {now} WHERE plan_id = $1"
+        "UPDATE plan_queue SET done = 0, attempts = 0, drift_retries = 0, run_after = {now}, claimed_until = 0 WHERE plan_id = $1"
     ))
     .bind(plan_id)
     .execute(&mut container.store().db().writer().await?)

@@ -18,6 +18,11 @@ pub(crate) struct FleetSql {
     /// Finish the plan in the queue (fenced, $1 plan, $2–$4 the fence) and
     /// release every lease of the claim's owner ($3), in one request.
     pub finish: String,
+    /// Let go of a plan the worker did not finish: clear the claim's hint
+    /// if the lease is still ours ($1 plan, $2–$4 the fence, not judged by
+    /// its expiry) and release every lease of the claim's owner ($3), in
+    /// one request.
+    pub release: String,
     /// Tell listening workers that work arrived (PostgreSQL only).
     pub notify: Option<&'static str>,
 }
@@ -37,6 +42,7 @@ impl FleetSql {
             claim: claim(backend, &joined),
             read: format!("SELECT {joined} WHERE p.id = $1"),
             finish: finish(backend),
+            release: release(backend),
             notify: match backend {
                 Backend::Sqlite => None,
                 Backend::Postgres => Some("SELECT pg_notify('lockstep_queue', $1)"),
@@ -51,56 +57,82 @@ fn claim(backend: Backend, joined: &str) -> String {
     let now = backend.now_ms();
     let token = crate::locks::new_token(backend);
     let takeover = crate::locks::takeover("NULL");
-    let (in_queues, lock_rows, where_true) = match backend {
-        Backend::Sqlite => (
-            "instr(',' || $1 || ',', ',' || q.queue || ',') > 0",
-            "",
-            " WHERE true",
-        ),
+    let (in_queues, lock_rows) = match backend {
+        Backend::Sqlite => ("instr(',' || $1 || ',', ',' || q.queue || ',') > 0", ""),
         Backend::Postgres => (
             "strpos(',' || $1 || ',', ',' || q.queue || ',') > 0",
             " FOR UPDATE OF q SKIP LOCKED",
-            "",
         ),
     };
     // Runnable: everything unfinished except a plan that waits for its
     // approval; claimable: runnable, its turn in its project (no earlier
     // unfinished plan there), not backing off, and nobody's live lease
-    // on it. The lease is then taken as the lock service takes one: a
-    // fresh token, over an expired row only.
-    let claim = format!(
-        "WITH next AS (
-           SELECT q.plan_id FROM plan_queue q JOIN plans p ON p.id = q.plan_id
-           WHERE q.done = 0 AND {in_queues} AND q.run_after <= {now}
-             AND NOT (p.phase = 'execute' AND p.state = 'complete'
-                      AND q.auto_apply = 0 AND q.approved = 0 AND q.cancel_requested = 0)
-             AND NOT EXISTS (SELECT 1 FROM plan_queue e
-                             WHERE e.project_id = q.project_id AND e.done = 0 AND e.seq < q.seq)
-             AND NOT EXISTS (SELECT 1 FROM locks l
-                             WHERE l.resource = 'plan:' || q.plan_id AND l.expires_at > {now})
-           ORDER BY q.priority DESC, q.seq
-           LIMIT 1{lock_rows}
-         )
-         INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at)
-         SELECT 'plan:' || next.plan_id, $2, {token}, 'worker', $3, $4, $5, 1, {now}, {now} + $6 FROM next{where_true}
-         {takeover}
-         RETURNING resource, token, expires_at"
+    // on it. The cheap tests come first: the queue row's own columns (a
+    // plan claimed a moment ago is passed over on its hint), then the
+    // lease, the project's order, and the plan's status only for a plan
+    // that is neither auto-applied nor approved.
+    let next = format!(
+        "SELECT q.plan_id FROM plan_queue q
+         WHERE q.done = 0 AND q.claimed_until <= {now} AND q.run_after <= {now} AND {in_queues}
+           AND NOT EXISTS (SELECT 1 FROM locks l
+                           WHERE l.resource = 'plan:' || q.plan_id AND l.expires_at > {now})
+           AND NOT EXISTS (SELECT 1 FROM plan_queue e
+                           WHERE e.project_id = q.project_id AND e.done = 0 AND e.seq < q.seq)
+           AND (q.auto_apply = 1 OR q.approved = 1 OR q.cancel_requested = 1
+                OR NOT EXISTS (SELECT 1 FROM plans p WHERE p.id = q.plan_id
+                               AND p.phase = 'execute' AND p.state = 'complete'))
+         ORDER BY q.priority DESC, q.seq
+         LIMIT 1{lock_rows}"
     );
-    // The claim returns the claimed plan and its queue row too.
+    // The lease is taken as the lock service takes one: a fresh token,
+    // over an expired row only.
+    let insert = |from: &str| {
+        format!(
+            "INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at)
+             SELECT 'plan:' || next.plan_id, $2, {token}, 'worker', $3, $4, $5, 1, {now}, {now} + $6 FROM {from}
+             {takeover}
+             RETURNING resource, token, expires_at"
+        )
+    };
+    // With the lease, the hint on the queue row; the claim returns the
+    // claimed plan and its queue row too.
     match backend {
         Backend::Sqlite => format!(
             "BEGIN IMMEDIATE;
-             {claim};
-             SELECT l.resource, l.token, l.expires_at, {joined} JOIN locks l ON l.resource = 'plan:' || p.id
+             {insert};
+             UPDATE plan_queue SET claimed_until = {now} + $6
+             WHERE plan_id IN (SELECT substr(resource, 6) FROM locks WHERE owner = $2);
+             SELECT l.resource, l.token, l.expires_at, {joined} JOIN locks l ON p.id = substr(l.resource, 6)
              WHERE l.owner = $2;
-             COMMIT"
+             COMMIT",
+            insert = insert(&format!("({next}) AS next WHERE true")),
         ),
         // The inserted lease is not visible to the rest of the
-        // statement: take it from the `RETURNING`.
+        // statement: take it from the `RETURNING`. The plan is found by
+        // its key (`p.id = …`, not `… = 'plan:' || p.id`, which the
+        // planner can only answer by scanning every plan).
         Backend::Postgres => format!(
-            "WITH claimed AS ({claim})
-             SELECT c.resource, c.token, c.expires_at, {joined} JOIN claimed c ON c.resource = 'plan:' || p.id"
+            "WITH next AS ({next}),
+                  claimed AS ({insert}),
+                  hinted AS (UPDATE plan_queue SET claimed_until = {now} + $6
+                             FROM claimed c WHERE plan_queue.plan_id = substr(c.resource, 6))
+             SELECT c.resource, c.token, c.expires_at, {joined} JOIN claimed c ON p.id = substr(c.resource, 6)",
+            insert = insert("next"),
         ),
+    }
+}
+
+/// See [`FleetSql::release`].
+fn release(backend: Backend) -> String {
+    let clear = "UPDATE plan_queue SET claimed_until = 0 WHERE plan_id = $1
+                 AND EXISTS (SELECT 1 FROM locks WHERE resource = $2 AND owner = $3 AND token = $4)";
+    match backend {
+        Backend::Sqlite => {
+            format!("BEGIN IMMEDIATE;\n{clear};\nDELETE FROM locks WHERE owner = $3;\nCOMMIT")
+        }
+        Backend::Postgres => {
+            format!("WITH cleared AS ({clear}) DELETE FROM locks WHERE owner = $3")
+        }
     }
 }
 

@@ -149,7 +149,8 @@ fn phases_run(next: Next, before: Status, after: Option<&PlanRecord>) -> u64 {
     let Some(after) = after else { return 1 };
     let index = |phase: Phase| PHASES.iter().position(|p| *p == phase).unwrap_or(0) as u64;
     let finished = matches!(after.status.state, State::Complete | State::Applied);
-    (index(after.status.phase) + u64::from(finished)).saturating_sub(index(next.phase(before.phase)))
+    (index(after.status.phase) + u64::from(finished))
+        .saturating_sub(index(next.phase(before.phase)))
 }
 
 /// What to do next with a claimed plan.
@@ -359,9 +360,10 @@ impl Shared {
         };
         self.running.lock().unwrap().remove(&claim.plan_id);
         // Releases the claim's hold and anything the session still holds
-        // (unless the plan's finishing write did).
+        // (unless the plan's finishing write did), clearing the claim's
+        // hint so that the next claim may take the plan at once.
         if !released {
-            if let Err(e) = session.close().await {
+            if let Err(e) = self.release(&claim).await {
                 tracing::warn!(plan = %claim.plan_id, "releasing the lease: {e}");
             }
         }
@@ -423,7 +425,10 @@ impl Shared {
                 }
                 Err(e) => {
                     let phase = next.phase(before.phase);
-                    if !self.after_failure(session, claim, (&ticket, phase), e).await? {
+                    if !self
+                        .after_failure(session, claim, (&ticket, phase), e)
+                        .await?
+                    {
                         return Ok(false);
                     }
                     (plan, ticket) = self.read(&claim.plan_id).await?;
@@ -558,6 +563,13 @@ impl Shared {
     /// leases, in one request.
     async fn finish(&self, claim: &Claim) -> Result<(), FleetError> {
         let query = sqlx::query(&self.sql.finish).bind(&claim.plan_id);
+        self.db().batch(claim.fence.bind(query)).await?;
+        Ok(())
+    }
+
+    /// Let go of a plan not finished (see [`FleetSql::release`]).
+    async fn release(&self, claim: &Claim) -> Result<(), FleetError> {
+        let query = sqlx::query(&self.sql.release).bind(&claim.plan_id);
         self.db().batch(claim.fence.bind(query)).await?;
         Ok(())
     }

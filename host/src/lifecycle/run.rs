@@ -320,7 +320,10 @@ impl PlanLifecycleService {
                 .chain(decided.project.as_ref())
                 .map(LockGuard::fence)
                 .collect(),
-            attempts: self.attempts.as_ref().map(super::service::AttemptLog::marks),
+            attempts: self
+                .attempts
+                .as_ref()
+                .map(super::service::AttemptLog::marks),
         }
     }
 

@@ -759,8 +759,9 @@ impl Extra {
                  WHERE plan_id = $3 AND token = $15 AND ended_at IS NULL AND {{guard}}"
             ));
             if attempts.reset {
-                self.statements
-                    .push("UPDATE plan_queue SET attempts = 0 WHERE plan_id = $3 AND {guard}".into());
+                self.statements.push(
+                    "UPDATE plan_queue SET attempts = 0 WHERE plan_id = $3 AND {guard}".into(),
+                );
             }
         }
         let lands = lands(w, then);
