@@ -855,7 +855,16 @@ fn state_write_sql(
         })
         .collect();
     let (to_phase, to_state, to_reason, steps) = destination(then, &mut next);
-    let extra_sql = extra.sql(&guard, next);
+    let extra_sql = match backend {
+        // One statement: the guard is judged once, by a first `WITH`
+        // clause (`extra0`) the others read, instead of once per clause.
+        Backend::Postgres if !extra.statements.is_empty() => {
+            let mut sql = vec![format!("SELECT {guard} AS ok")];
+            sql.extend(extra.sql("(SELECT ok FROM extra0)", next));
+            sql
+        }
+        _ => extra.sql(&guard, next),
+    };
     let journaled = match then {
         Some(_) => {
             ", (SELECT COUNT(*) FROM apply_journal j WHERE j.plan_id = plans.id) AS journaled"
