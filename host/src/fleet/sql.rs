@@ -51,12 +51,9 @@ impl FleetSql {
     }
 }
 
-/// The claim (see [`FleetSql::claim`]); `joined`: the plan's and its queue
-/// row's columns `FROM` the two tables.
-fn claim(backend: Backend, joined: &str) -> String {
+/// The query for the next claimable plan's id (see [`FleetSql::claim`]).
+fn claimable(backend: Backend) -> String {
     let now = backend.now_ms();
-    let token = crate::locks::new_token(backend);
-    let takeover = crate::locks::takeover("NULL");
     let (in_queues, lock_rows) = match backend {
         Backend::Sqlite => ("instr(',' || $1 || ',', ',' || q.queue || ',') > 0", ""),
         Backend::Postgres => (
@@ -71,7 +68,7 @@ fn claim(backend: Backend, joined: &str) -> String {
     // plan claimed a moment ago is passed over on its hint), then the
     // lease, the project's order, and the plan's status only for a plan
     // that is neither auto-applied nor approved.
-    let next = format!(
+    format!(
         "SELECT q.plan_id FROM plan_queue q
          WHERE q.done = 0 AND q.claimed_until <= {now} AND q.run_after <= {now} AND {in_queues}
            AND NOT EXISTS (SELECT 1 FROM locks l
@@ -83,7 +80,16 @@ fn claim(backend: Backend, joined: &str) -> String {
                                AND p.phase = 'execute' AND p.state = 'complete'))
          ORDER BY q.priority DESC, q.seq
          LIMIT 1{lock_rows}"
-    );
+    )
+}
+
+/// The claim (see [`FleetSql::claim`]); `joined`: the plan's and its queue
+/// row's columns `FROM` the two tables.
+fn claim(backend: Backend, joined: &str) -> String {
+    let now = backend.now_ms();
+    let token = crate::locks::new_token(backend);
+    let takeover = crate::locks::takeover("NULL");
+    let next = claimable(backend);
     // The lease is taken as the lock service takes one: a fresh token,
     // over an expired row only.
     let insert = |from: &str| {

@@ -408,20 +408,10 @@ impl Shared {
             match run_next(session, &plan.id, next, last).await {
                 Ok(after) => {
                     self.stats.lock().unwrap().phases += phases_run(next, before, after.as_ref());
-                    if after.is_none() && next == Next::Retry {
-                        // The rescue rolled an interrupted apply forward.
-                        self.record_attempt(claim, Phase::Apply, "ok", None).await?;
+                    match self.after_success(claim, next, after, ticket).await? {
+                        Some(read) => (plan, ticket) = read,
+                        None => return Ok(true),
                     }
-                    (plan, ticket) = match after {
-                        // Applied: that write finished the plan in the
-                        // queue and ended the claim's lease.
-                        Some(after) if after.status.state == State::Applied => return Ok(true),
-                        // Finished: nothing in the queue row can change that.
-                        Some(after) if after.status.is_terminal() => (after, ticket),
-                        // The queue row may have changed meanwhile (an
-                        // approval, a cancellation).
-                        _ => self.read(&claim.plan_id).await?,
-                    };
                 }
                 Err(e) => {
                     let phase = next.phase(before.phase);
@@ -435,6 +425,31 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// After a step that succeeded: the plan and its queue row to decide
+    /// the next step from, or `None` if the step's last write applied the
+    /// plan (and with that finished it in the queue and ended the claim's
+    /// lease).
+    async fn after_success(
+        &self,
+        claim: &Claim,
+        next: Next,
+        after: Option<PlanRecord>,
+        ticket: Ticket,
+    ) -> Result<Option<(PlanRecord, Ticket)>, FleetError> {
+        if after.is_none() && next == Next::Retry {
+            // The rescue rolled an interrupted apply forward.
+            self.record_attempt(claim, Phase::Apply, "ok", None).await?;
+        }
+        Ok(Some(match after {
+            Some(after) if after.status.state == State::Applied => return Ok(None),
+            // Finished: nothing in the queue row can change that.
+            Some(after) if after.status.is_terminal() => (after, ticket),
+            // The queue row may have changed meanwhile (an approval, a
+            // cancellation).
+            _ => self.read(&claim.plan_id).await?,
+        }))
     }
 
     /// A plan still to run must be under our roots and be the project it

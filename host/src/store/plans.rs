@@ -385,34 +385,7 @@ impl Store {
                         .complete_execute_large(write, changes, steps, then, tx)
                         .await;
                 }
-                extra.replace_rows(
-                    "step_results (plan_id, idx, step_id, summary)",
-                    "idx",
-                    steps
-                        .iter()
-                        .map(|s| vec![Bind::Text(s.step_id.clone()), Bind::Text(s.summary.clone())])
-                        .collect(),
-                    "step_id = excluded.step_id, summary = excluded.summary",
-                );
-                extra.replace_rows(
-                    "changes (plan_id, seq, path, kind, contents, base_contents, base_hash, new_hash)",
-                    "seq",
-                    changes
-                        .iter()
-                        .map(|c| {
-                            vec![
-                                Bind::Text(c.path.clone()),
-                                Bind::Text(c.kind.to_string()),
-                                Bind::Bytes(c.contents.clone()),
-                                Bind::Bytes(c.base_contents.clone()),
-                                Bind::OptText(c.base_hash.clone()),
-                                Bind::OptText(c.new_hash.clone()),
-                            ]
-                        })
-                        .collect(),
-                    "path = excluded.path, kind = excluded.kind, contents = excluded.contents,
-             base_contents = excluded.base_contents, base_hash = excluded.base_hash, new_hash = excluded.new_hash",
-                );
+                extra.changeset(changes, steps);
                 Proposal::Keep
             }
             Completion::Applied => {
@@ -733,6 +706,38 @@ struct Extra {
 }
 
 impl Extra {
+    /// Make `changes` and `steps` the plan's changeset and step results.
+    fn changeset(&mut self, changes: &[ChangeRecord], steps: &[StepResult]) {
+        self.replace_rows(
+            "step_results (plan_id, idx, step_id, summary)",
+            "idx",
+            steps
+                .iter()
+                .map(|s| vec![Bind::Text(s.step_id.clone()), Bind::Text(s.summary.clone())])
+                .collect(),
+            "step_id = excluded.step_id, summary = excluded.summary",
+        );
+        self.replace_rows(
+            "changes (plan_id, seq, path, kind, contents, base_contents, base_hash, new_hash)",
+            "seq",
+            changes
+                .iter()
+                .map(|c| {
+                    vec![
+                        Bind::Text(c.path.clone()),
+                        Bind::Text(c.kind.to_string()),
+                        Bind::Bytes(c.contents.clone()),
+                        Bind::Bytes(c.base_contents.clone()),
+                        Bind::OptText(c.base_hash.clone()),
+                        Bind::OptText(c.new_hash.clone()),
+                    ]
+                })
+                .collect(),
+            "path = excluded.path, kind = excluded.kind, contents = excluded.contents,
+     base_contents = excluded.base_contents, base_hash = excluded.base_hash, new_hash = excluded.new_hash",
+        );
+    }
+
     /// The attempt records `w` keeps (see [`Attempts`]): the open attempt
     /// closed as `ok` if the write `completes` its phase, one opened at
     /// the phase the write leaves the plan processing, if it does. The
@@ -855,16 +860,7 @@ fn state_write_sql(
         })
         .collect();
     let (to_phase, to_state, to_reason, steps) = destination(then, &mut next);
-    let extra_sql = match backend {
-        // One statement: the guard is judged once, by a first `WITH`
-        // clause (`extra0`) the others read, instead of once per clause.
-        Backend::Postgres if !extra.statements.is_empty() => {
-            let mut sql = vec![format!("SELECT {guard} AS ok")];
-            sql.extend(extra.sql("(SELECT ok FROM extra0)", next));
-            sql
-        }
-        _ => extra.sql(&guard, next),
-    };
+    let extra_sql = extra.sql_on(backend, &guard, next);
     let journaled = match then {
         Some(_) => {
             ", (SELECT COUNT(*) FROM apply_journal j WHERE j.plan_id = plans.id) AS journaled"
@@ -891,6 +887,20 @@ fn state_write_sql(
 }
 
 impl Extra {
+    /// [`Extra::sql`] for `backend`. On PostgreSQL (one statement) the
+    /// guard is judged once, by a first `WITH` clause (`extra0`) the
+    /// others read, instead of once per clause.
+    fn sql_on(&self, backend: Backend, guard: &str, first: usize) -> Vec<String> {
+        match backend {
+            Backend::Postgres if !self.statements.is_empty() => {
+                let mut sql = vec![format!("SELECT {guard} AS ok")];
+                sql.extend(self.sql("(SELECT ok FROM extra0)", first));
+                sql
+            }
+            _ => self.sql(guard, first),
+        }
+    }
+
     /// The extra statements with `{guard}` replaced by `guard` and their
     /// placeholders `{i}` numbered from `$first`.
     fn sql(&self, guard: &str, first: usize) -> Vec<String> {
