@@ -8,11 +8,14 @@ use std::time::Duration;
 use lockstep::lifecycle::progress::Progress;
 use lockstep::lifecycle::{Command, LifecycleError};
 use lockstep::locks::{Fence, LockError, LockService, Owner, MIN_TTL};
+use lockstep::model::{ChangeKind, ChangeRecord};
 use lockstep::model::{Phase, State, Status};
-use lockstep::store::{StateWrite, StoreError};
+use lockstep::store::{Attempts, StateWrite, StoreError};
 use lockstep::{Config, Container};
+use lockstep_tests::db::RawDb;
 use lockstep_tests::fixtures::{action, strategized};
 use lockstep_tests::{on_both_backends, poll, Backend, TestDb, TestPlugins};
+use sqlx::Row;
 use tokio::sync::Notify;
 
 async fn container(db: &TestDb) -> Container {
@@ -866,7 +869,88 @@ async fn a_drifted_project_stops_the_chain_before_apply(backend: Backend) {
     assert!(c.locks().list().await.unwrap().is_empty());
 }
 
+/// A worker's attempt records ride every status write, a changeset too
+/// large for one request included (its write is several statements in
+/// one transaction): the execute attempt opened by the start is closed by
+/// the completion, and the plan is written.
+async fn attempt_records_ride_a_large_changeset(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = db.project("p", &[]);
+    let c = container(&db).await;
+    let s = c.lifecycle();
+    let plan = s
+        .new_plan(action("files", "files", &[("files", "x")]), &project)
+        .await
+        .unwrap();
+    let resource = format!("plan:{}", plan.id);
+    let owner = Owner::new_session();
+    let grant = c
+        .locks()
+        .try_acquire(&resource, &owner, "execute", MIN_TTL)
+        .await
+        .unwrap();
+    let fence = Fence::new(resource.as_str(), owner.id.as_str(), grant.token);
+    let write = |from: Status, to: Status, seen_version: i64| StateWrite {
+        plan_id: &plan.id,
+        seen_version,
+        from,
+        to,
+        actor: &owner.id,
+        fence: Some(&fence),
+        reason: "test",
+        error: None,
+        release: &[],
+        attempts: Some(Attempts {
+            worker: "worker-1",
+            reset: false,
+        }),
+    };
+    let (queued, running, done) = (
+        status(Phase::Strategize, State::Queued),
+        status(Phase::Execute, State::Processing),
+        status(Phase::Execute, State::Complete),
+    );
+    let started = c
+        .store()
+        .transition(&write(queued, running, plan.version))
+        .await
+        .unwrap();
+    let changes: Vec<ChangeRecord> = (0..1001)
+        .map(|i| ChangeRecord {
+            path: format!("f{i}.txt"),
+            kind: ChangeKind::Write,
+            contents: Some(b"x\n".to_vec()),
+            base_contents: None,
+            base_hash: None,
+            new_hash: None,
+        })
+        .collect();
+    let written = c
+        .store()
+        .complete_execute(&write(running, done, started.version), &changes, &[])
+        .await
+        .unwrap();
+    assert_eq!(written.status, done);
+    assert_eq!(c.store().change_count(&plan.id).await.unwrap(), 1001);
+    let raw = RawDb::connect(&db.url).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT phase, worker, token, outcome, ended_at FROM plan_attempts WHERE plan_id = $1",
+    )
+    .bind(&plan.id)
+    .fetch_all(&raw.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.get::<String, _>(0), "execute");
+    assert_eq!(row.get::<String, _>(1), "worker-1");
+    assert_eq!(row.get::<i64, _>(2), grant.token);
+    assert_eq!(row.get::<Option<String>, _>(3).as_deref(), Some("ok"));
+    assert!(row.get::<Option<i64>, _>(4).is_some());
+}
+
 on_both_backends!(
+    attempt_records_ride_a_large_changeset,
     full_lifecycle_with_overlay,
     invalid_transitions_name_from_and_to,
     retrying_a_plan_that_is_not_errored_names_retry_and_the_status,

@@ -426,7 +426,13 @@ impl Store {
         let sql = self.db.batch_sql(&parts, Open::Inside);
         let query = bind_write(sqlx::query(&sql), write, None, &extra, then.as_ref());
         let groups = tx.batch(query, false).await?;
-        let Some(row) = groups.first().and_then(|rows| rows.first()) else {
+        // The update's rows: after the attempt records' statements on
+        // SQLite, the one statement's on PostgreSQL.
+        let update = match self.db.backend {
+            Backend::Sqlite => extra.statements.len(),
+            Backend::Postgres => 0,
+        };
+        let Some(row) = groups.get(update).and_then(|rows| rows.first()) else {
             // Refused: nothing changed but the releases the write carries.
             tx.commit().await?;
             return Err(why_not_written(&self.db, write).await);
