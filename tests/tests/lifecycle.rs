@@ -890,6 +890,10 @@ async fn attempt_records_ride_a_large_changeset(backend: Backend) {
         .await
         .unwrap();
     let fence = Fence::new(resource.as_str(), owner.id.as_str(), grant.token);
+    let attempts = Attempts {
+        worker: "worker-1".into(),
+        reset: false,
+    };
     let write = |from: Status, to: Status, seen_version: i64| StateWrite {
         plan_id: &plan.id,
         seen_version,
@@ -900,10 +904,7 @@ async fn attempt_records_ride_a_large_changeset(backend: Backend) {
         reason: "test",
         error: None,
         release: &[],
-        attempts: Some(Attempts {
-            worker: "worker-1",
-            reset: false,
-        }),
+        attempts: Some(&attempts),
     };
     let (queued, running, done) = (
         status(Phase::Strategize, State::Queued),

@@ -130,26 +130,32 @@ fn claim(backend: Backend, joined: &str) -> String {
 
 /// See [`FleetSql::release`].
 fn release(backend: Backend) -> String {
-    let clear = "UPDATE plan_queue SET claimed_until = 0 WHERE plan_id = $1
-                 AND EXISTS (SELECT 1 FROM locks WHERE resource = $2 AND owner = $3 AND token = $4)";
-    match backend {
-        Backend::Sqlite => {
-            format!("BEGIN IMMEDIATE;\n{clear};\nDELETE FROM locks WHERE owner = $3;\nCOMMIT")
-        }
-        Backend::Postgres => {
-            format!("WITH cleared AS ({clear}) DELETE FROM locks WHERE owner = $3")
-        }
-    }
+    let lease = "EXISTS (SELECT 1 FROM locks WHERE resource = $2 AND owner = $3 AND token = $4)";
+    releasing(
+        backend,
+        &format!("UPDATE plan_queue SET claimed_until = 0 WHERE plan_id = $1 AND {lease}"),
+    )
 }
 
 /// See [`FleetSql::finish`].
 fn finish(backend: Backend) -> String {
     let now = backend.now_ms();
-    let done = format!("UPDATE plan_queue SET done = 1 WHERE plan_id = $1 AND EXISTS (SELECT 1 FROM locks WHERE resource = $2 AND owner = $3 AND token = $4 AND expires_at > {now})");
+    let lease = format!("EXISTS (SELECT 1 FROM locks WHERE resource = $2 AND owner = $3 AND token = $4 AND expires_at > {now})");
+    releasing(
+        backend,
+        &format!("UPDATE plan_queue SET done = 1 WHERE plan_id = $1 AND {lease}"),
+    )
+}
+
+/// `update` (of the queue row, judged before the release) and the release
+/// of every lease of the claim's owner ($3), as one request.
+fn releasing(backend: Backend, update: &str) -> String {
     match backend {
         Backend::Sqlite => {
-            format!("BEGIN IMMEDIATE;\n{done};\nDELETE FROM locks WHERE owner = $3;\nCOMMIT")
+            format!("BEGIN IMMEDIATE;\n{update};\nDELETE FROM locks WHERE owner = $3;\nCOMMIT")
         }
-        Backend::Postgres => format!("WITH done AS ({done}) DELETE FROM locks WHERE owner = $3"),
+        Backend::Postgres => {
+            format!("WITH updated AS ({update}) DELETE FROM locks WHERE owner = $3")
+        }
     }
 }

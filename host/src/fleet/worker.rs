@@ -15,10 +15,10 @@ use tokio_util::sync::CancellationToken;
 use super::sql::{FleetSql, CHANNEL};
 use super::{read_identity, FleetError};
 use crate::db::Backend;
-use crate::lifecycle::{AttemptLog, LifecycleError, PlanLifecycleService};
+use crate::lifecycle::{LifecycleError, PlanLifecycleService};
 use crate::locks::Fence;
 use crate::model::{Phase, PlanRecord, State, Status, PHASES};
-use crate::store::{StateWrite, Store, StoreError};
+use crate::store::{Attempts, StateWrite, Store, StoreError};
 use crate::Container;
 
 /// How a worker runs.
@@ -340,7 +340,7 @@ impl Shared {
     ) {
         // The session's writes keep this claim's attempts; a success
         // restarts a failure count that is not zero.
-        session.record_attempts(AttemptLog {
+        session.record_attempts(Attempts {
             worker: self.id.clone(),
             reset: claim.ticket.attempts > 0,
         });

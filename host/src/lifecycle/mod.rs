@@ -23,7 +23,6 @@ pub use error::LifecycleError;
 pub use plugin::{
     Executor, PluginContext, PluginError, PluginLockError, PluginProvider, Strategist,
 };
-pub(crate) use service::AttemptLog;
 pub use service::{ApplyReport, LifecycleOptions, PlanLifecycleService, PlanView};
 pub use transition::{transition, Command, InvalidTransition, Transition, COMMANDS};
 

@@ -114,7 +114,7 @@ struct Writes<'a> {
     /// The plan lease and the apply lock, released by the outcome's write.
     ends: Vec<Fence>,
     /// The fleet worker's attempt records the writes keep, if any.
-    attempts: Option<crate::store::Attempts<'a>>,
+    attempts: Option<&'a crate::store::Attempts>,
 }
 
 impl Writes<'_> {
@@ -320,10 +320,7 @@ impl PlanLifecycleService {
                 .chain(decided.project.as_ref())
                 .map(LockGuard::fence)
                 .collect(),
-            attempts: self
-                .attempts
-                .as_ref()
-                .map(super::service::AttemptLog::marks),
+            attempts: self.attempts.as_ref(),
         }
     }
 

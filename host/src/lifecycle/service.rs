@@ -27,7 +27,7 @@ use crate::locks::{Fence, LockGuard, LockService, Owner, ScopedLocks, DEFAULT_TT
 use crate::model::{
     Action, ChangeRecord, EventRecord, Phase, PlanProposal, PlanRecord, State, Status, StepResult,
 };
-use crate::store::{StateWrite, Store};
+use crate::store::{Attempts, StateWrite, Store};
 use crate::workspace::{project_id, ChangeLimits, ProjectView, Workspace};
 
 /// Most steps a proposal may have.
@@ -94,31 +94,10 @@ pub struct PlanLifecycleService {
     progress: Option<ProgressFn>,
     /// The fleet worker whose attempt records this session's status
     /// writes keep, if any.
-    pub(super) attempts: Option<AttemptLog>,
+    pub(super) attempts: Option<Attempts>,
     /// Cancelled: a run of phases stops after the one running (which
     /// finishes) instead of going on to the next.
     between: CancellationToken,
-}
-
-/// A fleet worker's attempt records, kept by the status writes of a
-/// session that runs a claimed plan (see [`crate::store::Attempts`]).
-#[derive(Debug, Clone)]
-pub(crate) struct AttemptLog {
-    /// The worker's id.
-    pub worker: String,
-    /// A phase's success also restarts the plan's count of failed
-    /// attempts.
-    pub reset: bool,
-}
-
-impl AttemptLog {
-    /// The marks a status write carries.
-    pub(super) fn marks(&self) -> crate::store::Attempts<'_> {
-        crate::store::Attempts {
-            worker: &self.worker,
-            reset: self.reset,
-        }
-    }
 }
 
 /// The plan lock's resource.
@@ -171,7 +150,7 @@ impl PlanLifecycleService {
     /// Keep a fleet worker's attempt records with this session's status
     /// writes: each phase it starts opens an attempt, each success closes
     /// it, in the same request.
-    pub(crate) fn record_attempts(&mut self, log: AttemptLog) {
+    pub(crate) fn record_attempts(&mut self, log: Attempts) {
         self.attempts = Some(log);
     }
 

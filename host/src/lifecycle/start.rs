@@ -293,13 +293,13 @@ impl PlanLifecycleService {
             &event,
             &update,
         ];
-        let began = format!(
-            "{BEGIN_ATTEMPT} SELECT $8, $9, $11, $2, (SELECT token FROM locks WHERE resource = $1), {now} WHERE changes() = 1",
-            now = db.now_ms()
-        );
-        if self.attempts.is_some() {
-            statements.push(&began);
-        }
+        let began = self.attempts.as_ref().map(|_| {
+            format!(
+                "{BEGIN_ATTEMPT} SELECT $8, $9, $11, $2, (SELECT token FROM locks WHERE resource = $1), {now} WHERE changes() = 1",
+                now = db.now_ms()
+            )
+        });
+        statements.extend(began.as_deref());
         let sql = db.batch_sql(&statements, Open::Both);
         let Some((guard, groups)) = self
             .send_locked(&sql, resource, id, operation, Some(start))

@@ -39,7 +39,7 @@ pub struct StateWrite<'a> {
     pub release: &'a [Fence],
     /// A fleet worker's attempt records, kept by this write (fenced
     /// writes only; see [`Attempts`]).
-    pub attempts: Option<Attempts<'a>>,
+    pub attempts: Option<&'a Attempts>,
 }
 
 /// A fleet worker's record of the phases it runs (`plan_attempts`), kept
@@ -52,10 +52,10 @@ pub struct StateWrite<'a> {
 /// their holds (the claim's with the session's). Each is part of the
 /// write's one request and guarded like it: a write refused by its fence
 /// records nothing.
-#[derive(Debug, Clone, Copy)]
-pub struct Attempts<'a> {
+#[derive(Debug, Clone)]
+pub struct Attempts {
     /// The worker's id.
-    pub worker: &'a str,
+    pub worker: String,
     /// A success also restarts the queue row's count of failed attempts
     /// (set when it is not zero).
     pub reset: bool,
@@ -775,11 +775,11 @@ impl Extra {
                 );
             }
         }
-        let lands = lands(w, then);
-        if lands.state == State::Applied {
+        if finishes_claim(w, then) {
             self.statements
                 .push("UPDATE plan_queue SET done = 1 WHERE plan_id = $3 AND {guard}".into());
         }
+        let lands = lands(w, then);
         if lands.state == State::Processing {
             let (phase, worker) = (self.binds.len(), self.binds.len() + 1);
             self.statements.push(format!(
@@ -787,7 +787,7 @@ impl Extra {
                  SELECT $3, {{{phase}}}, {{{worker}}}, $14, $15, {now} WHERE {{guard}}"
             ));
             self.binds.push(Bind::Text(lands.phase.to_string()));
-            self.binds.push(Bind::Text(attempts.worker.to_string()));
+            self.binds.push(Bind::Text(attempts.worker.clone()));
         }
     }
 
@@ -852,7 +852,7 @@ fn state_write_sql(
     );
     // A worker's plan applied: the claim's lease ends with the session's
     // holds (see `Attempts`).
-    let finishes = w.attempts.is_some() && lands(w, then).state == State::Applied;
+    let finishes = finishes_claim(w, then);
     let releases: Vec<String> = w
         .release
         .iter()
@@ -921,6 +921,12 @@ impl Extra {
             })
             .collect()
     }
+}
+
+/// Whether `w` leaves a fleet worker's plan applied: it then finishes the
+/// plan in the queue and ends the claim's lease (see [`Attempts`]).
+fn finishes_claim(w: &StateWrite<'_>, then: Option<&Then<'_>>) -> bool {
+    w.attempts.is_some() && w.fence.is_some() && lands(w, then).state == State::Applied
 }
 
 /// The status a write leaves the plan in: `then`'s if it goes on, else
