@@ -14,6 +14,7 @@ use lockstep::locks::{LockError, LockGuard, LockService, Owner, MIN_TTL};
 use lockstep::model::PlanRecord;
 use lockstep::model::{Phase, State};
 use lockstep::{Config, Container, PlanLifecycleService};
+use lockstep_tests::db::RawDb;
 use lockstep_tests::fixtures::{action, strategized};
 use lockstep_tests::{on_both_backends, Backend, TestDb, TestPlugins};
 
@@ -330,7 +331,69 @@ async fn racing_nested_acquisitions_admit_one(backend: Backend) {
     }
 }
 
+/// On PostgreSQL a tree lock's values are written into its request's text
+/// (one request for the gate, the check and the insert): a project path or
+/// an operation with quotes, backslashes and SQL in it must be stored and
+/// compared as the exact text, and run nothing.
+async fn tree_locks_take_hostile_paths_as_text(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let locks = LockService::new(Db::connect(&db.url).await.unwrap());
+    let (a, b) = (Owner::new_session(), Owner::new_session());
+    let path = r"/srv/it's\'; DELETE FROM locks; --\";
+    let operation = r"apply in /srv/it's\'); DROP TABLE plans; --";
+    let held = locks
+        .try_acquire_tree("project:hostile", path, &a, operation, MIN_TTL)
+        .await
+        .unwrap();
+    // The lock is the tree at that exact path: a nested one conflicts and
+    // is told the operation exactly as given...
+    match locks
+        .try_acquire_tree("project:in", &format!("{path}/sub"), &b, "apply", MIN_TTL)
+        .await
+    {
+        Err(LockError::Conflict(c)) => {
+            assert_eq!(c.resource, "project:hostile");
+            assert_eq!(c.operation, operation);
+            assert_eq!(c.owner, a.id);
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // ...a sibling that shares the text up to the quote does not...
+    let sibling = locks
+        .try_acquire_tree("project:sib", "/srv/it", &b, "apply", MIN_TTL)
+        .await
+        .unwrap();
+    locks
+        .release("project:sib", &b, sibling.token)
+        .await
+        .unwrap();
+    // ...and nothing else ran: the lock is there, renewable, and the
+    // tables are whole.
+    let listed = locks.list().await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].operation, operation);
+    locks
+        .renew("project:hostile", &a, held.token, MIN_TTL)
+        .await
+        .unwrap();
+    let raw = RawDb::connect(&db.url).await.unwrap();
+    let plans: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM plans")
+        .fetch_one(&raw.pool)
+        .await
+        .unwrap();
+    assert_eq!(plans, 0);
+    // A NUL, which PostgreSQL text cannot hold, is refused on the way in
+    // and takes nothing.
+    let nul = locks
+        .try_acquire_tree("project:nul", "/srv/a\0b", &b, "apply", MIN_TTL)
+        .await;
+    if backend == Backend::Postgres {
+        assert!(matches!(nul, Err(LockError::Database(_))), "{nul:?}");
+    }
+}
+
 on_both_backends!(
+    tree_locks_take_hostile_paths_as_text,
     racing_nested_acquisitions_admit_one,
     a_run_into_apply_respects_nested_tree_locks,
     two_applies_in_one_session_do_not_write_one_project_at_once,

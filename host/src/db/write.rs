@@ -298,13 +298,6 @@ impl WriteTx {
             }
         }
     }
-
-    /// Roll back now.
-    pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        record(1, 0);
-        let mut conn = self.conn.take().expect("transaction open");
-        (&mut conn).execute("ROLLBACK").await.map(drop)
-    }
 }
 
 impl Drop for WriteTx {
@@ -319,7 +312,7 @@ impl Drop for WriteTx {
 /// reported after its rows).
 async fn grouped<'q>(
     conn: &mut WriteConn,
-    query: Query<'q, Any, AnyArguments<'q>>,
+    query: impl Execute<'q, Any> + 'q,
 ) -> Result<Vec<Vec<AnyRow>>, sqlx::Error> {
     let mut groups = Vec::new();
     let mut current = Vec::new();
@@ -355,33 +348,33 @@ impl Db {
     /// write lock up front, so read-then-write cannot fail to upgrade), a
     /// plain `BEGIN` on PostgreSQL.
     pub(crate) async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
-        self.begin_write_with(None).await
-    }
-
-    /// [`Db::begin_write`], with `then` — statements without parameters
-    /// (PostgreSQL's advisory locks, say) — run in the same request right
-    /// after the `BEGIN`.
-    pub(crate) async fn begin_write_with(
-        &self,
-        then: Option<&str>,
-    ) -> Result<WriteTx, sqlx::Error> {
         record(1, 0);
         let mut conn = self.write_conn().await?;
         let begin = match self.backend {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",
         };
-        // Without arguments the text goes as one simple query: several
-        // statements in one request.
-        match then {
-            Some(then) => {
-                (&mut conn)
-                    .execute(format!("{begin};\n{then}").as_str())
-                    .await?
-            }
-            None => (&mut conn).execute(begin).await?,
-        };
+        (&mut conn).execute(begin).await?;
         Ok(WriteTx { conn: Some(conn) })
+    }
+
+    /// PostgreSQL: begin a write transaction with `then` — statements
+    /// without parameters (see [`Db::simple_transaction`]) — in the same
+    /// request; returns the transaction, left open, and the rows of each
+    /// of those statements.
+    pub(crate) async fn begin_simple(
+        &self,
+        then: &str,
+    ) -> Result<(WriteTx, Vec<Vec<AnyRow>>), sqlx::Error> {
+        record(1, 0);
+        let conn = self.write_conn().await?;
+        let mut tx = WriteTx { conn: Some(conn) };
+        let conn = tx.conn.as_mut().expect("transaction open");
+        let mut groups = grouped(conn, format!("BEGIN;\n{then}").as_str()).await?;
+        if !groups.is_empty() {
+            groups.remove(0); // BEGIN
+        }
+        Ok((tx, groups))
     }
 
     /// Begin a write transaction on SQLite with the statements of `query`
@@ -440,6 +433,27 @@ impl Db {
         let mut groups = grouped(conn, query).await?;
         tx.conn.take();
         if self.backend == Backend::Sqlite && groups.len() >= 2 {
+            groups.remove(0); // BEGIN
+            groups.pop(); // COMMIT
+        }
+        Ok(groups)
+    }
+
+    /// Send `statements` — without parameters (values written in) — as one
+    /// simple query between `BEGIN` and `COMMIT`: one request and one
+    /// commit. Returns the rows of each of the statements.
+    pub(crate) async fn simple_transaction(
+        &self,
+        statements: &str,
+    ) -> Result<Vec<Vec<AnyRow>>, sqlx::Error> {
+        record(1, 1);
+        let conn = self.write_conn().await?;
+        let mut tx = WriteTx { conn: Some(conn) };
+        let conn = tx.conn.as_mut().expect("transaction open");
+        let text = format!("BEGIN;\n{statements};\nCOMMIT");
+        let mut groups = grouped(conn, text.as_str()).await?;
+        tx.conn.take();
+        if groups.len() >= 2 {
             groups.remove(0); // BEGIN
             groups.pop(); // COMMIT
         }

@@ -16,21 +16,19 @@ pub(crate) struct LockSql {
     pub force_release: &'static str,
     pub bump_counter: &'static str,
     pub check: String,
-    /// The oldest live tree lock whose path is an ancestor of, equal to, or
-    /// a descendant of `$1` (a [`tree_key`](super::tree_key)).
-    pub tree_overlap: String,
-    /// Insert a tree lock, or take over an expired row of the same
-    /// resource; never re-entrant. $1–$7 as `acquire`, $8 the tree key.
-    pub tree_acquire: String,
-    /// SQLite, inside an open write transaction: the overlap check
-    /// (`tree_overlap` on $8) and the insert made only if it finds
-    /// nothing, sent together. $1–$8 as `tree_acquire`.
+    /// A tree lock's whole attempt, three statements with $1–$8 as
+    /// `tree_acquire_checked`: the oldest live tree lock overlapping $8
+    /// (its holder, for the conflict), the insert made only if there is
+    /// none ([`tree_acquire_gated`]), and the holder of $1 (for a name
+    /// held as an ordinary lease). One transaction, one request: on
+    /// PostgreSQL after the [`tree_gate`] locks, with its values written
+    /// in (see [`inline`]).
+    pub tree_try: [String; 3],
+    /// SQLite, inside an open write transaction: the overlap check and the
+    /// insert made only if it finds nothing, sent together. $1 resource,
+    /// $2 owner, $3 operation, $4 host, $5 pid, $6 user, $7 ttl ms, $8 the
+    /// tree key.
     pub tree_acquire_checked: String,
-    /// PostgreSQL: the tree lock's checked insert as one statement
-    /// (`tree_acquire_checked`'s insert; no row: held or overlapping).
-    /// $1–$8 as `tree_acquire`. Run after [`tree_gate`] in the same
-    /// transaction.
-    pub tree_acquire_gated: String,
 }
 
 impl LockSql {
@@ -39,10 +37,8 @@ impl LockSql {
         let greatest = db.greatest();
         LockSql {
             acquire: acquire(db.backend),
-            tree_overlap: tree_overlap(db.backend),
-            tree_acquire: tree_acquire(db.backend),
+            tree_try: tree_try(db.backend),
             tree_acquire_checked: tree_acquire_checked(db.backend),
-            tree_acquire_gated: tree_acquire_gated(db.backend),
             holder: format!(
                 "SELECT owner, operation, holder_host, holder_pid, holder_user, acquired_at, expires_at, {now} AS now
                  FROM locks WHERE resource = $1"
@@ -107,32 +103,19 @@ fn acquire(backend: Backend) -> String {
     )
 }
 
-/// The oldest live tree lock whose path is an ancestor of, equal to, or a
-/// descendant of `$1`. Overlap without LIKE (paths may hold `%` and `_`):
-/// one key is a prefix of the other. Keys end in `/`, so `/a/` never
-/// matches `/ab/`.
-fn tree_overlap(backend: Backend) -> String {
-    let now = backend.now_ms();
-    format!(
-        "SELECT resource, owner, operation, holder_host, holder_pid, holder_user, acquired_at, expires_at
-         FROM locks
-         WHERE tree_path IS NOT NULL AND expires_at > {now}
-           AND (substr($1, 1, length(tree_path)) = tree_path OR substr(tree_path, 1, length($1)) = $1)
-         ORDER BY acquired_at LIMIT 1"
-    )
-}
-
-/// Insert a tree lock, or take over an expired row of the same resource;
-/// never re-entrant. $1–$7 as [`acquire`], $8 the tree key.
-fn tree_acquire(backend: Backend) -> String {
-    let (now, token) = (backend.now_ms(), new_token(backend));
-    format!(
-        "INSERT INTO locks (resource, owner, token, operation, holder_host, holder_pid, holder_user, holds, acquired_at, expires_at, tree_path)
-         VALUES ($1, $2, {token}, $3, $4, $5, $6, 1, {now}, {now} + $7, $8)
-         {takeover}
-         RETURNING token, holds, acquired_at, expires_at, {now} AS granted_at",
-        takeover = takeover("excluded.tree_path")
-    )
+/// See [`LockSql::tree_try`].
+fn tree_try(backend: Backend) -> [String; 3] {
+    [
+        format!(
+            "SELECT resource, owner, operation, holder_host, holder_pid, holder_user, acquired_at, expires_at
+             FROM locks WHERE {overlaps} ORDER BY acquired_at LIMIT 1",
+            overlaps = overlapping(backend)
+        ),
+        tree_acquire_gated(backend),
+        "SELECT owner, operation, holder_host, holder_pid, holder_user, acquired_at, expires_at
+         FROM locks WHERE resource = $1"
+            .to_string(),
+    ]
 }
 
 /// The live tree locks that overlap $8 (a `WHERE` condition on `locks`).
@@ -144,8 +127,8 @@ fn overlapping(backend: Backend) -> String {
     )
 }
 
-/// [`tree_overlap`] of $8, then the insert of [`tree_acquire`] made only
-/// if no live tree lock overlaps, as two statements of one request.
+/// Whether a live tree lock overlaps $8, then the insert of
+/// [`tree_acquire_gated`], as two statements of one request.
 fn tree_acquire_checked(backend: Backend) -> String {
     format!(
         "SELECT resource FROM locks WHERE {overlaps} LIMIT 1;
@@ -155,8 +138,9 @@ fn tree_acquire_checked(backend: Backend) -> String {
     )
 }
 
-/// The insert of [`tree_acquire`] made only if no live tree lock overlaps
-/// $8, as one statement.
+/// Insert a tree lock, or take over an expired row of the same resource
+/// (never re-entrant), only if no live tree lock overlaps $8: one
+/// statement, no row if it took nothing.
 fn tree_acquire_gated(backend: Backend) -> String {
     let (now, token) = (backend.now_ms(), new_token(backend));
     format!(
@@ -196,6 +180,58 @@ pub(crate) fn tree_gate(backend: Backend, key: &str) -> Option<String> {
     }
     locks.push(format!("pg_advisory_xact_lock({})", path_lock_key(key)));
     Some(format!("SELECT {}", locks.join(", ")))
+}
+
+/// A value written into a statement sent without parameters.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Literal<'a> {
+    /// A string.
+    Text(&'a str),
+    /// An integer.
+    Int(i64),
+}
+
+/// PostgreSQL: `sql` with every `$n` replaced by `args[n - 1]` written as a
+/// literal, for a request of several statements (a simple query, which
+/// takes no parameters). Strings go as escape strings (`E'…'`, backslash
+/// and quote doubled), read the same whatever
+/// `standard_conforming_strings` says. `sql` is the crate's own text, in
+/// which `$` appears only as a placeholder. A NUL, which PostgreSQL's text
+/// cannot hold, is refused.
+pub(crate) fn inline(sql: &str, args: &[Literal<'_>]) -> Result<String, sqlx::Error> {
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let digits = rest[at + 1..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
+        let n: usize = rest[at + 1..at + 1 + digits].parse().unwrap_or(0);
+        let arg = n.checked_sub(1).and_then(|i| args.get(i));
+        match arg {
+            // In brackets, so that `-` never meets a `-` before it.
+            Some(Literal::Int(v)) => out.push_str(&format!("({v})")),
+            Some(Literal::Text(t)) if t.contains('\0') => {
+                return Err(sqlx::Error::Encode(
+                    "a NUL byte cannot be sent to PostgreSQL".into(),
+                ))
+            }
+            Some(Literal::Text(t)) => {
+                out.push_str("E'");
+                out.push_str(&t.replace('\\', "\\\\").replace('\'', "''"));
+                out.push('\'');
+            }
+            None => {
+                return Err(sqlx::Error::Protocol(format!(
+                    "no value for `${n}` in an inlined statement"
+                )))
+            }
+        }
+        rest = &rest[at + 1 + digits..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// The advisory lock key of a tree key: its 64-bit FNV-1a hash. Every
@@ -270,5 +306,36 @@ fn release(backend: Backend) -> &'static str {
         Backend::Postgres => "WITH gone AS (DELETE FROM locks WHERE resource = $1 AND owner = $2 AND token = $3 AND holds <= 1 RETURNING 1),
                       down AS (UPDATE locks SET holds = holds - 1 WHERE resource = $1 AND owner = $2 AND token = $3 AND holds > 1 RETURNING 1)
                  SELECT set_config('synchronous_commit', 'off', true)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{inline, Literal};
+
+    #[test]
+    fn inlined_values_are_literals_and_placeholders_are_whole_numbers() {
+        let args: Vec<Literal<'_>> = (1..=10)
+            .map(|i| {
+                if i == 10 {
+                    Literal::Int(-10)
+                } else {
+                    Literal::Int(i)
+                }
+            })
+            .collect();
+        // `$10` is the tenth value, not the first followed by a zero; a
+        // negative number cannot start a comment after a minus.
+        assert_eq!(
+            inline("$1 + $10 - $10", &args).unwrap(),
+            "(1) + (-10) - (-10)"
+        );
+        let text = [Literal::Text(r"it's \'; --")];
+        assert_eq!(inline("x = $1", &text).unwrap(), r"x = E'it''s \\''; --'");
+        assert!(
+            inline("$2", &text).is_err(),
+            "a placeholder without a value"
+        );
+        assert!(inline("$1", &[Literal::Text("a\0b")]).is_err(), "a NUL");
     }
 }

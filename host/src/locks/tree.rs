@@ -12,13 +12,17 @@
 //! descendant or the same path, naming that lock's holder. Expired tree
 //! locks block nothing and are taken over with a fresh token.
 //!
-//! The overlap check and the insert run in one write transaction: `BEGIN
-//! IMMEDIATE` on SQLite (one writer at a time), and on PostgreSQL a
-//! transaction-scoped advisory lock on one constant key taken first, because
-//! two acquisitions of different rows (`/repo` and `/repo/sub`) would
-//! otherwise both find no overlap and both insert.
+//! The overlap check and the insert run in one write transaction, sent as
+//! one request: `BEGIN IMMEDIATE` on SQLite (one writer at a time), and on
+//! PostgreSQL transaction-scoped advisory locks keyed by the path taken
+//! first ([`tree_gate`](super::sql::tree_gate)), because two acquisitions
+//! of different rows (`/repo` and `/repo/sub`) would otherwise both find no
+//! overlap and both insert. PostgreSQL's request is a simple query, with
+//! the values written in ([`inline`](super::sql::inline)).
 
 use std::time::Duration;
+
+use crate::db::Open;
 
 use super::{
     check_resource, conflict_from, grant_from, wait_through_conflicts, Grant, LockError, LockGuard,
@@ -50,43 +54,48 @@ impl LockService {
     ) -> Result<Grant, LockError> {
         check_resource(resource)?;
         let key = tree_key(path);
-        let sql = &self.inner.sql;
+        let db = &self.inner.db;
+        let statements = &self.inner.sql.tree_try;
         let sent_at = std::time::Instant::now();
-        let gate = super::sql::tree_gate(self.inner.db.backend, &key);
-        let mut tx = self.inner.db.begin_write_with(gate.as_deref()).await?;
-        let overlap = sqlx::query(&sql.tree_overlap)
-            .bind(&key)
-            .fetch_optional(tx.conn())
-            .await?;
-        if let Some(row) = overlap {
-            let conflict = conflict_from(&row, None)?;
-            tx.rollback().await?;
-            return Err(LockError::Conflict(Box::new(conflict)));
-        }
-        let granted = self
-            .bind_acquire(
-                sqlx::query(&sql.tree_acquire),
-                resource,
-                owner,
-                operation,
-                ttl,
-            )?
-            .bind(&key)
-            .fetch_optional(tx.conn())
-            .await?;
-        let Some(row) = granted else {
-            // The name is held live as an ordinary (non-tree) lease.
-            let holder = sqlx::query(&sql.holder)
-                .bind(resource)
-                .fetch_one(tx.conn())
-                .await?;
-            let conflict = conflict_from(&holder, Some(resource))?;
-            tx.rollback().await?;
-            return Err(LockError::Conflict(Box::new(conflict)));
+        let groups = match super::sql::tree_gate(db.backend, &key) {
+            Some(gate) => {
+                let call = Call {
+                    resource,
+                    owner,
+                    operation,
+                    ttl,
+                    key: &key,
+                };
+                let text = self.gated(&gate, statements, &call)?;
+                let mut groups = db.simple_transaction(&text).await?;
+                groups.remove(0); // the gate
+                groups
+            }
+            None => {
+                let sql = db.batch_sql(&statements.each_ref().map(String::as_str), Open::Both);
+                let query = self
+                    .bind_acquire(sqlx::query(&sql), resource, owner, operation, ttl)?
+                    .bind(&key);
+                db.batch(query).await?
+            }
         };
-        let grant = grant_from(&row, resource, sent_at)?;
-        tx.commit().await?;
-        Ok(grant)
+        let first = |i: usize| groups.get(i).and_then(|rows| rows.first());
+        if let Some(overlap) = first(0) {
+            return Err(LockError::Conflict(Box::new(conflict_from(overlap, None)?)));
+        }
+        if let Some(granted) = first(1) {
+            return Ok(grant_from(granted, resource, sent_at)?);
+        }
+        // The name is held live as an ordinary (non-tree) lease.
+        match first(2) {
+            Some(holder) => {
+                let conflict = conflict_from(holder, Some(resource))?;
+                Err(LockError::Conflict(Box::new(conflict)))
+            }
+            None => Err(LockError::Contended {
+                resource: resource.to_string(),
+            }),
+        }
     }
 
     /// SQLite: try once to take the tree lock in the open write
@@ -114,9 +123,9 @@ impl LockService {
 
     /// [`LockService::try_tree_in`] in a write transaction begun for it,
     /// which stays open (whether the lock was taken or not): the caller
-    /// commits it, with writes of its own if it likes. On SQLite one
-    /// request; on PostgreSQL two, the `BEGIN` with the [`tree_gate`]
-    /// locks, then the checked insert.
+    /// commits it, with writes of its own if it likes. One request: on
+    /// PostgreSQL the `BEGIN`, the [`tree_gate`] locks and the checked
+    /// insert as one simple query.
     ///
     /// [`tree_gate`]: super::sql::tree_gate
     pub(crate) async fn try_tree_begin(
@@ -130,14 +139,18 @@ impl LockService {
         let key = tree_key(path);
         let db = &self.inner.db;
         if let Some(gate) = super::sql::tree_gate(db.backend, &key) {
-            let mut tx = db.begin_write_with(Some(&gate)).await?;
+            let call = Call {
+                resource,
+                owner,
+                operation,
+                ttl,
+                key: &key,
+            };
+            let insert = std::slice::from_ref(&self.inner.sql.tree_try[1]);
+            let text = self.gated(&gate, insert, &call)?;
             let sent_at = std::time::Instant::now();
-            let query = sqlx::query(&self.inner.sql.tree_acquire_gated);
-            let query = self
-                .bind_acquire(query, resource, owner, operation, ttl)?
-                .bind(&key);
-            let groups = tx.batch(query, false).await?;
-            let guard = match groups.first().and_then(|rows| rows.first()) {
+            let (tx, groups) = db.begin_simple(&text).await?;
+            let guard = match groups.get(1).and_then(|rows| rows.first()) {
                 Some(row) => Some(self.guard_from(row, resource, owner, ttl, sent_at)?),
                 None => None,
             };
@@ -154,6 +167,39 @@ impl LockService {
         let (tx, groups) = db.begin_batch(query).await?;
         let guard = self.tree_guard(&groups, resource, owner, ttl, sent_at)?;
         Ok((tx, guard))
+    }
+
+    /// PostgreSQL: the [`tree_gate`](super::sql::tree_gate) locks `gate`,
+    /// then `statements` (with $1–$8 of
+    /// [`LockSql::tree_try`](super::sql::LockSql::tree_try)) with `call`'s
+    /// values written in: the text of one simple query, without its
+    /// `BEGIN` and `COMMIT`.
+    fn gated(
+        &self,
+        gate: &str,
+        statements: &[String],
+        call: &Call<'_>,
+    ) -> Result<String, LockError> {
+        use super::sql::{inline, Literal::*};
+        check_resource(call.resource)?;
+        let ttl_ms = self.clamp_ttl(call.ttl).as_millis() as i64;
+        let holder = &call.owner.holder;
+        let args = [
+            Text(call.resource),
+            Text(&call.owner.id),
+            Text(call.operation),
+            Text(&holder.host),
+            Int(holder.pid),
+            Text(&holder.user),
+            Int(ttl_ms),
+            Text(call.key),
+        ];
+        let mut text = gate.to_string();
+        for statement in statements {
+            text.push_str(";\n");
+            text.push_str(&inline(statement, &args)?);
+        }
+        Ok(text)
     }
 
     /// The guard of the tree lock `tree_acquire_checked` took (its rows in
@@ -211,6 +257,15 @@ impl LockService {
             self.clamp_ttl(ttl),
         ))
     }
+}
+
+/// The arguments of one tree-lock acquisition.
+struct Call<'a> {
+    resource: &'a str,
+    owner: &'a Owner,
+    operation: &'a str,
+    ttl: Duration,
+    key: &'a str,
 }
 
 #[cfg(test)]
