@@ -54,9 +54,18 @@ impl FleetSql {
 /// The query for the next claimable plan's id (see [`FleetSql::claim`]).
 fn claimable(backend: Backend) -> String {
     let now = backend.now_ms();
-    let (in_queues, lock_rows) = match backend {
-        Backend::Sqlite => ("instr(',' || $1 || ',', ',' || q.queue || ',') > 0", ""),
+    // The walk is the claim-order index's, stopping at the first plan
+    // that qualifies. SQLite would rather take `plan_queue_ready` for its
+    // `done = 0` and sort every unfinished plan, once per claim (17 ms a
+    // claim at 10 000 queued): it is told which index to walk.
+    let (queue, in_queues, lock_rows) = match backend {
+        Backend::Sqlite => (
+            "plan_queue q INDEXED BY plan_queue_claim",
+            "instr(',' || $1 || ',', ',' || q.queue || ',') > 0",
+            "",
+        ),
         Backend::Postgres => (
+            "plan_queue q",
             "strpos(',' || $1 || ',', ',' || q.queue || ',') > 0",
             " FOR UPDATE OF q SKIP LOCKED",
         ),
@@ -69,7 +78,7 @@ fn claimable(backend: Backend) -> String {
     // lease, the project's order, and the plan's status only for a plan
     // that is neither auto-applied nor approved.
     format!(
-        "SELECT q.plan_id FROM plan_queue q
+        "SELECT q.plan_id FROM {queue}
          WHERE q.done = 0 AND q.claimed_until <= {now} AND q.run_after <= {now} AND {in_queues}
            AND NOT EXISTS (SELECT 1 FROM locks l
                            WHERE l.resource = 'plan:' || q.plan_id AND l.expires_at > {now})
@@ -157,5 +166,42 @@ fn releasing(backend: Backend, update: &str) -> String {
         Backend::Postgres => {
             format!("WITH updated AS ({update}) DELETE FROM locks WHERE owner = $3")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row;
+
+    use super::claimable;
+    use crate::db::{Backend, Db};
+
+    /// The claim walks the queue in claim order and stops at the first
+    /// plan that qualifies: no sort of every unfinished plan per claim.
+    #[tokio::test]
+    async fn a_sqlite_claim_walks_the_claim_order_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        let plan = sqlx::query(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            claimable(Backend::Sqlite)
+        ))
+        .bind("default")
+        .fetch_all(db.reader())
+        .await
+        .unwrap();
+        let steps: Vec<String> = plan.iter().map(|r| r.get::<String, _>("detail")).collect();
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("SCAN q USING INDEX plan_queue_claim")),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|s| s.contains("TEMP B-TREE")),
+            "{steps:?}"
+        );
     }
 }
