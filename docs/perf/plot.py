@@ -16,7 +16,7 @@ def rows(name):
         return list(csv.DictReader(f))
 
 
-def chart(path, title, xlabel, ylabel, series, logx=False):
+def chart(path, title, xlabel, ylabel, series, logx=False, legend="best"):
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     for label, xs, ys in series:
         ax.plot(xs, ys, marker="o", label=label)
@@ -32,7 +32,7 @@ def chart(path, title, xlabel, ylabel, series, logx=False):
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     if len(series) > 1:
-        ax.legend()
+        ax.legend(loc=legend, fontsize=8)
     fig.tight_layout()
     fig.savefig(HERE / path)
     print("wrote", HERE / path)
@@ -76,4 +76,4 @@ if burn:
         )
         how = "worker processes" if figure == "burn_down_processes" else "in-process workers"
         series.append((f"{backend}, {how}, {plans} plans", [int(r["workers"]) for r in rs], [float(r["value"]) for r in rs]))
-    chart("fleet.png", "Fleet burn-down: noop plans, submit → applied", "workers", "plans/s", series)
+    chart("fleet.png", "Fleet burn-down: noop plans, submit → applied", "workers", "plans/s", series, legend="lower center")
